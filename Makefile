@@ -1,0 +1,27 @@
+# Two commands on a fresh machine:  make demo  |  make test
+# Both create .venv and install portkit with every pinned dependency first (idempotent).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
+# onnx2tf 1.29.24's metadata pins an older stack (TF 2.19, numpy 1.26, onnx 1.19...); it runs on
+# the pinned one, so it is installed without its declared dependencies (they are in .[all]).
+ONNX2TF := onnx2tf==1.29.24
+
+.PHONY: install demo test clean
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) -e '.[all,dev]'
+	$(PIP) --no-deps $(ONNX2TF)
+	touch $@
+
+demo: install
+	$(VENV)/bin/portkit demo
+
+test: install
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) portkit-demo

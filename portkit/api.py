@@ -1,0 +1,256 @@
+"""The library API: ``convert`` and ``inspect``. The CLI is a thin shell over these.
+
+``convert`` runs load -> convert -> run -> compare -> report. Every step that touches a model runs
+in a worker process; the artifact is staged beside its target and moved into place only after
+the route that made it has finished, so an existing file is never half-overwritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from portkit.convert import registry as edges
+from portkit.errors import ConversionError, InvalidModelError, PortkitError, UnsafeModelError, UsageError
+from portkit.formats import TARGETS, Format, sniff
+from portkit.io import atomic_replace, staging_dir
+from portkit.runtimes import registry as runtimes
+from portkit.runtimes import worker
+from portkit.runtimes.base import ModelInfo
+from portkit.runtimes.tasks import Reference
+from portkit.specs import TensorSpec, Tolerance, parse_input_flag
+from portkit.validators.parity import compare_outputs
+from portkit.validators.report import Attempt, Check, ConvertReport, FileInfo, versions
+
+Progress = Callable[[str], contextlib.AbstractContextManager[Any]]
+
+
+def _no_progress(_message: str) -> contextlib.AbstractContextManager[Any]:
+    return contextlib.nullcontext()
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """``portkit inspect``: a model's format, size, inputs, outputs and op histogram."""
+
+    path: str
+    size_bytes: int
+    info: ModelInfo
+
+
+def convert(
+    source: str | Path | Any,
+    to: str,
+    output: str | Path | None = None,
+    *,
+    inputs: Sequence[str | TensorSpec] = (),
+    inputs_file: str | Path | None = None,
+    route: str | None = None,
+    atol: float = Tolerance.atol,
+    rtol: float = Tolerance.rtol,
+    validate: bool = True,
+    seed: int = 0,
+    timeout: float = worker.DEFAULT_TIMEOUT,
+    progress: Progress = _no_progress,
+) -> ConvertReport:
+    """Convert a model to another format and prove the artifact matches its source.
+
+    Routes are tried cheapest first until one produces an artifact that runs and matches the
+    source on every runtime that loads it; every route tried is in the report.
+
+    Args:
+        source: A model file, a SavedModel directory, or a ``torch.nn.Module``.
+        to: Target format: ``onnx``, ``tflite``, ``torchscript`` or ``pt2``.
+        output: Where to write the artifact (default: beside the source, new suffix).
+        inputs: Input specs ``NAME:1x3x224x224[:dtype]`` for shapes the model doesn't store.
+        inputs_file: An ``.npz`` of input arrays to use instead of seeded random ones.
+        route: Force one route by name (e.g. ``torch.onnx+onnx2tf``).
+        atol: Absolute tolerance for parity.
+        rtol: Relative tolerance for parity.
+        validate: Run and compare the artifact (the default); False only converts.
+        seed: Seed for generated inputs.
+        timeout: Seconds each worker step (load, convert, run) may take.
+        progress: ``progress(message)`` returns a context manager around each long step.
+
+    Returns:
+        The report; ``report.exit_code`` says whether it converted and matched.
+
+    Raises:
+        PortkitError: Bad arguments or input file, or no route converted (exit code on it).
+    """
+    started = time.perf_counter()
+    target = _target(to)
+    given = [parse_input_flag(s) if isinstance(s, str) else s for s in inputs]
+    tol = Tolerance(atol, rtol)
+    with contextlib.ExitStack() as stack:
+        if not isinstance(source, (str, Path)):
+            source = _export_module(source, given, stack)
+        src = Path(source).absolute()  # workers run in their own directories
+        fmt = sniff(src)
+        _refuse_unconvertible(src, fmt, target)
+        routes = edges.pick(edges.plan(fmt, target), route)
+        if not routes:
+            raise ConversionError(f"{src}: no converter goes from {fmt.value} to {target.value} yet")
+        out = Path(output) if output is not None else src.with_suffix(target.suffix)
+        if out.resolve() == src.resolve():
+            raise UsageError(f"-o {out}: that is the source model; choose another path")
+        with progress(f"Running {src.name} as the reference"):
+            ref: Reference = worker.call(
+                "portkit.runtimes.tasks:reference", timeout=timeout, what=str(src),
+                path=str(src), fmt=fmt, given=given,
+                inputs_file=str(Path(inputs_file).absolute()) if inputs_file else None, seed=seed,
+            )
+        stage = stack.enter_context(staging_dir(out.absolute()))
+        attempts: list[Attempt] = []
+        chosen: tuple[Attempt, Path] | None = None
+        for i, r in enumerate(routes):
+            attempt, produced = _try_route(r, src, fmt, stage / f"route{i}", ref, tol, validate,
+                                           timeout, progress)
+            attempts.append(attempt)
+            if attempt.converted and (chosen is None or attempt.ok):
+                chosen = (attempt, produced)
+            if attempt.ok:
+                break
+        artifact = None
+        if chosen is not None:
+            atomic_replace(chosen[1], out)
+            artifact = FileInfo.of(out, target.value)
+        best = chosen[0] if chosen else None
+        return ConvertReport(
+            passed=bool(best and best.ok),
+            validated=validate,
+            source=FileInfo(str(src), fmt.value),
+            target=target.value,
+            artifact=artifact,
+            route=best.hops if best else (),
+            routes_tried=tuple(attempts),
+            checks=best.checks if best else (),
+            inputs=ref.inputs,
+            tolerance=tol,
+            seed=seed,
+            seconds=time.perf_counter() - started,
+            versions=versions(),
+        )
+    raise AssertionError("unreachable")  # pragma: no cover - ExitStack re-raises
+
+
+def inspect(path: str | Path, *, timeout: float = worker.DEFAULT_TIMEOUT) -> Inspection:
+    """Describe a model file: format, inputs, outputs and op counts (loaded in a worker).
+
+    Raises:
+        PortkitError: The file is missing, unknown or cannot be loaded.
+    """
+    src = Path(path).absolute()
+    fmt = sniff(src)
+    _refuse_unconvertible(src, fmt, None)
+    info: ModelInfo = worker.call("portkit.runtimes.tasks:describe", timeout=timeout,
+                                  what=str(src), path=str(src), fmt=fmt)
+    size = FileInfo.of(src, fmt.value).size_bytes
+    return Inspection(str(src), size, info)
+
+
+def _target(to: str) -> Format:
+    try:
+        return TARGETS[to.lower()]
+    except KeyError:
+        raise UsageError(f"--to {to}: unknown target; one of {', '.join(TARGETS)}") from None
+
+
+def _refuse_unconvertible(src: Path, fmt: Format, target: Format | None) -> None:
+    if fmt is Format.STATE_DICT:
+        raise InvalidModelError(
+            f"{src}: holds only weights (a state_dict), not the model's code; save the model with "
+            "torch.export.save(torch.export.export(model, args), 'model.pt2') or "
+            "torch.jit.save(torch.jit.trace(model, args), 'model.pt')"
+        )
+    if fmt is Format.TORCH_PICKLE:
+        raise UnsafeModelError(
+            f"{src}: a pickled Python object, which runs code when loaded; portkit does not "
+            "load pickles: save it as .pt2 (torch.export.save) or TorchScript (torch.jit.save)"
+        )
+    if target is not None and fmt is target:
+        raise UsageError(f"{src}: already {fmt.value}; pick another --to")
+
+
+def _try_route(route: edges.Route, src: Path, fmt: Format, folder: Path, ref: Reference,
+               tol: Tolerance, validate: bool, timeout: float,
+               progress: Progress) -> tuple[Attempt, Path]:
+    folder.mkdir()
+    current, current_fmt = src, fmt
+    hops = []
+    for j, edge in enumerate(route.edges):
+        dst = folder / f"hop{j}{edge.target.suffix}"
+        try:
+            with progress(f"Converting with {edge.tool} ({current_fmt.value} -> {edge.target.value})"):
+                hops.append(worker.call(
+                    "portkit.convert.registry:run_edge", timeout=timeout,
+                    what=f"{edge.tool} on {src.name}", tool=edge.tool, src=str(current),
+                    src_format=current_fmt, dst=str(dst), inputs=list(ref.inputs),
+                ))
+        except PortkitError as e:
+            return Attempt(route.name, False, False, f"{edge.tool}: {e}", tuple(hops)), dst
+        current, current_fmt = dst, edge.target
+    if not validate:
+        return Attempt(route.name, True, False, "not validated (--no-validate)", tuple(hops)), current
+    checks = tuple(c for rt in runtimes.for_format(current_fmt)
+                   for c in _checks(current, current_fmt, rt, ref, tol, route.channels_last,
+                                    timeout, progress))
+    failed = [c for c in checks if not c.passed]
+    error = None
+    if failed:
+        error = "; ".join(_failure(c) for c in failed)
+    return Attempt(route.name, True, not failed, error, tuple(hops), checks), current
+
+
+def _checks(artifact: Path, fmt: Format, runtime: runtimes.Runtime, ref: Reference,
+            tol: Tolerance, channels_last: bool, timeout: float, progress: Progress) -> list[Check]:
+    """Run the artifact on every device of one runtime (one worker) and compare each run."""
+    try:
+        with progress(f"Running the artifact on {runtime.name}"):
+            runs = worker.call(
+                "portkit.runtimes.tasks:run_artifact_everywhere", timeout=timeout,
+                what=f"{artifact.name} on {runtime.name}", path=str(artifact), fmt=fmt,
+                runtime=runtime.name, feeds=ref.feeds, specs=list(ref.inputs),
+                prefer_channels_last=channels_last,
+            )
+    except PortkitError as e:
+        return [Check(runtime.name, "cpu", False, error=str(e))]
+    checks = []
+    for device, run in runs:
+        if isinstance(run, str):
+            checks.append(Check(runtime.name, device, False, error=run))
+            continue
+        rows = tuple(compare_outputs(ref.outputs, run.outputs, tol))
+        notes = tuple(f"{b.source}: {b.layout_note}" for b in run.bindings if b.layout_note)
+        checks.append(Check(runtime.name, device, all(r.passed for r in rows), rows, notes,
+                            run.seconds))
+    return checks
+
+
+def _failure(check: Check) -> str:
+    if check.error:
+        return f"{check.runtime}/{check.device}: {check.error}"
+    worst = max(check.outputs, key=lambda o: o.max_abs_err)
+    return (f"{check.runtime}/{check.device}: output {worst.name} max abs err "
+            f"{worst.max_abs_err:.3g} (would pass with atol {worst.min_atol_to_pass:.3g})")
+
+
+def _export_module(module: Any, given: list[TensorSpec], stack: contextlib.ExitStack) -> Path:
+    """Save an ``nn.Module`` as an ExportedProgram (``.pt2``) in a temporary folder."""
+    import torch
+
+    from portkit.convert._torch import example_args
+
+    if not given or not all(s.is_static for s in given):
+        raise UsageError("convert(module, ...): pass inputs=['x:1x3x224x224', ...] for every input")
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="portkit-module-")))
+    path = folder / f"{type(module).__name__}.pt2"
+    specs = [TensorSpec(s.name, s.shape, s.dtype or "float32") for s in given]
+    torch.export.save(torch.export.export(module.eval(), example_args(specs)), str(path))
+    return path
+

@@ -1,0 +1,38 @@
+"""Loading a PyTorch source for export: an ExportedProgram and example arguments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from portkit.formats import Format
+from portkit.specs import TensorSpec, make_inputs
+
+
+def example_args(inputs: list[TensorSpec]) -> tuple[Any, ...]:
+    """Seeded example tensors for tracing/export, one per input in order."""
+    import torch
+
+    return tuple(torch.from_numpy(a) for a in make_inputs(inputs, seed=0).values())
+
+
+def load_exported_program(src: Path, fmt: Format, inputs: list[TensorSpec]) -> Any:
+    """An ExportedProgram of the source: loaded (``.pt2``) or converted from TorchScript."""
+    import torch
+
+    if fmt is Format.EXPORTED_PROGRAM:
+        return torch.export.load(str(src))
+    from torch._export.converter import TS2EPConverter
+
+    module = torch.jit.load(str(src), map_location="cpu").eval()
+    return TS2EPConverter(module, example_args(inputs)).convert()
+
+
+def output_names(module: Any, args: tuple[Any, ...]) -> list[str]:
+    """The names portkit gives the module's outputs (as the torch runtime does)."""
+    import torch
+
+    from portkit.runtimes.torch import flatten_outputs
+
+    with torch.no_grad():
+        return list(flatten_outputs(module(*args)))

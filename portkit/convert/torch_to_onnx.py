@@ -1,0 +1,57 @@
+"""PyTorch -> ONNX with torch.onnx: two edges, one per exporter.
+
+``torch.onnx`` is the dynamo exporter on an ExportedProgram (TorchScript sources are converted
+with TS2EPConverter first); ``torch.onnx-legacy`` is the TorchScript exporter, with constant
+folding, for TorchScript sources. As separate edges they are separate routes, so the planner
+falls back from one to the other and the report names the exporter that made the artifact.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from portkit.convert._torch import example_args, load_exported_program, output_names
+from portkit.convert.registry import register_edge
+from portkit.formats import Format
+from portkit.specs import TensorSpec
+
+LEGACY_OPSET = 17
+
+
+@register_edge(tool="torch.onnx", sources=(Format.TORCHSCRIPT, Format.EXPORTED_PROGRAM),
+               target=Format.ONNX, cost=1.0)
+def export_dynamo(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec]) -> str:
+    """``torch.onnx.export(..., dynamo=True)`` on the source's ExportedProgram."""
+    import torch
+
+    program = load_exported_program(src, fmt, inputs)
+    args = example_args(inputs)
+    torch.onnx.export(
+        program, args, str(dst), dynamo=True, external_data=False,
+        input_names=[s.name for s in inputs], output_names=output_names(program.module(), args),
+    )
+    return f"dynamo exporter, opset {_check(dst)}"
+
+
+@register_edge(tool="torch.onnx-legacy", sources=(Format.TORCHSCRIPT,), target=Format.ONNX,
+               cost=1.2)
+def export_legacy(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec]) -> str:
+    """``torch.onnx.export(..., dynamo=False)`` on the TorchScript module."""
+    import torch
+
+    module = torch.jit.load(str(src), map_location="cpu").eval()
+    args = example_args(inputs)
+    torch.onnx.export(
+        module, args, str(dst), dynamo=False, opset_version=LEGACY_OPSET,
+        input_names=[s.name for s in inputs], output_names=output_names(module, args),
+    )
+    return f"TorchScript (legacy) exporter, opset {_check(dst)}"
+
+
+def _check(path: Path) -> int:
+    """Post-condition: the file passes ``onnx.checker``; returns its default-domain opset."""
+    import onnx
+
+    onnx.checker.check_model(str(path))
+    model = onnx.load(str(path), load_external_data=False)
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))

@@ -1,0 +1,211 @@
+"""Model formats, told apart by their bytes (magic numbers and archive layout), not extensions.
+
+Sniffing never imports a framework and never unpickles anything: it reads magic bytes, a zip's
+central directory and, for pickles, the opcode stream.
+"""
+
+from __future__ import annotations
+
+import enum
+import pickletools
+import zipfile
+from pathlib import Path
+
+from portkit.errors import InvalidModelError
+
+
+class Format(str, enum.Enum):
+    """A model format portkit can read or write."""
+
+    TORCHSCRIPT = "torchscript"
+    EXPORTED_PROGRAM = "exported-program"
+    TORCH_PICKLE = "torch-pickle"
+    STATE_DICT = "state-dict"
+    ONNX = "onnx"
+    TFLITE = "tflite"
+    SAVEDMODEL = "savedmodel"
+    KERAS = "keras"
+    H5 = "h5"
+
+    @property
+    def suffix(self) -> str:
+        """The file suffix an artifact of this format is written with."""
+        return _SUFFIXES[self]
+
+    @property
+    def framework(self) -> str:
+        """The framework family: torch, onnx, tflite or tensorflow."""
+        return _FRAMEWORKS[self]
+
+
+_SUFFIXES = {
+    Format.TORCHSCRIPT: ".pt",
+    Format.EXPORTED_PROGRAM: ".pt2",
+    Format.TORCH_PICKLE: ".pt",
+    Format.STATE_DICT: ".pt",
+    Format.ONNX: ".onnx",
+    Format.TFLITE: ".tflite",
+    Format.SAVEDMODEL: "",
+    Format.KERAS: ".keras",
+    Format.H5: ".h5",
+}
+_FRAMEWORKS = {
+    Format.TORCHSCRIPT: "torch",
+    Format.EXPORTED_PROGRAM: "torch",
+    Format.TORCH_PICKLE: "torch",
+    Format.STATE_DICT: "torch",
+    Format.ONNX: "onnx",
+    Format.TFLITE: "tflite",
+    Format.SAVEDMODEL: "tensorflow",
+    Format.KERAS: "tensorflow",
+    Format.H5: "tensorflow",
+}
+
+# Names accepted by ``--to``.
+TARGETS = {
+    "onnx": Format.ONNX,
+    "tflite": Format.TFLITE,
+    "torchscript": Format.TORCHSCRIPT,
+    "pt2": Format.EXPORTED_PROGRAM,
+    "exported-program": Format.EXPORTED_PROGRAM,
+}
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+# torch.save's legacy (non-zip) format starts with a pickled magic number.
+_TORCH_LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+# Globals a plain state_dict pickle may reference; anything else means pickled code.
+_STATE_DICT_GLOBALS = (
+    "collections OrderedDict",
+    "torch._utils _rebuild_tensor",
+    "torch._utils _rebuild_parameter",
+    "torch FloatStorage",
+    "torch DoubleStorage",
+    "torch HalfStorage",
+    "torch BFloat16Storage",
+    "torch LongStorage",
+    "torch IntStorage",
+    "torch ShortStorage",
+    "torch CharStorage",
+    "torch ByteStorage",
+    "torch BoolStorage",
+    "torch float",
+    "torch int",
+    "torch bfloat16",
+    "torch half",
+    "torch long",
+    "torch bool",
+    "torch device",
+    "torch Size",
+)
+# ModelProto field tags that may follow ir_version (field 1) in a serialized ONNX file.
+_ONNX_SECOND_TAGS = {0x12, 0x1A, 0x22, 0x2A, 0x32, 0x3A, 0x42, 0x72, 0x7A}
+
+
+def sniff(path: str | Path) -> Format:
+    """Tell a model file's format from its contents.
+
+    Args:
+        path: A model file or SavedModel directory.
+
+    Returns:
+        The detected format.
+
+    Raises:
+        InvalidModelError: The path is missing, empty, truncated, or no known format.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InvalidModelError(f"{path}: no such file or directory")
+    if path.is_dir():
+        if (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file():
+            return Format.SAVEDMODEL
+        raise InvalidModelError(
+            f"{path}: a directory, but not a SavedModel (no saved_model.pb inside); "
+            "pass a model file or a SavedModel directory"
+        )
+    size = path.stat().st_size
+    if size == 0:
+        raise InvalidModelError(f"{path}: the file is empty; re-export the model")
+    with path.open("rb") as f:
+        head = f.read(64)
+    if head.startswith(_ZIP_MAGIC):
+        return _sniff_zip(path)
+    if head.startswith(_HDF5_MAGIC):
+        return Format.H5
+    if head[4:8] == b"TFL3":
+        _check_tflite_size(path, head, size)
+        return Format.TFLITE
+    if head.startswith(b"\x80") and _TORCH_LEGACY_MAGIC in head:
+        return _sniff_pickle(path, path.read_bytes()[head.index(_TORCH_LEGACY_MAGIC) - 2 :])
+    if _looks_like_onnx(head):
+        return Format.ONNX
+    raise InvalidModelError(
+        f"{path}: not a model format portkit knows (first bytes {head[:8]!r}); expected "
+        "TorchScript/ExportedProgram (.pt/.pt2), ONNX, TFLite, SavedModel, .keras or .h5"
+    )
+
+
+def _sniff_zip(path: Path) -> Format:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            if "config.json" in names and "metadata.json" in names:
+                return Format.KERAS
+            members = {n.split("/", 1)[1] for n in names if "/" in n}
+            if "archive_format" in members or any(m.startswith("models/") for m in members):
+                return Format.EXPORTED_PROGRAM
+            if "constants.pkl" in members and any(m.startswith("code/") for m in members):
+                return Format.TORCHSCRIPT
+            pkl = next((n for n in names if n.endswith("/data.pkl")), None)
+            if pkl is not None:
+                return _sniff_pickle(path, zf.read(pkl))
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise InvalidModelError(
+            f"{path}: a zip archive (PyTorch/Keras) that is truncated or corrupt ({e}); "
+            "re-export or re-download it"
+        ) from None
+    raise InvalidModelError(
+        f"{path}: a zip archive, but not a TorchScript, ExportedProgram, torch.save or .keras "
+        "archive"
+    )
+
+
+def _sniff_pickle(path: Path, data: bytes) -> Format:
+    """State dict or pickled module, from the globals the pickle references (never loading it)."""
+    globals_seen: list[str] = []
+    strings: list[str] = []
+    try:
+        for op, arg, _pos in pickletools.genops(data):
+            if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
+                strings.append(str(arg))
+            elif op.name == "GLOBAL":
+                globals_seen.append(str(arg))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                globals_seen.append(f"{strings[-2]} {strings[-1]}")
+            if op.name == "STOP":
+                break
+    except (ValueError, IndexError) as e:
+        raise InvalidModelError(
+            f"{path}: a PyTorch pickle that is truncated or corrupt ({e}); re-export it"
+        ) from None
+    if all(g.startswith(_STATE_DICT_GLOBALS) for g in globals_seen):
+        return Format.STATE_DICT
+    return Format.TORCH_PICKLE
+
+
+def _check_tflite_size(path: Path, head: bytes, size: int) -> None:
+    root = int.from_bytes(head[:4], "little")
+    if size < 16 or root >= size:
+        raise InvalidModelError(
+            f"{path}: a TFLite flatbuffer that is truncated ({size} bytes, root table at "
+            f"offset {root}); re-export or re-download it"
+        )
+
+
+def _looks_like_onnx(head: bytes) -> bool:
+    # ModelProto starts with ir_version (field 1, varint): tag 0x08, a small version, then
+    # another ModelProto field tag.
+    return (
+        len(head) >= 3 and head[0] == 0x08 and 3 <= head[1] <= 20 and head[2] in _ONNX_SECOND_TAGS
+    )

@@ -1,0 +1,117 @@
+"""The runtime contract: a Runtime loads a model file into a Session that runs numpy feeds.
+
+``Runtime.load`` checks the format and device, then calls the subclass's ``_load``;
+``Session.run`` checks the feeds against the declared inputs, then calls ``_run``. Runtimes
+register themselves by decorator; ``portkit.runtimes.registry`` finds them per format.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from portkit.errors import InternalError, InvalidModelError
+from portkit.formats import Format
+from portkit.specs import TensorSpec
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a runtime sees in a model file."""
+
+    format: Format
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    op_counts: dict[str, int] = field(default_factory=dict)
+
+
+class Session(abc.ABC):
+    """A loaded model, ready to run."""
+
+    def __init__(self, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> None:
+        self.inputs = inputs
+        self.outputs = outputs
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model once.
+
+        Args:
+            feeds: One array per declared input, by name.
+
+        Returns:
+            The outputs by name, in the model's output order.
+
+        Raises:
+            InternalError: ``feeds`` does not name exactly the declared inputs.
+        """
+        missing = [s.name for s in self.inputs if s.name not in feeds]
+        if missing or len(feeds) != len(self.inputs):
+            raise InternalError(
+                f"feeds {sorted(feeds)} do not match the model's inputs "
+                f"{[s.name for s in self.inputs]}"
+            )
+        return self._run(feeds)
+
+    @abc.abstractmethod
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run with checked feeds."""
+
+    def op_counts(self) -> dict[str, int]:
+        """How many times each op occurs in the model (empty when the runtime can't tell)."""
+        return {}
+
+
+class Runtime(abc.ABC):
+    """A framework that runs models of some formats on some devices."""
+
+    name: ClassVar[str]
+    formats: ClassVar[tuple[Format, ...]]
+
+    def devices(self) -> list[str]:
+        """Devices this runtime can use on this machine (``cpu`` always)."""
+        return ["cpu"]
+
+    def load(self, path: Path, fmt: Format, device: str = "cpu") -> Session:
+        """Load a model.
+
+        Args:
+            path: The model file.
+            fmt: Its format (from ``portkit.formats.sniff``).
+            device: One of ``devices()``.
+
+        Returns:
+            A session ready to run.
+
+        Raises:
+            InternalError: This runtime doesn't take ``fmt`` or ``device``.
+            InvalidModelError: The framework could not load the file.
+        """
+        if fmt not in self.formats:
+            raise InternalError(f"runtime {self.name} does not load {fmt.value} models")
+        if device not in self.devices():
+            raise InternalError(f"runtime {self.name} has no device {device!r} here")
+        try:
+            return self._load(path, fmt, device)
+        except (InvalidModelError, InternalError):
+            raise
+        except Exception as e:  # noqa: BLE001 - any framework error on load means a bad file
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise InvalidModelError(
+                f"{path}: {self.name} could not load it as {fmt.value} ({type(e).__name__}: "
+                f"{first}); check that the file is complete and was exported by a supported "
+                "version"
+            ) from None
+
+    @abc.abstractmethod
+    def _load(self, path: Path, fmt: Format, device: str) -> Session:
+        """Load a file whose format and device were checked."""
+
+
+def count(names: list[str]) -> dict[str, int]:
+    """An op histogram, most frequent first."""
+    return dict(Counter(names).most_common())

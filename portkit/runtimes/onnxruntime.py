@@ -1,0 +1,66 @@
+"""ONNX Runtime: the CPU provider, and the CUDA provider when onnxruntime-gpu sees a GPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from portkit.formats import Format
+from portkit.runtimes.base import Runtime, Session, count
+from portkit.runtimes.registry import register_runtime
+from portkit.specs import TensorSpec
+
+_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+# 'tensor(float)' -> 'float32'
+_ORT_TYPES = {"float": "float32", "double": "float64", "float16": "float16", "int64": "int64",
+              "int32": "int32", "int8": "int8", "uint8": "uint8", "bool": "bool"}
+
+
+def _spec(arg: Any) -> TensorSpec:
+    shape = tuple(d if isinstance(d, int) else None for d in arg.shape)
+    kind = arg.type.removeprefix("tensor(").removesuffix(")")
+    return TensorSpec(arg.name, shape, _ORT_TYPES.get(kind, kind))
+
+
+class OrtSession(Session):
+    def __init__(self, session: Any, path: Path) -> None:
+        super().__init__([_spec(a) for a in session.get_inputs()],
+                         [_spec(a) for a in session.get_outputs()])
+        self._session = session
+        self._path = path
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        names = [s.name for s in self.outputs]
+        return dict(zip(names, self._session.run(names, feeds)))
+
+    def op_counts(self) -> dict[str, int]:
+        import onnx
+
+        graph = onnx.load(str(self._path), load_external_data=False).graph
+        return count([n.op_type for n in graph.node])
+
+
+@register_runtime
+class OnnxRuntime(Runtime):
+    """``onnxruntime.InferenceSession`` with one execution provider per device."""
+
+    name = "onnxruntime"
+    formats = (Format.ONNX,)
+
+    def devices(self) -> list[str]:
+        import onnxruntime
+
+        available = onnxruntime.get_available_providers()
+        return [d for d, p in _PROVIDERS.items() if p in available]
+
+    def _load(self, path: Path, fmt: Format, device: str) -> Session:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        session = onnxruntime.InferenceSession(
+            str(path), sess_options=options, providers=[_PROVIDERS[device]]
+        )
+        return OrtSession(session, path)

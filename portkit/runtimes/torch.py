@@ -1,0 +1,100 @@
+"""PyTorch: TorchScript archives and ExportedPrograms, eager on CPU (CUDA when present)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from portkit.formats import Format
+from portkit.runtimes.base import Runtime, Session, count
+from portkit.runtimes.registry import register_runtime
+from portkit.specs import TensorSpec
+
+
+def torch_dtype_name(dtype: Any) -> str:
+    """``torch.float32`` -> ``float32``."""
+    return str(dtype).replace("torch.", "")
+
+
+def flatten_outputs(value: Any, prefix: str = "output") -> dict[str, np.ndarray]:
+    """Name a module's (possibly nested) outputs ``output_0, output_1, ...``, dict keys kept."""
+    import torch
+
+    flat: list[tuple[str | None, Any]] = []
+
+    def walk(v: Any, key: str | None = None) -> None:
+        if isinstance(v, torch.Tensor):
+            flat.append((key, v))
+        elif isinstance(v, dict):
+            for k, item in v.items():
+                walk(item, str(k))
+        elif isinstance(v, (list, tuple)):
+            for item in v:
+                walk(item)
+
+    walk(value)
+    return {
+        key or f"{prefix}_{i}": t.detach().cpu().numpy() for i, (key, t) in enumerate(flat)
+    }
+
+
+class TorchSession(Session):
+    def __init__(self, module: Any, inputs: list[TensorSpec], outputs: list[TensorSpec],
+                 device: str, ops: list[str]) -> None:
+        super().__init__(inputs, outputs)
+        self._module = module
+        self._device = device
+        self._ops = ops
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        args = [torch.from_numpy(np.ascontiguousarray(feeds[s.name])).to(self._device)
+                for s in self.inputs]
+        with torch.no_grad():
+            return flatten_outputs(self._module(*args))
+
+    def op_counts(self) -> dict[str, int]:
+        return count(self._ops)
+
+
+@register_runtime
+class TorchRuntime(Runtime):
+    """PyTorch eager (``torch.jit.load`` / ``torch.export.load``)."""
+
+    name = "torch"
+    formats = (Format.TORCHSCRIPT, Format.EXPORTED_PROGRAM)
+
+    def devices(self) -> list[str]:
+        import torch
+
+        return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+
+    def _load(self, path: Path, fmt: Format, device: str) -> Session:
+        import torch
+
+        torch.manual_seed(0)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        if fmt is Format.TORCHSCRIPT:
+            module = torch.jit.load(str(path), map_location=device).eval()
+            names = [a.name for a in module.forward.schema.arguments[1:]]
+            inputs = [TensorSpec(n, None, "") for n in names]  # TorchScript keeps no shapes
+            ops = [n.kind() for n in module.inlined_graph.nodes()
+                   if not n.kind().startswith("prim::")]
+            return TorchSession(module, inputs, [], device, ops)
+        ep = torch.export.load(str(path))
+        user_inputs = set(ep.graph_signature.user_inputs)
+        inputs = []
+        ops = []
+        for node in ep.graph.nodes:
+            if node.op == "placeholder" and node.name in user_inputs:
+                val = node.meta.get("val")
+                shape = tuple(int(d) if isinstance(d, int) else None for d in val.shape)
+                inputs.append(TensorSpec(node.name, shape, torch_dtype_name(val.dtype)))
+            elif node.op == "call_function":
+                ops.append(str(node.target))
+        outputs = [TensorSpec(n, None, "") for n in ep.graph_signature.user_outputs]
+        return TorchSession(ep.module().to(device), inputs, outputs, device, ops)

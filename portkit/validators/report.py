@@ -1,0 +1,145 @@
+"""The convert report: frozen dataclasses, rendered as JSON (the contract) or terminal tables."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from portkit.convert.registry import Hop
+from portkit.errors import ExitCode
+from portkit.specs import TensorSpec, Tolerance
+from portkit.validators.parity import OutputParity
+
+# Distributions whose versions go into every report (read from metadata, never imported).
+_VERSIONED = ("portkit", "numpy", "torch", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxscript",
+              "tensorflow", "tf-keras", "ai-edge-litert", "litert-torch", "onnx2tf", "tf2onnx")
+
+
+@dataclass(frozen=True)
+class Check:
+    """The artifact run on one runtime and device, compared with the reference."""
+
+    runtime: str
+    device: str
+    passed: bool
+    outputs: tuple[OutputParity, ...] = ()
+    input_layouts: tuple[str, ...] = ()
+    seconds: float = 0.0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One route tried: what it produced, and whether the artifact ran and matched."""
+
+    route: str
+    converted: bool
+    passed: bool
+    error: str | None = None
+    hops: tuple[Hop, ...] = ()
+    checks: tuple[Check, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.converted and self.passed
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """A model file: where, what format, how big, and its digest."""
+
+    path: str
+    format: str
+    size_bytes: int = 0
+    sha256: str = ""
+
+    @classmethod
+    def of(cls, path: Path, fmt: str) -> FileInfo:
+        """Size and sha256 of a file (or of every file under a directory)."""
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        digest = hashlib.sha256()
+        for f in files:
+            with f.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+        return cls(str(path), fmt, sum(f.stat().st_size for f in files), digest.hexdigest())
+
+
+@dataclass(frozen=True)
+class ConvertReport:
+    """Everything one ``portkit convert`` did and found."""
+
+    passed: bool
+    validated: bool
+    source: FileInfo
+    target: str
+    artifact: FileInfo | None
+    route: tuple[Hop, ...]
+    routes_tried: tuple[Attempt, ...]
+    checks: tuple[Check, ...]
+    inputs: tuple[TensorSpec, ...]
+    tolerance: Tolerance
+    seed: int
+    seconds: float
+    versions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """0 converted and matched; 1 converted, parity failed; 3 nothing converted."""
+        if self.artifact is None:
+            return ExitCode.CONVERSION_FAILED
+        return ExitCode.OK if self.passed else ExitCode.PARITY_FAILED
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON contract (see README): plain types only, non-finite floats as strings."""
+        d = _plain(dataclasses.asdict(self))
+        d["route"] = [_hop(h) for h in self.route]
+        d["routes_tried"] = [
+            {**_plain(dataclasses.asdict(a)), "ok": a.ok, "hops": [_hop(h) for h in a.hops]}
+            for a in self.routes_tried
+        ]
+        d["exit_code"] = int(self.exit_code)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def write_json(self, path: str | Path) -> None:
+        """Write the JSON report atomically."""
+        from portkit.io import atomic_write_text
+
+        atomic_write_text(Path(path), self.to_json() + "\n")
+
+
+def _hop(h: Hop) -> dict[str, Any]:
+    return {"from": h.source.value, "to": h.target.value, "tool": h.tool,
+            "seconds": round(h.seconds, 3), "detail": h.detail}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if hasattr(value, "value") and not isinstance(value, (int, float, str)):
+        return value.value  # enums
+    return value
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of the libraries portkit drives."""
+    found = {}
+    for dist in _VERSIONED:
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return found

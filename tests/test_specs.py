@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from portkit.errors import UsageError
+from portkit.specs import TensorSpec, load_inputs_file, make_inputs, parse_input_flag, resolve_inputs
+
+
+def test_parse_input_flag_shape_and_dtype() -> None:
+    assert parse_input_flag("x:1x3x64x64") == TensorSpec("x", (1, 3, 64, 64), "")
+    assert parse_input_flag("ids:1x128:int64") == TensorSpec("ids", (1, 128), "int64")
+    assert parse_input_flag("s:scalar") == TensorSpec("s", (), "")
+
+
+@pytest.mark.parametrize("bad", ["x", "x:1x", "x:1x3:complex", ":1x3", "x:ax3"])
+def test_parse_input_flag_rejects_malformed(bad: str) -> None:
+    with pytest.raises(UsageError, match="--input"):
+        parse_input_flag(bad)
+
+
+def test_resolve_fills_missing_shape_and_keeps_stored_dtype() -> None:
+    stored = [TensorSpec("x", None, ""), TensorSpec("ids", (1, None), "int64")]
+    got = resolve_inputs("m.pt", stored, [parse_input_flag("x:1x3"), parse_input_flag("ids:1x4")])
+    assert got == [TensorSpec("x", (1, 3), "float32"), TensorSpec("ids", (1, 4), "int64")]
+
+
+def test_resolve_missing_shape_names_the_flag() -> None:
+    with pytest.raises(UsageError, match=r"m\.pt: .*'x'.*pass it, e\.g\. --input x:"):
+        resolve_inputs("m.pt", [TensorSpec("x", None, "")], [])
+
+
+def test_resolve_unknown_name_lists_the_model_inputs() -> None:
+    stored = [TensorSpec("a", None, ""), TensorSpec("b", None, "")]
+    with pytest.raises(UsageError, match="model's inputs are a, b"):
+        resolve_inputs("m.pt", stored, [parse_input_flag("zzz:1x2")])
+
+
+def test_resolve_takes_renamed_flags_in_order() -> None:
+    got = resolve_inputs("m", [TensorSpec("args_0", None, "")], [parse_input_flag("x:2x2")])
+    assert got == [TensorSpec("args_0", (2, 2), "float32")]
+
+
+def test_make_inputs_is_seeded() -> None:
+    specs = [TensorSpec("x", (2, 3)), TensorSpec("i", (4,), "int64"), TensorSpec("b", (2,), "bool")]
+    a, b = make_inputs(specs, 7), make_inputs(specs, 7)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert a["x"].dtype == np.float32 and a["i"].dtype == np.int64 and a["b"].dtype == bool
+    assert not np.array_equal(a["x"], make_inputs(specs, 8)["x"])
+
+
+def test_inputs_file_refuses_object_arrays(tmp_path) -> None:
+    path = tmp_path / "bad.npz"
+    np.savez(path, x=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(UsageError, match="cannot read it"):
+        load_inputs_file(str(path), [TensorSpec("x", (1,))])
+
+
+def test_inputs_file_by_name_and_by_order(tmp_path) -> None:
+    path = tmp_path / "in.npz"
+    np.savez(path, anything=np.ones((1, 2), np.float32))
+    got = load_inputs_file(str(path), [TensorSpec("x", (1, 2))])
+    assert list(got) == ["x"] and got["x"].shape == (1, 2)
