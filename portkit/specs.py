@@ -97,7 +97,7 @@ def resolve_inputs(
     elif unknown:
         raise UsageError(
             f"{model_name}: --input names {', '.join(unknown)}, but the model's inputs are "
-            f"{', '.join(known) or '(none)'}"
+            f"{', '.join(s.name for s in stored) or '(none)'}"
         )
     resolved = []
     for s in stored:
