@@ -107,7 +107,10 @@ def edges() -> list[Edge]:
 
 
 def plan(source: Format, target: Format, max_hops: int = 3) -> list[Route]:
-    """Every route from ``source`` to ``target`` without cycles, cheapest first.
+    """Every route from ``source`` to ``target`` without cycles or detours, cheapest first.
+
+    A detour is a hop whose tool could have read an earlier format of the route directly
+    (``.pt2 -> TorchScript -> TFLite`` when the TFLite converter reads ``.pt2`` itself).
 
     Args:
         source: The source model's format.
@@ -122,7 +125,7 @@ def plan(source: Format, target: Format, max_hops: int = 3) -> list[Route]:
 
     def extend(fmt: Format, path: tuple[Edge, ...], seen: frozenset[Format]) -> None:
         for e in all_edges:
-            if fmt not in e.sources or e.target in seen:
+            if fmt not in e.sources or e.target in seen or (seen - {fmt}) & set(e.sources):
                 continue
             if e.target == target:
                 routes.append(Route(path + (e,)))

@@ -1,0 +1,59 @@
+"""The worker process: results come back, errors keep their class, crashes and hangs are contained."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from portkit import errors
+from portkit.runtimes import worker
+
+
+def test_returns_the_value() -> None:
+    assert worker.call("tests.runtimes.workload:echo", value=[1, 2]) == [1, 2]
+
+
+def test_portkit_errors_keep_their_class() -> None:
+    with pytest.raises(errors.UsageError, match="bad flag"):
+        worker.call("tests.runtimes.workload:raise_usage", message="bad flag")
+
+
+def test_other_errors_become_worker_errors_with_traceback() -> None:
+    with pytest.raises(worker.WorkerError, match="ZeroDivisionError") as info:
+        worker.call("tests.runtimes.workload:divide", a=1, b=0)
+    assert "Traceback" in info.value.traceback
+
+
+def test_a_segfault_is_reported_by_signal_name() -> None:
+    with pytest.raises(errors.WorkerCrashedError, match="SIGSEGV") as info:
+        worker.call("tests.runtimes.workload:segfault", what="crash.model")
+    assert "crash.model" in str(info.value)
+    assert info.value.exit_code == errors.ExitCode.RUNTIME_CRASHED
+
+
+def test_a_hang_is_killed_with_its_children(tmp_path) -> None:
+    pid_file = tmp_path / "child.pid"
+    start = time.monotonic()
+    with pytest.raises(errors.WorkerTimeoutError, match="--timeout"):
+        worker.call("tests.runtimes.workload:hang_with_child", timeout=3, pid_file=str(pid_file))
+    assert time.monotonic() - start < 30
+    child = int(pid_file.read_text())
+    time.sleep(0.2)
+    assert _gone(child)
+
+
+def _gone(pid: int) -> bool:
+    """Dead: no such process, or a zombie waiting for init to reap it."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_worker_env_is_scrubbed(monkeypatch) -> None:
+    monkeypatch.setenv("SECRET_TOKEN", "x")
+    env = worker.call("tests.runtimes.workload:environment")
+    assert "SECRET_TOKEN" not in env
+    assert env["TF_CPP_MIN_LOG_LEVEL"] == "3"
