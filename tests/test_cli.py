@@ -210,3 +210,17 @@ def test_demo(tmp_path: Path) -> None:
     assert "PASSED" in result.stdout and "Parity" in result.stdout
     assert json.loads((tmp_path / "r.json").read_text())["passed"] is True
     assert (tmp_path / "demo" / "cnn.tflite").exists()
+
+
+def test_falls_back_to_the_next_route_and_reports_both(saved_models, tmp_path: Path) -> None:
+    # litert-torch can't lower the fixture's transposed conv; ONNX + onnx2tf can.
+    out = tmp_path / "up.tflite"
+    result = run_cli("convert", saved_models("upsample", "pt2"), "--to", "tflite", "-o", out, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    tried = report["routes_tried"]
+    assert [a["route"] for a in tried] == ["litert-torch", "torch.onnx+onnx2tf"]
+    assert not tried[0]["ok"] and not tried[0]["converted"] and "litert-torch" in tried[0]["error"]
+    assert tried[1]["ok"] and tried[1]["error"] is None
+    assert [h["tool"] for h in report["route"]] == ["torch.onnx", "onnx2tf"]
+    assert report["passed"] and report["checks"][0]["outputs"][0]["layout"] == "NCHW->NHWC"

@@ -17,7 +17,7 @@ def names(src: Format, dst: Format) -> list[str]:
 
 def test_direct_route_first_then_onnx_fallbacks() -> None:
     assert names(Format.TORCHSCRIPT, Format.TFLITE) == [
-        "litert-torch", "torch.onnx+onnx2tf", "torch.onnx-legacy+onnx2tf"]
+        "litert-torch", "torch.onnx-legacy+onnx2tf", "torch.onnx+onnx2tf"]
     assert names(Format.EXPORTED_PROGRAM, Format.TFLITE) == [
         "litert-torch", "torch.onnx+onnx2tf", "torch.jit.trace+torch.onnx-legacy+onnx2tf"]
 
@@ -28,7 +28,7 @@ def test_no_detours() -> None:
 
 
 def test_onnx_routes() -> None:
-    assert names(Format.TORCHSCRIPT, Format.ONNX) == ["torch.onnx", "torch.onnx-legacy"]
+    assert names(Format.TORCHSCRIPT, Format.ONNX) == ["torch.onnx-legacy", "torch.onnx"]
     assert names(Format.ONNX, Format.TFLITE) == ["onnx2tf"]
     assert names(Format.EXPORTED_PROGRAM, Format.TORCHSCRIPT) == ["torch.jit.trace"]
 
@@ -47,7 +47,7 @@ def test_onnx2tf_routes_are_channels_last() -> None:
 def test_pick_unknown_route_lists_the_known_ones() -> None:
     routes = registry.plan(Format.TORCHSCRIPT, Format.TFLITE)
     assert registry.pick(routes, "torch.onnx+onnx2tf")[0].name == "torch.onnx+onnx2tf"
-    with pytest.raises(UsageError, match="routes: litert-torch, torch.onnx\\+onnx2tf"):
+    with pytest.raises(UsageError, match="routes: litert-torch, torch.onnx-legacy\\+onnx2tf"):
         registry.pick(routes, "nope")
 
 
