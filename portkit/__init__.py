@@ -14,6 +14,10 @@ __all__ = ["convert", "inspect", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
+    if name in ("convert", "errors"):
+        import importlib
+
+        return importlib.import_module(f"portkit.{name}")  # portkit.convert is callable
     if name == "inspect":
         from portkit.api import inspect
 

@@ -24,7 +24,10 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    console = Console(stderr=stderr, highlight=False, soft_wrap=False)
+    if not console.is_terminal:  # piped or captured: don't squeeze tables into 80 columns
+        console.width = 140
+    return console
 
 
 def _progress(enabled: bool) -> Any:
@@ -41,9 +44,12 @@ def _progress(enabled: bool) -> Any:
         start = time.perf_counter()
         ok = False
         try:
-            with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                          console=err, transient=True) as bar:
-                bar.add_task(message, total=None)
+            if err.is_terminal:
+                with Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                              TimeElapsedColumn(), console=err, transient=True) as bar:
+                    bar.add_task(message, total=None)
+                    yield
+            else:
                 yield
             ok = True
         finally:
@@ -148,11 +154,11 @@ def inspect(model: Path, as_json: bool, timeout: float) -> int:
 
     from portkit import api
     from portkit.validators.render import inspect_tables
-    from portkit.validators.report import _plain
+    from portkit.validators.report import plain
 
     result = api.inspect(model, timeout=timeout)
     if as_json:
-        click.echo(json.dumps(_plain(dataclasses.asdict(result)), indent=2))
+        click.echo(json.dumps(plain(dataclasses.asdict(result)), indent=2))
     else:
         console = _console()
         for table in inspect_tables(result):

@@ -80,6 +80,17 @@ def test_sniff_truncated_zip(files: dict[str, Path], tmp_path: Path) -> None:
         sniff(path)
 
 
+def test_sniff_keras_archive(tmp_path: Path) -> None:
+    import zipfile
+
+    path = tmp_path / "m.bin"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("config.json", "{}")
+        zf.writestr("metadata.json", "{}")
+        zf.writestr("model.weights.h5", b"")
+    assert sniff(path) is Format.KERAS
+
+
 def test_sniff_missing_and_plain_directory(tmp_path: Path) -> None:
     with pytest.raises(InvalidModelError, match="no such file"):
         sniff(tmp_path / "nope.pt")

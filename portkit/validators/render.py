@@ -16,6 +16,10 @@ def _num(x: float) -> str:
     return f"{x:.3g}"
 
 
+def _short(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def convert_tables(report: ConvertReport) -> list[Table | Text]:
     """The summary line, the routes tried and the parity rows of a convert report."""
     verdict = {0: "[green]PASSED[/]", 1: "[red]PARITY FAILED[/]", 3: "[red]NOT CONVERTED[/]"}
@@ -36,7 +40,7 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
         parity = "-" if not a.converted or not report.validated else ("pass" if a.passed else "FAIL")
         note = a.error or "; ".join(h.detail for h in a.hops)
         routes.add_row(a.route, "yes" if a.converted else "no", parity,
-                       f"{sum(h.seconds for h in a.hops):.1f}", note)
+                       f"{sum(h.seconds for h in a.hops):.1f}", _short(note))
     out.append(routes)
     if report.checks:
         tol = report.tolerance
@@ -50,7 +54,9 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
                 parity.add_row(c.runtime, c.device, "-", "-", "-", "-", "-", "-", "-",
                                f"[red]ERROR[/] {c.error}")
             for o in c.outputs:
-                layout = ", ".join(filter(None, (*c.input_layouts, o.layout))) or "same"
+                notes = [f"in {n}" for n in c.input_layouts]
+                notes += [f"out {o.layout}"] if o.layout else []
+                layout = "; ".join(notes) or "same"
                 parity.add_row(c.runtime, c.device, o.name, "x".join(map(str, o.shape)),
                                _num(o.max_abs_err), _num(o.max_rel_err), f"{o.cosine:.6f}",
                                _num(o.min_atol_to_pass), layout,

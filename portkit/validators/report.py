@@ -98,10 +98,10 @@ class ConvertReport:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract (see README): plain types only, non-finite floats as strings."""
-        d = _plain(dataclasses.asdict(self))
+        d = plain(dataclasses.asdict(self))
         d["route"] = [_hop(h) for h in self.route]
         d["routes_tried"] = [
-            {**_plain(dataclasses.asdict(a)), "ok": a.ok, "hops": [_hop(h) for h in a.hops]}
+            {**plain(dataclasses.asdict(a)), "ok": a.ok, "hops": [_hop(h) for h in a.hops]}
             for a in self.routes_tried
         ]
         d["exit_code"] = int(self.exit_code)
@@ -122,11 +122,12 @@ def _hop(h: Hop) -> dict[str, Any]:
             "seconds": round(h.seconds, 3), "detail": h.detail}
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """Dataclass dicts to JSON-ready values: enums to their values, non-finite floats to strings."""
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if hasattr(value, "value") and not isinstance(value, (int, float, str)):

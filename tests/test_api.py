@@ -1,0 +1,55 @@
+"""The Python API: a module in, user inputs from .npz, and the same report as the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import portkit
+from portkit.errors import ExitCode, UsageError
+from portkit.fixtures import FIXTURES
+
+torch = pytest.importorskip("torch")
+
+
+def test_convert_an_nn_module_with_inputs_from_npz(tmp_path: Path) -> None:
+    fixture = FIXTURES["two_io"]
+    rng = np.random.default_rng(3)
+    npz = tmp_path / "inputs.npz"
+    np.savez(npz, image=rng.random((1, 3, 16, 16), dtype=np.float32),
+             vec=rng.random((1, 8), dtype=np.float32))
+    report = portkit.convert(fixture.module(), "onnx", tmp_path / "m.onnx",
+                             inputs=fixture.input_flags, inputs_file=npz)
+    assert report.exit_code == ExitCode.OK
+    assert [c.runtime for c in report.checks] == ["onnxruntime"]
+    assert [o.name for o in report.checks[0].outputs] == ["output_0", "output_1"]
+    assert (tmp_path / "m.onnx").exists()
+
+
+def test_module_without_input_shapes_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="inputs="):
+        portkit.convert(FIXTURES["cnn"].module(), "onnx", tmp_path / "m.onnx")
+
+
+def test_unknown_target_and_route(saved_models, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="--to caffe: unknown target"):
+        portkit.convert(saved_models("cnn"), "caffe")
+    with pytest.raises(UsageError, match="--route nope: not a route"):
+        portkit.convert(saved_models("cnn"), "onnx", route="nope", inputs=["x:1x3x32x32"])
+
+
+def test_state_dict_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "weights.pt"
+    torch.save(FIXTURES["cnn"].module().state_dict(), path)
+    with pytest.raises(portkit.errors.InvalidModelError, match="torch.export.save"):
+        portkit.convert(path, "onnx")
+
+
+def test_inspect_onnx(saved_models, tmp_path: Path) -> None:
+    out = tmp_path / "m.onnx"
+    portkit.convert(saved_models("cnn", "pt2"), "onnx", out)
+    result = portkit.inspect(out)
+    assert result.info.inputs[0].shape == (1, 3, 32, 32)
+    assert result.info.op_counts["Conv"] == 2
