@@ -114,7 +114,7 @@ def convert(source: Path, to: str, output: Path | None, inputs: tuple[str, ...],
     Examples:
       portkit convert model.pt --to tflite --input x:1x3x64x64 --report r.json
       portkit convert model.pt2 --to onnx -o out/model.onnx
-      portkit convert model.pt --to tflite --route torch.onnx+onnx2tf --input x:1x3x64x64
+      portkit convert model.pt --to tflite --route torch.onnx-legacy+onnx2tf --input x:1x3x64x64
       portkit convert model.onnx --to tflite --inputs sample.npz --atol 1e-3
     """
     from portkit import api
