@@ -53,3 +53,16 @@ def test_inspect_onnx(saved_models, tmp_path: Path) -> None:
     result = portkit.inspect(out)
     assert result.info.inputs[0].shape == (1, 3, 32, 32)
     assert result.info.op_counts["Conv"] == 2
+
+
+class _Pickled(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 2
+
+
+def test_pickled_module_is_refused_unloaded(tmp_path: Path) -> None:
+    path = tmp_path / "whole.pt"
+    torch.save(_Pickled(), path)
+    with pytest.raises(portkit.errors.UnsafeModelError, match="does not load pickles") as info:
+        portkit.convert(path, "onnx")
+    assert info.value.exit_code == ExitCode.UNSAFE_INPUT
