@@ -99,13 +99,13 @@ def convert(
         out = Path(output) if output is not None else src.with_suffix(target.suffix)
         if out.resolve() == src.resolve():
             raise UsageError(f"-o {out}: that is the source model; choose another path")
+        stage = stack.enter_context(staging_dir(out.absolute()))  # checks -o before any work
         with progress(f"Running {src.name} as the reference"):
             ref: Reference = worker.call(
                 "portkit.runtimes.tasks:reference", timeout=timeout, what=str(src),
                 path=str(src), fmt=fmt, given=given,
                 inputs_file=str(Path(inputs_file).absolute()) if inputs_file else None, seed=seed,
             )
-        stage = stack.enter_context(staging_dir(out.absolute()))
         attempts: list[Attempt] = []
         chosen: tuple[Attempt, Path] | None = None
         for i, r in enumerate(routes):

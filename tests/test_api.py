@@ -66,3 +66,10 @@ def test_pickled_module_is_refused_unloaded(tmp_path: Path) -> None:
     with pytest.raises(portkit.errors.UnsafeModelError, match="does not load pickles") as info:
         portkit.convert(path, "onnx")
     assert info.value.exit_code == ExitCode.UNSAFE_INPUT
+
+
+def test_output_in_a_missing_directory_is_refused_before_any_work(saved_models, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="does not exist; create it first"):
+        portkit.convert(saved_models("cnn"), "onnx", tmp_path / "nope" / "m.onnx",
+                        inputs=["x:1x3x32x32"])
+    assert not (tmp_path / "nope").exists()
