@@ -114,7 +114,7 @@ def convert(
             attempts.append(attempt)
             if attempt.converted and (chosen is None or attempt.ok):
                 chosen = (attempt, produced)
-            if attempt.ok:
+            if attempt.ok or (attempt.converted and not validate):
                 break
         artifact = None
         if chosen is not None:
@@ -136,7 +136,6 @@ def convert(
             seconds=time.perf_counter() - started,
             versions=versions(),
         )
-    raise AssertionError("unreachable")  # pragma: no cover - ExitStack re-raises
 
 
 def inspect(path: str | Path, *, timeout: float = worker.DEFAULT_TIMEOUT) -> Inspection:

@@ -73,3 +73,11 @@ def test_output_in_a_missing_directory_is_refused_before_any_work(saved_models, 
         portkit.convert(saved_models("cnn"), "onnx", tmp_path / "nope" / "m.onnx",
                         inputs=["x:1x3x32x32"])
     assert not (tmp_path / "nope").exists()
+
+
+def test_no_validate_converts_with_the_first_route_and_runs_nothing(saved_models, tmp_path: Path) -> None:
+    report = portkit.convert(saved_models("cnn"), "onnx", tmp_path / "m.onnx",
+                             inputs=["x:1x3x32x32"], validate=False)
+    assert report.exit_code == ExitCode.OK and not report.validated and not report.passed
+    assert len(report.routes_tried) == 1 and report.checks == ()
+    assert (tmp_path / "m.onnx").exists()

@@ -91,9 +91,11 @@ class ConvertReport:
 
     @property
     def exit_code(self) -> ExitCode:
-        """0 converted and matched; 1 converted, parity failed; 3 nothing converted."""
+        """0 converted and matched (or not validated); 1 parity failed; 3 nothing converted."""
         if self.artifact is None:
             return ExitCode.CONVERSION_FAILED
+        if not self.validated:
+            return ExitCode.OK
         return ExitCode.OK if self.passed else ExitCode.PARITY_FAILED
 
     def to_dict(self) -> dict[str, Any]:
