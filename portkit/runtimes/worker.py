@@ -93,13 +93,12 @@ def call(func: str, /, *, timeout: float = DEFAULT_TIMEOUT, what: str = "", **kw
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                _kill_group(proc)
                 raise errors.WorkerTimeoutError(
                     f"{what}: ran past its {timeout:g} s limit and was stopped; "
                     "raise it with --timeout"
                 ) from None
             finally:
-                _kill_group(proc)  # reap anything the worker left behind
+                _kill_group(proc)  # on timeout, and to reap anything a finished worker left behind
         return _read_response(scratch, proc.returncode, what)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
