@@ -8,6 +8,7 @@ the route that made it has finished, so an existing file is never half-overwritt
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -23,7 +24,15 @@ from portkit.runtimes import registry as runtimes
 from portkit.runtimes import worker
 from portkit.runtimes.base import ModelInfo
 from portkit.runtimes.tasks import Reference
-from portkit.specs import TensorSpec, Tolerance, parse_input_flag
+from portkit.specs import (
+    POLICIES,
+    QUANTIZE_MODES,
+    ConvertOptions,
+    LoadOptions,
+    TensorSpec,
+    Tolerance,
+    parse_input_flag,
+)
 from portkit.validators.parity import compare_outputs
 from portkit.validators.report import Attempt, Check, ConvertReport, FileInfo, versions
 
@@ -51,12 +60,20 @@ def convert(
     inputs: Sequence[str | TensorSpec] = (),
     inputs_file: str | Path | None = None,
     route: str | None = None,
-    atol: float = Tolerance.atol,
-    rtol: float = Tolerance.rtol,
+    atol: float | None = None,
+    rtol: float | None = None,
     validate: bool = True,
     seed: int = 0,
     timeout: float = worker.DEFAULT_TIMEOUT,
     progress: Progress = _no_progress,
+    signature: str | None = None,
+    trust_model: bool = False,
+    quantize: str | None = None,
+    calibration: str | Path | None = None,
+    int8_io: bool = False,
+    no_flex: bool = False,
+    opset: int | None = None,
+    samples: int | None = None,
 ) -> ConvertReport:
     """Convert a model to another format and prove the artifact matches its source.
 
@@ -65,17 +82,25 @@ def convert(
 
     Args:
         source: A model file, a SavedModel directory, or a ``torch.nn.Module``.
-        to: Target format: ``onnx``, ``tflite``, ``torchscript`` or ``pt2``.
+        to: Target format: ``onnx``, ``tflite``, ``savedmodel``, ``torchscript`` or ``pt2``.
         output: Where to write the artifact (default: beside the source, new suffix).
         inputs: Input specs ``NAME:1x3x224x224[:dtype]`` for shapes the model doesn't store.
         inputs_file: An ``.npz`` of input arrays to use instead of seeded random ones.
         route: Force one route by name (e.g. ``torch.onnx+onnx2tf``).
-        atol: Absolute tolerance for parity.
-        rtol: Relative tolerance for parity.
+        atol: Absolute tolerance per element (default: by precision, see ``POLICIES``).
+        rtol: Relative tolerance per element (default: by precision).
         validate: Run and compare the artifact (the default); False only converts.
         seed: Seed for generated inputs.
         timeout: Seconds each worker step (load, convert, run) may take.
         progress: ``progress(message)`` returns a context manager around each long step.
+        signature: SavedModel signature of the source (default ``serving_default``).
+        trust_model: Load Keras Lambda layers and custom objects (they run code).
+        quantize: TFLite quantization: ``fp16``, ``dynamic``, ``int8`` or ``int16x8``.
+        calibration: Representative inputs for ``int8``/``int16x8`` (``.npz`` or ``.npy`` folder).
+        int8_io: With ``int8``, make the model's inputs and outputs int8 too.
+        no_flex: Fail rather than write a TFLite model that needs the Flex runtime.
+        opset: ONNX opset for the converters that take one (default: their newest).
+        samples: How many inputs to compare on (default: by precision; 32 when quantized).
 
     Returns:
         The report; ``report.exit_code`` says whether it converted and matched.
@@ -86,16 +111,20 @@ def convert(
     started = time.perf_counter()
     target = _target(to)
     given = [parse_input_flag(s) if isinstance(s, str) else s for s in inputs]
-    tol = Tolerance(atol, rtol)
+    options = _options(target, signature, trust_model, quantize, calibration, int8_io, no_flex,
+                       opset)
+    tol = _policy(quantize, atol, rtol, samples)
     with contextlib.ExitStack() as stack:
         if not isinstance(source, (str, Path)):
             source = _export_module(source, given, stack)
         src = Path(source).absolute()  # workers run in their own directories
         fmt = sniff(src)
         _refuse_unconvertible(src, fmt, target)
-        routes = edges.pick(edges.plan(fmt, target), route)
+        routes = edges.pick(edges.plan(fmt, target, quantize=quantize is not None), route)
         if not routes:
-            raise ConversionError(f"{src}: no converter goes from {fmt.value} to {target.value} yet")
+            what = f"{quantize}-quantized " if quantize else ""
+            raise ConversionError(
+                f"{src}: no converter goes from {fmt.value} to {what}{target.value} yet")
         out = Path(output) if output is not None else src.with_suffix(target.suffix)
         if out.resolve() == src.resolve():
             raise UsageError(f"-o {out}: that is the source model; choose another path")
@@ -105,12 +134,13 @@ def convert(
                 "portkit.runtimes.tasks:reference", timeout=timeout, what=str(src),
                 path=str(src), fmt=fmt, given=given,
                 inputs_file=str(Path(inputs_file).absolute()) if inputs_file else None, seed=seed,
+                samples=tol.samples, options=options.load,
             )
         attempts: list[Attempt] = []
         chosen: tuple[Attempt, Path] | None = None
         for i, r in enumerate(routes):
-            attempt, produced = _try_route(r, src, fmt, stage / f"route{i}", ref, tol, validate,
-                                           timeout, progress)
+            attempt, produced = _try_route(r, src, fmt, stage / f"route{i}", ref, tol, options,
+                                           validate, timeout, progress)
             attempts.append(attempt)
             if attempt.converted and (chosen is None or attempt.ok):
                 chosen = (attempt, produced)
@@ -135,11 +165,15 @@ def convert(
             seed=seed,
             seconds=time.perf_counter() - started,
             versions=versions(),
+            quantize=quantize,
+            mobile=best.mobile if best else None,
         )
 
 
-def inspect(path: str | Path, *, timeout: float = worker.DEFAULT_TIMEOUT) -> Inspection:
-    """Describe a model file: format, inputs, outputs and op counts (loaded in a worker).
+def inspect(path: str | Path, *, timeout: float = worker.DEFAULT_TIMEOUT,
+            signature: str | None = None, trust_model: bool = False) -> Inspection:
+    """Describe a model file: format, inputs, outputs and op counts (loaded in a worker); for a
+    ``.tflite``, its mobile report (Flex ops, quantization, layout).
 
     Raises:
         PortkitError: The file is missing, unknown or cannot be loaded.
@@ -148,7 +182,8 @@ def inspect(path: str | Path, *, timeout: float = worker.DEFAULT_TIMEOUT) -> Ins
     fmt = sniff(src)
     _refuse_unconvertible(src, fmt, None)
     info: ModelInfo = worker.call("portkit.runtimes.tasks:describe", timeout=timeout,
-                                  what=str(src), path=str(src), fmt=fmt)
+                                  what=str(src), path=str(src), fmt=fmt,
+                                  options=LoadOptions(signature, trust_model))
     size = FileInfo.of(src, fmt.value).size_bytes
     return Inspection(str(src), size, info)
 
@@ -158,6 +193,52 @@ def _target(to: str) -> Format:
         return TARGETS[to.lower()]
     except KeyError:
         raise UsageError(f"--to {to}: unknown target; one of {', '.join(TARGETS)}") from None
+
+
+def _options(target: Format, signature: str | None, trust_model: bool, quantize: str | None,
+             calibration: str | Path | None, int8_io: bool, no_flex: bool,
+             opset: int | None) -> ConvertOptions:
+    """Check the flags that only make sense together and build the converters' options."""
+    if quantize is not None:
+        if quantize not in QUANTIZE_MODES:
+            raise UsageError(f"--quantize {quantize}: one of {', '.join(QUANTIZE_MODES)}")
+        if target is not Format.TFLITE:
+            raise UsageError(f"--quantize {quantize}: quantization is for --to tflite")
+        if quantize in ("int8", "int16x8") and calibration is None:
+            raise UsageError(
+                f"--quantize {quantize} needs calibration data: pass --calibration data.npz "
+                "(or a folder of .npy files) holding ~100 representative inputs; portkit never "
+                "calibrates on random data"
+            )
+    if calibration is not None:
+        if quantize not in ("int8", "int16x8"):
+            raise UsageError("--calibration is for --quantize int8 or int16x8")
+        if not Path(calibration).exists():
+            raise UsageError(f"--calibration {calibration}: no such file or folder")
+        calibration = str(Path(calibration).absolute())
+    if int8_io and quantize != "int8":
+        raise UsageError("--int8-io is for --quantize int8")
+    if no_flex and target is not Format.TFLITE:
+        raise UsageError("--no-flex is for --to tflite")
+    return ConvertOptions(LoadOptions(signature, trust_model), quantize,
+                          None if calibration is None else str(calibration), int8_io, no_flex,
+                          opset)
+
+
+def _policy(quantize: str | None, atol: float | None, rtol: float | None,
+            samples: int | None) -> Tolerance:
+    """The precision's default policy, with the tolerances the user set."""
+    policy = POLICIES[quantize or "fp32"]
+    changes: dict[str, Any] = {}
+    if atol is not None:
+        changes["atol"] = atol
+    if rtol is not None:
+        changes["rtol"] = rtol
+    if samples is not None:
+        if samples < 1:
+            raise UsageError(f"--samples {samples}: must be at least 1")
+        changes["samples"] = samples
+    return dataclasses.replace(policy, **changes)
 
 
 def _refuse_unconvertible(src: Path, fmt: Format, target: Format | None) -> None:
@@ -177,25 +258,40 @@ def _refuse_unconvertible(src: Path, fmt: Format, target: Format | None) -> None
 
 
 def _try_route(route: edges.Route, src: Path, fmt: Format, folder: Path, ref: Reference,
-               tol: Tolerance, validate: bool, timeout: float,
+               tol: Tolerance, options: ConvertOptions, validate: bool, timeout: float,
                progress: Progress) -> tuple[Attempt, Path]:
     folder.mkdir()
     current, current_fmt = src, fmt
     hops = []
     for j, edge in enumerate(route.edges):
         dst = folder / f"hop{j}{edge.target.suffix}"
+        hop_options = options if j == 0 else dataclasses.replace(options, load=LoadOptions())
         try:
             with progress(f"Converting with {edge.tool} ({current_fmt.value} -> {edge.target.value})"):
                 hops.append(worker.call(
                     "portkit.convert.registry:run_edge", timeout=timeout,
-                    what=f"{edge.tool} on {src.name}", tool=edge.tool, src=str(current),
-                    src_format=current_fmt, dst=str(dst), inputs=list(ref.inputs),
+                    what=f"{edge.tool} on {src.name}", tool=edge.tool, target=edge.target,
+                    src=str(current), src_format=current_fmt, dst=str(dst),
+                    inputs=list(ref.inputs), options=hop_options,
                 ))
         except PortkitError as e:
             return Attempt(route.name, False, False, f"{edge.tool}: {e}", tuple(hops)), dst
         current, current_fmt = dst, edge.target
+    mobile = None
+    if current_fmt is Format.TFLITE:
+        mobile = worker.call("portkit.validators.mobile:mobile_report", timeout=timeout,
+                             what=str(current), path=current)
     if not validate:
-        return Attempt(route.name, True, False, "not validated (--no-validate)", tuple(hops)), current
+        return Attempt(route.name, True, False, "not validated (--no-validate)", tuple(hops),
+                       mobile=mobile), current
+    if mobile is not None and not mobile.builtin_only:
+        needs = ", ".join(mobile.flex_ops + mobile.custom_ops)
+        check = Check("tflite", "cpu", False, error=(
+            f"not run: needs the Flex runtime or custom kernels for {needs}, which "
+            "ai_edge_litert's interpreter lacks; run it where the Flex delegate is linked, "
+            "or convert with --no-flex"))
+        return Attempt(route.name, True, False, _failure(check), tuple(hops), (check,),
+                       mobile), current
     checks = tuple(c for rt in runtimes.for_format(current_fmt)
                    for c in _checks(current, current_fmt, rt, ref, tol, route.channels_last,
                                     timeout, progress))
@@ -203,7 +299,7 @@ def _try_route(route: edges.Route, src: Path, fmt: Format, folder: Path, ref: Re
     error = None
     if failed:
         error = "; ".join(_failure(c) for c in failed)
-    return Attempt(route.name, True, not failed, error, tuple(hops), checks), current
+    return Attempt(route.name, True, not failed, error, tuple(hops), checks, mobile), current
 
 
 def _checks(artifact: Path, fmt: Format, runtime: runtimes.Runtime, ref: Reference,
@@ -234,9 +330,18 @@ def _checks(artifact: Path, fmt: Format, runtime: runtimes.Runtime, ref: Referen
 def _failure(check: Check) -> str:
     if check.error:
         return f"{check.runtime}/{check.device}: {check.error}"
-    worst = max(check.outputs, key=lambda o: o.max_abs_err)
-    return (f"{check.runtime}/{check.device}: output {worst.name} max abs err "
-            f"{worst.max_abs_err:.3g} (would pass with atol {worst.min_atol_to_pass:.3g})")
+    worst = max((o for o in check.outputs if not o.passed), key=lambda o: o.max_abs_err)
+    if worst.error:
+        return f"{check.runtime}/{check.device}: output {worst.name}: {worst.error}"
+    found = [f"max abs err {worst.max_abs_err:.3g} (would pass with atol "
+             f"{worst.min_atol_to_pass:.3g})"]
+    if "cosine" in worst.failed:
+        found.append(f"cosine {worst.cosine:.4f}")
+    if "top-1" in worst.failed:
+        found.append(f"top-1 agreement {worst.top1:.0%}")
+    if "top-5" in worst.failed:
+        found.append(f"top-5 agreement {worst.top5:.0%}")
+    return f"{check.runtime}/{check.device}: output {worst.name} " + ", ".join(found)
 
 
 def _export_module(module: Any, given: list[TensorSpec], stack: contextlib.ExitStack) -> Path:

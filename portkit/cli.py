@@ -83,7 +83,7 @@ def cli(debug: bool) -> None:
 @cli.command(context_settings=CONTEXT)
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--to", "to", required=True, metavar="FORMAT",
-              help="Target format: onnx, tflite, torchscript, pt2.")
+              help="Target format: onnx, tflite, savedmodel, torchscript, pt2.")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Artifact path (default: beside SOURCE with the target's suffix).")
 @click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE[:DTYPE]",
@@ -92,8 +92,25 @@ def cli(debug: bool) -> None:
 @click.option("--inputs", "inputs_file", type=click.Path(path_type=Path),
               help="An .npz of input arrays (by input name, or in order) instead of seeded ones.")
 @click.option("--route", help="Force one route, e.g. litert-torch or torch.onnx+onnx2tf.")
-@click.option("--atol", type=float, default=1e-4, show_default=True, help="Absolute tolerance.")
-@click.option("--rtol", type=float, default=1e-3, show_default=True, help="Relative tolerance.")
+@click.option("--signature", metavar="NAME",
+              help="SavedModel signature to convert (default: serving_default).")
+@click.option("--trust-model", is_flag=True,
+              help="Load Keras Lambda layers and custom objects (they run Python code).")
+@click.option("--quantize", type=click.Choice(["fp16", "dynamic", "int8", "int16x8"]),
+              help="TFLite quantization; int8 and int16x8 need --calibration.")
+@click.option("--calibration", type=click.Path(path_type=Path),
+              help="Representative inputs for int8/int16x8: an .npz (arrays by input name, "
+                   "samples on the first axis) or a folder of .npy files.")
+@click.option("--int8-io", is_flag=True, help="With --quantize int8: int8 inputs and outputs too.")
+@click.option("--no-flex", is_flag=True,
+              help="Fail (exit 3) rather than write a TFLite model needing the Flex runtime.")
+@click.option("--opset", type=int, help="ONNX opset (default: the converter's newest).")
+@click.option("--atol", type=float,
+              help="Absolute tolerance [default: 1e-4 fp32, 1e-2 fp16; not used when quantized].")
+@click.option("--rtol", type=float, help="Relative tolerance [default: 1e-3 fp32, 1e-2 fp16].")
+@click.option("--samples", type=int,
+              help="Inputs to compare on [default: 1; 32 when quantized, judged by cosine and "
+                   "top-1/top-5 agreement].")
 @click.option("--no-validate", is_flag=True, help="Convert only; don't run and compare.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of generated inputs.")
 @click.option("--timeout", type=float, default=900, show_default=True,
@@ -102,9 +119,11 @@ def cli(debug: bool) -> None:
               help="Also write the JSON report to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead of tables.")
 def convert(source: Path, to: str, output: Path | None, inputs: tuple[str, ...],
-            inputs_file: Path | None, route: str | None, atol: float, rtol: float,
-            no_validate: bool, seed: int, timeout: float, report_path: Path | None,
-            as_json: bool) -> int:
+            inputs_file: Path | None, route: str | None, signature: str | None,
+            trust_model: bool, quantize: str | None, calibration: Path | None, int8_io: bool,
+            no_flex: bool, opset: int | None, atol: float | None, rtol: float | None,
+            samples: int | None, no_validate: bool, seed: int, timeout: float,
+            report_path: Path | None, as_json: bool) -> int:
     """Convert SOURCE to another format, run both, and compare them.
 
     Routes (chains of converters) are tried in order until one makes an artifact that runs and
@@ -116,6 +135,10 @@ def convert(source: Path, to: str, output: Path | None, inputs: tuple[str, ...],
       portkit convert model.pt2 --to onnx -o out/model.onnx
       portkit convert model.pt --to tflite --route torch.onnx-legacy+onnx2tf --input x:1x3x64x64
       portkit convert model.onnx --to tflite --inputs sample.npz --atol 1e-3
+      portkit convert model.keras --to onnx --opset 17
+      portkit convert saved_model/ --signature serving_default --to tflite --no-flex
+      portkit convert model.keras --to tflite --quantize int8 --calibration calib.npz --int8-io
+      portkit convert model.tflite --to onnx
     """
     from portkit import api
     from portkit.validators.render import convert_tables
@@ -123,7 +146,9 @@ def convert(source: Path, to: str, output: Path | None, inputs: tuple[str, ...],
     report = api.convert(
         source, to, output, inputs=inputs, inputs_file=inputs_file, route=route, atol=atol,
         rtol=rtol, validate=not no_validate, seed=seed, timeout=timeout,
-        progress=_progress(not as_json),
+        progress=_progress(not as_json), signature=signature, trust_model=trust_model,
+        quantize=quantize, calibration=calibration, int8_io=int8_io, no_flex=no_flex,
+        opset=opset, samples=samples,
     )
     if report_path:
         report.write_json(report_path)
@@ -141,13 +166,19 @@ def convert(source: Path, to: str, output: Path | None, inputs: tuple[str, ...],
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @click.option("--timeout", type=float, default=300, show_default=True,
               help="Seconds loading the model may take in its worker.")
-def inspect(model: Path, as_json: bool, timeout: float) -> int:
-    """Show MODEL's format, size, inputs, outputs and op counts.
+@click.option("--signature", metavar="NAME", help="SavedModel signature to describe.")
+@click.option("--trust-model", is_flag=True,
+              help="Load Keras Lambda layers and custom objects (they run Python code).")
+def inspect(model: Path, as_json: bool, timeout: float, signature: str | None,
+            trust_model: bool) -> int:
+    """Show MODEL's format, size, inputs, outputs and op counts; for a .tflite, the mobile
+    report: ops needing the Flex runtime, quantization parameters, precision and layout.
 
     \b
     Examples:
       portkit inspect model.tflite
       portkit inspect model.onnx --json
+      portkit inspect saved_model/ --signature serving_default
     """
     import dataclasses
     import json
@@ -156,7 +187,7 @@ def inspect(model: Path, as_json: bool, timeout: float) -> int:
     from portkit.validators.render import inspect_tables
     from portkit.validators.report import plain
 
-    result = api.inspect(model, timeout=timeout)
+    result = api.inspect(model, timeout=timeout, signature=signature, trust_model=trust_model)
     if as_json:
         click.echo(json.dumps(plain(dataclasses.asdict(result)), indent=2))
     else:

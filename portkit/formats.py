@@ -65,6 +65,8 @@ _FRAMEWORKS = {
 TARGETS = {
     "onnx": Format.ONNX,
     "tflite": Format.TFLITE,
+    "savedmodel": Format.SAVEDMODEL,
+    "saved_model": Format.SAVEDMODEL,
     "torchscript": Format.TORCHSCRIPT,
     "pt2": Format.EXPORTED_PROGRAM,
     "exported-program": Format.EXPORTED_PROGRAM,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -41,10 +42,82 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class Tolerance:
-    """An element passes when ``|got - ref| <= atol + rtol * |ref|`` (numpy.allclose)."""
+    """How an artifact's outputs are judged against the reference: a parity policy.
 
-    atol: float = 1e-4
+    An element passes when ``|got - ref| <= atol + rtol * |ref|`` (numpy.allclose); with
+    ``atol`` None elements are not judged one by one (quantized models), only by cosine
+    similarity and, for classifier-like outputs (one score vector per sample), by how often the
+    artifact's top-1 class is the reference's (``min_top1``) and how often the reference's top-1
+    class is in the artifact's top 5 (``min_top5``), over ``samples`` inputs.
+
+    Attributes:
+        atol: Absolute tolerance per element, or None.
+        rtol: Relative tolerance per element.
+        min_cosine: Lowest cosine similarity that passes, or None.
+        min_top1: Lowest top-1 agreement (0-1) that passes, or None.
+        min_top5: Lowest top-5 agreement (0-1) that passes, or None.
+        samples: How many inputs the source and artifact are compared on.
+        policy: The policy's name (the precision it fits: fp32, fp16, dynamic, int8, int16x8).
+    """
+
+    atol: float | None = 1e-4
     rtol: float = 1e-3
+    min_cosine: float | None = None
+    min_top1: float | None = None
+    min_top5: float | None = None
+    samples: int = 1
+    policy: str = "fp32"
+
+
+# Default policies by precision: float32 tight; float16 looser; quantized by cosine and top-k
+# over a batch of inputs. Thresholds sit below what the fixtures measured (see README).
+POLICIES = {
+    "fp32": Tolerance(),
+    "fp16": Tolerance(atol=1e-2, rtol=1e-2, min_cosine=0.9999, policy="fp16"),
+    "dynamic": Tolerance(atol=None, rtol=0.0, min_cosine=0.99, min_top1=0.9, samples=32,
+                         policy="dynamic"),
+    "int8": Tolerance(atol=None, rtol=0.0, min_cosine=0.98, min_top1=0.8, min_top5=0.95,
+                      samples=32, policy="int8"),
+    "int16x8": Tolerance(atol=None, rtol=0.0, min_cosine=0.995, min_top1=0.9, samples=32,
+                         policy="int16x8"),
+}
+
+
+QUANTIZE_MODES = ("fp16", "dynamic", "int8", "int16x8")
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How a source model is opened.
+
+    Attributes:
+        signature: The SavedModel signature to use (None: ``serving_default``, else the only one).
+        trust_model: Allow Keras Lambda layers and custom objects (they run Python code on load).
+    """
+
+    signature: str | None = None
+    trust_model: bool = False
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """What the user asked of the converters (one field per ``portkit convert`` flag).
+
+    Attributes:
+        load: How the source is opened (the first hop only; later hops read portkit's artifacts).
+        quantize: TFLite quantization: None (float32), or one of ``QUANTIZE_MODES``.
+        calibration: ``.npz`` file or folder of ``.npy`` files of representative inputs (int8).
+        int8_io: Make a quantized TFLite model's inputs and outputs int8 as well.
+        no_flex: Fail rather than emit TFLite ops that need the Flex (Select TF ops) runtime.
+        opset: ONNX opset for converters that take one (None: the newest they support).
+    """
+
+    load: LoadOptions = LoadOptions()
+    quantize: str | None = None
+    calibration: str | None = None
+    int8_io: bool = False
+    no_flex: bool = False
+    opset: int | None = None
 
 
 def parse_input_flag(text: str) -> TensorSpec:
@@ -102,7 +175,7 @@ def resolve_inputs(
     resolved = []
     for s in stored:
         spec = by_name.get(s.name, s)
-        spec = TensorSpec(s.name, spec.shape, spec.dtype or s.dtype or "float32")
+        spec = TensorSpec(s.name, _batch_one(spec.shape), spec.dtype or s.dtype or "float32")
         if not spec.is_static:
             flags = " ".join(f"--input {x.name}:1x3x224x224" for x in stored if x.name not in by_name)
             raise UsageError(
@@ -113,6 +186,13 @@ def resolve_inputs(
     return resolved
 
 
+def _batch_one(shape: tuple[int | None, ...] | None) -> tuple[int | None, ...] | None:
+    """A dynamic batch dimension (the first, when it is the only unknown one) becomes 1."""
+    if shape and shape[0] is None and all(d is not None for d in shape[1:]):
+        return (1, *shape[1:])
+    return shape
+
+
 def make_inputs(specs: list[TensorSpec], seed: int) -> dict[str, np.ndarray]:
     """Seeded inputs: floats standard normal, integers in [0, 10), bools fair coins.
 
@@ -121,7 +201,7 @@ def make_inputs(specs: list[TensorSpec], seed: int) -> dict[str, np.ndarray]:
         seed: Seed for numpy's default generator.
 
     Returns:
-        One array per spec, by name, in order.
+        One array per spec, by name, in order. (Sample ``i`` of a batch uses ``seed + i``.)
     """
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
@@ -136,29 +216,67 @@ def make_inputs(specs: list[TensorSpec], seed: int) -> dict[str, np.ndarray]:
     return out
 
 
-def load_inputs_file(path: str, specs: list[TensorSpec]) -> dict[str, np.ndarray]:
-    """Read ``--inputs file.npz`` (never unpickling object arrays).
+def load_inputs_file(path: str, specs: list[TensorSpec], what: str = "--inputs"
+                     ) -> list[dict[str, np.ndarray]]:
+    """Read ``--inputs file.npz`` (or ``--calibration``): one or more samples per input.
+
+    An array shaped like its input is one sample; one with an extra leading axis is a batch of
+    samples (``(32, 1, 3, 224, 224)`` for a ``1x3x224x224`` input). A folder of ``.npy`` files is
+    read as one sample per file, for a model with one input. Object arrays are never unpickled.
 
     Args:
-        path: An ``.npz`` file holding one array per model input (by name, else in order).
-        specs: The model's inputs.
+        path: An ``.npz`` file holding one array per model input (by name, else in order), or a
+            folder of ``.npy`` files.
+        specs: The model's inputs (static).
+        what: The flag named in errors.
 
     Returns:
-        One array per spec, by name, in order.
+        One feed dict per sample.
 
     Raises:
-        UsageError: The file can't be read, holds object arrays, or lacks an input.
+        UsageError: The file can't be read, holds object arrays, lacks an input, or shapes
+            don't fit.
     """
+    folder = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
+        if folder.is_dir():
+            files = sorted(folder.glob("*.npy"))
+            if len(specs) != 1 or not files:
+                raise UsageError(f"{what} {path}: a folder needs one .npy file per sample of a "
+                                 f"one-input model; found {len(files)} .npy files, "
+                                 f"{len(specs)} inputs")
+            arrays = {specs[0].name: np.stack([np.load(f, allow_pickle=False) for f in files])}
+        else:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
     except (OSError, ValueError) as e:
-        raise UsageError(f"--inputs {path}: cannot read it as .npz ({e})") from None
+        raise UsageError(f"{what} {path}: cannot read it as .npz or .npy files ({e})") from None
     if all(s.name in arrays for s in specs):
-        return {s.name: arrays[s.name] for s in specs}
-    if len(arrays) == len(specs):
-        return {s.name: a for s, a in zip(specs, arrays.values())}
+        chosen = [arrays[s.name] for s in specs]
+    elif len(arrays) == len(specs):
+        chosen = list(arrays.values())
+    else:
+        raise UsageError(
+            f"{what} {path}: holds {', '.join(arrays) or 'nothing'}; the model needs "
+            f"{', '.join(s.name for s in specs)}"
+        )
+    batches = [_as_samples(what, path, s, a) for s, a in zip(specs, chosen)]
+    counts = {len(b) for b in batches}
+    if len(counts) != 1:
+        raise UsageError(
+            f"{what} {path}: inputs hold different numbers of samples ({sorted(counts)})")
+    return [{s.name: b[i] for s, b in zip(specs, batches)} for i in range(counts.pop())]
+
+
+def _as_samples(what: str, path: str, spec: TensorSpec, array: np.ndarray) -> list[np.ndarray]:
+    shape = tuple(spec.shape or ())
+    if array.shape == shape:
+        return [array]
+    if array.shape[1:] == shape:
+        return list(array)
+    if shape and shape[0] == 1 and array.shape[1:] == shape[1:]:
+        return [a[None] for a in array]  # the batch axis holds the samples
     raise UsageError(
-        f"--inputs {path}: holds {', '.join(arrays) or 'nothing'}; the model needs "
-        f"{', '.join(s.name for s in specs)}"
+        f"{what} {path}: array for {spec.name!r} has shape {array.shape}; expected "
+        f"{shape} or (samples, *{shape})"
     )

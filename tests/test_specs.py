@@ -59,5 +59,36 @@ def test_inputs_file_refuses_object_arrays(tmp_path) -> None:
 def test_inputs_file_by_name_and_by_order(tmp_path) -> None:
     path = tmp_path / "in.npz"
     np.savez(path, anything=np.ones((1, 2), np.float32))
-    got = load_inputs_file(str(path), [TensorSpec("x", (1, 2))])
+    [got] = load_inputs_file(str(path), [TensorSpec("x", (1, 2))])
     assert list(got) == ["x"] and got["x"].shape == (1, 2)
+
+
+@pytest.mark.parametrize("shape", [(5, 1, 3, 4), (5, 3, 4)])
+def test_inputs_file_holds_samples_on_a_leading_axis(tmp_path, shape) -> None:
+    path = tmp_path / "calib.npz"
+    data = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+    np.savez(path, x=data)
+    samples = load_inputs_file(str(path), [TensorSpec("x", (1, 3, 4))])
+    assert len(samples) == 5 and all(s["x"].shape == (1, 3, 4) for s in samples)
+    assert np.array_equal(samples[2]["x"].ravel(), data[2].ravel())
+
+
+def test_inputs_folder_of_npy_files_is_one_sample_each(tmp_path) -> None:
+    for i in range(3):
+        np.save(tmp_path / f"{i}.npy", np.full((1, 2), i, np.float32))
+    samples = load_inputs_file(str(tmp_path), [TensorSpec("x", (1, 2))], what="--calibration")
+    assert [float(s["x"][0, 0]) for s in samples] == [0.0, 1.0, 2.0]
+
+
+def test_inputs_file_with_a_wrong_shape_names_flag_input_and_shapes(tmp_path) -> None:
+    path = tmp_path / "calib.npz"
+    np.savez(path, x=np.zeros((4, 7), np.float32))
+    with pytest.raises(UsageError, match=r"--calibration .*'x' has shape \(4, 7\); expected \(1, 3\)"):
+        load_inputs_file(str(path), [TensorSpec("x", (1, 3))], what="--calibration")
+
+
+def test_a_dynamic_batch_dimension_defaults_to_one() -> None:
+    [spec] = resolve_inputs("m.keras", [TensorSpec("x", (None, 8, 3))], [])
+    assert spec.shape == (1, 8, 3)
+    with pytest.raises(UsageError, match="not stored"):
+        resolve_inputs("m.keras", [TensorSpec("x", (None, None, 3))], [])

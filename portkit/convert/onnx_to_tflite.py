@@ -1,9 +1,4 @@
-"""ONNX -> TFLite with onnx2tf (inputs and outputs of rank 3-5 become channels-last).
-
-onnx2tf downloads a sample-image file from the internet when every input looks like an image,
-unless a file of that name is in the working directory; a seeded stand-in is written there (the
-worker's private scratch directory) so conversion never touches the network.
-"""
+"""ONNX -> TFLite with onnx2tf (inputs and outputs of rank 3-5 become channels-last)."""
 
 from __future__ import annotations
 
@@ -11,36 +6,18 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
-
+from portkit.convert import _onnx2tf
 from portkit.convert.registry import register_edge
 from portkit.formats import Format
-from portkit.specs import TensorSpec
-
-_SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
-
-
-def _write_offline_sample(folder: Path) -> None:
-    sample = np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32)
-    np.save(folder / _SAMPLE_FILE, sample)
+from portkit.specs import ConvertOptions, TensorSpec
 
 
 @register_edge(tool="onnx2tf", sources=(Format.ONNX,), target=Format.TFLITE, cost=3.0,
                channels_last=True)
-def convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec]) -> str:
+def convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
+            options: ConvertOptions) -> str:
     """Convert with ``onnx2tf.convert`` and keep its float32 ``.tflite``."""
-    import onnx2tf
-
-    work = Path(os.getcwd())
-    _write_offline_sample(work)
-    out = work / "onnx2tf_out"
-    onnx2tf.convert(
-        input_onnx_file_path=str(src),
-        output_folder_path=str(out),
-        copy_onnx_input_output_names_to_tflite=True,
-        not_use_onnxsim=True,
-        non_verbose=True,
-    )
+    _model, out = _onnx2tf.run(src)
     produced = out / f"{src.stem}_float32.tflite"
     if not produced.exists():
         raise RuntimeError(f"onnx2tf wrote no {produced.name} (found: {sorted(os.listdir(out))})")

@@ -17,21 +17,22 @@ from pathlib import Path
 from portkit.convert._torch import example_args, load_exported_program, output_names
 from portkit.convert.registry import register_edge
 from portkit.formats import Format
-from portkit.specs import TensorSpec
+from portkit.specs import ConvertOptions, TensorSpec
 
 LEGACY_OPSET = 17
 
 
 @register_edge(tool="torch.onnx", sources=(Format.TORCHSCRIPT, Format.EXPORTED_PROGRAM),
                target=Format.ONNX, cost=1.0)
-def export_dynamo(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec]) -> str:
+def export_dynamo(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
+                  options: ConvertOptions) -> str:
     """``torch.onnx.export(..., dynamo=True)`` on the source's ExportedProgram."""
     import torch
 
     program = load_exported_program(src, fmt, inputs)
     args = example_args(inputs)
     torch.onnx.export(
-        program, args, str(dst), dynamo=True, external_data=False,
+        program, args, str(dst), dynamo=True, external_data=False, opset_version=options.opset,
         input_names=[s.name for s in inputs], output_names=output_names(program.module(), args),
     )
     return f"dynamo exporter, opset {_check(dst)}"
@@ -39,14 +40,15 @@ def export_dynamo(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec]) -
 
 @register_edge(tool="torch.onnx-legacy", sources=(Format.TORCHSCRIPT,), target=Format.ONNX,
                cost=0.9)
-def export_legacy(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec]) -> str:
+def export_legacy(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
+                  options: ConvertOptions) -> str:
     """``torch.onnx.export(..., dynamo=False)`` on the TorchScript module."""
     import torch
 
     module = torch.jit.load(str(src), map_location="cpu").eval()
     args = example_args(inputs)
     torch.onnx.export(
-        module, args, str(dst), dynamo=False, opset_version=LEGACY_OPSET,
+        module, args, str(dst), dynamo=False, opset_version=options.opset or LEGACY_OPSET,
         input_names=[s.name for s in inputs], output_names=output_names(module, args),
     )
     return f"TorchScript (legacy) exporter, opset {_check(dst)}"

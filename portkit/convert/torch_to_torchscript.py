@@ -7,12 +7,13 @@ from pathlib import Path
 from portkit.convert._torch import example_args, load_exported_program
 from portkit.convert.registry import register_edge
 from portkit.formats import Format
-from portkit.specs import TensorSpec
+from portkit.specs import ConvertOptions, TensorSpec
 
 
 @register_edge(tool="torch.jit.trace", sources=(Format.EXPORTED_PROGRAM,),
                target=Format.TORCHSCRIPT, cost=1.0)
-def convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec]) -> str:
+def convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
+            options: ConvertOptions) -> str:
     """Trace ``program.module()`` and save the TorchScript archive."""
     import torch
 

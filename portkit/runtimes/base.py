@@ -17,7 +17,8 @@ import numpy as np
 
 from portkit.errors import InternalError, InvalidModelError
 from portkit.formats import Format
-from portkit.specs import TensorSpec
+from portkit.specs import LoadOptions, TensorSpec
+from portkit.validators.mobile import MobileReport
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class ModelInfo:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     op_counts: dict[str, int] = field(default_factory=dict)
+    mobile: MobileReport | None = None  # a .tflite's mobile report
 
 
 class Session(abc.ABC):
@@ -76,13 +78,15 @@ class Runtime(abc.ABC):
         """Devices this runtime can use on this machine (``cpu`` always)."""
         return ["cpu"]
 
-    def load(self, path: Path, fmt: Format, device: str = "cpu") -> Session:
+    def load(self, path: Path, fmt: Format, device: str = "cpu",
+             options: LoadOptions = LoadOptions()) -> Session:
         """Load a model.
 
         Args:
             path: The model file.
             fmt: Its format (from ``portkit.formats.sniff``).
             device: One of ``devices()``.
+            options: Signature to use, and whether the file may run code on load.
 
         Returns:
             A session ready to run.
@@ -96,7 +100,7 @@ class Runtime(abc.ABC):
         if device not in self.devices():
             raise InternalError(f"runtime {self.name} has no device {device!r} here")
         try:
-            return self._load(path, fmt, device)
+            return self._load(path, fmt, device, options)
         except (InvalidModelError, InternalError):
             raise
         except Exception as e:  # noqa: BLE001 - any framework error on load means a bad file
@@ -108,7 +112,7 @@ class Runtime(abc.ABC):
             ) from None
 
     @abc.abstractmethod
-    def _load(self, path: Path, fmt: Format, device: str) -> Session:
+    def _load(self, path: Path, fmt: Format, device: str, options: LoadOptions) -> Session:
         """Load a file whose format and device were checked."""
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from portkit.formats import Format
 from portkit.runtimes.base import Runtime, Session, count
 from portkit.runtimes.registry import register_runtime
-from portkit.specs import TensorSpec
+from portkit.specs import LoadOptions, TensorSpec
 
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 # 'tensor(float)' -> 'float32'
@@ -55,7 +55,7 @@ class OnnxRuntime(Runtime):
         available = onnxruntime.get_available_providers()
         return [d for d, p in _PROVIDERS.items() if p in available]
 
-    def _load(self, path: Path, fmt: Format, device: str) -> Session:
+    def _load(self, path: Path, fmt: Format, device: str, options: LoadOptions) -> Session:
         import onnxruntime
 
         options = onnxruntime.SessionOptions()

@@ -12,7 +12,8 @@ from portkit.errors import InternalError, UsageError
 from portkit.formats import Format
 from portkit.runtimes.base import Runtime
 
-_MODULES = ("portkit.runtimes.torch", "portkit.runtimes.onnxruntime", "portkit.runtimes.tflite")
+_MODULES = ("portkit.runtimes.torch", "portkit.runtimes.onnxruntime", "portkit.runtimes.tflite",
+            "portkit.runtimes.tensorflow")
 _RUNTIMES: dict[str, type[Runtime]] = {}
 
 

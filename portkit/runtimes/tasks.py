@@ -15,65 +15,81 @@ import numpy as np
 from portkit.formats import Format
 from portkit.runtimes import registry
 from portkit.runtimes.base import ModelInfo
-from portkit.specs import TensorSpec, load_inputs_file, make_inputs, resolve_inputs
+from portkit.specs import LoadOptions, TensorSpec, load_inputs_file, make_inputs, resolve_inputs
 from portkit.validators.layout import Binding, bind_inputs
+from portkit.validators.mobile import mobile_report
 
 
 @dataclass(frozen=True)
 class Reference:
-    """The source model's inputs and outputs for one seeded (or given) input set."""
+    """The source model's inputs and outputs for each seeded (or given) input sample."""
 
     runtime: str
     inputs: tuple[TensorSpec, ...]
-    feeds: dict[str, np.ndarray]
-    outputs: dict[str, np.ndarray]
+    feeds: tuple[dict[str, np.ndarray], ...]
+    outputs: tuple[dict[str, np.ndarray], ...]
 
 
 @dataclass(frozen=True)
 class ArtifactRun:
-    """One run of an artifact on one runtime and device."""
+    """An artifact run on one runtime and device, once per sample."""
 
-    outputs: dict[str, np.ndarray]
+    outputs: tuple[dict[str, np.ndarray], ...]
     bindings: tuple[Binding, ...]
     seconds: float
 
 
-def describe(path: str, fmt: Format) -> ModelInfo:
-    """Load a model with the first runtime for its format and report what it declares."""
+def describe(path: str, fmt: Format, options: LoadOptions = LoadOptions()) -> ModelInfo:
+    """What a model declares; a ``.tflite`` is read from its flatbuffer (Flex models included)."""
+    if fmt is Format.TFLITE:
+        mobile = mobile_report(Path(path))
+        specs = [tuple(TensorSpec(t.name, tuple(d if d >= 0 else None for d in t.shape), t.dtype)
+                       for t in ts) for ts in (mobile.inputs, mobile.outputs)]
+        return ModelInfo(fmt, specs[0], specs[1], mobile.op_counts, mobile)
     runtime = registry.for_format(fmt)[0]
-    session = runtime.load(Path(path), fmt)
+    session = runtime.load(Path(path), fmt, options=options)
     return ModelInfo(fmt, tuple(session.inputs), tuple(session.outputs), session.op_counts())
 
 
 def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str | None,
-              seed: int) -> Reference:
-    """Run the source model on seeded inputs (or ``inputs_file``) to get reference outputs."""
+              seed: int, samples: int = 1, options: LoadOptions = LoadOptions()) -> Reference:
+    """Run the source model on seeded inputs (or ``inputs_file``) to get reference outputs.
+
+    Seeded sample ``i`` uses ``seed + i``; an inputs file gives its own samples.
+    """
     runtime = registry.for_format(fmt)[0]
-    session = runtime.load(Path(path), fmt)
+    session = runtime.load(Path(path), fmt, options=options)
     specs = resolve_inputs(Path(path).name, session.inputs, given)
-    feeds = load_inputs_file(inputs_file, specs) if inputs_file else make_inputs(specs, seed)
-    specs = [TensorSpec(s.name, tuple(feeds[s.name].shape), feeds[s.name].dtype.name)
+    if inputs_file:
+        feeds = load_inputs_file(inputs_file, specs)
+    else:
+        feeds = [make_inputs(specs, seed + i) for i in range(samples)]
+    specs = [TensorSpec(s.name, tuple(feeds[0][s.name].shape), feeds[0][s.name].dtype.name)
              for s in specs]
-    return Reference(runtime.name, tuple(specs), feeds, session.run(feeds))
+    return Reference(runtime.name, tuple(specs), tuple(feeds),
+                     tuple(session.run(f) for f in feeds))
 
 
 def run_artifact(path: str, fmt: Format, runtime: str, device: str,
-                 feeds: dict[str, np.ndarray], specs: list[TensorSpec],
+                 feeds: tuple[dict[str, np.ndarray], ...], specs: list[TensorSpec],
                  prefer_channels_last: bool = False) -> ArtifactRun:
-    """Load an artifact and run it on the reference's inputs, mapped to its names and layout."""
+    """Load an artifact and run it on each sample, mapped to its names and layout."""
     session = registry.get(runtime).load(Path(path), fmt, device)
     bindings = bind_inputs(specs, session.inputs, prefer_channels_last)
     dtypes = {s.name: s.dtype for s in session.inputs}
-    # Converters narrow dtypes (litert-torch: int64 -> int32); feed what the artifact declares.
-    art_feeds = {b.artifact: _cast(b.to_artifact(feeds[b.source]), dtypes[b.artifact])
-                 for b in bindings}
+    outputs = []
     start = time.perf_counter()
-    outputs = session.run(art_feeds)
-    return ArtifactRun(outputs, tuple(bindings), time.perf_counter() - start)
+    for sample in feeds:
+        # Converters narrow dtypes (litert-torch: int64 -> int32); feed what the artifact declares.
+        art_feeds = {b.artifact: _cast(b.to_artifact(sample[b.source]), dtypes[b.artifact])
+                     for b in bindings}
+        outputs.append(session.run(art_feeds))
+    return ArtifactRun(tuple(outputs), tuple(bindings), (time.perf_counter() - start) / len(feeds))
 
 
-def run_artifact_everywhere(path: str, fmt: Format, runtime: str, feeds: dict[str, np.ndarray],
-                            specs: list[TensorSpec], prefer_channels_last: bool = False
+def run_artifact_everywhere(path: str, fmt: Format, runtime: str,
+                            feeds: tuple[dict[str, np.ndarray], ...], specs: list[TensorSpec],
+                            prefer_channels_last: bool = False
                             ) -> list[tuple[str, ArtifactRun | str]]:
     """``run_artifact`` on every device the runtime has here; a failed device gives its error."""
     results: list[tuple[str, ArtifactRun | str]] = []
@@ -87,4 +103,8 @@ def run_artifact_everywhere(path: str, fmt: Format, runtime: str, feeds: dict[st
 
 
 def _cast(array: np.ndarray, dtype: str) -> np.ndarray:
-    return array.astype(dtype, copy=False) if dtype else array
+    """Cast to the artifact's dtype, except float to an integer type: a quantized input's
+    session quantizes float feeds itself."""
+    if not dtype or (array.dtype.kind == "f" and np.dtype(dtype).kind in "iu"):
+        return array
+    return array.astype(dtype, copy=False)

@@ -11,7 +11,7 @@ import numpy as np
 from portkit.formats import Format
 from portkit.runtimes.base import Runtime, Session, count
 from portkit.runtimes.registry import register_runtime
-from portkit.specs import TensorSpec
+from portkit.specs import LoadOptions, TensorSpec
 
 
 def _signature_names(interpreter: Any, kind: str) -> dict[int, str]:
@@ -32,7 +32,28 @@ def _specs(details: list[dict[str, Any]], names: dict[int, str]) -> list[TensorS
     ]
 
 
+def _quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    """A float feed for a quantized (int8/int16) input: ``round(x / scale) + zero_point``."""
+    scale, zero = detail["quantization"]
+    dtype = np.dtype(detail["dtype"])
+    if scale and x.dtype.kind == "f" and dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)
+    return x.astype(dtype, copy=False)
+
+
+def _dequantize(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    """A quantized output as float32: ``(y - zero_point) * scale``; others as they are."""
+    scale, zero = detail["quantization"]
+    if scale and y.dtype.kind in "iu":
+        return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
+    return y.copy()
+
+
 class TfliteSession(Session):
+    """Quantized inputs take float feeds and quantized outputs come back as float (dequantized
+    with the tensor's scale and zero point), so they compare with a float reference."""
+
     def __init__(self, interpreter: Any) -> None:
         self._in = interpreter.get_input_details()
         self._out = interpreter.get_output_details()
@@ -43,9 +64,10 @@ class TfliteSession(Session):
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         it = self._interpreter
         for spec, d in zip(self.inputs, self._in):
-            it.set_tensor(d["index"], np.ascontiguousarray(feeds[spec.name], dtype=d["dtype"]))
+            it.set_tensor(d["index"], np.ascontiguousarray(_quantize(feeds[spec.name], d)))
         it.invoke()
-        return {spec.name: it.get_tensor(d["index"]).copy() for spec, d in zip(self.outputs, self._out)}
+        return {spec.name: _dequantize(it.get_tensor(d["index"]), d)
+                for spec, d in zip(self.outputs, self._out)}
 
     def op_counts(self) -> dict[str, int]:
         return count([op["op_name"] for op in self._interpreter._get_ops_details()])
@@ -58,7 +80,7 @@ class TfliteRuntime(Runtime):
     name = "tflite"
     formats = (Format.TFLITE,)
 
-    def _load(self, path: Path, fmt: Format, device: str) -> Session:
+    def _load(self, path: Path, fmt: Format, device: str, options: LoadOptions) -> Session:
         from ai_edge_litert.interpreter import Interpreter
 
         interpreter = Interpreter(model_path=str(path), num_threads=os.cpu_count() or 1)

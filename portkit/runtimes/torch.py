@@ -10,7 +10,7 @@ import numpy as np
 from portkit.formats import Format
 from portkit.runtimes.base import Runtime, Session, count
 from portkit.runtimes.registry import register_runtime
-from portkit.specs import TensorSpec
+from portkit.specs import LoadOptions, TensorSpec
 
 
 def torch_dtype_name(dtype: Any) -> str:
@@ -72,7 +72,7 @@ class TorchRuntime(Runtime):
 
         return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
 
-    def _load(self, path: Path, fmt: Format, device: str) -> Session:
+    def _load(self, path: Path, fmt: Format, device: str, options: LoadOptions) -> Session:
         import torch
 
         torch.manual_seed(0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,19 +13,23 @@ from portkit.validators.layout import Binding, candidate_perms, channels_last, p
 
 @dataclass(frozen=True)
 class OutputParity:
-    """How one artifact output compares with the reference.
+    """How one artifact output compares with the reference, over every sample.
 
     Attributes:
         name: The reference output's name.
         artifact_name: The artifact output it was matched with.
-        shape: The reference shape.
+        shape: The reference shape (of one sample).
         max_abs_err: max |got - ref|.
         max_rel_err: max |got - ref| / |ref| (|ref| floored at 1e-12).
         cosine: Cosine similarity of the flattened tensors (1.0 when both are zero).
         min_atol_to_pass: The smallest atol that passes at the tolerance's rtol.
-        passed: Whether every element is within ``atol + rtol * |ref|``.
+        passed: Whether the output meets every criterion of the tolerance.
         layout: How the artifact's layout was mapped back (e.g. ``NCHW->NHWC``), if it was.
         error: Why nothing could be compared (shape or dtype mismatch), if so.
+        samples: How many inputs were compared.
+        top1: Share of samples whose top-1 class agrees (classifier-like outputs only).
+        top5: Share of samples whose reference top-1 class is in the artifact's top 5.
+        failed: The criteria that failed (``max abs err``, ``cosine``, ``top-1``, ``top-5``).
     """
 
     name: str
@@ -37,16 +42,23 @@ class OutputParity:
     passed: bool
     layout: str | None = None
     error: str | None = None
+    samples: int = 1
+    top1: float | None = None
+    top5: float | None = None
+    failed: tuple[str, ...] = ()
 
 
-def metrics(name: str, ref: np.ndarray, got: np.ndarray, tol: Tolerance,
+Arrays = np.ndarray | Sequence[np.ndarray]
+
+
+def metrics(name: str, ref: Arrays, got: Arrays, tol: Tolerance,
             artifact_name: str = "", layout: str | None = None) -> OutputParity:
-    """Compare two same-shaped arrays.
+    """Compare same-shaped arrays: one sample, or a sequence of samples.
 
     Args:
         name: The output's name.
-        ref: Reference values.
-        got: Artifact values, in the reference's layout.
+        ref: Reference values (an array, or one array per sample).
+        got: Artifact values, in the reference's layout, as many as ``ref``.
         tol: The tolerance to judge by.
         artifact_name: The artifact's name for this output.
         layout: A note on the layout mapping applied to ``got``.
@@ -55,12 +67,16 @@ def metrics(name: str, ref: np.ndarray, got: np.ndarray, tol: Tolerance,
         The parity of this output.
     """
     artifact_name = artifact_name or name
-    if ref.shape != got.shape:
-        return OutputParity(name, artifact_name, tuple(ref.shape), float("inf"), float("inf"),
+    refs = [ref] if isinstance(ref, np.ndarray) else list(ref)
+    gots = [got] if isinstance(got, np.ndarray) else list(got)
+    shape = tuple(refs[0].shape)
+    bad = next((g.shape for g in gots if g.shape != shape), None)
+    if bad is not None or len(refs) != len(gots):
+        return OutputParity(name, artifact_name, shape, float("inf"), float("inf"),
                             0.0, float("inf"), False, layout,
-                            f"shape {tuple(got.shape)} != reference {tuple(ref.shape)}")
-    r = ref.astype(np.float64)
-    g = got.astype(np.float64)
+                            f"shape {tuple(bad or ())} != reference {shape}", len(refs))
+    r = np.stack(refs).astype(np.float64)
+    g = np.stack(gots).astype(np.float64)
     both_nan = np.isnan(r) & np.isnan(g)
     diff = np.where(both_nan, 0.0, np.abs(g - r))
     diff = np.where(np.isnan(diff), np.inf, diff)
@@ -74,31 +90,59 @@ def metrics(name: str, ref: np.ndarray, got: np.ndarray, tol: Tolerance,
         cosine = 1.0 if not rf.any() and not gf.any() else 0.0
     else:
         cosine = float(np.dot(rf, gf) / norms)
-    passed = bool(np.all(diff <= tol.atol + tol.rtol * np.abs(np.nan_to_num(r))))
-    return OutputParity(name, artifact_name, tuple(ref.shape), max_abs, max_rel, cosine,
-                        min_atol, passed, layout)
+    top1, top5 = _top_k(r, g)
+    failed = []
+    if tol.atol is not None and not np.all(diff <= tol.atol + tol.rtol * np.abs(np.nan_to_num(r))):
+        failed.append("max abs err")
+    if tol.min_cosine is not None and not cosine >= tol.min_cosine:
+        failed.append("cosine")
+    if tol.min_top1 is not None and top1 is not None and top1 < tol.min_top1:
+        failed.append("top-1")
+    if tol.min_top5 is not None and top5 is not None and top5 < tol.min_top5:
+        failed.append("top-5")
+    return OutputParity(name, artifact_name, shape, max_abs, max_rel, cosine, min_atol,
+                        not failed, layout, None, len(refs), top1, top5, tuple(failed))
 
 
-def compare_outputs(reference: dict[str, np.ndarray], artifact: dict[str, np.ndarray],
+def _top_k(r: np.ndarray, g: np.ndarray) -> tuple[float | None, float | None]:
+    """Top-1 and top-5 agreement over samples, for outputs holding one score vector per sample."""
+    scores = [d for d in r.shape[1:] if d != 1]
+    if len(scores) != 1 or scores[0] < 2:
+        return None, None  # not classifier-like: a map, a sequence, a scalar
+    r2, g2 = r.reshape(len(r), -1), g.reshape(len(g), -1)
+    want = r2.argmax(axis=1)
+    top1 = float(np.mean(g2.argmax(axis=1) == want))
+    if r2.shape[1] <= 5:
+        return top1, None
+    top5 = np.argsort(-g2, axis=1)[:, :5]
+    return top1, float(np.mean([w in row for w, row in zip(want, top5)]))
+
+
+def compare_outputs(reference: Sequence[dict[str, np.ndarray]] | dict[str, np.ndarray],
+                    artifact: Sequence[dict[str, np.ndarray]] | dict[str, np.ndarray],
                     tol: Tolerance) -> list[OutputParity]:
     """Match artifact outputs to reference outputs (name, else order; any axis order) and compare.
 
     Where both the same and the channels-last axis order fit an output's shape (e.g. a 1x8x8x8
-    tensor), the one with the smaller error is taken; other axis orders only when neither fits.
+    tensor), the one with the smaller error on the first sample is taken; other axis orders only
+    when neither fits.
 
     Args:
-        reference: Reference outputs by name, in order.
-        artifact: Artifact outputs by name, in order.
+        reference: Reference outputs by name, in order (one dict, or one per sample).
+        artifact: Artifact outputs by name, in order (as many as ``reference``).
         tol: The tolerance to judge by.
 
     Returns:
         One parity row per reference output.
     """
+    refs = [reference] if isinstance(reference, dict) else list(reference)
+    arts = [artifact] if isinstance(artifact, dict) else list(artifact)
     rows = []
-    for ref_name, art_name in pair_by_name(list(reference), list(artifact)):
-        ref, got = reference[ref_name], artifact[art_name]
-        perms = candidate_perms(tuple(ref.shape), tuple(got.shape))
-        likely = [p for p in perms if p is None or p == channels_last(ref.ndim)]
+    for ref_name, art_name in pair_by_name(list(refs[0]), list(arts[0])):
+        ref = [o[ref_name] for o in refs]
+        got = [o[art_name] for o in arts]
+        perms = candidate_perms(tuple(ref[0].shape), tuple(got[0].shape))
+        likely = [p for p in perms if p is None or p == channels_last(ref[0].ndim)]
         perms = likely or perms
         if not perms:
             rows.append(metrics(ref_name, ref, got, tol, art_name))
@@ -106,10 +150,11 @@ def compare_outputs(reference: dict[str, np.ndarray], artifact: dict[str, np.nda
         best = None
         for perm in perms:
             binding = Binding(ref_name, art_name, perm)
-            row = metrics(ref_name, ref, binding.to_source(got), tol, art_name,
-                          binding.layout_note)
-            if best is None or row.max_abs_err < best.max_abs_err:
-                best = row
+            first = metrics(ref_name, ref[0], binding.to_source(got[0]), tol)
+            if best is None or first.max_abs_err < best[0]:
+                best = (first.max_abs_err, binding)
         assert best is not None
-        rows.append(best)
+        binding = best[1]
+        rows.append(metrics(ref_name, ref, [binding.to_source(x) for x in got], tol, art_name,
+                            binding.layout_note))
     return rows

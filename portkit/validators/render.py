@@ -9,6 +9,8 @@ from rich.text import Text
 
 if TYPE_CHECKING:
     from portkit.api import Inspection
+    from portkit.specs import Tolerance
+    from portkit.validators.mobile import MobileReport
     from portkit.validators.report import ConvertReport
 
 
@@ -44,24 +46,73 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
     out.append(routes)
     if report.checks:
         tol = report.tolerance
-        parity = Table(title=f"Parity against the source (atol {tol.atol:g}, rtol {tol.rtol:g})",
+        topk = any(o.top1 is not None for c in report.checks for o in c.outputs)
+        parity = Table(title=f"Parity against the source ({policy_line(tol)})",
                        title_justify="left")
-        for col in ("runtime", "device", "output", "shape", "max abs", "max rel", "cosine",
-                    "min atol", "layout", "result"):
-            parity.add_column(col, justify="right" if col.startswith(("max", "min", "cos")) else "left")
+        cols = ["runtime", "device", "output", "shape", "max abs", "max rel", "cosine",
+                "min atol"] + (["top-1", "top-5"] if topk else []) + ["layout", "result"]
+        for col in cols:
+            parity.add_column(col, justify="right" if col.startswith(("max", "min", "cos", "top"))
+                              else "left")
         for c in report.checks:
             if c.error:
-                parity.add_row(c.runtime, c.device, "-", "-", "-", "-", "-", "-", "-",
+                parity.add_row(c.runtime, c.device, *["-"] * (len(cols) - 3),
                                f"[red]ERROR[/] {c.error}")
             for o in c.outputs:
                 notes = [f"in {n}" for n in c.input_layouts]
                 notes += [f"out {o.layout}"] if o.layout else []
                 layout = "; ".join(notes) or "same"
-                parity.add_row(c.runtime, c.device, o.name, "x".join(map(str, o.shape)),
-                               _num(o.max_abs_err), _num(o.max_rel_err), f"{o.cosine:.6f}",
-                               _num(o.min_atol_to_pass), layout,
-                               "[green]pass[/]" if o.passed else "[red]FAIL[/]")
+                result = "[green]pass[/]" if o.passed else f"[red]FAIL[/] {', '.join(o.failed)}"
+                row = [c.runtime, c.device, o.name, "x".join(map(str, o.shape)),
+                       _num(o.max_abs_err), _num(o.max_rel_err), f"{o.cosine:.6f}",
+                       _num(o.min_atol_to_pass)]
+                if topk:
+                    row += [_share(o.top1), _share(o.top5)]
+                parity.add_row(*row, layout, result)
         out.append(parity)
+    if report.mobile is not None:
+        out.extend(mobile_tables(report.mobile))
+    return out
+
+
+def policy_line(tol: Tolerance) -> str:
+    """``int8 policy over 32 inputs: cosine >= 0.98, top-1 >= 80%…``."""
+    parts = []
+    if tol.atol is not None:
+        parts.append(f"atol {tol.atol:g}, rtol {tol.rtol:g}")
+    if tol.min_cosine is not None:
+        parts.append(f"cosine >= {tol.min_cosine:g}")
+    if tol.min_top1 is not None:
+        parts.append(f"top-1 >= {tol.min_top1:.0%}")
+    if tol.min_top5 is not None:
+        parts.append(f"top-5 >= {tol.min_top5:.0%}")
+    inputs = f" over {tol.samples} inputs" if tol.samples > 1 else ""
+    return f"{tol.policy} policy{inputs}: " + ", ".join(parts)
+
+
+def _share(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0%}"
+
+
+def mobile_tables(m: MobileReport) -> list[Table | Text]:
+    """The mobile report of a ``.tflite``: runtime needs, precision and tensors."""
+    runs = ("[green]yes[/]" if m.builtin_only else
+            "[red]no[/]: needs " + ", ".join(
+                ([f"Flex ops {', '.join(m.flex_ops)}"] if m.flex_ops else [])
+                + ([f"custom ops {', '.join(m.custom_ops)}"] if m.custom_ops else [])))
+    out: list[Table | Text] = [Text.from_markup(
+        f"Mobile: {m.size_bytes:,} bytes, {m.precision}, {sum(m.op_counts.values())} ops; "
+        f"runs on the builtin interpreter: {runs}")]
+    io = Table(title="TFLite inputs and outputs", title_justify="left")
+    for col in ("kind", "name", "shape", "dtype", "layout", "scale", "zero point"):
+        io.add_column(col)
+    for kind, tensors in (("input", m.inputs), ("output", m.outputs)):
+        for t in tensors:
+            shape = "x".join("?" if d < 0 else str(d) for d in t.shape) or "scalar"
+            io.add_row(kind, t.name, shape,
+                       t.dtype, t.layout or "-", ", ".join(f"{x:.6g}" for x in t.scale[:4]) or "-",
+                       ", ".join(str(x) for x in t.zero_point[:4]) or "-")
+    out.append(io)
     return out
 
 
@@ -87,4 +138,6 @@ def inspect_tables(ins: Inspection, top: int = 15) -> list[Table | Text]:
         for name, n in list(info.op_counts.items())[:top]:
             ops.add_row(name, str(n))
         out.append(ops)
+    if info.mobile is not None:
+        out.extend(mobile_tables(info.mobile))
     return out

@@ -14,6 +14,7 @@ from typing import Any
 from portkit.convert.registry import Hop
 from portkit.errors import ExitCode
 from portkit.specs import TensorSpec, Tolerance
+from portkit.validators.mobile import MobileReport
 from portkit.validators.parity import OutputParity
 
 # Distributions whose versions go into every report (read from metadata, never imported).
@@ -44,6 +45,7 @@ class Attempt:
     error: str | None = None
     hops: tuple[Hop, ...] = ()
     checks: tuple[Check, ...] = ()
+    mobile: MobileReport | None = None
 
     @property
     def ok(self) -> bool:
@@ -88,6 +90,8 @@ class ConvertReport:
     seed: int
     seconds: float
     versions: dict[str, str] = field(default_factory=dict)
+    quantize: str | None = None
+    mobile: MobileReport | None = None
 
     @property
     def exit_code(self) -> ExitCode:

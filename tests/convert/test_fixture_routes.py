@@ -1,7 +1,10 @@
-"""Every fixture along every route that applies, through the library API.
+"""Every fixture along the routes that apply, through the library API.
 
-A route that does not work today is listed in KNOWN_FAILURES with the reason, and its test is a
-strict xfail: it fails the suite the day that route starts working, so the list stays true.
+Each fixture runs every route of up to two hops from its first file kind, and the default route
+from its other kinds; the rest (other kinds' fallbacks, routes of three hops) are marked
+``slow`` and run with ``pytest -m slow``. A route that does not work today is listed in
+KNOWN_FAILURES with the reason, and its test is a strict xfail: it fails the suite the day that
+route starts working, so the list stays true.
 """
 
 from __future__ import annotations
@@ -16,44 +19,106 @@ from portkit.errors import ExitCode
 from portkit.fixtures import FIXTURES
 from portkit.formats import TARGETS, Format
 
-pytest.importorskip("torch")
 
-KINDS = {"torchscript": Format.TORCHSCRIPT, "pt2": Format.EXPORTED_PROGRAM}
+KINDS = {"torchscript": Format.TORCHSCRIPT, "pt2": Format.EXPORTED_PROGRAM, "keras": Format.KERAS,
+         "h5": Format.H5, "savedmodel": Format.SAVEDMODEL}
+TARGETS_BY_FRAMEWORK = {"torch": ("onnx", "tflite", "torchscript"),
+                        "keras": ("onnx", "tflite", "savedmodel"), "tf": ("onnx", "tflite")}
+_WRONG = "tf2onnx converts litert-torch's TFLite to an ONNX that runs with wrong numbers"
+_SQUEEZE = "onnx2tf writes a Squeeze that fails on this attention block"
+_CUMPROD = "tf2onnx fails on Cumprod ('negative dimensions are not allowed')"
+_FLEX = "Flex ops (Cumprod): no pip-installed TFLite interpreter runs them, so parity is unproven"
 # ONNX exported from TorchScript (through TS2EPConverter, or by the legacy exporter) keeps the
 # traced shape arithmetic; onnx2tf 1.29 turns it into Flex ops or shapes XNNPACK rejects.
 _TS_ONNX = "onnx2tf on ONNX exported from TorchScript"
-KNOWN_FAILURES: dict[tuple[str, str, str], str] = {
-    ("cnn", "torchscript", "torch.onnx+onnx2tf"): f"{_TS_ONNX}: emits a Flex op",
-    ("two_io", "torchscript", "torch.onnx+onnx2tf"): f"{_TS_ONNX}: XNNPACK fails to prepare",
-    ("lstm", "torchscript", "torch.onnx+onnx2tf"): f"{_TS_ONNX}: onnx2tf fails on the LSTM",
-    ("lstm", "torchscript", "torch.onnx-legacy+onnx2tf"): f"{_TS_ONNX}: onnx2tf fails on the LSTM",
-    ("lstm", "pt2", "torch.jit.trace+torch.onnx-legacy+onnx2tf"):
+# (fixture, file kind, target, route) -> why it fails
+KNOWN_FAILURES: dict[tuple[str, str, str, str], str] = {
+    ("cnn", "torchscript", "tflite", "torch.onnx+onnx2tf"): f"{_TS_ONNX}: emits a Flex op",
+    ("two_io", "torchscript", "tflite", "torch.onnx+onnx2tf"):
+        f"{_TS_ONNX}: XNNPACK fails to prepare",
+    ("lstm", "torchscript", "tflite", "torch.onnx+onnx2tf"):
         f"{_TS_ONNX}: onnx2tf fails on the LSTM",
-    ("attention", "torchscript", "litert-torch"):
+    ("lstm", "torchscript", "tflite", "torch.onnx-legacy+onnx2tf"):
+        f"{_TS_ONNX}: onnx2tf fails on the LSTM",
+    ("lstm", "pt2", "tflite", "torch.jit.trace+torch.onnx-legacy+onnx2tf"):
+        f"{_TS_ONNX}: onnx2tf fails on the LSTM",
+    ("attention", "torchscript", "tflite", "litert-torch"):
         "traced size arithmetic survives TS2EPConverter; litert-torch needs static shapes",
-    ("attention", "torchscript", "torch.onnx+onnx2tf"): f"{_TS_ONNX}: dynamic Reshape",
-    ("attention", "torchscript", "torch.onnx-legacy+onnx2tf"): f"{_TS_ONNX}: dynamic Reshape",
-    ("attention", "pt2", "torch.jit.trace+torch.onnx-legacy+onnx2tf"):
+    ("attention", "torchscript", "tflite", "torch.onnx+onnx2tf"): f"{_TS_ONNX}: dynamic Reshape",
+    ("attention", "torchscript", "tflite", "torch.onnx-legacy+onnx2tf"):
         f"{_TS_ONNX}: dynamic Reshape",
-    ("upsample", "torchscript", "litert-torch"):
+    ("attention", "pt2", "tflite", "torch.jit.trace+torch.onnx-legacy+onnx2tf"):
+        f"{_TS_ONNX}: dynamic Reshape",
+    ("upsample", "torchscript", "tflite", "litert-torch"):
         "litert-torch cannot lower a stride-2 ConvTranspose2d with padding",
-    ("upsample", "torchscript", "torch.onnx+onnx2tf"): f"{_TS_ONNX}: wrong Conv channels",
-    ("upsample", "pt2", "litert-torch"):
+    ("upsample", "torchscript", "tflite", "torch.onnx+onnx2tf"): f"{_TS_ONNX}: wrong Conv channels",
+    ("upsample", "pt2", "tflite", "litert-torch"):
         "litert-torch cannot lower a stride-2 ConvTranspose2d with padding",
+    ("keras_flex", "keras", "tflite", "tflite-converter"): _FLEX,
+    ("keras_flex", "savedmodel", "tflite", "tflite-converter"): _FLEX,
+    # Two-hop fallbacks through TFLite -> ONNX (tf2onnx) and ONNX -> TF (onnx2tf).
+    ("lstm", "torchscript", "onnx", "litert-torch+tf2onnx"): _WRONG,
+    ("lstm", "pt2", "onnx", "litert-torch+tf2onnx"): _WRONG,
+    ("attention", "torchscript", "onnx", "litert-torch+tf2onnx"):
+        "litert-torch fails on the traced size arithmetic (see its TFLite route)",
+    ("attention", "pt2", "onnx", "litert-torch+tf2onnx"): _WRONG,
+    ("upsample", "torchscript", "onnx", "litert-torch+tf2onnx"):
+        "litert-torch cannot lower a stride-2 ConvTranspose2d with padding",
+    ("upsample", "pt2", "onnx", "litert-torch+tf2onnx"):
+        "litert-torch cannot lower a stride-2 ConvTranspose2d with padding",
+    ("keras_text", "keras", "tflite", "tf2onnx+onnx2tf"): "onnx2tf fails on the LSTM",
+    ("keras_text", "h5", "tflite", "tf2onnx+onnx2tf"): "onnx2tf fails on the LSTM",
+    ("keras_text", "savedmodel", "tflite", "tflite-converter"):
+        "the SavedModel's batch dimension is free, and TFLite can't lower the LSTM's TensorList "
+        "ops without a static shape (from .keras portkit pins the batch to the input's)",
+    ("keras_text", "savedmodel", "tflite", "tf2onnx+onnx2tf"): "onnx2tf fails on the LSTM",
+    ("keras_transformer", "keras", "tflite", "tf2onnx+onnx2tf"): _SQUEEZE,
+    ("keras_transformer", "keras", "savedmodel", "tf2onnx+onnx2tf"): _SQUEEZE,
+    ("keras_transformer", "h5", "tflite", "tf2onnx+onnx2tf"): _SQUEEZE,
+    ("keras_transformer", "h5", "savedmodel", "tf2onnx+onnx2tf"): _SQUEEZE,
+    ("keras_transformer", "savedmodel", "tflite", "tf2onnx+onnx2tf"): _SQUEEZE,
+    ("keras_flex", "keras", "onnx", "tf2onnx"): _CUMPROD,
+    ("keras_flex", "keras", "tflite", "tf2onnx+onnx2tf"): _CUMPROD,
+    ("keras_flex", "keras", "savedmodel", "tf2onnx+onnx2tf"): _CUMPROD,
+    ("keras_flex", "savedmodel", "onnx", "tf2onnx"): _CUMPROD,
+    ("keras_flex", "savedmodel", "tflite", "tf2onnx+onnx2tf"): _CUMPROD,
+    # Three hops (slow): ONNX -> SavedModel (onnx2tf) -> TFLite (TFLiteConverter).
+    ("cnn", "torchscript", "tflite", "torch.onnx+onnx2tf+tflite-converter"):
+        f"{_TS_ONNX}: a Conv2D only the Flex runtime runs",
+    ("two_io", "torchscript", "tflite", "torch.onnx+onnx2tf+tflite-converter"):
+        f"{_TS_ONNX}: a Conv2D only the Flex runtime runs",
+    ("lstm", "torchscript", "tflite", "torch.onnx-legacy+onnx2tf+tflite-converter"):
+        f"{_TS_ONNX}: onnx2tf fails on the LSTM",
+    ("lstm", "torchscript", "tflite", "torch.onnx+onnx2tf+tflite-converter"):
+        f"{_TS_ONNX}: onnx2tf fails on the LSTM",
+    ("attention", "torchscript", "tflite", "torch.onnx-legacy+onnx2tf+tflite-converter"):
+        f"{_TS_ONNX}: dynamic Reshape",
+    ("attention", "torchscript", "tflite", "torch.onnx+onnx2tf+tflite-converter"):
+        f"{_TS_ONNX}: dynamic Reshape",
+    ("upsample", "torchscript", "tflite", "torch.onnx+onnx2tf+tflite-converter"):
+        f"{_TS_ONNX}: wrong Conv channels",
 }
 
 
 def _cases() -> list[pytest.param]:
     cases = []
-    for name in FIXTURES:
-        for kind, fmt in KINDS.items():
-            for target in ("onnx", "tflite", "torchscript"):
-                for route in registry.plan(fmt, TARGETS[target]):
-                    key = (name, kind, route.name)
+    for name, fixture in FIXTURES.items():
+        if fixture.needs_trust:
+            continue  # refused without --trust-model: tests/test_safety.py
+        for kind in fixture.kinds:
+            fmt = KINDS[kind]
+            for target in TARGETS_BY_FRAMEWORK[fixture.framework]:
+                if TARGETS[target] is fmt:
+                    continue
+                routes = registry.plan(fmt, TARGETS[target])
+                for route in routes:
+                    key = (name, kind, target, route.name)
                     marks = ([pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES[key])]
                              if key in KNOWN_FAILURES else [])
+                    if len(route.edges) > 2 or (kind != fixture.kinds[0] and route != routes[0]):
+                        marks.append(pytest.mark.slow)
                     cases.append(pytest.param(name, kind, target, route.name, marks=marks,
-                                              id=f"{name}-{kind}-{route.name}"))
+                                              id=f"{name}-{kind}-{target}-{route.name}"))
     return cases
 
 

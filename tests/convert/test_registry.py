@@ -17,9 +17,10 @@ def names(src: Format, dst: Format) -> list[str]:
 
 def test_direct_route_first_then_onnx_fallbacks() -> None:
     assert names(Format.TORCHSCRIPT, Format.TFLITE) == [
-        "litert-torch", "torch.onnx-legacy+onnx2tf", "torch.onnx+onnx2tf"]
-    assert names(Format.EXPORTED_PROGRAM, Format.TFLITE) == [
-        "litert-torch", "torch.onnx+onnx2tf", "torch.jit.trace+torch.onnx-legacy+onnx2tf"]
+        "litert-torch", "torch.onnx-legacy+onnx2tf", "torch.onnx+onnx2tf",
+        "torch.onnx-legacy+onnx2tf+tflite-converter", "torch.onnx+onnx2tf+tflite-converter"]
+    assert names(Format.EXPORTED_PROGRAM, Format.TFLITE)[:3] == [
+        "litert-torch", "torch.onnx+onnx2tf", "torch.onnx+onnx2tf+tflite-converter"]
 
 
 def test_no_detours() -> None:
@@ -28,8 +29,9 @@ def test_no_detours() -> None:
 
 
 def test_onnx_routes() -> None:
-    assert names(Format.TORCHSCRIPT, Format.ONNX) == ["torch.onnx-legacy", "torch.onnx"]
-    assert names(Format.ONNX, Format.TFLITE) == ["onnx2tf"]
+    assert names(Format.TORCHSCRIPT, Format.ONNX) == [
+        "torch.onnx-legacy", "torch.onnx", "litert-torch+tf2onnx"]
+    assert names(Format.ONNX, Format.TFLITE) == ["onnx2tf", "onnx2tf+tflite-converter"]
     assert names(Format.EXPORTED_PROGRAM, Format.TORCHSCRIPT) == ["torch.jit.trace"]
 
 
@@ -41,7 +43,24 @@ def test_routes_never_revisit_a_format() -> None:
 
 def test_onnx2tf_routes_are_channels_last() -> None:
     routes = registry.plan(Format.TORCHSCRIPT, Format.TFLITE)
-    assert [r.channels_last for r in routes] == [False, True, True]
+    assert [r.channels_last for r in routes] == [False, True, True, True, True]
+
+
+def test_tensorflow_routes_plan_themselves() -> None:
+    for src in (Format.KERAS, Format.H5, Format.SAVEDMODEL):
+        assert names(src, Format.TFLITE)[0] == "tflite-converter"
+        assert names(src, Format.ONNX) == ["tf2onnx"]
+    assert names(Format.KERAS, Format.SAVEDMODEL)[0] == "keras.export"
+    assert names(Format.TFLITE, Format.ONNX) == ["tf2onnx"]
+    assert names(Format.ONNX, Format.SAVEDMODEL) == ["onnx2tf"]
+
+
+def test_quantize_keeps_only_routes_whose_last_hop_quantizes() -> None:
+    assert [r.name for r in registry.plan(Format.KERAS, Format.TFLITE, quantize=True)] == [
+        "tflite-converter"]
+    assert [r.name for r in registry.plan(Format.TORCHSCRIPT, Format.TFLITE, quantize=True)] == [
+        "torch.onnx-legacy+onnx2tf+tflite-converter", "torch.onnx+onnx2tf+tflite-converter"]
+    assert registry.plan(Format.KERAS, Format.ONNX, quantize=True) == []
 
 
 def test_pick_unknown_route_lists_the_known_ones() -> None:
@@ -52,9 +71,10 @@ def test_pick_unknown_route_lists_the_known_ones() -> None:
 
 
 def test_registration_is_checked() -> None:
-    def fn(src: Path, fmt: Format, dst: Path, inputs: list) -> str:
+    def fn(src: Path, fmt: Format, dst: Path, inputs: list, options: object) -> str:
         return ""
 
+    # One tool may have an edge per target (onnx2tf: TFLite and SavedModel), not two to one.
     with pytest.raises(InternalError, match="two conversion edges"):
         registry.register_edge(tool="onnx2tf", sources=(Format.ONNX,), target=Format.TFLITE,
                                cost=1)(fn)

@@ -1,0 +1,39 @@
+"""Running onnx2tf offline: shared by the ONNX -> TFLite and ONNX -> SavedModel edges.
+
+onnx2tf downloads a sample-image file from the internet when every input looks like an image,
+unless a file of that name is in the working directory; a seeded stand-in is written there (the
+worker's private scratch directory) so conversion never touches the network.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+
+
+def run(src: Path, **kwargs: Any) -> tuple[Any, Path]:
+    """``onnx2tf.convert`` on ``src`` into ``./onnx2tf_out``, offline and quiet.
+
+    Returns:
+        What onnx2tf returned (its tf_keras model) and the output folder.
+    """
+    import onnx2tf
+
+    work = Path(os.getcwd())
+    sample = np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32)
+    np.save(work / _SAMPLE_FILE, sample)
+    out = work / "onnx2tf_out"
+    model = onnx2tf.convert(
+        input_onnx_file_path=str(src),
+        output_folder_path=str(out),
+        copy_onnx_input_output_names_to_tflite=True,
+        not_use_onnxsim=True,
+        non_verbose=True,
+        **kwargs,
+    )
+    return model, out

@@ -1,0 +1,123 @@
+"""TensorFlow (SavedModel, ``.keras``, ``.h5``) -> TFLite with ``tf.lite.TFLiteConverter``.
+
+Keras models are exported to a SavedModel first, with the input shapes being converted, and
+converted with ``from_saved_model``: the ``from_concrete_functions`` path on a Keras 3 model
+writes a model whose outputs are all NaN.
+Conversion tries builtin ops only, then builtins plus Select TF ops (Flex) when some op has no
+builtin kernel, unless ``--no-flex``. Quantization (``--quantize``) happens here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from portkit.convert.registry import register_edge
+from portkit.errors import ConversionError
+from portkit.formats import Format
+from portkit.runtimes.tensorflow import export_keras, load_keras, signature
+from portkit.specs import ConvertOptions, TensorSpec, load_inputs_file
+from portkit.validators.layout import bind_inputs
+
+# "tf.MatrixDeterminant {device = ""}" in the converter's list of ops without a builtin.
+_UNSUPPORTED_OP = re.compile(r"\btf\.([A-Z][A-Za-z0-9_]*)")
+
+
+@register_edge(tool="tflite-converter", sources=(Format.SAVEDMODEL, Format.KERAS, Format.H5),
+               target=Format.TFLITE, cost=1.0, quantizes=True)
+def convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
+            options: ConvertOptions) -> str:
+    """Convert with ``TFLiteConverter.from_saved_model`` and the requested quantization."""
+    import tensorflow as tf
+
+    saved, sig = src, options.load.signature
+    if fmt is not Format.SAVEDMODEL:
+        saved, sig = Path(os.getcwd()) / "exported", None
+        export_keras(load_keras(src, fmt, options.load), saved, inputs)
+    loaded = tf.saved_model.load(str(saved))
+    sig, fn = signature(src, loaded, sig)
+
+    def converter() -> Any:
+        c = tf.lite.TFLiteConverter.from_saved_model(str(saved), signature_keys=[sig])
+        _quantization(c, options, fn, inputs)
+        return c
+
+    notes = [f"signature {sig}", options.quantize or "float32"]
+    try:
+        data = _convert(converter(), [tf.lite.OpsSet.TFLITE_BUILTINS], options)
+    except _NoBuiltin as e:
+        if options.no_flex:
+            raise ConversionError(
+                f"ops with no TFLite builtin: {', '.join(e.ops)}; remove --no-flex to ship them "
+                "with the Flex runtime (Select TF ops), or change the model") from None
+        data = _convert(converter(), [tf.lite.OpsSet.TFLITE_BUILTINS,
+                                      tf.lite.OpsSet.SELECT_TF_OPS], options)
+        notes.append(f"Select TF ops (Flex) for {', '.join(e.ops)}")
+    dst.write_bytes(data)
+    return "TFLiteConverter.from_saved_model (" + "; ".join(notes) + ")"
+
+
+class _NoBuiltin(Exception):
+    def __init__(self, ops: list[str]) -> None:
+        super().__init__(", ".join(ops))
+        self.ops = ops
+
+
+def _convert(converter: Any, ops: list[Any], options: ConvertOptions) -> bytes:
+    import tensorflow as tf
+
+    if options.quantize not in ("int8", "int16x8"):  # quantized op sets are set by _quantization
+        converter.target_spec.supported_ops = ops
+    elif tf.lite.OpsSet.SELECT_TF_OPS in ops:
+        converter.target_spec.supported_ops = [*converter.target_spec.supported_ops,
+                                               tf.lite.OpsSet.SELECT_TF_OPS]
+    try:
+        return converter.convert()
+    except Exception as e:  # noqa: BLE001 - the converter raises ConverterError or others
+        text = str(e)
+        missing = sorted(set(_UNSUPPORTED_OP.findall(text)))
+        if missing and "not supported" in text:
+            raise _NoBuiltin(missing) from None
+        raise
+
+
+def _quantization(converter: Any, options: ConvertOptions, fn: Any,
+                  inputs: list[TensorSpec]) -> None:
+    import tensorflow as tf
+
+    mode = options.quantize
+    if mode is None:
+        return
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+        return
+    if mode == "dynamic":
+        return
+    converter.representative_dataset = lambda: _calibration(options, fn, inputs)
+    if mode == "int8":
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if options.int8_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    else:
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+
+
+def _calibration(options: ConvertOptions, fn: Any,
+                 inputs: list[TensorSpec]) -> Iterator[dict[str, np.ndarray]]:
+    """Calibration samples, mapped to the signature's input names and layout."""
+    assert options.calibration is not None
+    wanted = [TensorSpec(k, tuple(t.shape.as_list()), t.dtype.name)
+              for k, t in fn.structured_input_signature[1].items()]
+    bindings = bind_inputs(inputs, wanted)
+    dtypes = {s.name: s.dtype for s in wanted}
+    for sample in load_inputs_file(options.calibration, inputs, what="--calibration"):
+        yield {b.artifact: b.to_artifact(sample[b.source]).astype(dtypes[b.artifact])
+               for b in bindings}

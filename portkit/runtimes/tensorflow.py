@@ -1,0 +1,152 @@
+"""TensorFlow: SavedModel signatures and Keras models (``.keras``, ``.h5``), on CPU or a GPU.
+
+Keras files load with ``safe_mode=True`` after ``portkit.safety.check_keras`` has read their
+config; ``--trust-model`` lifts both. Keras models are called through ``tf.function`` (eager
+Keras calls are slower and not what an exported artifact computes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from portkit.errors import InvalidModelError
+from portkit.formats import Format
+from portkit.runtimes.base import Runtime, Session, count
+from portkit.runtimes.registry import register_runtime
+from portkit.specs import LoadOptions, TensorSpec
+
+DEFAULT_SIGNATURE = "serving_default"
+_DEVICES = {"cpu": "/CPU:0", "gpu": "/GPU:0"}
+
+
+def load_keras(path: Path, fmt: Format, options: LoadOptions) -> Any:
+    """A Keras model from ``.keras``/``.h5``, refused if its config runs code and isn't trusted.
+
+    Raises:
+        InvalidModelError: The config names a Lambda layer or custom object (without
+            ``--trust-model``), or Keras could not load the file.
+    """
+    import keras
+
+    from portkit.safety import check_keras
+
+    check_keras(path, fmt, options.trust_model)
+    return keras.saving.load_model(str(path), compile=False, safe_mode=not options.trust_model)
+
+
+def export_keras(model: Any, dst: Path, inputs: list[TensorSpec] | None = None) -> None:
+    """``model.export(dst)``: a SavedModel with ``serving_default``; with ``inputs``, its
+    signature takes exactly those shapes (Keras otherwise frees the batch dimension, and a
+    batch-1 LSTM then can't become TFLite builtins)."""
+    import tensorflow as tf
+
+    signature = None
+    if inputs:
+        specs = [tf.TensorSpec(s.shape, s.dtype, name=s.name) for s in inputs]
+        signature = specs if len(specs) == 1 else [specs]
+    model.export(str(dst), verbose=False, input_signature=signature)
+
+
+def signature(path: Path, loaded: Any, name: str | None) -> tuple[str, Any]:
+    """The signature ``name`` of a loaded SavedModel (default: ``serving_default``, else the only
+    one).
+
+    Raises:
+        InvalidModelError: The SavedModel has no such signature (the error lists those it has).
+    """
+    names = list(loaded.signatures.keys())
+    if name is None:
+        name = DEFAULT_SIGNATURE if DEFAULT_SIGNATURE in names or len(names) != 1 else names[0]
+    if name not in names:
+        raise InvalidModelError(
+            f"{path}: no signature {name!r}; it has {', '.join(names) or 'none'}; "
+            "pick one with --signature"
+        )
+    return name, loaded.signatures[name]
+
+
+def _spec(name: str, t: Any) -> TensorSpec:
+    shape = None if t.shape.rank is None else tuple(t.shape.as_list())
+    return TensorSpec(name, shape, t.dtype.name)
+
+
+def _keras_name(t: Any) -> str:
+    return str(getattr(t, "name", "")).split(":")[0]
+
+
+class TensorflowSession(Session):
+    """Runs a ``tf.function`` taking and returning tensors by name."""
+
+    def __init__(self, fn: Any, inputs: list[TensorSpec], outputs: list[TensorSpec],
+                 device: str, ops: dict[str, int], positional: bool) -> None:
+        super().__init__(inputs, outputs)
+        self._fn = fn
+        self._device = _DEVICES[device]
+        self._ops = ops
+        self._positional = positional
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import tensorflow as tf
+
+        with tf.device(self._device):
+            tensors = {s.name: tf.constant(feeds[s.name]) for s in self.inputs}
+            if self._positional:
+                result = self._fn([tensors[s.name] for s in self.inputs])
+            else:
+                result = self._fn(**tensors)
+        if isinstance(result, dict):
+            return {s.name: np.asarray(result[s.name]) for s in self.outputs}
+        values = result if isinstance(result, (list, tuple)) else [result]
+        return {s.name: np.asarray(v) for s, v in zip(self.outputs, values)}
+
+    def op_counts(self) -> dict[str, int]:
+        return self._ops
+
+
+@register_runtime
+class TensorflowRuntime(Runtime):
+    """``tf.saved_model.load`` signatures and Keras models, pinned to one device."""
+
+    name = "tensorflow"
+    formats = (Format.SAVEDMODEL, Format.KERAS, Format.H5)
+
+    def devices(self) -> list[str]:
+        import tensorflow as tf
+
+        return ["cpu"] + (["gpu"] if tf.config.list_physical_devices("GPU") else [])
+
+    def _load(self, path: Path, fmt: Format, device: str, options: LoadOptions) -> Session:
+        import tensorflow as tf
+
+        if fmt is Format.SAVEDMODEL:
+            with tf.device(_DEVICES[device]):
+                loaded = tf.saved_model.load(str(path))
+            _name, fn = signature(path, loaded, options.signature)
+            inputs = [_spec(k, t) for k, t in fn.structured_input_signature[1].items()]
+            outputs = [_spec(k, t) for k, t in fn.structured_outputs.items()]
+            session = TensorflowSession(fn, inputs, outputs, device, _graph_ops(fn), False)
+            session.keep = loaded  # type: ignore[attr-defined] # the signature needs its object
+            return session
+        model = load_keras(path, fmt, options)
+        inputs = [TensorSpec(_keras_name(t), tuple(t.shape), str(t.dtype)) for t in model.inputs]
+        names = list(getattr(model, "output_names", None) or [])
+        if len(names) != len(model.outputs):
+            names = [f"output_{i}" for i in range(len(model.outputs))]
+        outputs = [TensorSpec(n, tuple(t.shape), str(t.dtype))
+                   for n, t in zip(names, model.outputs)]
+        fn = tf.function(lambda xs: model(xs if len(xs) > 1 else xs[0], training=False))
+        layers = count([type(layer).__name__ for layer in model.layers])
+        return TensorflowSession(fn, inputs, outputs, device, layers, True)
+
+
+def _graph_ops(fn: Any) -> dict[str, int]:
+    """Op types in a concrete function's graph and the functions it calls."""
+    graph = fn.graph.as_graph_def()
+    skip = {"Placeholder", "Identity", "NoOp", "Const", "StatefulPartitionedCall",
+            "PartitionedCall", "ReadVariableOp", "_Arg", "_Retval"}
+    names = [n.op for n in graph.node]
+    names += [n.op for f in graph.library.function for n in f.node_def]
+    return count([n for n in names if n not in skip])

@@ -1,0 +1,192 @@
+"""What a mobile engineer checks in a ``.tflite`` before shipping it, read from the flatbuffer.
+
+Nothing here builds an interpreter: a model with Flex (Select TF ops) ops can't be loaded by the
+pip interpreters, yet its report must still say which ops need the Flex runtime.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from portkit.errors import InvalidModelError
+
+_FLEX_PREFIX = "Flex"
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One input or output of a TFLite model.
+
+    Attributes:
+        name: The signature's name for it (else the tensor's).
+        shape: Its shape (-1 where the signature leaves a dimension free).
+        dtype: numpy dtype name (``int8`` for a quantized tensor).
+        scale: Quantization scales (empty when not quantized).
+        zero_point: Quantization zero points.
+        layout: ``NHWC`` or ``NCHW`` for 4-D image-like tensors (guessed from the channel
+            count), else None.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    scale: tuple[float, ...] = ()
+    zero_point: tuple[int, ...] = ()
+    layout: str | None = None
+
+
+@dataclass(frozen=True)
+class MobileReport:
+    """The ``.tflite``'s size, ops, runtime needs, tensors and precision.
+
+    Attributes:
+        size_bytes: File size.
+        op_counts: Op histogram over every subgraph, most frequent first.
+        flex_ops: TensorFlow ops that need the Flex (Select TF ops) runtime.
+        custom_ops: Other custom ops (need a registered kernel).
+        builtin_only: Whether the plain builtin interpreter runs it (no Flex or custom ops).
+        inputs: The first signature's inputs (else the main subgraph's).
+        outputs: Its outputs.
+        precision: ``float32``, ``float16`` (fp16 weights), ``dynamic`` (int8 weights, float
+            activations) or ``int8``/``int16x8`` (quantized activations).
+    """
+
+    size_bytes: int
+    op_counts: dict[str, int]
+    flex_ops: tuple[str, ...]
+    custom_ops: tuple[str, ...]
+    builtin_only: bool
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    precision: str
+
+
+def _schema() -> Any:
+    from ai_edge_litert import schema_py_generated
+
+    return schema_py_generated
+
+
+def _model(path: Path) -> tuple[Any, bytes]:
+    data = path.read_bytes()
+    try:
+        return _schema().Model.GetRootAs(data, 0), data
+    except Exception as e:  # noqa: BLE001 - a malformed flatbuffer raises anything
+        raise InvalidModelError(f"{path}: not a readable TFLite flatbuffer ({e})") from None
+
+
+def _op_names(model: Any) -> list[str]:
+    """Each operator code's name: the builtin's name, ``Flex<Op>``, or the custom code."""
+    schema = _schema()
+    builtin = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    names = []
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        number = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        custom = code.CustomCode()
+        if number == schema.BuiltinOperator.CUSTOM and custom is not None:
+            names.append(custom.decode() if isinstance(custom, bytes) else str(custom))
+        else:
+            names.append(builtin.get(number, f"BUILTIN_{number}"))
+    return names
+
+
+def op_counts(path: Path) -> dict[str, int]:
+    """Op histogram of a ``.tflite`` over every subgraph, most frequent first."""
+    model, _ = _model(path)
+    names = _op_names(model)
+    ops = Counter()
+    for s in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(s)
+        for j in range(graph.OperatorsLength()):
+            ops[names[graph.Operators(j).OpcodeIndex()]] += 1
+    return dict(ops.most_common())
+
+
+def flex_ops(path: Path) -> list[str]:
+    """The TensorFlow ops of a ``.tflite`` that need the Flex runtime (``FlexFoo`` -> ``Foo``)."""
+    return sorted(n.removeprefix(_FLEX_PREFIX) for n in op_counts(path)
+                  if n.startswith(_FLEX_PREFIX))
+
+
+def mobile_report(path: Path) -> MobileReport:
+    """Read a ``.tflite``'s mobile report from its flatbuffer (no interpreter).
+
+    Raises:
+        InvalidModelError: The file is not a readable TFLite flatbuffer.
+    """
+    model, data = _model(path)
+    try:
+        ops = op_counts(path)
+        graph = model.Subgraphs(0)
+        inputs, outputs = _io(model, graph)
+    except InvalidModelError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise InvalidModelError(f"{path}: a TFLite flatbuffer with broken tables ({e})") from None
+    flex = tuple(sorted(n.removeprefix(_FLEX_PREFIX) for n in ops if n.startswith(_FLEX_PREFIX)))
+    custom = tuple(sorted(n for n in ops
+                          if n not in _builtin_names() and not n.startswith(_FLEX_PREFIX)))
+    return MobileReport(len(data), ops, flex, custom, not flex and not custom, inputs, outputs,
+                        _precision(model, graph, inputs, ops))
+
+
+def _builtin_names() -> set[str]:
+    return {k for k in vars(_schema().BuiltinOperator) if not k.startswith("_")}
+
+
+def _io(model: Any, graph: Any) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
+    def name_map(kind: str) -> dict[int, str]:
+        if not model.SignatureDefsLength():
+            return {}
+        sig = model.SignatureDefs(0)
+        count = sig.InputsLength() if kind == "in" else sig.OutputsLength()
+        get = sig.Inputs if kind == "in" else sig.Outputs
+        return {get(i).TensorIndex(): get(i).Name().decode() for i in range(count)}
+
+    def info(index: int, names: dict[int, str]) -> TensorInfo:
+        t = graph.Tensors(index)
+        shape = tuple(int(d) for d in (t.ShapeSignatureAsNumpy() if t.ShapeSignatureLength()
+                                       else t.ShapeAsNumpy() if t.ShapeLength() else ()))
+        q = t.Quantization()
+        scale = tuple(float(x) for x in q.ScaleAsNumpy()) if q and q.ScaleLength() else ()
+        zero = tuple(int(x) for x in q.ZeroPointAsNumpy()) if q and q.ZeroPointLength() else ()
+        return TensorInfo(names.get(index, t.Name().decode()), shape, _dtype(t.Type()), scale,
+                          zero, _layout(shape))
+
+    ins, outs = name_map("in"), name_map("out")
+    return (tuple(info(int(i), ins) for i in graph.InputsAsNumpy()),
+            tuple(info(int(i), outs) for i in graph.OutputsAsNumpy()))
+
+
+def _dtype(code: int) -> str:
+    names = {v: k for k, v in vars(_schema().TensorType).items() if not k.startswith("_")}
+    name = names.get(code, str(code)).lower()
+    return {"float32": "float32", "float16": "float16", "bool": "bool"}.get(name, name)
+
+
+def _layout(shape: tuple[int, ...]) -> str | None:
+    if len(shape) != 4:
+        return None
+    channels = (1, 3, 4)
+    if shape[3] in channels and shape[1] not in channels:
+        return "NHWC"
+    if shape[1] in channels and shape[3] not in channels:
+        return "NCHW"
+    return None
+
+
+def _precision(model: Any, graph: Any, inputs: tuple[TensorInfo, ...],
+               ops: dict[str, int]) -> str:
+    types = Counter(_dtype(graph.Tensors(i).Type()) for i in range(graph.TensorsLength()))
+    if types.get("int16"):
+        return "int16x8"
+    if "DEQUANTIZE" in ops and types.get("float16"):
+        return "float16"
+    if types.get("int8") or types.get("uint8"):
+        float_math = types.get("float32", 0) > len(inputs) + 2 * ops.get("QUANTIZE", 0) + 2
+        return "dynamic" if float_math and "QUANTIZE" not in ops else "int8"
+    return "float32"
