@@ -46,7 +46,8 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
     out.append(routes)
     if report.checks:
         tol = report.tolerance
-        topk = any(o.top1 is not None for c in report.checks for o in c.outputs)
+        judged = tol.min_top1 is not None or tol.min_top5 is not None or tol.samples > 1
+        topk = judged and any(o.top1 is not None for c in report.checks for o in c.outputs)
         parity = Table(title=f"Parity against the source ({policy_line(tol)})",
                        title_justify="left")
         cols = ["runtime", "device", "output", "shape", "max abs", "max rel", "cosine",
