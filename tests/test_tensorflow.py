@@ -91,6 +91,16 @@ def test_int8_calibrated_on_the_wrong_scale_fails_the_policy(saved_models: Saved
     assert (tmp_path / "q.tflite").exists()  # a parity failure keeps the artifact
 
 
+def test_int16x8_uses_its_policy(saved_models: Saved, tmp_path: Path) -> None:
+    code, report, err = convert_json(
+        saved_models("keras_cnn", "keras"), "--to", "tflite", "-o", tmp_path / "q.tflite",
+        "--quantize", "int16x8", "--calibration", _calibration(tmp_path / "calib.npz"))
+    assert code == 0, err
+    assert report["tolerance"]["policy"] == "int16x8" and report["mobile"]["precision"] == "int16x8"
+    [row] = report["checks"][0]["outputs"]
+    assert row["cosine"] >= report["tolerance"]["min_cosine"] and row["samples"] == 32
+
+
 def test_int8_io_makes_inputs_and_outputs_int8(saved_models: Saved, tmp_path: Path) -> None:
     code, report, err = convert_json(
         saved_models("keras_cnn", "keras"), "--to", "tflite", "-o", tmp_path / "q.tflite",
