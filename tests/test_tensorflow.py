@@ -200,10 +200,15 @@ def test_opset_is_choosable_and_capped(saved_models: Saved, tmp_path: Path) -> N
 
 def test_quantized_torch_source_routes_through_a_savedmodel(saved_models: Saved,
                                                             tmp_path: Path) -> None:
+    # Calibration data in the source's NCHW layout reaches onnx2tf's NHWC SavedModel.
     fixture = FIXTURES["cnn"]
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, x=np.random.default_rng(5).standard_normal((40, 1, 3, 32, 32)).astype("f4"))
     code, report, err = convert_json(
         saved_models("cnn", "pt2"), "--to", "tflite", "-o", tmp_path / "q.tflite",
-        "--quantize", "fp16", *[a for f in fixture.input_flags for a in ("--input", f)])
+        "--quantize", "int8", "--calibration", calib,
+        *[a for f in fixture.input_flags for a in ("--input", f)])
     assert code == 0, err + json.dumps(report.get("routes_tried"), indent=1)
-    assert [h["tool"] for h in report["route"]][-1] == "tflite-converter"
-    assert report["mobile"]["precision"] == "float16"
+    assert [h["tool"] for h in report["route"]] == ["torch.onnx", "onnx2tf", "tflite-converter"]
+    assert report["mobile"]["precision"] == "int8"
+    assert report["checks"][0]["input_layouts"] == ["x: NCHW->NHWC"]
