@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,17 @@ from portkit.specs import (
     parse_input_flag,
 )
 from portkit.validators.parity import compare_outputs
-from portkit.validators.report import Attempt, Check, ConvertReport, FileInfo, versions
+from portkit.validators.latency import Budget, Latency
+from portkit.validators.report import (
+    Attempt,
+    BenchReport,
+    BenchRow,
+    Check,
+    ConvertReport,
+    FileInfo,
+    ValidateReport,
+    versions,
+)
 
 Progress = Callable[[str], contextlib.AbstractContextManager[Any]]
 
@@ -188,6 +198,143 @@ def inspect(path: str | Path, *, timeout: float = worker.DEFAULT_TIMEOUT,
     return Inspection(str(src), size, info)
 
 
+def validate(
+    artifact: str | Path,
+    reference: str | Path,
+    *,
+    runtimes_: Sequence[str] = (),
+    inputs: Sequence[str | TensorSpec] = (),
+    inputs_file: str | Path | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    min_cosine: float | None = None,
+    top_k_agreement: float | None = None,
+    samples: int | None = None,
+    per_output: Mapping[str, Tolerance] | None = None,
+    seed: int = 0,
+    timeout: float = worker.DEFAULT_TIMEOUT,
+    signature: str | None = None,
+    trust_model: bool = False,
+    progress: Progress = _no_progress,
+) -> ValidateReport:
+    """Run an artifact on every runtime and device that loads it and compare with a reference.
+
+    Devices a runtime has elsewhere but not here (CUDA, a TensorFlow GPU) are reported as
+    skipped, with the reason.
+
+    Args:
+        artifact: The converted model.
+        reference: The model it was converted from (run as the reference).
+        runtimes_: Restrict to these runtime names (default: every runtime for the format).
+        inputs: Input specs for shapes the reference doesn't store.
+        inputs_file: An ``.npz`` of inputs (samples on an extra leading axis).
+        atol, rtol, min_cosine, top_k_agreement, samples: Override the fp32 policy's numbers.
+        per_output: Tolerances for some outputs by reference output name.
+        seed: Seed of generated inputs.
+        timeout: Seconds each worker step may take.
+        signature: SavedModel signature of the reference.
+        trust_model: Let the reference run code on load (Keras Lambda layers).
+        progress: ``progress(message)`` context managers around each step.
+
+    Returns:
+        The report; ``report.exit_code`` is 0 when every run matched.
+
+    Raises:
+        PortkitError: Bad arguments or model files.
+    """
+    started = time.perf_counter()
+    art, src = Path(artifact).absolute(), Path(reference).absolute()
+    art_fmt, src_fmt = sniff(art), sniff(src)
+    for path, fmt in ((art, art_fmt), (src, src_fmt)):
+        _refuse_unconvertible(path, fmt, None)
+    tol = _policy(None, atol, rtol, samples, min_cosine, top_k_agreement)
+    chosen = [rt for rt in runtimes.for_format(art_fmt) if not runtimes_ or rt.name in runtimes_]
+    unknown = set(runtimes_) - {rt.name for rt in runtimes.for_format(art_fmt)}
+    if unknown:
+        raise UsageError(f"--runtime {', '.join(sorted(unknown))}: does not load {art_fmt.value} "
+                         f"models; runtimes for it: "
+                         f"{', '.join(rt.name for rt in runtimes.for_format(art_fmt))}")
+    given = [parse_input_flag(s) if isinstance(s, str) else s for s in inputs]
+    with progress(f"Running {src.name} as the reference"):
+        ref: Reference = worker.call(
+            "portkit.runtimes.tasks:reference", timeout=timeout, what=str(src),
+            path=str(src), fmt=src_fmt, given=given,
+            inputs_file=str(Path(inputs_file).absolute()) if inputs_file else None, seed=seed,
+            samples=tol.samples, options=LoadOptions(signature, trust_model),
+        )
+    checks: list[Check] = []
+    for rt in chosen:
+        checks += _checks(art, art_fmt, rt, ref, tol, _layout_changed(ref, art_fmt), timeout,
+                          progress, per_output)
+        here = {c.device for c in checks if c.runtime == rt.name}
+        checks += [Check(rt.name, d, False, skipped=f"no {d.upper()} device visible to {rt.name}")
+                   for d in rt.all_devices if d not in here]
+    ran = [c for c in checks if not c.skipped]
+    return ValidateReport(
+        passed=bool(ran) and all(c.passed for c in ran),
+        reference=FileInfo.of(src, src_fmt.value), artifact=FileInfo.of(art, art_fmt.value),
+        checks=tuple(checks), inputs=ref.inputs, tolerance=tol,
+        per_output=dict(per_output or {}), seed=seed, seconds=time.perf_counter() - started,
+        versions=versions(), reference_run=ref,
+    )
+
+
+def bench(
+    models: Sequence[str | Path],
+    *,
+    runtimes_: Sequence[str] = (),
+    inputs: Sequence[str | TensorSpec] = (),
+    threads: int | None = None,
+    batch: int | None = None,
+    budget: Budget = Budget(),
+    timeout: float = worker.DEFAULT_TIMEOUT,
+    progress: Progress = _no_progress,
+) -> BenchReport:
+    """Latency of each model on each runtime that loads it (one fresh worker per measurement).
+
+    Args:
+        models: Model files (e.g. several artifacts of one model).
+        runtimes_: Restrict to these runtime names.
+        inputs: Input specs for shapes a model doesn't store.
+        threads: CPU threads per runtime (default: the runtime's own; TFLite one per core).
+        batch: Batch size to feed (replaces the first dimension).
+        budget: Warm-up runs, minimum timed runs and seconds.
+        timeout: Seconds each measurement may take.
+        progress: ``progress(message)`` context managers around each step.
+
+    Returns:
+        Rows per model and runtime, with p50 ratios against the first model's.
+
+    Raises:
+        PortkitError: A model can't be read, or no runtime loads it.
+    """
+    given = [parse_input_flag(s) if isinstance(s, str) else s for s in inputs]
+    rows: list[BenchRow] = []
+    for model in models:
+        path = Path(model).absolute()
+        fmt = sniff(path)
+        _refuse_unconvertible(path, fmt, None)
+        chosen = [rt for rt in runtimes.for_format(fmt) if not runtimes_ or rt.name in runtimes_]
+        if not chosen:
+            raise UsageError(f"{path}: no runtime among {', '.join(runtimes_)} loads "
+                             f"{fmt.value} models")
+        for rt in chosen:
+            with progress(f"Timing {path.name} on {rt.name}"):
+                latency: Latency = worker.call(
+                    "portkit.runtimes.tasks:bench", timeout=timeout, what=f"{path.name} on {rt.name}",
+                    path=str(path), fmt=fmt, runtime=rt.name, device="cpu",
+                    given=given, batch=batch, budget=budget, options=LoadOptions(threads=threads),
+                )
+            rows.append(BenchRow(str(path), fmt.value, latency))
+    return BenchReport(tuple(rows), budget, versions())
+
+
+def _layout_changed(ref: Reference, fmt: Format) -> bool:
+    """Whether an artifact of this format likely went channels-last (TFLite/SavedModel)."""
+    return fmt in (Format.TFLITE, Format.SAVEDMODEL) and any(
+        len(s.shape or ()) == 4 and (s.shape or (0, 0))[1] in (1, 3, 4) for s in ref.inputs)
+
+
 def _target(to: str) -> Format:
     try:
         return TARGETS[to.lower()]
@@ -226,14 +373,15 @@ def _options(target: Format, signature: str | None, trust_model: bool, quantize:
 
 
 def _policy(quantize: str | None, atol: float | None, rtol: float | None,
-            samples: int | None) -> Tolerance:
+            samples: int | None, min_cosine: float | None = None,
+            top_k_agreement: float | None = None) -> Tolerance:
     """The precision's default policy, with the tolerances the user set."""
     policy = POLICIES[quantize or "fp32"]
     changes: dict[str, Any] = {}
-    if atol is not None:
-        changes["atol"] = atol
-    if rtol is not None:
-        changes["rtol"] = rtol
+    for key, value in (("atol", atol), ("rtol", rtol), ("min_cosine", min_cosine),
+                       ("min_top1", top_k_agreement)):
+        if value is not None:
+            changes[key] = value
     if samples is not None:
         if samples < 1:
             raise UsageError(f"--samples {samples}: must be at least 1")
@@ -303,14 +451,15 @@ def _try_route(route: edges.Route, src: Path, fmt: Format, folder: Path, ref: Re
 
 
 def _checks(artifact: Path, fmt: Format, runtime: runtimes.Runtime, ref: Reference,
-            tol: Tolerance, channels_last: bool, timeout: float, progress: Progress) -> list[Check]:
+            tol: Tolerance, channels_last: bool, timeout: float, progress: Progress,
+            per_output: Mapping[str, Tolerance] | None = None) -> list[Check]:
     """Run the artifact on every device of one runtime (one worker) and compare each run."""
     try:
         with progress(f"Running the artifact on {runtime.name}"):
             runs = worker.call(
                 "portkit.runtimes.tasks:run_artifact_everywhere", timeout=timeout,
-                what=f"{artifact.name} on {runtime.name}", path=str(artifact), fmt=fmt,
-                runtime=runtime.name, feeds=ref.feeds, specs=list(ref.inputs),
+                what=f"{artifact.name} on {runtime.name}", path=str(artifact),
+                fmt=fmt, runtime=runtime.name, feeds=ref.feeds, specs=list(ref.inputs),
                 prefer_channels_last=channels_last,
             )
     except PortkitError as e:
@@ -320,7 +469,7 @@ def _checks(artifact: Path, fmt: Format, runtime: runtimes.Runtime, ref: Referen
         if isinstance(run, str):
             checks.append(Check(runtime.name, device, False, error=run))
             continue
-        rows = tuple(compare_outputs(ref.outputs, run.outputs, tol))
+        rows = tuple(compare_outputs(ref.outputs, run.outputs, tol, per_output))
         notes = tuple(f"{b.source}: {b.layout_note}" for b in run.bindings if b.layout_note)
         checks.append(Check(runtime.name, device, all(r.passed for r in rows), rows, notes,
                             run.seconds))

@@ -72,6 +72,9 @@ def cli(debug: bool) -> None:
       portkit convert model.pt --to tflite --input x:1x3x224x224
       portkit convert model.pt2 --to onnx --report report.json
       portkit inspect model.tflite
+      portkit validate model.tflite --reference model.pt2
+      portkit bench model.onnx model.tflite
+      portkit check portkit.toml --junit junit.xml
 
     \b
     Exit codes: 0 converted and parity passed; 1 converted, parity failed (artifact kept);
@@ -195,6 +198,159 @@ def inspect(model: Path, as_json: bool, timeout: float, signature: str | None,
         for table in inspect_tables(result):
             console.print(table)
     return 0
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--reference", required=True, type=click.Path(path_type=Path),
+              help="The model ARTIFACT was converted from; it is run as the reference.")
+@click.option("--runtime", "runtimes_", multiple=True, metavar="NAME",
+              help="Only these runtimes (repeat): onnxruntime, tflite, tensorflow, torch.")
+@click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE[:DTYPE]",
+              help="Input shape the reference doesn't store. Repeat per input.")
+@click.option("--inputs", "inputs_file", type=click.Path(path_type=Path),
+              help="An .npz of inputs (samples on an extra leading axis).")
+@click.option("--atol", type=float, help="Absolute tolerance [default: 1e-4].")
+@click.option("--rtol", type=float, help="Relative tolerance [default: 1e-3].")
+@click.option("--min-cosine", type=float, help="Lowest cosine similarity that passes.")
+@click.option("--top-k-agreement", type=float,
+              help="Lowest top-1 agreement (0-1) for classifier-like outputs.")
+@click.option("--samples", type=int, help="Inputs to compare on [default: 1].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of generated inputs.")
+@click.option("--signature", metavar="NAME", help="SavedModel signature of the reference.")
+@click.option("--timeout", type=float, default=900, show_default=True,
+              help="Seconds each step may take in its worker.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead of tables.")
+def validate(artifact: Path, reference: Path, runtimes_: tuple[str, ...], inputs: tuple[str, ...],
+             inputs_file: Path | None, atol: float | None, rtol: float | None,
+             min_cosine: float | None, top_k_agreement: float | None, samples: int | None,
+             seed: int, signature: str | None, timeout: float, as_json: bool) -> int:
+    """Run ARTIFACT on every runtime and device that loads it and compare each with the
+    reference. Devices not present here (CUDA, a GPU) are listed as skipped, with the reason.
+
+    \b
+    Examples:
+      portkit validate model.tflite --reference model.pt2
+      portkit validate model.onnx --reference model.pt --input x:1x3x224x224 --atol 1e-3
+      portkit validate model.onnx --reference model.keras --runtime onnxruntime --json
+    """
+    from portkit import api
+    from portkit.validators.render import validate_tables
+
+    report = api.validate(
+        artifact, reference, runtimes_=runtimes_, inputs=inputs, inputs_file=inputs_file,
+        atol=atol, rtol=rtol, min_cosine=min_cosine, top_k_agreement=top_k_agreement,
+        samples=samples, seed=seed, timeout=timeout, signature=signature,
+        progress=_progress(not as_json))
+    if as_json:
+        click.echo(report.to_json())
+    else:
+        console = _console()
+        for table in validate_tables(report):
+            console.print(table)
+    return int(report.exit_code)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--runtime", "runtimes_", multiple=True, metavar="NAME",
+              help="Only these runtimes (repeat).")
+@click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE[:DTYPE]",
+              help="Input shape a model doesn't store. Repeat per input.")
+@click.option("--threads", type=int, help="CPU threads [default: the runtime's; TFLite: cores].")
+@click.option("--batch", type=int, help="Batch size to feed (replaces the first dimension).")
+@click.option("--warmup", type=int, default=5, show_default=True, help="Untimed runs.")
+@click.option("--min-runs", type=int, default=30, show_default=True, help="Timed runs at least.")
+@click.option("--min-seconds", type=float, default=1.0, show_default=True,
+              help="Timed seconds at least.")
+@click.option("--timeout", type=float, default=900, show_default=True,
+              help="Seconds each measurement may take.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def bench(models: tuple[Path, ...], runtimes_: tuple[str, ...], inputs: tuple[str, ...],
+          threads: int | None, batch: int | None, warmup: int, min_runs: int,
+          min_seconds: float, timeout: float, as_json: bool) -> int:
+    """Latency of MODELS on every runtime that loads them: cold start (load + first run), then
+    warm-up and timed runs until both --min-runs and --min-seconds; p50/p90/p99, mean, CV,
+    throughput and the worker's peak RSS, with p50 ratios against the first row.
+
+    \b
+    Examples:
+      portkit bench model.onnx model.tflite
+      portkit bench model.tflite --threads 1 --min-seconds 5
+      portkit bench model.onnx --batch 8 --json
+    """
+    from portkit import api
+    from portkit.validators.latency import Budget
+    from portkit.validators.render import bench_table
+
+    report = api.bench(models, runtimes_=runtimes_, inputs=inputs, threads=threads, batch=batch,
+                       budget=Budget(warmup, min_runs, min_seconds), timeout=timeout,
+                       progress=_progress(not as_json))
+    if as_json:
+        click.echo(report.to_json())
+    else:
+        _console().print(bench_table(report))
+    return 0
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("config", type=click.Path(path_type=Path), default=Path("portkit.toml"))
+@click.option("--shard", "shard_spec", metavar="K/N",
+              help="Run only shard K of N (every case lands in exactly one shard).")
+@click.option("-j", "--jobs", type=int, default=1, show_default=True,
+              help="Model x target groups run in parallel.")
+@click.option("--baseline", type=click.Path(path_type=Path),
+              help="A previous run's JSON: fail on p50 regressions beyond p50_regression, or "
+                   "on a case that passed there and fails now.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path),
+              help="Write the JSON report here (the next run's --baseline).")
+@click.option("--markdown", "markdown_path", type=click.Path(path_type=Path),
+              help="Write the Markdown summary here (also appended to $GITHUB_STEP_SUMMARY).")
+@click.option("--junit", "junit_path", type=click.Path(path_type=Path),
+              help="Write JUnit XML here: one test case per model x target x runtime.")
+@click.option("--work-dir", type=click.Path(path_type=Path),
+              help="Where artifacts go [default: .portkit-check beside CONFIG].")
+@click.option("--list", "list_only", is_flag=True, help="Only list the cases (of --shard).")
+@click.option("--timeout", type=float, default=900, show_default=True,
+              help="Seconds each step may take in its worker.")
+def check(config: Path, shard_spec: str | None, jobs: int, baseline: Path | None,
+          json_path: Path | None, markdown_path: Path | None, junit_path: Path | None,
+          work_dir: Path | None, list_only: bool, timeout: float) -> int:
+    """Run the CI gate in CONFIG (default ./portkit.toml): convert each model to each target,
+    validate on each runtime, time it, and judge tolerances and latency budgets. Exit 0 only
+    when every case passed.
+
+    \b
+    Examples:
+      portkit check examples/portkit.toml --junit junit.xml --markdown summary.md
+      portkit check --json run.json && portkit check --baseline run.json
+      portkit check --shard 2/3 -j 2
+    """
+    import os
+
+    from portkit import gate
+    from portkit.io import atomic_write_text
+    from portkit.validators.ci import to_junit, to_markdown
+    from portkit.validators.render import check_tables
+
+    if list_only:
+        for case in gate.shard(gate.cases(gate.load_config(config)), shard_spec):
+            click.echo(case.id)
+        return 0
+    report = gate.run(config, shard_spec=shard_spec, jobs=jobs, baseline=baseline,
+                      work_dir=work_dir, timeout=timeout, progress=_progress(True))
+    markdown = to_markdown(report)
+    for path, text in ((json_path, report.to_json() + "\n"), (markdown_path, markdown),
+                       (junit_path, to_junit(report))):
+        if path:
+            atomic_write_text(path, text)
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as summary:
+            summary.write(markdown)
+    console = _console()
+    for table in check_tables(report):
+        console.print(table)
+    return report.exit_code
 
 
 @cli.command(context_settings=CONTEXT)

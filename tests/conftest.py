@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -28,7 +29,9 @@ def saved_models(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str
     return get
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``portkit ARGS`` in a fresh interpreter, as a user would."""
+def run_cli(*args: str | Path, cwd: Path | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``portkit ARGS`` in a fresh interpreter, as a user would (``env`` adds variables)."""
     return subprocess.run([sys.executable, "-m", "portkit", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=900,
+                          env={**os.environ, **(env or {})})

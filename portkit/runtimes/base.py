@@ -73,6 +73,7 @@ class Runtime(abc.ABC):
 
     name: ClassVar[str]
     formats: ClassVar[tuple[Format, ...]]
+    all_devices: ClassVar[tuple[str, ...]] = ("cpu",)  # every device it could use anywhere
 
     def devices(self) -> list[str]:
         """Devices this runtime can use on this machine (``cpu`` always)."""

@@ -48,6 +48,7 @@ class OnnxRuntime(Runtime):
 
     name = "onnxruntime"
     formats = (Format.ONNX,)
+    all_devices = ("cpu", "cuda")
 
     def devices(self) -> list[str]:
         import onnxruntime
@@ -58,9 +59,11 @@ class OnnxRuntime(Runtime):
     def _load(self, path: Path, fmt: Format, device: str, options: LoadOptions) -> Session:
         import onnxruntime
 
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3
+        settings = onnxruntime.SessionOptions()
+        settings.log_severity_level = 3
+        if options.threads:
+            settings.intra_op_num_threads = options.threads
         session = onnxruntime.InferenceSession(
-            str(path), sess_options=options, providers=[_PROVIDERS[device]]
+            str(path), sess_options=settings, providers=[_PROVIDERS[device]]
         )
         return OrtSession(session, path)

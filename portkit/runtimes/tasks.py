@@ -6,7 +6,9 @@ picklable values.
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from portkit.formats import Format
 from portkit.runtimes import registry
 from portkit.runtimes.base import ModelInfo
 from portkit.specs import LoadOptions, TensorSpec, load_inputs_file, make_inputs, resolve_inputs
+from portkit.validators.latency import Budget, Latency, measure
 from portkit.validators.layout import Binding, bind_inputs
 from portkit.validators.mobile import mobile_report
 
@@ -108,3 +111,24 @@ def _cast(array: np.ndarray, dtype: str) -> np.ndarray:
     if not dtype or (array.dtype.kind == "f" and np.dtype(dtype).kind in "iu"):
         return array
     return array.astype(dtype, copy=False)
+
+
+def bench(path: str, fmt: Format, runtime: str, device: str, given: list[TensorSpec],
+          batch: int | None, budget: Budget, options: LoadOptions = LoadOptions()) -> Latency:
+    """Time a model on one runtime and device (this worker does nothing else)."""
+    rt = registry.get(runtime)
+    holder: dict[str, object] = {}
+
+    def load() -> Callable[[], object]:
+        session = rt.load(Path(path), fmt, device, options)
+        specs = resolve_inputs(Path(path).name, session.inputs, given)
+        if batch is not None:
+            specs = [TensorSpec(s.name, (batch, *(s.shape or ())[1:]), s.dtype) for s in specs]
+        feeds = make_inputs(specs, seed=0)
+        holder["batch"] = int((specs[0].shape or (1,))[0]) if specs else 1
+        return lambda: session.run(feeds)
+
+    first = measure(load, budget, runtime=runtime, device=device, threads=options.threads,
+                    batch=1)
+    n = int(holder.get("batch", 1))  # type: ignore[call-overload]
+    return dataclasses.replace(first, batch=n, throughput=first.throughput * n)

@@ -112,6 +112,7 @@ class TensorflowRuntime(Runtime):
 
     name = "tensorflow"
     formats = (Format.SAVEDMODEL, Format.KERAS, Format.H5)
+    all_devices = ("cpu", "gpu")
 
     def devices(self) -> list[str]:
         import tensorflow as tf
@@ -121,6 +122,9 @@ class TensorflowRuntime(Runtime):
     def _load(self, path: Path, fmt: Format, device: str, options: LoadOptions) -> Session:
         import tensorflow as tf
 
+        if options.threads:
+            tf.config.threading.set_intra_op_parallelism_threads(options.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
         if fmt is Format.SAVEDMODEL:
             with tf.device(_DEVICES[device]):
                 loaded = tf.saved_model.load(str(path))

@@ -83,6 +83,7 @@ class TfliteRuntime(Runtime):
     def _load(self, path: Path, fmt: Format, device: str, options: LoadOptions) -> Session:
         from ai_edge_litert.interpreter import Interpreter
 
-        interpreter = Interpreter(model_path=str(path), num_threads=os.cpu_count() or 1)
+        threads = options.threads or os.cpu_count() or 1
+        interpreter = Interpreter(model_path=str(path), num_threads=threads)
         interpreter.allocate_tensors()
         return TfliteSession(interpreter)

@@ -66,6 +66,7 @@ class TorchRuntime(Runtime):
 
     name = "torch"
     formats = (Format.TORCHSCRIPT, Format.EXPORTED_PROGRAM)
+    all_devices = ("cpu", "cuda")
 
     def devices(self) -> list[str]:
         import torch
@@ -76,6 +77,8 @@ class TorchRuntime(Runtime):
         import torch
 
         torch.manual_seed(0)
+        if options.threads:
+            torch.set_num_threads(options.threads)
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
         if fmt is Format.TORCHSCRIPT:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,7 +120,8 @@ def _top_k(r: np.ndarray, g: np.ndarray) -> tuple[float | None, float | None]:
 
 def compare_outputs(reference: Sequence[dict[str, np.ndarray]] | dict[str, np.ndarray],
                     artifact: Sequence[dict[str, np.ndarray]] | dict[str, np.ndarray],
-                    tol: Tolerance) -> list[OutputParity]:
+                    tol: Tolerance,
+                    per_output: Mapping[str, Tolerance] | None = None) -> list[OutputParity]:
     """Match artifact outputs to reference outputs (name, else order; any axis order) and compare.
 
     Where both the same and the channels-last axis order fit an output's shape (e.g. a 1x8x8x8
@@ -131,30 +132,33 @@ def compare_outputs(reference: Sequence[dict[str, np.ndarray]] | dict[str, np.nd
         reference: Reference outputs by name, in order (one dict, or one per sample).
         artifact: Artifact outputs by name, in order (as many as ``reference``).
         tol: The tolerance to judge by.
+        per_output: Tolerances for some outputs, by reference output name (else ``tol``).
 
     Returns:
         One parity row per reference output.
     """
+    per_output = per_output or {}
     refs = [reference] if isinstance(reference, dict) else list(reference)
     arts = [artifact] if isinstance(artifact, dict) else list(artifact)
     rows = []
     for ref_name, art_name in pair_by_name(list(refs[0]), list(arts[0])):
+        tol_ = per_output.get(ref_name, tol)
         ref = [o[ref_name] for o in refs]
         got = [o[art_name] for o in arts]
         perms = candidate_perms(tuple(ref[0].shape), tuple(got[0].shape))
         likely = [p for p in perms if p is None or p == channels_last(ref[0].ndim)]
         perms = likely or perms
         if not perms:
-            rows.append(metrics(ref_name, ref, got, tol, art_name))
+            rows.append(metrics(ref_name, ref, got, tol_, art_name))
             continue
         best = None
         for perm in perms:
             binding = Binding(ref_name, art_name, perm)
-            first = metrics(ref_name, ref[0], binding.to_source(got[0]), tol)
+            first = metrics(ref_name, ref[0], binding.to_source(got[0]), tol_)
             if best is None or first.max_abs_err < best[0]:
                 best = (first.max_abs_err, binding)
         assert best is not None
         binding = best[1]
-        rows.append(metrics(ref_name, ref, [binding.to_source(x) for x in got], tol, art_name,
+        rows.append(metrics(ref_name, ref, [binding.to_source(x) for x in got], tol_, art_name,
                             binding.layout_note))
     return rows

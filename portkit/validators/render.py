@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.table import Table
@@ -9,9 +10,10 @@ from rich.text import Text
 
 if TYPE_CHECKING:
     from portkit.api import Inspection
+    from portkit.gate import CheckReport
     from portkit.specs import Tolerance
     from portkit.validators.mobile import MobileReport
-    from portkit.validators.report import ConvertReport
+    from portkit.validators.report import BenchReport, Check, ConvertReport, ValidateReport
 
 
 def _num(x: float) -> str:
@@ -45,35 +47,85 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
                        f"{sum(h.seconds for h in a.hops):.1f}", _short(note))
     out.append(routes)
     if report.checks:
-        tol = report.tolerance
-        judged = tol.min_top1 is not None or tol.min_top5 is not None or tol.samples > 1
-        topk = judged and any(o.top1 is not None for c in report.checks for o in c.outputs)
-        parity = Table(title=f"Parity against the source ({policy_line(tol)})",
-                       title_justify="left")
-        cols = ["runtime", "device", "output", "shape", "max abs", "max rel", "cosine",
-                "min atol"] + (["top-1", "top-5"] if topk else []) + ["layout", "result"]
-        for col in cols:
-            parity.add_column(col, justify="right" if col.startswith(("max", "min", "cos", "top"))
-                              else "left")
-        for c in report.checks:
-            if c.error:
-                parity.add_row(c.runtime, c.device, *["-"] * (len(cols) - 3),
-                               f"[red]ERROR[/] {c.error}")
-            for o in c.outputs:
-                notes = [f"in {n}" for n in c.input_layouts]
-                notes += [f"out {o.layout}"] if o.layout else []
-                layout = "; ".join(notes) or "same"
-                result = "[green]pass[/]" if o.passed else f"[red]FAIL[/] {', '.join(o.failed)}"
-                row = [c.runtime, c.device, o.name, "x".join(map(str, o.shape)),
-                       _num(o.max_abs_err), _num(o.max_rel_err), f"{o.cosine:.6f}",
-                       _num(o.min_atol_to_pass)]
-                if topk:
-                    row += [_share(o.top1), _share(o.top5)]
-                parity.add_row(*row, layout, result)
-        out.append(parity)
+        out.append(parity_table(report.checks, report.tolerance))
     if report.mobile is not None:
         out.extend(mobile_tables(report.mobile))
     return out
+
+
+def parity_table(checks: tuple[Check, ...], tol: Tolerance) -> Table:
+    """One row per output per runtime/device; skipped devices say why."""
+    topk = (tol.min_top1 is not None or tol.min_top5 is not None or tol.samples > 1) and any(
+        o.top1 is not None for c in checks for o in c.outputs)
+    parity = Table(title=f"Parity against the source ({policy_line(tol)})", title_justify="left")
+    cols = ["runtime", "device", "output", "shape", "max abs", "max rel", "cosine",
+            "min atol"] + (["top-1", "top-5"] if topk else []) + ["layout", "result"]
+    for col in cols:
+        parity.add_column(col, justify="right" if col.startswith(("max", "min", "cos", "top"))
+                          else "left")
+    for c in checks:
+        if c.skipped:
+            parity.add_row(c.runtime, c.device, *["-"] * (len(cols) - 3),
+                           f"[yellow]skipped[/] {c.skipped}")
+        elif c.error:
+            parity.add_row(c.runtime, c.device, *["-"] * (len(cols) - 3),
+                           f"[red]ERROR[/] {c.error}")
+        for o in c.outputs:
+            notes = [f"in {n}" for n in c.input_layouts]
+            notes += [f"out {o.layout}"] if o.layout else []
+            result = "[green]pass[/]" if o.passed else f"[red]FAIL[/] {', '.join(o.failed)}"
+            row = [c.runtime, c.device, o.name, "x".join(map(str, o.shape)),
+                   _num(o.max_abs_err), _num(o.max_rel_err), f"{o.cosine:.6f}",
+                   _num(o.min_atol_to_pass)]
+            if topk:
+                row += [_share(o.top1), _share(o.top5)]
+            parity.add_row(*row, "; ".join(notes) or "same", result)
+    return parity
+
+
+def validate_tables(report: ValidateReport) -> list[Table | Text]:
+    """The verdict line and the parity rows of ``portkit validate``."""
+    head = "[green]PASSED[/]" if report.passed else "[red]PARITY FAILED[/]"
+    return [Text.from_markup(f"{head}  {report.artifact.path} [{report.artifact.format}] against "
+                             f"{report.reference.path} [{report.reference.format}] in "
+                             f"{report.seconds:.1f} s (exit {int(report.exit_code)})"),
+            parity_table(report.checks, report.tolerance)]
+
+
+def bench_table(report: BenchReport) -> Table:
+    """Latency per model and runtime, with p50 ratios against the first row."""
+    table = Table(title="Latency in ms (cold = load + first run; per s = samples per second; "
+                        "ratio = p50 / first row's p50)", title_justify="left")
+    for col in ("model", "runtime", "threads", "batch", "cold", "runs", "p50", "p90", "p99",
+                "mean", "CV", "per s", "RSS MB", "ratio"):
+        table.add_column(col, justify="left" if col in ("model", "runtime") else "right",
+                         no_wrap=True)
+    for row, ratio in zip(report.rows, report.ratios()):
+        t = row.latency
+        table.add_row(Path(row.path).name, t.runtime, str(t.threads or "default"), str(t.batch),
+                      f"{t.cold_start_ms:.1f}", str(t.runs), f"{t.p50_ms:.3f}",
+                      f"{t.p90_ms:.3f}", f"{t.p99_ms:.3f}", f"{t.mean_ms:.3f}", f"{t.cv:.1%}",
+                      f"{t.throughput:,.0f}", f"{t.peak_rss_mb:.0f}", f"{ratio:.2f}x")
+    return table
+
+
+def check_tables(report: CheckReport) -> list[Table | Text]:
+    """The verdict line and one row per case of ``portkit check``."""
+    from portkit.validators.ci import failure_lines
+
+    failed = [r for r in report.results if not r.passed]
+    head = "[green]PASSED[/]" if report.passed else "[red]FAILED[/]"
+    table = Table(title="Cases", title_justify="left")
+    for col in ("model", "target", "runtime", "result", "p50 ms", "route", "why"):
+        table.add_column(col)
+    for r in report.results:
+        table.add_row(r.case.model, r.case.target, r.case.runtime,
+                      "[green]pass[/]" if r.passed else "[red]FAIL[/]",
+                      f"{r.latency.p50_ms:.3g}" if r.latency else "-", r.route or "-",
+                      _short("; ".join(failure_lines(r))) if not r.passed else "")
+    return [Text.from_markup(f"{head}  {len(report.results) - len(failed)}/{len(report.results)} "
+                             f"cases passed in {report.seconds:.1f} s (exit {report.exit_code})"),
+            table]
 
 
 def policy_line(tol: Tolerance) -> str:

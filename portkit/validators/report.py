@@ -14,6 +14,7 @@ from typing import Any
 from portkit.convert.registry import Hop
 from portkit.errors import ExitCode
 from portkit.specs import TensorSpec, Tolerance
+from portkit.validators.latency import Budget, Latency
 from portkit.validators.mobile import MobileReport
 from portkit.validators.parity import OutputParity
 
@@ -33,6 +34,7 @@ class Check:
     input_layouts: tuple[str, ...] = ()
     seconds: float = 0.0
     error: str | None = None
+    skipped: str | None = None  # why this runtime/device did not run here (e.g. no GPU)
 
 
 @dataclass(frozen=True)
@@ -150,3 +152,65 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return found
+
+
+@dataclass(frozen=True)
+class ValidateReport:
+    """``portkit validate``: an artifact run on every runtime and device, against a reference."""
+
+    passed: bool
+    reference: FileInfo
+    artifact: FileInfo
+    checks: tuple[Check, ...]
+    inputs: tuple[TensorSpec, ...]
+    tolerance: Tolerance
+    per_output: dict[str, Tolerance]
+    seed: int
+    seconds: float
+    versions: dict[str, str] = field(default_factory=dict)
+    reference_run: Any = field(default=None, repr=False, compare=False)  # kept for bundles
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.OK if self.passed else ExitCode.PARITY_FAILED
+
+    def to_dict(self) -> dict[str, Any]:
+        d = plain(dataclasses.asdict(dataclasses.replace(self, reference_run=None)))
+        d.pop("reference_run", None)
+        d["exit_code"] = int(self.exit_code)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """One model on one runtime."""
+
+    path: str
+    format: str
+    latency: Latency
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    """``portkit bench``: latency per model and runtime."""
+
+    rows: tuple[BenchRow, ...]
+    budget: Budget
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def ratios(self) -> list[float]:
+        """Each row's p50 over the first row's (1.0 for the first)."""
+        first = self.rows[0].latency.p50_ms if self.rows else 0.0
+        return [r.latency.p50_ms / first if first else 0.0 for r in self.rows]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = plain(dataclasses.asdict(self))
+        for row, ratio in zip(d["rows"], self.ratios()):
+            row["p50_ratio"] = ratio
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
