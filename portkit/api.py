@@ -215,6 +215,7 @@ def validate(
     timeout: float = worker.DEFAULT_TIMEOUT,
     signature: str | None = None,
     trust_model: bool = False,
+    save_bundle: str | Path | None = None,
     progress: Progress = _no_progress,
 ) -> ValidateReport:
     """Run an artifact on every runtime and device that loads it and compare with a reference.
@@ -234,6 +235,7 @@ def validate(
         timeout: Seconds each worker step may take.
         signature: SavedModel signature of the reference.
         trust_model: Let the reference run code on load (Keras Lambda layers).
+        save_bundle: Also write a reproducibility bundle here (see ``replay``).
         progress: ``progress(message)`` context managers around each step.
 
     Returns:
@@ -248,12 +250,7 @@ def validate(
     for path, fmt in ((art, art_fmt), (src, src_fmt)):
         _refuse_unconvertible(path, fmt, None)
     tol = _policy(None, atol, rtol, samples, min_cosine, top_k_agreement)
-    chosen = [rt for rt in runtimes.for_format(art_fmt) if not runtimes_ or rt.name in runtimes_]
-    unknown = set(runtimes_) - {rt.name for rt in runtimes.for_format(art_fmt)}
-    if unknown:
-        raise UsageError(f"--runtime {', '.join(sorted(unknown))}: does not load {art_fmt.value} "
-                         f"models; runtimes for it: "
-                         f"{', '.join(rt.name for rt in runtimes.for_format(art_fmt))}")
+    chosen = _runtimes_for(art_fmt, runtimes_)
     given = [parse_input_flag(s) if isinstance(s, str) else s for s in inputs]
     with progress(f"Running {src.name} as the reference"):
         ref: Reference = worker.call(
@@ -262,21 +259,75 @@ def validate(
             inputs_file=str(Path(inputs_file).absolute()) if inputs_file else None, seed=seed,
             samples=tol.samples, options=LoadOptions(signature, trust_model),
         )
-    checks: list[Check] = []
-    for rt in chosen:
-        checks += _checks(art, art_fmt, rt, ref, tol, _layout_changed(ref, art_fmt), timeout,
-                          progress, per_output)
-        here = {c.device for c in checks if c.runtime == rt.name}
-        checks += [Check(rt.name, d, False, skipped=f"no {d.upper()} device visible to {rt.name}")
-                   for d in rt.all_devices if d not in here]
+    outputs: dict[str, tuple[dict[str, Any], ...]] = {}
+    checks = _run_everywhere(art, art_fmt, chosen, ref, tol, per_output, timeout, progress,
+                             outputs)
     ran = [c for c in checks if not c.skipped]
-    return ValidateReport(
+    report = ValidateReport(
         passed=bool(ran) and all(c.passed for c in ran),
         reference=FileInfo.of(src, src_fmt.value), artifact=FileInfo.of(art, art_fmt.value),
         checks=tuple(checks), inputs=ref.inputs, tolerance=tol,
         per_output=dict(per_output or {}), seed=seed, seconds=time.perf_counter() - started,
-        versions=versions(), reference_run=ref,
+        versions=versions(),
     )
+    if save_bundle is not None:
+        from portkit.validators import bundle
+
+        bundle.save(Path(save_bundle), report, ref, outputs, art)
+    return report
+
+
+def replay(bundle_dir: str | Path, *, runtimes_: Sequence[str] = (),
+           timeout: float = worker.DEFAULT_TIMEOUT,
+           progress: Progress = _no_progress) -> ValidateReport:
+    """Rerun a bundle's artifact on its stored inputs and compare with the stored reference
+    outputs, under the stored tolerances (the reference model is not needed).
+
+    Raises:
+        PortkitError: Not a bundle, or its artifact can't be loaded.
+    """
+    from portkit.validators import bundle
+
+    started = time.perf_counter()
+    art, fmt, ref, tol, per_output, manifest = bundle.load(Path(bundle_dir))
+    checks = _run_everywhere(art, fmt, _runtimes_for(fmt, runtimes_), ref, tol, per_output,
+                             timeout, progress, None)
+    ran = [c for c in checks if not c.skipped]
+    return ValidateReport(
+        passed=bool(ran) and all(c.passed for c in ran),
+        reference=FileInfo(**manifest["reference"]), artifact=FileInfo.of(art, fmt.value),
+        checks=tuple(checks), inputs=ref.inputs, tolerance=tol, per_output=per_output,
+        seed=int(manifest["seed"]), seconds=time.perf_counter() - started, versions=versions(),
+    )
+
+
+def _runtimes_for(fmt: Format, names: Sequence[str]) -> list[runtimes.Runtime]:
+    """The runtimes loading ``fmt`` (only those named, if any).
+
+    Raises:
+        UsageError: A named runtime doesn't load ``fmt``.
+    """
+    every = runtimes.for_format(fmt)
+    unknown = set(names) - {rt.name for rt in every}
+    if unknown:
+        raise UsageError(f"--runtime {', '.join(sorted(unknown))}: does not load {fmt.value} "
+                         f"models; runtimes for it: {', '.join(rt.name for rt in every)}")
+    return [rt for rt in every if not names or rt.name in names]
+
+
+def _run_everywhere(art: Path, fmt: Format, chosen: list[runtimes.Runtime], ref: Reference,
+                    tol: Tolerance, per_output: Mapping[str, Tolerance] | None, timeout: float,
+                    progress: Progress,
+                    outputs: dict[str, tuple[dict[str, Any], ...]] | None) -> list[Check]:
+    """Checks on every device of every chosen runtime; devices missing here are skipped rows."""
+    checks: list[Check] = []
+    for rt in chosen:
+        checks += _checks(art, fmt, rt, ref, tol, _layout_changed(ref, fmt), timeout, progress,
+                          per_output, outputs)
+        here = {c.device for c in checks if c.runtime == rt.name}
+        checks += [Check(rt.name, d, False, skipped=rt.unavailable(d))
+                   for d in rt.all_devices if d not in here]
+    return checks
 
 
 def bench(
@@ -452,7 +503,8 @@ def _try_route(route: edges.Route, src: Path, fmt: Format, folder: Path, ref: Re
 
 def _checks(artifact: Path, fmt: Format, runtime: runtimes.Runtime, ref: Reference,
             tol: Tolerance, channels_last: bool, timeout: float, progress: Progress,
-            per_output: Mapping[str, Tolerance] | None = None) -> list[Check]:
+            per_output: Mapping[str, Tolerance] | None = None,
+            outputs: dict[str, tuple[dict[str, Any], ...]] | None = None) -> list[Check]:
     """Run the artifact on every device of one runtime (one worker) and compare each run."""
     try:
         with progress(f"Running the artifact on {runtime.name}"):
@@ -469,6 +521,8 @@ def _checks(artifact: Path, fmt: Format, runtime: runtimes.Runtime, ref: Referen
         if isinstance(run, str):
             checks.append(Check(runtime.name, device, False, error=run))
             continue
+        if outputs is not None:
+            outputs[f"{runtime.name}-{device}"] = run.outputs
         rows = tuple(compare_outputs(ref.outputs, run.outputs, tol, per_output))
         notes = tuple(f"{b.source}: {b.layout_note}" for b in run.bindings if b.layout_note)
         checks.append(Check(runtime.name, device, all(r.passed for r in rows), rows, notes,

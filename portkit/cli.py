@@ -201,9 +201,15 @@ def inspect(model: Path, as_json: bool, timeout: float, signature: str | None,
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("artifact", type=click.Path(path_type=Path))
-@click.option("--reference", required=True, type=click.Path(path_type=Path),
+@click.argument("artifact", type=click.Path(path_type=Path), required=False)
+@click.option("--reference", type=click.Path(path_type=Path),
               help="The model ARTIFACT was converted from; it is run as the reference.")
+@click.option("--save-bundle", type=click.Path(path_type=Path),
+              help="Also write a reproducibility bundle (artifact, inputs, outputs, report, "
+                   "versions, flags) to this folder.")
+@click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path),
+              help="Replay a bundle instead: rerun its artifact on its inputs and compare with "
+                   "its stored reference outputs.")
 @click.option("--runtime", "runtimes_", multiple=True, metavar="NAME",
               help="Only these runtimes (repeat): onnxruntime, tflite, tensorflow, torch.")
 @click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE[:DTYPE]",
@@ -221,7 +227,8 @@ def inspect(model: Path, as_json: bool, timeout: float, signature: str | None,
 @click.option("--timeout", type=float, default=900, show_default=True,
               help="Seconds each step may take in its worker.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead of tables.")
-def validate(artifact: Path, reference: Path, runtimes_: tuple[str, ...], inputs: tuple[str, ...],
+def validate(artifact: Path | None, reference: Path | None, save_bundle: Path | None,
+             bundle_dir: Path | None, runtimes_: tuple[str, ...], inputs: tuple[str, ...],
              inputs_file: Path | None, atol: float | None, rtol: float | None,
              min_cosine: float | None, top_k_agreement: float | None, samples: int | None,
              seed: int, signature: str | None, timeout: float, as_json: bool) -> int:
@@ -233,15 +240,27 @@ def validate(artifact: Path, reference: Path, runtimes_: tuple[str, ...], inputs
       portkit validate model.tflite --reference model.pt2
       portkit validate model.onnx --reference model.pt --input x:1x3x224x224 --atol 1e-3
       portkit validate model.onnx --reference model.keras --runtime onnxruntime --json
+      portkit validate model.tflite --reference model.pt2 --save-bundle failure/
+      portkit validate --bundle failure/            # on another machine
     """
     from portkit import api
+    from portkit.errors import UsageError
     from portkit.validators.render import validate_tables
 
-    report = api.validate(
-        artifact, reference, runtimes_=runtimes_, inputs=inputs, inputs_file=inputs_file,
-        atol=atol, rtol=rtol, min_cosine=min_cosine, top_k_agreement=top_k_agreement,
-        samples=samples, seed=seed, timeout=timeout, signature=signature,
-        progress=_progress(not as_json))
+    if bundle_dir is not None:
+        if artifact or reference or save_bundle:
+            raise UsageError("--bundle replays a bundle: give no ARTIFACT, --reference or "
+                             "--save-bundle with it")
+        report = api.replay(bundle_dir, runtimes_=runtimes_, timeout=timeout,
+                            progress=_progress(not as_json))
+    elif artifact is None or reference is None:
+        raise UsageError("validate needs ARTIFACT and --reference SOURCE (or --bundle DIR)")
+    else:
+        report = api.validate(
+            artifact, reference, runtimes_=runtimes_, inputs=inputs, inputs_file=inputs_file,
+            atol=atol, rtol=rtol, min_cosine=min_cosine, top_k_agreement=top_k_agreement,
+            samples=samples, seed=seed, timeout=timeout, signature=signature,
+            save_bundle=save_bundle, progress=_progress(not as_json))
     if as_json:
         click.echo(report.to_json())
     else:
@@ -310,12 +329,15 @@ def bench(models: tuple[Path, ...], runtimes_: tuple[str, ...], inputs: tuple[st
               help="Write JUnit XML here: one test case per model x target x runtime.")
 @click.option("--work-dir", type=click.Path(path_type=Path),
               help="Where artifacts go [default: .portkit-check beside CONFIG].")
+@click.option("--save-bundle", "bundles", type=click.Path(path_type=Path),
+              help="Write a reproducibility bundle per model x target into this folder "
+                   "(replay one with portkit validate --bundle DIR/MODEL-TARGET).")
 @click.option("--list", "list_only", is_flag=True, help="Only list the cases (of --shard).")
 @click.option("--timeout", type=float, default=900, show_default=True,
               help="Seconds each step may take in its worker.")
 def check(config: Path, shard_spec: str | None, jobs: int, baseline: Path | None,
           json_path: Path | None, markdown_path: Path | None, junit_path: Path | None,
-          work_dir: Path | None, list_only: bool, timeout: float) -> int:
+          work_dir: Path | None, bundles: Path | None, list_only: bool, timeout: float) -> int:
     """Run the CI gate in CONFIG (default ./portkit.toml): convert each model to each target,
     validate on each runtime, time it, and judge tolerances and latency budgets. Exit 0 only
     when every case passed.
@@ -338,7 +360,8 @@ def check(config: Path, shard_spec: str | None, jobs: int, baseline: Path | None
             click.echo(case.id)
         return 0
     report = gate.run(config, shard_spec=shard_spec, jobs=jobs, baseline=baseline,
-                      work_dir=work_dir, timeout=timeout, progress=_progress(True))
+                      work_dir=work_dir, save_bundles=bundles, timeout=timeout,
+                      progress=_progress(True))
     markdown = to_markdown(report)
     for path, text in ((json_path, report.to_json() + "\n"), (markdown_path, markdown),
                        (junit_path, to_junit(report))):

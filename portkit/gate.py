@@ -212,6 +212,7 @@ def shard(all_cases: Sequence[Case], spec: str | None) -> list[Case]:
 
 def run(config: str | Path, *, shard_spec: str | None = None, jobs: int = 1,
         baseline: str | Path | None = None, work_dir: str | Path | None = None,
+        save_bundles: str | Path | None = None,
         budget: Budget = Budget(warmup=3, min_runs=20, min_seconds=0.3),
         timeout: float = worker.DEFAULT_TIMEOUT, progress: api.Progress = api._no_progress
         ) -> CheckReport:
@@ -225,6 +226,7 @@ def run(config: str | Path, *, shard_spec: str | None = None, jobs: int = 1,
         baseline: A previous run's JSON report: a case fails when its p50 grew beyond its
             model's ``p50_regression``, or it passed there and fails now.
         work_dir: Where artifacts go (default: ``.portkit-check`` beside the config).
+        save_bundles: Write a reproducibility bundle per model x target into this folder.
         budget: How long each case's latency is measured.
         timeout: Seconds each worker step may take.
         progress: ``progress(message)`` context managers around each step.
@@ -237,14 +239,17 @@ def run(config: str | Path, *, shard_spec: str | None = None, jobs: int = 1,
     chosen = shard(cases(list(entries.values())), shard_spec)
     old = _baseline(baseline) if baseline else {}
     work = Path(work_dir) if work_dir else Path(config).parent / ".portkit-check"
+    if save_bundles:
+        Path(save_bundles).mkdir(parents=True, exist_ok=True)
     groups: dict[tuple[str, str], list[Case]] = {}
     for c in chosen:
         groups.setdefault((c.model, c.target), []).append(c)
 
     def run_group(key: tuple[str, str]) -> list[CaseResult]:
         model = entries[key[0]]
+        bundle = Path(save_bundles) / f"{key[0]}-{key[1]}" if save_bundles else None
         return _run_group(model, key[1], groups[key], work / model.name, budget, timeout,
-                          progress, old)
+                          progress, old, bundle)
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         results = [r for rs in pool.map(run_group, groups) for r in rs]
@@ -255,7 +260,7 @@ def run(config: str | Path, *, shard_spec: str | None = None, jobs: int = 1,
 
 def _run_group(model: ModelEntry, target: str, group: list[Case], folder: Path, budget: Budget,
                timeout: float, progress: api.Progress,
-               old: dict[str, dict[str, Any]]) -> list[CaseResult]:
+               old: dict[str, dict[str, Any]], bundle: Path | None) -> list[CaseResult]:
     """Convert once (or take the given artifact), then validate and time it per runtime."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -274,7 +279,7 @@ def _run_group(model: ModelEntry, target: str, group: list[Case], folder: Path, 
             atol=model.tolerance.atol, rtol=model.tolerance.rtol,
             min_cosine=model.tolerance.min_cosine, top_k_agreement=model.tolerance.min_top1,
             samples=model.tolerance.samples, per_output=model.per_output, timeout=timeout,
-            signature=model.signature, progress=progress)
+            signature=model.signature, save_bundle=bundle, progress=progress)
         speed = api.bench([artifact], runtimes_=[c.runtime for c in group], inputs=model.inputs,
                           budget=budget, timeout=timeout, progress=progress)
     except PortkitError as e:

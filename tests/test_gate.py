@@ -89,8 +89,8 @@ name = "cnn-shipped"
 source = "{source}"
 artifact = "{broken.name}"
 """)
-    md, junit = tmp_path / "s.md", tmp_path / "j.xml"
-    done = run_cli("check", config, "--markdown", md, "--junit", junit)
+    md, junit, bundles = tmp_path / "s.md", tmp_path / "j.xml", tmp_path / "bundles"
+    done = run_cli("check", config, "--markdown", md, "--junit", junit, "--save-bundle", bundles)
     assert done.returncode == 1, done.stdout + done.stderr
     text = md.read_text()
     assert "**cnn-shipped/onnx/onnxruntime**" in text and "**FAIL**" in text
@@ -98,6 +98,19 @@ artifact = "{broken.name}"
     assert "`output_0` max abs err" in line and "would pass with atol" in line
     failure = ET.parse(junit).getroot().find("testsuite/testcase/failure")
     assert failure is not None and "would pass with atol" in failure.get("message", "")
+    # The failure replays from its bundle alone: same inputs, stored reference outputs.
+    bundle = bundles / "cnn-shipped-onnx"
+    assert {p.name for p in bundle.iterdir()} >= {
+        "manifest.json", "inputs.npz", "reference_outputs.npz", "report.json", "artifact",
+        "artifact_outputs"}
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["versions"]["onnxruntime"] and manifest["flags"]
+    replay = run_cli("validate", "--bundle", bundle, "--json")
+    assert replay.returncode == 1
+    saved = json.loads((bundle / "report.json").read_text())
+    again = json.loads(replay.stdout)
+    assert again["checks"][0]["outputs"][0]["max_abs_err"] == \
+        saved["checks"][0]["outputs"][0]["max_abs_err"]
 
 
 def test_baseline_flags_an_injected_slowdown_and_passes_without_it(

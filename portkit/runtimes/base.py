@@ -79,6 +79,10 @@ class Runtime(abc.ABC):
         """Devices this runtime can use on this machine (``cpu`` always)."""
         return ["cpu"]
 
+    def unavailable(self, device: str) -> str:
+        """Why ``device`` (one of ``all_devices``) is not among ``devices()`` here."""
+        return f"no {device.upper()} device visible to {self.name}"
+
     def load(self, path: Path, fmt: Format, device: str = "cpu",
              options: LoadOptions = LoadOptions()) -> Session:
         """Load a model.

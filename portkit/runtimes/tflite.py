@@ -73,17 +73,29 @@ class TfliteSession(Session):
         return count([op["op_name"] for op in self._interpreter._get_ops_details()])
 
 
+ONE_THREAD = "cpu-1thread"
+
+
 @register_runtime
 class TfliteRuntime(Runtime):
-    """``ai_edge_litert.interpreter.Interpreter`` with one thread per core."""
+    """``ai_edge_litert.interpreter.Interpreter`` (XNNPACK) with one thread per core, and on one
+    thread as a device of its own (``cpu-1thread``): multi-threaded kernels may sum in another
+    order, and phones often run a model on one thread."""
 
     name = "tflite"
     formats = (Format.TFLITE,)
+    all_devices = ("cpu", ONE_THREAD)
+
+    def devices(self) -> list[str]:
+        return ["cpu", ONE_THREAD] if (os.cpu_count() or 1) > 1 else ["cpu"]
+
+    def unavailable(self, device: str) -> str:
+        return "one core here: the cpu run already used one thread"
 
     def _load(self, path: Path, fmt: Format, device: str, options: LoadOptions) -> Session:
         from ai_edge_litert.interpreter import Interpreter
 
-        threads = options.threads or os.cpu_count() or 1
+        threads = 1 if device == ONE_THREAD else options.threads or os.cpu_count() or 1
         interpreter = Interpreter(model_path=str(path), num_threads=threads)
         interpreter.allocate_tensors()
         return TfliteSession(interpreter)

@@ -154,6 +154,16 @@ def versions() -> dict[str, str]:
     return found
 
 
+# What portkit's runtimes set on every run, recorded with each validation.
+PRECISION_FLAGS = {
+    "torch.backends.cuda.matmul.allow_tf32": "False", "torch.backends.cudnn.allow_tf32": "False",
+    "tflite.delegate": "XNNPACK (ai_edge_litert default)",
+    "tflite.num_threads": "cores (device cpu), 1 (device cpu-1thread)",
+    "onnxruntime.graph_optimization_level": "ORT_ENABLE_ALL (default)",
+    "tensorflow.device": "pinned per device (/CPU:0, /GPU:0)",
+}
+
+
 @dataclass(frozen=True)
 class ValidateReport:
     """``portkit validate``: an artifact run on every runtime and device, against a reference."""
@@ -168,15 +178,14 @@ class ValidateReport:
     seed: int
     seconds: float
     versions: dict[str, str] = field(default_factory=dict)
-    reference_run: Any = field(default=None, repr=False, compare=False)  # kept for bundles
+    flags: dict[str, str] = field(default_factory=lambda: dict(PRECISION_FLAGS))
 
     @property
     def exit_code(self) -> ExitCode:
         return ExitCode.OK if self.passed else ExitCode.PARITY_FAILED
 
     def to_dict(self) -> dict[str, Any]:
-        d = plain(dataclasses.asdict(dataclasses.replace(self, reference_run=None)))
-        d.pop("reference_run", None)
+        d = plain(dataclasses.asdict(self))
         d["exit_code"] = int(self.exit_code)
         return d
 

@@ -1,0 +1,91 @@
+"""Reproducibility bundles: everything needed to replay a validation on another machine.
+
+A bundle folder holds the artifact (copied), the inputs and the reference's outputs (``.npz``),
+each runtime/device's outputs, the report, and a manifest with the tolerance, library versions,
+devices and flags used. ``portkit validate --bundle DIR`` reruns the artifact on the inputs and
+compares with the stored reference outputs: the reference model itself is not needed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from portkit.errors import UsageError
+from portkit.formats import Format
+from portkit.io import atomic_replace, atomic_write_text, staging_dir
+from portkit.runtimes.tasks import Reference
+from portkit.specs import TensorSpec, Tolerance
+from portkit.validators.report import ValidateReport, plain
+
+MANIFEST = "manifest.json"
+def save(folder: Path, report: ValidateReport, ref: Reference,
+         outputs: dict[str, tuple[dict[str, np.ndarray], ...]], artifact: Path) -> None:
+    """Write a bundle, atomically (staged beside ``folder``, then moved into place)."""
+    with staging_dir(folder.absolute()) as stage:
+        root = stage / "bundle"
+        (root / "artifact_outputs").mkdir(parents=True)
+        copy = root / "artifact" / artifact.name
+        copy.parent.mkdir()
+        if artifact.is_dir():
+            shutil.copytree(artifact, copy)
+        else:
+            shutil.copy2(artifact, copy)
+        _save_samples(root / "inputs.npz", ref.feeds)
+        _save_samples(root / "reference_outputs.npz", ref.outputs)
+        for key, samples in outputs.items():
+            _save_samples(root / "artifact_outputs" / f"{key}.npz", samples)
+        atomic_write_text(root / "report.json", report.to_json() + "\n")
+        manifest = {
+            "artifact": f"artifact/{artifact.name}", "format": report.artifact.format,
+            "reference": plain(dataclasses.asdict(report.reference)),
+            "reference_runtime": ref.runtime,
+            "inputs": plain([dataclasses.asdict(s) for s in ref.inputs]),
+            "outputs": list(ref.outputs[0]), "samples": len(ref.feeds),
+            "tolerance": plain(dataclasses.asdict(report.tolerance)),
+            "per_output": {k: plain(dataclasses.asdict(v)) for k, v in report.per_output.items()},
+            "seed": report.seed, "versions": report.versions, "flags": report.flags,
+            "devices": sorted({f"{c.runtime}/{c.device}" for c in report.checks if not c.skipped}),
+        }
+        atomic_write_text(root / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        atomic_replace(root, folder)
+
+
+def load(folder: Path) -> tuple[Path, Format, Reference, Tolerance, dict[str, Tolerance],
+                                dict[str, Any]]:
+    """Read a bundle: the artifact, its format, the stored reference, tolerances, manifest.
+
+    Raises:
+        UsageError: ``folder`` is not a readable bundle.
+    """
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        specs = tuple(TensorSpec(s["name"], tuple(s["shape"]), s["dtype"])
+                      for s in manifest["inputs"])
+        n = int(manifest["samples"])
+        feeds = _load_samples(folder / "inputs.npz", [s.name for s in specs], n)
+        outputs = _load_samples(folder / "reference_outputs.npz", manifest["outputs"], n)
+        tol = Tolerance(**manifest["tolerance"])
+        per_output = {k: Tolerance(**v) for k, v in manifest["per_output"].items()}
+        artifact = folder.absolute() / manifest["artifact"]
+        fmt = Format(manifest["format"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UsageError(f"--bundle {folder}: not a readable portkit bundle ({e}); make one with "
+                         "portkit validate ... --save-bundle DIR") from None
+    ref = Reference(f"bundle ({manifest.get('reference_runtime', '?')})", specs, feeds, outputs)
+    return artifact, fmt, ref, tol, per_output, manifest
+
+
+def _save_samples(path: Path, samples: tuple[dict[str, np.ndarray], ...]) -> None:
+    np.savez(path, **{f"{i}/{name}": array for i, sample in enumerate(samples)
+                      for name, array in sample.items()})
+
+
+def _load_samples(path: Path, names: list[str], n: int) -> tuple[dict[str, np.ndarray], ...]:
+    with np.load(path, allow_pickle=False) as data:
+        return tuple({name: data[f"{i}/{name}"] for name in names} for i in range(n))
