@@ -84,6 +84,8 @@ def convert(
     no_flex: bool = False,
     opset: int | None = None,
     samples: int | None = None,
+    min_cosine: float | None = None,
+    top_k_agreement: float | None = None,
 ) -> ConvertReport:
     """Convert a model to another format and prove the artifact matches its source.
 
@@ -111,6 +113,8 @@ def convert(
         no_flex: Fail rather than write a TFLite model that needs the Flex runtime.
         opset: ONNX opset for the converters that take one (default: their newest).
         samples: How many inputs to compare on (default: by precision; 32 when quantized).
+        min_cosine: Lowest cosine similarity that passes (default: by precision).
+        top_k_agreement: Lowest top-1 agreement (0-1) for classifier-like outputs.
 
     Returns:
         The report; ``report.exit_code`` says whether it converted and matched.
@@ -123,7 +127,7 @@ def convert(
     given = [parse_input_flag(s) if isinstance(s, str) else s for s in inputs]
     options = _options(target, signature, trust_model, quantize, calibration, int8_io, no_flex,
                        opset)
-    tol = _policy(quantize, atol, rtol, samples)
+    tol = _policy(quantize, atol, rtol, samples, min_cosine, top_k_agreement)
     with contextlib.ExitStack() as stack:
         if not isinstance(source, (str, Path)):
             source = _export_module(source, given, stack)

@@ -114,6 +114,9 @@ def cli(debug: bool) -> None:
 @click.option("--samples", type=int,
               help="Inputs to compare on [default: 1; 32 when quantized, judged by cosine and "
                    "top-1/top-5 agreement].")
+@click.option("--min-cosine", type=float, help="Lowest cosine similarity that passes.")
+@click.option("--top-k-agreement", type=float,
+              help="Lowest top-1 agreement (0-1) for classifier-like outputs.")
 @click.option("--no-validate", is_flag=True, help="Convert only; don't run and compare.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of generated inputs.")
 @click.option("--timeout", type=float, default=900, show_default=True,
@@ -125,7 +128,8 @@ def convert(source: Path, to: str, output: Path | None, inputs: tuple[str, ...],
             inputs_file: Path | None, route: str | None, signature: str | None,
             trust_model: bool, quantize: str | None, calibration: Path | None, int8_io: bool,
             no_flex: bool, opset: int | None, atol: float | None, rtol: float | None,
-            samples: int | None, no_validate: bool, seed: int, timeout: float,
+            samples: int | None, min_cosine: float | None, top_k_agreement: float | None,
+            no_validate: bool, seed: int, timeout: float,
             report_path: Path | None, as_json: bool) -> int:
     """Convert SOURCE to another format, run both, and compare them.
 
@@ -151,7 +155,7 @@ def convert(source: Path, to: str, output: Path | None, inputs: tuple[str, ...],
         rtol=rtol, validate=not no_validate, seed=seed, timeout=timeout,
         progress=_progress(not as_json), signature=signature, trust_model=trust_model,
         quantize=quantize, calibration=calibration, int8_io=int8_io, no_flex=no_flex,
-        opset=opset, samples=samples,
+        opset=opset, samples=samples, min_cosine=min_cosine, top_k_agreement=top_k_agreement,
     )
     if report_path:
         report.write_json(report_path)

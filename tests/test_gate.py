@@ -65,7 +65,8 @@ def test_check_on_the_example_config_passes_with_one_junit_case_per_combination(
     junit, md, report = tmp_path / "junit.xml", tmp_path / "summary.md", tmp_path / "run.json"
     summary = tmp_path / "step_summary.md"
     done = run_cli("check", EXAMPLE, "--junit", junit, "--markdown", md, "--json", report,
-                   "--work-dir", tmp_path / "work", env={"GITHUB_STEP_SUMMARY": str(summary)})
+                   "--work-dir", tmp_path / "work", "--jobs", "2",
+                   env={"GITHUB_STEP_SUMMARY": str(summary)})
     assert done.returncode == 0, done.stdout + done.stderr
     expected = [c.id for c in gate.cases(gate.load_config(EXAMPLE))]
     suite = ET.parse(junit).getroot().find("testsuite")
@@ -185,3 +186,12 @@ def test_validate_lists_missing_devices_as_skipped(cnn_onnx: tuple[Path, Path]) 
             assert c["device"] == "cuda" and "no CUDA device" in c["skipped"]
     bad = run_cli("validate", onnx_path, "--reference", source, "--runtime", "tflite")
     assert bad.returncode == 2 and "does not load onnx" in bad.stderr
+
+
+def test_cosine_threshold_is_applied_and_named(cnn_onnx: tuple[Path, Path]) -> None:
+    source, onnx_path = cnn_onnx
+    done = run_cli("validate", onnx_path, "--reference", source, "--min-cosine", "1.5", "--json")
+    assert done.returncode == 1
+    report = json.loads(done.stdout)
+    [row] = [o for c in report["checks"] if not c["skipped"] for o in c["outputs"]]
+    assert row["failed"] == ["cosine"] and report["tolerance"]["min_cosine"] == 1.5
