@@ -19,7 +19,7 @@ from typing import Any
 from portkit.convert import registry as edges
 from portkit.errors import ConversionError, InvalidModelError, PortkitError, UnsafeModelError, UsageError
 from portkit.formats import TARGETS, Format, sniff
-from portkit.io import atomic_replace, staging_dir
+from portkit.io import atomic_replace, check_output_path, staging_dir
 from portkit.runtimes import registry as runtimes
 from portkit.runtimes import worker
 from portkit.runtimes.base import ModelInfo
@@ -140,6 +140,7 @@ def convert(
             raise ConversionError(
                 f"{src}: no converter goes from {fmt.value} to {what}{target.value} yet")
         out = Path(output) if output is not None else src.with_suffix(target.suffix)
+        check_output_path(out)
         if out.resolve() == src.resolve():
             raise UsageError(f"-o {out}: that is the source model; choose another path")
         stage = stack.enter_context(staging_dir(out.absolute()))  # checks -o before any work
@@ -485,6 +486,11 @@ def _try_route(route: edges.Route, src: Path, fmt: Format, folder: Path, ref: Re
         mobile = worker.call("portkit.validators.mobile:mobile_report", timeout=timeout,
                              what=str(current), path=current)
     if not validate:
+        try:  # the post-condition every artifact meets: it reloads in a fresh worker
+            worker.call("portkit.runtimes.tasks:describe", timeout=timeout, what=str(current),
+                        path=str(current), fmt=current_fmt)
+        except PortkitError as e:
+            return Attempt(route.name, False, False, f"does not reload: {e}", tuple(hops)), current
         return Attempt(route.name, True, False, "not validated (--no-validate)", tuple(hops),
                        mobile=mobile), current
     if mobile is not None and not mobile.builtin_only:

@@ -98,7 +98,7 @@ def cli(debug: bool) -> None:
 @click.option("--signature", metavar="NAME",
               help="SavedModel signature to convert (default: serving_default).")
 @click.option("--trust-model", is_flag=True,
-              help="Load Keras Lambda layers and custom objects (they run Python code).")
+              help="Load models that run code or touch files: Keras Lambda layers and custom objects, SavedModel file ops.")
 @click.option("--quantize", type=click.Choice(["fp16", "dynamic", "int8", "int16x8"]),
               help="TFLite quantization; int8 and int16x8 need --calibration.")
 @click.option("--calibration", type=click.Path(path_type=Path),
@@ -175,7 +175,7 @@ def convert(source: Path, to: str, output: Path | None, inputs: tuple[str, ...],
               help="Seconds loading the model may take in its worker.")
 @click.option("--signature", metavar="NAME", help="SavedModel signature to describe.")
 @click.option("--trust-model", is_flag=True,
-              help="Load Keras Lambda layers and custom objects (they run Python code).")
+              help="Load models that run code or touch files: Keras Lambda layers and custom objects, SavedModel file ops.")
 def inspect(model: Path, as_json: bool, timeout: float, signature: str | None,
             trust_model: bool) -> int:
     """Show MODEL's format, size, inputs, outputs and op counts; for a .tflite, the mobile

@@ -11,7 +11,7 @@ import pickletools
 import zipfile
 from pathlib import Path
 
-from portkit.errors import InvalidModelError
+from portkit.errors import InvalidModelError, UnsafeModelError
 
 
 class Format(str, enum.Enum):
@@ -72,6 +72,10 @@ TARGETS = {
     "exported-program": Format.EXPORTED_PROGRAM,
 }
 
+# Archive limits checked before decompressing anything (weights barely compress).
+MAX_ARCHIVE_MEMBERS = 100_000
+MAX_ARCHIVE_BYTES = 64 * 2**30
+MAX_COMPRESSION_RATIO = 100
 _ZIP_MAGIC = b"PK\x03\x04"
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 # torch.save's legacy (non-zip) format starts with a pickled magic number.
@@ -139,7 +143,8 @@ def sniff(path: str | Path) -> Format:
         _check_tflite_size(path, head, size)
         return Format.TFLITE
     if head.startswith(b"\x80") and _TORCH_LEGACY_MAGIC in head:
-        return _sniff_pickle(path, path.read_bytes()[head.index(_TORCH_LEGACY_MAGIC) - 2 :])
+        start = head.index(_TORCH_LEGACY_MAGIC) - 2
+        return _sniff_pickle(path, path.read_bytes()[start:], pickles=4)
     if _looks_like_onnx(head):
         return Format.ONNX
     raise InvalidModelError(
@@ -151,6 +156,7 @@ def sniff(path: str | Path) -> Format:
 def _sniff_zip(path: Path) -> Format:
     try:
         with zipfile.ZipFile(path) as zf:
+            _check_archive(path, zf)
             names = zf.namelist()
             if "config.json" in names and "metadata.json" in names:
                 return Format.KERAS
@@ -173,24 +179,58 @@ def _sniff_zip(path: Path) -> Format:
     )
 
 
-def _sniff_pickle(path: Path, data: bytes) -> Format:
-    """State dict or pickled module, from the globals the pickle references (never loading it)."""
+def _check_archive(path: Path, zf: zipfile.ZipFile) -> None:
+    """Refuse a zip bomb from its central directory, before anything is decompressed.
+
+    Raises:
+        UnsafeModelError: Too many members, too much declared data, or a member whose declared
+            size is far beyond what its compressed bytes could honestly hold.
+    """
+    infos = zf.infolist()
+    if len(infos) > MAX_ARCHIVE_MEMBERS:
+        raise UnsafeModelError(f"{path}: a zip with {len(infos):,} members (limit "
+                               f"{MAX_ARCHIVE_MEMBERS:,}); not a model archive portkit opens")
+    total = sum(i.file_size for i in infos)
+    if total > MAX_ARCHIVE_BYTES:
+        raise UnsafeModelError(f"{path}: its zip members declare {total / 2**30:.1f} GiB "
+                               f"uncompressed (limit {MAX_ARCHIVE_BYTES / 2**30:.0f} GiB)")
+    for i in infos:
+        ratio = i.file_size / max(i.compress_size, 1)
+        if i.file_size > 2**20 and ratio > MAX_COMPRESSION_RATIO:
+            raise UnsafeModelError(
+                f"{path}: zip member {i.filename!r} declares {i.file_size:,} bytes from "
+                f"{i.compress_size:,} compressed (ratio {ratio:,.0f}, limit "
+                f"{MAX_COMPRESSION_RATIO}): a zip bomb, not model weights")
+
+
+def _sniff_pickle(path: Path, data: bytes, pickles: int = 1) -> Format:
+    """State dict or pickled module, from the globals the pickles reference (never loading them).
+
+    Args:
+        path: The file, for messages.
+        data: The pickle stream.
+        pickles: How many consecutive pickles to read (torch's legacy format writes the magic
+            number, protocol, system info and then the object, each a pickle of its own).
+    """
     globals_seen: list[str] = []
     strings: list[str] = []
-    try:
-        for op, arg, _pos in pickletools.genops(data):
-            if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
-                strings.append(str(arg))
-            elif op.name == "GLOBAL":
-                globals_seen.append(str(arg))
-            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
-                globals_seen.append(f"{strings[-2]} {strings[-1]}")
-            if op.name == "STOP":
-                break
-    except (ValueError, IndexError) as e:
-        raise InvalidModelError(
-            f"{path}: a PyTorch pickle that is truncated or corrupt ({e}); re-export it"
-        ) from None
+    position = 0
+    for _ in range(pickles):
+        try:
+            for op, arg, pos in pickletools.genops(data[position:]):
+                if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
+                    strings.append(str(arg))
+                elif op.name == "GLOBAL":
+                    globals_seen.append(str(arg))
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    globals_seen.append(f"{strings[-2]} {strings[-1]}")
+                if op.name == "STOP":
+                    position += pos + 1
+                    break
+        except (ValueError, IndexError) as e:
+            raise InvalidModelError(
+                f"{path}: a PyTorch pickle that is truncated or corrupt ({e}); re-export it"
+            ) from None
     if all(g.startswith(_STATE_DICT_GLOBALS) for g in globals_seen):
         return Format.STATE_DICT
     return Format.TORCH_PICKLE

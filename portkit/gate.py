@@ -244,9 +244,19 @@ def run(config: str | Path, *, shard_spec: str | None = None, jobs: int = 1,
     groups: dict[tuple[str, str], list[Case]] = {}
     for c in chosen:
         groups.setdefault((c.model, c.target), []).append(c)
+    # Fixtures are built first, one at a time (each in a worker), before groups run in parallel.
+    sources: dict[str, Path | PortkitError] = {}
+    for name in dict.fromkeys(c.model for c in chosen):
+        try:
+            sources[name] = entries[name].source or _fixture(entries[name], work / name, timeout)
+        except PortkitError as e:
+            sources[name] = e
 
     def run_group(key: tuple[str, str]) -> list[CaseResult]:
-        model = entries[key[0]]
+        source = sources[key[0]]
+        if isinstance(source, PortkitError):
+            return [CaseResult(c, False, error=str(source)) for c in groups[key]]
+        model = dataclasses.replace(entries[key[0]], source=source)
         bundle = Path(save_bundles) / f"{key[0]}-{key[1]}" if save_bundles else None
         return _run_group(model, key[1], groups[key], work / model.name, budget, timeout,
                           progress, old, bundle)
@@ -262,9 +272,10 @@ def _run_group(model: ModelEntry, target: str, group: list[Case], folder: Path, 
                timeout: float, progress: api.Progress,
                old: dict[str, dict[str, Any]], bundle: Path | None) -> list[CaseResult]:
     """Convert once (or take the given artifact), then validate and time it per runtime."""
+    assert model.source is not None
+    source = model.source
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        source = model.source or _fixture(model, folder)
         artifact, route = model.artifact, "given artifact"
         if artifact is None:
             out = folder / f"{model.name}{TARGETS[target].suffix or '.' + target}"
@@ -297,14 +308,18 @@ def _run_group(model: ModelEntry, target: str, group: list[Case], folder: Path, 
     return results
 
 
-def _fixture(model: ModelEntry, folder: Path) -> Path:
+def _fixture(model: ModelEntry, folder: Path, timeout: float) -> Path:
+    """Build a fixture model in a worker (it imports torch or TensorFlow)."""
     from portkit.fixtures import FIXTURES
 
     if model.fixture not in FIXTURES:
         raise UsageError(f"model {model.name}: no fixture {model.fixture!r}; "
                          f"one of {', '.join(FIXTURES)}")
-    fixture = FIXTURES[model.fixture]
-    return fixture.save(folder, model.kind)
+    folder.mkdir(parents=True, exist_ok=True)
+    path: Path = worker.call("portkit.fixtures:save_fixture", timeout=timeout,
+                             what=f"fixture {model.fixture}", name=model.fixture,
+                             folder=str(folder.absolute()), kind=model.kind)
+    return path
 
 
 def _baseline(path: str | Path) -> dict[str, dict[str, Any]]:

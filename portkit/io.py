@@ -12,6 +12,20 @@ from pathlib import Path
 from portkit.errors import UsageError
 
 
+def check_output_path(target: Path) -> None:
+    """Refuse an output path that climbs with ``..`` or is an existing symlink (writing there
+    would land outside the folder the path names).
+
+    Raises:
+        UsageError: The path is refused.
+    """
+    if ".." in target.parts:
+        raise UsageError(f"-o {target}: contains '..'; give the output folder directly")
+    if target.is_symlink():
+        raise UsageError(f"-o {target}: an existing symlink (to {os.readlink(target)}); portkit "
+                         "does not write through links: remove it or choose another path")
+
+
 @contextlib.contextmanager
 def staging_dir(target: Path) -> Iterator[Path]:
     """A private temporary directory beside ``target``, removed on exit whatever happens.
@@ -35,14 +49,28 @@ def staging_dir(target: Path) -> Iterator[Path]:
 
 
 def atomic_replace(staged: Path, target: Path) -> None:
-    """Move a staged file into place in one step (a directory target is swapped as a whole)."""
-    if staged.is_dir() and target.exists():
-        old = target.with_name(f".{target.name}.portkit-old")
-        os.replace(target, old)
-        os.replace(staged, target)
+    """Move a staged file into place in one step (a directory target is swapped as a whole).
+
+    Raises:
+        UsageError: The move failed (disk full, permissions); whatever was at ``target`` before
+            is still there.
+    """
+    old = target.with_name(f".{target.name}.portkit-old")
+    swap = staged.is_dir() and target.exists()
+    try:
+        if swap:
+            os.replace(target, old)
+        try:
+            os.replace(staged, target)
+        except OSError:
+            if swap:
+                os.replace(old, target)  # put the previous directory back
+            raise
+    except OSError as e:
+        raise UsageError(f"-o {target}: cannot write it ({e.strerror or e}); the previous "
+                         "file, if any, is unchanged") from None
+    if swap:
         shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staged, target)
 
 
 def atomic_write_text(target: Path, text: str) -> None:

@@ -1,5 +1,11 @@
 """Checks on a model file made before any framework deserializes it.
 
+ONNX: every external-data location must stay inside the model's folder (no absolute path, no
+``..``, no symlink or hard link out) and its offset and length must lie inside the file, checked
+on the ModelProto parsed without external data (CVE-2022-25882, CVE-2024-27318 were path
+traversals in ONNX's own loader). SavedModel: a graph holding file-system or process ops is
+refused unless trusted.
+
 A Keras file's config can name Python code to run on load: a ``Lambda`` layer carries marshalled
 bytecode, and a custom object names any importable callable (``{"module": "os", "class_name":
 "function", "config": "system"}``). Keras's ``safe_mode`` refuses Lambda bytecode but imports
@@ -15,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from portkit.errors import InvalidModelError
+from portkit.errors import InvalidModelError, UnsafeModelError
 from portkit.formats import Format
 
 # Config modules Keras resolves itself (its layers, activations, initializers…).
@@ -91,3 +97,96 @@ def _keras_config(path: Path, fmt: Format) -> Any:
         raise InvalidModelError(
             f"{path}: cannot read its Keras config ({type(e).__name__}: {e}); re-save the model"
         ) from None
+
+
+# Ops that read or write files, list directories or run Python: a model has no need of them.
+SAVEDMODEL_UNSAFE_OPS = frozenset({
+    "ReadFile", "WriteFile", "MatchingFiles", "PyFunc", "PyFuncStateless", "EagerPyFunc",
+    "ImmutableConst", "DebugIdentityV2", "DebugNumericSummaryV2",
+})
+
+
+def check_onnx(path: Path) -> None:
+    """Refuse ONNX external data that escapes the model's folder or lies outside its file.
+
+    Runs in a worker (it parses the ModelProto, without external data).
+
+    Raises:
+        UnsafeModelError: A location is absolute, climbs out with ``..``, or resolves (symlink)
+            or links (hard link) to a file outside the folder.
+        InvalidModelError: An offset or length lies outside the data file, or it is missing.
+    """
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    base = path.parent.resolve()
+    for tensor in _onnx_tensors(model.graph):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = {e.key: e.value for e in tensor.external_data}
+        where = f"{path}: tensor {tensor.name!r} keeps its data in {info.get('location')!r}"
+        location = Path(info.get("location", ""))
+        if not info.get("location") or location.is_absolute() or ".." in location.parts:
+            raise UnsafeModelError(f"{where}, outside the model's folder; refused (external "
+                                   "data must be a relative path inside the folder)")
+        data = base / location
+        real = data.resolve()
+        if not real.is_relative_to(base):
+            raise UnsafeModelError(f"{where}, a link to {real}, outside the model's folder; "
+                                   "refused")
+        if not real.is_file():
+            raise InvalidModelError(f"{where}, which does not exist; copy it beside the model")
+        stat = real.stat()
+        if stat.st_nlink > 1:
+            raise UnsafeModelError(f"{where}, a hard link ({stat.st_nlink} names); refused: "
+                                   "copy the data file instead of linking it")
+        offset = int(info.get("offset", 0))
+        length = int(info.get("length", stat.st_size - offset))
+        if offset < 0 or length < 0 or offset + length > stat.st_size:
+            raise InvalidModelError(f"{where} at offset {offset}, length {length}, beyond its "
+                                    f"{stat.st_size} bytes; the data file is truncated or wrong")
+
+
+def _onnx_tensors(graph: Any) -> Iterator[Any]:
+    """Every tensor of a graph: initializers, sparse initializers and attributes, subgraphs too."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _onnx_tensors(attr.g)
+            for sub in attr.graphs:
+                yield from _onnx_tensors(sub)
+
+
+def check_savedmodel(path: Path, trust_model: bool) -> None:
+    """Refuse a SavedModel whose graphs hold file-system or process ops, unless trusted.
+
+    Runs in a worker (it parses ``saved_model.pb`` with TensorFlow's protos).
+
+    Raises:
+        UnsafeModelError: Such ops are present and the model is not trusted.
+        InvalidModelError: ``saved_model.pb`` can't be parsed.
+    """
+    if trust_model:
+        return
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    try:
+        proto.ParseFromString((path / "saved_model.pb").read_bytes())
+    except Exception as e:  # noqa: BLE001 - protobuf's DecodeError and OSError alike
+        raise InvalidModelError(f"{path}: saved_model.pb can't be parsed ({e})") from None
+    found = set()
+    for meta in proto.meta_graphs:
+        found |= {n.op for n in meta.graph_def.node}
+        found |= {n.op for f in meta.graph_def.library.function for n in f.node_def}
+    bad = sorted(found & SAVEDMODEL_UNSAFE_OPS)
+    if bad:
+        raise UnsafeModelError(f"{path}: its graph holds {', '.join(bad)}, which read or write "
+                               "files or run code; if you trust this model, pass --trust-model")

@@ -24,6 +24,10 @@ def run(src: Path, **kwargs: Any) -> tuple[Any, Path]:
     """
     import onnx2tf
 
+    from portkit.safety import check_onnx
+
+    check_onnx(src)
+
     work = Path(os.getcwd())
     sample = np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32)
     np.save(work / _SAMPLE_FILE, sample)

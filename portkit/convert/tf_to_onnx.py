@@ -22,6 +22,7 @@ from portkit.convert.registry import register_edge
 from portkit.errors import ConversionError
 from portkit.formats import Format
 from portkit.runtimes.tensorflow import export_keras, load_keras, signature
+from portkit.safety import check_savedmodel
 from portkit.specs import ConvertOptions, TensorSpec
 
 
@@ -46,6 +47,8 @@ def convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
         how = "tf2onnx.convert.from_tflite"
     else:
         saved, sig = src, options.load.signature
+        if fmt is Format.SAVEDMODEL:
+            check_savedmodel(src, options.load.trust_model)
         if fmt is not Format.SAVEDMODEL:
             saved, sig = Path(os.getcwd()) / "exported", None
             export_keras(load_keras(src, fmt, options.load), saved)

@@ -21,6 +21,7 @@ from portkit.convert.registry import register_edge
 from portkit.errors import ConversionError
 from portkit.formats import Format
 from portkit.runtimes.tensorflow import export_keras, load_keras, signature
+from portkit.safety import check_savedmodel
 from portkit.specs import ConvertOptions, TensorSpec, load_inputs_file
 from portkit.validators.layout import bind_inputs
 
@@ -36,6 +37,8 @@ def convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
     import tensorflow as tf
 
     saved, sig = src, options.load.signature
+    if fmt is Format.SAVEDMODEL:
+        check_savedmodel(src, options.load.trust_model)
     if fmt is not Format.SAVEDMODEL:
         saved, sig = Path(os.getcwd()) / "exported", None
         export_keras(load_keras(src, fmt, options.load), saved, inputs)

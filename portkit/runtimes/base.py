@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from portkit.errors import InternalError, InvalidModelError
+from portkit.errors import InternalError, InvalidModelError, PortkitError
 from portkit.formats import Format
 from portkit.specs import LoadOptions, TensorSpec
 from portkit.validators.mobile import MobileReport
@@ -106,7 +106,7 @@ class Runtime(abc.ABC):
             raise InternalError(f"runtime {self.name} has no device {device!r} here")
         try:
             return self._load(path, fmt, device, options)
-        except (InvalidModelError, InternalError):
+        except (PortkitError, InternalError):
             raise
         except Exception as e:  # noqa: BLE001 - any framework error on load means a bad file
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]

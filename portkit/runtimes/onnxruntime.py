@@ -59,6 +59,10 @@ class OnnxRuntime(Runtime):
     def _load(self, path: Path, fmt: Format, device: str, options: LoadOptions) -> Session:
         import onnxruntime
 
+        from portkit.safety import check_onnx
+
+        check_onnx(path)
+
         settings = onnxruntime.SessionOptions()
         settings.log_severity_level = 3
         if options.threads:

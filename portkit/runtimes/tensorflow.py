@@ -16,6 +16,7 @@ from portkit.errors import InvalidModelError
 from portkit.formats import Format
 from portkit.runtimes.base import Runtime, Session, count
 from portkit.runtimes.registry import register_runtime
+from portkit.safety import check_savedmodel
 from portkit.specs import LoadOptions, TensorSpec
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -126,6 +127,7 @@ class TensorflowRuntime(Runtime):
             tf.config.threading.set_intra_op_parallelism_threads(options.threads)
             tf.config.threading.set_inter_op_parallelism_threads(1)
         if fmt is Format.SAVEDMODEL:
+            check_savedmodel(path, options.trust_model)
             with tf.device(_DEVICES[device]):
                 loaded = tf.saved_model.load(str(path))
             _name, fn = signature(path, loaded, options.signature)

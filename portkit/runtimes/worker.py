@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import os
 import pickle
+import resource
 import shutil
 import signal
 import subprocess
@@ -24,6 +25,7 @@ from typing import Any
 from portkit import errors
 
 DEFAULT_TIMEOUT = 900.0
+MEMORY_ENV = "PORTKIT_MEMORY_LIMIT_MB"
 _KEEP_ENV = (
     "PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "LD_LIBRARY_PATH",
     "CUDA_VISIBLE_DEVICES", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS",
@@ -78,13 +80,14 @@ def call(func: str, /, *, timeout: float = DEFAULT_TIMEOUT, what: str = "", **kw
     what = what or func
     scratch = Path(tempfile.mkdtemp(prefix="portkit-worker-"))
     try:
-        (scratch / "request.pkl").write_bytes(pickle.dumps({"func": func, "kwargs": kwargs}))
+        (scratch / "request.pkl").write_bytes(pickle.dumps({"func": func, "kwargs": kwargs,
+                                                              "memory_mb": memory_limit_mb()}))
         log_path = scratch / "worker.log"
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "portkit.runtimes.worker", str(scratch)],
                 cwd=scratch,
-                env=_worker_env(),
+                env=_worker_env(scratch),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -104,9 +107,12 @@ def call(func: str, /, *, timeout: float = DEFAULT_TIMEOUT, what: str = "", **kw
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _worker_env() -> dict[str, str]:
+def _worker_env(scratch: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in _KEEP_ENV or k.startswith("PORTKIT_")}
     env.update(_QUIET_ENV)
+    # Frameworks write to the temp folder (onnxruntime leaves a .ses file there): keep it private.
+    (scratch / "tmp").mkdir()
+    env["TMPDIR"] = str(scratch / "tmp")
     # The worker must import this very portkit, and find console scripts of this environment.
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
@@ -133,6 +139,12 @@ def _read_response(scratch: Path, returncode: int, what: str) -> Any:
     response = pickle.loads(response_path.read_bytes())
     if response["ok"]:
         return response["value"]
+    if response["error"] == "MemoryError":
+        err = errors.WorkerCrashedError(
+            f"{what}: ran out of the worker's {memory_limit_mb():,} MB memory limit; raise it "
+            f"with {MEMORY_ENV}=MB")
+        err.traceback = response["traceback"] + log_tail  # type: ignore[attr-defined]
+        raise err
     cls = getattr(errors, response["error"], None)
     if isinstance(cls, type) and issubclass(cls, errors.PortkitError):
         err = cls(response["message"])
@@ -148,8 +160,20 @@ def _signal_name(returncode: int) -> str:
         return f"signal {-returncode}"
 
 
+def memory_limit_mb() -> int:
+    """The worker's memory limit: ``$PORTKIT_MEMORY_LIMIT_MB``, else 80% of physical memory."""
+    if os.environ.get(MEMORY_ENV):
+        return int(os.environ[MEMORY_ENV])
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return int(total * 0.8) // 2**20
+
+
 def _serve(scratch: Path) -> None:
     request = pickle.loads((scratch / "request.pkl").read_bytes())
+    # Data (heap and private mappings), not address space: frameworks reserve huge virtual
+    # ranges they never touch.
+    limit = request["memory_mb"] * 2**20
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     module_name, func_name = request["func"].split(":")
     try:
         func = getattr(importlib.import_module(module_name), func_name)

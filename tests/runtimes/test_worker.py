@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 
 import pytest
@@ -57,3 +58,12 @@ def test_worker_env_is_scrubbed(monkeypatch) -> None:
     env = worker.call("tests.runtimes.workload:environment")
     assert "SECRET_TOKEN" not in env
     assert env["TF_CPP_MIN_LOG_LEVEL"] == "3"
+    # The temp folder is the worker's own (removed with it), not the user's.
+    assert env["TMPDIR"].startswith(tempfile.gettempdir()) and "portkit-worker-" in env["TMPDIR"]
+
+
+def test_memory_limit_stops_a_worker_that_allocates_too_much(monkeypatch) -> None:
+    monkeypatch.setenv(worker.MEMORY_ENV, "400")
+    assert worker.call("tests.runtimes.workload:allocate", megabytes=50) == 50 * 2**20
+    with pytest.raises(errors.WorkerCrashedError, match="400 MB memory limit.*PORTKIT_MEMORY"):
+        worker.call("tests.runtimes.workload:allocate", megabytes=2000, what="hungry")

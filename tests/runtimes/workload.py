@@ -37,3 +37,10 @@ def hang_with_child(pid_file: str) -> None:
 
 def environment() -> dict[str, str]:
     return dict(os.environ)
+
+
+def allocate(megabytes: int) -> int:
+    import numpy as np
+
+    block = np.ones(megabytes * 2**20, dtype=np.uint8)
+    return int(block.sum())
