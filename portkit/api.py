@@ -133,6 +133,9 @@ def convert(
             source = _export_module(source, given, stack)
         src = Path(source).absolute()  # workers run in their own directories
         fmt = sniff(src)
+        shown = FileInfo(str(src), fmt.value)  # the user's file, even if exported first
+        if fmt is Format.TORCH_PICKLE and trust_model:
+            src, fmt = _export_trusted_pickle(src, given, timeout, stack, progress)
         _refuse_unconvertible(src, fmt, target)
         routes = edges.pick(edges.plan(fmt, target, quantize=quantize is not None), route)
         if not routes:
@@ -169,7 +172,7 @@ def convert(
         return ConvertReport(
             passed=bool(best and best.ok),
             validated=validate,
-            source=FileInfo(str(src), fmt.value),
+            source=shown,
             target=target.value,
             artifact=artifact,
             route=best.hops if best else (),
@@ -454,8 +457,9 @@ def _refuse_unconvertible(src: Path, fmt: Format, target: Format | None) -> None
         )
     if fmt is Format.TORCH_PICKLE:
         raise UnsafeModelError(
-            f"{src}: a pickled Python object, which runs code when loaded; portkit does not "
-            "load pickles: save it as .pt2 (torch.export.save) or TorchScript (torch.jit.save)"
+            f"{src}: a pickled Python object, which runs code when loaded; save it as .pt2 "
+            "(torch.export.save) or TorchScript (torch.jit.save), or, if you trust this file, "
+            "pass --trust-model (it is unpickled in a worker)"
         )
     if target is not None and fmt is target:
         raise UsageError(f"{src}: already {fmt.value}; pick another --to")
@@ -555,6 +559,21 @@ def _failure(check: Check) -> str:
     if "top-5" in worst.failed:
         found.append(f"top-5 agreement {worst.top5:.0%}")
     return f"{check.runtime}/{check.device}: output {worst.name} " + ", ".join(found)
+
+
+def _export_trusted_pickle(src: Path, given: list[TensorSpec], timeout: float,
+                           stack: contextlib.ExitStack,
+                           progress: Progress) -> tuple[Path, Format]:
+    """``--trust-model`` on a pickled module: unpickle it in a worker and save it as ``.pt2``."""
+    if not given or not all(s.is_static for s in given):
+        raise UsageError(f"{src}: a pickled module stores no input shapes; pass --input "
+                         "NAME:SHAPE for every input")
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="portkit-pickle-")))
+    dst = folder / f"{src.stem}.pt2"
+    with progress(f"Unpickling {src.name} (--trust-model) and exporting it"):
+        worker.call("portkit.convert._torch:export_pickled_module", timeout=timeout,
+                    what=str(src), src=str(src), dst=str(dst), inputs=given)
+    return dst, Format.EXPORTED_PROGRAM
 
 
 def _export_module(module: Any, given: list[TensorSpec], stack: contextlib.ExitStack) -> Path:

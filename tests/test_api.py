@@ -63,9 +63,20 @@ class _Pickled(torch.nn.Module):
 def test_pickled_module_is_refused_unloaded(tmp_path: Path) -> None:
     path = tmp_path / "whole.pt"
     torch.save(_Pickled(), path)
-    with pytest.raises(portkit.errors.UnsafeModelError, match="does not load pickles") as info:
+    with pytest.raises(portkit.errors.UnsafeModelError, match="runs code.*--trust-model") as info:
         portkit.convert(path, "onnx")
     assert info.value.exit_code == ExitCode.UNSAFE_INPUT
+
+
+def test_trusted_pickled_module_is_unpickled_in_a_worker_and_converted(tmp_path: Path) -> None:
+    path = tmp_path / "whole.pt"
+    torch.manual_seed(0)
+    torch.save(torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.ReLU()), path)
+    with pytest.raises(UsageError, match="pass --input"):
+        portkit.convert(path, "onnx", tmp_path / "m.onnx", trust_model=True)
+    report = portkit.convert(path, "onnx", tmp_path / "m.onnx", trust_model=True,
+                             inputs=["x:1x4"])
+    assert report.exit_code == ExitCode.OK and report.source.format == "torch-pickle"
 
 
 def test_output_in_a_missing_directory_is_refused_before_any_work(saved_models, tmp_path: Path) -> None:

@@ -36,3 +36,21 @@ def output_names(module: Any, args: tuple[Any, ...]) -> list[str]:
 
     with torch.no_grad():
         return list(flatten_outputs(module(*args)))
+
+
+def export_pickled_module(src: str, dst: str, inputs: list[TensorSpec]) -> None:
+    """Unpickle a trusted ``torch.save``d module (``weights_only=False``) and save it as .pt2.
+
+    Raises:
+        InvalidModelError: The pickle holds no ``nn.Module``.
+    """
+    import torch
+
+    from portkit.errors import InvalidModelError
+
+    module = torch.load(src, map_location="cpu", weights_only=False)
+    if not isinstance(module, torch.nn.Module):
+        raise InvalidModelError(f"{src}: the pickle holds a {type(module).__name__}, not a "
+                                "torch.nn.Module")
+    specs = [TensorSpec(s.name, s.shape, s.dtype or "float32") for s in inputs]
+    torch.export.save(torch.export.export(module.eval(), example_args(specs)), dst)
