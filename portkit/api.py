@@ -219,6 +219,7 @@ def validate(
     top_k_agreement: float | None = None,
     samples: int | None = None,
     per_output: Mapping[str, Tolerance] | None = None,
+    min_top5: float | None = None,
     seed: int = 0,
     timeout: float = worker.DEFAULT_TIMEOUT,
     signature: str | None = None,
@@ -237,7 +238,8 @@ def validate(
         runtimes_: Restrict to these runtime names (default: every runtime for the format).
         inputs: Input specs for shapes the reference doesn't store.
         inputs_file: An ``.npz`` of inputs (samples on an extra leading axis).
-        atol, rtol, min_cosine, top_k_agreement, samples: Override the fp32 policy's numbers.
+        atol, rtol, min_cosine, top_k_agreement, samples, min_top5: Override the fp32 policy's
+            numbers (``top_k_agreement`` is the lowest top-1 agreement).
         per_output: Tolerances for some outputs by reference output name.
         seed: Seed of generated inputs.
         timeout: Seconds each worker step may take.
@@ -257,7 +259,7 @@ def validate(
     art_fmt, src_fmt = sniff(art), sniff(src)
     for path, fmt in ((art, art_fmt), (src, src_fmt)):
         _refuse_unconvertible(path, fmt, None)
-    tol = _policy(None, atol, rtol, samples, min_cosine, top_k_agreement)
+    tol = _policy(None, atol, rtol, samples, min_cosine, top_k_agreement, min_top5)
     chosen = _runtimes_for(art_fmt, runtimes_)
     given = [parse_input_flag(s) if isinstance(s, str) else s for s in inputs]
     with progress(f"Running {src.name} as the reference"):
@@ -433,12 +435,12 @@ def _options(target: Format, signature: str | None, trust_model: bool, quantize:
 
 def _policy(quantize: str | None, atol: float | None, rtol: float | None,
             samples: int | None, min_cosine: float | None = None,
-            top_k_agreement: float | None = None) -> Tolerance:
+            top_k_agreement: float | None = None, min_top5: float | None = None) -> Tolerance:
     """The precision's default policy, with the tolerances the user set."""
     policy = POLICIES[quantize or "fp32"]
     changes: dict[str, Any] = {}
     for key, value in (("atol", atol), ("rtol", rtol), ("min_cosine", min_cosine),
-                       ("min_top1", top_k_agreement)):
+                       ("min_top1", top_k_agreement), ("min_top5", min_top5)):
         if value is not None:
             changes[key] = value
     if samples is not None:

@@ -282,9 +282,11 @@ def validate(artifact: Path | None, reference: Path | None, save_bundle: Path | 
               help="Input shape a model doesn't store. Repeat per input.")
 @click.option("--threads", type=int, help="CPU threads [default: the runtime's; TFLite: cores].")
 @click.option("--batch", type=int, help="Batch size to feed (replaces the first dimension).")
-@click.option("--warmup", type=int, default=5, show_default=True, help="Untimed runs.")
-@click.option("--min-runs", type=int, default=30, show_default=True, help="Timed runs at least.")
-@click.option("--min-seconds", type=float, default=1.0, show_default=True,
+@click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Untimed runs.")
+@click.option("--min-runs", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Timed runs at least.")
+@click.option("--min-seconds", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Timed seconds at least.")
 @click.option("--timeout", type=float, default=900, show_default=True,
               help="Seconds each measurement may take.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import pickletools
 import zipfile
+import zlib
 from pathlib import Path
 
 from portkit.errors import InvalidModelError, UnsafeModelError
@@ -105,7 +106,7 @@ _STATE_DICT_GLOBALS = (
     "torch Size",
 )
 # ModelProto field tags that may follow ir_version (field 1) in a serialized ONNX file.
-_ONNX_SECOND_TAGS = {0x12, 0x1A, 0x22, 0x2A, 0x32, 0x3A, 0x42, 0x72, 0x7A}
+_ONNX_SECOND_TAGS = {0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72, 0x7A, 0xA2, 0xCA}
 
 
 def sniff(path: str | Path) -> Format:
@@ -168,7 +169,8 @@ def _sniff_zip(path: Path) -> Format:
             pkl = next((n for n in names if n.endswith("/data.pkl")), None)
             if pkl is not None:
                 return _sniff_pickle(path, zf.read(pkl))
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, RuntimeError,
+            NotImplementedError) as e:  # corrupt, encrypted or exotic members
         raise InvalidModelError(
             f"{path}: a zip archive (PyTorch/Keras) that is truncated or corrupt ({e}); "
             "re-export or re-download it"

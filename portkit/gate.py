@@ -149,6 +149,10 @@ def load_config(path: str | Path) -> list[ModelEntry]:
         bad = [t for t in targets if t not in TARGETS]
         if bad:
             raise UsageError(f"{where}: unknown targets {bad}; one of {', '.join(TARGETS)}")
+        for output, keys in merged.get("outputs", {}).items():
+            if not isinstance(keys, dict) or set(keys) - set(_TOLERANCE_KEYS):
+                raise UsageError(f"{where}: [model.outputs.{output}] takes only "
+                                 f"{', '.join(_TOLERANCE_KEYS)}")
         base = path.parent
         entries.append(ModelEntry(
             name=merged["name"],
@@ -261,8 +265,13 @@ def run(config: str | Path, *, shard_spec: str | None = None, jobs: int = 1,
         return _run_group(model, key[1], groups[key], work / model.name, budget, timeout,
                           progress, old, bundle)
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
         results = [r for rs in pool.map(run_group, groups) for r in rs]
+    except BaseException:  # Ctrl-C: don't start the groups still queued
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     return CheckReport(all(r.passed for r in results), str(config), shard_spec, tuple(results),
                        str(baseline) if baseline else None, time.perf_counter() - started,
                        versions())
@@ -289,7 +298,7 @@ def _run_group(model: ModelEntry, target: str, group: list[Case], folder: Path, 
             artifact, source, runtimes_=[c.runtime for c in group], inputs=model.inputs,
             atol=model.tolerance.atol, rtol=model.tolerance.rtol,
             min_cosine=model.tolerance.min_cosine, top_k_agreement=model.tolerance.min_top1,
-            samples=model.tolerance.samples, per_output=model.per_output, timeout=timeout,
+            min_top5=model.tolerance.min_top5, samples=model.tolerance.samples, per_output=model.per_output, timeout=timeout,
             signature=model.signature, save_bundle=bundle, progress=progress)
         speed = api.bench([artifact], runtimes_=[c.runtime for c in group], inputs=model.inputs,
                           budget=budget, timeout=timeout, progress=progress)

@@ -12,15 +12,24 @@ from pathlib import Path
 from portkit.errors import UsageError
 
 
+# A folder portkit may replace whole: one it (or TensorFlow) wrote as an artifact or bundle.
+_REPLACEABLE_DIR_MARKERS = ("saved_model.pb", "saved_model.pbtxt", "manifest.json")
+
+
 def check_output_path(target: Path) -> None:
-    """Refuse an output path that climbs with ``..`` or is an existing symlink (writing there
-    would land outside the folder the path names).
+    """Refuse an output path that climbs with ``..``, is an existing symlink (writing there
+    would land outside the folder the path names), or is an existing folder that is not a
+    SavedModel or bundle (it would be replaced whole).
 
     Raises:
         UsageError: The path is refused.
     """
-    if ".." in target.parts:
-        raise UsageError(f"-o {target}: contains '..'; give the output folder directly")
+    if ".." in target.parts or target.name in ("", "."):
+        raise UsageError(f"-o {target}: give a file or folder name, without '..'")
+    if target.is_dir() and not target.is_symlink() and not any(
+            (target / marker).exists() for marker in _REPLACEABLE_DIR_MARKERS):
+        raise UsageError(f"-o {target}: an existing folder that is not a SavedModel or a portkit "
+                         "bundle; portkit replaces the output as a whole, so name a new path")
     if target.is_symlink():
         raise UsageError(f"-o {target}: an existing symlink (to {os.readlink(target)}); portkit "
                          "does not write through links: remove it or choose another path")

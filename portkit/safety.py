@@ -102,7 +102,18 @@ def _keras_config(path: Path, fmt: Format) -> Any:
 # Ops that read or write files, list directories or run Python: a model has no need of them.
 SAVEDMODEL_UNSAFE_OPS = frozenset({
     "ReadFile", "WriteFile", "MatchingFiles", "PyFunc", "PyFuncStateless", "EagerPyFunc",
-    "ImmutableConst", "DebugIdentityV2", "DebugNumericSummaryV2",
+    "ImmutableConst",
+    # debug and summary ops write to files or URLs
+    "DebugIdentity", "DebugIdentityV2", "DebugNanCount", "DebugNumericSummary",
+    "DebugNumericSummaryV2", "CreateSummaryFileWriter", "WriteSummary", "WriteScalarSummary",
+    "WriteHistogramSummary", "WriteImageSummary", "WriteAudioSummary", "WriteGraphSummary",
+    "WriteRawProtoSummary", "ImportEvent",
+    # datasets that read or write files
+    "TextLineDataset", "TFRecordDataset", "TFRecordDatasetV2", "FixedLengthRecordDataset",
+    "FixedLengthRecordDatasetV2", "MatchingFilesDataset", "DatasetToTFRecord",
+    "SnapshotDataset", "SnapshotDatasetV2", "SaveDataset", "SaveDatasetV2", "LoadDataset",
+    # TF1 checkpoint ops (a TF2 SavedModel's own saver uses SaveV2/RestoreV2)
+    "Save", "SaveSlices", "Restore", "RestoreSlice",
 })
 
 
@@ -120,7 +131,13 @@ def check_onnx(path: Path) -> None:
 
     model = onnx.load(str(path), load_external_data=False)
     base = path.parent.resolve()
-    for tensor in _onnx_tensors(model.graph):
+    tensors = list(_onnx_tensors(model.graph))
+    for function in model.functions:
+        tensors += list(_node_tensors(function.node))
+    for info in model.training_info:
+        for graph in (info.initialization, info.algorithm):
+            tensors += list(_onnx_tensors(graph))
+    for tensor in tensors:
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
         info = {e.key: e.value for e in tensor.external_data}
@@ -140,8 +157,12 @@ def check_onnx(path: Path) -> None:
         if stat.st_nlink > 1:
             raise UnsafeModelError(f"{where}, a hard link ({stat.st_nlink} names); refused: "
                                    "copy the data file instead of linking it")
-        offset = int(info.get("offset", 0))
-        length = int(info.get("length", stat.st_size - offset))
+        try:
+            offset = int(info.get("offset", 0))
+            length = int(info.get("length", stat.st_size - offset))
+        except ValueError:
+            raise InvalidModelError(f"{where} with an offset or length that is not a number "
+                                    f"({info.get('offset')!r}, {info.get('length')!r})") from None
         if offset < 0 or length < 0 or offset + length > stat.st_size:
             raise InvalidModelError(f"{where} at offset {offset}, length {length}, beyond its "
                                     f"{stat.st_size} bytes; the data file is truncated or wrong")
@@ -153,11 +174,20 @@ def _onnx_tensors(graph: Any) -> Iterator[Any]:
     for sparse in graph.sparse_initializer:
         yield sparse.values
         yield sparse.indices
-    for node in graph.node:
+    yield from _node_tensors(graph.node)
+
+
+def _node_tensors(nodes: Any) -> Iterator[Any]:
+    """Tensors in node attributes (dense and sparse), subgraphs included."""
+    for node in nodes:
         for attr in node.attribute:
             if attr.HasField("t"):
                 yield attr.t
             yield from attr.tensors
+            for sparse in [attr.sparse_tensor] * attr.HasField("sparse_tensor") + list(
+                    attr.sparse_tensors):
+                yield sparse.values
+                yield sparse.indices
             if attr.HasField("g"):
                 yield from _onnx_tensors(attr.g)
             for sub in attr.graphs:
@@ -182,11 +212,12 @@ def check_savedmodel(path: Path, trust_model: bool) -> None:
         proto.ParseFromString((path / "saved_model.pb").read_bytes())
     except Exception as e:  # noqa: BLE001 - protobuf's DecodeError and OSError alike
         raise InvalidModelError(f"{path}: saved_model.pb can't be parsed ({e})") from None
-    found = set()
-    for meta in proto.meta_graphs:
-        found |= {n.op for n in meta.graph_def.node}
-        found |= {n.op for f in meta.graph_def.library.function for n in f.node_def}
-    bad = sorted(found & SAVEDMODEL_UNSAFE_OPS)
+    nodes = [n for meta in proto.meta_graphs for n in meta.graph_def.node]
+    nodes += [n for meta in proto.meta_graphs for f in meta.graph_def.library.function
+              for n in f.node_def]
+    bad = sorted({n.op for n in nodes if n.op in SAVEDMODEL_UNSAFE_OPS or (
+        n.op == "PrintV2" and n.attr["output_stream"].s.decode(errors="replace")
+        .startswith("file"))})
     if bad:
         raise UnsafeModelError(f"{path}: its graph holds {', '.join(bad)}, which read or write "
                                "files or run code; if you trust this model, pass --trust-model")

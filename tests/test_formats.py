@@ -96,3 +96,31 @@ def test_sniff_missing_and_plain_directory(tmp_path: Path) -> None:
         sniff(tmp_path / "nope.pt")
     with pytest.raises(InvalidModelError, match="not a SavedModel"):
         sniff(tmp_path)
+
+
+def test_onnx_with_a_model_version_is_onnx(tmp_path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph)
+    model.model_version = 3
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    assert sniff(path) is Format.ONNX
+
+
+def test_a_zip_with_a_corrupt_member_is_a_bad_file(tmp_path) -> None:
+    import zipfile
+
+    path = tmp_path / "m.pt"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("archive/data.pkl", b"x" * 5000)
+    data = bytearray(path.read_bytes())
+    start = data.index(b"archive/data.pkl") + len("archive/data.pkl")
+    data[start:start + 8] = b"\xff" * 8  # garble the deflate stream
+    path.write_bytes(bytes(data))
+    with pytest.raises(InvalidModelError, match="truncated or corrupt"):
+        sniff(path)

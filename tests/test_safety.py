@@ -6,11 +6,13 @@ import json
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from portkit.errors import ExitCode, InvalidModelError
+from portkit.errors import ExitCode, InvalidModelError, UnsafeModelError, UsageError
 from portkit.formats import Format
-from portkit.safety import check_keras, code_in_config
+from portkit.io import check_output_path
+from portkit.safety import check_keras, check_onnx, code_in_config
 
 
 def _layer(cls: str, name: str, module: str | None = "keras.layers", **extra: object) -> dict:
@@ -65,3 +67,68 @@ def test_unreadable_config_is_a_bad_file(tmp_path: Path) -> None:
         zf.writestr("config.json", "{not json")
     with pytest.raises(InvalidModelError, match="cannot read its Keras config"):
         check_keras(path, Format.KERAS, trust_model=False)
+
+
+def _onnx_external_in_function(folder: Path, offset: str = "0") -> Path:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    value = numpy_helper.from_array(np.zeros(4, np.float32), "c")
+    value.ClearField("raw_data")
+    value.data_location = TensorProto.EXTERNAL
+    for k, v in {"location": "../../etc/passwd", "offset": offset, "length": "16"}.items():
+        value.external_data.add(key=k, value=v)
+    function = helper.make_function("local", "F", ["x"], ["y"], [
+        helper.make_node("Constant", [], ["c"], value=value),
+        helper.make_node("Add", ["x", "c"], ["y"])], [helper.make_opsetid("", 17)])
+    graph = helper.make_graph(
+        [helper.make_node("F", ["x"], ["y"], domain="local")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])])
+    model = helper.make_model(graph, functions=[function], opset_imports=[
+        helper.make_opsetid("", 17), helper.make_opsetid("local", 1)])
+    path = folder / "f.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def test_onnx_external_data_inside_a_local_function_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(UnsafeModelError, match="outside the model's folder"):
+        check_onnx(_onnx_external_in_function(tmp_path))
+
+
+def test_onnx_external_data_offset_that_is_not_a_number_is_a_bad_file(tmp_path: Path) -> None:
+    path = _onnx_with_local_data(tmp_path, offset="abc")
+    with pytest.raises(InvalidModelError, match="not a number"):
+        check_onnx(path)
+
+
+def _onnx_with_local_data(folder: Path, offset: str) -> Path:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.zeros(4, np.float32), "w")
+    weight.ClearField("raw_data")
+    weight.data_location = TensorProto.EXTERNAL
+    for k, v in {"location": "w.bin", "offset": offset, "length": "16"}.items():
+        weight.external_data.add(key=k, value=v)
+    (folder / "w.bin").write_bytes(np.zeros(4, np.float32).tobytes())
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], initializer=[weight])
+    path = folder / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_an_existing_folder_that_is_not_an_artifact_is_never_replaced(tmp_path: Path) -> None:
+    precious = tmp_path / "models"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep")
+    with pytest.raises(UsageError, match="not a SavedModel or a portkit bundle"):
+        check_output_path(precious)
+    with pytest.raises(UsageError, match="without '..'"):
+        check_output_path(Path("."))
+    (precious / "saved_model.pb").write_bytes(b"")
+    check_output_path(precious)  # a SavedModel folder is an artifact portkit may replace

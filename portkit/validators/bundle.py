@@ -18,7 +18,7 @@ import numpy as np
 
 from portkit.errors import UsageError
 from portkit.formats import Format
-from portkit.io import atomic_replace, atomic_write_text, staging_dir
+from portkit.io import atomic_replace, atomic_write_text, check_output_path, staging_dir
 from portkit.runtimes.tasks import Reference
 from portkit.specs import TensorSpec, Tolerance
 from portkit.validators.report import ValidateReport, plain
@@ -27,6 +27,7 @@ MANIFEST = "manifest.json"
 def save(folder: Path, report: ValidateReport, ref: Reference,
          outputs: dict[str, tuple[dict[str, np.ndarray], ...]], artifact: Path) -> None:
     """Write a bundle, atomically (staged beside ``folder``, then moved into place)."""
+    check_output_path(folder)
     with staging_dir(folder.absolute()) as stage:
         root = stage / "bundle"
         (root / "artifact_outputs").mkdir(parents=True)

@@ -85,7 +85,7 @@ def measure(load: Callable[[], Callable[[], object]], budget: Budget, *, runtime
         run()
     times: list[float] = []
     began = time.perf_counter()
-    while len(times) < budget.max_runs and (
+    while not times or len(times) < budget.max_runs and (
             len(times) < budget.min_runs or time.perf_counter() - began < budget.min_seconds):
         t = time.perf_counter()
         run()

@@ -27,9 +27,11 @@ class OutputParity:
         layout: How the artifact's layout was mapped back (e.g. ``NCHW->NHWC``), if it was.
         error: Why nothing could be compared (shape or dtype mismatch), if so.
         samples: How many inputs were compared.
-        top1: Share of samples whose top-1 class agrees (classifier-like outputs only).
-        top5: Share of samples whose reference top-1 class is in the artifact's top 5.
-        failed: The criteria that failed (``max abs err``, ``cosine``, ``top-1``, ``top-5``).
+        top1: Share of score vectors (one per sample and batch row) whose top-1 class agrees
+            (classifier-like outputs only).
+        top5: Share of score vectors whose reference top-1 class is in the artifact's top 5.
+        failed: The criteria that failed (``non-finite``, ``max abs err``, ``cosine``,
+            ``top-1``, ``top-5``).
     """
 
     name: str
@@ -92,6 +94,8 @@ def metrics(name: str, ref: Arrays, got: Arrays, tol: Tolerance,
         cosine = float(np.dot(rf, gf) / norms)
     top1, top5 = _top_k(r, g)
     failed = []
+    if np.any(~np.isfinite(g) & np.isfinite(r)):
+        failed.append("non-finite")  # NaN/inf where the reference has numbers
     if tol.atol is not None and not np.all(diff <= tol.atol + tol.rtol * np.abs(np.nan_to_num(r))):
         failed.append("max abs err")
     if tol.min_cosine is not None and not cosine >= tol.min_cosine:
@@ -106,10 +110,12 @@ def metrics(name: str, ref: Arrays, got: Arrays, tol: Tolerance,
 
 def _top_k(r: np.ndarray, g: np.ndarray) -> tuple[float | None, float | None]:
     """Top-1 and top-5 agreement over samples, for outputs holding one score vector per sample."""
-    scores = [d for d in r.shape[1:] if d != 1]
-    if len(scores) != 1 or scores[0] < 2:
+    shape = r.shape[1:]  # one sample's
+    rows = int(np.prod(shape[:-1])) if shape else 0
+    if not shape or shape[-1] < 2 or rows != (shape[0] if len(shape) > 1 else 1):
         return None, None  # not classifier-like: a map, a sequence, a scalar
-    r2, g2 = r.reshape(len(r), -1), g.reshape(len(g), -1)
+    # One score vector per row: (classes,), (batch, classes), (batch, 1, classes)…
+    r2, g2 = r.reshape(-1, shape[-1]), g.reshape(-1, shape[-1])
     want = r2.argmax(axis=1)
     top1 = float(np.mean(g2.argmax(axis=1) == want))
     if r2.shape[1] <= 5:

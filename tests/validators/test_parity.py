@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from portkit.specs import Tolerance
+from portkit.specs import POLICIES, Tolerance
 from portkit.validators.parity import compare_outputs, metrics
 
 
@@ -61,3 +61,21 @@ def test_compare_fails_a_wrong_output() -> None:
     ref = np.ones((1, 10), np.float32)
     rows = compare_outputs({"y": ref}, {"y": ref * 1.5}, Tolerance())
     assert not rows[0].passed and math.isclose(rows[0].max_abs_err, 0.5)
+
+
+def test_nan_in_a_quantized_output_fails_even_when_cosine_is_high() -> None:
+    ref = np.linspace(1, 2, 1000).astype(np.float32)
+    got = ref.copy()
+    got[:20] = np.nan
+    row = metrics("y", ref, got, POLICIES["int8"])
+    assert not row.passed and "non-finite" in row.failed
+
+
+def test_top_k_counts_every_row_of_a_batched_classifier() -> None:
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((4, 10))
+    shuffled = ref[:, ::-1].copy()  # a different argmax in every row
+    row = metrics("logits", ref, shuffled, POLICIES["int8"])
+    assert row.top1 is not None and row.top1 < 0.5 and "top-1" in row.failed
+    assert metrics("seq", rng.standard_normal((1, 8, 16)), rng.standard_normal((1, 8, 16)),
+                   POLICIES["int8"]).top1 is None  # a sequence is not classifier-like
