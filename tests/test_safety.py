@@ -13,6 +13,7 @@ from portkit.errors import ExitCode, InvalidModelError, UnsafeModelError, UsageE
 from portkit.formats import Format
 from portkit.io import check_output_path
 from portkit.safety import check_keras, check_onnx, code_in_config
+from tests.security import hostile
 
 
 def _layer(cls: str, name: str, module: str | None = "keras.layers", **extra: object) -> dict:
@@ -98,28 +99,10 @@ def test_onnx_external_data_inside_a_local_function_is_checked(tmp_path: Path) -
 
 
 def test_onnx_external_data_offset_that_is_not_a_number_is_a_bad_file(tmp_path: Path) -> None:
-    path = _onnx_with_local_data(tmp_path, offset="abc")
+    path = hostile._onnx_with_external(tmp_path, "weights.bin", offset="abc")
+    (path.parent / "weights.bin").write_bytes(np.zeros(4, np.float32).tobytes())
     with pytest.raises(InvalidModelError, match="not a number"):
         check_onnx(path)
-
-
-def _onnx_with_local_data(folder: Path, offset: str) -> Path:
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    weight = numpy_helper.from_array(np.zeros(4, np.float32), "w")
-    weight.ClearField("raw_data")
-    weight.data_location = TensorProto.EXTERNAL
-    for k, v in {"location": "w.bin", "offset": offset, "length": "16"}.items():
-        weight.external_data.add(key=k, value=v)
-    (folder / "w.bin").write_bytes(np.zeros(4, np.float32).tobytes())
-    graph = helper.make_graph(
-        [helper.make_node("Add", ["x", "w"], ["y"])], "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], initializer=[weight])
-    path = folder / "m.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    return path
 
 
 def test_an_existing_folder_that_is_not_an_artifact_is_never_replaced(tmp_path: Path) -> None:

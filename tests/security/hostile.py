@@ -78,7 +78,7 @@ def zip_bomb(folder: Path, sentinel: Path) -> Path:
     return path
 
 
-def _onnx_with_external(folder: Path, location: str, offset: int = 0,
+def _onnx_with_external(folder: Path, location: str, offset: int | str = 0,
                         length: int | None = None) -> Path:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
