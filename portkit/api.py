@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +25,7 @@ from portkit.runtimes import registry as runtimes
 from portkit.runtimes import worker
 from portkit.runtimes.base import ModelInfo
 from portkit.runtimes.tasks import Reference
+from portkit.convert.registry import Hop
 from portkit.specs import (
     POLICIES,
     QUANTIZE_MODES,
@@ -86,11 +88,14 @@ def convert(
     samples: int | None = None,
     min_cosine: float | None = None,
     top_k_agreement: float | None = None,
+    optimize: str | None = None,
 ) -> ConvertReport:
     """Convert a model to another format and prove the artifact matches its source.
 
     Routes are tried cheapest first until one produces an artifact that runs and matches the
-    source on every runtime that loads it; every route tried is in the report.
+    source on every runtime that loads it; every route tried is in the report. With
+    ``optimize="latency"`` every route is tried, the artifacts that match are timed against
+    each other, and the fastest is kept.
 
     Args:
         source: A model file, a SavedModel directory, or a ``torch.nn.Module``.
@@ -115,6 +120,7 @@ def convert(
         samples: How many inputs to compare on (default: by precision; 32 when quantized).
         min_cosine: Lowest cosine similarity that passes (default: by precision).
         top_k_agreement: Lowest top-1 agreement (0-1) for classifier-like outputs.
+        optimize: ``latency``: try every route, ship the fastest artifact that matches.
 
     Returns:
         The report; ``report.exit_code`` says whether it converted and matched.
@@ -127,6 +133,7 @@ def convert(
     given = [parse_input_flag(s) if isinstance(s, str) else s for s in inputs]
     options = _options(target, signature, trust_model, quantize, calibration, int8_io, no_flex,
                        opset)
+    _check_optimize(optimize, route, validate)
     tol = _policy(quantize, atol, rtol, samples, min_cosine, top_k_agreement)
     with contextlib.ExitStack() as stack:
         if not isinstance(source, (str, Path)):
@@ -147,28 +154,32 @@ def convert(
         if out.resolve() == src.resolve():
             raise UsageError(f"-o {out}: that is the source model; choose another path")
         stage = stack.enter_context(staging_dir(out.absolute()))  # checks -o before any work
+        pool = stack.enter_context(worker.Pool())
         with progress(f"Running {src.name} as the reference"):
-            ref: Reference = worker.call(
-                "portkit.runtimes.tasks:reference", timeout=timeout, what=str(src),
-                path=str(src), fmt=fmt, given=given,
+            ref: Reference = pool.call(
+                _convert_worker(fmt), "portkit.runtimes.tasks:reference", timeout=timeout,
+                what=str(src), path=str(src), fmt=fmt, given=given,
                 inputs_file=str(Path(inputs_file).absolute()) if inputs_file else None, seed=seed,
                 samples=tol.samples, options=options.load,
             )
+        hops = _Hops(pool, timeout, progress, src.name)
         attempts: list[Attempt] = []
-        chosen: tuple[Attempt, Path] | None = None
+        produced: list[Path] = []
         for i, r in enumerate(routes):
-            attempt, produced = _try_route(r, src, fmt, stage / f"route{i}", ref, tol, options,
-                                           validate, timeout, progress)
+            attempt, path = _try_route(r, src, fmt, stage / f"route{i}", ref, tol, options,
+                                       validate, timeout, progress, pool, hops)
             attempts.append(attempt)
-            if attempt.converted and (chosen is None or attempt.ok):
-                chosen = (attempt, produced)
-            if attempt.ok or (attempt.converted and not validate):
+            produced.append(path)
+            if not optimize and (attempt.ok or (attempt.converted and not validate)):
                 break
+        if optimize:
+            attempts = _time_routes(attempts, produced, target, ref, pool, timeout, progress)
+        chosen = _choose(attempts)
         artifact = None
         if chosen is not None:
-            atomic_replace(chosen[1], out)
+            atomic_replace(produced[chosen], out)
             artifact = FileInfo.of(out, target.value)
-        best = chosen[0] if chosen else None
+        best = attempts[chosen] if chosen is not None else None
         return ConvertReport(
             passed=bool(best and best.ok),
             validated=validate,
@@ -185,7 +196,54 @@ def convert(
             versions=versions(),
             quantize=quantize,
             mobile=best.mobile if best else None,
+            optimize=optimize,
+            converter_seconds=hops.seconds,
         )
+
+
+def _check_optimize(optimize: str | None, route: str | None, validate: bool) -> None:
+    if optimize is None:
+        return
+    if optimize != "latency":
+        raise UsageError(f"--optimize {optimize}: the one goal so far is latency")
+    if route is not None:
+        raise UsageError("--optimize tries every route: drop --route")
+    if not validate:
+        raise UsageError("--optimize keeps only artifacts that match their source: "
+                         "drop --no-validate")
+
+
+def _choose(attempts: list[Attempt]) -> int | None:
+    """The attempt to ship: the fastest that matched (when timed), else the first that matched,
+    else the first that converted (its report says why it failed), else none."""
+    ok = [i for i, a in enumerate(attempts) if a.ok]
+    timed = [i for i in ok if attempts[i].latency is not None]
+    if timed:
+        return min(timed, key=lambda i: attempts[i].latency.p50_ms)  # type: ignore[union-attr]
+    converted = [i for i, a in enumerate(attempts) if a.converted]
+    return (ok or converted or [None])[0]
+
+
+def _time_routes(attempts: list[Attempt], produced: list[Path], target: Format, ref: Reference,
+                 pool: worker.Pool, timeout: float, progress: Progress) -> list[Attempt]:
+    """Time the artifacts that matched against each other on the target's first runtime (TFLite:
+    one thread per core), in turns in one warm worker; each attempt gets its latency."""
+    ok = [i for i, a in enumerate(attempts) if a.ok]
+    if not ok:
+        return attempts
+    rt = runtimes.for_format(target)[0]
+    with progress(f"Timing {len(ok)} matching artifact(s) on {rt.name}"):
+        timings: list[Latency] = pool.call(
+            rt.name, "portkit.runtimes.tasks:bench_candidates", timeout=timeout,
+            what=f"timing the routes on {rt.name}", paths=[str(produced[i]) for i in ok],
+            fmt=target, runtime=rt.name, device="cpu", sample=ref.feeds[0],
+            specs=list(ref.inputs), budget=Budget(),
+            prefer_channels_last=any(attempts[i].channels_last for i in ok),
+        )
+    timed = list(attempts)
+    for i, latency in zip(ok, timings, strict=True):
+        timed[i] = dataclasses.replace(attempts[i], latency=latency)
+    return timed
 
 
 def inspect(path: str | Path, *, timeout: float = worker.DEFAULT_TIMEOUT,
@@ -332,8 +390,9 @@ def _run_everywhere(art: Path, fmt: Format, chosen: list[runtimes.Runtime], ref:
     """Checks on every device of every chosen runtime; devices missing here are skipped rows."""
     checks: list[Check] = []
     for rt in chosen:
-        checks += _checks(art, fmt, rt, ref, tol, _layout_changed(ref, fmt), timeout, progress,
-                          per_output, outputs)
+        with worker.Pool() as pool:
+            checks += _checks(art, fmt, rt, ref, tol, _layout_changed(ref, fmt), timeout,
+                              progress, pool, per_output, outputs)
         here = {c.device for c in checks if c.runtime == rt.name}
         checks += [Check(rt.name, d, False, skipped=rt.unavailable(d))
                    for d in rt.all_devices if d not in here]
@@ -467,9 +526,63 @@ def _refuse_unconvertible(src: Path, fmt: Format, target: Format | None) -> None
         raise UsageError(f"{src}: already {fmt.value}; pick another --to")
 
 
+def _convert_worker(fmt: Format) -> str:
+    """The warm worker that runs models of ``fmt`` and converts from it (reference and hops from
+    one format share their framework's imports)."""
+    return f"convert-from-{fmt.value}"
+
+
+class _Hops:
+    """Runs conversion hops in warm workers, once per route prefix: routes that start alike
+    (``torch.onnx+onnx2tf`` and ``torch.onnx+onnx2tf+tflite-converter``) share the first hops'
+    artifacts. Counts the converters' own seconds (the report's overhead is the rest)."""
+
+    def __init__(self, pool: worker.Pool, timeout: float, progress: Progress, name: str) -> None:
+        self._pool, self._timeout, self._progress, self._name = pool, timeout, progress, name
+        self._done: dict[tuple[edges.Edge, ...], tuple[Path, Hop] | PortkitError] = {}
+        self._failed_seconds = 0.0
+
+    @property
+    def seconds(self) -> float:
+        """The converters' own time: inside each hop that converted, wall time of those that
+        failed."""
+        return self._failed_seconds + sum(
+            d[1].seconds for d in self._done.values() if not isinstance(d, PortkitError))
+
+    def run(self, route: tuple[edges.Edge, ...], src: Path, fmt: Format, dst: Path,
+            inputs: list[TensorSpec], options: ConvertOptions) -> tuple[Path, Hop]:
+        """The last edge of ``route`` run on ``src`` (the previous hops' artifact).
+
+        Raises:
+            PortkitError: The converter failed (now, or when another route ran this prefix).
+        """
+        if route in self._done:
+            done = self._done[route]
+            if isinstance(done, PortkitError):
+                raise done
+            return done
+        edge = route[-1]
+        name = _convert_worker(fmt)
+        started = time.perf_counter()
+        try:
+            with self._progress(f"Converting with {edge.tool} ({fmt.value} -> {edge.target.value})"):
+                hop: Hop = self._pool.call(
+                    name, "portkit.convert.registry:run_edge", timeout=self._timeout,
+                    what=f"{edge.tool} on {self._name}", tool=edge.tool, target=edge.target,
+                    src=str(src), src_format=fmt, dst=str(dst), inputs=inputs, options=options,
+                )
+        except PortkitError as e:
+            self._failed_seconds += time.perf_counter() - started
+            self._pool.discard(name)  # a converter that failed may have left state behind
+            self._done[route] = e
+            raise
+        self._done[route] = (dst, hop)
+        return dst, hop
+
+
 def _try_route(route: edges.Route, src: Path, fmt: Format, folder: Path, ref: Reference,
                tol: Tolerance, options: ConvertOptions, validate: bool, timeout: float,
-               progress: Progress) -> tuple[Attempt, Path]:
+               progress: Progress, pool: worker.Pool, hops_run: _Hops) -> tuple[Attempt, Path]:
     folder.mkdir()
     current, current_fmt = src, fmt
     hops = []
@@ -477,55 +590,50 @@ def _try_route(route: edges.Route, src: Path, fmt: Format, folder: Path, ref: Re
         dst = folder / f"hop{j}{edge.target.suffix}"
         hop_options = options if j == 0 else dataclasses.replace(options, load=LoadOptions())
         try:
-            with progress(f"Converting with {edge.tool} ({current_fmt.value} -> {edge.target.value})"):
-                hops.append(worker.call(
-                    "portkit.convert.registry:run_edge", timeout=timeout,
-                    what=f"{edge.tool} on {src.name}", tool=edge.tool, target=edge.target,
-                    src=str(current), src_format=current_fmt, dst=str(dst),
-                    inputs=list(ref.inputs), options=hop_options,
-                ))
+            current, hop = hops_run.run(route.edges[:j + 1], current, current_fmt, dst,
+                                        list(ref.inputs), hop_options)
         except PortkitError as e:
-            return Attempt(route.name, False, False, f"{edge.tool}: {e}", tuple(hops)), dst
-        current, current_fmt = dst, edge.target
+            return Attempt(route.name, False, False, f"{edge.tool}: {e}", tuple(hops),
+                           channels_last=route.channels_last), dst
+        hops.append(hop)
+        current_fmt = edge.target
+    attempt = functools.partial(Attempt, route.name, hops=tuple(hops),
+                                channels_last=route.channels_last)
     mobile = None
     if current_fmt is Format.TFLITE:
-        mobile = worker.call("portkit.validators.mobile:mobile_report", timeout=timeout,
-                             what=str(current), path=current)
+        mobile = pool.call("tflite", "portkit.validators.mobile:mobile_report", timeout=timeout,
+                           what=str(current), path=current)
     if not validate:
         try:  # the post-condition every artifact meets: it reloads in a fresh worker
             worker.call("portkit.runtimes.tasks:describe", timeout=timeout, what=str(current),
                         path=str(current), fmt=current_fmt)
         except PortkitError as e:
-            return Attempt(route.name, False, False, f"does not reload: {e}", tuple(hops)), current
-        return Attempt(route.name, True, False, "not validated (--no-validate)", tuple(hops),
-                       mobile=mobile), current
+            return attempt(False, False, f"does not reload: {e}"), current
+        return attempt(True, False, "not validated (--no-validate)", mobile=mobile), current
     if mobile is not None and not mobile.builtin_only:
         needs = ", ".join(mobile.flex_ops + mobile.custom_ops)
         check = Check("tflite", "cpu", False, error=(
             f"not run: needs the Flex runtime or custom kernels for {needs}, which "
             "ai_edge_litert's interpreter lacks; run it where the Flex delegate is linked, "
             "or convert with --no-flex"))
-        return Attempt(route.name, True, False, _failure(check), tuple(hops), (check,),
-                       mobile), current
+        return attempt(True, False, _failure(check), checks=(check,), mobile=mobile), current
     checks = tuple(c for rt in runtimes.for_format(current_fmt)
                    for c in _checks(current, current_fmt, rt, ref, tol, route.channels_last,
-                                    timeout, progress))
+                                    timeout, progress, pool))
     failed = [c for c in checks if not c.passed]
-    error = None
-    if failed:
-        error = "; ".join(_failure(c) for c in failed)
-    return Attempt(route.name, True, not failed, error, tuple(hops), checks, mobile), current
+    error = "; ".join(_failure(c) for c in failed) if failed else None
+    return attempt(True, not failed, error, checks=checks, mobile=mobile), current
 
 
 def _checks(artifact: Path, fmt: Format, runtime: runtimes.Runtime, ref: Reference,
             tol: Tolerance, channels_last: bool, timeout: float, progress: Progress,
-            per_output: Mapping[str, Tolerance] | None = None,
+            pool: worker.Pool, per_output: Mapping[str, Tolerance] | None = None,
             outputs: dict[str, tuple[dict[str, Any], ...]] | None = None) -> list[Check]:
     """Run the artifact on every device of one runtime (one worker) and compare each run."""
     try:
         with progress(f"Running the artifact on {runtime.name}"):
-            runs = worker.call(
-                "portkit.runtimes.tasks:run_artifact_everywhere", timeout=timeout,
+            runs = pool.call(
+                runtime.name, "portkit.runtimes.tasks:run_artifact_everywhere", timeout=timeout,
                 what=f"{artifact.name} on {runtime.name}", path=str(artifact),
                 fmt=fmt, runtime=runtime.name, feeds=ref.feeds, specs=list(ref.inputs),
                 prefer_channels_last=channels_last,

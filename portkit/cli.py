@@ -95,6 +95,9 @@ def cli(debug: bool) -> None:
 @click.option("--inputs", "inputs_file", type=click.Path(path_type=Path),
               help="An .npz of input arrays (by input name, or in order) instead of seeded ones.")
 @click.option("--route", help="Force one route, e.g. litert-torch or torch.onnx+onnx2tf.")
+@click.option("--optimize", type=click.Choice(["latency"]),
+              help="Try every route, time the artifacts that match against each other, and "
+                   "keep the fastest (slower: every converter runs).")
 @click.option("--signature", metavar="NAME",
               help="SavedModel signature to convert (default: serving_default).")
 @click.option("--trust-model", is_flag=True,
@@ -125,7 +128,8 @@ def cli(debug: bool) -> None:
               help="Also write the JSON report to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead of tables.")
 def convert(source: Path, to: str, output: Path | None, inputs: tuple[str, ...],
-            inputs_file: Path | None, route: str | None, signature: str | None,
+            inputs_file: Path | None, route: str | None, optimize: str | None,
+            signature: str | None,
             trust_model: bool, quantize: str | None, calibration: Path | None, int8_io: bool,
             no_flex: bool, opset: int | None, atol: float | None, rtol: float | None,
             samples: int | None, min_cosine: float | None, top_k_agreement: float | None,
@@ -134,13 +138,15 @@ def convert(source: Path, to: str, output: Path | None, inputs: tuple[str, ...],
     """Convert SOURCE to another format, run both, and compare them.
 
     Routes (chains of converters) are tried in order until one makes an artifact that runs and
-    matches SOURCE; every route tried is reported. The artifact is written atomically.
+    matches SOURCE; every route tried is reported. The artifact is written atomically. With
+    --optimize latency every route runs and the fastest matching artifact is kept.
 
     \b
     Examples:
       portkit convert model.pt --to tflite --input x:1x3x64x64 --report r.json
       portkit convert model.pt2 --to onnx -o out/model.onnx
       portkit convert model.pt --to tflite --route torch.onnx-legacy+onnx2tf --input x:1x3x64x64
+      portkit convert model.pt2 --to tflite --optimize latency
       portkit convert model.onnx --to tflite --inputs sample.npz --atol 1e-3
       portkit convert model.keras --to onnx --opset 17
       portkit convert saved_model/ --signature serving_default --to tflite --no-flex
@@ -156,6 +162,7 @@ def convert(source: Path, to: str, output: Path | None, inputs: tuple[str, ...],
         progress=_progress(not as_json), signature=signature, trust_model=trust_model,
         quantize=quantize, calibration=calibration, int8_io=int8_io, no_flex=no_flex,
         opset=opset, samples=samples, min_cosine=min_cosine, top_k_agreement=top_k_agreement,
+        optimize=optimize,
     )
     if report_path:
         report.write_json(report_path)

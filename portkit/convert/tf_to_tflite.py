@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +50,30 @@ def convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
         _quantization(c, options, fn, inputs)
         return c
 
-    notes = [f"signature {sig}", options.quantize or "float32"]
+    data, flex = builtins_first(converter, options)
+    dst.write_bytes(data)
+    notes = [f"signature {sig}", options.quantize or "float32", *flex]
+    return "TFLiteConverter.from_saved_model (" + "; ".join(notes) + ")"
+
+
+def builtins_first(converter: Callable[[], Any], options: ConvertOptions) -> tuple[bytes, list[str]]:
+    """Convert with builtin ops only; if some op has no builtin, again with Select TF ops (Flex),
+    unless ``--no-flex``.
+
+    Args:
+        converter: Makes a fresh, configured ``TFLiteConverter``.
+        options: The conversion options (``no_flex``, ``quantize``).
+
+    Returns:
+        The flatbuffer, and a note naming the Flex ops (empty when builtins sufficed).
+
+    Raises:
+        ConversionError: An op has no builtin and ``--no-flex`` was given.
+    """
+    import tensorflow as tf
+
     try:
-        data = _convert(converter(), [tf.lite.OpsSet.TFLITE_BUILTINS], options)
+        return _convert(converter(), [tf.lite.OpsSet.TFLITE_BUILTINS], options), []
     except _NoBuiltin as e:
         if options.no_flex:
             raise ConversionError(
@@ -60,9 +81,7 @@ def convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
                 "with the Flex runtime (Select TF ops), or change the model") from None
         data = _convert(converter(), [tf.lite.OpsSet.TFLITE_BUILTINS,
                                       tf.lite.OpsSet.SELECT_TF_OPS], options)
-        notes.append(f"Select TF ops (Flex) for {', '.join(e.ops)}")
-    dst.write_bytes(data)
-    return "TFLiteConverter.from_saved_model (" + "; ".join(notes) + ")"
+        return data, [f"Select TF ops (Flex) for {', '.join(e.ops)}"]
 
 
 class _NoBuiltin(Exception):

@@ -16,9 +16,9 @@ import numpy as np
 
 from portkit.formats import Format
 from portkit.runtimes import registry
-from portkit.runtimes.base import ModelInfo
+from portkit.runtimes.base import ModelInfo, Session
 from portkit.specs import LoadOptions, TensorSpec, load_inputs_file, make_inputs, resolve_inputs
-from portkit.validators.latency import Budget, Latency, measure
+from portkit.validators.latency import Budget, Latency, measure, measure_interleaved
 from portkit.validators.layout import Binding, bind_inputs
 from portkit.validators.mobile import mobile_report
 
@@ -79,15 +79,20 @@ def run_artifact(path: str, fmt: Format, runtime: str, device: str,
     """Load an artifact and run it on each sample, mapped to its names and layout."""
     session = registry.get(runtime).load(Path(path), fmt, device)
     bindings = bind_inputs(specs, session.inputs, prefer_channels_last)
-    dtypes = {s.name: s.dtype for s in session.inputs}
     outputs = []
     start = time.perf_counter()
     for sample in feeds:
-        # Converters narrow dtypes (litert-torch: int64 -> int32); feed what the artifact declares.
-        art_feeds = {b.artifact: _cast(b.to_artifact(sample[b.source]), dtypes[b.artifact])
-                     for b in bindings}
-        outputs.append(session.run(art_feeds))
+        outputs.append(session.run(_artifact_feeds(session, bindings, sample)))
     return ArtifactRun(tuple(outputs), tuple(bindings), (time.perf_counter() - start) / len(feeds))
+
+
+def _artifact_feeds(session: Session, bindings: list[Binding],
+                    sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A reference sample in the artifact's input names, layout and dtypes (converters narrow
+    dtypes: litert-torch turns int64 into int32)."""
+    dtypes = {s.name: s.dtype for s in session.inputs}
+    return {b.artifact: _cast(b.to_artifact(sample[b.source]), dtypes[b.artifact])
+            for b in bindings}
 
 
 def run_artifact_everywhere(path: str, fmt: Format, runtime: str,
@@ -117,18 +122,41 @@ def bench(path: str, fmt: Format, runtime: str, device: str, given: list[TensorS
           batch: int | None, budget: Budget, options: LoadOptions = LoadOptions()) -> Latency:
     """Time a model on one runtime and device (this worker does nothing else)."""
     rt = registry.get(runtime)
-    holder: dict[str, object] = {}
+    specs: list[TensorSpec] = []
 
     def load() -> Callable[[], object]:
         session = rt.load(Path(path), fmt, device, options)
-        specs = resolve_inputs(Path(path).name, session.inputs, given)
-        if batch is not None:
-            specs = [TensorSpec(s.name, (batch, *(s.shape or ())[1:]), s.dtype) for s in specs]
+        specs.extend(_batched(resolve_inputs(Path(path).name, session.inputs, given), batch))
         feeds = make_inputs(specs, seed=0)
-        holder["batch"] = int((specs[0].shape or (1,))[0]) if specs else 1
         return lambda: session.run(feeds)
 
     first = measure(load, budget, runtime=runtime, device=device, threads=options.threads,
                     batch=1)
-    n = int(holder.get("batch", 1))  # type: ignore[call-overload]
+    n = int((specs[0].shape or (1,))[0]) if specs else 1
     return dataclasses.replace(first, batch=n, throughput=first.throughput * n)
+
+
+def bench_candidates(paths: list[str], fmt: Format, runtime: str, device: str,
+                     sample: dict[str, np.ndarray], specs: list[TensorSpec], budget: Budget,
+                     prefer_channels_last: bool = False,
+                     options: LoadOptions = LoadOptions()) -> list[Latency]:
+    """Time several artifacts of one source against each other in turns, on one runtime and
+    device, each fed the same reference ``sample`` in its own names and layout."""
+    rt = registry.get(runtime)
+
+    def loader(path: str) -> Callable[[], Callable[[], object]]:
+        def load() -> Callable[[], object]:
+            session = rt.load(Path(path), fmt, device, options)
+            bindings = bind_inputs(specs, session.inputs, prefer_channels_last)
+            feeds = _artifact_feeds(session, bindings, sample)
+            return lambda: session.run(feeds)
+        return load
+
+    return measure_interleaved([loader(p) for p in paths], budget, runtime=runtime,
+                               device=device, threads=options.threads)
+
+
+def _batched(specs: list[TensorSpec], batch: int | None) -> list[TensorSpec]:
+    if batch is None:
+        return specs
+    return [TensorSpec(s.name, (batch, *(s.shape or ())[1:]), s.dtype) for s in specs]

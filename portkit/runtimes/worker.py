@@ -1,24 +1,33 @@
-"""Run one function in a fresh worker process, so a crash or hang in a framework is an error, not a
+"""Run functions in worker processes, so a crash or hang in a framework is an error, not a
 dead CLI.
 
-The parent writes the call (a function's dotted name and plain keyword arguments) into a private
-scratch directory, starts ``python -m portkit.runtimes.worker DIR`` in a new process group with
-that directory as its working directory and a scrubbed environment, and reads the result back.
-On timeout the whole process group is killed; a death by signal is reported by the signal's name.
+A worker is ``python -m portkit.runtimes.worker DIR`` started in a new process group, with a
+private scratch directory as its working directory and temp folder and a scrubbed environment.
+The parent writes each call (a function's dotted name and plain keyword arguments) into the
+scratch directory, announces it on the worker's stdin, and reads the result back when the worker
+acknowledges it on a pipe. On timeout the whole process group is killed; a death by signal is
+reported by the signal's name.
+
+``call`` uses a fresh worker once. A ``Worker`` (or a ``Pool`` of them by name) stays warm across
+calls, so a run that validates several artifacts on one runtime imports that runtime once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import pickle
 import resource
+import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,34 +86,148 @@ def call(func: str, /, *, timeout: float = DEFAULT_TIMEOUT, what: str = "", **kw
         PortkitError: The function raised a PortkitError (re-raised with its class).
         WorkerError: The function raised anything else.
     """
-    what = what or func
-    scratch = Path(tempfile.mkdtemp(prefix="portkit-worker-"))
-    try:
-        (scratch / "request.pkl").write_bytes(pickle.dumps({"func": func, "kwargs": kwargs,
-                                                              "memory_mb": memory_limit_mb()}))
-        log_path = scratch / "worker.log"
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "portkit.runtimes.worker", str(scratch)],
-                cwd=scratch,
-                env=_worker_env(scratch),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                raise errors.WorkerTimeoutError(
-                    f"{what}: ran past its {timeout:g} s limit and was stopped; "
-                    "raise it with --timeout"
-                ) from None
-            finally:
-                _kill_group(proc)  # on timeout, and to reap anything a finished worker left behind
-        return _read_response(scratch, proc.returncode, what)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    with Worker() as w:
+        return w.call(func, timeout=timeout, what=what, **kwargs)
+
+
+class Worker:
+    """One worker process that serves calls one after another, so the frameworks it imported
+    stay warm between them. It starts on the first call; a timeout or a crash ends it, and the
+    next call starts a fresh one. ``call`` above is a worker used once.
+    """
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._scratch: Path | None = None
+        self._acks: int = -1
+        self._calls = 0
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def call(self, func: str, /, *, timeout: float = DEFAULT_TIMEOUT, what: str = "",
+             **kwargs: Any) -> Any:
+        """Like the module's ``call``, in this worker (see there)."""
+        what = what or func
+        if self._proc is None:
+            self._start()
+        assert self._proc is not None and self._scratch is not None and self._proc.stdin
+        self._calls += 1
+        n = self._calls
+        (self._scratch / f"request-{n}.pkl").write_bytes(
+            pickle.dumps({"func": func, "kwargs": kwargs}))
+        try:
+            self._proc.stdin.write(f"{n}\n".encode())
+            self._proc.stdin.flush()
+            answered = self._wait_ack(timeout)
+        except BrokenPipeError:
+            answered = False
+        except subprocess.TimeoutExpired:
+            self.close()
+            raise errors.WorkerTimeoutError(
+                f"{what}: ran past its {timeout:g} s limit and was stopped; "
+                "raise it with --timeout"
+            ) from None
+        if not answered:  # the process died: reap it and report how
+            returncode = self._proc.wait()
+            log_tail = self._log_tail()
+            self.close()
+            cause = _signal_name(returncode) if returncode < 0 else f"exit status {returncode}"
+            err = errors.WorkerCrashedError(f"{what}: the worker process crashed ({cause})")
+            err.traceback = log_tail  # type: ignore[attr-defined]
+            raise err
+        response_path = self._scratch / f"response-{n}.pkl"
+        response = pickle.loads(response_path.read_bytes())
+        response_path.unlink()
+        return _unwrap(response, what, self._log_tail)
+
+    def close(self) -> None:
+        """Stop the process (and anything it started) and remove its scratch folder."""
+        if self._proc is not None:
+            _kill_group(self._proc)
+            if self._proc.stdin:
+                with contextlib.suppress(OSError):
+                    self._proc.stdin.close()
+            self._proc = None
+        if self._acks >= 0:
+            os.close(self._acks)
+            self._acks = -1
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+    def _start(self) -> None:
+        self._scratch = Path(tempfile.mkdtemp(prefix="portkit-worker-"))
+        read_end, write_end = os.pipe()
+        try:
+            with (self._scratch / "worker.log").open("wb") as log:
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-m", "portkit.runtimes.worker", str(self._scratch),
+                     str(write_end), str(memory_limit_mb())],
+                    cwd=self._scratch,
+                    env=_worker_env(self._scratch),
+                    stdin=subprocess.PIPE,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    pass_fds=(write_end,),
+                )
+        finally:
+            os.close(write_end)
+        self._acks = read_end
+
+    def _wait_ack(self, timeout: float) -> bool:
+        """Wait for the worker to say it answered; False if it died first.
+
+        Raises:
+            subprocess.TimeoutExpired: No answer within ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise subprocess.TimeoutExpired("worker", timeout)
+            ready, _, _ = select.select([self._acks], [], [], left)
+            if ready:
+                return bool(os.read(self._acks, 64))  # b"" (end of file): the worker is gone
+
+    def _log_tail(self) -> str:
+        assert self._scratch is not None
+        return (self._scratch / "worker.log").read_bytes()[-_LOG_TAIL:].decode(errors="replace")
+
+
+class Pool:
+    """Warm workers by name (one per runtime, say), each reused across the calls given its
+    name; all are stopped when the pool closes."""
+
+    def __init__(self) -> None:
+        self._workers: dict[str, Worker] = {}
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def call(self, name: str, func: str, /, *, timeout: float = DEFAULT_TIMEOUT, what: str = "",
+             **kwargs: Any) -> Any:
+        """``Worker.call`` in the warm worker called ``name`` (started if needed)."""
+        return self._workers.setdefault(name, Worker()).call(func, timeout=timeout, what=what,
+                                                            **kwargs)
+
+    def discard(self, name: str) -> None:
+        """Stop the worker called ``name``; the next call by that name starts a fresh one."""
+        if name in self._workers:
+            self._workers.pop(name).close()
+
+    def close(self) -> None:
+        """Stop every worker."""
+        for w in self._workers.values():
+            w.close()
+        self._workers.clear()
 
 
 def _worker_env(scratch: Path) -> dict[str, str]:
@@ -128,29 +251,22 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
-def _read_response(scratch: Path, returncode: int, what: str) -> Any:
-    log_tail = (scratch / "worker.log").read_bytes()[-_LOG_TAIL:].decode(errors="replace")
-    response_path = scratch / "response.pkl"
-    if returncode < 0 or not response_path.exists():
-        cause = _signal_name(returncode) if returncode < 0 else f"exit status {returncode}"
-        err = errors.WorkerCrashedError(f"{what}: the worker process crashed ({cause})")
-        err.traceback = log_tail  # type: ignore[attr-defined]
-        raise err
-    response = pickle.loads(response_path.read_bytes())
+def _unwrap(response: dict[str, Any], what: str, log_tail: Callable[[], str]) -> Any:
+    """The value of a worker's response, or its error raised with its class."""
     if response["ok"]:
         return response["value"]
     if response["error"] == "MemoryError":
         err = errors.WorkerCrashedError(
             f"{what}: ran out of the worker's {memory_limit_mb():,} MB memory limit; raise it "
             f"with {MEMORY_ENV}=MB")
-        err.traceback = response["traceback"] + log_tail  # type: ignore[attr-defined]
+        err.traceback = response["traceback"] + log_tail()  # type: ignore[attr-defined]
         raise err
     cls = getattr(errors, response["error"], None)
     if isinstance(cls, type) and issubclass(cls, errors.PortkitError):
         err = cls(response["message"])
-        err.traceback = response["traceback"] + log_tail  # type: ignore[attr-defined]
+        err.traceback = response["traceback"] + log_tail()  # type: ignore[attr-defined]
         raise err
-    raise WorkerError(response["message"], response["error"], response["traceback"] + log_tail)
+    raise WorkerError(response["message"], response["error"], response["traceback"] + log_tail())
 
 
 def _signal_name(returncode: int) -> str:
@@ -168,31 +284,41 @@ def memory_limit_mb() -> int:
     return int(total * 0.8) // 2**20
 
 
-def _serve(scratch: Path) -> None:
-    request = pickle.loads((scratch / "request.pkl").read_bytes())
+def _serve(scratch: Path, acks: int, memory_mb: int) -> None:
+    """Answer the calls the parent announces on stdin (``N`` for ``request-N.pkl``) until it
+    closes stdin; each answer is ``response-N.pkl``, then ``N`` on the ``acks`` pipe."""
     # Data (heap and private mappings), not address space: frameworks reserve huge virtual
     # ranges they never touch.
-    limit = request["memory_mb"] * 2**20
+    limit = memory_mb * 2**20
     resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
-    module_name, func_name = request["func"].split(":")
+    for line in sys.stdin:
+        n = int(line)
+        request = pickle.loads((scratch / f"request-{n}.pkl").read_bytes())
+        (scratch / f"request-{n}.pkl").unlink()
+        response = _answer(request["func"], request["kwargs"])
+        staged = scratch / f"response-{n}.pkl.tmp"
+        staged.write_bytes(pickle.dumps(response))
+        os.replace(staged, scratch / f"response-{n}.pkl")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.write(acks, f"{n}\n".encode())
+
+
+def _answer(func: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    module_name, func_name = func.split(":")
     try:
-        func = getattr(importlib.import_module(module_name), func_name)
-        response = {"ok": True, "value": func(**request["kwargs"])}
+        fn = getattr(importlib.import_module(module_name), func_name)
+        return {"ok": True, "value": fn(**kwargs)}
     except errors.PortkitError as e:
-        response = {"ok": False, "error": type(e).__name__, "message": str(e),
-                    "traceback": traceback.format_exc()}
+        return {"ok": False, "error": type(e).__name__, "message": str(e),
+                "traceback": traceback.format_exc()}
     except BaseException as e:  # noqa: BLE001 - everything goes back to the parent
         first = (str(e).strip().splitlines() or [""])[0]
-        response = {"ok": False, "error": type(e).__name__, "message": f"{type(e).__name__}: {first}",
-                    "traceback": traceback.format_exc()}
-    staged = scratch / "response.pkl.tmp"
-    staged.write_bytes(pickle.dumps(response))
-    os.replace(staged, scratch / "response.pkl")
+        return {"ok": False, "error": type(e).__name__, "message": f"{type(e).__name__}: {first}",
+                "traceback": traceback.format_exc()}
 
 
 if __name__ == "__main__":
-    _serve(Path(sys.argv[1]))
-    sys.stdout.flush()
-    sys.stderr.flush()
+    _serve(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))
     # Skip interpreter teardown: some frameworks crash or hang in their atexit handlers.
     os._exit(0)

@@ -90,6 +90,50 @@ def measure(load: Callable[[], Callable[[], object]], budget: Budget, *, runtime
         t = time.perf_counter()
         run()
         times.append(time.perf_counter() - t)
+    return summarize(times, cold, runtime=runtime, device=device, threads=threads, batch=batch)
+
+
+def measure_interleaved(loads: list[Callable[[], Callable[[], object]]], budget: Budget, *,
+                        runtime: str, device: str, threads: int | None,
+                        rounds: int = 10) -> list[Latency]:
+    """Time several models against each other: after loading and warming up each, run them in
+    turns (a block of runs each, ``rounds`` turns at least), so a slow spell of the machine
+    slows them all alike rather than whichever was being measured. Each model gets at least
+    ``budget.min_runs`` runs and ``budget.min_seconds`` seconds.
+
+    Returns:
+        One ``Latency`` per model, in order.
+    """
+    runs, colds = [], []
+    for load in loads:
+        start = time.perf_counter()
+        run = load()
+        run()
+        colds.append(time.perf_counter() - start)
+        for _ in range(budget.warmup):
+            run()
+        runs.append(run)
+    times: list[list[float]] = [[] for _ in runs]
+    block = max(1, -(-budget.min_runs // rounds))
+    spent = [0.0] * len(runs)
+    turns = 0
+    while turns < rounds or any(
+            len(t) < budget.max_runs and (len(t) < budget.min_runs or s < budget.min_seconds)
+            for t, s in zip(times, spent, strict=True)):
+        for i, run in enumerate(runs):
+            for _ in range(block):
+                t = time.perf_counter()
+                run()
+                times[i].append(time.perf_counter() - t)
+                spent[i] += times[i][-1]
+        turns += 1
+    return [summarize(t, c, runtime=runtime, device=device, threads=threads, batch=1)
+            for t, c in zip(times, colds, strict=True)]
+
+
+def summarize(times: list[float], cold: float, *, runtime: str, device: str,
+              threads: int | None, batch: int) -> Latency:
+    """Percentiles, mean, spread and throughput of timed runs (seconds) as a ``Latency``."""
     ms = np.array(times) * 1000.0
     mean = float(ms.mean())
     return Latency(

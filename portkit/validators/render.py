@@ -33,18 +33,30 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
         head = verdict.get(int(report.exit_code), str(report.exit_code))
     art = report.artifact
     where = f" -> {art.path} ({art.size_bytes:,} bytes)" if art else ""
+    share = report.overhead_seconds / report.seconds if report.seconds else 0.0
     out: list[Table | Text] = [
         Text.from_markup(f"{head}  {report.source.path} [{report.source.format}]{where}  "
-                         f"in {report.seconds:.1f} s (exit {int(report.exit_code)})")
+                         f"in {report.seconds:.1f} s (exit {int(report.exit_code)})"),
+        Text(f"Converters {report.converter_seconds:.1f} s; portkit's own time (workers, "
+             f"reference, validation) {report.overhead_seconds:.1f} s ({share:.0%})"),
     ]
-    routes = Table(title="Routes tried", title_justify="left")
-    for col in ("route", "converted", "parity", "seconds", "note"):
-        routes.add_column(col)
+    timed = any(a.latency is not None for a in report.routes_tried)
+    title = "Routes tried" + (" (--optimize latency: the fastest that matched ships)"
+                              if timed else "")
+    routes = Table(title=title, title_justify="left")
+    for col in ("route", "converted", "parity", "seconds", *(("p50 ms",) if timed else ()),
+                "note"):
+        routes.add_column(col, justify="right" if col == "p50 ms" else "left")
+    shipped = report.route
     for a in report.routes_tried:
         parity = "-" if not a.converted or not report.validated else ("pass" if a.passed else "FAIL")
         note = a.error or "; ".join(h.detail for h in a.hops)
+        p50 = ()
+        if timed:
+            mark = " *" if a.latency is not None and a.hops == shipped else ""
+            p50 = (f"{a.latency.p50_ms:.3g}{mark}" if a.latency else "-",)
         routes.add_row(a.route, "yes" if a.converted else "no", parity,
-                       f"{sum(h.seconds for h in a.hops):.1f}", _short(note))
+                       f"{sum(h.seconds for h in a.hops):.1f}", *p50, _short(note))
     out.append(routes)
     if report.checks:
         out.append(parity_table(report.checks, report.tolerance))

@@ -48,6 +48,8 @@ class Attempt:
     hops: tuple[Hop, ...] = ()
     checks: tuple[Check, ...] = ()
     mobile: MobileReport | None = None
+    channels_last: bool = False  # the route turns channels-first inputs channels-last
+    latency: Latency | None = None  # timed against the other routes (--optimize latency)
 
     @property
     def ok(self) -> bool:
@@ -94,6 +96,13 @@ class ConvertReport:
     versions: dict[str, str] = field(default_factory=dict)
     quantize: str | None = None
     mobile: MobileReport | None = None
+    optimize: str | None = None
+    converter_seconds: float = 0.0  # the converters' own time, inside the hops they ran
+
+    @property
+    def overhead_seconds(self) -> float:
+        """portkit's own time: workers, imports, the reference run, validation, timing."""
+        return max(0.0, self.seconds - self.converter_seconds)
 
     @property
     def exit_code(self) -> ExitCode:
@@ -112,6 +121,7 @@ class ConvertReport:
             {**plain(dataclasses.asdict(a)), "ok": a.ok, "hops": [_hop(h) for h in a.hops]}
             for a in self.routes_tried
         ]
+        d["overhead_seconds"] = self.overhead_seconds
         d["exit_code"] = int(self.exit_code)
         return d
 

@@ -67,3 +67,19 @@ def test_memory_limit_stops_a_worker_that_allocates_too_much(monkeypatch) -> Non
     assert worker.call("tests.runtimes.workload:allocate", megabytes=50) == 50 * 2**20
     with pytest.raises(errors.WorkerCrashedError, match="400 MB memory limit.*PORTKIT_MEMORY"):
         worker.call("tests.runtimes.workload:allocate", megabytes=2000, what="hungry")
+
+
+def test_a_warm_worker_serves_calls_in_one_process_and_restarts_after_a_crash() -> None:
+    with worker.Pool() as pool:
+        first = pool.call("tflite", "tests.runtimes.workload:pid")
+        assert pool.call("tflite", "tests.runtimes.workload:pid") == first
+        assert pool.call("onnxruntime", "tests.runtimes.workload:pid") != first
+        with pytest.raises(errors.UsageError):  # an error answered is not a dead worker
+            pool.call("tflite", "tests.runtimes.workload:raise_usage", message="x")
+        assert pool.call("tflite", "tests.runtimes.workload:pid") == first
+        with pytest.raises(errors.WorkerCrashedError, match="SIGSEGV"):
+            pool.call("tflite", "tests.runtimes.workload:segfault")
+        assert pool.call("tflite", "tests.runtimes.workload:pid") not in (first, None)
+        with pytest.raises(errors.WorkerTimeoutError):
+            pool.call("tflite", "tests.runtimes.workload:sleep", seconds=60, timeout=1)
+        assert pool.call("tflite", "tests.runtimes.workload:echo", value=3) == 3

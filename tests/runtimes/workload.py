@@ -44,3 +44,11 @@ def allocate(megabytes: int) -> int:
 
     block = np.ones(megabytes * 2**20, dtype=np.uint8)
     return int(block.sum())
+
+
+def pid() -> int:
+    return os.getpid()
+
+
+def sleep(seconds: float) -> None:
+    time.sleep(seconds)

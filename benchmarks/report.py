@@ -1,0 +1,191 @@
+"""Markdown tables and the issue's verdicts from ``benchmarks/results/zoo.json``.
+
+    python -m benchmarks.report                    # print the Markdown
+    python -m benchmarks.report --readme README.md # replace the block between the markers
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.run import RESULTS
+
+START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
+TARGETS = {"onnx": "ONNX (ONNX Runtime)", "tflite": "TFLite float32",
+           "tflite-int8": "TFLite int8 (calibrated, float I/O)"}
+SLOWER_ALLOWED = 0.05
+OVERHEAD_ALLOWED = 0.30
+
+
+def converted(run: dict[str, Any]) -> bool:
+    """Wrote an artifact that ran and matched its source (portkit's policy for the precision)."""
+    return bool(run.get("artifact") and run.get("ran") and run.get("parity_passed"))
+
+
+def p50(run: dict[str, Any], key: str) -> float | None:
+    return (run.get("latency") or {}).get(key, {}).get("p50_ms")
+
+
+def latency_keys(target: str) -> list[str]:
+    return ["onnxruntime"] if target == "onnx" else ["tflite_2t", "tflite_1t"]
+
+
+def best_peer(runs: list[dict[str, Any]], key: str) -> float | None:
+    """The lowest p50 among the peers' artifacts that matched."""
+    times = [p50(r, key) for r in runs if r["tool"] != "portkit" and converted(r)]
+    return min((t for t in times if t is not None), default=None)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One must-show of the issue, checked on the results."""
+
+    claim: str
+    held: bool
+    evidence: str
+
+
+def verdicts(data: dict[str, Any]) -> list[Verdict]:
+    """Coverage per target, optimized TFLite speed against the best peer, resnet18 overhead."""
+    models = data["models"]
+    out = []
+    for target, title in TARGETS.items():
+        missing, counted = [], 0
+        for m in models:
+            runs = [r for r in m["runs"] if r["target"] == target]
+            if not runs:
+                continue
+            if any(converted(r) for r in runs if r["tool"] != "portkit"):
+                counted += 1
+                if not any(converted(r) for r in runs if r["tool"] == "portkit"):
+                    missing.append(m["name"])
+        out.append(Verdict(
+            f"{title}: portkit converts every model a peer converts", not missing,
+            f"{counted} models converted by some peer; portkit missed: {', '.join(missing) or 'none'}"))
+    worst: tuple[float, str] = (0.0, "")
+    for m in models:
+        for target in ("tflite", "tflite-int8"):
+            runs = [r for r in m["runs"] if r["target"] == target]
+            mine = next((r for r in runs if r["mode"] == "optimize" and converted(r)), None)
+            for key in latency_keys(target):
+                best = best_peer(runs, key)
+                if mine is None or best is None or p50(mine, key) is None:
+                    continue
+                ratio = p50(mine, key) / best  # type: ignore[operator]
+                if ratio > worst[0]:
+                    worst = (ratio, f"{m['name']} {target} {key}")
+    out.append(Verdict(
+        f"--optimize latency: no portkit TFLite artifact more than {SLOWER_ALLOWED:.0%} slower "
+        "than the best peer's (p50)", worst[0] <= 1 + SLOWER_ALLOWED,
+        f"worst ratio {worst[0]:.3f} ({worst[1]})" if worst[1] else "no comparable pair"))
+    r18 = next((r for m in models if m["name"] == "resnet18" for r in m["runs"]
+                if r["target"] == "tflite" and r["mode"] == "default"), None)
+    if r18 and r18.get("portkit_seconds"):
+        share = r18["overhead_seconds"] / r18["portkit_seconds"]
+        out.append(Verdict(
+            f"portkit's overhead under {OVERHEAD_ALLOWED:.0%} of resnet18 -> TFLite",
+            share < OVERHEAD_ALLOWED,
+            f"{r18['overhead_seconds']:.2f} s of {r18['portkit_seconds']:.2f} s ({share:.0%}); "
+            f"converter {r18['converter_seconds']:.2f} s"))
+    return out
+
+
+def _cell_converted(run: dict[str, Any]) -> str:
+    if converted(run):
+        return "yes"
+    if run.get("artifact") and run.get("ran"):
+        return f"wrong numbers ({', '.join(run.get('failed') or [])})"
+    if run.get("artifact"):
+        return f"does not run: {_short(run.get('run_error') or '')}"
+    return f"no: {_short(run.get('error') or '')}"
+
+
+def _short(text: str, limit: int = 70) -> str:
+    text = text.replace("|", "/").replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _tool(run: dict[str, Any]) -> str:
+    if run["tool"] != "portkit":
+        return run["label"] + (" CLI" if run["tool"] == "onnx2tf" else "")
+    route = "+".join(run.get("route") or []) or "-"
+    return f"**{run['label']}** ({route})"
+
+
+def _ratio(run: dict[str, Any], runs: list[dict[str, Any]], key: str) -> str:
+    mine, best = p50(run, key), best_peer(runs, key)
+    if mine is None or best is None or not converted(run):
+        return "-"
+    return f"{mine / best:.2f}×"
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """The README section: one table per target, then the verdicts."""
+    models = data["models"]
+    first = models[0]
+    lines = [
+        f"Run {first['date']} on {first['machine']['cpu']}, {first['machine']['cores']} cores, "
+        f"{first['machine']['memory_gib']} GiB, Python {first['machine']['python']}; "
+        + ", ".join(f"{k} {v}" for k, v in sorted(first["versions"].items()) if k != "portkit")
+        + ". Generated by `python -m benchmarks.report` from `benchmarks/results/zoo.json`.",
+        "",
+        "Seconds are the wall time of the tool alone in a fresh process (imports included; "
+        "portkit's also runs the source and validates). Latency is p50 over ≥ 50 runs, all "
+        "artifacts of a model timed in turns in one process; the ratio is against the fastest "
+        "peer artifact that matched (below 1.00× is faster).",
+        "",
+    ]
+    for target, title in TARGETS.items():
+        rows = [(m, r) for m in models for r in m["runs"] if r["target"] == target]
+        if not rows:
+            continue
+        keys = latency_keys(target)
+        names = {"onnxruntime": "ORT", "tflite_2t": "2 threads", "tflite_1t": "1 thread"}
+        lines += [f"#### {title}", "",
+                  "| model | tool (route) | converted | seconds | max abs err | cosine | MB | "
+                  + " | ".join(f"p50 ms {names[k]} | vs best peer" for k in keys) + " |",
+                  "|---|---|---|--:|--:|--:|--:|" + "--:|--:|" * len(keys)]
+        for m in models:
+            runs = [r for r in m["runs"] if r["target"] == target]
+            for r in runs:
+                err = f"{r['max_abs_err']:.2g}" if r.get("max_abs_err") is not None else "-"
+                cos = f"{r['cosine']:.6f}" if r.get("cosine") is not None else "-"
+                size = f"{r['size_bytes'] / 1e6:.1f}" if r.get("size_bytes") else "-"
+                secs = f"{r['seconds']:.1f}" if r.get("seconds") is not None else "-"
+                cells = []
+                for k in keys:
+                    t = p50(r, k)
+                    cells += [f"{t:.3g}" if t is not None else "-", _ratio(r, runs, k)]
+                lines.append(f"| {m['name']} | {_tool(r)} | {_cell_converted(r)} | {secs} | "
+                             f"{err} | {cos} | {size} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["#### Verdicts", "", "| claim | held | evidence |", "|---|---|---|"]
+    lines += [f"| {v.claim} | {'yes' if v.held else '**no**'} | {v.evidence} |"
+              for v in verdicts(data)]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--readme", type=Path, help="Replace the benchmark block in this file.")
+    args = parser.parse_args()
+    text = markdown(json.loads(args.results.read_text()))
+    if not args.readme:
+        print(text, end="")
+        return
+    readme = args.readme.read_text()
+    if START not in readme or END not in readme:
+        raise SystemExit(f"{args.readme}: no {START} ... {END} block to replace")
+    head, rest = readme.split(START, 1)
+    _, tail = rest.split(END, 1)
+    args.readme.write_text(f"{head}{START}\n{text}{END}{tail}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""The benchmark report's verdicts, on made-up results (the real ones are in
+benchmarks/results/zoo.json and the README)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from benchmarks.report import markdown, verdicts
+from benchmarks.run import tools_for
+from benchmarks.zoo import by_name
+
+
+def _run(tool: str, target: str, mode: str = "", ok: bool = True, p50: float = 10.0,
+         **extra: Any) -> dict[str, Any]:
+    return {"tool": tool, "label": tool if mode != "optimize" else "portkit --optimize latency",
+            "target": target, "mode": mode, "artifact": "m.tflite" if ok else None, "ran": ok,
+            "parity_passed": ok, "max_abs_err": 1e-6, "cosine": 1.0, "size_bytes": 1000,
+            "seconds": 5.0, "error": None if ok else "boom", "route": ["litert-torch"],
+            "latency": {"tflite_1t": {"p50_ms": p50}, "tflite_2t": {"p50_ms": p50}}, **extra}
+
+
+def _results() -> dict[str, Any]:
+    runs = [_run("portkit", "tflite", "default", portkit_seconds=10.0, converter_seconds=8.0,
+                 overhead_seconds=2.0),
+            _run("portkit", "tflite", "optimize", p50=10.4),
+            _run("litert-torch", "tflite", p50=10.0),
+            _run("onnx2tf", "tflite", ok=False)]
+    return {"models": [{"name": "resnet18", "framework": "torch", "config": "", "runs": runs,
+                        "date": "today", "versions": {"torch": "2.13.0"},
+                        "machine": {"cpu": "cpu", "cores": 2, "memory_gib": 24,
+                                    "python": "3.11"}}]}
+
+
+def test_verdicts_hold_on_good_results_and_the_markdown_shows_them() -> None:
+    found = {v.claim.split(":")[0]: v for v in verdicts(_results())}
+    assert all(v.held for v in found.values()), found
+    assert "1.040" in found["--optimize latency"].evidence
+    assert "20%" in found["portkit's overhead under 30% of resnet18 -> TFLite"].evidence
+    text = markdown(_results())
+    assert "| resnet18 | **portkit --optimize latency** (litert-torch) | yes |" in text
+    assert "1.04×" in text and "no: boom" in text
+
+
+def test_verdicts_fail_when_portkit_misses_a_model_is_slow_or_heavy() -> None:
+    data = copy.deepcopy(_results())
+    runs = data["models"][0]["runs"]
+    runs[0].update(parity_passed=False, overhead_seconds=4.0)
+    runs[1].update(parity_passed=False)
+    assert not [v for v in verdicts(data) if v.claim.startswith("TFLite float32")][0].held
+    data = copy.deepcopy(_results())
+    data["models"][0]["runs"][1]["latency"]["tflite_1t"]["p50_ms"] = 10.6
+    data["models"][0]["runs"][0]["overhead_seconds"] = 4.0
+    failed = [v.claim for v in verdicts(data) if not v.held]
+    assert len(failed) == 2 and "5% slower" in failed[0] and "overhead" in failed[1]
+
+
+def test_every_zoo_model_meets_portkit_and_the_peers_for_its_framework() -> None:
+    resnet, keras = by_name(["resnet18", "keras_resnet50"])
+    assert {(t.name, t.target, t.mode) for t in tools_for(resnet)} == {
+        ("portkit", "onnx", "default"), ("torch.onnx", "onnx", ""),
+        ("portkit", "tflite", "default"), ("portkit", "tflite", "optimize"),
+        ("litert-torch", "tflite", ""), ("onnx2tf", "tflite", "")}
+    assert {t.name for t in tools_for(keras) if t.target == "tflite-int8"} == {
+        "portkit", "tflite-converter"}
+    assert {t.name for t in tools_for(keras) if t.target == "onnx"} == {"portkit", "tf2onnx"}

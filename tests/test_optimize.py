@@ -1,0 +1,57 @@
+"""``convert --optimize latency``: every route runs, the matching artifacts are timed against
+each other in one worker, the fastest ships; and the report splits converter time from
+portkit's own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import portkit
+from portkit.convert import registry
+from portkit.errors import ExitCode, UsageError
+from portkit.formats import Format
+
+pytest.importorskip("torch")
+
+
+def test_optimize_tries_every_route_and_ships_the_fastest_that_matched(saved_models,
+                                                                       tmp_path: Path) -> None:
+    out = tmp_path / "cnn.tflite"
+    report = portkit.convert(saved_models("cnn", "pt2"), "tflite", out, optimize="latency")
+    planned = [r.name for r in registry.plan(Format.EXPORTED_PROGRAM, Format.TFLITE)]
+    assert [a.route for a in report.routes_tried] == planned
+    matched = [a for a in report.routes_tried if a.ok]
+    assert len(matched) >= 2, [a.error for a in report.routes_tried]
+    assert all(a.latency is not None and a.latency.runs >= 30 for a in matched)
+    fastest = min(matched, key=lambda a: a.latency.p50_ms)
+    assert report.route == fastest.hops and report.exit_code == ExitCode.OK
+    # Routes sharing a first hop ran it once: the same torch.onnx hop in each.
+    onnx_hops = {a.hops[0] for a in report.routes_tried if a.route.startswith("torch.onnx+")}
+    assert len(onnx_hops) == 1
+    ran = {h for a in report.routes_tried for h in a.hops}
+    assert report.converter_seconds == pytest.approx(sum(h.seconds for h in ran))
+    data = json.loads(report.to_json())
+    assert data["optimize"] == "latency"
+    assert data["overhead_seconds"] == pytest.approx(report.seconds - report.converter_seconds)
+    assert all(a["latency"]["p50_ms"] > 0 for a in data["routes_tried"] if a["ok"])
+
+
+def test_plain_convert_reports_overhead_and_runs_one_route(saved_models, tmp_path: Path) -> None:
+    report = portkit.convert(saved_models("cnn", "pt2"), "tflite", tmp_path / "cnn.tflite")
+    assert [a.route for a in report.routes_tried] == ["litert-torch"]
+    assert report.routes_tried[0].latency is None
+    assert 0 < report.converter_seconds < report.seconds
+    assert report.overhead_seconds == pytest.approx(report.seconds - report.converter_seconds)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"optimize": "size"}, "latency"),
+    ({"optimize": "latency", "route": "litert-torch"}, "drop --route"),
+    ({"optimize": "latency", "validate": False}, "drop --no-validate"),
+])
+def test_optimize_refuses_what_it_cannot_honour(saved_models, kwargs, message) -> None:
+    with pytest.raises(UsageError, match=message):
+        portkit.convert(saved_models("cnn", "pt2"), "tflite", **kwargs)
