@@ -112,8 +112,7 @@ def _short(text: str, limit: int = 70) -> str:
 def _tool(run: dict[str, Any]) -> str:
     if run["tool"] != "portkit":
         return run["label"] + (" CLI" if run["tool"] == "onnx2tf" else "")
-    route = "+".join(run.get("route") or []) or "-"
-    return f"**{run['label']}** ({route})"
+    return f"**{run['label']}** ({run.get('route') or '-'})"
 
 
 def _ratio(run: dict[str, Any], runs: list[dict[str, Any]], key: str) -> str:

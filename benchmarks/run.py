@@ -187,7 +187,7 @@ def _convert(tool: Tool, src: Path, ref: Reference, calibration: Path, work: Pat
         failed = [a["error"] for a in rep["routes_tried"] if a["error"]]
         if code != 0 and failed:
             run["error"] = failed[-1][:300]
-        run.update(route=[h["tool"] for h in rep["route"]], portkit_seconds=rep["seconds"],
+        run.update(route=rep["route_name"], portkit_seconds=rep["seconds"],
                    converter_seconds=rep["converter_seconds"],
                    overhead_seconds=rep["overhead_seconds"],
                    routes_tried=[{"route": a["route"], "ok": a["ok"],

@@ -13,6 +13,7 @@ import functools
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,7 @@ def convert(
     min_cosine: float | None = None,
     top_k_agreement: float | None = None,
     optimize: str | None = None,
+    workers: worker.Pool | None = None,
 ) -> ConvertReport:
     """Convert a model to another format and prove the artifact matches its source.
 
@@ -121,6 +123,8 @@ def convert(
         min_cosine: Lowest cosine similarity that passes (default: by precision).
         top_k_agreement: Lowest top-1 agreement (0-1) for classifier-like outputs.
         optimize: ``latency``: try every route, ship the fastest artifact that matches.
+        workers: Warm workers to run artifacts in, kept across calls (one per runtime; the
+            source is always run and converted in this call's own workers).
 
     Returns:
         The report; ``report.exit_code`` says whether it converted and matched.
@@ -144,7 +148,7 @@ def convert(
         if fmt is Format.TORCH_PICKLE and trust_model:
             src, fmt = _export_trusted_pickle(src, given, timeout, stack, progress)
         _refuse_unconvertible(src, fmt, target)
-        routes = edges.pick(edges.plan(fmt, target, quantize=quantize is not None), route)
+        routes = _routes(fmt, target, quantize, route, optimize)
         if not routes:
             what = f"{quantize}-quantized " if quantize else ""
             raise ConversionError(
@@ -154,26 +158,30 @@ def convert(
         if out.resolve() == src.resolve():
             raise UsageError(f"-o {out}: that is the source model; choose another path")
         stage = stack.enter_context(staging_dir(out.absolute()))  # checks -o before any work
-        pool = stack.enter_context(worker.Pool())
-        with progress(f"Running {src.name} as the reference"):
-            ref: Reference = pool.call(
-                _convert_worker(fmt), "portkit.runtimes.tasks:reference", timeout=timeout,
-                what=str(src), path=str(src), fmt=fmt, given=given,
-                inputs_file=str(Path(inputs_file).absolute()) if inputs_file else None, seed=seed,
-                samples=tol.samples, options=options.load,
-            )
-        hops = _Hops(pool, timeout, progress, src.name)
+        background = stack.enter_context(ThreadPoolExecutor(max_workers=1))
+        pool = stack.enter_context(worker.Pool())  # closed first: stops a reference still running
+        runners = workers if workers is not None else pool
+        # The reference runs in its own worker beside the first conversion hop.
+        ref = _Reference(background.submit(
+            pool.call, "reference", "portkit.runtimes.tasks:reference", timeout=timeout,
+            what=str(src), path=str(src), fmt=fmt, given=given,
+            inputs_file=str(Path(inputs_file).absolute()) if inputs_file else None, seed=seed,
+            samples=tol.samples, options=options.load,
+        ), progress, src.name, from_file=inputs_file is not None)
+        hops = _Hops(pool, timeout, progress, src.name, given)
         attempts: list[Attempt] = []
         produced: list[Path] = []
         for i, r in enumerate(routes):
             attempt, path = _try_route(r, src, fmt, stage / f"route{i}", ref, tol, options,
-                                       validate, timeout, progress, pool, hops)
+                                       validate, timeout, progress, runners, hops)
             attempts.append(attempt)
             produced.append(path)
             if not optimize and (attempt.ok or (attempt.converted and not validate)):
                 break
+        reference = ref.get()  # its error (a bad input, an unsafe model) outranks the routes'
         if optimize:
-            attempts = _time_routes(attempts, produced, target, ref, pool, timeout, progress)
+            attempts = _time_routes(attempts, produced, target, reference, runners, timeout,
+                                    progress)
         chosen = _choose(attempts)
         artifact = None
         if chosen is not None:
@@ -189,7 +197,7 @@ def convert(
             route=best.hops if best else (),
             routes_tried=tuple(attempts),
             checks=best.checks if best else (),
-            inputs=ref.inputs,
+            inputs=reference.inputs,
             tolerance=tol,
             seed=seed,
             seconds=time.perf_counter() - started,
@@ -198,7 +206,22 @@ def convert(
             mobile=best.mobile if best else None,
             optimize=optimize,
             converter_seconds=hops.seconds,
+            route_name=best.route if best else None,
         )
+
+
+def _routes(fmt: Format, target: Format, quantize: str | None, route: str | None,
+            optimize: str | None) -> list[edges.Route]:
+    """The routes to try: the one named, every route and variant (optimizing), or every route
+    with its edges' defaults.
+
+    Raises:
+        UsageError: ``route`` names no planned route.
+    """
+    planned = edges.plan(fmt, target, quantize=quantize is not None, variants=True)
+    if route is not None or optimize:
+        return edges.pick(planned, route)
+    return [r for r in planned if r.variant is None]
 
 
 def _check_optimize(optimize: str | None, route: str | None, validate: bool) -> None:
@@ -284,6 +307,7 @@ def validate(
     trust_model: bool = False,
     save_bundle: str | Path | None = None,
     progress: Progress = _no_progress,
+    workers: worker.Pool | None = None,
 ) -> ValidateReport:
     """Run an artifact on every runtime and device that loads it and compare with a reference.
 
@@ -305,6 +329,7 @@ def validate(
         trust_model: Let the reference run code on load (Keras Lambda layers).
         save_bundle: Also write a reproducibility bundle here (see ``replay``).
         progress: ``progress(message)`` context managers around each step.
+        workers: Warm workers to run the artifact in, kept across calls (one per runtime).
 
     Returns:
         The report; ``report.exit_code`` is 0 when every run matched.
@@ -329,7 +354,7 @@ def validate(
         )
     outputs: dict[str, tuple[dict[str, Any], ...]] = {}
     checks = _run_everywhere(art, art_fmt, chosen, ref, tol, per_output, timeout, progress,
-                             outputs)
+                             outputs, workers)
     ran = [c for c in checks if not c.skipped]
     report = ValidateReport(
         passed=bool(ran) and all(c.passed for c in ran),
@@ -386,16 +411,18 @@ def _runtimes_for(fmt: Format, names: Sequence[str]) -> list[runtimes.Runtime]:
 def _run_everywhere(art: Path, fmt: Format, chosen: list[runtimes.Runtime], ref: Reference,
                     tol: Tolerance, per_output: Mapping[str, Tolerance] | None, timeout: float,
                     progress: Progress,
-                    outputs: dict[str, tuple[dict[str, Any], ...]] | None) -> list[Check]:
+                    outputs: dict[str, tuple[dict[str, Any], ...]] | None,
+                    workers: worker.Pool | None = None) -> list[Check]:
     """Checks on every device of every chosen runtime; devices missing here are skipped rows."""
     checks: list[Check] = []
-    for rt in chosen:
-        with worker.Pool() as pool:
+    with contextlib.ExitStack() as stack:
+        pool = workers if workers is not None else stack.enter_context(worker.Pool())
+        for rt in chosen:
             checks += _checks(art, fmt, rt, ref, tol, _layout_changed(ref, fmt), timeout,
                               progress, pool, per_output, outputs)
-        here = {c.device for c in checks if c.runtime == rt.name}
-        checks += [Check(rt.name, d, False, skipped=rt.unavailable(d))
-                   for d in rt.all_devices if d not in here]
+            here = {c.device for c in checks if c.runtime == rt.name}
+            checks += [Check(rt.name, d, False, skipped=rt.unavailable(d))
+                       for d in rt.all_devices if d not in here]
     return checks
 
 
@@ -532,14 +559,34 @@ def _convert_worker(fmt: Format) -> str:
     return f"convert-from-{fmt.value}"
 
 
+class _Reference:
+    """The source run on the inputs, in a worker of its own beside the first conversion hop;
+    ``get`` waits for it."""
+
+    def __init__(self, job: Future[Reference], progress: Progress, name: str,
+                 from_file: bool) -> None:
+        self._job, self._progress, self._name = job, progress, name
+        self.from_file = from_file  # input shapes come from --inputs: hops must wait for them
+
+    def get(self) -> Reference:
+        """The reference (raises what its worker raised)."""
+        if not self._job.done():
+            with self._progress(f"Running {self._name} as the reference (beside the conversion)"):
+                return self._job.result()
+        return self._job.result()
+
+
 class _Hops:
     """Runs conversion hops in warm workers, once per route prefix: routes that start alike
     (``torch.onnx+onnx2tf`` and ``torch.onnx+onnx2tf+tflite-converter``) share the first hops'
     artifacts. Counts the converters' own seconds (the report's overhead is the rest)."""
 
-    def __init__(self, pool: worker.Pool, timeout: float, progress: Progress, name: str) -> None:
+    def __init__(self, pool: worker.Pool, timeout: float, progress: Progress, name: str,
+                 given: list[TensorSpec]) -> None:
         self._pool, self._timeout, self._progress, self._name = pool, timeout, progress, name
-        self._done: dict[tuple[edges.Edge, ...], tuple[Path, Hop] | PortkitError] = {}
+        self._given = given
+        self._done: dict[tuple[tuple[edges.Edge, ...], str | None],
+                         tuple[Path, Hop] | PortkitError] = {}
         self._failed_seconds = 0.0
 
     @property
@@ -550,14 +597,16 @@ class _Hops:
             d[1].seconds for d in self._done.values() if not isinstance(d, PortkitError))
 
     def run(self, route: tuple[edges.Edge, ...], src: Path, fmt: Format, dst: Path,
-            inputs: list[TensorSpec], options: ConvertOptions) -> tuple[Path, Hop]:
-        """The last edge of ``route`` run on ``src`` (the previous hops' artifact).
+            inputs: list[TensorSpec] | None, options: ConvertOptions) -> tuple[Path, Hop]:
+        """The last edge of ``route`` run on ``src`` (the previous hops' artifact) with
+        ``options`` (its variant, if any, is part of what is shared).
 
         Raises:
             PortkitError: The converter failed (now, or when another route ran this prefix).
         """
-        if route in self._done:
-            done = self._done[route]
+        key = (route, options.variant)
+        if key in self._done:
+            done = self._done[key]
             if isinstance(done, PortkitError):
                 raise done
             return done
@@ -565,22 +614,25 @@ class _Hops:
         name = _convert_worker(fmt)
         started = time.perf_counter()
         try:
-            with self._progress(f"Converting with {edge.tool} ({fmt.value} -> {edge.target.value})"):
+            beside = "; the source runs as the reference beside it" if inputs is None else ""
+            with self._progress(f"Converting with {edge.tool} ({fmt.value} -> "
+                                f"{edge.target.value}{beside})"):
                 hop: Hop = self._pool.call(
                     name, "portkit.convert.registry:run_edge", timeout=self._timeout,
                     what=f"{edge.tool} on {self._name}", tool=edge.tool, target=edge.target,
                     src=str(src), src_format=fmt, dst=str(dst), inputs=inputs, options=options,
+                    given=self._given,
                 )
         except PortkitError as e:
             self._failed_seconds += time.perf_counter() - started
             self._pool.discard(name)  # a converter that failed may have left state behind
-            self._done[route] = e
+            self._done[key] = e
             raise
-        self._done[route] = (dst, hop)
+        self._done[key] = (dst, hop)
         return dst, hop
 
 
-def _try_route(route: edges.Route, src: Path, fmt: Format, folder: Path, ref: Reference,
+def _try_route(route: edges.Route, src: Path, fmt: Format, folder: Path, ref: _Reference,
                tol: Tolerance, options: ConvertOptions, validate: bool, timeout: float,
                progress: Progress, pool: worker.Pool, hops_run: _Hops) -> tuple[Attempt, Path]:
     folder.mkdir()
@@ -589,9 +641,13 @@ def _try_route(route: edges.Route, src: Path, fmt: Format, folder: Path, ref: Re
     for j, edge in enumerate(route.edges):
         dst = folder / f"hop{j}{edge.target.suffix}"
         hop_options = options if j == 0 else dataclasses.replace(options, load=LoadOptions())
+        if j == len(route.edges) - 1 and route.variant is not None:
+            hop_options = dataclasses.replace(hop_options, variant=route.variant.name)
+        # A first hop reads the source's inputs itself, so it need not wait for the reference.
+        inputs = None if j == 0 and not ref.from_file else list(ref.get().inputs)
         try:
-            current, hop = hops_run.run(route.edges[:j + 1], current, current_fmt, dst,
-                                        list(ref.inputs), hop_options)
+            current, hop = hops_run.run(route.edges[:j + 1], current, current_fmt, dst, inputs,
+                                        hop_options)
         except PortkitError as e:
             return Attempt(route.name, False, False, f"{edge.tool}: {e}", tuple(hops),
                            channels_last=route.channels_last), dst
@@ -617,9 +673,10 @@ def _try_route(route: edges.Route, src: Path, fmt: Format, folder: Path, ref: Re
             "ai_edge_litert's interpreter lacks; run it where the Flex delegate is linked, "
             "or convert with --no-flex"))
         return attempt(True, False, _failure(check), checks=(check,), mobile=mobile), current
+    reference = ref.get()
     checks = tuple(c for rt in runtimes.for_format(current_fmt)
-                   for c in _checks(current, current_fmt, rt, ref, tol, route.channels_last,
-                                    timeout, progress, pool))
+                   for c in _checks(current, current_fmt, rt, reference, tol,
+                                    route.channels_last, timeout, progress, pool))
     failed = [c for c in checks if not c.passed]
     error = "; ".join(_failure(c) for c in failed) if failed else None
     return attempt(True, not failed, error, checks=checks, mobile=mobile), current

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
 import tomllib
 from collections.abc import Sequence
@@ -256,14 +257,20 @@ def run(config: str | Path, *, shard_spec: str | None = None, jobs: int = 1,
         except PortkitError as e:
             sources[name] = e
 
+    # One warm worker per runtime per thread, across every case the thread runs.
+    local, warm = threading.local(), []
+
     def run_group(key: tuple[str, str]) -> list[CaseResult]:
         source = sources[key[0]]
         if isinstance(source, PortkitError):
             return [CaseResult(c, False, error=str(source)) for c in groups[key]]
         model = dataclasses.replace(entries[key[0]], source=source)
         bundle = Path(save_bundles) / f"{key[0]}-{key[1]}" if save_bundles else None
+        if not hasattr(local, "workers"):
+            local.workers = worker.Pool()
+            warm.append(local.workers)
         return _run_group(model, key[1], groups[key], work / model.name, budget, timeout,
-                          progress, old, bundle)
+                          progress, old, bundle, local.workers)
 
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
     try:
@@ -271,6 +278,9 @@ def run(config: str | Path, *, shard_spec: str | None = None, jobs: int = 1,
     except BaseException:  # Ctrl-C: don't start the groups still queued
         pool.shutdown(wait=False, cancel_futures=True)
         raise
+    finally:
+        for workers in warm:
+            workers.close()
     pool.shutdown()
     return CheckReport(all(r.passed for r in results), str(config), shard_spec, tuple(results),
                        str(baseline) if baseline else None, time.perf_counter() - started,
@@ -279,7 +289,8 @@ def run(config: str | Path, *, shard_spec: str | None = None, jobs: int = 1,
 
 def _run_group(model: ModelEntry, target: str, group: list[Case], folder: Path, budget: Budget,
                timeout: float, progress: api.Progress,
-               old: dict[str, dict[str, Any]], bundle: Path | None) -> list[CaseResult]:
+               old: dict[str, dict[str, Any]], bundle: Path | None,
+               workers: worker.Pool) -> list[CaseResult]:
     """Convert once (or take the given artifact), then validate and time it per runtime."""
     assert model.source is not None
     source = model.source
@@ -289,7 +300,8 @@ def _run_group(model: ModelEntry, target: str, group: list[Case], folder: Path, 
         if artifact is None:
             out = folder / f"{model.name}{TARGETS[target].suffix or '.' + target}"
             converted = api.convert(source, target, out, inputs=model.inputs, timeout=timeout,
-                                    signature=model.signature, progress=progress)
+                                    signature=model.signature, progress=progress,
+                                    workers=workers)
             if converted.artifact is None:
                 errors = "; ".join(a.error or "" for a in converted.routes_tried)
                 return [CaseResult(c, False, error=f"not converted: {errors}") for c in group]
@@ -299,7 +311,7 @@ def _run_group(model: ModelEntry, target: str, group: list[Case], folder: Path, 
             atol=model.tolerance.atol, rtol=model.tolerance.rtol,
             min_cosine=model.tolerance.min_cosine, top_k_agreement=model.tolerance.min_top1,
             min_top5=model.tolerance.min_top5, samples=model.tolerance.samples, per_output=model.per_output, timeout=timeout,
-            signature=model.signature, save_bundle=bundle, progress=progress)
+            signature=model.signature, save_bundle=bundle, progress=progress, workers=workers)
         speed = api.bench([artifact], runtimes_=[c.runtime for c in group], inputs=model.inputs,
                           budget=budget, timeout=timeout, progress=progress)
     except PortkitError as e:

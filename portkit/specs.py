@@ -112,6 +112,8 @@ class ConvertOptions:
         int8_io: Make a quantized TFLite model's inputs and outputs int8 as well.
         no_flex: Fail rather than emit TFLite ops that need the Flex (Select TF ops) runtime.
         opset: ONNX opset for converters that take one (None: the newest they support).
+        variant: A converter option set the edge declares (``Variant.name``), for the hop
+            that writes the target; None: the edge's default.
     """
 
     load: LoadOptions = LoadOptions()
@@ -120,6 +122,7 @@ class ConvertOptions:
     int8_io: bool = False
     no_flex: bool = False
     opset: int | None = None
+    variant: str | None = None
 
 
 def parse_input_flag(text: str) -> TensorSpec:

@@ -21,13 +21,16 @@ def test_optimize_tries_every_route_and_ships_the_fastest_that_matched(saved_mod
                                                                        tmp_path: Path) -> None:
     out = tmp_path / "cnn.tflite"
     report = portkit.convert(saved_models("cnn", "pt2"), "tflite", out, optimize="latency")
-    planned = [r.name for r in registry.plan(Format.EXPORTED_PROGRAM, Format.TFLITE)]
+    planned = [r.name for r in registry.plan(Format.EXPORTED_PROGRAM, Format.TFLITE,
+                                             variants=True)]
     assert [a.route for a in report.routes_tried] == planned
+    assert "litert-torch[nhwc-io]" in planned
     matched = [a for a in report.routes_tried if a.ok]
     assert len(matched) >= 2, [a.error for a in report.routes_tried]
     assert all(a.latency is not None and a.latency.runs >= 30 for a in matched)
     fastest = min(matched, key=lambda a: a.latency.p50_ms)
     assert report.route == fastest.hops and report.exit_code == ExitCode.OK
+    assert report.route_name == fastest.route
     # Routes sharing a first hop ran it once: the same torch.onnx hop in each.
     onnx_hops = {a.hops[0] for a in report.routes_tried if a.route.startswith("torch.onnx+")}
     assert len(onnx_hops) == 1
@@ -45,6 +48,17 @@ def test_plain_convert_reports_overhead_and_runs_one_route(saved_models, tmp_pat
     assert report.routes_tried[0].latency is None
     assert 0 < report.converter_seconds < report.seconds
     assert report.overhead_seconds == pytest.approx(report.seconds - report.converter_seconds)
+
+
+def test_a_variant_can_be_forced_by_name_and_makes_the_input_nhwc(saved_models,
+                                                                  tmp_path: Path) -> None:
+    report = portkit.convert(saved_models("cnn", "pt2"), "tflite", tmp_path / "cnn.tflite",
+                             route="litert-torch[nhwc-io]")
+    assert report.exit_code == ExitCode.OK, report.routes_tried[0].error
+    assert "to_channel_last_io" in report.route[0].detail
+    assert report.mobile is not None
+    assert [(t.shape, t.layout) for t in report.mobile.inputs] == [((1, 32, 32, 3), "NHWC")]
+    assert report.checks[0].input_layouts  # the NCHW reference inputs were mapped to NHWC
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

@@ -2,7 +2,12 @@
 
 An edge is one tool turning one format into another (``litert-torch``: TorchScript or
 ExportedProgram -> TFLite). A route is a chain of edges from the source's format to the target;
-routes are tried cheapest first.
+routes are tried cheapest first. An edge may declare variants: converter options worth trying
+when optimizing (``litert-torch[nhwc-io]``); a route with a variant runs its last edge with it.
+
+The costs encode what the benchmark (``benchmarks/``) found: the cheapest route is the one plain
+``convert`` tries first, and it converted every zoo model its source framework has with an
+artifact as fast as the best (litert-torch for PyTorch, TFLiteConverter for TensorFlow).
 """
 
 from __future__ import annotations
@@ -33,6 +38,21 @@ _EDGES: dict[tuple[str, Format], Edge] = {}
 
 
 @dataclass(frozen=True)
+class Variant:
+    """A converter option set worth trying when optimizing for latency.
+
+    Attributes:
+        name: Short name, shown in the route's name (``tool[name]``).
+        about: What it changes, for the report.
+        channels_last: Whether it makes channels-first inputs channels-last.
+    """
+
+    name: str
+    about: str
+    channels_last: bool = False
+
+
+@dataclass(frozen=True)
 class Edge:
     """One conversion tool from some formats to one format.
 
@@ -44,6 +64,7 @@ class Edge:
         func: ``module:function`` a worker calls to run it.
         channels_last: Whether it turns channels-first inputs into channels-last.
         quantizes: Whether it honours ``--quantize`` (TFLite quantization).
+        variants: Option sets besides its default, tried by ``--optimize latency``.
     """
 
     tool: str
@@ -53,17 +74,21 @@ class Edge:
     func: str
     channels_last: bool = False
     quantizes: bool = False
+    variants: tuple[Variant, ...] = ()
 
 
 @dataclass(frozen=True)
 class Route:
-    """A chain of edges; its name joins the tools with ``+``."""
+    """A chain of edges, the last one run with ``variant`` if set; its name joins the tools
+    with ``+`` and appends ``[variant]``."""
 
     edges: tuple[Edge, ...]
+    variant: Variant | None = None
 
     @property
     def name(self) -> str:
-        return "+".join(e.tool for e in self.edges)
+        tools = "+".join(e.tool for e in self.edges)
+        return f"{tools}[{self.variant.name}]" if self.variant else tools
 
     @property
     def cost(self) -> float:
@@ -71,12 +96,14 @@ class Route:
 
     @property
     def channels_last(self) -> bool:
-        return any(e.channels_last for e in self.edges)
+        return any(e.channels_last for e in self.edges) or bool(
+            self.variant and self.variant.channels_last)
 
 
 @dataclass(frozen=True)
 class Hop:
-    """One edge as it ran: the converter's own time, and what it chose (exporter, options)."""
+    """One edge as it ran: the converter's own time (loading what it reads, imports included,
+    and converting), and what it chose (exporter, options)."""
 
     source: Format
     target: Format
@@ -86,8 +113,8 @@ class Hop:
 
 
 def register_edge(*, tool: str, sources: tuple[Format, ...], target: Format, cost: float,
-                  channels_last: bool = False,
-                  quantizes: bool = False) -> Callable[[EdgeFunc], EdgeFunc]:
+                  channels_last: bool = False, quantizes: bool = False,
+                  variants: tuple[Variant, ...] = ()) -> Callable[[EdgeFunc], EdgeFunc]:
     """Decorator: register ``fn(src, src_format, dst, inputs, options) -> detail`` as an edge.
 
     Raises:
@@ -102,7 +129,7 @@ def register_edge(*, tool: str, sources: tuple[Format, ...], target: Format, cos
             raise InternalError(f"two conversion edges named {tool!r} to {target.value}")
         if target in sources or not sources:
             raise InternalError(f"edge {tool!r}: sources {sources} must be non-empty, without {target}")
-        _EDGES[key] = Edge(tool, sources, target, cost, func, channels_last, quantizes)
+        _EDGES[key] = Edge(tool, sources, target, cost, func, channels_last, quantizes, variants)
         return fn
 
     return decorate
@@ -116,7 +143,7 @@ def edges() -> list[Edge]:
 
 
 def plan(source: Format, target: Format, max_hops: int = 3, *,
-         quantize: bool = False) -> list[Route]:
+         quantize: bool = False, variants: bool = False) -> list[Route]:
     """Every route from ``source`` to ``target`` without cycles or detours, cheapest first.
 
     A detour is a hop whose tool could have read an earlier format of the route directly
@@ -127,6 +154,7 @@ def plan(source: Format, target: Format, max_hops: int = 3, *,
         target: The wanted format.
         max_hops: The longest route considered.
         quantize: Keep only routes whose last hop quantizes (``--quantize``).
+        variants: Also list each route once per variant of its last edge, right after it.
 
     Returns:
         Routes sorted by total cost, then by hop count, then by name.
@@ -145,7 +173,10 @@ def plan(source: Format, target: Format, max_hops: int = 3, *,
                 extend(e.target, path + (e,), seen | {e.target})
 
     extend(source, (), frozenset({source}))
-    return sorted(routes, key=lambda r: (r.cost, len(r.edges), r.name))
+    ordered = sorted(routes, key=lambda r: (r.cost, len(r.edges), r.name))
+    if not variants:
+        return ordered
+    return [v for r in ordered for v in (r, *(Route(r.edges, x) for x in r.edges[-1].variants))]
 
 
 def pick(routes: list[Route], name: str | None) -> list[Route]:
@@ -164,8 +195,19 @@ def pick(routes: list[Route], name: str | None) -> list[Route]:
 
 
 def run_edge(tool: str, target: Format, src: str, src_format: Format, dst: str,
-             inputs: list[TensorSpec], options: ConvertOptions) -> Hop:
+             inputs: list[TensorSpec] | None, options: ConvertOptions,
+             given: list[TensorSpec] | None = None) -> Hop:
     """Run one edge (in a worker), time the converter itself, and check what it wrote.
+
+    Args:
+        tool, target: Which edge.
+        src, src_format: What it reads.
+        dst: Where it writes.
+        inputs: The source's inputs; None for a first hop that runs beside the reference: it
+            reads them from the source itself (``given`` over the stored shapes), as a converter
+            run alone would, and that is part of its time.
+        options: The user's options (and the route's variant).
+        given: ``--input`` specs, when ``inputs`` is None.
 
     Raises:
         InternalError: No such edge, or it wrote nothing.
@@ -175,9 +217,15 @@ def run_edge(tool: str, target: Format, src: str, src_format: Format, dst: str,
     if (tool, target) not in _EDGES:
         raise InternalError(f"no conversion edge {tool!r} to {target.value}")
     edge = _EDGES[tool, target]
+    if options.variant is not None and options.variant not in {v.name for v in edge.variants}:
+        raise InternalError(f"edge {tool!r} has no variant {options.variant!r}")
     module, name = edge.func.split(":")
     fn: EdgeFunc = getattr(importlib.import_module(module), name)
     start = time.perf_counter()
+    if inputs is None:
+        from portkit.runtimes.tasks import input_specs
+
+        inputs = input_specs(src, src_format, list(given or ()), options.load)
     detail = fn(Path(src), src_format, Path(dst), inputs, options)
     seconds = time.perf_counter() - start
     if not Path(dst).exists():

@@ -1,23 +1,48 @@
-"""PyTorch (TorchScript or ExportedProgram) -> TFLite with litert-torch (torch.export underneath)."""
+"""PyTorch (TorchScript or ExportedProgram) -> TFLite with litert-torch (torch.export underneath).
+
+Its variant ``nhwc-io`` wraps the module with ``litert_torch.to_channel_last_io`` so 4-D inputs
+and outputs are channels-last (NHWC): the layout camera frames and most TFLite pipelines use, with
+no transposes at the model's edges.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from portkit.convert._torch import example_args, load_exported_program
-from portkit.convert.registry import register_edge
+from portkit.convert.registry import Variant, register_edge
+from portkit.errors import ConversionError
 from portkit.formats import Format
 from portkit.specs import ConvertOptions, TensorSpec
 
+NHWC_IO = Variant("nhwc-io", "4-D inputs and outputs channels-last (to_channel_last_io)",
+                  channels_last=True)
+
 
 @register_edge(tool="litert-torch", sources=(Format.TORCHSCRIPT, Format.EXPORTED_PROGRAM),
-               target=Format.TFLITE, cost=1.0)
+               target=Format.TFLITE, cost=1.0, variants=(NHWC_IO,))
 def convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
             options: ConvertOptions) -> str:
-    """Convert through ``litert_torch.convert``; inputs keep their layout (NCHW stays NCHW)."""
+    """Convert through ``litert_torch.convert``; inputs keep their layout (NCHW stays NCHW)
+    unless the variant is ``nhwc-io``."""
     import litert_torch
+    import torch
 
-    program = load_exported_program(src, fmt, inputs)
-    litert_torch.convert(program.module(), example_args(inputs)).export(str(dst))
+    module = load_exported_program(src, fmt, inputs).module()
+    args = example_args(inputs)
     via = "TorchScript -> ExportedProgram (TS2EPConverter) -> " if fmt is Format.TORCHSCRIPT else ""
+    if options.variant == NHWC_IO.name:
+        with torch.no_grad():
+            produced = module(*args)
+        outs = produced if isinstance(produced, (tuple, list)) else (produced,)
+        ins4 = [i for i, a in enumerate(args) if a.dim() == 4 and a.is_floating_point()]
+        outs4 = [i for i, o in enumerate(outs) if isinstance(o, torch.Tensor) and o.dim() == 4]
+        if not ins4 and not outs4:
+            raise ConversionError("nhwc-io: the model has no 4-D input or output to make "
+                                  "channels-last")
+        module = litert_torch.to_channel_last_io(module, args=ins4, outputs=outs4)
+        args = tuple(a.permute(0, 2, 3, 1).contiguous() if i in ins4 else a
+                     for i, a in enumerate(args))
+        via += "to_channel_last_io (NCHW inputs and outputs become NHWC) -> "
+    litert_torch.convert(module, args).export(str(dst))
     return f"{via}litert_torch.convert"

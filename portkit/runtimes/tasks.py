@@ -54,6 +54,14 @@ def describe(path: str, fmt: Format, options: LoadOptions = LoadOptions()) -> Mo
     return ModelInfo(fmt, tuple(session.inputs), tuple(session.outputs), session.op_counts())
 
 
+def input_specs(path: str, fmt: Format, given: list[TensorSpec],
+                options: LoadOptions = LoadOptions()) -> list[TensorSpec]:
+    """The source's inputs as ``reference`` resolves them without an inputs file: the shapes
+    it stores, ``--input`` over them, a free batch dimension as 1."""
+    session = registry.for_format(fmt)[0].load(Path(path), fmt, options=options)
+    return resolve_inputs(Path(path).name, session.inputs, given)
+
+
 def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str | None,
               seed: int, samples: int = 1, options: LoadOptions = LoadOptions()) -> Reference:
     """Run the source model on seeded inputs (or ``inputs_file``) to get reference outputs.

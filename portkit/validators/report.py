@@ -98,6 +98,7 @@ class ConvertReport:
     mobile: MobileReport | None = None
     optimize: str | None = None
     converter_seconds: float = 0.0  # the converters' own time, inside the hops they ran
+    route_name: str | None = None  # the shipped route's name, with its variant (``tool[variant]``)
 
     @property
     def overhead_seconds(self) -> float:

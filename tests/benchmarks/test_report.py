@@ -16,7 +16,7 @@ def _run(tool: str, target: str, mode: str = "", ok: bool = True, p50: float = 1
     return {"tool": tool, "label": tool if mode != "optimize" else "portkit --optimize latency",
             "target": target, "mode": mode, "artifact": "m.tflite" if ok else None, "ran": ok,
             "parity_passed": ok, "max_abs_err": 1e-6, "cosine": 1.0, "size_bytes": 1000,
-            "seconds": 5.0, "error": None if ok else "boom", "route": ["litert-torch"],
+            "seconds": 5.0, "error": None if ok else "boom", "route": "litert-torch",
             "latency": {"tflite_1t": {"p50_ms": p50}, "tflite_2t": {"p50_ms": p50}}, **extra}
 
 
