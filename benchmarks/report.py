@@ -22,8 +22,11 @@ OVERHEAD_ALLOWED = 0.30
 
 
 def converted(run: dict[str, Any]) -> bool:
-    """Wrote an artifact that ran and matched its source (portkit's policy for the precision)."""
-    return bool(run.get("artifact") and run.get("ran") and run.get("parity_passed"))
+    """Wrote an artifact that ran and matched its source (portkit's policy for the precision),
+    and ran in every timed setting (e.g. XNNPACK on one thread)."""
+    timed = (run.get("latency") or {}).values()
+    return bool(run.get("artifact") and run.get("ran") and run.get("parity_passed")
+                and not any("error" in t for t in timed))
 
 
 def p50(run: dict[str, Any], key: str) -> float | None:
@@ -97,6 +100,9 @@ def verdicts(data: dict[str, Any]) -> list[Verdict]:
 def _cell_converted(run: dict[str, Any]) -> str:
     if converted(run):
         return "yes"
+    failing = [f"{k}: {t['error']}" for k, t in (run.get("latency") or {}).items() if "error" in t]
+    if failing:
+        return f"does not run on {_short(failing[0])}"
     if run.get("artifact") and run.get("ran"):
         return f"wrong numbers ({', '.join(run.get('failed') or [])})"
     if run.get("artifact"):

@@ -35,10 +35,11 @@ from typing import Any
 import numpy as np
 
 from benchmarks.zoo import ZooModel, by_name
+from portkit import api
 from portkit.formats import Format, sniff
 from portkit.runtimes import worker
 from portkit.runtimes.tasks import Reference
-from portkit.specs import POLICIES, LoadOptions, TensorSpec
+from portkit.specs import POLICIES, TensorSpec
 from portkit.validators.latency import Budget, Latency
 from portkit.validators.parity import compare_outputs
 from portkit.validators.report import versions
@@ -239,16 +240,22 @@ def _time(target: str, runs: list[dict[str, Any]], ref: Reference) -> None:
         fmt = Format.ONNX if runtime == "onnxruntime" else Format.TFLITE
         print(f"  timing {len(runs)} {target} artifacts on {key}", flush=True)
         per_run: list[list[Latency]] = [[] for _ in runs]
+        broken: dict[int, str] = {}
         for rep in range(REPEATS):
             order = [(i + rep) % len(runs) for i in range(len(runs))]
-            timings: list[Latency] = worker.call(
-                "portkit.runtimes.tasks:bench_candidates", what=f"{target} on {key}",
-                timeout=1800, paths=[runs[i]["artifact_abs"] for i in order], fmt=fmt,
-                runtime=runtime, device="cpu", sample=ref.feeds[0], specs=list(ref.inputs),
-                budget=BUDGET, prefer_channels_last=True, options=LoadOptions(threads=threads))
+            order = [i for i in order if i not in broken]
+            timings = api.time_together([Path(runs[i]["artifact_abs"]) for i in order], fmt,
+                                        runtime, ref, threads=threads, channels_last=True,
+                                        budget=BUDGET, timeout=1800)
             for i, t in zip(order, timings, strict=True):
-                per_run[i].append(t)
-        for run, ts in zip(runs, per_run, strict=True):
+                if isinstance(t, str):
+                    broken[i] = t[:300]
+                else:
+                    per_run[i].append(t)
+        for i, (run, ts) in enumerate(zip(runs, per_run, strict=True)):
+            if i in broken:
+                run.setdefault("latency", {})[key] = {"error": broken[i]}
+                continue
             run.setdefault("latency", {})[key] = {
                 "p50_ms": round(float(np.median([t.p50_ms for t in ts])), 4),
                 "p50_ms_each": [round(t.p50_ms, 4) for t in ts],

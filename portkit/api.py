@@ -250,23 +250,57 @@ def _choose(attempts: list[Attempt]) -> int | None:
 def _time_routes(attempts: list[Attempt], produced: list[Path], target: Format, ref: Reference,
                  pool: worker.Pool, timeout: float, progress: Progress) -> list[Attempt]:
     """Time the artifacts that matched against each other on the target's first runtime (TFLite:
-    one thread per core), in turns in one warm worker; each attempt gets its latency."""
+    one thread per core); each attempt gets its latency."""
     ok = [i for i, a in enumerate(attempts) if a.ok]
     if not ok:
         return attempts
     rt = runtimes.for_format(target)[0]
     with progress(f"Timing {len(ok)} matching artifact(s) on {rt.name}"):
-        timings: list[Latency] = pool.call(
-            rt.name, "portkit.runtimes.tasks:bench_candidates", timeout=timeout,
-            what=f"timing the routes on {rt.name}", paths=[str(produced[i]) for i in ok],
-            fmt=target, runtime=rt.name, device="cpu", sample=ref.feeds[0],
-            specs=list(ref.inputs), budget=Budget(),
-            prefer_channels_last=any(attempts[i].channels_last for i in ok),
-        )
+        timings = time_together([produced[i] for i in ok], target, rt.name, ref,
+                                channels_last=any(attempts[i].channels_last for i in ok),
+                                timeout=timeout, pool=pool)
     timed = list(attempts)
     for i, latency in zip(ok, timings, strict=True):
-        timed[i] = dataclasses.replace(attempts[i], latency=latency)
+        if isinstance(latency, Latency):
+            timed[i] = dataclasses.replace(attempts[i], latency=latency)
     return timed
+
+
+def time_together(paths: Sequence[Path], fmt: Format, runtime: str, ref: Reference, *,
+                  threads: int | None = None, channels_last: bool = False,
+                  budget: Budget = Budget(), timeout: float = worker.DEFAULT_TIMEOUT,
+                  pool: worker.Pool | None = None) -> list[Latency | str]:
+    """Time artifacts of one source against each other, in turns in one worker, on the
+    reference's first sample; one that fails there is timed again alone in a fresh worker.
+
+    Args:
+        paths: The artifacts (all of ``fmt``).
+        fmt: Their format.
+        runtime: The runtime to time them on (CPU).
+        ref: The reference whose first sample they are fed, mapped to each one's inputs.
+        threads: CPU threads (None: the runtime's default; TFLite one per core).
+        channels_last: Map channels-first reference inputs to channels-last where both fit.
+        budget: Warm-up, runs and seconds per artifact.
+        timeout: Seconds the timing may take.
+        pool: A warm worker pool to time in (its worker named after the runtime).
+
+    Returns:
+        Per artifact its latency, or why it could not be timed.
+    """
+    def bench(chosen: Sequence[Path], warm: worker.Pool | None) -> list[Latency | str]:
+        kwargs = dict(timeout=timeout, what=f"timing on {runtime}", paths=[str(p) for p in chosen],
+                      fmt=fmt, runtime=runtime, device="cpu", sample=ref.feeds[0],
+                      specs=list(ref.inputs), budget=budget, prefer_channels_last=channels_last,
+                      options=LoadOptions(threads=threads))
+        if warm is not None:
+            return warm.call(runtime, "portkit.runtimes.tasks:bench_candidates", **kwargs)
+        return worker.call("portkit.runtimes.tasks:bench_candidates", **kwargs)
+
+    results = bench(paths, pool)
+    for i, result in enumerate(results):
+        if isinstance(result, str) and len(paths) > 1:
+            results[i] = bench([paths[i]], None)[0]
+    return results
 
 
 def inspect(path: str | Path, *, timeout: float = worker.DEFAULT_TIMEOUT,

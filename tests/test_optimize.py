@@ -69,3 +69,21 @@ def test_a_variant_can_be_forced_by_name_and_makes_the_input_nhwc(saved_models,
 def test_optimize_refuses_what_it_cannot_honour(saved_models, kwargs, message) -> None:
     with pytest.raises(UsageError, match=message):
         portkit.convert(saved_models("cnn", "pt2"), "tflite", **kwargs)
+
+
+def test_timing_together_reports_an_artifact_that_fails_instead_of_failing_all(
+        saved_models, tmp_path: Path) -> None:
+    from portkit.runtimes import worker
+    from portkit.validators.latency import Budget, Latency
+
+    src = saved_models("cnn", "pt2")
+    good = tmp_path / "cnn.tflite"
+    portkit.convert(src, "tflite", good)
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(good.read_bytes()[:2000])
+    ref = worker.call("portkit.runtimes.tasks:reference", path=str(src),
+                      fmt=Format.EXPORTED_PROGRAM, given=[], inputs_file=None, seed=0)
+    budget = Budget(warmup=1, min_runs=5, min_seconds=0.0)
+    timed = portkit.api.time_together([good, bad], Format.TFLITE, "tflite", ref, budget=budget)
+    assert isinstance(timed[0], Latency) and timed[0].runs >= 5
+    assert isinstance(timed[1], str) and timed[1]

@@ -7,6 +7,7 @@ picklable values.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -147,21 +148,36 @@ def bench(path: str, fmt: Format, runtime: str, device: str, given: list[TensorS
 def bench_candidates(paths: list[str], fmt: Format, runtime: str, device: str,
                      sample: dict[str, np.ndarray], specs: list[TensorSpec], budget: Budget,
                      prefer_channels_last: bool = False,
-                     options: LoadOptions = LoadOptions()) -> list[Latency]:
+                     options: LoadOptions = LoadOptions()) -> list[Latency | str]:
     """Time several artifacts of one source against each other in turns, on one runtime and
-    device, each fed the same reference ``sample`` in its own names and layout."""
+    device, each fed the same reference ``sample`` in its own names and layout.
+
+    An artifact that fails to load or run here gives its error instead of a latency: XNNPACK
+    has been seen refusing a model ("failed to reshape") only after other models were prepared
+    in the same process, so the caller can time it again alone.
+    """
     rt = registry.get(runtime)
-
-    def loader(path: str) -> Callable[[], Callable[[], object]]:
-        def load() -> Callable[[], object]:
+    runs: list[Callable[[], object] | str] = []
+    colds: list[float] = []
+    for path in paths:
+        start = time.perf_counter()
+        try:
             session = rt.load(Path(path), fmt, device, options)
-            bindings = bind_inputs(specs, session.inputs, prefer_channels_last)
-            feeds = _artifact_feeds(session, bindings, sample)
-            return lambda: session.run(feeds)
-        return load
-
-    return measure_interleaved([loader(p) for p in paths], budget, runtime=runtime,
-                               device=device, threads=options.threads)
+            feeds = _artifact_feeds(session, bind_inputs(specs, session.inputs,
+                                                         prefer_channels_last), sample)
+            run = functools.partial(session.run, feeds)
+            run()
+        except Exception as e:  # noqa: BLE001 - one artifact failing must not hide the others
+            runs.append(f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e) else ''}")
+            continue
+        runs.append(run)
+        colds.append(time.perf_counter() - start)
+    ready = [r for r in runs if not isinstance(r, str)]
+    timed = measure_interleaved([functools.partial(lambda r: r, r) for r in ready], budget,
+                                runtime=runtime, device=device, threads=options.threads)
+    results = iter(dataclasses.replace(t, cold_start_ms=c * 1000.0)
+                   for t, c in zip(timed, colds, strict=True))
+    return [r if isinstance(r, str) else next(results) for r in runs]
 
 
 def _batched(specs: list[TensorSpec], batch: int | None) -> list[TensorSpec]:

@@ -64,3 +64,13 @@ def test_every_zoo_model_meets_portkit_and_the_peers_for_its_framework() -> None
     assert {t.name for t in tools_for(keras) if t.target == "tflite-int8"} == {
         "portkit", "tflite-converter"}
     assert {t.name for t in tools_for(keras) if t.target == "onnx"} == {"portkit", "tf2onnx"}
+
+
+def test_an_artifact_that_fails_in_one_timed_setting_did_not_convert() -> None:
+    data = copy.deepcopy(_results())
+    peer = data["models"][0]["runs"][2]
+    peer["latency"]["tflite_1t"] = {"error": "XNNPack delegate failed to prepare"}
+    assert "does not run on tflite_1t: XNNPack" in markdown(data)
+    # The peer that failed no longer sets the bar: no comparable pair is left.
+    speed = [v for v in verdicts(data) if v.claim.startswith("--optimize")][0]
+    assert speed.evidence == "no comparable pair"
