@@ -177,7 +177,10 @@ def _convert(tool: Tool, src: Path, ref: Reference, calibration: Path, work: Pat
         del e
     seconds = time.perf_counter() - started + seconds_before
     (folder / "log.txt").write_text(log)
-    produced = dst.exists() and (code == 0 or tool.name == "onnx2tf")
+    # onnx2tf's float32 file can precede a failure; portkit's exit 1 keeps an artifact that
+    # failed parity: both are judged like every other artifact.
+    produced = dst.exists() and (code == 0 or tool.name == "onnx2tf"
+                                 or (tool.name == "portkit" and code == 1))
     run.update(exit_code=code, seconds=round(seconds, 2),
                artifact=str(dst.relative_to(work)) if produced else None,
                error=None if code == 0 else _last_line(log))
