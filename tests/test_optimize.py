@@ -59,6 +59,14 @@ def test_a_variant_can_be_forced_by_name_and_makes_the_input_nhwc(saved_models,
     assert report.mobile is not None
     assert [(t.shape, t.layout) for t in report.mobile.inputs] == [((1, 32, 32, 3), "NHWC")]
     assert report.checks[0].input_layouts  # the NCHW reference inputs were mapped to NHWC
+    from rich.console import Console
+
+    from portkit.validators.render import convert_tables
+
+    console = Console(record=True, width=200)
+    for table in convert_tables(report):
+        console.print(table)
+    assert "litert-torch[nhwc-io]" in console.export_text()  # not eaten as rich markup
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -55,8 +56,8 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
         if timed:
             mark = " *" if a.latency is not None and a.hops == shipped else ""
             p50 = (f"{a.latency.p50_ms:.3g}{mark}" if a.latency else "-",)
-        routes.add_row(a.route, "yes" if a.converted else "no", parity,
-                       f"{sum(h.seconds for h in a.hops):.1f}", *p50, _short(note))
+        routes.add_row(escape(a.route), "yes" if a.converted else "no", parity,
+                       f"{sum(h.seconds for h in a.hops):.1f}", *p50, escape(_short(note)))
     out.append(routes)
     if report.checks:
         out.append(parity_table(report.checks, report.tolerance))
@@ -81,7 +82,7 @@ def parity_table(checks: tuple[Check, ...], tol: Tolerance) -> Table:
                            f"[yellow]skipped[/] {c.skipped}")
         elif c.error:
             parity.add_row(c.runtime, c.device, *["-"] * (len(cols) - 3),
-                           f"[red]ERROR[/] {c.error}")
+                           f"[red]ERROR[/] {escape(c.error)}")
         for o in c.outputs:
             notes = [f"in {n}" for n in c.input_layouts]
             notes += [f"out {o.layout}"] if o.layout else []
@@ -133,8 +134,8 @@ def check_tables(report: CheckReport) -> list[Table | Text]:
     for r in report.results:
         table.add_row(r.case.model, r.case.target, r.case.runtime,
                       "[green]pass[/]" if r.passed else "[red]FAIL[/]",
-                      f"{r.latency.p50_ms:.3g}" if r.latency else "-", r.route or "-",
-                      _short("; ".join(failure_lines(r))) if not r.passed else "")
+                      f"{r.latency.p50_ms:.3g}" if r.latency else "-", escape(r.route or "-"),
+                      escape(_short("; ".join(failure_lines(r)))) if not r.passed else "")
     return [Text.from_markup(f"{head}  {len(report.results) - len(failed)}/{len(report.results)} "
                              f"cases passed in {report.seconds:.1f} s (exit {report.exit_code})"),
             table]
