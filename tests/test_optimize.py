@@ -95,3 +95,10 @@ def test_timing_together_reports_an_artifact_that_fails_instead_of_failing_all(
     timed = portkit.api.time_together([good, bad], Format.TFLITE, "tflite", ref, budget=budget)
     assert isinstance(timed[0], Latency) and timed[0].runs >= 5
     assert isinstance(timed[1], str) and timed[1]
+
+
+def test_nhwc_io_on_a_model_without_4d_tensors_says_so(saved_models, tmp_path: Path) -> None:
+    report = portkit.convert(saved_models("lstm", "pt2"), "tflite", tmp_path / "l.tflite",
+                             route="litert-torch[nhwc-io]")
+    assert report.exit_code == ExitCode.CONVERSION_FAILED
+    assert "no 4-D input or output" in (report.routes_tried[0].error or "")

@@ -80,3 +80,17 @@ def test_registration_is_checked() -> None:
                                cost=1)(fn)
     with pytest.raises(InternalError, match="must be non-empty"):
         registry.register_edge(tool="loop", sources=(Format.ONNX,), target=Format.ONNX, cost=1)(fn)
+
+
+def test_variants_are_listed_after_their_route_and_checked_when_run() -> None:
+    from portkit.specs import ConvertOptions
+
+    routes = registry.plan(Format.EXPORTED_PROGRAM, Format.TFLITE, variants=True)
+    names = [r.name for r in routes]
+    assert names[:2] == ["litert-torch", "litert-torch[nhwc-io]"]
+    assert routes[1].channels_last and not routes[0].channels_last
+    assert "litert-torch[nhwc-io]" not in [
+        r.name for r in registry.plan(Format.EXPORTED_PROGRAM, Format.TFLITE)]
+    with pytest.raises(InternalError, match="no variant 'nope'"):
+        registry.run_edge("litert-torch", Format.TFLITE, "x.pt2", Format.EXPORTED_PROGRAM,
+                          "y.tflite", [], ConvertOptions(variant="nope"))
