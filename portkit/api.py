@@ -587,12 +587,6 @@ def _refuse_unconvertible(src: Path, fmt: Format, target: Format | None) -> None
         raise UsageError(f"{src}: already {fmt.value}; pick another --to")
 
 
-def _convert_worker(fmt: Format) -> str:
-    """The warm worker that runs models of ``fmt`` and converts from it (reference and hops from
-    one format share their framework's imports)."""
-    return f"convert-from-{fmt.value}"
-
-
 class _Reference:
     """The source run on the inputs, in a worker of its own beside the first conversion hop;
     ``get`` waits for it."""
@@ -645,7 +639,7 @@ class _Hops:
                 raise done
             return done
         edge = route[-1]
-        name = _convert_worker(fmt)
+        name = f"convert-from-{fmt.value}"  # hops from one format share a warm worker
         started = time.perf_counter()
         try:
             beside = "; the source runs as the reference beside it" if inputs is None else ""
