@@ -35,14 +35,14 @@ from typing import Any
 import numpy as np
 
 from benchmarks.zoo import ZooModel, by_name
-from portkit import api
 from portkit.formats import Format, sniff
-from portkit.runtimes import worker
+from portkit.options import POLICIES, Budget
+from portkit.results import Latency, versions
+from portkit.runtimes import tasks, worker
 from portkit.runtimes.tasks import Reference
-from portkit.specs import POLICIES, TensorSpec
-from portkit.validators.latency import Budget, Latency
+from portkit.specs import TensorSpec
+from portkit.validators.latency import time_together
 from portkit.validators.parity import compare_outputs
-from portkit.validators.report import versions
 
 RESULTS = Path(__file__).parent / "results" / "zoo.json"
 TOOL_TIMEOUT = 1200.0
@@ -101,7 +101,7 @@ def main() -> None:
 def bench_model(model: ZooModel, work: Path) -> dict[str, Any]:
     """Every tool on every target of one model, then parity and latency of what they wrote."""
     src = model.save(work)
-    ref: Reference = worker.call("portkit.runtimes.tasks:reference", what=src.name,
+    ref: Reference = worker.call(tasks.reference, what=src.name,
                                  path=str(src), fmt=sniff(src), given=[], inputs_file=None,
                                  seed=0, samples=CALIBRATION_SAMPLES if model.int8 else 1)
     calibration = work / "calibration.npz"
@@ -209,7 +209,7 @@ def _parity(run: dict[str, Any], ref: Reference) -> dict[str, Any]:
     runtime = "onnxruntime" if fmt is Format.ONNX else "tflite"
     feeds = ref.feeds[:tol.samples]
     try:
-        got = worker.call("portkit.runtimes.tasks:run_artifact", what=path.name, timeout=600,
+        got = worker.call(tasks.run_artifact, what=path.name, timeout=600,
                           path=str(path), fmt=fmt, runtime=runtime, device="cpu", feeds=feeds,
                           specs=list(ref.inputs), prefer_channels_last=True)
     except Exception as e:  # noqa: BLE001 - a broken artifact is a result
@@ -247,9 +247,9 @@ def _time(target: str, runs: list[dict[str, Any]], ref: Reference) -> None:
         for rep in range(REPEATS):
             order = [(i + rep) % len(runs) for i in range(len(runs))]
             order = [i for i in order if i not in broken]
-            timings = api.time_together([Path(runs[i]["artifact_abs"]) for i in order], fmt,
-                                        runtime, ref, threads=threads, channels_last=True,
-                                        budget=BUDGET, timeout=1800)
+            timings = time_together([Path(runs[i]["artifact_abs"]) for i in order], fmt,
+                                    runtime, ref, threads=threads, channels_last=True,
+                                    budget=BUDGET, timeout=1800)
             for i, t in zip(order, timings, strict=True):
                 if isinstance(t, str):
                     broken[i] = t[:300]

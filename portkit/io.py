@@ -11,7 +11,6 @@ from pathlib import Path
 
 from portkit.errors import UsageError
 
-
 # A folder portkit may replace whole: one it (or TensorFlow) wrote as an artifact or bundle.
 _REPLACEABLE_DIR_MARKERS = ("saved_model.pb", "saved_model.pbtxt", "manifest.json")
 

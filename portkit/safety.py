@@ -1,5 +1,8 @@
 """Checks on a model file made before any framework deserializes it.
 
+PyTorch: a state_dict or a pickled module is refused (``refuse_unloadable``); portkit never
+unpickles without ``--trust-model``.
+
 ONNX: every external-data location must stay inside the model's folder (no absolute path, no
 ``..``, no symlink or hard link out) and its offset and length must lie inside the file, checked
 on the ModelProto parsed without external data (CVE-2022-25882, CVE-2024-27318 were path
@@ -26,6 +29,28 @@ from portkit.formats import Format
 
 # Config modules Keras resolves itself (its layers, activations, initializers…).
 _KERAS_MODULES = ("keras", "keras.", "keras_hub.", "tf_keras.")
+
+
+def refuse_unloadable(path: Path, fmt: Format) -> None:
+    """Refuse what portkit never loads: a state_dict (weights without code) or a pickled module
+    (code that runs when unpickled; ``--trust-model`` converts it in a worker instead).
+
+    Raises:
+        InvalidModelError: A state_dict.
+        UnsafeModelError: A pickled Python object.
+    """
+    if fmt is Format.STATE_DICT:
+        raise InvalidModelError(
+            f"{path}: holds only weights (a state_dict), not the model's code; save the model "
+            "with torch.export.save(torch.export.export(model, args), 'model.pt2') or "
+            "torch.jit.save(torch.jit.trace(model, args), 'model.pt')"
+        )
+    if fmt is Format.TORCH_PICKLE:
+        raise UnsafeModelError(
+            f"{path}: a pickled Python object, which runs code when loaded; save it as .pt2 "
+            "(torch.export.save) or TorchScript (torch.jit.save), or, if you trust this file, "
+            "pass --trust-model (it is unpickled in a worker)"
+        )
 
 
 def check_keras(path: Path, fmt: Format, trust_model: bool) -> None:

@@ -1,8 +1,10 @@
-"""Plain descriptions of tensors, inputs and tolerances: frozen dataclasses, no framework imports."""
+"""Plain descriptions of tensors and their sample values: ``--input`` specs, seeded inputs,
+``.npz`` inputs; no framework imports."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,91 +42,6 @@ class TensorSpec:
         return f"{self.name}: {dims} {self.dtype or '?'}"
 
 
-@dataclass(frozen=True)
-class Tolerance:
-    """How an artifact's outputs are judged against the reference: a parity policy.
-
-    An element passes when ``|got - ref| <= atol + rtol * |ref|`` (numpy.allclose); with
-    ``atol`` None elements are not judged one by one (quantized models), only by cosine
-    similarity and, for classifier-like outputs (one score vector per sample), by how often the
-    artifact's top-1 class is the reference's (``min_top1``) and how often the reference's top-1
-    class is in the artifact's top 5 (``min_top5``), over ``samples`` inputs.
-
-    Attributes:
-        atol: Absolute tolerance per element, or None.
-        rtol: Relative tolerance per element.
-        min_cosine: Lowest cosine similarity that passes, or None.
-        min_top1: Lowest top-1 agreement (0-1) that passes, or None.
-        min_top5: Lowest top-5 agreement (0-1) that passes, or None.
-        samples: How many inputs the source and artifact are compared on.
-        policy: The policy's name (the precision it fits: fp32, fp16, dynamic, int8, int16x8).
-    """
-
-    atol: float | None = 1e-4
-    rtol: float = 1e-3
-    min_cosine: float | None = None
-    min_top1: float | None = None
-    min_top5: float | None = None
-    samples: int = 1
-    policy: str = "fp32"
-
-
-# Default policies by precision: float32 tight; float16 looser; quantized by cosine and top-k
-# over a batch of inputs. Thresholds sit below what the fixtures measured (see README).
-POLICIES = {
-    "fp32": Tolerance(),
-    "fp16": Tolerance(atol=1e-2, rtol=1e-2, min_cosine=0.9999, policy="fp16"),
-    "dynamic": Tolerance(atol=None, rtol=0.0, min_cosine=0.99, min_top1=0.9, samples=32,
-                         policy="dynamic"),
-    "int8": Tolerance(atol=None, rtol=0.0, min_cosine=0.98, min_top1=0.8, min_top5=0.95,
-                      samples=32, policy="int8"),
-    "int16x8": Tolerance(atol=None, rtol=0.0, min_cosine=0.995, min_top1=0.9, samples=32,
-                         policy="int16x8"),
-}
-
-
-QUANTIZE_MODES = ("fp16", "dynamic", "int8", "int16x8")
-
-
-@dataclass(frozen=True)
-class LoadOptions:
-    """How a source model is opened.
-
-    Attributes:
-        signature: The SavedModel signature to use (None: ``serving_default``, else the only one).
-        trust_model: Allow Keras Lambda layers and custom objects (they run Python code on load).
-        threads: CPU threads the runtime may use (None: its default; TFLite: one per core).
-    """
-
-    signature: str | None = None
-    trust_model: bool = False
-    threads: int | None = None
-
-
-@dataclass(frozen=True)
-class ConvertOptions:
-    """What the user asked of the converters (one field per ``portkit convert`` flag).
-
-    Attributes:
-        load: How the source is opened (the first hop only; later hops read portkit's artifacts).
-        quantize: TFLite quantization: None (float32), or one of ``QUANTIZE_MODES``.
-        calibration: ``.npz`` file or folder of ``.npy`` files of representative inputs (int8).
-        int8_io: Make a quantized TFLite model's inputs and outputs int8 as well.
-        no_flex: Fail rather than emit TFLite ops that need the Flex (Select TF ops) runtime.
-        opset: ONNX opset for converters that take one (None: the newest they support).
-        variant: A converter option set the edge declares (``Variant.name``), for the hop
-            that writes the target; None: the edge's default.
-    """
-
-    load: LoadOptions = LoadOptions()
-    quantize: str | None = None
-    calibration: str | None = None
-    int8_io: bool = False
-    no_flex: bool = False
-    opset: int | None = None
-    variant: str | None = None
-
-
 def parse_input_flag(text: str) -> TensorSpec:
     """Parse ``--input NAME:1x3x224x224[:dtype]``.
 
@@ -148,6 +65,15 @@ def parse_input_flag(text: str) -> TensorSpec:
         raise UsageError(f"--input {text!r}: unknown dtype {dtype!r}; one of {', '.join(_DTYPES)}")
     shape = () if m["shape"] == "scalar" else tuple(int(d) for d in m["shape"].split("x"))
     return TensorSpec(m["name"], shape, dtype)
+
+
+def parse_inputs(inputs: Sequence[str | TensorSpec]) -> list[TensorSpec]:
+    """``--input`` values (or specs already parsed) as specs.
+
+    Raises:
+        UsageError: A value is not ``NAME:SHAPE[:DTYPE]``.
+    """
+    return [parse_input_flag(s) if isinstance(s, str) else s for s in inputs]
 
 
 def resolve_inputs(

@@ -10,6 +10,7 @@ import pytest
 import portkit
 from portkit.errors import ExitCode, UsageError
 from portkit.fixtures import FIXTURES
+from tests.schema import assert_schema
 
 torch = pytest.importorskip("torch")
 
@@ -47,12 +48,11 @@ def test_state_dict_is_refused_with_what_to_do(tmp_path: Path) -> None:
         portkit.convert(path, "onnx")
 
 
-def test_inspect_onnx(saved_models, tmp_path: Path) -> None:
-    out = tmp_path / "m.onnx"
-    portkit.convert(saved_models("cnn", "pt2"), "onnx", out)
-    result = portkit.inspect(out)
+def test_inspect_onnx(converted) -> None:
+    result = portkit.inspect(converted("cnn", "pt2", "onnx"))
     assert result.info.inputs[0].shape == (1, 3, 32, 32)
     assert result.info.op_counts["Conv"] == 2
+    assert_schema("inspect_onnx", result.to_dict())
 
 
 class _Pickled(torch.nn.Module):

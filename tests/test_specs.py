@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from portkit.errors import UsageError
-from portkit.specs import TensorSpec, load_inputs_file, make_inputs, parse_input_flag, resolve_inputs
+from portkit.specs import (
+    TensorSpec,
+    load_inputs_file,
+    make_inputs,
+    parse_input_flag,
+    resolve_inputs,
+)
 
 
 def test_parse_input_flag_shape_and_dtype() -> None:

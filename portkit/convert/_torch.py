@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from portkit.formats import Format
+from portkit.runtimes.worker import task
 from portkit.specs import TensorSpec, make_inputs
 
 
@@ -38,6 +39,7 @@ def output_names(module: Any, args: tuple[Any, ...]) -> list[str]:
         return list(flatten_outputs(module(*args)))
 
 
+@task
 def export_pickled_module(src: str, dst: str, inputs: list[TensorSpec]) -> None:
     """Unpickle a trusted ``torch.save``d module (``weights_only=False``) and save it as .pt2.
 
@@ -52,5 +54,13 @@ def export_pickled_module(src: str, dst: str, inputs: list[TensorSpec]) -> None:
     if not isinstance(module, torch.nn.Module):
         raise InvalidModelError(f"{src}: the pickle holds a {type(module).__name__}, not a "
                                 "torch.nn.Module")
+    save_exported(module, inputs, Path(dst))
+
+
+def save_exported(module: Any, inputs: list[TensorSpec], dst: Path) -> None:
+    """``torch.export`` an ``nn.Module`` on seeded example inputs (float32 where no dtype is
+    given) and save the ExportedProgram (``.pt2``)."""
+    import torch
+
     specs = [TensorSpec(s.name, s.shape, s.dtype or "float32") for s in inputs]
-    torch.export.save(torch.export.export(module.eval(), example_args(specs)), dst)
+    torch.export.save(torch.export.export(module.eval(), example_args(specs)), str(dst))

@@ -12,7 +12,8 @@ from pathlib import Path
 from portkit.convert import _onnx2tf
 from portkit.convert.registry import register_edge
 from portkit.formats import Format
-from portkit.specs import ConvertOptions, TensorSpec
+from portkit.options import ConvertOptions
+from portkit.specs import TensorSpec
 
 
 @register_edge(tool="onnx2tf", sources=(Format.ONNX,), target=Format.SAVEDMODEL, cost=2.5,

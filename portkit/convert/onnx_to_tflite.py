@@ -16,7 +16,8 @@ from portkit.convert import _onnx2tf
 from portkit.convert.registry import register_edge
 from portkit.convert.tf_to_tflite import builtins_first
 from portkit.formats import Format
-from portkit.specs import ConvertOptions, TensorSpec
+from portkit.options import ConvertOptions
+from portkit.specs import TensorSpec
 
 
 @register_edge(tool="onnx2tf", sources=(Format.ONNX,), target=Format.TFLITE, cost=3.0,

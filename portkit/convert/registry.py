@@ -20,7 +20,12 @@ from pathlib import Path
 
 from portkit.errors import ConversionError, InternalError, UsageError
 from portkit.formats import Format
-from portkit.specs import ConvertOptions, TensorSpec
+from portkit.formats.tflite import flex_ops
+from portkit.options import ConvertOptions
+from portkit.results import Hop
+from portkit.runtimes.tasks import input_specs
+from portkit.runtimes.worker import task
+from portkit.specs import TensorSpec
 
 EdgeFunc = Callable[[Path, Format, Path, list[TensorSpec], ConvertOptions], str]
 
@@ -61,7 +66,7 @@ class Edge:
         sources: Formats it reads.
         target: The format it writes.
         cost: Relative preference; routes with a lower total are tried first.
-        func: ``module:function`` a worker calls to run it.
+        func: The function that runs it (in a worker, through ``run_edge``).
         channels_last: Whether it turns channels-first inputs into channels-last.
         quantizes: Whether it honours ``--quantize`` (TFLite quantization).
         variants: Option sets besides its default, tried by ``--optimize latency``.
@@ -71,7 +76,7 @@ class Edge:
     sources: tuple[Format, ...]
     target: Format
     cost: float
-    func: str
+    func: EdgeFunc
     channels_last: bool = False
     quantizes: bool = False
     variants: tuple[Variant, ...] = ()
@@ -100,18 +105,6 @@ class Route:
             self.variant and self.variant.channels_last)
 
 
-@dataclass(frozen=True)
-class Hop:
-    """One edge as it ran: the converter's own time (loading what it reads, imports included,
-    and converting), and what it chose (exporter, options)."""
-
-    source: Format
-    target: Format
-    tool: str
-    seconds: float
-    detail: str
-
-
 def register_edge(*, tool: str, sources: tuple[Format, ...], target: Format, cost: float,
                   channels_last: bool = False, quantizes: bool = False,
                   variants: tuple[Variant, ...] = ()) -> Callable[[EdgeFunc], EdgeFunc]:
@@ -123,16 +116,19 @@ def register_edge(*, tool: str, sources: tuple[Format, ...], target: Format, cos
     """
 
     def decorate(fn: EdgeFunc) -> EdgeFunc:
-        func = f"{fn.__module__}:{fn.__name__}"
         key = (tool, target)
-        if key in _EDGES and _EDGES[key].func != func:
+        if key in _EDGES and _qualified(_EDGES[key].func) != _qualified(fn):
             raise InternalError(f"two conversion edges named {tool!r} to {target.value}")
         if target in sources or not sources:
             raise InternalError(f"edge {tool!r}: sources {sources} must be non-empty, without {target}")
-        _EDGES[key] = Edge(tool, sources, target, cost, func, channels_last, quantizes, variants)
+        _EDGES[key] = Edge(tool, sources, target, cost, fn, channels_last, quantizes, variants)
         return fn
 
     return decorate
+
+
+def _qualified(fn: EdgeFunc) -> str:
+    return f"{fn.__module__}.{fn.__qualname__}"
 
 
 def edges() -> list[Edge]:
@@ -194,6 +190,7 @@ def pick(routes: list[Route], name: str | None) -> list[Route]:
     return chosen
 
 
+@task
 def run_edge(tool: str, target: Format, src: str, src_format: Format, dst: str,
              inputs: list[TensorSpec] | None, options: ConvertOptions,
              given: list[TensorSpec] | None = None) -> Hop:
@@ -219,20 +216,14 @@ def run_edge(tool: str, target: Format, src: str, src_format: Format, dst: str,
     edge = _EDGES[tool, target]
     if options.variant is not None and options.variant not in {v.name for v in edge.variants}:
         raise InternalError(f"edge {tool!r} has no variant {options.variant!r}")
-    module, name = edge.func.split(":")
-    fn: EdgeFunc = getattr(importlib.import_module(module), name)
     start = time.perf_counter()
     if inputs is None:
-        from portkit.runtimes.tasks import input_specs
-
         inputs = input_specs(src, src_format, list(given or ()), options.load)
-    detail = fn(Path(src), src_format, Path(dst), inputs, options)
+    detail = edge.func(Path(src), src_format, Path(dst), inputs, options)
     seconds = time.perf_counter() - start
     if not Path(dst).exists():
         raise InternalError(f"{tool} reported success but wrote no {dst}")
     if target is Format.TFLITE and options.no_flex:
-        from portkit.validators.mobile import flex_ops
-
         if flex := flex_ops(Path(dst)):
             raise ConversionError(f"{tool} emitted ops that need the Flex runtime: "
                                   f"{', '.join(flex)} (--no-flex)")

@@ -21,9 +21,10 @@ import numpy as np
 from portkit.convert.registry import register_edge
 from portkit.errors import ConversionError
 from portkit.formats import Format
+from portkit.options import ConvertOptions
 from portkit.runtimes.tensorflow import export_keras, load_keras, signature
 from portkit.safety import check_savedmodel
-from portkit.specs import ConvertOptions, TensorSpec
+from portkit.specs import TensorSpec
 
 
 def newest_opset() -> int:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from portkit.convert.registry import register_edge
 from portkit.formats import Format
+from portkit.options import ConvertOptions
 from portkit.runtimes.tensorflow import export_keras, load_keras
-from portkit.specs import ConvertOptions, TensorSpec
+from portkit.specs import TensorSpec
 
 
 @register_edge(tool="keras.export", sources=(Format.KERAS, Format.H5), target=Format.SAVEDMODEL,

@@ -20,10 +20,11 @@ import numpy as np
 from portkit.convert.registry import register_edge
 from portkit.errors import ConversionError
 from portkit.formats import Format
+from portkit.options import ConvertOptions, Quantize
+from portkit.runtimes.binding import bind_inputs
 from portkit.runtimes.tensorflow import export_keras, load_keras, signature
 from portkit.safety import check_savedmodel
-from portkit.specs import ConvertOptions, TensorSpec, load_inputs_file
-from portkit.validators.layout import bind_inputs
+from portkit.specs import TensorSpec, load_inputs_file
 
 # "tf.MatrixDeterminant {device = ""}" in the converter's list of ops without a builtin.
 _UNSUPPORTED_OP = re.compile(r"\btf\.([A-Z][A-Za-z0-9_]*)")
@@ -52,7 +53,7 @@ def convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
 
     data, flex = builtins_first(converter, options)
     dst.write_bytes(data)
-    notes = [f"signature {sig}", options.quantize or "float32", *flex]
+    notes = [f"signature {sig}", options.quantize.value if options.quantize else "float32", *flex]
     return "TFLiteConverter.from_saved_model (" + "; ".join(notes) + ")"
 
 
@@ -93,7 +94,7 @@ class _NoBuiltin(Exception):
 def _convert(converter: Any, ops: list[Any], options: ConvertOptions) -> bytes:
     import tensorflow as tf
 
-    if options.quantize not in ("int8", "int16x8"):  # quantized op sets are set by _quantization
+    if not (options.quantize and options.quantize.calibrated):  # else _quantization set them
         converter.target_spec.supported_ops = ops
     elif tf.lite.OpsSet.SELECT_TF_OPS in ops:
         converter.target_spec.supported_ops = [*converter.target_spec.supported_ops,
@@ -116,13 +117,13 @@ def _quantization(converter: Any, options: ConvertOptions, fn: Any,
     if mode is None:
         return
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if mode == "fp16":
+    if mode is Quantize.FP16:
         converter.target_spec.supported_types = [tf.float16]
         return
-    if mode == "dynamic":
+    if mode is Quantize.DYNAMIC:
         return
     converter.representative_dataset = lambda: _calibration(options, fn, inputs)
-    if mode == "int8":
+    if mode is Quantize.INT8:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         if options.int8_io:
             converter.inference_input_type = tf.int8

@@ -17,7 +17,8 @@ from pathlib import Path
 from portkit.convert._torch import example_args, load_exported_program, output_names
 from portkit.convert.registry import register_edge
 from portkit.formats import Format
-from portkit.specs import ConvertOptions, TensorSpec
+from portkit.options import ConvertOptions
+from portkit.specs import TensorSpec
 
 LEGACY_OPSET = 17
 

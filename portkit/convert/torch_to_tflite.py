@@ -13,7 +13,8 @@ from portkit.convert._torch import example_args, load_exported_program
 from portkit.convert.registry import Variant, register_edge
 from portkit.errors import ConversionError
 from portkit.formats import Format
-from portkit.specs import ConvertOptions, TensorSpec
+from portkit.options import ConvertOptions
+from portkit.specs import TensorSpec
 
 NHWC_IO = Variant("nhwc-io", "4-D inputs and outputs channels-last (to_channel_last_io)",
                   channels_last=True)

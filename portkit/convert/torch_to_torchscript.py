@@ -7,7 +7,8 @@ from pathlib import Path
 from portkit.convert._torch import example_args, load_exported_program
 from portkit.convert.registry import register_edge
 from portkit.formats import Format
-from portkit.specs import ConvertOptions, TensorSpec
+from portkit.options import ConvertOptions
+from portkit.specs import TensorSpec
 
 
 @register_edge(tool="torch.jit.trace", sources=(Format.EXPORTED_PROGRAM,),

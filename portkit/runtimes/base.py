@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import abc
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -17,19 +16,8 @@ import numpy as np
 
 from portkit.errors import InternalError, InvalidModelError, PortkitError
 from portkit.formats import Format
-from portkit.specs import LoadOptions, TensorSpec
-from portkit.validators.mobile import MobileReport
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What a runtime sees in a model file."""
-
-    format: Format
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
-    op_counts: dict[str, int] = field(default_factory=dict)
-    mobile: MobileReport | None = None  # a .tflite's mobile report
+from portkit.options import LoadOptions
+from portkit.specs import TensorSpec
 
 
 class Session(abc.ABC):

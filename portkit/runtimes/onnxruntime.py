@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 
 from portkit.formats import Format
+from portkit.options import LoadOptions
 from portkit.runtimes.base import Runtime, Session, count
 from portkit.runtimes.registry import register_runtime
-from portkit.specs import LoadOptions, TensorSpec
+from portkit.specs import TensorSpec
 
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 # 'tensor(float)' -> 'float32'

@@ -6,22 +6,20 @@ picklable values.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from portkit.formats import Format
+from portkit.formats.tflite import mobile_report
+from portkit.options import LoadOptions
+from portkit.results import ModelInfo
 from portkit.runtimes import registry
-from portkit.runtimes.base import ModelInfo, Session
-from portkit.specs import LoadOptions, TensorSpec, load_inputs_file, make_inputs, resolve_inputs
-from portkit.validators.latency import Budget, Latency, measure, measure_interleaved
-from portkit.validators.layout import Binding, bind_inputs
-from portkit.validators.mobile import mobile_report
+from portkit.runtimes.binding import Binding, artifact_feeds, bind_inputs
+from portkit.runtimes.worker import task
+from portkit.specs import TensorSpec, load_inputs_file, make_inputs, resolve_inputs
 
 
 @dataclass(frozen=True)
@@ -43,6 +41,7 @@ class ArtifactRun:
     seconds: float
 
 
+@task
 def describe(path: str, fmt: Format, options: LoadOptions = LoadOptions()) -> ModelInfo:
     """What a model declares; a ``.tflite`` is read from its flatbuffer (Flex models included)."""
     if fmt is Format.TFLITE:
@@ -63,6 +62,7 @@ def input_specs(path: str, fmt: Format, given: list[TensorSpec],
     return resolve_inputs(Path(path).name, session.inputs, given)
 
 
+@task
 def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str | None,
               seed: int, samples: int = 1, options: LoadOptions = LoadOptions()) -> Reference:
     """Run the source model on seeded inputs (or ``inputs_file``) to get reference outputs.
@@ -82,6 +82,7 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
                      tuple(session.run(f) for f in feeds))
 
 
+@task
 def run_artifact(path: str, fmt: Format, runtime: str, device: str,
                  feeds: tuple[dict[str, np.ndarray], ...], specs: list[TensorSpec],
                  prefer_channels_last: bool = False) -> ArtifactRun:
@@ -91,19 +92,11 @@ def run_artifact(path: str, fmt: Format, runtime: str, device: str,
     outputs = []
     start = time.perf_counter()
     for sample in feeds:
-        outputs.append(session.run(_artifact_feeds(session, bindings, sample)))
+        outputs.append(session.run(artifact_feeds(session, bindings, sample)))
     return ArtifactRun(tuple(outputs), tuple(bindings), (time.perf_counter() - start) / len(feeds))
 
 
-def _artifact_feeds(session: Session, bindings: list[Binding],
-                    sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """A reference sample in the artifact's input names, layout and dtypes (converters narrow
-    dtypes: litert-torch turns int64 into int32)."""
-    dtypes = {s.name: s.dtype for s in session.inputs}
-    return {b.artifact: _cast(b.to_artifact(sample[b.source]), dtypes[b.artifact])
-            for b in bindings}
-
-
+@task
 def run_artifact_everywhere(path: str, fmt: Format, runtime: str,
                             feeds: tuple[dict[str, np.ndarray], ...], specs: list[TensorSpec],
                             prefer_channels_last: bool = False
@@ -117,70 +110,3 @@ def run_artifact_everywhere(path: str, fmt: Format, runtime: str,
         except Exception as e:  # noqa: BLE001 - one device failing must not hide the others
             results.append((device, f"{type(e).__name__}: {e}"))
     return results
-
-
-def _cast(array: np.ndarray, dtype: str) -> np.ndarray:
-    """Cast to the artifact's dtype, except float to an integer type: a quantized input's
-    session quantizes float feeds itself."""
-    if not dtype or (array.dtype.kind == "f" and np.dtype(dtype).kind in "iu"):
-        return array
-    return array.astype(dtype, copy=False)
-
-
-def bench(path: str, fmt: Format, runtime: str, device: str, given: list[TensorSpec],
-          batch: int | None, budget: Budget, options: LoadOptions = LoadOptions()) -> Latency:
-    """Time a model on one runtime and device (this worker does nothing else)."""
-    rt = registry.get(runtime)
-    specs: list[TensorSpec] = []
-
-    def load() -> Callable[[], object]:
-        session = rt.load(Path(path), fmt, device, options)
-        specs.extend(_batched(resolve_inputs(Path(path).name, session.inputs, given), batch))
-        feeds = make_inputs(specs, seed=0)
-        return lambda: session.run(feeds)
-
-    first = measure(load, budget, runtime=runtime, device=device, threads=options.threads,
-                    batch=1)
-    n = int((specs[0].shape or (1,))[0]) if specs else 1
-    return dataclasses.replace(first, batch=n, throughput=first.throughput * n)
-
-
-def bench_candidates(paths: list[str], fmt: Format, runtime: str, device: str,
-                     sample: dict[str, np.ndarray], specs: list[TensorSpec], budget: Budget,
-                     prefer_channels_last: bool = False,
-                     options: LoadOptions = LoadOptions()) -> list[Latency | str]:
-    """Time several artifacts of one source against each other in turns, on one runtime and
-    device, each fed the same reference ``sample`` in its own names and layout.
-
-    An artifact that fails to load or run here gives its error instead of a latency: XNNPACK
-    has been seen refusing a model ("failed to reshape") only after other models were prepared
-    in the same process, so the caller can time it again alone.
-    """
-    rt = registry.get(runtime)
-    runs: list[Callable[[], object] | str] = []
-    colds: list[float] = []
-    for path in paths:
-        start = time.perf_counter()
-        try:
-            session = rt.load(Path(path), fmt, device, options)
-            feeds = _artifact_feeds(session, bind_inputs(specs, session.inputs,
-                                                         prefer_channels_last), sample)
-            run = functools.partial(session.run, feeds)
-            run()
-        except Exception as e:  # noqa: BLE001 - one artifact failing must not hide the others
-            runs.append(f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e) else ''}")
-            continue
-        runs.append(run)
-        colds.append(time.perf_counter() - start)
-    ready = [r for r in runs if not isinstance(r, str)]
-    timed = measure_interleaved([functools.partial(lambda r: r, r) for r in ready], budget,
-                                runtime=runtime, device=device, threads=options.threads)
-    results = iter(dataclasses.replace(t, cold_start_ms=c * 1000.0)
-                   for t, c in zip(timed, colds, strict=True))
-    return [r if isinstance(r, str) else next(results) for r in runs]
-
-
-def _batched(specs: list[TensorSpec], batch: int | None) -> list[TensorSpec]:
-    if batch is None:
-        return specs
-    return [TensorSpec(s.name, (batch, *(s.shape or ())[1:]), s.dtype) for s in specs]

@@ -14,10 +14,11 @@ import numpy as np
 
 from portkit.errors import InvalidModelError
 from portkit.formats import Format
+from portkit.options import LoadOptions
 from portkit.runtimes.base import Runtime, Session, count
 from portkit.runtimes.registry import register_runtime
 from portkit.safety import check_savedmodel
-from portkit.specs import LoadOptions, TensorSpec
+from portkit.specs import TensorSpec
 
 DEFAULT_SIGNATURE = "serving_default"
 _DEVICES = {"cpu": "/CPU:0", "gpu": "/GPU:0"}

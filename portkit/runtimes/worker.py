@@ -3,10 +3,13 @@ dead CLI.
 
 A worker is ``python -m portkit.runtimes.worker DIR`` started in a new process group, with a
 private scratch directory as its working directory and temp folder and a scrubbed environment.
-The parent writes each call (a function's dotted name and plain keyword arguments) into the
+The parent writes each call (a ``@task`` function's name and plain keyword arguments) into the
 scratch directory, announces it on the worker's stdin, and reads the result back when the worker
 acknowledges it on a pipe. On timeout the whole process group is killed; a death by signal is
 reported by the signal's name.
+
+Only functions marked ``@task`` run in a worker: the mark checks, when their module is
+imported, that the worker can import them by name, and callers pass the function itself.
 
 ``call`` uses a fresh worker once. A ``Worker`` (or a ``Pool`` of them by name) stays warm across
 calls, so a run that validates several artifacts on one runtime imports that runtime once.
@@ -52,27 +55,36 @@ _QUIET_ENV = {
 _LOG_TAIL = 4000
 
 
-class WorkerError(errors.PortkitError):
-    """Code in a worker raised something that is not a PortkitError.
+Task = Callable[..., Any]
+_TARGET = "__portkit_task__"
 
-    Attributes:
-        error_type: The exception's class name in the worker.
-        traceback: The worker's traceback and the tail of its log.
+
+def task(fn: Task) -> Task:
+    """Decorator: let ``fn`` run in a worker, which imports it by module and name.
+
+    Raises:
+        InternalError: ``fn`` is not a module-level function of an importable module.
     """
-
-    exit_code = errors.ExitCode.INTERNAL
-
-    def __init__(self, message: str, error_type: str = "", traceback: str = "") -> None:
-        super().__init__(message)
-        self.error_type = error_type
-        self.traceback = traceback
+    if fn.__module__ == "__main__" or "." in fn.__qualname__ or "<" in fn.__qualname__:
+        raise errors.InternalError(f"{fn.__module__}.{fn.__qualname__}: a worker task must be a "
+                                   "module-level function of an importable module")
+    setattr(fn, _TARGET, f"{fn.__module__}:{fn.__name__}")
+    return fn
 
 
-def call(func: str, /, *, timeout: float = DEFAULT_TIMEOUT, what: str = "", **kwargs: Any) -> Any:
-    """Call ``func`` (``"package.module:function"``) with ``kwargs`` in a fresh worker.
+def _target(fn: Task) -> str:
+    target = getattr(fn, _TARGET, None)
+    if target is None:
+        raise errors.InternalError(f"{getattr(fn, '__qualname__', fn)!r} is not a worker task "
+                                   "(mark it with @task)")
+    return target
+
+
+def call(func: Task, /, *, timeout: float = DEFAULT_TIMEOUT, what: str = "", **kwargs: Any) -> Any:
+    """Call ``func`` (a ``@task``) with ``kwargs`` in a fresh worker.
 
     Args:
-        func: Dotted module path and function name, separated by a colon.
+        func: The function to run.
         timeout: Wall-clock seconds before the worker's process group is killed.
         what: A short description of the job for error messages (e.g. the model file).
         **kwargs: Picklable keyword arguments (paths, specs, numpy arrays).
@@ -85,6 +97,7 @@ def call(func: str, /, *, timeout: float = DEFAULT_TIMEOUT, what: str = "", **kw
         WorkerCrashedError: The worker died by a signal or exited without a result.
         PortkitError: The function raised a PortkitError (re-raised with its class).
         WorkerError: The function raised anything else.
+        InternalError: ``func`` is not a ``@task``.
     """
     with Worker() as w:
         return w.call(func, timeout=timeout, what=what, **kwargs)
@@ -108,17 +121,18 @@ class Worker:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def call(self, func: str, /, *, timeout: float = DEFAULT_TIMEOUT, what: str = "",
+    def call(self, func: Task, /, *, timeout: float = DEFAULT_TIMEOUT, what: str = "",
              **kwargs: Any) -> Any:
         """Like the module's ``call``, in this worker (see there)."""
-        what = what or func
+        target = _target(func)
+        what = what or target
         if self._proc is None:
             self._start()
         assert self._proc is not None and self._scratch is not None and self._proc.stdin
         self._calls += 1
         n = self._calls
         (self._scratch / f"request-{n}.pkl").write_bytes(
-            pickle.dumps({"func": func, "kwargs": kwargs}))
+            pickle.dumps({"func": target, "kwargs": kwargs}))
         try:
             self._proc.stdin.write(f"{n}\n".encode())
             self._proc.stdin.flush()
@@ -136,9 +150,8 @@ class Worker:
             log_tail = self._log_tail()
             self.close()
             cause = _signal_name(returncode) if returncode < 0 else f"exit status {returncode}"
-            err = errors.WorkerCrashedError(f"{what}: the worker process crashed ({cause})")
-            err.traceback = log_tail  # type: ignore[attr-defined]
-            raise err
+            raise errors.WorkerCrashedError(f"{what}: the worker process crashed ({cause})",
+                                            log_tail)
         response_path = self._scratch / f"response-{n}.pkl"
         response = pickle.loads(response_path.read_bytes())
         response_path.unlink()
@@ -212,7 +225,7 @@ class Pool:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def call(self, name: str, func: str, /, *, timeout: float = DEFAULT_TIMEOUT, what: str = "",
+    def call(self, name: str, func: Task, /, *, timeout: float = DEFAULT_TIMEOUT, what: str = "",
              **kwargs: Any) -> Any:
         """``Worker.call`` in the warm worker called ``name`` (started if needed)."""
         return self._workers.setdefault(name, Worker()).call(func, timeout=timeout, what=what,
@@ -252,21 +265,15 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _unwrap(response: dict[str, Any], what: str, log_tail: Callable[[], str]) -> Any:
-    """The value of a worker's response, or its error raised with its class."""
+    """The value of a worker's response, or its error raised as the parent's (``errors.rebuild``)."""
     if response["ok"]:
         return response["value"]
+    traceback_ = response["traceback"] + log_tail()
     if response["error"] == "MemoryError":
-        err = errors.WorkerCrashedError(
+        raise errors.WorkerCrashedError(
             f"{what}: ran out of the worker's {memory_limit_mb():,} MB memory limit; raise it "
-            f"with {MEMORY_ENV}=MB")
-        err.traceback = response["traceback"] + log_tail()  # type: ignore[attr-defined]
-        raise err
-    cls = getattr(errors, response["error"], None)
-    if isinstance(cls, type) and issubclass(cls, errors.PortkitError):
-        err = cls(response["message"])
-        err.traceback = response["traceback"] + log_tail()  # type: ignore[attr-defined]
-        raise err
-    raise WorkerError(response["message"], response["error"], response["traceback"] + log_tail())
+            f"with {MEMORY_ENV}=MB", traceback_)
+    raise errors.rebuild(response["error"], response["message"], traceback_)
 
 
 def _signal_name(returncode: int) -> str:
@@ -308,6 +315,8 @@ def _answer(func: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     module_name, func_name = func.split(":")
     try:
         fn = getattr(importlib.import_module(module_name), func_name)
+        if getattr(fn, _TARGET, None) != func:
+            raise errors.InternalError(f"{func} is not a worker task")
         return {"ok": True, "value": fn(**kwargs)}
     except errors.PortkitError as e:
         return {"ok": False, "error": type(e).__name__, "message": str(e),

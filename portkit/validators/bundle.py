@@ -19,11 +19,14 @@ import numpy as np
 from portkit.errors import UsageError
 from portkit.formats import Format
 from portkit.io import atomic_replace, atomic_write_text, check_output_path, staging_dir
+from portkit.options import Tolerance
+from portkit.results import ValidateReport, plain
 from portkit.runtimes.tasks import Reference
-from portkit.specs import TensorSpec, Tolerance
-from portkit.validators.report import ValidateReport, plain
+from portkit.specs import TensorSpec
 
 MANIFEST = "manifest.json"
+
+
 def save(folder: Path, report: ValidateReport, ref: Reference,
          outputs: dict[str, tuple[dict[str, np.ndarray], ...]], artifact: Path) -> None:
     """Write a bundle, atomically (staged beside ``folder``, then moved into place)."""

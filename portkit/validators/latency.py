@@ -1,65 +1,32 @@
 """Latency measured the way engineers trust: cold start, warm-up, then timed runs until both a
 minimum count and a minimum time are reached; percentiles, spread and the worker's peak memory.
+
+``bench`` and ``bench_candidates`` run in a worker that does nothing else; ``bench_models`` and
+``time_together`` start them from the parent.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import resource
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class Budget:
-    """How long to measure.
-
-    Attributes:
-        warmup: Untimed runs after the first.
-        min_runs: Timed runs at least.
-        min_seconds: Timed seconds at least.
-        max_runs: Timed runs at most (a guard for very fast models).
-    """
-
-    warmup: int = 5
-    min_runs: int = 30
-    min_seconds: float = 1.0
-    max_runs: int = 100_000
-
-
-@dataclass(frozen=True)
-class Latency:
-    """Timings of one model on one runtime and device (milliseconds unless stated).
-
-    Attributes:
-        runtime: The runtime's name.
-        device: The device.
-        threads: CPU threads asked for (None: the runtime's default).
-        batch: The batch size fed.
-        cold_start_ms: Load plus the first run.
-        runs: Timed runs.
-        p50_ms, p90_ms, p99_ms, mean_ms: Percentiles and mean of the timed runs.
-        cv: Coefficient of variation (std / mean) of the timed runs.
-        throughput: Samples per second (batch / mean).
-        peak_rss_mb: The worker's peak resident memory.
-    """
-
-    runtime: str
-    device: str
-    threads: int | None
-    batch: int
-    cold_start_ms: float
-    runs: int
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    mean_ms: float
-    cv: float
-    throughput: float
-    peak_rss_mb: float
+from portkit.errors import UsageError
+from portkit.formats import Format, sniff
+from portkit.options import BenchJob, Budget, LoadOptions
+from portkit.results import BenchReport, BenchRow, Latency, versions
+from portkit.runtimes import registry, worker
+from portkit.runtimes.binding import artifact_feeds, bind_inputs
+from portkit.runtimes.context import RunContext
+from portkit.runtimes.tasks import Reference
+from portkit.safety import refuse_unloadable
+from portkit.specs import TensorSpec, make_inputs, resolve_inputs
 
 
 def measure(load: Callable[[], Callable[[], object]], budget: Budget, *, runtime: str,
@@ -150,3 +117,130 @@ def summarize(times: list[float], cold: float, *, runtime: str, device: str,
 def _peak_rss_mb() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes vs KiB
+
+
+@worker.task
+def bench(path: str, fmt: Format, runtime: str, device: str, given: list[TensorSpec],
+          batch: int | None, budget: Budget, options: LoadOptions = LoadOptions()) -> Latency:
+    """Time a model on one runtime and device (this worker does nothing else)."""
+    rt = registry.get(runtime)
+    specs: list[TensorSpec] = []
+
+    def load() -> Callable[[], object]:
+        session = rt.load(Path(path), fmt, device, options)
+        specs.extend(_batched(resolve_inputs(Path(path).name, session.inputs, given), batch))
+        feeds = make_inputs(specs, seed=0)
+        return lambda: session.run(feeds)
+
+    first = measure(load, budget, runtime=runtime, device=device, threads=options.threads,
+                    batch=1)
+    n = int((specs[0].shape or (1,))[0]) if specs else 1
+    return dataclasses.replace(first, batch=n, throughput=first.throughput * n)
+
+
+@worker.task
+def bench_candidates(paths: list[str], fmt: Format, runtime: str, device: str,
+                     sample: dict[str, np.ndarray], specs: list[TensorSpec], budget: Budget,
+                     prefer_channels_last: bool = False,
+                     options: LoadOptions = LoadOptions()) -> list[Latency | str]:
+    """Time several artifacts of one source against each other in turns, on one runtime and
+    device, each fed the same reference ``sample`` in its own names and layout.
+
+    An artifact that fails to load or run here gives its error instead of a latency: XNNPACK
+    has been seen refusing a model ("failed to reshape") only after other models were prepared
+    in the same process, so the caller can time it again alone.
+    """
+    rt = registry.get(runtime)
+    runs: list[Callable[[], object] | str] = []
+    colds: list[float] = []
+    for path in paths:
+        start = time.perf_counter()
+        try:
+            session = rt.load(Path(path), fmt, device, options)
+            feeds = artifact_feeds(session, bind_inputs(specs, session.inputs,
+                                                        prefer_channels_last), sample)
+            run = functools.partial(session.run, feeds)
+            run()
+        except Exception as e:  # noqa: BLE001 - one artifact failing must not hide the others
+            runs.append(f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e) else ''}")
+            continue
+        runs.append(run)
+        colds.append(time.perf_counter() - start)
+    ready = [r for r in runs if not isinstance(r, str)]
+    timed = measure_interleaved([functools.partial(lambda r: r, r) for r in ready], budget,
+                                runtime=runtime, device=device, threads=options.threads)
+    results = iter(dataclasses.replace(t, cold_start_ms=c * 1000.0)
+                   for t, c in zip(timed, colds, strict=True))
+    return [r if isinstance(r, str) else next(results) for r in runs]
+
+
+def _batched(specs: list[TensorSpec], batch: int | None) -> list[TensorSpec]:
+    if batch is None:
+        return specs
+    return [TensorSpec(s.name, (batch, *(s.shape or ())[1:]), s.dtype) for s in specs]
+
+
+def bench_models(job: BenchJob, ctx: RunContext) -> BenchReport:
+    """Latency of each model on each runtime that loads it, one fresh worker per measurement
+    (``ctx.pool`` is not used: a warm worker would time its neighbours' leftovers).
+
+    Raises:
+        PortkitError: A model can't be read, or no runtime loads it.
+    """
+    rows: list[BenchRow] = []
+    for model in job.models:
+        path = Path(model).absolute()
+        fmt = sniff(path)
+        refuse_unloadable(path, fmt)
+        chosen = [rt for rt in registry.for_format(fmt)
+                  if not job.runtimes or rt.name in job.runtimes]
+        if not chosen:
+            raise UsageError(f"{path}: no runtime among {', '.join(job.runtimes)} loads "
+                             f"{fmt.value} models")
+        for rt in chosen:
+            with ctx.progress(f"Timing {path.name} on {rt.name}"):
+                latency: Latency = worker.call(
+                    bench, timeout=ctx.timeout, what=f"{path.name} on {rt.name}",
+                    path=str(path), fmt=fmt, runtime=rt.name, device="cpu",
+                    given=list(job.inputs), batch=job.batch, budget=job.budget,
+                    options=LoadOptions(threads=job.threads),
+                )
+            rows.append(BenchRow(str(path), fmt.value, latency))
+    return BenchReport(tuple(rows), job.budget, versions())
+
+
+def time_together(paths: Sequence[Path], fmt: Format, runtime: str, ref: Reference, *,
+                  threads: int | None = None, channels_last: bool = False,
+                  budget: Budget = Budget(), timeout: float = worker.DEFAULT_TIMEOUT,
+                  pool: worker.Pool | None = None) -> list[Latency | str]:
+    """Time artifacts of one source against each other, in turns in one worker, on the
+    reference's first sample; one that fails there is timed again alone in a fresh worker.
+
+    Args:
+        paths: The artifacts (all of ``fmt``).
+        fmt: Their format.
+        runtime: The runtime to time them on (CPU).
+        ref: The reference whose first sample they are fed, mapped to each one's inputs.
+        threads: CPU threads (None: the runtime's default; TFLite one per core).
+        channels_last: Map channels-first reference inputs to channels-last where both fit.
+        budget: Warm-up, runs and seconds per artifact.
+        timeout: Seconds the timing may take.
+        pool: A warm worker pool to time in (its worker named after the runtime).
+
+    Returns:
+        Per artifact its latency, or why it could not be timed.
+    """
+    def timed(chosen: Sequence[Path], warm: worker.Pool | None) -> list[Latency | str]:
+        kwargs = dict(timeout=timeout, what=f"timing on {runtime}", paths=[str(p) for p in chosen],
+                      fmt=fmt, runtime=runtime, device="cpu", sample=ref.feeds[0],
+                      specs=list(ref.inputs), budget=budget, prefer_channels_last=channels_last,
+                      options=LoadOptions(threads=threads))
+        if warm is not None:
+            return warm.call(runtime, bench_candidates, **kwargs)
+        return worker.call(bench_candidates, **kwargs)
+
+    results = timed(paths, pool)
+    for i, result in enumerate(results):
+        if isinstance(result, str) and len(paths) > 1:
+            results[i] = timed([paths[i]], None)[0]
+    return results

@@ -3,52 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
-from portkit.specs import Tolerance
-from portkit.validators.layout import Binding, candidate_perms, channels_last, pair_by_name
-
-
-@dataclass(frozen=True)
-class OutputParity:
-    """How one artifact output compares with the reference, over every sample.
-
-    Attributes:
-        name: The reference output's name.
-        artifact_name: The artifact output it was matched with.
-        shape: The reference shape (of one sample).
-        max_abs_err: max |got - ref|.
-        max_rel_err: max |got - ref| / |ref| (|ref| floored at 1e-12).
-        cosine: Cosine similarity of the flattened tensors (1.0 when both are zero).
-        min_atol_to_pass: The smallest atol that passes at the tolerance's rtol.
-        passed: Whether the output meets every criterion of the tolerance.
-        layout: How the artifact's layout was mapped back (e.g. ``NCHW->NHWC``), if it was.
-        error: Why nothing could be compared (shape or dtype mismatch), if so.
-        samples: How many inputs were compared.
-        top1: Share of score vectors (one per sample and batch row) whose top-1 class agrees
-            (classifier-like outputs only).
-        top5: Share of score vectors whose reference top-1 class is in the artifact's top 5.
-        failed: The criteria that failed (``non-finite``, ``max abs err``, ``cosine``,
-            ``top-1``, ``top-5``).
-    """
-
-    name: str
-    artifact_name: str
-    shape: tuple[int, ...]
-    max_abs_err: float
-    max_rel_err: float
-    cosine: float
-    min_atol_to_pass: float
-    passed: bool
-    layout: str | None = None
-    error: str | None = None
-    samples: int = 1
-    top1: float | None = None
-    top5: float | None = None
-    failed: tuple[str, ...] = ()
-
+from portkit.options import Tolerance
+from portkit.results import OutputParity
+from portkit.runtimes.binding import Binding, candidate_perms, channels_last, pair_by_name
 
 Arrays = np.ndarray | Sequence[np.ndarray]
 
@@ -74,9 +34,11 @@ def metrics(name: str, ref: Arrays, got: Arrays, tol: Tolerance,
     shape = tuple(refs[0].shape)
     bad = next((g.shape for g in gots if g.shape != shape), None)
     if bad is not None or len(refs) != len(gots):
-        return OutputParity(name, artifact_name, shape, float("inf"), float("inf"),
-                            0.0, float("inf"), False, layout,
-                            f"shape {tuple(bad or ())} != reference {shape}", len(refs))
+        return OutputParity(name=name, artifact_name=artifact_name, shape=shape,
+                            max_abs_err=float("inf"), max_rel_err=float("inf"), cosine=0.0,
+                            min_atol_to_pass=float("inf"), passed=False, layout=layout,
+                            error=f"shape {tuple(bad or ())} != reference {shape}",
+                            samples=len(refs))
     r = np.stack(refs).astype(np.float64)
     g = np.stack(gots).astype(np.float64)
     both_nan = np.isnan(r) & np.isnan(g)
@@ -104,8 +66,10 @@ def metrics(name: str, ref: Arrays, got: Arrays, tol: Tolerance,
         failed.append("top-1")
     if tol.min_top5 is not None and top5 is not None and top5 < tol.min_top5:
         failed.append("top-5")
-    return OutputParity(name, artifact_name, shape, max_abs, max_rel, cosine, min_atol,
-                        not failed, layout, None, len(refs), top1, top5, tuple(failed))
+    return OutputParity(name=name, artifact_name=artifact_name, shape=shape, max_abs_err=max_abs,
+                        max_rel_err=max_rel, cosine=cosine, min_atol_to_pass=min_atol,
+                        passed=not failed, layout=layout, samples=len(refs), top1=top1,
+                        top5=top5, failed=tuple(failed))
 
 
 def _top_k(r: np.ndarray, g: np.ndarray) -> tuple[float | None, float | None]:

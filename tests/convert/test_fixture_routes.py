@@ -19,7 +19,6 @@ from portkit.errors import ExitCode
 from portkit.fixtures import FIXTURES
 from portkit.formats import TARGETS, Format
 
-
 KINDS = {"torchscript": Format.TORCHSCRIPT, "pt2": Format.EXPORTED_PROGRAM, "keras": Format.KERAS,
          "h5": Format.H5, "savedmodel": Format.SAVEDMODEL}
 TARGETS_BY_FRAMEWORK = {"torch": ("onnx", "tflite", "torchscript"),
@@ -124,11 +123,11 @@ def _cases() -> list[pytest.param]:
 
 
 @pytest.mark.parametrize("name,kind,target,route", _cases())
-def test_fixture_route(saved_models, tmp_path: Path, name: str, kind: str, target: str,
-                       route: str) -> None:
+def test_fixture_route(saved_models, workers, tmp_path: Path, name: str, kind: str,
+                       target: str, route: str) -> None:
     fixture = FIXTURES[name]
     report = portkit.convert(saved_models(name, kind), target, tmp_path / f"out.{target}",
-                             inputs=fixture.input_flags, route=route)
+                             inputs=fixture.input_flags, route=route, workers=workers)
     assert report.exit_code == ExitCode.OK, report.routes_tried[-1].error
     assert [h.tool for h in report.route] == route.split("+")
     assert report.checks and all(c.passed for c in report.checks)

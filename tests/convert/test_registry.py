@@ -83,7 +83,7 @@ def test_registration_is_checked() -> None:
 
 
 def test_variants_are_listed_after_their_route_and_checked_when_run() -> None:
-    from portkit.specs import ConvertOptions
+    from portkit.options import ConvertOptions
 
     routes = registry.plan(Format.EXPORTED_PROGRAM, Format.TFLITE, variants=True)
     names = [r.name for r in routes]
@@ -94,3 +94,15 @@ def test_variants_are_listed_after_their_route_and_checked_when_run() -> None:
     with pytest.raises(InternalError, match="no variant 'nope'"):
         registry.run_edge("litert-torch", Format.TFLITE, "x.pt2", Format.EXPORTED_PROGRAM,
                           "y.tflite", [], ConvertOptions(variant="nope"))
+
+
+def test_route_names_join_the_tools_and_append_the_variant() -> None:
+    def edge(tool: str, channels_last: bool = False) -> registry.Edge:
+        return registry.Edge(tool, (Format.ONNX,), Format.TFLITE, 1.0, lambda *a: "",
+                             channels_last)
+
+    plain = registry.Route((edge("a"), edge("b")))
+    assert (plain.name, plain.cost, plain.channels_last) == ("a+b", 2.0, False)
+    nhwc = registry.Route((edge("a"),), registry.Variant("nhwc", "", channels_last=True))
+    assert (nhwc.name, nhwc.channels_last) == ("a[nhwc]", True)
+    assert registry.Route((edge("a"), edge("b", channels_last=True))).channels_last

@@ -10,8 +10,9 @@ import pytest
 
 from portkit.errors import InvalidModelError
 from portkit.formats import Format
+from portkit.options import LoadOptions
 from portkit.runtimes.tensorflow import TensorflowRuntime
-from portkit.specs import LoadOptions, TensorSpec, make_inputs
+from portkit.specs import TensorSpec, make_inputs
 
 Saved = Callable[[str, str], Path]
 

@@ -9,26 +9,27 @@ import pytest
 
 from portkit import errors
 from portkit.runtimes import worker
+from tests.runtimes import workload
 
 
 def test_returns_the_value() -> None:
-    assert worker.call("tests.runtimes.workload:echo", value=[1, 2]) == [1, 2]
+    assert worker.call(workload.echo, value=[1, 2]) == [1, 2]
 
 
 def test_portkit_errors_keep_their_class() -> None:
     with pytest.raises(errors.UsageError, match="bad flag"):
-        worker.call("tests.runtimes.workload:raise_usage", message="bad flag")
+        worker.call(workload.raise_usage, message="bad flag")
 
 
 def test_other_errors_become_worker_errors_with_traceback() -> None:
-    with pytest.raises(worker.WorkerError, match="ZeroDivisionError") as info:
-        worker.call("tests.runtimes.workload:divide", a=1, b=0)
+    with pytest.raises(errors.WorkerError, match="ZeroDivisionError") as info:
+        worker.call(workload.divide, a=1, b=0)
     assert "Traceback" in info.value.traceback
 
 
 def test_a_segfault_is_reported_by_signal_name() -> None:
     with pytest.raises(errors.WorkerCrashedError, match="SIGSEGV") as info:
-        worker.call("tests.runtimes.workload:segfault", what="crash.model")
+        worker.call(workload.segfault, what="crash.model")
     assert "crash.model" in str(info.value)
     assert info.value.exit_code == errors.ExitCode.RUNTIME_CRASHED
 
@@ -37,7 +38,7 @@ def test_a_hang_is_killed_with_its_children(tmp_path) -> None:
     pid_file = tmp_path / "child.pid"
     start = time.monotonic()
     with pytest.raises(errors.WorkerTimeoutError, match="--timeout"):
-        worker.call("tests.runtimes.workload:hang_with_child", timeout=3, pid_file=str(pid_file))
+        worker.call(workload.hang_with_child, timeout=3, pid_file=str(pid_file))
     assert time.monotonic() - start < 30
     child = int(pid_file.read_text())
     time.sleep(0.2)
@@ -55,7 +56,7 @@ def _gone(pid: int) -> bool:
 
 def test_worker_env_is_scrubbed(monkeypatch) -> None:
     monkeypatch.setenv("SECRET_TOKEN", "x")
-    env = worker.call("tests.runtimes.workload:environment")
+    env = worker.call(workload.environment)
     assert "SECRET_TOKEN" not in env
     assert env["TF_CPP_MIN_LOG_LEVEL"] == "3"
     # The temp folder is the worker's own (removed with it), not the user's.
@@ -64,22 +65,37 @@ def test_worker_env_is_scrubbed(monkeypatch) -> None:
 
 def test_memory_limit_stops_a_worker_that_allocates_too_much(monkeypatch) -> None:
     monkeypatch.setenv(worker.MEMORY_ENV, "400")
-    assert worker.call("tests.runtimes.workload:allocate", megabytes=50) == 50 * 2**20
+    assert worker.call(workload.allocate, megabytes=50) == 50 * 2**20
     with pytest.raises(errors.WorkerCrashedError, match="400 MB memory limit.*PORTKIT_MEMORY"):
-        worker.call("tests.runtimes.workload:allocate", megabytes=2000, what="hungry")
+        worker.call(workload.allocate, megabytes=2000, what="hungry")
 
 
 def test_a_warm_worker_serves_calls_in_one_process_and_restarts_after_a_crash() -> None:
     with worker.Pool() as pool:
-        first = pool.call("tflite", "tests.runtimes.workload:pid")
-        assert pool.call("tflite", "tests.runtimes.workload:pid") == first
-        assert pool.call("onnxruntime", "tests.runtimes.workload:pid") != first
+        first = pool.call("tflite", workload.pid)
+        assert pool.call("tflite", workload.pid) == first
+        assert pool.call("onnxruntime", workload.pid) != first
         with pytest.raises(errors.UsageError):  # an error answered is not a dead worker
-            pool.call("tflite", "tests.runtimes.workload:raise_usage", message="x")
-        assert pool.call("tflite", "tests.runtimes.workload:pid") == first
+            pool.call("tflite", workload.raise_usage, message="x")
+        assert pool.call("tflite", workload.pid) == first
         with pytest.raises(errors.WorkerCrashedError, match="SIGSEGV"):
-            pool.call("tflite", "tests.runtimes.workload:segfault")
-        assert pool.call("tflite", "tests.runtimes.workload:pid") not in (first, None)
+            pool.call("tflite", workload.segfault)
+        assert pool.call("tflite", workload.pid) not in (first, None)
         with pytest.raises(errors.WorkerTimeoutError):
-            pool.call("tflite", "tests.runtimes.workload:sleep", seconds=60, timeout=1)
-        assert pool.call("tflite", "tests.runtimes.workload:echo", value=3) == 3
+            pool.call("tflite", workload.sleep, seconds=60, timeout=1)
+        assert pool.call("tflite", workload.echo, value=3) == 3
+
+
+def _not_a_task() -> None:
+    """A module-level function never marked @task."""
+
+
+def test_only_marked_module_level_functions_run_in_a_worker() -> None:
+    with pytest.raises(errors.InternalError, match="not a worker task"):
+        worker.call(_not_a_task)
+
+    def nested() -> None:
+        """Defined in a function: a worker could not import it by name."""
+
+    with pytest.raises(errors.InternalError, match="module-level function"):
+        worker.task(nested)

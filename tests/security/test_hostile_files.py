@@ -30,7 +30,7 @@ CASES = [
     ("onnx_symlink_out", ["--to", "tflite"], 4, "a link to"),
     ("onnx_hardlink", ["--to", "tflite"], 4, "a hard link"),
     ("onnx_offset_beyond", ["--to", "tflite"], 2, "beyond its 16 bytes"),
-    ("onnx_endless_loop", ["--to", "tflite", "--timeout", "15"], 6, "ran past its 15 s limit"),
+    ("onnx_endless_loop", ["--to", "tflite", "--timeout", "6"], 6, "ran past its 6 s limit"),
     ("tflite_8_bytes", ["--to", "onnx"], 2, "truncated"),
     ("tflite_truncated", ["--to", "onnx"], 2, "truncated"),
     ("keras_callable", ["--to", "onnx"], 2, "custom object os.system in layer 'dense'"),

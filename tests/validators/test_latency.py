@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from portkit.validators.latency import Budget, measure
+from portkit.options import Budget
+from portkit.validators.latency import measure
 
 
 def test_measure_runs_until_both_minimums_and_orders_percentiles() -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from portkit.validators.latency import Budget, measure_interleaved
+from portkit.options import Budget
+from portkit.validators.latency import measure_interleaved
 
 
 def _sleeper(seconds: float):

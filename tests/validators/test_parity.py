@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from portkit.specs import POLICIES, Tolerance
+from portkit.options import POLICIES, Tolerance
 from portkit.validators.parity import compare_outputs, metrics
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from portkit.errors import PortkitError
+from portkit.runtimes.binding import Binding, bind_inputs, candidate_perms, clean_name, pair_by_name
 from portkit.specs import TensorSpec
-from portkit.validators.layout import Binding, bind_inputs, candidate_perms, clean_name, pair_by_name
 
 
 def test_identity_first_then_channels_last() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from portkit.errors import InvalidModelError
 from portkit.fixtures import keras_models
-from portkit.validators.mobile import _layout, flex_ops, mobile_report, op_counts
+from portkit.formats.tflite import _layout, flex_ops, mobile_report, op_counts
 
 
 def _tflite(model: object, path: Path, flex: bool = False) -> Path:

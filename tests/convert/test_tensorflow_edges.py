@@ -12,6 +12,7 @@ import pytest
 
 from portkit.fixtures import FIXTURES
 from tests.conftest import run_cli
+from tests.schema import assert_schema
 
 Saved = Callable[[str, str], Path]
 
@@ -70,6 +71,7 @@ def test_int8_with_calibration_reports_top1_and_cosine_over_32_inputs(
         saved_models("keras_cnn", "keras"), "--to", "tflite", "-o", tmp_path / "q.tflite",
         "--quantize", "int8", "--calibration", _calibration(tmp_path / "calib.npz"))
     assert code == 0, err
+    assert_schema("convert_int8", report)
     policy = report["tolerance"]
     assert policy["policy"] == "int8" and policy["samples"] >= 32 and policy["atol"] is None
     [row] = report["checks"][0]["outputs"]

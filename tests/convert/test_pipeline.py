@@ -11,21 +11,45 @@ import pytest
 
 import portkit
 from portkit.convert import registry
+from portkit.convert.pipeline import choose
 from portkit.errors import ExitCode, UsageError
 from portkit.formats import Format
+from portkit.results import Attempt
+from tests.schema import assert_schema
 
 pytest.importorskip("torch")
 
 
-def test_optimize_tries_every_route_and_ships_the_fastest_that_matched(saved_models,
+def _attempt(route: str, *, converted: bool = True, passed: bool = True,
+             p50: float | None = None) -> Attempt:
+    from portkit.results import Latency
+
+    latency = None if p50 is None else Latency(
+        runtime="tflite", device="cpu", threads=None, batch=1, cold_start_ms=1.0, runs=30,
+        p50_ms=p50, p90_ms=p50, p99_ms=p50, mean_ms=p50, cv=0.0, throughput=1.0, peak_rss_mb=1.0)
+    return Attempt(route=route, converted=converted, passed=passed, latency=latency)
+
+
+def test_choose_ships_the_fastest_match_else_the_first_match_else_the_first_converted() -> None:
+    assert choose([_attempt("a", p50=3.0), _attempt("b", passed=False),
+                   _attempt("c", p50=1.0)]) == 2
+    assert choose([_attempt("a", passed=False), _attempt("b"), _attempt("c")]) == 1
+    assert choose([_attempt("a", converted=False, passed=False),
+                   _attempt("b", passed=False)]) == 1  # kept, its report says why it failed
+    assert choose([_attempt("a", converted=False, passed=False)]) is None
+    assert choose([]) is None
+
+
+def test_optimize_tries_every_route_and_ships_the_fastest_that_matched(saved_models, workers,
                                                                        tmp_path: Path) -> None:
     out = tmp_path / "cnn.tflite"
-    report = portkit.convert(saved_models("cnn", "pt2"), "tflite", out, optimize="latency")
+    report = portkit.convert(saved_models("cnn", "pt2"), "tflite", out, optimize="latency",
+                             workers=workers)
     planned = [r.name for r in registry.plan(Format.EXPORTED_PROGRAM, Format.TFLITE,
                                              variants=True)]
     assert [a.route for a in report.routes_tried] == planned
     assert "litert-torch[nhwc-io]" in planned
-    matched = [a for a in report.routes_tried if a.ok]
+    matched = [a for a in report.routes_tried if a.passed]
     assert len(matched) >= 2, [a.error for a in report.routes_tried]
     assert all(a.latency is not None and a.latency.runs >= 30 for a in matched)
     fastest = min(matched, key=lambda a: a.latency.p50_ms)
@@ -37,23 +61,27 @@ def test_optimize_tries_every_route_and_ships_the_fastest_that_matched(saved_mod
     ran = {h for a in report.routes_tried for h in a.hops}
     assert report.converter_seconds == pytest.approx(sum(h.seconds for h in ran))
     data = json.loads(report.to_json())
+    assert_schema("convert_optimize", data)
     assert data["optimize"] == "latency"
     assert data["overhead_seconds"] == pytest.approx(report.seconds - report.converter_seconds)
     assert all(a["latency"]["p50_ms"] > 0 for a in data["routes_tried"] if a["ok"])
 
 
-def test_plain_convert_reports_overhead_and_runs_one_route(saved_models, tmp_path: Path) -> None:
-    report = portkit.convert(saved_models("cnn", "pt2"), "tflite", tmp_path / "cnn.tflite")
+def test_plain_convert_reports_overhead_and_runs_one_route(saved_models, workers,
+                                                          tmp_path: Path) -> None:
+    report = portkit.convert(saved_models("cnn", "pt2"), "tflite", tmp_path / "cnn.tflite",
+                             workers=workers)
     assert [a.route for a in report.routes_tried] == ["litert-torch"]
     assert report.routes_tried[0].latency is None
     assert 0 < report.converter_seconds < report.seconds
     assert report.overhead_seconds == pytest.approx(report.seconds - report.converter_seconds)
+    assert_schema("convert_tflite", json.loads(report.to_json()))
 
 
-def test_a_variant_can_be_forced_by_name_and_makes_the_input_nhwc(saved_models,
+def test_a_variant_can_be_forced_by_name_and_makes_the_input_nhwc(saved_models, workers,
                                                                   tmp_path: Path) -> None:
     report = portkit.convert(saved_models("cnn", "pt2"), "tflite", tmp_path / "cnn.tflite",
-                             route="litert-torch[nhwc-io]")
+                             route="litert-torch[nhwc-io]", workers=workers)
     assert report.exit_code == ExitCode.OK, report.routes_tried[0].error
     assert "to_channel_last_io" in report.route[0].detail
     assert report.mobile is not None
@@ -61,7 +89,7 @@ def test_a_variant_can_be_forced_by_name_and_makes_the_input_nhwc(saved_models,
     assert report.checks[0].input_layouts  # the NCHW reference inputs were mapped to NHWC
     from rich.console import Console
 
-    from portkit.validators.render import convert_tables
+    from portkit.cli.render import convert_tables
 
     console = Console(record=True, width=200)
     for table in convert_tables(report):
@@ -80,25 +108,26 @@ def test_optimize_refuses_what_it_cannot_honour(saved_models, kwargs, message) -
 
 
 def test_timing_together_reports_an_artifact_that_fails_instead_of_failing_all(
-        saved_models, tmp_path: Path) -> None:
-    from portkit.runtimes import worker
-    from portkit.validators.latency import Budget, Latency
+        saved_models, converted, tmp_path: Path) -> None:
+    from portkit.options import Budget
+    from portkit.results import Latency
+    from portkit.runtimes import tasks, worker
+    from portkit.validators.latency import time_together
 
-    src = saved_models("cnn", "pt2")
-    good = tmp_path / "cnn.tflite"
-    portkit.convert(src, "tflite", good)
+    src, good = saved_models("cnn", "pt2"), converted("cnn", "pt2", "tflite")
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(good.read_bytes()[:2000])
-    ref = worker.call("portkit.runtimes.tasks:reference", path=str(src),
+    ref = worker.call(tasks.reference, path=str(src),
                       fmt=Format.EXPORTED_PROGRAM, given=[], inputs_file=None, seed=0)
     budget = Budget(warmup=1, min_runs=5, min_seconds=0.0)
-    timed = portkit.api.time_together([good, bad], Format.TFLITE, "tflite", ref, budget=budget)
+    timed = time_together([good, bad], Format.TFLITE, "tflite", ref, budget=budget)
     assert isinstance(timed[0], Latency) and timed[0].runs >= 5
     assert isinstance(timed[1], str) and timed[1]
 
 
-def test_nhwc_io_on_a_model_without_4d_tensors_says_so(saved_models, tmp_path: Path) -> None:
+def test_nhwc_io_on_a_model_without_4d_tensors_says_so(saved_models, workers,
+                                                       tmp_path: Path) -> None:
     report = portkit.convert(saved_models("lstm", "pt2"), "tflite", tmp_path / "l.tflite",
-                             route="litert-torch[nhwc-io]")
+                             route="litert-torch[nhwc-io]", workers=workers)
     assert report.exit_code == ExitCode.CONVERSION_FAILED
     assert "no 4-D input or output" in (report.routes_tried[0].error or "")

@@ -4,28 +4,18 @@ and JUnit XML (one test case per model x target x runtime)."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from portkit.gate import CaseResult, CheckReport
+from portkit.gate import CaseResult, CheckReport
+from portkit.validators.checks import why_failed
 
 
-def failure_lines(result: CaseResult) -> list[str]:
-    """Why a case failed: per output the error and the tolerance that would have passed."""
+def failure_lines(result: CaseResult, quote: str = "`") -> list[str]:
+    """Why a case failed: its error, per failing output the error and the tolerance that would
+    have passed, and its regressions against the baseline."""
     lines = [result.error] if result.error else []
-    for check in result.checks:
-        if check.skipped:
-            continue
-        if check.error:
-            lines.append(f"{check.runtime}/{check.device}: {check.error}")
-        for o in check.outputs:
-            if not o.passed:
-                lines.append(
-                    f"{check.runtime}/{check.device}: output `{o.name}` max abs err "
-                    f"{o.max_abs_err:.3g}, cosine {o.cosine:.6f} ({', '.join(o.failed) or o.error}); "
-                    f"would pass with atol {o.min_atol_to_pass:.3g}")
-    lines += list(result.regressions)
-    return lines
+    lines += [line for check in result.checks if not check.passed
+              for line in why_failed(check, every_output=True, quote=quote)]
+    return lines + list(result.regressions)
 
 
 def to_markdown(report: CheckReport) -> str:

@@ -1,4 +1,4 @@
-"""Terminal rendering of reports as tables (rich)."""
+"""Reports rendered for the terminal: a verdict line, then tables (rich)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,19 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from portkit.cli.ci import failure_lines
+
 if TYPE_CHECKING:
-    from portkit.api import Inspection
+    from portkit.formats.tflite import MobileReport
     from portkit.gate import CheckReport
-    from portkit.specs import Tolerance
-    from portkit.validators.mobile import MobileReport
-    from portkit.validators.report import BenchReport, Check, ConvertReport, ValidateReport
+    from portkit.options import Tolerance
+    from portkit.results import (
+        BenchReport,
+        Check,
+        ConvertReport,
+        Inspection,
+        ValidateReport,
+    )
 
 
 def _num(x: float) -> str:
@@ -124,8 +131,6 @@ def bench_table(report: BenchReport) -> Table:
 
 def check_tables(report: CheckReport) -> list[Table | Text]:
     """The verdict line and one row per case of ``portkit check``."""
-    from portkit.validators.ci import failure_lines
-
     failed = [r for r in report.results if not r.passed]
     head = "[green]PASSED[/]" if report.passed else "[red]FAILED[/]"
     table = Table(title="Cases", title_justify="left")

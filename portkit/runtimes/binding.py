@@ -1,8 +1,9 @@
-"""Match a source model's tensors to an artifact's: by name, else by order; layout-aware.
+"""Binding a source model's tensors to an artifact's: by name, else by order; layout-aware.
 
 Converters such as onnx2tf turn NCHW inputs and outputs into NHWC. A Binding records the axis
 permutation that takes the source's array to the artifact's, so inputs are fed and outputs
-compared in the right layout, and the report can say so.
+compared in the right layout, and the report can say so. ``artifact_feeds`` turns a reference
+sample into what an artifact's session takes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from portkit.errors import PortkitError
+from portkit.runtimes.base import Session
 from portkit.specs import TensorSpec
 
 _NAME_NOISE = re.compile(r"^(serving_default_)|(:\d+)$")
@@ -134,3 +136,20 @@ def bind_inputs(source: list[TensorSpec], artifact: list[TensorSpec],
             )
         bindings.append(Binding(src_name, art_name, perms[0]))
     return bindings
+
+
+def artifact_feeds(session: Session, bindings: list[Binding],
+                   sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A reference sample in the artifact's input names, layout and dtypes (converters narrow
+    dtypes: litert-torch turns int64 into int32)."""
+    dtypes = {s.name: s.dtype for s in session.inputs}
+    return {b.artifact: _cast(b.to_artifact(sample[b.source]), dtypes[b.artifact])
+            for b in bindings}
+
+
+def _cast(array: np.ndarray, dtype: str) -> np.ndarray:
+    """Cast to the artifact's dtype, except float to an integer type: a quantized input's
+    session quantizes float feeds itself."""
+    if not dtype or (array.dtype.kind == "f" and np.dtype(dtype).kind in "iu"):
+        return array
+    return array.astype(dtype, copy=False)

@@ -13,8 +13,8 @@ import pytest
 
 from portkit.convert import registry
 from portkit.formats import Format
-
 from tests.conftest import run_cli
+from tests.schema import assert_schema
 
 torch = pytest.importorskip("torch")
 
@@ -92,6 +92,7 @@ def test_unseen_model_converts_and_matches(unseen: dict[str, Path], tmp_path: Pa
     assert np.abs(_run_artifact(out, x) - expected).max() < 1e-4
 
     report = json.loads(report_path.read_text())
+    assert_schema(f"convert_{target}", report)
     assert report["passed"] is True and report["exit_code"] == 0
     assert report["source"]["format"] == ("torchscript" if kind == "torchscript" else "exported-program")
     assert report["artifact"]["format"] == target
@@ -204,6 +205,7 @@ def test_inspect_tflite_json(unseen: dict[str, Path], tmp_path: Path) -> None:
     result = run_cli("inspect", out, "--json")
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
+    assert_schema("inspect_tflite", info)
     assert info["info"]["format"] == "tflite"
     assert info["info"]["inputs"][0]["shape"] == [1, 3, 64, 64]
     assert info["info"]["op_counts"]["CONV_2D"] >= 5

@@ -1,4 +1,5 @@
-"""Model formats, told apart by their bytes (magic numbers and archive layout), not extensions.
+"""Telling a model file's format by its bytes (magic numbers and archive layout), not its
+extension.
 
 Sniffing never imports a framework and never unpickles anything: it reads magic bytes, a zip's
 central directory and, for pickles, the opcode stream.
@@ -6,72 +7,13 @@ central directory and, for pickles, the opcode stream.
 
 from __future__ import annotations
 
-import enum
 import pickletools
 import zipfile
 import zlib
 from pathlib import Path
 
 from portkit.errors import InvalidModelError, UnsafeModelError
-
-
-class Format(str, enum.Enum):
-    """A model format portkit can read or write."""
-
-    TORCHSCRIPT = "torchscript"
-    EXPORTED_PROGRAM = "exported-program"
-    TORCH_PICKLE = "torch-pickle"
-    STATE_DICT = "state-dict"
-    ONNX = "onnx"
-    TFLITE = "tflite"
-    SAVEDMODEL = "savedmodel"
-    KERAS = "keras"
-    H5 = "h5"
-
-    @property
-    def suffix(self) -> str:
-        """The file suffix an artifact of this format is written with."""
-        return _SUFFIXES[self]
-
-    @property
-    def framework(self) -> str:
-        """The framework family: torch, onnx, tflite or tensorflow."""
-        return _FRAMEWORKS[self]
-
-
-_SUFFIXES = {
-    Format.TORCHSCRIPT: ".pt",
-    Format.EXPORTED_PROGRAM: ".pt2",
-    Format.TORCH_PICKLE: ".pt",
-    Format.STATE_DICT: ".pt",
-    Format.ONNX: ".onnx",
-    Format.TFLITE: ".tflite",
-    Format.SAVEDMODEL: "",
-    Format.KERAS: ".keras",
-    Format.H5: ".h5",
-}
-_FRAMEWORKS = {
-    Format.TORCHSCRIPT: "torch",
-    Format.EXPORTED_PROGRAM: "torch",
-    Format.TORCH_PICKLE: "torch",
-    Format.STATE_DICT: "torch",
-    Format.ONNX: "onnx",
-    Format.TFLITE: "tflite",
-    Format.SAVEDMODEL: "tensorflow",
-    Format.KERAS: "tensorflow",
-    Format.H5: "tensorflow",
-}
-
-# Names accepted by ``--to``.
-TARGETS = {
-    "onnx": Format.ONNX,
-    "tflite": Format.TFLITE,
-    "savedmodel": Format.SAVEDMODEL,
-    "saved_model": Format.SAVEDMODEL,
-    "torchscript": Format.TORCHSCRIPT,
-    "pt2": Format.EXPORTED_PROGRAM,
-    "exported-program": Format.EXPORTED_PROGRAM,
-}
+from portkit.formats import Format
 
 # Archive limits checked before decompressing anything (weights barely compress).
 MAX_ARCHIVE_MEMBERS = 100_000

@@ -13,18 +13,16 @@ import pytest
 import portkit
 from portkit import gate
 from tests.conftest import run_cli
+from tests.schema import assert_schema
 
 Saved = Callable[[str, str], Path]
-EXAMPLE = Path(__file__).parent.parent / "examples" / "portkit.toml"
+EXAMPLE = Path(__file__).parents[2] / "examples" / "portkit.toml"
 
 
 @pytest.fixture(scope="module")
-def cnn_onnx(saved_models: Saved, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def cnn_onnx(saved_models: Saved, converted) -> tuple[Path, Path]:
     """The cnn fixture as .pt2 and its ONNX conversion."""
-    source = saved_models("cnn", "pt2")
-    out = tmp_path_factory.mktemp("onnx") / "cnn.onnx"
-    assert portkit.convert(source, "onnx", out).exit_code == 0
-    return source, out
+    return saved_models("cnn", "pt2"), converted("cnn", "pt2", "onnx")
 
 
 def _perturbed(onnx_path: Path, dst: Path, *, heavy: bool = False) -> Path:
@@ -76,6 +74,7 @@ def test_check_on_the_example_config_passes_with_one_junit_case_per_combination(
     assert got == expected and len(got) == 4
     assert "portkit check: ✅ passed (4/4 cases)" in md.read_text()
     assert summary.read_text() == md.read_text()  # appended to the GitHub job summary
+    assert_schema("check", json.loads(report.read_text()))
     results = json.loads(report.read_text())["results"]
     assert all(r["latency"]["p50_ms"] > 0 for r in results)
 
@@ -105,11 +104,13 @@ artifact = "{broken.name}"
         "manifest.json", "inputs.npz", "reference_outputs.npz", "report.json", "artifact",
         "artifact_outputs"}
     manifest = json.loads((bundle / "manifest.json").read_text())
+    assert_schema("bundle_manifest", manifest)
     assert manifest["versions"]["onnxruntime"] and manifest["flags"]
     replay = run_cli("validate", "--bundle", bundle, "--json")
     assert replay.returncode == 1
     saved = json.loads((bundle / "report.json").read_text())
     again = json.loads(replay.stdout)
+    assert_schema("validate", again)
     assert again["checks"][0]["outputs"][0]["max_abs_err"] == \
         saved["checks"][0]["outputs"][0]["max_abs_err"]
 
@@ -157,12 +158,12 @@ def test_shard_listing_from_the_cli_partitions_the_example() -> None:
 
 
 def test_bench_reports_percentiles_and_cv_for_onnx_and_tflite(cnn_onnx: tuple[Path, Path],
-                                                              tmp_path: Path) -> None:
-    source, onnx_path = cnn_onnx
-    tflite = tmp_path / "cnn.tflite"
-    assert portkit.convert(source, "tflite", tflite).exit_code == 0
+                                                              converted) -> None:
+    _, onnx_path = cnn_onnx
+    tflite = converted("cnn", "pt2", "tflite")
     done = run_cli("bench", onnx_path, tflite, "--min-seconds", "0.2", "--json")
     assert done.returncode == 0, done.stderr
+    assert_schema("bench", json.loads(done.stdout))
     rows = json.loads(done.stdout)["rows"]
     assert [r["latency"]["runtime"] for r in rows] == ["onnxruntime", "tflite"]
     for r in rows:
@@ -178,6 +179,7 @@ def test_validate_lists_missing_devices_as_skipped(cnn_onnx: tuple[Path, Path]) 
     source, onnx_path = cnn_onnx
     done = run_cli("validate", onnx_path, "--reference", source, "--json")
     assert done.returncode == 0, done.stderr
+    assert_schema("validate", json.loads(done.stdout))
     checks = json.loads(done.stdout)["checks"]
     ran = [c for c in checks if not c["skipped"]]
     assert ran and ran[0]["runtime"] == "onnxruntime" and ran[0]["passed"]

@@ -1,4 +1,5 @@
-"""What a mobile engineer checks in a ``.tflite`` before shipping it, read from the flatbuffer.
+"""The TFLite flatbuffer, read without an interpreter: what a mobile engineer checks in a
+``.tflite`` before shipping it (ops, Flex and custom ops, tensors, quantization, precision).
 
 Nothing here builds an interpreter: a model with Flex (Select TF ops) ops can't be loaded by the
 pip interpreters, yet its report must still say which ops need the Flex runtime.

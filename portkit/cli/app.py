@@ -1,0 +1,125 @@
+"""The ``portkit`` command group, its entry point, and the terminal it writes to.
+
+Nothing heavy is imported at start-up: frameworks load only in worker processes, and the
+library modules load when a command runs, so ``portkit --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import click
+
+from portkit.errors import ExitCode, PortkitError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def console(stderr: bool = False) -> Any:
+    """A rich console; piped or captured output is 140 columns wide, not squeezed into 80."""
+    from rich.console import Console
+
+    out = Console(stderr=stderr, highlight=False, soft_wrap=False)
+    if not out.is_terminal:
+        out.width = 140
+    return out
+
+
+def show(tables: list[Any]) -> None:
+    """Print tables and lines on stdout."""
+    out = console()
+    for table in tables:
+        out.print(table)
+
+
+def emit(report: Any, tables: Callable[[Any], list[Any]], as_json: bool) -> None:
+    """Print a report: its JSON (``--json``), or its tables."""
+    if as_json:
+        click.echo(report.to_json())
+    else:
+        show(tables(report))
+
+
+def progress(enabled: bool) -> Any:
+    """``progress(message)`` context managers that show a spinner and elapsed time on stderr."""
+    err = console(stderr=True)
+
+    @contextlib.contextmanager
+    def step(message: str) -> Iterator[None]:
+        if not enabled:
+            yield
+            return
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        start = time.perf_counter()
+        ok = False
+        try:
+            if err.is_terminal:
+                with Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                              TimeElapsedColumn(), console=err, transient=True) as bar:
+                    bar.add_task(message, total=None)
+                    yield
+            else:
+                yield
+            ok = True
+        finally:
+            mark = "[green]✓[/]" if ok else "[red]✗[/]"
+            err.print(f"{mark} {message} [dim]({time.perf_counter() - start:.1f} s)[/]")
+
+    return step
+
+
+@click.group(context_settings=CONTEXT)
+@click.option("--debug", is_flag=True, help="Show tracebacks (also from worker processes).")
+@click.version_option(package_name="portkit")
+def cli(debug: bool) -> None:
+    """Convert models between PyTorch, TensorFlow, ONNX and TFLite, and prove every artifact
+    matches its source by running both.
+
+    \b
+    Examples:
+      portkit demo
+      portkit convert model.pt --to tflite --input x:1x3x224x224
+      portkit convert model.pt2 --to onnx --report report.json
+      portkit inspect model.tflite
+      portkit validate model.tflite --reference model.pt2
+      portkit bench model.onnx model.tflite
+      portkit check portkit.toml --junit junit.xml
+
+    \b
+    Exit codes: 0 converted and parity passed; 1 converted, parity failed (artifact kept);
+    2 bad usage or bad input file; 3 no route could convert; 4 unsafe input;
+    5 a runtime crashed; 6 timeout; 70 internal error (a bug: please report it).
+    """
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI and turn errors into one line and an exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        code = cli.main(args=args, prog_name="portkit", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("portkit: interrupted", err=True)
+        code = 130
+    except click.ClickException as e:
+        e.show()
+        code = ExitCode.INVALID_INPUT
+    except PortkitError as e:
+        if debug:
+            traceback.print_exc()
+            click.echo(e.traceback, err=True)
+        click.echo(f"portkit: error: {' '.join(str(e).split())}", err=True)
+        code = e.exit_code
+    except Exception as e:  # noqa: BLE001 - anything else is our bug
+        if debug:
+            traceback.print_exc()
+        click.echo(f"portkit: internal error ({type(e).__name__}: {e}); this is a bug: please "
+                   "report it with the output of --debug", err=True)
+        code = ExitCode.INTERNAL
+    sys.exit(int(code or 0))

@@ -1,0 +1,266 @@
+"""The commands: parse options, call one library function, render the result. Every option is a
+keyword argument of that function, passed through by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from portkit.cli import flags
+from portkit.cli.app import CONTEXT, cli, emit, progress, show
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--to", "to", required=True, metavar="FORMAT",
+              help="Target format: onnx, tflite, savedmodel, torchscript, pt2.")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Artifact path (default: beside SOURCE with the target's suffix).")
+@click.option("--route", help="Force one route, e.g. litert-torch or torch.onnx+onnx2tf.")
+@click.option("--optimize", type=click.Choice(["latency"]),
+              help="Try every route, time the artifacts that match against each other, and "
+                   "keep the fastest (slower: every converter runs).")
+@flags.LOADING
+@click.option("--quantize", type=click.Choice(["fp16", "dynamic", "int8", "int16x8"]),
+              help="TFLite quantization; int8 and int16x8 need --calibration.")
+@click.option("--calibration", type=click.Path(path_type=Path),
+              help="Representative inputs for int8/int16x8: an .npz (arrays by input name, "
+                   "samples on the first axis) or a folder of .npy files.")
+@click.option("--int8-io", is_flag=True, help="With --quantize int8: int8 inputs and outputs too.")
+@click.option("--no-flex", is_flag=True,
+              help="Fail (exit 3) rather than write a TFLite model needing the Flex runtime.")
+@click.option("--opset", type=int, help="ONNX opset (default: the converter's newest).")
+@flags.INPUTS
+@flags.TOLERANCES
+@click.option("--no-validate", is_flag=True, help="Convert only; don't run and compare.")
+@flags.timeout()
+@click.option("--report", "report_path", type=click.Path(path_type=Path),
+              help="Also write the JSON report to this file.")
+@flags.JSON
+def convert(source: Path, to: str, no_validate: bool, report_path: Path | None, as_json: bool,
+            **options: Any) -> int:
+    """Convert SOURCE to another format, run both, and compare them.
+
+    Routes (chains of converters) are tried in order until one makes an artifact that runs and
+    matches SOURCE; every route tried is reported. The artifact is written atomically. With
+    --optimize latency every route runs and the fastest matching artifact is kept.
+
+    \b
+    Examples:
+      portkit convert model.pt --to tflite --input x:1x3x64x64 --report r.json
+      portkit convert model.pt2 --to onnx -o out/model.onnx
+      portkit convert model.pt --to tflite --route torch.onnx-legacy+onnx2tf --input x:1x3x64x64
+      portkit convert model.pt2 --to tflite --optimize latency
+      portkit convert model.onnx --to tflite --inputs sample.npz --atol 1e-3
+      portkit convert model.keras --to onnx --opset 17
+      portkit convert saved_model/ --signature serving_default --to tflite --no-flex
+      portkit convert model.keras --to tflite --quantize int8 --calibration calib.npz --int8-io
+      portkit convert model.tflite --to onnx
+    """
+    from portkit import api
+    from portkit.cli.render import convert_tables
+
+    report = api.convert(source, to, validate=not no_validate, progress=progress(not as_json),
+                         **options)
+    if report_path:
+        report.write_json(report_path)
+    emit(report, convert_tables, as_json)
+    return int(report.exit_code)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("model", type=click.Path(path_type=Path))
+@flags.JSON
+@flags.timeout(300, "loading the model")
+@flags.LOADING
+def inspect(model: Path, as_json: bool, **options: Any) -> int:
+    """Show MODEL's format, size, inputs, outputs and op counts; for a .tflite, the mobile
+    report: ops needing the Flex runtime, quantization parameters, precision and layout.
+
+    \b
+    Examples:
+      portkit inspect model.tflite
+      portkit inspect model.onnx --json
+      portkit inspect saved_model/ --signature serving_default
+    """
+    from portkit import api
+    from portkit.cli.render import inspect_tables
+
+    result = api.inspect(model, **options)
+    emit(result, inspect_tables, as_json)
+    return 0
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("artifact", type=click.Path(path_type=Path), required=False)
+@click.option("--reference", type=click.Path(path_type=Path),
+              help="The model ARTIFACT was converted from; it is run as the reference.")
+@click.option("--save-bundle", type=click.Path(path_type=Path),
+              help="Also write a reproducibility bundle (artifact, inputs, outputs, report, "
+                   "versions, flags) to this folder.")
+@click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path),
+              help="Replay a bundle instead: rerun its artifact on its inputs and compare with "
+                   "its stored reference outputs.")
+@flags.RUNTIMES
+@flags.INPUTS
+@flags.TOLERANCES
+@flags.LOADING
+@flags.timeout(what="each step")
+@flags.JSON
+def validate(artifact: Path | None, reference: Path | None, bundle_dir: Path | None,
+             as_json: bool, **options: Any) -> int:
+    """Run ARTIFACT on every runtime and device that loads it and compare each with the
+    reference. Devices not present here (CUDA, a GPU) are listed as skipped, with the reason.
+
+    \b
+    Examples:
+      portkit validate model.tflite --reference model.pt2
+      portkit validate model.onnx --reference model.pt --input x:1x3x224x224 --atol 1e-3
+      portkit validate model.onnx --reference model.keras --runtime onnxruntime --json
+      portkit validate model.tflite --reference model.pt2 --save-bundle failure/
+      portkit validate --bundle failure/            # on another machine
+    """
+    from portkit import api
+    from portkit.cli.render import validate_tables
+    from portkit.errors import UsageError
+
+    shown = progress(not as_json)
+    if bundle_dir is not None:
+        if artifact or reference or options["save_bundle"]:
+            raise UsageError("--bundle replays a bundle: give no ARTIFACT, --reference or "
+                             "--save-bundle with it")
+        report = api.replay(bundle_dir, runtimes=options["runtimes"], timeout=options["timeout"],
+                            progress=shown)
+    elif artifact is None or reference is None:
+        raise UsageError("validate needs ARTIFACT and --reference SOURCE (or --bundle DIR)")
+    else:
+        report = api.validate(artifact, reference, progress=shown, **options)
+    emit(report, validate_tables, as_json)
+    return int(report.exit_code)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
+@flags.RUNTIMES
+@flags.INPUT
+@click.option("--threads", type=int, help="CPU threads [default: the runtime's; TFLite: cores].")
+@click.option("--batch", type=int, help="Batch size to feed (replaces the first dimension).")
+@click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Untimed runs.")
+@click.option("--min-runs", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Timed runs at least.")
+@click.option("--min-seconds", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Timed seconds at least.")
+@flags.timeout(what="each measurement")
+@flags.JSON
+def bench(models: tuple[Path, ...], warmup: int, min_runs: int, min_seconds: float,
+          as_json: bool, **options: Any) -> int:
+    """Latency of MODELS on every runtime that loads them: cold start (load + first run), then
+    warm-up and timed runs until both --min-runs and --min-seconds; p50/p90/p99, mean, CV,
+    throughput and the worker's peak RSS, with p50 ratios against the first row.
+
+    \b
+    Examples:
+      portkit bench model.onnx model.tflite
+      portkit bench model.tflite --threads 1 --min-seconds 5
+      portkit bench model.onnx --batch 8 --json
+    """
+    from portkit import api
+    from portkit.cli.render import bench_table
+    from portkit.options import Budget
+
+    report = api.bench(models, budget=Budget(warmup, min_runs, min_seconds),
+                       progress=progress(not as_json), **options)
+    emit(report, lambda r: [bench_table(r)], as_json)
+    return 0
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("config", type=click.Path(path_type=Path), default=Path("portkit.toml"))
+@click.option("--shard", "shard_spec", metavar="K/N",
+              help="Run only shard K of N (every case lands in exactly one shard).")
+@click.option("-j", "--jobs", type=int, default=1, show_default=True,
+              help="Model x target groups run in parallel.")
+@click.option("--baseline", type=click.Path(path_type=Path),
+              help="A previous run's JSON: fail on p50 regressions beyond p50_regression, or "
+                   "on a case that passed there and fails now.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path),
+              help="Write the JSON report here (the next run's --baseline).")
+@click.option("--markdown", "markdown_path", type=click.Path(path_type=Path),
+              help="Write the Markdown summary here (also appended to $GITHUB_STEP_SUMMARY).")
+@click.option("--junit", "junit_path", type=click.Path(path_type=Path),
+              help="Write JUnit XML here: one test case per model x target x runtime.")
+@click.option("--work-dir", type=click.Path(path_type=Path),
+              help="Where artifacts go [default: .portkit-check beside CONFIG].")
+@click.option("--save-bundle", "save_bundles", type=click.Path(path_type=Path),
+              help="Write a reproducibility bundle per model x target into this folder "
+                   "(replay one with portkit validate --bundle DIR/MODEL-TARGET).")
+@click.option("--list", "list_only", is_flag=True, help="Only list the cases (of --shard).")
+@flags.timeout(what="each step")
+def check(config: Path, json_path: Path | None, markdown_path: Path | None,
+          junit_path: Path | None, list_only: bool, **options: Any) -> int:
+    """Run the CI gate in CONFIG (default ./portkit.toml): convert each model to each target,
+    validate on each runtime, time it, and judge tolerances and latency budgets. Exit 0 only
+    when every case passed.
+
+    \b
+    Examples:
+      portkit check examples/portkit.toml --junit junit.xml --markdown summary.md
+      portkit check --json run.json && portkit check --baseline run.json
+      portkit check --shard 2/3 -j 2
+    """
+    import os
+
+    from portkit import gate
+    from portkit.cli.ci import to_junit, to_markdown
+    from portkit.cli.render import check_tables
+    from portkit.io import atomic_write_text
+
+    if list_only:
+        for case in gate.shard(gate.cases(gate.load_config(config)), options["shard_spec"]):
+            click.echo(case.id)
+        return 0
+    report = gate.run(config, progress=progress(True), **options)
+    markdown = to_markdown(report)
+    for path, text in ((json_path, report.to_json() + "\n"), (markdown_path, markdown),
+                       (junit_path, to_junit(report))):
+        if path:
+            atomic_write_text(path, text)
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as summary:
+            summary.write(markdown)
+    show(check_tables(report))
+    return report.exit_code
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--dir", "folder", type=click.Path(path_type=Path), default=Path("portkit-demo"),
+              show_default=True, help="Where to write the sample model and its artifact.")
+@click.option("--to", "to", default="tflite", show_default=True, help="Target format.")
+@click.option("--report", "report_path", type=click.Path(path_type=Path),
+              help="Also write the JSON report to this file.")
+def demo(folder: Path, to: str, report_path: Path | None) -> int:
+    """Build a small CNN (batch norm, residual, pooling), save it as TorchScript, convert it,
+    and show the full report.
+
+    \b
+    Examples:
+      portkit demo
+      portkit demo --to onnx --dir /tmp/demo
+    """
+    from portkit import api
+    from portkit.cli.render import convert_tables
+    from portkit.fixtures import FIXTURES
+
+    fixture = FIXTURES["cnn"]
+    folder.mkdir(parents=True, exist_ok=True)
+    step = progress(True)
+    with step(f"Building the sample model {fixture.name} ({fixture.exercises})"):
+        source = fixture.save(folder)
+    report = api.convert(source, to, inputs=fixture.input_flags, progress=step)
+    if report_path:
+        report.write_json(report_path)
+    show(convert_tables(report))
+    return int(report.exit_code)

@@ -1,0 +1,72 @@
+"""Click options shared by several commands, each declared once and applied as a group, so
+``convert``, ``validate``, ``bench`` and ``check`` spell a flag the same way; every option maps
+to the library keyword argument of the same name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def group(*options: Callable[[F], F]) -> Callable[[F], F]:
+    """A decorator applying ``options`` in order (as if stacked, the first on top)."""
+    def apply(fn: F) -> F:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return apply
+
+
+def timeout(default: float = 900, what: str = "each step (load, convert, run)") -> Callable[[F], F]:
+    """``--timeout``: seconds a worker step may take."""
+    return click.option("--timeout", type=float, default=default, show_default=True,
+                        help=f"Seconds {what} may take in its worker.")
+
+
+INPUT = click.option(
+    "--input", "inputs", multiple=True, metavar="NAME:SHAPE[:DTYPE]",
+    help="Input shape the model doesn't store, e.g. x:1x3x224x224 or ids:1x128:int64. Repeat "
+         "per input.")
+# Inputs to run the source and the artifact on.
+INPUTS = group(
+    INPUT,
+    click.option("--inputs", "inputs_file", type=click.Path(path_type=Path),
+                 help="An .npz of input arrays (by input name, or in order; samples on an "
+                      "extra leading axis) instead of seeded ones."),
+    click.option("--seed", type=int, default=0, show_default=True,
+                 help="Seed of generated inputs."),
+)
+# The parity policy's numbers (defaults: by precision).
+TOLERANCES = group(
+    click.option("--atol", type=float,
+                 help="Absolute tolerance [default: 1e-4 fp32, 1e-2 fp16; not used when "
+                      "quantized]."),
+    click.option("--rtol", type=float, help="Relative tolerance [default: 1e-3 fp32, 1e-2 fp16]."),
+    click.option("--samples", type=int,
+                 help="Inputs to compare on [default: 1; 32 when quantized, judged by cosine "
+                      "and top-1/top-5 agreement]."),
+    click.option("--min-cosine", type=float, help="Lowest cosine similarity that passes."),
+    click.option("--min-top1", "--top-k-agreement", "min_top1", type=float,
+                 help="Lowest top-1 agreement (0-1) for classifier-like outputs."),
+    click.option("--min-top5", type=float,
+                 help="Lowest top-5 agreement (0-1) for classifier-like outputs."),
+)
+# How a source model is opened.
+LOADING = group(
+    click.option("--signature", metavar="NAME",
+                 help="SavedModel signature of the source (default: serving_default)."),
+    click.option("--trust-model", is_flag=True,
+                 help="Load models that run code or touch files: Keras Lambda layers and custom "
+                      "objects, SavedModel file ops."),
+)
+RUNTIMES = click.option("--runtime", "runtimes", multiple=True, metavar="NAME",
+                        help="Only these runtimes (repeat): onnxruntime, tflite, tensorflow, "
+                             "torch.")
+JSON = click.option("--json", "as_json", is_flag=True,
+                    help="Print the JSON report instead of tables.")

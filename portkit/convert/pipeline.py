@@ -1,0 +1,334 @@
+"""Running a conversion: plan the routes, run them cheapest first (or all, optimizing), check
+each artifact, and move the one to ship into place.
+
+Every step that touches a model runs in one of the context's workers, each named for what it
+runs, so a caller that keeps them warm across conversions (``portkit check``, a test session)
+imports each framework once: the reference (one worker per source framework) beside the first
+conversion hop, hops (one worker per source format; routes that start alike share their first
+hops), artifacts (one per runtime). A converter that fails has its worker stopped, as does a
+reference still running when the conversion stops. The artifact is staged beside its target and
+moved into place only after the route that made it has finished, so an existing file is never
+half-overwritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import tempfile
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from portkit.convert import registry
+from portkit.convert._torch import export_pickled_module, save_exported
+from portkit.errors import ConversionError, PortkitError, UsageError
+from portkit.formats import Format, sniff
+from portkit.io import atomic_replace, check_output_path, staging_dir
+from portkit.options import ConvertJob, ConvertOptions, LoadOptions
+from portkit.results import Attempt, Check, ConvertReport, FileInfo, Hop, Latency, versions
+from portkit.runtimes import registry as runtimes
+from portkit.runtimes import tasks, worker
+from portkit.runtimes.context import Progress, RunContext
+from portkit.runtimes.tasks import Reference
+from portkit.safety import refuse_unloadable
+from portkit.specs import TensorSpec
+from portkit.validators.checks import Expected, check_runtime, why_failed
+from portkit.validators.latency import time_together
+
+
+def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
+    """Convert ``job.source`` and prove the artifact matches it (see ``portkit.api.convert``).
+
+    Args:
+        job: What to convert, where to, and how to judge it.
+        ctx: The workers everything runs in (the caller may keep them warm across calls), the
+            timeout of each step, and progress.
+
+    Returns:
+        The report; ``report.exit_code`` says whether it converted and matched.
+
+    Raises:
+        PortkitError: Bad arguments or input file, or no route converted (exit code on it).
+    """
+    started = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        src = job.source.absolute()  # workers run in their own directories
+        fmt = sniff(src)
+        shown = FileInfo(str(src), fmt.value)  # the user's file, even if exported first
+        if fmt is Format.TORCH_PICKLE and job.options.load.trust_model:
+            src, fmt = _export_trusted_pickle(src, list(job.inputs), stack, ctx)
+        refuse_unloadable(src, fmt)
+        if fmt is job.target:
+            raise UsageError(f"{src}: already {fmt.value}; pick another --to")
+        routes = plan(fmt, job)
+        if not routes:
+            what = f"{job.options.quantize.value}-quantized " if job.options.quantize else ""
+            raise ConversionError(
+                f"{src}: no converter goes from {fmt.value} to {what}{job.target.value} yet")
+        out = job.output if job.output is not None else src.with_suffix(job.target.suffix)
+        check_output_path(out)
+        if out.resolve() == src.resolve():
+            raise UsageError(f"-o {out}: that is the source model; choose another path")
+        stage = stack.enter_context(staging_dir(out.absolute()))  # checks -o before any work
+        background = stack.enter_context(ThreadPoolExecutor(max_workers=1))
+        reference_worker = f"reference-{fmt.framework}"
+        ref = _Reference(background.submit(
+            ctx.pool.call, reference_worker, tasks.reference, timeout=ctx.timeout,
+            what=str(src), path=str(src), fmt=fmt, given=list(job.inputs),
+            inputs_file=str(job.inputs_file.absolute()) if job.inputs_file else None,
+            seed=job.seed, samples=job.tolerance.samples, options=job.options.load,
+        ), ctx.progress, src.name, from_file=job.inputs_file is not None)
+        # Runs before the thread pool exits: a reference still running is stopped, not awaited.
+        stack.callback(ref.stop, ctx.pool, reference_worker)
+        conversion = _Conversion(job, src, ref, ctx)
+        attempts: list[Attempt] = []
+        produced: list[Path] = []
+        for i, r in enumerate(routes):
+            attempt, path = conversion.attempt(r, fmt, stage / f"route{i}")
+            attempts.append(attempt)
+            produced.append(path)
+            if not job.optimize and (attempt.passed or (attempt.converted and not job.validate)):
+                break
+        reference = ref.get()  # its error (a bad input, an unsafe model) outranks the routes'
+        if job.optimize:
+            attempts = _time_routes(attempts, produced, job.target, reference, ctx)
+        chosen = choose(attempts)
+        artifact = None
+        if chosen is not None:
+            atomic_replace(produced[chosen], out)
+            artifact = FileInfo.of(out, job.target.value)
+        best = attempts[chosen] if chosen is not None else None
+        return ConvertReport(
+            passed=bool(best and best.passed),
+            validated=job.validate,
+            source=shown,
+            target=job.target.value,
+            artifact=artifact,
+            route=best.hops if best else (),
+            routes_tried=tuple(attempts),
+            checks=best.checks if best else (),
+            inputs=reference.inputs,
+            tolerance=job.tolerance,
+            seed=job.seed,
+            seconds=time.perf_counter() - started,
+            versions=versions(),
+            quantize=job.options.quantize,
+            mobile=best.mobile if best else None,
+            optimize=job.optimize,
+            converter_seconds=conversion.converter_seconds,
+            route_name=best.route if best else None,
+        )
+
+
+def plan(fmt: Format, job: ConvertJob) -> list[registry.Route]:
+    """The routes to try: the one named, every route and variant (optimizing), or every route
+    with its edges' defaults.
+
+    Raises:
+        UsageError: ``job.route`` names no planned route.
+    """
+    planned = registry.plan(fmt, job.target, quantize=job.options.quantize is not None,
+                            variants=True)
+    if job.route is not None or job.optimize:
+        return registry.pick(planned, job.route)
+    return [r for r in planned if r.variant is None]
+
+
+def choose(attempts: list[Attempt]) -> int | None:
+    """The attempt to ship: the fastest that matched (when timed), else the first that matched,
+    else the first that converted (its report says why it failed), else none."""
+    passed = [i for i, a in enumerate(attempts) if a.passed]
+    timed = [i for i in passed if attempts[i].latency is not None]
+    if timed:
+        return min(timed, key=lambda i: attempts[i].latency.p50_ms)  # type: ignore[union-attr]
+    converted = [i for i, a in enumerate(attempts) if a.converted]
+    return (passed or converted or [None])[0]
+
+
+def save_module(module: Any, inputs: list[TensorSpec], stack: contextlib.ExitStack) -> Path:
+    """Save an ``nn.Module`` as an ExportedProgram (``.pt2``) in a temporary folder that
+    ``stack`` removes.
+
+    Raises:
+        UsageError: Not every input's shape is given.
+    """
+    if not inputs or not all(s.is_static for s in inputs):
+        raise UsageError("convert(module, ...): pass inputs=['x:1x3x224x224', ...] for every input")
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="portkit-module-")))
+    path = folder / f"{type(module).__name__}.pt2"
+    save_exported(module, inputs, path)
+    return path
+
+
+def _export_trusted_pickle(src: Path, inputs: list[TensorSpec], stack: contextlib.ExitStack,
+                           ctx: RunContext) -> tuple[Path, Format]:
+    """``--trust-model`` on a pickled module: unpickle it in a worker and save it as ``.pt2``."""
+    if not inputs or not all(s.is_static for s in inputs):
+        raise UsageError(f"{src}: a pickled module stores no input shapes; pass --input "
+                         "NAME:SHAPE for every input")
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="portkit-pickle-")))
+    dst = folder / f"{src.stem}.pt2"
+    with ctx.progress(f"Unpickling {src.name} (--trust-model) and exporting it"):
+        worker.call(export_pickled_module, timeout=ctx.timeout, what=str(src), src=str(src),
+                    dst=str(dst), inputs=inputs)
+    return dst, Format.EXPORTED_PROGRAM
+
+
+def _time_routes(attempts: list[Attempt], produced: list[Path], target: Format, ref: Reference,
+                 ctx: RunContext) -> list[Attempt]:
+    """Time the artifacts that matched against each other on the target's first runtime (TFLite:
+    one thread per core); each attempt gets its latency."""
+    passed = [i for i, a in enumerate(attempts) if a.passed]
+    if not passed:
+        return attempts
+    rt = runtimes.for_format(target)[0]
+    with ctx.progress(f"Timing {len(passed)} matching artifact(s) on {rt.name}"):
+        timings = time_together([produced[i] for i in passed], target, rt.name, ref,
+                                channels_last=any(attempts[i].channels_last for i in passed),
+                                timeout=ctx.timeout, pool=ctx.pool)
+    timed = list(attempts)
+    for i, latency in zip(passed, timings, strict=True):
+        if isinstance(latency, Latency):
+            timed[i] = dataclasses.replace(attempts[i], latency=latency)
+    return timed
+
+
+class _Reference:
+    """The source run on the inputs, in a worker of its own beside the first conversion hop;
+    ``get`` waits for it."""
+
+    def __init__(self, job: Future[Reference], progress: Progress, name: str,
+                 from_file: bool) -> None:
+        self._job, self._progress, self._name = job, progress, name
+        self.from_file = from_file  # input shapes come from --inputs: hops must wait for them
+
+    def stop(self, pool: worker.Pool, name: str) -> None:
+        """Stop its worker (called ``name`` in ``pool``) if it is still running."""
+        if not self._job.done():
+            pool.discard(name)
+
+    def get(self) -> Reference:
+        """The reference (raises what its worker raised)."""
+        if not self._job.done():
+            with self._progress(f"Running {self._name} as the reference (beside the conversion)"):
+                return self._job.result()
+        return self._job.result()
+
+
+class _Conversion:
+    """One conversion's routes, tried in turn. Hops run once per route prefix: routes that
+    start alike (``torch.onnx+onnx2tf`` and ``torch.onnx+onnx2tf+tflite-converter``) share the
+    first hops' artifacts. Counts the converters' own seconds (the report's overhead is the
+    rest)."""
+
+    def __init__(self, job: ConvertJob, src: Path, ref: _Reference, ctx: RunContext) -> None:
+        self._job, self._src, self._ref, self._ctx = job, src, ref, ctx
+        self._done: dict[tuple[tuple[registry.Edge, ...], str | None],
+                         tuple[Path, Hop] | PortkitError] = {}
+        self._failed_seconds = 0.0
+
+    @property
+    def converter_seconds(self) -> float:
+        """The converters' own time: inside each hop that converted, wall time of those that
+        failed."""
+        return self._failed_seconds + sum(
+            d[1].seconds for d in self._done.values() if not isinstance(d, PortkitError))
+
+    def attempt(self, route: registry.Route, fmt: Format, folder: Path) -> tuple[Attempt, Path]:
+        """Run ``route`` from the source (of format ``fmt``) into ``folder``, then check what it
+        made; returns the attempt and the artifact's path (or the hop's that failed)."""
+        folder.mkdir()
+        current, current_fmt = self._src, fmt
+        hops = []
+        for j, edge in enumerate(route.edges):
+            dst = folder / f"hop{j}{edge.target.suffix}"
+            options = self._job.options if j == 0 else dataclasses.replace(
+                self._job.options, load=LoadOptions())
+            if j == len(route.edges) - 1 and route.variant is not None:
+                options = dataclasses.replace(options, variant=route.variant.name)
+            # A first hop reads the source's inputs itself, so it need not wait for the reference.
+            inputs = None if j == 0 and not self._ref.from_file else list(self._ref.get().inputs)
+            try:
+                current, hop = self._hop(route.edges[:j + 1], current, current_fmt, dst, inputs,
+                                         options)
+            except PortkitError as e:
+                return Attempt(route=route.name, converted=False, passed=False,
+                               error=f"{edge.tool}: {e}", hops=tuple(hops),
+                               channels_last=route.channels_last), dst
+            hops.append(hop)
+            current_fmt = edge.target
+        return self._judge(route, current, current_fmt, tuple(hops)), current
+
+    def _hop(self, route: tuple[registry.Edge, ...], src: Path, fmt: Format, dst: Path,
+             inputs: list[TensorSpec] | None, options: ConvertOptions) -> tuple[Path, Hop]:
+        """The last edge of ``route`` run on ``src`` (the previous hops' artifact) with
+        ``options`` (its variant, if any, is part of what is shared).
+
+        Raises:
+            PortkitError: The converter failed (now, or when another route ran this prefix).
+        """
+        key = (route, options.variant)
+        if key in self._done:
+            done = self._done[key]
+            if isinstance(done, PortkitError):
+                raise done
+            return done
+        edge = route[-1]
+        name = f"convert-from-{fmt.value}"  # hops from one format share a warm worker
+        started = time.perf_counter()
+        try:
+            beside = "; the source runs as the reference beside it" if inputs is None else ""
+            with self._ctx.progress(f"Converting with {edge.tool} ({fmt.value} -> "
+                                    f"{edge.target.value}{beside})"):
+                hop: Hop = self._ctx.pool.call(
+                    name, registry.run_edge, timeout=self._ctx.timeout,
+                    what=f"{edge.tool} on {self._src.name}", tool=edge.tool, target=edge.target,
+                    src=str(src), src_format=fmt, dst=str(dst), inputs=inputs, options=options,
+                    given=list(self._job.inputs),
+                )
+        except PortkitError as e:
+            self._failed_seconds += time.perf_counter() - started
+            self._ctx.pool.discard(name)  # a converter that failed may have left state behind
+            self._done[key] = e
+            raise
+        self._done[key] = (dst, hop)
+        return dst, hop
+
+    def _judge(self, route: registry.Route, artifact: Path, fmt: Format,
+               hops: tuple[Hop, ...]) -> Attempt:
+        """What the route made, checked: it reloads (``--no-validate``), or it runs and matches
+        the source on every runtime that loads it."""
+        ctx = self._ctx
+
+        def attempt(converted: bool, passed: bool, error: str | None, **kw: Any) -> Attempt:
+            return Attempt(route=route.name, converted=converted, passed=passed, error=error,
+                           hops=hops, channels_last=route.channels_last, **kw)
+
+        mobile = None
+        if fmt is Format.TFLITE:
+            mobile = ctx.pool.call("tflite", tasks.describe, timeout=ctx.timeout,
+                                   what=str(artifact), path=str(artifact), fmt=fmt).mobile
+        if not self._job.validate:
+            try:  # the post-condition every artifact meets: it reloads in a fresh worker
+                worker.call(tasks.describe, timeout=ctx.timeout, what=str(artifact),
+                            path=str(artifact), fmt=fmt)
+            except PortkitError as e:
+                return attempt(False, False, f"does not reload: {e}")
+            return attempt(True, False, "not validated (--no-validate)", mobile=mobile)
+        if mobile is not None and not mobile.builtin_only:
+            needs = ", ".join(mobile.flex_ops + mobile.custom_ops)
+            check = Check(runtime="tflite", device="cpu", passed=False, error=(
+                f"not run: needs the Flex runtime or custom kernels for {needs}, which "
+                "ai_edge_litert's interpreter lacks; run it where the Flex delegate is linked, "
+                "or convert with --no-flex"))
+            return attempt(True, False, "; ".join(why_failed(check)), checks=(check,),
+                           mobile=mobile)
+        expected = Expected(self._ref.get(), self._job.tolerance)
+        checks = tuple(c for rt in runtimes.for_format(fmt)
+                       for c in check_runtime(artifact, fmt, rt, expected, ctx,
+                                              channels_last=route.channels_last)[0])
+        failed = [c for c in checks if not c.passed]
+        error = "; ".join(line for c in failed for line in why_failed(c)) if failed else None
+        return attempt(True, not failed, error, checks=checks, mobile=mobile)

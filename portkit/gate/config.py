@@ -1,0 +1,166 @@
+"""``portkit check``'s config: models, targets, runtimes, tolerances and latency budgets, read into
+cases (one per model x target x runtime) and shards (every case lands in exactly one).
+
+A config (``portkit.toml``)::
+
+    [defaults]                      # optional; every key can be set per model too
+    atol = 1e-4
+    p50_regression = 0.10           # --baseline: fail when p50 is >10% slower
+
+    [[model]]
+    name = "cnn"
+    fixture = "cnn"                 # a built-in fixture; or source = "models/cnn.pt2"
+    kind = "pt2"
+    targets = ["onnx", "tflite"]
+    [model.outputs.output_0]        # per-output tolerances
+    atol = 1e-3
+
+    [[model]]
+    name = "cnn-shipped"
+    source = "models/cnn.pt2"       # the reference
+    artifact = "dist/cnn.onnx"      # validate an existing artifact instead of converting
+
+Paths are relative to the config file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from portkit.errors import UsageError
+from portkit.formats import TARGETS, sniff
+from portkit.options import Tolerance
+from portkit.runtimes import registry as runtimes
+
+_TOLERANCE_KEYS = ("atol", "rtol", "min_cosine", "min_top1", "min_top5", "samples")
+_MODEL_KEYS = {"name", "fixture", "kind", "source", "artifact", "targets", "runtimes", "inputs",
+               "outputs", "p50_regression", "signature", *_TOLERANCE_KEYS}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One ``[[model]]`` of the config, with defaults applied and paths resolved."""
+
+    name: str
+    source: Path | None
+    fixture: str | None
+    kind: str | None
+    artifact: Path | None
+    targets: tuple[str, ...]
+    runtimes: tuple[str, ...]
+    inputs: tuple[str, ...]
+    tolerance: Tolerance
+    per_output: dict[str, Tolerance]
+    p50_regression: float | None
+    signature: str | None = None
+
+
+@dataclass(frozen=True)
+class Case:
+    """One model x target x runtime."""
+
+    model: str
+    target: str
+    runtime: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}/{self.target}/{self.runtime}"
+
+
+def load_config(path: str | Path) -> list[ModelEntry]:
+    """Read ``portkit.toml``.
+
+    Raises:
+        UsageError: The file is missing, not TOML, or names unknown keys, targets or runtimes.
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise UsageError(f"{path}: cannot read it as TOML ({e})") from None
+    defaults = data.get("defaults", {})
+    entries = []
+    for i, raw in enumerate(data.get("model", [])):
+        merged = {**defaults, **raw}
+        where = f"{path}: [[model]] #{i + 1}"
+        unknown = set(merged) - _MODEL_KEYS
+        if unknown:
+            raise UsageError(f"{where}: unknown keys {', '.join(sorted(unknown))}; "
+                             f"known: {', '.join(sorted(_MODEL_KEYS))}")
+        if "name" not in merged or not (("source" in merged) ^ ("fixture" in merged)):
+            raise UsageError(f"{where}: needs a name and one of source = '...' or fixture = '...'")
+        targets = tuple(merged.get("targets", ()))
+        if "artifact" not in merged and not targets:
+            raise UsageError(f"{where}: give targets = [...] to convert, or artifact = '...'")
+        bad = [t for t in targets if t not in TARGETS]
+        if bad:
+            raise UsageError(f"{where}: unknown targets {bad}; one of {', '.join(TARGETS)}")
+        for output, keys in merged.get("outputs", {}).items():
+            if not isinstance(keys, dict) or set(keys) - set(_TOLERANCE_KEYS):
+                raise UsageError(f"{where}: [model.outputs.{output}] takes only "
+                                 f"{', '.join(_TOLERANCE_KEYS)}")
+        base = path.parent
+        entries.append(ModelEntry(
+            name=merged["name"],
+            source=(base / merged["source"]).absolute() if "source" in merged else None,
+            fixture=merged.get("fixture"), kind=merged.get("kind"),
+            artifact=(base / merged["artifact"]).absolute() if "artifact" in merged else None,
+            targets=targets, runtimes=tuple(merged.get("runtimes", ())),
+            inputs=tuple(merged.get("inputs", ())),
+            tolerance=_tolerance(merged, Tolerance()),
+            per_output={k: _tolerance(v, _tolerance(merged, Tolerance()))
+                        for k, v in merged.get("outputs", {}).items()},
+            p50_regression=merged.get("p50_regression"), signature=merged.get("signature"),
+        ))
+    if not entries:
+        raise UsageError(f"{path}: no [[model]] entries")
+    return entries
+
+
+def _tolerance(values: dict[str, Any], base: Tolerance) -> Tolerance:
+    return dataclasses.replace(base, **{k: values[k] for k in _TOLERANCE_KEYS if k in values})
+
+
+def cases(entries: Sequence[ModelEntry]) -> list[Case]:
+    """Every model x target x runtime, in config order (an artifact's target is its format).
+
+    Raises:
+        UsageError: A model's ``runtimes`` load none of its targets.
+    """
+    found = []
+    for m in entries:
+        if m.artifact is not None:
+            targets = [(sniff(m.artifact).value, sniff(m.artifact))]
+        else:
+            targets = [(t, TARGETS[t]) for t in m.targets]
+        for target, fmt in targets:
+            names = [rt.name for rt in runtimes.for_format(fmt)]
+            chosen = [n for n in names if not m.runtimes or n in m.runtimes]
+            if not chosen:
+                raise UsageError(f"model {m.name}: runtimes {list(m.runtimes)} don't load "
+                                 f"{target}; these do: {', '.join(names)}")
+            found += [Case(m.name, target, rt) for rt in chosen]
+    return found
+
+
+def shard(all_cases: Sequence[Case], spec: str | None) -> list[Case]:
+    """The cases of shard ``K/N`` (1-based): case ``i`` goes to shard ``i % N + 1``.
+
+    Raises:
+        UsageError: ``spec`` is not ``K/N`` with 1 <= K <= N.
+    """
+    if spec is None:
+        return list(all_cases)
+    try:
+        k, n = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard {spec}: expected K/N, e.g. 2/3") from None
+    if not 1 <= k <= n:
+        raise UsageError(f"--shard {spec}: K must be between 1 and N")
+    return [c for i, c in enumerate(all_cases) if i % n == k - 1]

@@ -1,0 +1,320 @@
+"""Flags -> typed options: what the user asked of the loaders, converters, parity policy and
+timing, checked once here so the library API and the CI gate build them the same way.
+
+Modes are enums (``Quantize``, ``Optimize``), never strings compared in several places; a job
+(``ConvertJob``, ``ValidateJob``, ``BenchJob``) is everything one command was asked to do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from portkit.errors import UsageError
+from portkit.formats import TARGETS, Format
+from portkit.specs import TensorSpec
+
+
+class Quantize(str, enum.Enum):
+    """TFLite quantization (``--quantize``)."""
+
+    FP16 = "fp16"
+    DYNAMIC = "dynamic"
+    INT8 = "int8"
+    INT16X8 = "int16x8"
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether it quantizes activations, from calibration data."""
+        return self in (Quantize.INT8, Quantize.INT16X8)
+
+    @classmethod
+    def parse(cls, value: str | Quantize | None) -> Quantize | None:
+        """``--quantize VALUE`` (None: float32).
+
+        Raises:
+            UsageError: Not a quantization mode.
+        """
+        if value is None:
+            return None
+        try:
+            return cls(value)
+        except ValueError:
+            raise UsageError(f"--quantize {value}: one of "
+                             f"{', '.join(m.value for m in cls)}") from None
+
+
+class Optimize(str, enum.Enum):
+    """What ``--optimize`` ships: the fastest artifact that matched."""
+
+    LATENCY = "latency"
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How a source model is opened.
+
+    Attributes:
+        signature: The SavedModel signature to use (None: ``serving_default``, else the only one).
+        trust_model: Allow Keras Lambda layers and custom objects (they run Python code on load).
+        threads: CPU threads the runtime may use (None: its default; TFLite: one per core).
+    """
+
+    signature: str | None = None
+    trust_model: bool = False
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """What the user asked of the converters (one field per ``portkit convert`` flag).
+
+    Attributes:
+        load: How the source is opened (the first hop only; later hops read portkit's artifacts).
+        quantize: TFLite quantization, or None (float32).
+        calibration: ``.npz`` file or folder of ``.npy`` files of representative inputs (int8).
+        int8_io: Make a quantized TFLite model's inputs and outputs int8 as well.
+        no_flex: Fail rather than emit TFLite ops that need the Flex (Select TF ops) runtime.
+        opset: ONNX opset for converters that take one (None: the newest they support).
+        variant: A converter option set the edge declares (``Variant.name``), for the hop
+            that writes the target; None: the edge's default.
+    """
+
+    load: LoadOptions = LoadOptions()
+    quantize: Quantize | None = None
+    calibration: str | None = None
+    int8_io: bool = False
+    no_flex: bool = False
+    opset: int | None = None
+    variant: str | None = None
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How an artifact's outputs are judged against the reference: a parity policy.
+
+    An element passes when ``|got - ref| <= atol + rtol * |ref|`` (numpy.allclose); with
+    ``atol`` None elements are not judged one by one (quantized models), only by cosine
+    similarity and, for classifier-like outputs (one score vector per sample), by how often the
+    artifact's top-1 class is the reference's (``min_top1``) and how often the reference's top-1
+    class is in the artifact's top 5 (``min_top5``), over ``samples`` inputs.
+
+    Attributes:
+        atol: Absolute tolerance per element, or None.
+        rtol: Relative tolerance per element.
+        min_cosine: Lowest cosine similarity that passes, or None.
+        min_top1: Lowest top-1 agreement (0-1) that passes, or None.
+        min_top5: Lowest top-5 agreement (0-1) that passes, or None.
+        samples: How many inputs the source and artifact are compared on.
+        policy: The policy's name (the precision it fits: fp32, fp16, dynamic, int8, int16x8).
+    """
+
+    atol: float | None = 1e-4
+    rtol: float = 1e-3
+    min_cosine: float | None = None
+    min_top1: float | None = None
+    min_top5: float | None = None
+    samples: int = 1
+    policy: str = "fp32"
+
+
+# Default policies by precision: float32 tight; float16 looser; quantized by cosine and top-k
+# over a batch of inputs. Thresholds sit below what the fixtures measured (see README).
+POLICIES = {
+    "fp32": Tolerance(),
+    Quantize.FP16.value: Tolerance(atol=1e-2, rtol=1e-2, min_cosine=0.9999, policy="fp16"),
+    Quantize.DYNAMIC.value: Tolerance(atol=None, rtol=0.0, min_cosine=0.99, min_top1=0.9,
+                                      samples=32, policy="dynamic"),
+    Quantize.INT8.value: Tolerance(atol=None, rtol=0.0, min_cosine=0.98, min_top1=0.8,
+                                   min_top5=0.95, samples=32, policy="int8"),
+    Quantize.INT16X8.value: Tolerance(atol=None, rtol=0.0, min_cosine=0.995, min_top1=0.9,
+                                      samples=32, policy="int16x8"),
+}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long to measure latency.
+
+    Attributes:
+        warmup: Untimed runs after the first.
+        min_runs: Timed runs at least.
+        min_seconds: Timed seconds at least.
+        max_runs: Timed runs at most (a guard for very fast models).
+    """
+
+    warmup: int = 5
+    min_runs: int = 30
+    min_seconds: float = 1.0
+    max_runs: int = 100_000
+
+
+@dataclass(frozen=True)
+class ConvertJob:
+    """One ``convert``: the source, where it goes, how the artifact is judged.
+
+    Attributes:
+        source: The model file or SavedModel folder.
+        target: The format to write.
+        output: Where (None: beside the source, with the target's suffix).
+        inputs: ``--input`` specs, for shapes the source doesn't store.
+        inputs_file: An ``.npz`` of inputs to compare on, instead of seeded ones.
+        route: Only the route of this name.
+        validate: Run and compare the artifact (False: convert only).
+        seed: Seed of generated inputs.
+        tolerance: The parity policy.
+        options: The converters' options.
+        optimize: Try every route and ship the best by this goal.
+    """
+
+    source: Path
+    target: Format
+    output: Path | None = None
+    inputs: tuple[TensorSpec, ...] = ()
+    inputs_file: Path | None = None
+    route: str | None = None
+    validate: bool = True
+    seed: int = 0
+    tolerance: Tolerance = POLICIES["fp32"]
+    options: ConvertOptions = ConvertOptions()
+    optimize: Optimize | None = None
+
+
+@dataclass(frozen=True)
+class ValidateJob:
+    """One ``validate``: an artifact, the model it came from, and how to judge it.
+
+    Attributes:
+        artifact: The converted model.
+        reference: The model it was converted from (run as the reference).
+        inputs: ``--input`` specs, for shapes the reference doesn't store.
+        inputs_file: An ``.npz`` of inputs to compare on.
+        tolerance: The parity policy.
+        per_output: Policies for some outputs, by reference output name.
+        seed: Seed of generated inputs.
+        load: How the reference is opened.
+        runtimes: Only these runtimes (empty: every runtime that loads the artifact).
+        save_bundle: Also write a reproducibility bundle here.
+    """
+
+    artifact: Path
+    reference: Path
+    inputs: tuple[TensorSpec, ...] = ()
+    inputs_file: Path | None = None
+    tolerance: Tolerance = POLICIES["fp32"]
+    per_output: Mapping[str, Tolerance] = field(default_factory=dict)
+    seed: int = 0
+    load: LoadOptions = LoadOptions()
+    runtimes: tuple[str, ...] = ()
+    save_bundle: Path | None = None
+
+
+@dataclass(frozen=True)
+class BenchJob:
+    """One ``bench``: models timed on each runtime that loads them.
+
+    Attributes:
+        models: The model files.
+        runtimes: Only these runtimes (empty: every runtime for each model).
+        inputs: ``--input`` specs, for shapes a model doesn't store.
+        threads: CPU threads per runtime (None: its default; TFLite one per core).
+        batch: Batch size to feed (replaces the first dimension).
+        budget: How long to measure.
+    """
+
+    models: tuple[Path, ...]
+    runtimes: tuple[str, ...] = ()
+    inputs: tuple[TensorSpec, ...] = ()
+    threads: int | None = None
+    batch: int | None = None
+    budget: Budget = Budget()
+
+
+def target(to: str) -> Format:
+    """The format ``--to`` names.
+
+    Raises:
+        UsageError: No target of that name.
+    """
+    try:
+        return TARGETS[to.lower()]
+    except KeyError:
+        raise UsageError(f"--to {to}: unknown target; one of {', '.join(TARGETS)}") from None
+
+
+def convert_options(target: Format, *, signature: str | None = None, trust_model: bool = False,
+                    quantize: str | Quantize | None = None,
+                    calibration: str | Path | None = None, int8_io: bool = False,
+                    no_flex: bool = False, opset: int | None = None) -> ConvertOptions:
+    """Check the flags that only make sense together and build the converters' options.
+
+    Raises:
+        UsageError: A flag is out of place (``--quantize`` for ONNX, ``--int8-io`` without
+            int8...) or calibration data is missing.
+    """
+    mode = Quantize.parse(quantize)
+    if mode is not None:
+        if target is not Format.TFLITE:
+            raise UsageError(f"--quantize {mode.value}: quantization is for --to tflite")
+        if mode.calibrated and calibration is None:
+            raise UsageError(
+                f"--quantize {mode.value} needs calibration data: pass --calibration data.npz "
+                "(or a folder of .npy files) holding ~100 representative inputs; portkit never "
+                "calibrates on random data"
+            )
+    if calibration is not None:
+        if mode is None or not mode.calibrated:
+            raise UsageError("--calibration is for --quantize int8 or int16x8")
+        if not Path(calibration).exists():
+            raise UsageError(f"--calibration {calibration}: no such file or folder")
+        calibration = str(Path(calibration).absolute())
+    if int8_io and mode is not Quantize.INT8:
+        raise UsageError("--int8-io is for --quantize int8")
+    if no_flex and target is not Format.TFLITE:
+        raise UsageError("--no-flex is for --to tflite")
+    return ConvertOptions(LoadOptions(signature, trust_model), mode, calibration, int8_io,
+                          no_flex, opset)
+
+
+def policy(quantize: Quantize | None = None, *, atol: float | None = None,
+           rtol: float | None = None, samples: int | None = None,
+           min_cosine: float | None = None, min_top1: float | None = None,
+           min_top5: float | None = None) -> Tolerance:
+    """The precision's default policy, with the numbers the user set.
+
+    Raises:
+        UsageError: ``samples`` is below 1.
+    """
+    changes: dict[str, Any] = {key: value for key, value in (
+        ("atol", atol), ("rtol", rtol), ("min_cosine", min_cosine), ("min_top1", min_top1),
+        ("min_top5", min_top5)) if value is not None}
+    if samples is not None:
+        if samples < 1:
+            raise UsageError(f"--samples {samples}: must be at least 1")
+        changes["samples"] = samples
+    return dataclasses.replace(POLICIES[quantize.value if quantize else "fp32"], **changes)
+
+
+def optimize_goal(optimize: str | Optimize | None, route: str | None,
+                  validate: bool) -> Optimize | None:
+    """``--optimize GOAL``, checked against the flags it can't honour.
+
+    Raises:
+        UsageError: An unknown goal, or with ``--route`` or ``--no-validate``.
+    """
+    if optimize is None:
+        return None
+    try:
+        goal = Optimize(optimize)
+    except ValueError:
+        raise UsageError(f"--optimize {optimize}: the one goal so far is latency") from None
+    if route is not None:
+        raise UsageError("--optimize tries every route: drop --route")
+    if not validate:
+        raise UsageError("--optimize keeps only artifacts that match their source: "
+                         "drop --no-validate")
+    return goal

@@ -1,0 +1,213 @@
+"""Checks: an artifact run on every device of each runtime that loads it, each run compared with
+the reference; ``validate`` and ``replay`` built on them; and ``why_failed``, the one place a
+failed check is put in words (convert's routes, the terminal, Markdown and JUnit all use it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from portkit.errors import PortkitError, UsageError
+from portkit.formats import Format, sniff
+from portkit.options import Tolerance, ValidateJob
+from portkit.results import Check, FileInfo, ValidateReport, versions
+from portkit.runtimes import registry, tasks
+from portkit.runtimes.base import Runtime
+from portkit.runtimes.context import RunContext
+from portkit.runtimes.tasks import Reference
+from portkit.safety import refuse_unloadable
+from portkit.validators import bundle
+from portkit.validators.parity import compare_outputs
+
+# Each runtime/device's raw outputs, by ``runtime-device`` (what a bundle keeps).
+Outputs = dict[str, tuple[dict[str, np.ndarray], ...]]
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What an artifact is held to: the reference's outputs and the parity policy.
+
+    Attributes:
+        reference: The source's inputs and outputs.
+        tolerance: The policy for every output.
+        per_output: Policies for some outputs, by reference output name.
+    """
+
+    reference: Reference
+    tolerance: Tolerance
+    per_output: Mapping[str, Tolerance] = field(default_factory=dict)
+
+
+def check_runtime(artifact: Path, fmt: Format, runtime: Runtime, expected: Expected,
+                  ctx: RunContext, *, channels_last: bool = False) -> tuple[list[Check], Outputs]:
+    """Run the artifact on every device of one runtime (in its warm worker) and compare each run.
+
+    Args:
+        artifact: The artifact.
+        fmt: Its format.
+        runtime: The runtime to run it on.
+        expected: The reference and policy.
+        ctx: Workers, timeout and progress.
+        channels_last: Map channels-first reference inputs to channels-last where both fit.
+
+    Returns:
+        One check per device, and each device's raw outputs.
+    """
+    ref = expected.reference
+    try:
+        with ctx.progress(f"Running the artifact on {runtime.name}"):
+            runs = ctx.pool.call(
+                runtime.name, tasks.run_artifact_everywhere, timeout=ctx.timeout,
+                what=f"{artifact.name} on {runtime.name}", path=str(artifact),
+                fmt=fmt, runtime=runtime.name, feeds=ref.feeds, specs=list(ref.inputs),
+                prefer_channels_last=channels_last,
+            )
+    except PortkitError as e:
+        return [Check(runtime=runtime.name, device="cpu", passed=False, error=str(e))], {}
+    checks, outputs = [], {}
+    for device, run in runs:
+        if isinstance(run, str):
+            checks.append(Check(runtime=runtime.name, device=device, passed=False, error=run))
+            continue
+        outputs[f"{runtime.name}-{device}"] = run.outputs
+        rows = tuple(compare_outputs(ref.outputs, run.outputs, expected.tolerance,
+                                     expected.per_output))
+        notes = tuple(f"{b.source}: {b.layout_note}" for b in run.bindings if b.layout_note)
+        checks.append(Check(runtime=runtime.name, device=device,
+                            passed=all(r.passed for r in rows), outputs=rows,
+                            input_layouts=notes, seconds=run.seconds))
+    return checks, outputs
+
+
+def check_everywhere(artifact: Path, fmt: Format, runtimes: Sequence[Runtime],
+                     expected: Expected, ctx: RunContext) -> tuple[list[Check], Outputs]:
+    """``check_runtime`` on each runtime; devices a runtime has elsewhere but not here (CUDA, a
+    GPU) are skipped rows that say why."""
+    checks: list[Check] = []
+    outputs: Outputs = {}
+    for rt in runtimes:
+        found, raw = check_runtime(artifact, fmt, rt, expected, ctx,
+                                   channels_last=layout_changed(expected.reference, fmt))
+        here = {c.device for c in found}
+        checks += found + [Check(runtime=rt.name, device=d, passed=False,
+                                 skipped=rt.unavailable(d))
+                           for d in rt.all_devices if d not in here]
+        outputs.update(raw)
+    return checks, outputs
+
+
+def runtimes_for(fmt: Format, names: Sequence[str]) -> list[Runtime]:
+    """The runtimes loading ``fmt`` (only those named, if any).
+
+    Raises:
+        UsageError: A named runtime doesn't load ``fmt``.
+    """
+    every = registry.for_format(fmt)
+    unknown = set(names) - {rt.name for rt in every}
+    if unknown:
+        raise UsageError(f"--runtime {', '.join(sorted(unknown))}: does not load {fmt.value} "
+                         f"models; runtimes for it: {', '.join(rt.name for rt in every)}")
+    return [rt for rt in every if not names or rt.name in names]
+
+
+def layout_changed(ref: Reference, fmt: Format) -> bool:
+    """Whether an artifact of this format likely went channels-last (TFLite/SavedModel)."""
+    return fmt in (Format.TFLITE, Format.SAVEDMODEL) and any(
+        len(s.shape or ()) == 4 and (s.shape or (0, 0))[1] in (1, 3, 4) for s in ref.inputs)
+
+
+def validate(job: ValidateJob, ctx: RunContext) -> ValidateReport:
+    """Run the reference, then the artifact on every runtime and device that loads it, and
+    compare; write a bundle if asked.
+
+    Raises:
+        PortkitError: Bad arguments or model files.
+    """
+    started = time.perf_counter()
+    art, src = job.artifact.absolute(), job.reference.absolute()
+    art_fmt, src_fmt = sniff(art), sniff(src)
+    for path, fmt in ((art, art_fmt), (src, src_fmt)):
+        refuse_unloadable(path, fmt)
+    chosen = runtimes_for(art_fmt, job.runtimes)
+    with ctx.progress(f"Running {src.name} as the reference"):
+        ref: Reference = ctx.pool.call(
+            f"reference-{src_fmt.framework}", tasks.reference, timeout=ctx.timeout, what=str(src),
+            path=str(src), fmt=src_fmt, given=list(job.inputs),
+            inputs_file=str(job.inputs_file.absolute()) if job.inputs_file else None,
+            seed=job.seed, samples=job.tolerance.samples, options=job.load,
+        )
+    checks, outputs = check_everywhere(art, art_fmt, chosen,
+                                       Expected(ref, job.tolerance, job.per_output), ctx)
+    report = ValidateReport(
+        passed=_all_passed(checks),
+        reference=FileInfo.of(src, src_fmt.value), artifact=FileInfo.of(art, art_fmt.value),
+        checks=tuple(checks), inputs=ref.inputs, tolerance=job.tolerance,
+        per_output=dict(job.per_output), seed=job.seed, seconds=time.perf_counter() - started,
+        versions=versions(),
+    )
+    if job.save_bundle is not None:
+        bundle.save(job.save_bundle, report, ref, outputs, art)
+    return report
+
+
+def replay(folder: Path, runtimes: Sequence[str], ctx: RunContext) -> ValidateReport:
+    """Rerun a bundle's artifact on its stored inputs and compare with the stored reference
+    outputs, under the stored tolerances (the reference model is not needed).
+
+    Raises:
+        PortkitError: Not a bundle, or its artifact can't be loaded.
+    """
+    started = time.perf_counter()
+    art, fmt, ref, tol, per_output, manifest = bundle.load(folder)
+    checks, _ = check_everywhere(art, fmt, runtimes_for(fmt, runtimes),
+                                 Expected(ref, tol, per_output), ctx)
+    return ValidateReport(
+        passed=_all_passed(checks),
+        reference=FileInfo(**manifest["reference"]), artifact=FileInfo.of(art, fmt.value),
+        checks=tuple(checks), inputs=ref.inputs, tolerance=tol, per_output=per_output,
+        seed=int(manifest["seed"]), seconds=time.perf_counter() - started, versions=versions(),
+    )
+
+
+def _all_passed(checks: Sequence[Check]) -> bool:
+    """Whether something ran and every check that ran passed."""
+    ran = [c for c in checks if not c.skipped]
+    return bool(ran) and all(c.passed for c in ran)
+
+
+def why_failed(check: Check, *, every_output: bool = False, quote: str = "") -> list[str]:
+    """Why a check failed, a line per failing output (only the worst unless ``every_output``):
+    the error, and the tolerance that would have passed.
+
+    Args:
+        check: A check that did not pass (a skipped one gives no line).
+        every_output: A line for every failing output, not only the one with the largest error.
+        quote: Put around output names (a backtick for Markdown).
+    """
+    where = f"{check.runtime}/{check.device}"
+    if check.skipped:
+        return []
+    if check.error:
+        return [f"{where}: {check.error}"]
+    failed = sorted((o for o in check.outputs if not o.passed), key=lambda o: -o.max_abs_err)
+    lines = []
+    for o in failed if every_output else failed[:1]:
+        name = f"{quote}{o.name}{quote}"
+        if o.error:
+            lines.append(f"{where}: output {name}: {o.error}")
+            continue
+        found = [f"max abs err {o.max_abs_err:.3g} (would pass with atol "
+                 f"{o.min_atol_to_pass:.3g})"]
+        if "cosine" in o.failed:
+            found.append(f"cosine {o.cosine:.4f}")
+        if "top-1" in o.failed:
+            found.append(f"top-1 agreement {o.top1:.0%}")
+        if "top-5" in o.failed:
+            found.append(f"top-5 agreement {o.top5:.0%}")
+        lines.append(f"{where}: output {name} " + ", ".join(found))
+    return lines

@@ -1,0 +1,92 @@
+"""Flags -> typed options: modes, checks of flags that go together, policy resolution (pure)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from portkit.errors import UsageError
+from portkit.formats import Format
+from portkit.options import (
+    POLICIES,
+    Optimize,
+    Quantize,
+    Tolerance,
+    convert_options,
+    optimize_goal,
+    policy,
+    target,
+)
+
+
+def test_quantize_modes_are_an_enum_and_say_which_need_calibration() -> None:
+    assert Quantize.parse("int8") is Quantize.INT8 and Quantize.parse(None) is None
+    assert [m.value for m in Quantize if m.calibrated] == ["int8", "int16x8"]
+    with pytest.raises(UsageError, match="--quantize int4: one of fp16, dynamic, int8, int16x8"):
+        Quantize.parse("int4")
+
+
+@pytest.mark.parametrize(("mode", "expected"), [
+    (None, POLICIES["fp32"]),
+    (Quantize.FP16, Tolerance(atol=1e-2, rtol=1e-2, min_cosine=0.9999, policy="fp16")),
+    (Quantize.INT8, Tolerance(atol=None, rtol=0.0, min_cosine=0.98, min_top1=0.8, min_top5=0.95,
+                              samples=32, policy="int8")),
+])
+def test_policy_starts_from_the_precisions_default(mode: Quantize | None,
+                                                    expected: Tolerance) -> None:
+    assert policy(mode) == expected
+
+
+def test_policy_takes_the_numbers_given_and_keeps_the_rest() -> None:
+    got = policy(Quantize.INT8, min_cosine=0.5, min_top1=0.1, samples=8)
+    assert (got.min_cosine, got.min_top1, got.samples) == (0.5, 0.1, 8)
+    assert (got.min_top5, got.atol, got.policy) == (0.95, None, "int8")
+    assert policy(atol=0.0, rtol=0.0) == Tolerance(atol=0.0, rtol=0.0)  # zero is a value
+    with pytest.raises(UsageError, match="--samples 0: must be at least 1"):
+        policy(samples=0)
+
+
+def test_target_names() -> None:
+    assert target("TFLite") is Format.TFLITE and target("pt2") is Format.EXPORTED_PROGRAM
+    with pytest.raises(UsageError, match="--to caffe: unknown target"):
+        target("caffe")
+
+
+def test_convert_options_types_the_quantize_mode(tmp_path: Path) -> None:
+    calib = tmp_path / "c.npz"
+    calib.write_bytes(b"")
+    got = convert_options(Format.TFLITE, quantize="int8", calibration=calib, int8_io=True)
+    assert got.quantize is Quantize.INT8 and got.calibration == str(calib.absolute())
+    assert convert_options(Format.ONNX, opset=17, signature="s").load.signature == "s"
+
+
+@pytest.mark.parametrize(("fmt", "kwargs", "message"), [
+    (Format.ONNX, {"quantize": "int8"}, "quantization is for --to tflite"),
+    (Format.TFLITE, {"quantize": "int8"}, "needs calibration data"),
+    (Format.TFLITE, {"quantize": "dynamic", "calibration": "c.npz"},
+     "--calibration is for --quantize int8 or int16x8"),
+    (Format.TFLITE, {"quantize": "int16x8", "calibration": "missing.npz"},
+     "no such file or folder"),
+    (Format.TFLITE, {"quantize": "fp16", "int8_io": True}, "--int8-io is for --quantize int8"),
+    (Format.ONNX, {"no_flex": True}, "--no-flex is for --to tflite"),
+])
+def test_convert_options_refuse_flags_out_of_place(fmt: Format, kwargs: dict,
+                                                   message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        convert_options(fmt, **kwargs)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("size", None, True), "the one goal so far is latency"),
+    (("latency", "litert-torch", True), "drop --route"),
+    (("latency", None, False), "drop --no-validate"),
+])
+def test_optimize_goal_refuses_what_it_cannot_honour(args: tuple, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        optimize_goal(*args)
+
+
+def test_optimize_goal() -> None:
+    assert optimize_goal(None, "litert-torch", False) is None
+    assert optimize_goal("latency", None, True) is Optimize.LATENCY
