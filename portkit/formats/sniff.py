@@ -112,7 +112,8 @@ def _sniff_zip(path: Path) -> Format:
             if pkl is not None:
                 return _sniff_pickle(path, zf.read(pkl))
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error, RuntimeError,
-            NotImplementedError) as e:  # corrupt, encrypted or exotic members
+            NotImplementedError, ValueError) as e:  # corrupt, encrypted or exotic members,
+        # names that are not UTF-8 though flagged so (UnicodeDecodeError)
         raise InvalidModelError(
             f"{path}: a zip archive (PyTorch/Keras) that is truncated or corrupt ({e}); "
             "re-export or re-download it"
