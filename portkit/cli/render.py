@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         BenchReport,
         Check,
         ConvertReport,
+        FileInfo,
         Inspection,
         ValidateReport,
     )
@@ -26,6 +27,11 @@ if TYPE_CHECKING:
 
 def _num(x: float) -> str:
     return f"{x:.3g}"
+
+
+def _file(info: FileInfo) -> str:
+    """``path [format]``, escaped: rich would take ``[torchscript]`` for a style tag."""
+    return escape(f"{info.path} [{info.format}]")
 
 
 def _short(text: str, limit: int = 160) -> str:
@@ -40,10 +46,10 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
     else:
         head = verdict.get(int(report.exit_code), str(report.exit_code))
     art = report.artifact
-    where = f" -> {art.path} ({art.size_bytes:,} bytes)" if art else ""
+    where = f" -> {escape(art.path)} ({art.size_bytes:,} bytes)" if art else ""
     share = report.overhead_seconds / report.seconds if report.seconds else 0.0
     out: list[Table | Text] = [
-        Text.from_markup(f"{head}  {report.source.path} [{report.source.format}]{where}  "
+        Text.from_markup(f"{head}  {_file(report.source)}{where}  "
                          f"in {report.seconds:.1f} s (exit {int(report.exit_code)})"),
         Text(f"Converters {report.converter_seconds:.1f} s; portkit's own time (workers, "
              f"reference, validation) {report.overhead_seconds:.1f} s ({share:.0%})"),
@@ -106,8 +112,8 @@ def parity_table(checks: tuple[Check, ...], tol: Tolerance) -> Table:
 def validate_tables(report: ValidateReport) -> list[Table | Text]:
     """The verdict line and the parity rows of ``portkit validate``."""
     head = "[green]PASSED[/]" if report.passed else "[red]PARITY FAILED[/]"
-    return [Text.from_markup(f"{head}  {report.artifact.path} [{report.artifact.format}] against "
-                             f"{report.reference.path} [{report.reference.format}] in "
+    return [Text.from_markup(f"{head}  {_file(report.artifact)} against "
+                             f"{_file(report.reference)} in "
                              f"{report.seconds:.1f} s (exit {int(report.exit_code)})"),
             parity_table(report.checks, report.tolerance)]
 
