@@ -20,8 +20,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 demo: install
 	$(VENV)/bin/portkit demo
 
+# Two test processes: most of a test is one framework's single-threaded import and export.
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 clean:
 	rm -rf $(VENV) portkit-demo

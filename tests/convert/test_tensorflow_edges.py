@@ -164,6 +164,11 @@ def test_lambda_layer_exits_2_naming_the_layer_and_the_flag(saved_models: Saved,
     done = run_cli("convert", source, "--to", "tflite", "-o", tmp_path / "l.tflite",
                    "--trust-model")
     assert done.returncode == 0, done.stderr
+    # validate runs the source as its reference: the same refusal, the same flag.
+    done = run_cli("validate", tmp_path / "l.tflite", "--reference", source)
+    assert done.returncode == 2 and "--trust-model" in done.stderr
+    done = run_cli("validate", tmp_path / "l.tflite", "--reference", source, "--trust-model")
+    assert done.returncode == 0, done.stderr
 
 
 def test_signature_picks_one_of_two(saved_models: Saved, tmp_path: Path) -> None:
