@@ -112,9 +112,12 @@ def convert(
     with contextlib.ExitStack() as stack:
         if not isinstance(source, (str, Path)):
             source = pipeline.save_module(source, given, stack)
-        job = ConvertJob(Path(source), target, Path(output) if output is not None else None,
-                         tuple(given), Path(inputs_file) if inputs_file else None, route,
-                         validate, seed, tolerance, convert_options, goal)
+        job = ConvertJob(
+            source=Path(source), target=target,
+            output=Path(output) if output is not None else None, inputs=tuple(given),
+            inputs_file=Path(inputs_file) if inputs_file else None, route=route,
+            validate=validate, seed=seed, tolerance=tolerance, options=convert_options,
+            optimize=goal)
         return pipeline.convert(job, stack.enter_context(_context(workers, timeout, progress)))
 
 
@@ -170,10 +173,12 @@ def validate(
     """
     tolerance = options.policy(atol=atol, rtol=rtol, samples=samples, min_cosine=min_cosine,
                                min_top1=min_top1, min_top5=min_top5)
-    job = ValidateJob(Path(artifact), Path(reference), tuple(parse_inputs(inputs)),
-                      Path(inputs_file) if inputs_file else None, tolerance,
-                      dict(per_output or {}), seed, LoadOptions(signature, trust_model),
-                      tuple(runtimes), Path(save_bundle) if save_bundle is not None else None)
+    job = ValidateJob(
+        artifact=Path(artifact), reference=Path(reference), inputs=tuple(parse_inputs(inputs)),
+        inputs_file=Path(inputs_file) if inputs_file else None, tolerance=tolerance,
+        per_output=dict(per_output or {}), seed=seed, load=LoadOptions(signature, trust_model),
+        runtimes=tuple(runtimes),
+        save_bundle=Path(save_bundle) if save_bundle is not None else None)
     with _context(workers, timeout, progress) as ctx:
         return checks.validate(job, ctx)
 
@@ -220,8 +225,9 @@ def bench(
     Raises:
         PortkitError: A model can't be read, or no runtime loads it.
     """
-    job = BenchJob(tuple(Path(m) for m in models), tuple(runtimes),
-                   tuple(parse_inputs(inputs)), threads, batch, budget)
+    job = BenchJob(models=tuple(Path(m) for m in models), runtimes=tuple(runtimes),
+                   inputs=tuple(parse_inputs(inputs)), threads=threads, batch=batch,
+                   budget=budget)
     with _context(None, timeout, progress) as ctx:
         return bench_models(job, ctx)
 

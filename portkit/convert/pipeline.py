@@ -82,11 +82,11 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
         ), ctx.progress, src.name, from_file=job.inputs_file is not None)
         # Runs before the thread pool exits: a reference still running is stopped, not awaited.
         stack.callback(ref.stop, ctx.pool, reference_worker)
-        conversion = _Conversion(job, src, ref, ctx)
+        conversion = _Conversion(job, src, fmt, ref, ctx)
         attempts: list[Attempt] = []
         produced: list[Path] = []
         for i, r in enumerate(routes):
-            attempt, path = conversion.attempt(r, fmt, stage / f"route{i}")
+            attempt, path = conversion.attempt(r, stage / f"route{i}")
             attempts.append(attempt)
             produced.append(path)
             if not job.optimize and (attempt.passed or (attempt.converted and not job.validate)):
@@ -223,8 +223,9 @@ class _Conversion:
     first hops' artifacts. Counts the converters' own seconds (the report's overhead is the
     rest)."""
 
-    def __init__(self, job: ConvertJob, src: Path, ref: _Reference, ctx: RunContext) -> None:
-        self._job, self._src, self._ref, self._ctx = job, src, ref, ctx
+    def __init__(self, job: ConvertJob, src: Path, fmt: Format, ref: _Reference,
+                 ctx: RunContext) -> None:
+        self._job, self._src, self._fmt, self._ref, self._ctx = job, src, fmt, ref, ctx
         self._done: dict[tuple[tuple[registry.Edge, ...], str | None],
                          tuple[Path, Hop] | PortkitError] = {}
         self._failed_seconds = 0.0
@@ -236,11 +237,11 @@ class _Conversion:
         return self._failed_seconds + sum(
             d[1].seconds for d in self._done.values() if not isinstance(d, PortkitError))
 
-    def attempt(self, route: registry.Route, fmt: Format, folder: Path) -> tuple[Attempt, Path]:
-        """Run ``route`` from the source (of format ``fmt``) into ``folder``, then check what it
-        made; returns the attempt and the artifact's path (or the hop's that failed)."""
+    def attempt(self, route: registry.Route, folder: Path) -> tuple[Attempt, Path]:
+        """Run ``route`` from the source into ``folder``, then check what it made; returns the
+        attempt and the artifact's path (or the hop's that failed)."""
         folder.mkdir()
-        current, current_fmt = self._src, fmt
+        current, current_fmt = self._src, self._fmt
         hops = []
         for j, edge in enumerate(route.edges):
             dst = folder / f"hop{j}{edge.target.suffix}"
@@ -302,9 +303,8 @@ class _Conversion:
         the source on every runtime that loads it."""
         ctx = self._ctx
 
-        def attempt(converted: bool, passed: bool, error: str | None, **kw: Any) -> Attempt:
-            return Attempt(route=route.name, converted=converted, passed=passed, error=error,
-                           hops=hops, channels_last=route.channels_last, **kw)
+        def attempt(**kw: Any) -> Attempt:
+            return Attempt(route=route.name, hops=hops, channels_last=route.channels_last, **kw)
 
         mobile = None
         if fmt is Format.TFLITE:
@@ -315,20 +315,22 @@ class _Conversion:
                 worker.call(tasks.describe, timeout=ctx.timeout, what=str(artifact),
                             path=str(artifact), fmt=fmt)
             except PortkitError as e:
-                return attempt(False, False, f"does not reload: {e}")
-            return attempt(True, False, "not validated (--no-validate)", mobile=mobile)
+                return attempt(converted=False, passed=False, error=f"does not reload: {e}")
+            return attempt(converted=True, passed=False, error="not validated (--no-validate)",
+                           mobile=mobile)
         if mobile is not None and not mobile.builtin_only:
             needs = ", ".join(mobile.flex_ops + mobile.custom_ops)
             check = Check(runtime="tflite", device="cpu", passed=False, error=(
                 f"not run: needs the Flex runtime or custom kernels for {needs}, which "
                 "ai_edge_litert's interpreter lacks; run it where the Flex delegate is linked, "
                 "or convert with --no-flex"))
-            return attempt(True, False, "; ".join(why_failed(check)), checks=(check,),
-                           mobile=mobile)
+            return attempt(converted=True, passed=False, error="; ".join(why_failed(check)),
+                           checks=(check,), mobile=mobile)
         expected = Expected(self._ref.get(), self._job.tolerance)
         checks = tuple(c for rt in runtimes.for_format(fmt)
                        for c in check_runtime(artifact, fmt, rt, expected, ctx,
                                               channels_last=route.channels_last)[0])
         failed = [c for c in checks if not c.passed]
         error = "; ".join(line for c in failed for line in why_failed(c)) if failed else None
-        return attempt(True, not failed, error, checks=checks, mobile=mobile)
+        return attempt(converted=True, passed=not failed, error=error, checks=checks,
+                       mobile=mobile)

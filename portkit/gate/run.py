@@ -31,7 +31,7 @@ from portkit.results import Check, JsonReport, Latency, versions
 from portkit.runtimes import worker
 from portkit.runtimes.context import Progress, RunContext, no_progress
 from portkit.specs import parse_inputs
-from portkit.validators.checks import validate
+from portkit.validators.checks import all_passed, validate
 from portkit.validators.latency import bench_models
 
 
@@ -176,25 +176,23 @@ def _run_group(settings: _Settings, model: ModelEntry, target: str, group: list[
                 return [CaseResult(case=c, passed=False, error=f"not converted: {errors}")
                         for c in group]
             artifact, route = out, "+".join(h.tool for h in converted.route)
-        t = model.tolerance
+        t = model.tolerance  # through policy(), to be checked as the same flags would be
         report = validate(ValidateJob(
             artifact, model.source, inputs, tolerance=policy(
                 atol=t.atol, rtol=t.rtol, samples=t.samples, min_cosine=t.min_cosine,
                 min_top1=t.min_top1, min_top5=t.min_top5),
             per_output=model.per_output, load=LoadOptions(model.signature), runtimes=names,
             save_bundle=bundle), ctx)
-        speed = bench_models(BenchJob((artifact,), names, inputs,
-                                              budget=settings.budget), ctx)
+        speed = bench_models(BenchJob((artifact,), names, inputs, budget=settings.budget), ctx)
     except PortkitError as e:
         return [CaseResult(case=c, passed=False, error=str(e)) for c in group]
     results = []
     for c in group:
         found = tuple(k for k in report.checks if k.runtime == c.runtime)
-        ran = [k for k in found if not k.skipped]
         timed = next((r.latency for r in speed.rows if r.latency.runtime == c.runtime), None)
-        regressions = _regressions(c, bool(ran) and all(k.passed for k in ran), timed,
-                                   settings.baseline.get(c.id), model.p50_regression)
-        passed = bool(ran) and all(k.passed for k in ran) and not regressions
+        regressions = _regressions(c, all_passed(found), timed, settings.baseline.get(c.id),
+                                   model.p50_regression)
+        passed = all_passed(found) and not regressions
         results.append(CaseResult(case=c, passed=passed, checks=found, latency=timed,
                                   artifact=str(artifact), route=route, regressions=regressions))
     return results

@@ -90,9 +90,9 @@ def check_everywhere(artifact: Path, fmt: Format, runtimes: Sequence[Runtime],
     GPU) are skipped rows that say why."""
     checks: list[Check] = []
     outputs: Outputs = {}
+    channels_last = layout_changed(expected.reference, fmt)
     for rt in runtimes:
-        found, raw = check_runtime(artifact, fmt, rt, expected, ctx,
-                                   channels_last=layout_changed(expected.reference, fmt))
+        found, raw = check_runtime(artifact, fmt, rt, expected, ctx, channels_last=channels_last)
         here = {c.device for c in found}
         checks += found + [Check(runtime=rt.name, device=d, passed=False,
                                  skipped=rt.unavailable(d))
@@ -144,7 +144,7 @@ def validate(job: ValidateJob, ctx: RunContext) -> ValidateReport:
     checks, outputs = check_everywhere(art, art_fmt, chosen,
                                        Expected(ref, job.tolerance, job.per_output), ctx)
     report = ValidateReport(
-        passed=_all_passed(checks),
+        passed=all_passed(checks),
         reference=FileInfo.of(src, src_fmt.value), artifact=FileInfo.of(art, art_fmt.value),
         checks=tuple(checks), inputs=ref.inputs, tolerance=job.tolerance,
         per_output=dict(job.per_output), seed=job.seed, seconds=time.perf_counter() - started,
@@ -167,14 +167,14 @@ def replay(folder: Path, runtimes: Sequence[str], ctx: RunContext) -> ValidateRe
     checks, _ = check_everywhere(art, fmt, runtimes_for(fmt, runtimes),
                                  Expected(ref, tol, per_output), ctx)
     return ValidateReport(
-        passed=_all_passed(checks),
+        passed=all_passed(checks),
         reference=FileInfo(**manifest["reference"]), artifact=FileInfo.of(art, fmt.value),
         checks=tuple(checks), inputs=ref.inputs, tolerance=tol, per_output=per_output,
         seed=int(manifest["seed"]), seconds=time.perf_counter() - started, versions=versions(),
     )
 
 
-def _all_passed(checks: Sequence[Check]) -> bool:
+def all_passed(checks: Sequence[Check]) -> bool:
     """Whether something ran and every check that ran passed."""
     ran = [c for c in checks if not c.skipped]
     return bool(ran) and all(c.passed for c in ran)

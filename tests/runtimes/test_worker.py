@@ -99,3 +99,10 @@ def test_only_marked_module_level_functions_run_in_a_worker() -> None:
 
     with pytest.raises(errors.InternalError, match="module-level function"):
         worker.task(nested)
+
+
+def test_a_worker_refuses_a_request_naming_an_unmarked_function() -> None:
+    # The parent never sends one; the worker checks anyway, so a request file names only tasks.
+    answer = worker._answer("tests.runtimes.test_worker:_not_a_task", {})
+    assert not answer["ok"] and "is not a worker task" in answer["message"]
+    assert worker._answer("tests.runtimes.workload:echo", {"value": 1}) == {"ok": True, "value": 1}
