@@ -41,6 +41,8 @@ def convert(
     route: str | None = None,
     atol: float | None = None,
     rtol: float | None = None,
+    scale_tol: float | None = None,
+    output_kinds: Mapping[str, str] | Sequence[str] = (),
     validate: bool = True,
     seed: int = 0,
     timeout: float = worker.DEFAULT_TIMEOUT,
@@ -73,8 +75,14 @@ def convert(
         inputs: Input specs ``NAME:1x3x224x224[:dtype]`` for shapes the model doesn't store.
         inputs_file: An ``.npz`` of input arrays to use instead of seeded random ones.
         route: Force one route by name (e.g. ``torch.onnx+onnx2tf``).
-        atol: Absolute tolerance per element (default: by precision, see ``POLICIES``).
+        atol: Absolute tolerance per element (default: by precision, see ``POLICIES``); with
+            ``atol`` or ``rtol`` alone the rule is ``numpy.allclose`` (no scale term).
         rtol: Relative tolerance per element (default: by precision).
+        scale_tol: Tolerance per element as a fraction of the output's largest reference
+            magnitude (default: by precision).
+        output_kinds: What some outputs hold, ``NAME=classifier|embedding|regression`` (or a
+            mapping): top-k agreement judges classifiers only (default: guessed, see
+            ``validators.parity.guess_kind``).
         validate: Run and compare the artifact (the default); False only converts.
         seed: Seed for generated inputs.
         timeout: Seconds each worker step (load, convert, run) may take.
@@ -107,8 +115,10 @@ def convert(
         target, signature=signature, trust_model=trust_model, quantize=quantize,
         calibration=calibration, int8_io=int8_io, no_flex=no_flex, opset=opset)
     goal = options.optimize_goal(optimize, route, validate)
-    tolerance = options.policy(convert_options.quantize, atol=atol, rtol=rtol, samples=samples,
-                               min_cosine=min_cosine, min_top1=min_top1, min_top5=min_top5)
+    tolerance = options.policy(convert_options.quantize, atol=atol, rtol=rtol,
+                               scale_tol=scale_tol, samples=samples, min_cosine=min_cosine,
+                               min_top1=min_top1, min_top5=min_top5)
+    per_output = options.output_kinds(tolerance, output_kinds)
     with contextlib.ExitStack() as stack:
         if not isinstance(source, (str, Path)):
             source = pipeline.save_module(source, given, stack)
@@ -116,8 +126,8 @@ def convert(
             source=Path(source), target=target,
             output=Path(output) if output is not None else None, inputs=tuple(given),
             inputs_file=Path(inputs_file) if inputs_file else None, route=route,
-            validate=validate, seed=seed, tolerance=tolerance, options=convert_options,
-            optimize=goal)
+            validate=validate, seed=seed, tolerance=tolerance, per_output=per_output,
+            options=convert_options, optimize=goal)
         return pipeline.convert(job, stack.enter_context(_context(workers, timeout, progress)))
 
 
@@ -130,11 +140,13 @@ def validate(
     inputs_file: str | Path | None = None,
     atol: float | None = None,
     rtol: float | None = None,
+    scale_tol: float | None = None,
     min_cosine: float | None = None,
     min_top1: float | None = None,
     min_top5: float | None = None,
     samples: int | None = None,
     per_output: Mapping[str, Tolerance] | None = None,
+    output_kinds: Mapping[str, str] | Sequence[str] = (),
     seed: int = 0,
     timeout: float = worker.DEFAULT_TIMEOUT,
     signature: str | None = None,
@@ -154,8 +166,10 @@ def validate(
         runtimes: Restrict to these runtime names (default: every runtime for the format).
         inputs: Input specs for shapes the reference doesn't store.
         inputs_file: An ``.npz`` of inputs (samples on an extra leading axis).
-        atol, rtol, min_cosine, min_top1, min_top5, samples: Override the fp32 policy's numbers.
+        atol, rtol, scale_tol, min_cosine, min_top1, min_top5, samples: Override the fp32
+            policy's numbers (``atol`` or ``rtol`` alone: ``numpy.allclose``, no scale term).
         per_output: Tolerances for some outputs by reference output name.
+        output_kinds: What some outputs hold, ``NAME=classifier|embedding|regression``.
         seed: Seed of generated inputs.
         timeout: Seconds each worker step may take.
         signature: SavedModel signature of the reference.
@@ -171,12 +185,13 @@ def validate(
     Raises:
         PortkitError: Bad arguments or model files.
     """
-    tolerance = options.policy(atol=atol, rtol=rtol, samples=samples, min_cosine=min_cosine,
-                               min_top1=min_top1, min_top5=min_top5)
+    tolerance = options.policy(atol=atol, rtol=rtol, scale_tol=scale_tol, samples=samples,
+                               min_cosine=min_cosine, min_top1=min_top1, min_top5=min_top5)
     job = ValidateJob(
         artifact=Path(artifact), reference=Path(reference), inputs=tuple(parse_inputs(inputs)),
         inputs_file=Path(inputs_file) if inputs_file else None, tolerance=tolerance,
-        per_output=dict(per_output or {}), seed=seed, load=LoadOptions(signature, trust_model),
+        per_output=options.output_kinds(tolerance, output_kinds, per_output), seed=seed,
+        load=LoadOptions(signature, trust_model),
         runtimes=tuple(runtimes),
         save_bundle=Path(save_bundle) if save_bundle is not None else None)
     with _context(workers, timeout, progress) as ctx:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,46 +93,83 @@ class ConvertOptions:
     variant: str | None = None
 
 
+class OutputKind(str, enum.Enum):
+    """What an output holds, which decides the metrics it is judged by (``--output-kind``)."""
+
+    CLASSIFIER = "classifier"  # class scores: top-1/top-5 agreement where the policy asks
+    EMBEDDING = "embedding"  # a vector whose direction matters: cosine, scaled error
+    REGRESSION = "regression"  # values (maps, boxes, sequences): scaled error, cosine
+
+    @classmethod
+    def parse(cls, value: str | OutputKind) -> OutputKind:
+        """An output kind by name.
+
+        Raises:
+            UsageError: Not a kind.
+        """
+        try:
+            return cls(value)
+        except ValueError:
+            raise UsageError(f"--output-kind {value}: one of "
+                             f"{', '.join(k.value for k in cls)}") from None
+
+
 @dataclass(frozen=True)
 class Tolerance:
     """How an artifact's outputs are judged against the reference: a parity policy.
 
-    An element passes when ``|got - ref| <= atol + rtol * |ref|`` (numpy.allclose); with
-    ``atol`` None elements are not judged one by one (quantized models), only by cosine
-    similarity and, for classifier-like outputs (one score vector per sample), by how often the
+    An element passes when ``|got - ref| <= atol + rtol * |ref| + scale_tol * scale``, where
+    ``scale`` is the output's largest reference magnitude (over every sample): float rounding
+    grows with the magnitudes a model computes, so the error a faithful artifact shows follows
+    the output's scale, not each element's (a logit near zero in a map of logits in the hundreds
+    carries the map's rounding). With ``atol`` None elements are not judged one by one
+    (quantized models), only by cosine similarity and, for classifier outputs, by how often the
     artifact's top-1 class is the reference's (``min_top1``) and how often the reference's top-1
     class is in the artifact's top 5 (``min_top5``), over ``samples`` inputs.
 
     Attributes:
         atol: Absolute tolerance per element, or None.
         rtol: Relative tolerance per element.
+        scale_tol: Tolerance per element as a fraction of the output's scale.
         min_cosine: Lowest cosine similarity that passes, or None.
         min_top1: Lowest top-1 agreement (0-1) that passes, or None.
         min_top5: Lowest top-5 agreement (0-1) that passes, or None.
         samples: How many inputs the source and artifact are compared on.
         policy: The policy's name (the precision it fits: fp32, fp16, dynamic, int8, int16x8).
+        kind: What the output holds (None: guessed, see ``validators.parity.guess_kind``).
     """
 
-    atol: float | None = 1e-4
-    rtol: float = 1e-3
+    atol: float | None = 1e-9
+    rtol: float = 0.0
+    scale_tol: float = 1e-4
     min_cosine: float | None = None
     min_top1: float | None = None
     min_top5: float | None = None
     samples: int = 1
     policy: str = "fp32"
+    kind: OutputKind | None = None
+
+    @classmethod
+    def from_plain(cls, data: Mapping[str, Any]) -> Tolerance:
+        """A tolerance from its JSON form (a bundle's manifest)."""
+        kind = data.get("kind")
+        return cls(**{**data, "kind": OutputKind(kind) if kind else None})
 
 
-# Default policies by precision: float32 tight; float16 looser; quantized by cosine and top-k
-# over a batch of inputs. Thresholds sit below what the fixtures measured (see README).
+# Default policies by precision: float32 and float16 by error against the output's scale;
+# quantized by cosine and top-k over a batch of inputs. The float numbers come from the labelled
+# corpus of faithful and broken artifacts in tests/validators/corpus.py (README: "How portkit
+# judges an artifact"); the quantized ones sit below what the fixtures measured.
 POLICIES = {
     "fp32": Tolerance(),
-    Quantize.FP16.value: Tolerance(atol=1e-2, rtol=1e-2, min_cosine=0.9999, policy="fp16"),
-    Quantize.DYNAMIC.value: Tolerance(atol=None, rtol=0.0, min_cosine=0.99, min_top1=0.9,
-                                      samples=32, policy="dynamic"),
-    Quantize.INT8.value: Tolerance(atol=None, rtol=0.0, min_cosine=0.98, min_top1=0.8,
-                                   min_top5=0.95, samples=32, policy="int8"),
-    Quantize.INT16X8.value: Tolerance(atol=None, rtol=0.0, min_cosine=0.995, min_top1=0.9,
-                                      samples=32, policy="int16x8"),
+    Quantize.FP16.value: Tolerance(atol=1e-6, rtol=0.0, scale_tol=1e-2, min_cosine=0.9999,
+                                   policy="fp16"),
+    Quantize.DYNAMIC.value: Tolerance(atol=None, rtol=0.0, scale_tol=0.0, min_cosine=0.99,
+                                      min_top1=0.9, samples=32, policy="dynamic"),
+    Quantize.INT8.value: Tolerance(atol=None, rtol=0.0, scale_tol=0.0, min_cosine=0.98,
+                                   min_top1=0.8, min_top5=0.95, samples=32, policy="int8"),
+    Quantize.INT16X8.value: Tolerance(atol=None, rtol=0.0, scale_tol=0.0, min_cosine=0.995,
+                                      min_top1=0.9, samples=32, policy="int16x8"),
 }
 
 
@@ -167,6 +204,7 @@ class ConvertJob:
         validate: Run and compare the artifact (False: convert only).
         seed: Seed of generated inputs.
         tolerance: The parity policy.
+        per_output: Policies for some outputs, by reference output name.
         options: The converters' options.
         optimize: Try every route and ship the best by this goal.
     """
@@ -180,6 +218,7 @@ class ConvertJob:
     validate: bool = True
     seed: int = 0
     tolerance: Tolerance = POLICIES["fp32"]
+    per_output: Mapping[str, Tolerance] = field(default_factory=dict)
     options: ConvertOptions = ConvertOptions()
     optimize: Optimize | None = None
 
@@ -281,22 +320,53 @@ def convert_options(target: Format, *, signature: str | None = None, trust_model
 
 
 def policy(quantize: Quantize | None = None, *, atol: float | None = None,
-           rtol: float | None = None, samples: int | None = None,
-           min_cosine: float | None = None, min_top1: float | None = None,
-           min_top5: float | None = None) -> Tolerance:
+           rtol: float | None = None, scale_tol: float | None = None,
+           samples: int | None = None, min_cosine: float | None = None,
+           min_top1: float | None = None, min_top5: float | None = None) -> Tolerance:
     """The precision's default policy, with the numbers the user set.
 
+    An explicit ``atol`` or ``rtol`` is an explicit ``numpy.allclose`` rule: the scale term is
+    dropped unless ``scale_tol`` is given too.
+
     Raises:
-        UsageError: ``samples`` is below 1.
+        UsageError: ``samples`` is below 1, or a tolerance is negative or not a number.
     """
     changes: dict[str, Any] = {key: value for key, value in (
-        ("atol", atol), ("rtol", rtol), ("min_cosine", min_cosine), ("min_top1", min_top1),
-        ("min_top5", min_top5)) if value is not None}
+        ("atol", atol), ("rtol", rtol), ("scale_tol", scale_tol), ("min_cosine", min_cosine),
+        ("min_top1", min_top1), ("min_top5", min_top5)) if value is not None}
+    for key in ("atol", "rtol", "scale_tol"):
+        if key in changes and not changes[key] >= 0:  # NaN fails too
+            raise UsageError(f"--{key.replace('_', '-')} {changes[key]}: must be a number >= 0")
+    if (atol is not None or rtol is not None) and scale_tol is None:
+        changes["scale_tol"] = 0.0
     if samples is not None:
         if samples < 1:
             raise UsageError(f"--samples {samples}: must be at least 1")
         changes["samples"] = samples
     return dataclasses.replace(POLICIES[quantize.value if quantize else "fp32"], **changes)
+
+
+def output_kinds(base: Tolerance, kinds: Mapping[str, str | OutputKind] | Sequence[str],
+                 per_output: Mapping[str, Tolerance] | None = None) -> dict[str, Tolerance]:
+    """``--output-kind NAME=KIND`` values (or a mapping) as per-output policies: each named
+    output keeps its own policy (``per_output``, else ``base``) with the kind set.
+
+    Raises:
+        UsageError: A value is not ``NAME=KIND`` or names an unknown kind.
+    """
+    if not isinstance(kinds, Mapping):
+        pairs = {}
+        for text in kinds:
+            name, sep, kind = text.partition("=")
+            if not sep or not name.strip():
+                raise UsageError(f"--output-kind {text!r}: expected NAME=KIND, e.g. "
+                                 "--output-kind embedding=embedding")
+            pairs[name.strip()] = kind.strip()
+        kinds = pairs
+    merged = dict(per_output or {})
+    for name, kind in kinds.items():
+        merged[name] = dataclasses.replace(merged.get(name, base), kind=OutputKind.parse(kind))
+    return merged
 
 
 def optimize_goal(optimize: str | Optimize | None, route: str | None,

@@ -148,8 +148,14 @@ class OutputParity:
         max_abs_err: max |got - ref|.
         max_rel_err: max |got - ref| / |ref| (|ref| floored at 1e-12).
         cosine: Cosine similarity of the flattened tensors (1.0 when both are zero).
-        min_atol_to_pass: The smallest atol that passes at the tolerance's rtol.
+        min_atol_to_pass: The smallest atol that passes at the tolerance's rtol and scale_tol.
         passed: Whether the output meets every criterion of the tolerance.
+        scale: The output's scale: its largest reference magnitude over every sample.
+        scaled_err: ``max_abs_err / scale``: the error as a fraction of the output's scale.
+        min_scale_tol_to_pass: The smallest scale_tol that passes at the tolerance's atol and
+            rtol.
+        kind: What the output holds (``classifier``, ``embedding``, ``regression``).
+        kind_why: Why it is judged as that kind (set by the user, or the rule that guessed it).
         layout: How the artifact's layout was mapped back (e.g. ``NCHW->NHWC``), if it was.
         error: Why nothing could be compared (shape or dtype mismatch), if so.
         samples: How many inputs were compared.
@@ -168,6 +174,11 @@ class OutputParity:
     cosine: float
     min_atol_to_pass: float
     passed: bool
+    scale: float = 0.0
+    scaled_err: float = 0.0
+    min_scale_tol_to_pass: float = 0.0
+    kind: str = "regression"
+    kind_why: str = ""
     layout: str | None = None
     error: str | None = None
     samples: int = 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,12 @@ from portkit.formats import Format
 from portkit.options import (
     POLICIES,
     Optimize,
+    OutputKind,
     Quantize,
     Tolerance,
     convert_options,
     optimize_goal,
+    output_kinds,
     policy,
     target,
 )
@@ -29,9 +32,10 @@ def test_quantize_modes_are_an_enum_and_say_which_need_calibration() -> None:
 
 @pytest.mark.parametrize(("mode", "expected"), [
     (None, POLICIES["fp32"]),
-    (Quantize.FP16, Tolerance(atol=1e-2, rtol=1e-2, min_cosine=0.9999, policy="fp16")),
-    (Quantize.INT8, Tolerance(atol=None, rtol=0.0, min_cosine=0.98, min_top1=0.8, min_top5=0.95,
-                              samples=32, policy="int8")),
+    (Quantize.FP16, Tolerance(atol=1e-6, rtol=0.0, scale_tol=1e-2, min_cosine=0.9999,
+                              policy="fp16")),
+    (Quantize.INT8, Tolerance(atol=None, rtol=0.0, scale_tol=0.0, min_cosine=0.98, min_top1=0.8,
+                              min_top5=0.95, samples=32, policy="int8")),
 ])
 def test_policy_starts_from_the_precisions_default(mode: Quantize | None,
                                                     expected: Tolerance) -> None:
@@ -42,7 +46,13 @@ def test_policy_takes_the_numbers_given_and_keeps_the_rest() -> None:
     got = policy(Quantize.INT8, min_cosine=0.5, min_top1=0.1, samples=8)
     assert (got.min_cosine, got.min_top1, got.samples) == (0.5, 0.1, 8)
     assert (got.min_top5, got.atol, got.policy) == (0.95, None, "int8")
-    assert policy(atol=0.0, rtol=0.0) == Tolerance(atol=0.0, rtol=0.0)  # zero is a value
+    # zero is a value; atol or rtol alone is numpy.allclose: no scale term
+    assert policy(atol=0.0, rtol=0.0) == Tolerance(atol=0.0, rtol=0.0, scale_tol=0.0)
+    assert policy(rtol=1e-3).scale_tol == 0.0 and policy(atol=1e-3, scale_tol=1e-5).scale_tol == 1e-5
+    assert policy(scale_tol=1e-3) == Tolerance(scale_tol=1e-3)
+    for bad in ({"atol": -1.0}, {"scale_tol": float("nan")}):
+        with pytest.raises(UsageError, match="must be a number >= 0"):
+            policy(**bad)
     with pytest.raises(UsageError, match="--samples 0: must be at least 1"):
         policy(samples=0)
 
@@ -90,3 +100,16 @@ def test_optimize_goal_refuses_what_it_cannot_honour(args: tuple, message: str) 
 def test_optimize_goal() -> None:
     assert optimize_goal(None, "litert-torch", False) is None
     assert optimize_goal("latency", None, True) is Optimize.LATENCY
+
+
+def test_output_kinds_set_each_named_output_s_kind_on_its_own_policy() -> None:
+    base = policy(Quantize.DYNAMIC)
+    strict = Tolerance(scale_tol=1e-6)
+    got = output_kinds(base, ["emb=embedding", " logits = classifier "], {"emb": strict})
+    assert got["emb"] == dataclasses.replace(strict, kind=OutputKind.EMBEDDING)
+    assert got["logits"] == dataclasses.replace(base, kind=OutputKind.CLASSIFIER)
+    assert output_kinds(base, {"y": "regression"})["y"].kind is OutputKind.REGRESSION
+    with pytest.raises(UsageError, match="expected NAME=KIND"):
+        output_kinds(base, ["embedding"])
+    with pytest.raises(UsageError, match="--output-kind vector: one of classifier, embedding"):
+        output_kinds(base, ["y=vector"])

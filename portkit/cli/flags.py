@@ -44,18 +44,26 @@ INPUTS = group(
 )
 # The parity policy's numbers (defaults: by precision).
 TOLERANCES = group(
-    click.option("--atol", type=float,
-                 help="Absolute tolerance [default: 1e-4 fp32, 1e-2 fp16; not used when "
+    click.option("--scale-tol", type=float,
+                 help="Error allowed per element as a fraction of the output's largest "
+                      "reference magnitude [default: 1e-4 fp32, 1e-2 fp16; not used when "
                       "quantized]."),
-    click.option("--rtol", type=float, help="Relative tolerance [default: 1e-3 fp32, 1e-2 fp16]."),
+    click.option("--atol", type=float,
+                 help="Absolute tolerance per element [default: 1e-9 fp32, 1e-6 fp16]. With "
+                      "--atol or --rtol alone the rule is numpy.allclose (no scale term)."),
+    click.option("--rtol", type=float, help="Relative tolerance per element [default: 0]."),
     click.option("--samples", type=int,
                  help="Inputs to compare on [default: 1; 32 when quantized, judged by cosine "
                       "and top-1/top-5 agreement]."),
     click.option("--min-cosine", type=float, help="Lowest cosine similarity that passes."),
     click.option("--min-top1", "--top-k-agreement", "min_top1", type=float,
-                 help="Lowest top-1 agreement (0-1) for classifier-like outputs."),
+                 help="Lowest top-1 agreement (0-1) for classifier outputs."),
     click.option("--min-top5", type=float,
-                 help="Lowest top-5 agreement (0-1) for classifier-like outputs."),
+                 help="Lowest top-5 agreement (0-1) for classifier outputs."),
+    click.option("--output-kind", "output_kinds", multiple=True, metavar="NAME=KIND",
+                 help="What an output holds: classifier (judged by top-k agreement too), "
+                      "embedding or regression (cosine and scaled error). Default: guessed "
+                      "(shown in the report). Repeat per output."),
 )
 # How a source model is opened.
 LOADING = group(

@@ -83,12 +83,15 @@ def parity_table(checks: tuple[Check, ...], tol: Tolerance) -> Table:
     """One row per output per runtime/device; skipped devices say why."""
     topk = (tol.min_top1 is not None or tol.min_top5 is not None or tol.samples > 1) and any(
         o.top1 is not None for c in checks for o in c.outputs)
-    parity = Table(title=f"Parity against the source ({policy_line(tol)})", title_justify="left")
-    cols = ["runtime", "device", "output", "shape", "max abs", "max rel", "cosine",
-            "min atol"] + (["top-1", "top-5"] if topk else []) + ["layout", "result"]
+    guessed = any(o.kind_why != "set by the user" for c in checks for o in c.outputs)
+    note = "; kind* guessed, set with --output-kind NAME=KIND" if guessed else ""
+    parity = Table(title=f"Parity against the source ({policy_line(tol)}{note})",
+                   title_justify="left")
+    cols = ["runtime", "device", "output", "shape", "kind", "max abs", "scale", "err/scale",
+            "cosine"] + (["top-1", "top-5"] if topk else []) + ["layout", "result"]
     for col in cols:
-        parity.add_column(col, justify="right" if col.startswith(("max", "min", "cos", "top"))
-                          else "left")
+        parity.add_column(col, justify="right" if col.startswith(
+            ("max", "scale", "err", "cos", "top")) else "left")
     for c in checks:
         if c.skipped:
             parity.add_row(c.runtime, c.device, *["-"] * (len(cols) - 3),
@@ -100,9 +103,9 @@ def parity_table(checks: tuple[Check, ...], tol: Tolerance) -> Table:
             notes = [f"in {n}" for n in c.input_layouts]
             notes += [f"out {o.layout}"] if o.layout else []
             result = "[green]pass[/]" if o.passed else f"[red]FAIL[/] {', '.join(o.failed)}"
-            row = [c.runtime, c.device, o.name, "x".join(map(str, o.shape)),
-                   _num(o.max_abs_err), _num(o.max_rel_err), f"{o.cosine:.6f}",
-                   _num(o.min_atol_to_pass)]
+            kind = o.kind + ("" if o.kind_why == "set by the user" else "*")
+            row = [c.runtime, c.device, o.name, "x".join(map(str, o.shape)), kind,
+                   _num(o.max_abs_err), _num(o.scale), _num(o.scaled_err), f"{o.cosine:.6f}"]
             if topk:
                 row += [_share(o.top1), _share(o.top5)]
             parity.add_row(*row, "; ".join(notes) or "same", result)
@@ -153,10 +156,13 @@ def check_tables(report: CheckReport) -> list[Table | Text]:
 
 
 def policy_line(tol: Tolerance) -> str:
-    """``int8 policy over 32 inputs: cosine >= 0.98, top-1 >= 80%…``."""
+    """``fp32 policy: |err| <= 1e-06 + 0.0001 x scale`` or ``int8 policy over 32 inputs:
+    cosine >= 0.98, top-1 >= 80%…`` (scale: the output's largest reference magnitude)."""
     parts = []
     if tol.atol is not None:
-        parts.append(f"atol {tol.atol:g}, rtol {tol.rtol:g}")
+        terms = [f"{tol.atol:g}"] + ([f"{tol.rtol:g} x |ref|"] if tol.rtol else []) + (
+            [f"{tol.scale_tol:g} x scale"] if tol.scale_tol else [])
+        parts.append("|err| <= " + " + ".join(terms))
     if tol.min_cosine is not None:
         parts.append(f"cosine >= {tol.min_cosine:g}")
     if tol.min_top1 is not None:

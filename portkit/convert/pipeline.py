@@ -326,7 +326,7 @@ class _Conversion:
                 "or convert with --no-flex"))
             return attempt(converted=True, passed=False, error="; ".join(why_failed(check)),
                            checks=(check,), mobile=mobile)
-        expected = Expected(self._ref.get(), self._job.tolerance)
+        expected = Expected(self._ref.get(), self._job.tolerance, self._job.per_output)
         checks = tuple(c for rt in runtimes.for_format(fmt)
                        for c in check_runtime(artifact, fmt, rt, expected, ctx,
                                               channels_last=route.channels_last)[0])

@@ -13,7 +13,9 @@ A config (``portkit.toml``)::
     kind = "pt2"
     targets = ["onnx", "tflite"]
     [model.outputs.output_0]        # per-output tolerances
-    atol = 1e-3
+    scale_tol = 1e-3
+    [model.outputs.embedding]
+    kind = "embedding"              # classifier | embedding | regression (default: guessed)
 
     [[model]]
     name = "cnn-shipped"
@@ -34,10 +36,11 @@ from typing import Any
 
 from portkit.errors import UsageError
 from portkit.formats import TARGETS, sniff
-from portkit.options import Tolerance
+from portkit.options import OutputKind, Tolerance
 from portkit.runtimes import registry as runtimes
 
-_TOLERANCE_KEYS = ("atol", "rtol", "min_cosine", "min_top1", "min_top5", "samples")
+_TOLERANCE_KEYS = ("atol", "rtol", "scale_tol", "min_cosine", "min_top1", "min_top5", "samples")
+_OUTPUT_KEYS = (*_TOLERANCE_KEYS, "kind")  # per output, kind is what it holds
 _MODEL_KEYS = {"name", "fixture", "kind", "source", "artifact", "targets", "runtimes", "inputs",
                "outputs", "p50_regression", "signature", *_TOLERANCE_KEYS}
 
@@ -102,9 +105,9 @@ def load_config(path: str | Path) -> list[ModelEntry]:
         if bad:
             raise UsageError(f"{where}: unknown targets {bad}; one of {', '.join(TARGETS)}")
         for output, keys in merged.get("outputs", {}).items():
-            if not isinstance(keys, dict) or set(keys) - set(_TOLERANCE_KEYS):
+            if not isinstance(keys, dict) or set(keys) - set(_OUTPUT_KEYS):
                 raise UsageError(f"{where}: [model.outputs.{output}] takes only "
-                                 f"{', '.join(_TOLERANCE_KEYS)}")
+                                 f"{', '.join(_OUTPUT_KEYS)}")
         base = path.parent
         entries.append(ModelEntry(
             name=merged["name"],
@@ -114,7 +117,7 @@ def load_config(path: str | Path) -> list[ModelEntry]:
             targets=targets, runtimes=tuple(merged.get("runtimes", ())),
             inputs=tuple(merged.get("inputs", ())),
             tolerance=_tolerance(merged, Tolerance()),
-            per_output={k: _tolerance(v, _tolerance(merged, Tolerance()))
+            per_output={k: _tolerance(v, _tolerance(merged, Tolerance()), _OUTPUT_KEYS)
                         for k, v in merged.get("outputs", {}).items()},
             p50_regression=merged.get("p50_regression"), signature=merged.get("signature"),
         ))
@@ -123,8 +126,16 @@ def load_config(path: str | Path) -> list[ModelEntry]:
     return entries
 
 
-def _tolerance(values: dict[str, Any], base: Tolerance) -> Tolerance:
-    return dataclasses.replace(base, **{k: values[k] for k in _TOLERANCE_KEYS if k in values})
+def _tolerance(values: dict[str, Any], base: Tolerance,
+               keys: tuple[str, ...] = _TOLERANCE_KEYS) -> Tolerance:
+    """``base`` with the ``keys`` set in ``values``; atol or rtol without scale_tol is
+    numpy.allclose, as the flags are (``options.policy``)."""
+    given = {k: values[k] for k in keys if k in values}
+    if "kind" in given:
+        given["kind"] = OutputKind.parse(given["kind"])
+    if ("atol" in given or "rtol" in given) and "scale_tol" not in given:
+        given["scale_tol"] = 0.0
+    return dataclasses.replace(base, **given)
 
 
 def cases(entries: Sequence[ModelEntry]) -> list[Case]:

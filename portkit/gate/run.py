@@ -179,7 +179,8 @@ def _run_group(settings: _Settings, model: ModelEntry, target: str, group: list[
         t = model.tolerance  # through policy(), to be checked as the same flags would be
         report = validate(ValidateJob(
             artifact, model.source, inputs, tolerance=policy(
-                atol=t.atol, rtol=t.rtol, samples=t.samples, min_cosine=t.min_cosine,
+                atol=t.atol, rtol=t.rtol, scale_tol=t.scale_tol, samples=t.samples,
+                min_cosine=t.min_cosine,
                 min_top1=t.min_top1, min_top5=t.min_top5),
             per_output=model.per_output, load=LoadOptions(model.signature), runtimes=names,
             save_bundle=bundle), ctx)

@@ -74,8 +74,8 @@ def load(folder: Path) -> tuple[Path, Format, Reference, Tolerance, dict[str, To
         n = int(manifest["samples"])
         feeds = _load_samples(folder / "inputs.npz", [s.name for s in specs], n)
         outputs = _load_samples(folder / "reference_outputs.npz", manifest["outputs"], n)
-        tol = Tolerance(**manifest["tolerance"])
-        per_output = {k: Tolerance(**v) for k, v in manifest["per_output"].items()}
+        tol = Tolerance.from_plain(manifest["tolerance"])
+        per_output = {k: Tolerance.from_plain(v) for k, v in manifest["per_output"].items()}
         artifact = folder.absolute() / manifest["artifact"]
         fmt = Format(manifest["format"])
     except (OSError, ValueError, KeyError, TypeError) as e:

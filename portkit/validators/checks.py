@@ -201,13 +201,19 @@ def why_failed(check: Check, *, every_output: bool = False, quote: str = "") -> 
         if o.error:
             lines.append(f"{where}: output {name}: {o.error}")
             continue
-        found = [f"max abs err {o.max_abs_err:.3g} (would pass with atol "
-                 f"{o.min_atol_to_pass:.3g})"]
+        if o.scale > 0:
+            found = [f"max abs err {o.max_abs_err:.3g} = {o.scaled_err:.2g} of its scale "
+                     f"{o.scale:.3g} (would pass with --scale-tol "
+                     f"{o.min_scale_tol_to_pass:.2g} or --atol {o.min_atol_to_pass:.3g})"]
+        else:
+            found = [f"max abs err {o.max_abs_err:.3g} (would pass with --atol "
+                     f"{o.min_atol_to_pass:.3g})"]
         if "cosine" in o.failed:
             found.append(f"cosine {o.cosine:.4f}")
-        if "top-1" in o.failed:
-            found.append(f"top-1 agreement {o.top1:.0%}")
-        if "top-5" in o.failed:
-            found.append(f"top-5 agreement {o.top5:.0%}")
+        topk = [f"{k} agreement {share:.0%}" for k, share in (("top-1", o.top1), ("top-5", o.top5))
+                if k in o.failed]
+        if topk:
+            found += topk[:-1] + [f"{topk[-1]} (judged as a classifier: {o.kind_why}; if it "
+                                  f"holds no class scores, --output-kind {o.name}=embedding)"]
         lines.append(f"{where}: output {name} " + ", ".join(found))
     return lines

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from portkit.options import Tolerance
+from portkit.options import OutputKind, Tolerance
 from portkit.results import OutputParity
 from portkit.runtimes.binding import Binding, candidate_perms, channels_last, pair_by_name
 
@@ -32,33 +32,40 @@ def metrics(name: str, ref: Arrays, got: Arrays, tol: Tolerance,
     refs = [ref] if isinstance(ref, np.ndarray) else list(ref)
     gots = [got] if isinstance(got, np.ndarray) else list(got)
     shape = tuple(refs[0].shape)
+    r = np.stack(refs).astype(np.float64)
+    kind, why = (tol.kind, "set by the user") if tol.kind else guess_kind(name, r)
     bad = next((g.shape for g in gots if g.shape != shape), None)
     if bad is not None or len(refs) != len(gots):
+        inf = float("inf")
         return OutputParity(name=name, artifact_name=artifact_name, shape=shape,
-                            max_abs_err=float("inf"), max_rel_err=float("inf"), cosine=0.0,
-                            min_atol_to_pass=float("inf"), passed=False, layout=layout,
+                            max_abs_err=inf, max_rel_err=inf, cosine=0.0, min_atol_to_pass=inf,
+                            passed=False, scaled_err=inf, min_scale_tol_to_pass=inf,
+                            kind=kind.value, kind_why=why, layout=layout,
                             error=f"shape {tuple(bad or ())} != reference {shape}",
                             samples=len(refs))
-    r = np.stack(refs).astype(np.float64)
     g = np.stack(gots).astype(np.float64)
     both_nan = np.isnan(r) & np.isnan(g)
     diff = np.where(both_nan, 0.0, np.abs(g - r))
     diff = np.where(np.isnan(diff), np.inf, diff)
+    magnitude = np.abs(np.nan_to_num(r, posinf=0.0, neginf=0.0))
+    scale = float(magnitude.max()) if diff.size else 0.0
     max_abs = float(diff.max()) if diff.size else 0.0
-    max_rel = float((diff / np.maximum(np.abs(np.nan_to_num(r)), 1e-12)).max()) if diff.size else 0.0
-    need = diff - tol.rtol * np.abs(np.nan_to_num(r))
-    min_atol = max(float(need.max()), 0.0) if diff.size else 0.0
+    max_rel = float((diff / np.maximum(magnitude, 1e-12)).max()) if diff.size else 0.0
+    atol = tol.atol or 0.0
+    min_atol = _smallest(diff - tol.rtol * magnitude - tol.scale_tol * scale)
+    min_scale_tol = _smallest(diff - atol - tol.rtol * magnitude, scale)
     rf, gf = np.nan_to_num(r).ravel(), np.nan_to_num(g).ravel()
     norms = float(np.linalg.norm(rf) * np.linalg.norm(gf))
     if norms == 0.0:
         cosine = 1.0 if not rf.any() and not gf.any() else 0.0
     else:
         cosine = float(np.dot(rf, gf) / norms)
-    top1, top5 = _top_k(r, g)
+    top1, top5 = _top_k(r, g) if kind is OutputKind.CLASSIFIER else (None, None)
     failed = []
     if np.any(~np.isfinite(g) & np.isfinite(r)):
         failed.append("non-finite")  # NaN/inf where the reference has numbers
-    if tol.atol is not None and not np.all(diff <= tol.atol + tol.rtol * np.abs(np.nan_to_num(r))):
+    if tol.atol is not None and not np.all(
+            diff <= tol.atol + tol.rtol * magnitude + tol.scale_tol * scale):
         failed.append("max abs err")
     if tol.min_cosine is not None and not cosine >= tol.min_cosine:
         failed.append("cosine")
@@ -66,20 +73,79 @@ def metrics(name: str, ref: Arrays, got: Arrays, tol: Tolerance,
         failed.append("top-1")
     if tol.min_top5 is not None and top5 is not None and top5 < tol.min_top5:
         failed.append("top-5")
+    scaled = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
     return OutputParity(name=name, artifact_name=artifact_name, shape=shape, max_abs_err=max_abs,
                         max_rel_err=max_rel, cosine=cosine, min_atol_to_pass=min_atol,
-                        passed=not failed, layout=layout, samples=len(refs), top1=top1,
-                        top5=top5, failed=tuple(failed))
+                        passed=not failed, scale=scale, scaled_err=scaled,
+                        min_scale_tol_to_pass=min_scale_tol, kind=kind.value, kind_why=why,
+                        layout=layout, samples=len(refs), top1=top1, top5=top5,
+                        failed=tuple(failed))
+
+
+def _smallest(excess: np.ndarray, per: float = 1.0) -> float:
+    """The smallest tolerance that covers ``excess`` (the error left after the other terms),
+    in units of ``per``."""
+    worst = max(float(excess.max()), 0.0) if excess.size else 0.0
+    if worst == 0.0:
+        return 0.0
+    return worst / per if per > 0 else float("inf")
+
+
+# Names that say what an output holds (lower case, matched as substrings).
+_EMBEDDING_NAMES = ("embed", "hidden", "feature", "pooler", "vector", "encoding")
+_CLASSIFIER_NAMES = ("logit", "prob", "score", "class", "label")
+
+
+def guess_kind(name: str, ref: np.ndarray) -> tuple[OutputKind, str]:
+    """What an output holds when the user didn't say (``--output-kind``), and why.
+
+    The rule, in order: not one score vector per sample -> regression; a name that says
+    embedding (``embed``, ``hidden``, ``feature``, ``pooler``, ``vector``, ``encoding``) ->
+    embedding; rows that are probabilities (>= 0, summing to 1) or a name that says classifier
+    (``logit``, ``prob``, ``score``, ``class``, ``label``) -> classifier; rows of unit L2 norm
+    -> embedding; else classifier (one score vector per sample).
+
+    Args:
+        name: The output's name.
+        ref: The reference values, samples on the first axis.
+
+    Returns:
+        The kind and the rule that chose it.
+    """
+    rows = _score_rows(ref)
+    if rows is None:
+        return OutputKind.REGRESSION, "not one score vector per sample"
+    lowered = name.lower()
+    if any(word in lowered for word in _EMBEDDING_NAMES):
+        return OutputKind.EMBEDDING, f"its name says so ({name})"
+    finite = rows[np.isfinite(rows).all(axis=1)]
+    if len(finite) and (finite >= 0).all() and np.allclose(finite.sum(axis=1), 1.0, atol=1e-3):
+        return OutputKind.CLASSIFIER, "its rows are probabilities"
+    if any(word in lowered for word in _CLASSIFIER_NAMES):
+        return OutputKind.CLASSIFIER, f"its name says so ({name})"
+    if len(finite) and np.allclose(np.linalg.norm(finite, axis=1), 1.0, atol=1e-3):
+        return OutputKind.EMBEDDING, "its rows have unit L2 norm"
+    return OutputKind.CLASSIFIER, "one score vector per sample"
+
+
+def _score_rows(r: np.ndarray) -> np.ndarray | None:
+    """The score vectors of an output (samples on the first axis), one per row, or None when
+    the output does not hold one vector per sample and batch row (a map, a sequence, a
+    scalar)."""
+    shape = r.shape[1:]  # one sample's
+    rows = int(np.prod(shape[:-1])) if shape else 0
+    if not shape or shape[-1] < 2 or rows != (shape[0] if len(shape) > 1 else 1):
+        return None
+    # One score vector per row: (classes,), (batch, classes), (batch, 1, classes)...
+    return r.reshape(-1, shape[-1])
 
 
 def _top_k(r: np.ndarray, g: np.ndarray) -> tuple[float | None, float | None]:
     """Top-1 and top-5 agreement over samples, for outputs holding one score vector per sample."""
-    shape = r.shape[1:]  # one sample's
-    rows = int(np.prod(shape[:-1])) if shape else 0
-    if not shape or shape[-1] < 2 or rows != (shape[0] if len(shape) > 1 else 1):
-        return None, None  # not classifier-like: a map, a sequence, a scalar
-    # One score vector per row: (classes,), (batch, classes), (batch, 1, classes)…
-    r2, g2 = r.reshape(-1, shape[-1]), g.reshape(-1, shape[-1])
+    r2 = _score_rows(r)
+    if r2 is None:
+        return None, None
+    g2 = g.reshape(r2.shape)
     want = r2.argmax(axis=1)
     top1 = float(np.mean(g2.argmax(axis=1) == want))
     if r2.shape[1] <= 5:

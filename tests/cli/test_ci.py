@@ -46,7 +46,7 @@ def test_markdown_has_a_row_per_case_and_says_why_each_failure_failed() -> None:
     assert ("| shipped | onnx | onnxruntime | **FAIL** | 0.00419 | 0.999949 | 0.02 | "
             "given artifact |") in lines
     assert "**shipped/onnx/onnxruntime**" in lines
-    assert ("- onnxruntime/cpu: output `output_0` max abs err 0.00419 (would pass with atol "
+    assert ("- onnxruntime/cpu: output `output_0` max abs err 0.00419 (would pass with --atol "
             "0.00377)") in lines
     assert "- p50 0.02 ms is 50% slower than the baseline's" in lines
     assert lines[-1] == "Skipped: onnxruntime/cuda: no CUDA device visible to onnxruntime"
@@ -61,6 +61,6 @@ def test_junit_has_one_test_case_per_case_and_a_failure_with_the_reason() -> Non
         ("cnn.onnx", "onnxruntime", "0.250"), ("shipped.onnx", "onnxruntime", "0.500")]
     assert cases[0].find("failure") is None
     failure = cases[1].find("failure")
-    assert failure is not None and "would pass with atol 0.00377" in failure.get("message", "")
+    assert failure is not None and "would pass with --atol 0.00377" in failure.get("message", "")
     assert "slower than the baseline" in (failure.text or "")
     assert "no CUDA device" in (cases[0].findtext("system-out") or "")

@@ -18,19 +18,20 @@ def test_the_worst_output_by_default_every_output_when_asked() -> None:
     check = Check(runtime="tflite", device="cpu", passed=False,
                   outputs=(row("a", 0.01), row("b", 0.5), row("c", 0.0, failed=())))
     assert why_failed(check) == [
-        "tflite/cpu: output b max abs err 0.5 (would pass with atol 0.25)"]
+        "tflite/cpu: output b max abs err 0.5 (would pass with --atol 0.25)"]
     assert why_failed(check, every_output=True, quote="`") == [
-        "tflite/cpu: output `b` max abs err 0.5 (would pass with atol 0.25)",
-        "tflite/cpu: output `a` max abs err 0.01 (would pass with atol 0.005)"]
+        "tflite/cpu: output `b` max abs err 0.5 (would pass with --atol 0.25)",
+        "tflite/cpu: output `a` max abs err 0.01 (would pass with --atol 0.005)"]
 
 
 def test_it_names_the_criteria_that_failed() -> None:
     check = Check(runtime="onnxruntime", device="cpu", passed=False, outputs=(
         row("logits", 2.0, failed=("cosine", "top-1", "top-5"), cosine=0.5, top1=0.25,
-            top5=0.5),))
+            top5=0.5, kind="classifier", kind_why="its name says so (logits)"),))
     assert why_failed(check) == [
-        "onnxruntime/cpu: output logits max abs err 2 (would pass with atol 1), cosine 0.5000, "
-        "top-1 agreement 25%, top-5 agreement 50%"]
+        "onnxruntime/cpu: output logits max abs err 2 (would pass with --atol 1), cosine 0.5000, "
+        "top-1 agreement 25%, top-5 agreement 50% (judged as a classifier: its name says so "
+        "(logits); if it holds no class scores, --output-kind logits=embedding)"]
 
 
 def test_an_error_is_said_as_it_is_and_a_skip_says_nothing() -> None:

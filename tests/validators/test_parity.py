@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
-from portkit.options import POLICIES, Tolerance
-from portkit.validators.parity import compare_outputs, metrics
+from portkit.options import POLICIES, OutputKind, Tolerance
+from portkit.validators.parity import compare_outputs, guess_kind, metrics
 
 
 def test_identical_outputs_pass_with_zero_error() -> None:
@@ -18,16 +19,17 @@ def test_identical_outputs_pass_with_zero_error() -> None:
 def test_failure_reports_the_tolerance_that_would_pass() -> None:
     ref = np.array([1.0, 2.0, 0.0])
     got = np.array([1.0, 2.0, 0.01])
-    row = metrics("y", ref, got, Tolerance(atol=1e-4, rtol=0.0))
+    row = metrics("y", ref, got, Tolerance(atol=1e-4, rtol=0.0, scale_tol=0.0))
     assert not row.passed
     assert math.isclose(row.max_abs_err, 0.01)
     assert math.isclose(row.min_atol_to_pass, 0.01)
-    assert metrics("y", ref, got, Tolerance(atol=row.min_atol_to_pass, rtol=0.0)).passed
+    assert metrics("y", ref, got, Tolerance(atol=row.min_atol_to_pass, rtol=0.0,
+                                            scale_tol=0.0)).passed
 
 
 def test_min_atol_accounts_for_rtol() -> None:
     ref, got = np.array([100.0]), np.array([100.5])
-    row = metrics("y", ref, got, Tolerance(atol=0.0, rtol=1e-3))
+    row = metrics("y", ref, got, Tolerance(atol=0.0, rtol=1e-3, scale_tol=0.0))
     assert math.isclose(row.min_atol_to_pass, 0.4)
 
 
@@ -79,3 +81,60 @@ def test_top_k_counts_every_row_of_a_batched_classifier() -> None:
     assert row.top1 is not None and row.top1 < 0.5 and "top-1" in row.failed
     assert metrics("seq", rng.standard_normal((1, 8, 16)), rng.standard_normal((1, 8, 16)),
                    POLICIES["int8"]).top1 is None  # a sequence is not classifier-like
+
+
+def test_the_error_allowed_follows_the_output_scale() -> None:
+    """A logit near zero in a map of logits in the hundreds carries the map's rounding."""
+    ref = np.array([400.0, -350.0, 0.01, 120.0])
+    rounding = np.array([2e-4, -1e-4, 3e-3, 0.0])  # 7.5e-6 of the scale: float32 rounding
+    row = metrics("logits", ref, ref + rounding, POLICIES["fp32"])
+    assert row.passed and row.scale == 400.0
+    assert math.isclose(row.scaled_err, 3e-3 / 400)
+    assert math.isclose(row.min_scale_tol_to_pass, (3e-3 - 1e-9) / 400)
+    assert not metrics("logits", ref, ref + rounding, Tolerance(atol=1e-4, rtol=1e-3,
+                                                                scale_tol=0.0)).passed
+    broken = ref.copy()
+    broken[2] += 0.2  # 5e-4 of the scale
+    row = metrics("logits", ref, broken, POLICIES["fp32"])
+    assert not row.passed and row.failed == ("max abs err",)
+    assert metrics("logits", ref, broken,
+                   Tolerance(scale_tol=row.min_scale_tol_to_pass * 1.001)).passed
+
+
+def test_small_outputs_are_held_to_their_own_scale() -> None:
+    ref = np.array([3e-3, -1e-3, 2e-3])
+    assert metrics("y", ref, ref * (1 + 1e-7), POLICIES["fp32"]).passed
+    assert not metrics("y", ref, ref * 1.01, POLICIES["fp32"]).passed
+
+
+def test_an_all_zero_output_passes_only_near_zero() -> None:
+    zero = np.zeros(8)
+    assert metrics("y", zero, zero, POLICIES["fp32"]).passed
+    assert not metrics("y", zero, zero + 1e-3, POLICIES["fp32"]).passed
+
+
+def test_kinds_are_guessed_by_shape_values_and_name() -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.standard_normal((4, 1, 10))
+    probs = np.exp(scores) / np.exp(scores).sum(axis=-1, keepdims=True)
+    unit = scores / np.linalg.norm(scores, axis=-1, keepdims=True)
+    assert guess_kind("out", rng.standard_normal((1, 1, 3, 8, 8)))[0] is OutputKind.REGRESSION
+    assert guess_kind("out", probs)[0] is OutputKind.CLASSIFIER
+    assert guess_kind("sentence_embedding", scores)[0] is OutputKind.EMBEDDING
+    assert guess_kind("out", unit)[0] is OutputKind.EMBEDDING
+    assert guess_kind("logits", unit)[0] is OutputKind.CLASSIFIER
+    kind, why = guess_kind("output_0", scores)
+    assert kind is OutputKind.CLASSIFIER and why == "one score vector per sample"
+
+
+def test_an_embedding_is_not_judged_by_top_1() -> None:
+    """A quantized sentence embedding: near-ties swap its argmax, its direction holds."""
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((32, 1, 384))
+    got = ref + 0.08 * rng.standard_normal(ref.shape)  # cosine ~0.997
+    as_scores = metrics("output_0", list(ref), list(got), POLICIES["dynamic"])
+    assert not as_scores.passed and "top-1" in as_scores.failed
+    told = dataclasses.replace(POLICIES["dynamic"], kind=OutputKind.EMBEDDING)
+    row = metrics("output_0", list(ref), list(got), told)
+    assert row.passed and row.top1 is None and row.kind == "embedding"
+    assert row.kind_why == "set by the user"
