@@ -73,17 +73,20 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
                        f"{sum(h.seconds for h in a.hops):.1f}", *p50, escape(_short(note)))
     out.append(routes)
     if report.checks:
-        out.append(parity_table(report.checks, report.tolerance))
+        out.append(parity_table(report.checks, report.tolerance, report.reference_runtime))
     if report.mobile is not None:
         out.extend(mobile_tables(report.mobile))
     return out
 
 
-def parity_table(checks: tuple[Check, ...], tol: Tolerance) -> Table:
-    """One row per output per runtime/device; skipped devices say why."""
+def parity_table(checks: tuple[Check, ...], tol: Tolerance, reference: str | None = None) -> Table:
+    """One row per output per runtime/device; skipped devices say why. The title names the
+    runtime the source ran on (``reference``), when known."""
     topk = (tol.min_top1 is not None or tol.min_top5 is not None or tol.samples > 1) and any(
         o.top1 is not None for c in checks for o in c.outputs)
-    parity = Table(title=f"Parity against the source ({policy_line(tol)})", title_justify="left")
+    ran = f"run on {reference}; " if reference else ""
+    parity = Table(title=f"Parity against the source ({ran}{policy_line(tol)})",
+                   title_justify="left")
     cols = ["runtime", "device", "output", "shape", "max abs", "max rel", "cosine",
             "min atol"] + (["top-1", "top-5"] if topk else []) + ["layout", "result"]
     for col in cols:
@@ -112,10 +115,11 @@ def parity_table(checks: tuple[Check, ...], tol: Tolerance) -> Table:
 def validate_tables(report: ValidateReport) -> list[Table | Text]:
     """The verdict line and the parity rows of ``portkit validate``."""
     head = "[green]PASSED[/]" if report.passed else "[red]PARITY FAILED[/]"
+    ran = f" (run on {escape(report.reference_runtime)})" if report.reference_runtime else ""
     return [Text.from_markup(f"{head}  {_file(report.artifact)} against "
-                             f"{_file(report.reference)} in "
+                             f"{_file(report.reference)}{ran} in "
                              f"{report.seconds:.1f} s (exit {int(report.exit_code)})"),
-            parity_table(report.checks, report.tolerance)]
+            parity_table(report.checks, report.tolerance, report.reference_runtime)]
 
 
 def bench_table(report: BenchReport) -> Table:

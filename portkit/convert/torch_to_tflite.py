@@ -31,8 +31,7 @@ def convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
 
     module = load_exported_program(src, fmt, inputs).module()
     args = example_args(inputs)
-    via = ("TorchScript -> ExportedProgram (TS2EPConverter, traced sizes folded) -> "
-           if fmt is Format.TORCHSCRIPT else "")
+    via = "TorchScript -> ExportedProgram (TS2EPConverter) -> " if fmt is Format.TORCHSCRIPT else ""
     if options.variant == NHWC_IO.name:
         with torch.no_grad():
             produced = module(*args)
