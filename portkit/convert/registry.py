@@ -173,7 +173,9 @@ def plan(source: Format, target: Format, max_hops: int = 3, *,
 
     def extend(fmt: Format, path: tuple[Edge, ...], seen: frozenset[Format]) -> None:
         for e in all_edges:
-            if e.when is not None or fmt not in e.sources or e.target in seen or (seen - {fmt}) & set(e.sources):
+            if e.when is not None:  # a preparation: put first by ``prepare``, never routed
+                continue
+            if fmt not in e.sources or e.target in seen or (seen - {fmt}) & set(e.sources):
                 continue
             if e.target == target:
                 if e.quantizes or not quantize:

@@ -37,7 +37,8 @@ def test_old_opsets_get_the_upgrade_hop_first() -> None:
     assert registry.needed(str(model), Format.ONNX) == ["onnx-upgrade"]
     job = ConvertJob(source=model, target=Format.TFLITE)
     routes = pipeline.plan(Format.ONNX, job, ("onnx-upgrade",))
-    assert [r.name for r in routes] == ["onnx-upgrade+onnx2tf", "onnx-upgrade+onnx2tf+tflite-converter"]
+    assert [r.name for r in routes] == ["onnx-upgrade+onnx2tf",
+                                        "onnx-upgrade+onnx2tf+tflite-converter"]
     # --route may name the upgrade or leave it out; the planner routes through it only as a prelude.
     for name in ("onnx2tf", "onnx-upgrade+onnx2tf"):
         job = ConvertJob(source=model, target=Format.TFLITE, route=name)
