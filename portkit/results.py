@@ -293,6 +293,7 @@ class ConvertReport(JsonReport):
     optimize: Optimize | None = None
     converter_seconds: float = 0.0  # the converters' own time, inside the hops they ran
     route_name: str | None = None  # the shipped route's name, with its variant (``tool[variant]``)
+    reference_runtime: str | None = None  # what ran the source (``onnx-reference`` for old opsets)
 
     @property
     def overhead_seconds(self) -> float:
@@ -331,6 +332,7 @@ class ValidateReport(JsonReport):
     seconds: float
     versions: dict[str, str] = field(default_factory=dict)
     flags: dict[str, str] = field(default_factory=lambda: dict(PRECISION_FLAGS))
+    reference_runtime: str | None = None  # what ran the reference model (or ``bundle (...)``)
 
     @property
     def exit_code(self) -> ExitCode:

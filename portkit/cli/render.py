@@ -73,19 +73,21 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
                        f"{sum(h.seconds for h in a.hops):.1f}", *p50, escape(_short(note)))
     out.append(routes)
     if report.checks:
-        out.append(parity_table(report.checks, report.tolerance))
+        out.append(parity_table(report.checks, report.tolerance, report.reference_runtime))
     if report.mobile is not None:
         out.extend(mobile_tables(report.mobile))
     return out
 
 
-def parity_table(checks: tuple[Check, ...], tol: Tolerance) -> Table:
-    """One row per output per runtime/device; skipped devices say why."""
+def parity_table(checks: tuple[Check, ...], tol: Tolerance, reference: str | None = None) -> Table:
+    """One row per output per runtime/device; skipped devices say why. The title names the
+    runtime the source ran on (``reference``), when known."""
     topk = (tol.min_top1 is not None or tol.min_top5 is not None or tol.samples > 1) and any(
         o.top1 is not None for c in checks for o in c.outputs)
     guessed = any(o.kind_why != "set by the user" for c in checks for o in c.outputs)
     note = "; kind* guessed, set with --output-kind NAME=KIND" if guessed else ""
-    parity = Table(title=f"Parity against the source ({policy_line(tol)}{note})",
+    ran = f"run on {reference}; " if reference else ""
+    parity = Table(title=f"Parity against the source ({ran}{policy_line(tol)}{note})",
                    title_justify="left")
     cols = ["runtime", "device", "output", "shape", "kind", "max abs", "scale", "err/scale",
             "cosine"] + (["top-1", "top-5"] if topk else []) + ["layout", "result"]
@@ -115,10 +117,11 @@ def parity_table(checks: tuple[Check, ...], tol: Tolerance) -> Table:
 def validate_tables(report: ValidateReport) -> list[Table | Text]:
     """The verdict line and the parity rows of ``portkit validate``."""
     head = "[green]PASSED[/]" if report.passed else "[red]PARITY FAILED[/]"
+    ran = f" (run on {escape(report.reference_runtime)})" if report.reference_runtime else ""
     return [Text.from_markup(f"{head}  {_file(report.artifact)} against "
-                             f"{_file(report.reference)} in "
+                             f"{_file(report.reference)}{ran} in "
                              f"{report.seconds:.1f} s (exit {int(report.exit_code)})"),
-            parity_table(report.checks, report.tolerance)]
+            parity_table(report.checks, report.tolerance, report.reference_runtime)]
 
 
 def bench_table(report: BenchReport) -> Table:

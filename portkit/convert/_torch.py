@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from portkit.convert._static_shapes import fold_static_shapes
 from portkit.formats import Format
 from portkit.runtimes.worker import task
 from portkit.specs import TensorSpec, make_inputs
@@ -18,7 +19,8 @@ def example_args(inputs: list[TensorSpec]) -> tuple[Any, ...]:
 
 
 def load_exported_program(src: Path, fmt: Format, inputs: list[TensorSpec]) -> Any:
-    """An ExportedProgram of the source: loaded (``.pt2``) or converted from TorchScript."""
+    """An ExportedProgram of the source: loaded (``.pt2``) or converted from TorchScript, its
+    traced shape arithmetic folded for the static input shapes (``_static_shapes``)."""
     import torch
 
     if fmt is Format.EXPORTED_PROGRAM:
@@ -26,7 +28,8 @@ def load_exported_program(src: Path, fmt: Format, inputs: list[TensorSpec]) -> A
     from torch._export.converter import TS2EPConverter
 
     module = torch.jit.load(str(src), map_location="cpu").eval()
-    return TS2EPConverter(module, example_args(inputs)).convert()
+    args = example_args(inputs)
+    return fold_static_shapes(TS2EPConverter(module, args).convert(), args)
 
 
 def output_names(module: Any, args: tuple[Any, ...]) -> list[str]:

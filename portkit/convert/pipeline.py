@@ -62,7 +62,7 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
         refuse_unloadable(src, fmt)
         if fmt is job.target:
             raise UsageError(f"{src}: already {fmt.value}; pick another --to")
-        routes = plan(fmt, job)
+        routes = plan(fmt, job, _preparations(src, fmt, ctx))
         if not routes:
             what = f"{job.options.quantize.value}-quantized " if job.options.quantize else ""
             raise ConversionError(
@@ -119,12 +119,14 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
             optimize=job.optimize,
             converter_seconds=conversion.converter_seconds,
             route_name=best.route if best else None,
+            reference_runtime=reference.runtime,
         )
 
 
-def plan(fmt: Format, job: ConvertJob) -> list[registry.Route]:
+def plan(fmt: Format, job: ConvertJob, prepared: tuple[str, ...] = ()) -> list[registry.Route]:
     """The routes to try: the one named, every route and variant (optimizing), or every route
-    with its edges' defaults.
+    with its edges' defaults; each starts with the preparations the source needs (``prepared``:
+    ``onnx-upgrade``), which ``--route`` may name or leave out.
 
     Raises:
         UsageError: ``job.route`` names no planned route.
@@ -132,8 +134,21 @@ def plan(fmt: Format, job: ConvertJob) -> list[registry.Route]:
     planned = registry.plan(fmt, job.target, quantize=job.options.quantize is not None,
                             variants=True)
     if job.route is not None or job.optimize:
-        return registry.pick(planned, job.route)
-    return [r for r in planned if r.variant is None]
+        name = job.route
+        for tool in prepared:
+            name = name.removeprefix(f"{tool}+") if name else name
+        chosen = registry.pick(planned, name)
+    else:
+        chosen = [r for r in planned if r.variant is None]
+    return registry.prepare(chosen, list(prepared), fmt)
+
+
+def _preparations(src: Path, fmt: Format, ctx: RunContext) -> tuple[str, ...]:
+    """The preparations ``src`` needs (read in the worker its first hop will use)."""
+    if not registry.preparations(fmt):
+        return ()
+    return tuple(ctx.pool.call(f"convert-from-{fmt.value}", registry.needed,
+                               timeout=ctx.timeout, what=str(src), src=str(src), fmt=fmt))
 
 
 def choose(attempts: list[Attempt]) -> int | None:

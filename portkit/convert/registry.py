@@ -5,6 +5,11 @@ ExportedProgram -> TFLite). A route is a chain of edges from the source's format
 routes are tried cheapest first. An edge may declare variants: converter options worth trying
 when optimizing (``litert-torch[nhwc-io]``); a route with a variant runs its last edge with it.
 
+An edge from a format to itself is a preparation (``onnx-upgrade``: ONNX of an opset ONNX
+Runtime and onnx2tf no longer take -> a current opset). It declares ``when``, a test of the source
+file; the planner never routes through it, and ``prepare`` puts it first in every route of a
+source it applies to, so it shows as a hop (``onnx-upgrade+onnx2tf``).
+
 The costs encode what the benchmark (``benchmarks/``) found: the cheapest route is the one plain
 ``convert`` tries first, and it converted every zoo model its source framework has with an
 artifact as fast as the best (litert-torch for PyTorch, TFLiteConverter for TensorFlow).
@@ -38,6 +43,7 @@ _MODULES = (
     "portkit.convert.tf_to_tflite",
     "portkit.convert.tf_to_onnx",
     "portkit.convert.onnx_to_savedmodel",
+    "portkit.convert.onnx_upgrade",
 )
 _EDGES: dict[tuple[str, Format], Edge] = {}
 
@@ -70,6 +76,8 @@ class Edge:
         channels_last: Whether it turns channels-first inputs into channels-last.
         quantizes: Whether it honours ``--quantize`` (TFLite quantization).
         variants: Option sets besides its default, tried by ``--optimize latency``.
+        when: For a preparation (an edge from ``target`` to itself): whether a source file
+            needs it (runs in a worker).
     """
 
     tool: str
@@ -80,6 +88,7 @@ class Edge:
     channels_last: bool = False
     quantizes: bool = False
     variants: tuple[Variant, ...] = ()
+    when: Callable[[Path], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -107,21 +116,25 @@ class Route:
 
 def register_edge(*, tool: str, sources: tuple[Format, ...], target: Format, cost: float,
                   channels_last: bool = False, quantizes: bool = False,
-                  variants: tuple[Variant, ...] = ()) -> Callable[[EdgeFunc], EdgeFunc]:
+                  variants: tuple[Variant, ...] = (), when: Callable[[Path], bool] | None = None,
+                  ) -> Callable[[EdgeFunc], EdgeFunc]:
     """Decorator: register ``fn(src, src_format, dst, inputs, options) -> detail`` as an edge.
 
     Raises:
-        InternalError: The tool already has an edge to ``target``, or the edge would convert a
-            format to itself.
+        InternalError: The tool already has an edge to ``target``, the edge would convert a
+            format to itself without ``when``, or a preparation (``when``) reads other formats.
     """
 
     def decorate(fn: EdgeFunc) -> EdgeFunc:
         key = (tool, target)
         if key in _EDGES and _qualified(_EDGES[key].func) != _qualified(fn):
             raise InternalError(f"two conversion edges named {tool!r} to {target.value}")
-        if target in sources or not sources:
+        if when is not None and sources != (target,):
+            raise InternalError(f"preparation {tool!r}: sources {sources} must be ({target},)")
+        if when is None and (target in sources or not sources):
             raise InternalError(f"edge {tool!r}: sources {sources} must be non-empty, without {target}")
-        _EDGES[key] = Edge(tool, sources, target, cost, fn, channels_last, quantizes, variants)
+        _EDGES[key] = Edge(tool, sources, target, cost, fn, channels_last, quantizes, variants,
+                           when)
         return fn
 
     return decorate
@@ -160,6 +173,8 @@ def plan(source: Format, target: Format, max_hops: int = 3, *,
 
     def extend(fmt: Format, path: tuple[Edge, ...], seen: frozenset[Format]) -> None:
         for e in all_edges:
+            if e.when is not None:  # a preparation: put first by ``prepare``, never routed
+                continue
             if fmt not in e.sources or e.target in seen or (seen - {fmt}) & set(e.sources):
                 continue
             if e.target == target:
@@ -173,6 +188,24 @@ def plan(source: Format, target: Format, max_hops: int = 3, *,
     if not variants:
         return ordered
     return [v for r in ordered for v in (r, *(Route(r.edges, x) for x in r.edges[-1].variants))]
+
+
+def preparations(fmt: Format) -> list[Edge]:
+    """The preparations (edges from ``fmt`` to itself) a ``fmt`` source may need."""
+    return [e for e in edges() if e.when is not None and e.target is fmt]
+
+
+@task
+def needed(src: str, fmt: Format) -> list[str]:
+    """The tools of the preparations ``src`` needs, in registration order (in a worker: the
+    tests read the file with its framework)."""
+    return [e.tool for e in preparations(fmt) if e.when is not None and e.when(Path(src))]
+
+
+def prepare(routes: list[Route], tools: list[str], fmt: Format) -> list[Route]:
+    """``routes``, each with the preparations called ``tools`` put first."""
+    first = tuple(_EDGES[tool, fmt] for tool in tools)
+    return [Route(first + r.edges, r.variant) for r in routes]
 
 
 def pick(routes: list[Route], name: str | None) -> list[Route]:

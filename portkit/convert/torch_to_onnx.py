@@ -5,9 +5,10 @@ with TS2EPConverter first); ``torch.onnx-legacy`` is the TorchScript exporter, w
 folding, for TorchScript sources. As separate edges they are separate routes, so the planner
 falls back from one to the other and the report names the exporter that made the artifact.
 
-For TorchScript the legacy exporter goes first: on every fixture its ONNX ran and matched, and
-onnx2tf converted it where it failed on the dynamo exporter's (TS2EPConverter keeps the traced
-shape arithmetic), and it exports in a fraction of the time.
+For TorchScript the legacy exporter goes first: on every fixture its ONNX ran and matched, and it
+exports in a fraction of the time. (Its ONNX keeps the traced shape arithmetic, which onnx2tf
+fails on for some models; the dynamo exporter's doesn't, since portkit folds that arithmetic
+after TS2EPConverter: see ``_static_shapes``.)
 """
 
 from __future__ import annotations

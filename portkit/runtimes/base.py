@@ -62,6 +62,9 @@ class Runtime(abc.ABC):
     name: ClassVar[str]
     formats: ClassVar[tuple[Format, ...]]
     all_devices: ClassVar[tuple[str, ...]] = ("cpu",)  # every device it could use anywhere
+    # A reference of last resort: runs a source only when the runtimes before it refuse the
+    # file, and never checks an artifact (``registry.load_source``).
+    fallback: ClassVar[bool] = False
 
     def devices(self) -> list[str]:
         """Devices this runtime can use on this machine (``cpu`` always)."""

@@ -7,13 +7,15 @@ register it) stays cheap.
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
-from portkit.errors import InternalError, UsageError
+from portkit.errors import InternalError, InvalidModelError, UsageError
 from portkit.formats import Format
-from portkit.runtimes.base import Runtime
+from portkit.options import LoadOptions
+from portkit.runtimes.base import Runtime, Session
 
 _MODULES = ("portkit.runtimes.torch", "portkit.runtimes.onnxruntime", "portkit.runtimes.tflite",
-            "portkit.runtimes.tensorflow")
+            "portkit.runtimes.tensorflow", "portkit.runtimes.onnx_reference")
 _RUNTIMES: dict[str, type[Runtime]] = {}
 
 
@@ -37,9 +39,35 @@ def _load_all() -> None:
 
 
 def for_format(fmt: Format) -> list[Runtime]:
-    """Every runtime that loads ``fmt``, in registration order."""
+    """Every runtime that loads ``fmt`` and checks artifacts, in registration order (fallback
+    references such as ``onnx-reference`` left out)."""
     _load_all()
-    return [cls() for cls in _RUNTIMES.values() if fmt in cls.formats]
+    return [cls() for cls in _RUNTIMES.values() if fmt in cls.formats and not cls.fallback]
+
+
+def load_source(path: Path, fmt: Format, options: LoadOptions | None = None
+                ) -> tuple[Runtime, Session]:
+    """Load a source model on the first runtime that takes it: those of ``for_format``, then
+    the fallbacks (``onnx-reference`` for ONNX opsets ONNX Runtime no longer runs).
+
+    Returns:
+        The runtime that loaded it (the reference's runtime) and its session.
+
+    Raises:
+        InvalidModelError: No runtime could load it (the first runtime's error, the others'
+            appended).
+    """
+    _load_all()
+    fallbacks = [cls() for cls in _RUNTIMES.values() if fmt in cls.formats and cls.fallback]
+    refused: list[InvalidModelError] = []
+    for runtime in for_format(fmt) + fallbacks:
+        try:
+            return runtime, runtime.load(path, fmt, options=options or LoadOptions())
+        except InvalidModelError as e:
+            refused.append(e)
+    if len(refused) == 1:
+        raise refused[0]
+    raise InvalidModelError("; ".join(str(e) for e in refused))
 
 
 def get(name: str) -> Runtime:

@@ -49,8 +49,7 @@ def describe(path: str, fmt: Format, options: LoadOptions = LoadOptions()) -> Mo
         specs = [tuple(TensorSpec(t.name, tuple(d if d >= 0 else None for d in t.shape), t.dtype)
                        for t in ts) for ts in (mobile.inputs, mobile.outputs)]
         return ModelInfo(fmt, specs[0], specs[1], mobile.op_counts, mobile)
-    runtime = registry.for_format(fmt)[0]
-    session = runtime.load(Path(path), fmt, options=options)
+    _runtime, session = registry.load_source(Path(path), fmt, options)
     return ModelInfo(fmt, tuple(session.inputs), tuple(session.outputs), session.op_counts())
 
 
@@ -58,7 +57,7 @@ def input_specs(path: str, fmt: Format, given: list[TensorSpec],
                 options: LoadOptions = LoadOptions()) -> list[TensorSpec]:
     """The source's inputs as ``reference`` resolves them without an inputs file: the shapes
     it stores, ``--input`` over them, a free batch dimension as 1."""
-    session = registry.for_format(fmt)[0].load(Path(path), fmt, options=options)
+    _runtime, session = registry.load_source(Path(path), fmt, options)
     return resolve_inputs(Path(path).name, session.inputs, given)
 
 
@@ -67,10 +66,10 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
               seed: int, samples: int = 1, options: LoadOptions = LoadOptions()) -> Reference:
     """Run the source model on seeded inputs (or ``inputs_file``) to get reference outputs.
 
-    Seeded sample ``i`` uses ``seed + i``; an inputs file gives its own samples.
+    Seeded sample ``i`` uses ``seed + i``; an inputs file gives its own samples. It runs on the
+    first runtime that loads the file (``registry.load_source``), named in the result.
     """
-    runtime = registry.for_format(fmt)[0]
-    session = runtime.load(Path(path), fmt, options=options)
+    runtime, session = registry.load_source(Path(path), fmt, options)
     specs = resolve_inputs(Path(path).name, session.inputs, given)
     if inputs_file:
         feeds = load_inputs_file(inputs_file, specs)

@@ -148,7 +148,7 @@ def validate(job: ValidateJob, ctx: RunContext) -> ValidateReport:
         reference=FileInfo.of(src, src_fmt.value), artifact=FileInfo.of(art, art_fmt.value),
         checks=tuple(checks), inputs=ref.inputs, tolerance=job.tolerance,
         per_output=dict(job.per_output), seed=job.seed, seconds=time.perf_counter() - started,
-        versions=versions(),
+        versions=versions(), reference_runtime=ref.runtime,
     )
     if job.save_bundle is not None:
         bundle.save(job.save_bundle, report, ref, outputs, art)
@@ -171,6 +171,7 @@ def replay(folder: Path, runtimes: Sequence[str], ctx: RunContext) -> ValidateRe
         reference=FileInfo(**manifest["reference"]), artifact=FileInfo.of(art, fmt.value),
         checks=tuple(checks), inputs=ref.inputs, tolerance=tol, per_output=per_output,
         seed=int(manifest["seed"]), seconds=time.perf_counter() - started, versions=versions(),
+        reference_runtime=ref.runtime,
     )
 
 

@@ -80,6 +80,24 @@ def test_registration_is_checked() -> None:
                                cost=1)(fn)
     with pytest.raises(InternalError, match="must be non-empty"):
         registry.register_edge(tool="loop", sources=(Format.ONNX,), target=Format.ONNX, cost=1)(fn)
+    # A format to itself only as a preparation (``when``), which reads nothing else.
+    with pytest.raises(InternalError, match="preparation 'prep'"):
+        registry.register_edge(tool="prep", sources=(Format.ONNX, Format.TFLITE),
+                               target=Format.ONNX, cost=1, when=lambda path: True)(fn)
+
+
+def test_preparations_are_never_routed_through() -> None:
+    assert [e.tool for e in registry.preparations(Format.ONNX)] == ["onnx-upgrade"]
+    assert registry.preparations(Format.TORCHSCRIPT) == []
+    for src in (Format.ONNX, Format.TORCHSCRIPT, Format.KERAS):
+        for dst in (Format.TFLITE, Format.SAVEDMODEL, Format.ONNX):
+            if src is not dst:
+                assert not any("onnx-upgrade" in n for n in names(src, dst))
+    routes = registry.prepare(registry.plan(Format.ONNX, Format.TFLITE), ["onnx-upgrade"],
+                              Format.ONNX)
+    assert [r.name for r in routes] == ["onnx-upgrade+onnx2tf",
+                                        "onnx-upgrade+onnx2tf+tflite-converter"]
+    assert [r.channels_last for r in routes] == [True, True]
 
 
 def test_variants_are_listed_after_their_route_and_checked_when_run() -> None:
