@@ -16,7 +16,7 @@ from portkit.errors import ExitCode
 from portkit.formats import Format
 from portkit.formats.tflite import MobileReport
 from portkit.io import atomic_write_text
-from portkit.options import Budget, Optimize, Quantize, Tolerance
+from portkit.options import Budget, Optimize, Quantize, Scalar, Tolerance
 from portkit.specs import TensorSpec
 
 # Distributions whose versions go into every report (read from metadata, never imported).
@@ -262,7 +262,12 @@ class Attempt:
 
 @dataclass(frozen=True)
 class ConvertReport(JsonReport):
-    """Everything one ``portkit convert`` did and found."""
+    """Everything one ``portkit convert`` did and found.
+
+    ``constants`` are the inputs ``--const`` bound: the artifact doesn't take them, the source
+    ran with them as the reference; ``preparation`` is the step that bound them into the source
+    before the routes ran (None without ``--const``).
+    """
 
     passed: bool
     validated: bool
@@ -282,6 +287,8 @@ class ConvertReport(JsonReport):
     optimize: Optimize | None = None
     converter_seconds: float = 0.0  # the converters' own time, inside the hops they ran
     route_name: str | None = None  # the shipped route's name, with its variant (``tool[variant]``)
+    constants: dict[str, Scalar] = field(default_factory=dict)
+    preparation: Hop | None = None
 
     @property
     def overhead_seconds(self) -> float:
@@ -302,6 +309,7 @@ class ConvertReport(JsonReport):
         d["routes_tried"] = [{**row, "ok": a.passed, "hops": [h.to_dict() for h in a.hops]}
                              for row, a in zip(d["routes_tried"], self.routes_tried, strict=True)]
         d["overhead_seconds"] = self.overhead_seconds
+        d["preparation"] = self.preparation.to_dict() if self.preparation else None
         return d
 
 
@@ -320,6 +328,7 @@ class ValidateReport(JsonReport):
     seconds: float
     versions: dict[str, str] = field(default_factory=dict)
     flags: dict[str, str] = field(default_factory=lambda: dict(PRECISION_FLAGS))
+    constants: dict[str, Scalar] = field(default_factory=dict)  # fed to the reference only
 
     @property
     def exit_code(self) -> ExitCode:
