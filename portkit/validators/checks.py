@@ -172,6 +172,7 @@ def replay(folder: Path, runtimes: Sequence[str], ctx: RunContext) -> ValidateRe
         reference=FileInfo(**manifest["reference"]), artifact=FileInfo.of(art, fmt.value),
         checks=tuple(checks), inputs=ref.inputs, tolerance=tol, per_output=per_output,
         seed=int(manifest["seed"]), seconds=time.perf_counter() - started, versions=versions(),
+        constants=dict(manifest.get("constants", {})),
     )
 
 

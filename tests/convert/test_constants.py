@@ -104,10 +104,12 @@ def test_validate_feeds_the_constant_to_the_reference_only(saved_models, workers
     assert portkit.convert(src, "onnx", out, inputs=FIXTURES[TS].input_flags,
                            consts=["sr=16000"], workers=workers).exit_code == ExitCode.OK
     same = portkit.api.validate(out, src, inputs=FIXTURES[TS].input_flags, consts=["sr=16000"],
-                                workers=workers)
+                                save_bundle=tmp_path / "bundle", workers=workers)
     assert same.exit_code == ExitCode.OK and same.constants == {"sr": 16000}
     assert [s.name for s in same.inputs] == ["x"]
     assert_schema("validate", json.loads(same.to_json()))
+    replayed = portkit.api.replay(tmp_path / "bundle")  # the bundle keeps the constant
+    assert replayed.exit_code == ExitCode.OK and replayed.constants == {"sr": 16000}
     other = portkit.api.validate(out, src, inputs=FIXTURES[TS].input_flags, consts=["sr=8000"],
                                  workers=workers)
     assert other.exit_code == ExitCode.PARITY_FAILED  # the 16 kHz artifact is not the 8 kHz model
