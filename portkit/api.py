@@ -14,7 +14,15 @@ from typing import Any
 from portkit import options
 from portkit.convert import pipeline
 from portkit.formats import sniff
-from portkit.options import BenchJob, Budget, ConvertJob, LoadOptions, Tolerance, ValidateJob
+from portkit.options import (
+    BenchJob,
+    Budget,
+    ConvertJob,
+    LoadOptions,
+    Scalar,
+    Tolerance,
+    ValidateJob,
+)
 from portkit.results import (
     BenchReport,
     ConvertReport,
@@ -59,6 +67,7 @@ def convert(
     min_top1: float | None = None,
     min_top5: float | None = None,
     optimize: str | None = None,
+    consts: Mapping[str, Scalar] | Sequence[str] = (),
     workers: worker.Pool | None = None,
 ) -> ConvertReport:
     """Convert a model to another format and prove the artifact matches its source.
@@ -99,6 +108,9 @@ def convert(
         min_top1: Lowest top-1 agreement (0-1) for classifier-like outputs.
         min_top5: Lowest top-5 agreement (0-1) for classifier-like outputs.
         optimize: ``latency``: try every route, ship the fastest artifact that matches.
+        consts: Inputs to bind to a constant in the artifact, ``["sr=16000"]`` or
+            ``{"sr": 16000}`` (TorchScript int/float/bool arguments, ONNX inputs): the artifact
+            no longer takes them, and the source runs with the same values as the reference.
         workers: Warm workers to run in, kept by the caller across calls: the reference (one
             per source framework), the converters (one per source format) and the artifacts
             (one per runtime). Default: workers of this call's own, stopped when it returns.
@@ -115,6 +127,7 @@ def convert(
         target, signature=signature, trust_model=trust_model, quantize=quantize,
         calibration=calibration, int8_io=int8_io, no_flex=no_flex, opset=opset)
     goal = options.optimize_goal(optimize, route, validate)
+    bound = options.constants(consts)
     tolerance = options.policy(convert_options.quantize, atol=atol, rtol=rtol,
                                scale_tol=scale_tol, samples=samples, min_cosine=min_cosine,
                                min_top1=min_top1, min_top5=min_top5)
@@ -127,7 +140,7 @@ def convert(
             output=Path(output) if output is not None else None, inputs=tuple(given),
             inputs_file=Path(inputs_file) if inputs_file else None, route=route,
             validate=validate, seed=seed, tolerance=tolerance, per_output=per_output,
-            options=convert_options, optimize=goal)
+            options=convert_options, optimize=goal, constants=bound)
         return pipeline.convert(job, stack.enter_context(_context(workers, timeout, progress)))
 
 
@@ -152,6 +165,7 @@ def validate(
     signature: str | None = None,
     trust_model: bool = False,
     save_bundle: str | Path | None = None,
+    consts: Mapping[str, Scalar] | Sequence[str] = (),
     progress: Progress = no_progress,
     workers: worker.Pool | None = None,
 ) -> ValidateReport:
@@ -175,6 +189,8 @@ def validate(
         signature: SavedModel signature of the reference.
         trust_model: Let the reference run code on load (Keras Lambda layers).
         save_bundle: Also write a reproducibility bundle here (see ``replay``).
+        consts: Inputs the artifact has bound to a constant (``["sr=16000"]``): the reference
+            runs with these values, the artifact is fed the other inputs only.
         progress: ``progress(message)`` context managers around each step.
         workers: Warm workers to run in, kept by the caller across calls (the reference's and
             one per runtime).
@@ -193,7 +209,8 @@ def validate(
         per_output=options.output_kinds(tolerance, output_kinds, per_output), seed=seed,
         load=LoadOptions(signature, trust_model),
         runtimes=tuple(runtimes),
-        save_bundle=Path(save_bundle) if save_bundle is not None else None)
+        save_bundle=Path(save_bundle) if save_bundle is not None else None,
+        constants=options.constants(consts))
     with _context(workers, timeout, progress) as ctx:
         return checks.validate(job, ctx)
 

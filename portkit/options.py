@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,11 @@ from typing import Any
 from portkit.errors import UsageError
 from portkit.formats import TARGETS, Format
 from portkit.specs import TensorSpec
+
+# A value ``--const`` binds an input to (a Python scalar: TorchScript ``sr: int``, or an ONNX
+# scalar tensor).
+Scalar = bool | int | float
+_CONST_NAME = re.compile(r"^[^=\s]+$")
 
 
 class Quantize(str, enum.Enum):
@@ -207,6 +213,8 @@ class ConvertJob:
         per_output: Policies for some outputs, by reference output name.
         options: The converters' options.
         optimize: Try every route and ship the best by this goal.
+        constants: ``--const`` values: inputs bound to a constant in the artifact (the source
+            still runs with them as the reference); by input name.
     """
 
     source: Path
@@ -221,6 +229,7 @@ class ConvertJob:
     per_output: Mapping[str, Tolerance] = field(default_factory=dict)
     options: ConvertOptions = ConvertOptions()
     optimize: Optimize | None = None
+    constants: Mapping[str, Scalar] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -238,6 +247,7 @@ class ValidateJob:
         load: How the reference is opened.
         runtimes: Only these runtimes (empty: every runtime that loads the artifact).
         save_bundle: Also write a reproducibility bundle here.
+        constants: ``--const`` values the reference runs with; the artifact doesn't take them.
     """
 
     artifact: Path
@@ -250,6 +260,7 @@ class ValidateJob:
     load: LoadOptions = LoadOptions()
     runtimes: tuple[str, ...] = ()
     save_bundle: Path | None = None
+    constants: Mapping[str, Scalar] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -388,3 +399,55 @@ def optimize_goal(optimize: str | Optimize | None, route: str | None,
         raise UsageError("--optimize keeps only artifacts that match their source: "
                          "drop --no-validate")
     return goal
+
+
+def constants(values: Mapping[str, Scalar] | Sequence[str]) -> dict[str, Scalar]:
+    """``--const NAME=VALUE`` values (or a mapping of them) as typed constants: ``true`` and
+    ``false`` are bools, digits ints, other numbers floats.
+
+    Args:
+        values: ``NAME=VALUE`` strings, or a mapping from input name to value.
+
+    Returns:
+        Input name -> value, in the order given.
+
+    Raises:
+        UsageError: Not ``NAME=VALUE``, a value that is no number or bool, or a name given twice.
+    """
+    pairs: list[tuple[str, Any]] = []
+    if isinstance(values, Mapping):
+        pairs = list(values.items())
+    elif isinstance(values, str):
+        raise UsageError(f"consts={values!r}: pass a list of NAME=VALUE strings or a mapping")
+    else:
+        for text in values:
+            name, sep, raw = str(text).partition("=")
+            if not sep or not name.strip() or not raw.strip():
+                raise UsageError(f"--const {text!r}: expected NAME=VALUE, e.g. --const sr=16000")
+            pairs.append((name.strip(), _scalar(name.strip(), raw.strip())))
+    found: dict[str, Scalar] = {}
+    for name, value in pairs:
+        if not isinstance(name, str) or not _CONST_NAME.match(name):
+            raise UsageError(f"--const {name!r}=...: not an input name")
+        if hasattr(value, "item") and not isinstance(value, (bool, int, float)):
+            value = value.item()  # a numpy scalar
+        if not isinstance(value, (bool, int, float)):
+            raise UsageError(f"--const {name}={value!r}: the value must be an int, a float or "
+                             "a bool")
+        if name in found:
+            raise UsageError(f"--const {name}: given twice ({found[name]!r} and {value!r})")
+        found[name] = value
+    return found
+
+
+def _scalar(name: str, raw: str) -> Scalar:
+    """One ``--const`` value: a bool, an int or a float."""
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            continue
+    raise UsageError(f"--const {name}={raw}: the value must be an int (16000), a float (0.5) or "
+                     "a bool (true/false)")

@@ -16,7 +16,7 @@ from portkit.errors import ExitCode
 from portkit.formats import Format
 from portkit.formats.tflite import MobileReport
 from portkit.io import atomic_write_text
-from portkit.options import Budget, Optimize, Quantize, Tolerance
+from portkit.options import Budget, Optimize, Quantize, Scalar, Tolerance
 from portkit.specs import TensorSpec
 
 # Distributions whose versions go into every report (read from metadata, never imported).
@@ -273,7 +273,12 @@ class Attempt:
 
 @dataclass(frozen=True)
 class ConvertReport(JsonReport):
-    """Everything one ``portkit convert`` did and found."""
+    """Everything one ``portkit convert`` did and found.
+
+    ``constants`` are the inputs ``--const`` bound: the artifact doesn't take them, the source
+    ran with them as the reference; ``preparation`` is the step that bound them into the source
+    before the routes ran (None without ``--const``).
+    """
 
     passed: bool
     validated: bool
@@ -294,6 +299,8 @@ class ConvertReport(JsonReport):
     converter_seconds: float = 0.0  # the converters' own time, inside the hops they ran
     route_name: str | None = None  # the shipped route's name, with its variant (``tool[variant]``)
     reference_runtime: str | None = None  # what ran the source (``onnx-reference`` for old opsets)
+    constants: dict[str, Scalar] = field(default_factory=dict)
+    preparation: Hop | None = None
 
     @property
     def overhead_seconds(self) -> float:
@@ -314,6 +321,7 @@ class ConvertReport(JsonReport):
         d["routes_tried"] = [{**row, "ok": a.passed, "hops": [h.to_dict() for h in a.hops]}
                              for row, a in zip(d["routes_tried"], self.routes_tried, strict=True)]
         d["overhead_seconds"] = self.overhead_seconds
+        d["preparation"] = self.preparation.to_dict() if self.preparation else None
         return d
 
 
@@ -333,6 +341,7 @@ class ValidateReport(JsonReport):
     versions: dict[str, str] = field(default_factory=dict)
     flags: dict[str, str] = field(default_factory=lambda: dict(PRECISION_FLAGS))
     reference_runtime: str | None = None  # what ran the reference model (or ``bundle (...)``)
+    constants: dict[str, Scalar] = field(default_factory=dict)  # fed to the reference only
 
     @property
     def exit_code(self) -> ExitCode:

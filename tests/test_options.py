@@ -113,3 +113,28 @@ def test_output_kinds_set_each_named_output_s_kind_on_its_own_policy() -> None:
         output_kinds(base, ["embedding"])
     with pytest.raises(UsageError, match="--output-kind vector: one of classifier, embedding"):
         output_kinds(base, ["y=vector"])
+
+
+def test_const_values_parse_to_typed_scalars_in_one_place() -> None:
+    from portkit.options import constants
+
+    assert constants(["sr=16000", "gain=0.5", "on=true", "off=False"]) == {
+        "sr": 16000, "gain": 0.5, "on": True, "off": False}
+    assert isinstance(constants(["sr=16000"])["sr"], int)
+    assert constants({"sr": 16000}) == {"sr": 16000} and constants(()) == {}
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    (["sr"], r"--const 'sr': expected NAME=VALUE, e\.g\. --const sr=16000"),
+    (["=16000"], "expected NAME=VALUE"),
+    (["sr="], "expected NAME=VALUE"),
+    (["sr=abc"], r"--const sr=abc: the value must be an int \(16000\), a float"),
+    (["sr=1", "sr=2"], "--const sr: given twice"),
+    ({"sr": "16000"}, "the value must be an int, a float or a bool"),
+    ("sr=16000", "pass a list of NAME=VALUE strings"),
+])
+def test_bad_const_syntax_is_a_usage_error(values, message) -> None:
+    from portkit.options import constants
+
+    with pytest.raises(UsageError, match=message):
+        constants(values)

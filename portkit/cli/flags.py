@@ -33,9 +33,15 @@ INPUT = click.option(
     "--input", "inputs", multiple=True, metavar="NAME:SHAPE[:DTYPE]",
     help="Input shape the model doesn't store, e.g. x:1x3x224x224 or ids:1x128:int64. Repeat "
          "per input.")
+CONST = click.option(
+    "--const", "consts", multiple=True, metavar="NAME=VALUE",
+    help="Bind an input to a constant in the artifact, e.g. sr=16000 (TorchScript int/float/"
+         "bool arguments, ONNX inputs): the artifact no longer takes it, the source runs with "
+         "it as the reference. Repeat per input.")
 # Inputs to run the source and the artifact on.
 INPUTS = group(
     INPUT,
+    CONST,
     click.option("--inputs", "inputs_file", type=click.Path(path_type=Path),
                  help="An .npz of input arrays (by input name, or in order; samples on an "
                       "extra leading axis) instead of seeded ones."),

@@ -38,6 +38,14 @@ def _short(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _constants(constants: dict[str, object], how: str = "") -> Text:
+    """``Constants (--const): sr=16000 ...``: inputs the artifact has bound, fed to the source."""
+    values = ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}"
+                       for k, v in constants.items())
+    return Text(f"Constants (--const): {values}; the artifact doesn't take them, the source ran "
+                f"with them as the reference{how}")
+
+
 def convert_tables(report: ConvertReport) -> list[Table | Text]:
     """The summary line, the routes tried and the parity rows of a convert report."""
     verdict = {0: "[green]PASSED[/]", 1: "[red]PARITY FAILED[/]", 3: "[red]NOT CONVERTED[/]"}
@@ -54,6 +62,11 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
         Text(f"Converters {report.converter_seconds:.1f} s; portkit's own time (workers, "
              f"reference, validation) {report.overhead_seconds:.1f} s ({share:.0%})"),
     ]
+    if report.constants:
+        prep = report.preparation
+        how = (f". Bound into the source first ({prep.tool}, {prep.seconds:.1f} s): "
+               f"{prep.detail}" if prep else "")
+        out.append(_constants(report.constants, how))
     timed = any(a.latency is not None for a in report.routes_tried)
     title = "Routes tried" + (" (--optimize latency: the fastest that matched ships)"
                               if timed else "")
@@ -118,10 +131,12 @@ def validate_tables(report: ValidateReport) -> list[Table | Text]:
     """The verdict line and the parity rows of ``portkit validate``."""
     head = "[green]PASSED[/]" if report.passed else "[red]PARITY FAILED[/]"
     ran = f" (run on {escape(report.reference_runtime)})" if report.reference_runtime else ""
-    return [Text.from_markup(f"{head}  {_file(report.artifact)} against "
-                             f"{_file(report.reference)}{ran} in "
-                             f"{report.seconds:.1f} s (exit {int(report.exit_code)})"),
-            parity_table(report.checks, report.tolerance, report.reference_runtime)]
+    out: list[Table | Text] = [Text.from_markup(
+        f"{head}  {_file(report.artifact)} against {_file(report.reference)}{ran} in "
+        f"{report.seconds:.1f} s (exit {int(report.exit_code)})")]
+    if report.constants:
+        out.append(_constants(report.constants))
+    return [*out, parity_table(report.checks, report.tolerance, report.reference_runtime)]
 
 
 def bench_table(report: BenchReport) -> Table:

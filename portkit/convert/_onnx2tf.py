@@ -3,11 +3,16 @@
 onnx2tf downloads a sample-image file from the internet when every input looks like an image,
 unless a file of that name is in the working directory; a seeded stand-in is written there (the
 worker's private scratch directory) so conversion never touches the network.
+
+onnx2tf also writes to the ONNX file it is given (sng4onnx names unnamed nodes in place, and its
+shape fixes save over the input): it is given a copy in the scratch directory, never the user's
+file (seen: the round trip dropped initializers an ``If`` branch reads, breaking the source).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +34,7 @@ def run(src: Path, **kwargs: Any) -> tuple[Any, Path]:
     check_onnx(src)
 
     work = Path(os.getcwd())
+    src = _private_copy(src, work / "onnx2tf_in")
     sample = np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32)
     np.save(work / _SAMPLE_FILE, sample)
     out = work / "onnx2tf_out"
@@ -41,3 +47,20 @@ def run(src: Path, **kwargs: Any) -> tuple[Any, Path]:
         **kwargs,
     )
     return model, out
+
+
+def _private_copy(src: Path, folder: Path) -> Path:
+    """``src`` and the external data files it names (``check_onnx`` keeps them beside it),
+    copied into ``folder``, so nothing onnx2tf writes reaches the original."""
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    folder.mkdir(exist_ok=True)
+    model = onnx.load(str(src), load_external_data=False)
+    for tensor in _get_all_tensors(model):
+        if uses_external_data(tensor):
+            location = next(e.value for e in tensor.external_data if e.key == "location")
+            (folder / location).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src.parent / location, folder / location)
+    shutil.copy2(src, folder / src.name)
+    return folder / src.name

@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from portkit.convert import registry
+from portkit.convert import constants, registry
 from portkit.convert._torch import export_pickled_module, save_exported
 from portkit.errors import ConversionError, PortkitError, UsageError
 from portkit.formats import Format, sniff
@@ -60,6 +60,8 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
         if fmt is Format.TORCH_PICKLE and job.options.load.trust_model:
             src, fmt = _export_trusted_pickle(src, list(job.inputs), stack, ctx)
         refuse_unloadable(src, fmt)
+        if job.constants:
+            constants.check_format(src, fmt)
         if fmt is job.target:
             raise UsageError(f"{src}: already {fmt.value}; pick another --to")
         routes = plan(fmt, job, _preparations(src, fmt, ctx))
@@ -79,10 +81,14 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
             what=str(src), path=str(src), fmt=fmt, given=list(job.inputs),
             inputs_file=str(job.inputs_file.absolute()) if job.inputs_file else None,
             seed=job.seed, samples=job.tolerance.samples, options=job.options.load,
+            constants=dict(job.constants),
         ), ctx.progress, src.name, from_file=job.inputs_file is not None)
         # Runs before the thread pool exits: a reference still running is stopped, not awaited.
         stack.callback(ref.stop, ctx.pool, reference_worker)
-        conversion = _Conversion(job, src, fmt, ref, ctx)
+        prepared, preparation = src, None
+        if job.constants:  # the routes convert the source with its constants bound
+            prepared, preparation = _bind_constants(src, fmt, job, stack, ctx)
+        conversion = _Conversion(job, prepared, fmt, ref, ctx)
         attempts: list[Attempt] = []
         produced: list[Path] = []
         for i, r in enumerate(routes):
@@ -117,9 +123,12 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
             quantize=job.options.quantize,
             mobile=best.mobile if best else None,
             optimize=job.optimize,
-            converter_seconds=conversion.converter_seconds,
+            converter_seconds=conversion.converter_seconds + (
+                preparation.seconds if preparation else 0.0),
             route_name=best.route if best else None,
             reference_runtime=reference.runtime,
+            constants=dict(job.constants),
+            preparation=preparation,
         )
 
 
@@ -189,6 +198,19 @@ def _export_trusted_pickle(src: Path, inputs: list[TensorSpec], stack: contextli
         worker.call(export_pickled_module, timeout=ctx.timeout, what=str(src), src=str(src),
                     dst=str(dst), inputs=inputs)
     return dst, Format.EXPORTED_PROGRAM
+
+
+def _bind_constants(src: Path, fmt: Format, job: ConvertJob, stack: contextlib.ExitStack,
+                    ctx: RunContext) -> tuple[Path, Hop]:
+    """``--const``: the source with those inputs bound (a file of the same name and format in a
+    temporary folder), made in the worker its format's hops use; and that step as a hop."""
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="portkit-const-")))
+    dst = folder / src.name
+    with ctx.progress(f"Binding --const {constants.shown(job.constants)} into {src.name}"):
+        hop: Hop = ctx.pool.call(f"convert-from-{fmt.value}", constants.bind_constants,
+                                 timeout=ctx.timeout, what=f"--const on {src.name}", src=str(src),
+                                 fmt=fmt, dst=str(dst), constants=dict(job.constants))
+    return dst, hop
 
 
 def _time_routes(attempts: list[Attempt], produced: list[Path], target: Format, ref: Reference,
@@ -269,6 +291,9 @@ class _Conversion:
             try:
                 current, hop = self._hop(route.edges[:j + 1], current, current_fmt, dst, inputs,
                                          options)
+            except UsageError:  # the source or the flags, not the route: every route would fail
+                self._ref.get()  # the reference's own error outranks it
+                raise
             except PortkitError as e:
                 return Attempt(route=route.name, converted=False, passed=False,
                                error=f"{edge.tool}: {e}", hops=tuple(hops),

@@ -21,11 +21,21 @@ from portkit.specs import TensorSpec
 
 
 class Session(abc.ABC):
-    """A loaded model, ready to run."""
+    """A loaded model, ready to run.
 
-    def __init__(self, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> None:
+    Attributes:
+        inputs: What it takes, in order (a Python scalar argument as a 0-d tensor).
+        outputs: What it returns (names may be unknown until it runs).
+        scalar_args: Inputs it takes as Python scalars, not tensors (TorchScript ``sr: int``),
+            by name -> type (``int``, ``float``, ``bool``, or what else the schema says): no
+            seeded value suits them, so they must be bound with ``--const``.
+    """
+
+    def __init__(self, inputs: list[TensorSpec], outputs: list[TensorSpec],
+                 scalar_args: dict[str, str] | None = None) -> None:
         self.inputs = inputs
         self.outputs = outputs
+        self.scalar_args = dict(scalar_args or {})
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the model once.

@@ -7,16 +7,19 @@ picklable values.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from portkit.errors import UsageError
 from portkit.formats import Format
 from portkit.formats.tflite import mobile_report
-from portkit.options import LoadOptions
+from portkit.options import LoadOptions, Scalar
 from portkit.results import ModelInfo
 from portkit.runtimes import registry
+from portkit.runtimes.base import Session
 from portkit.runtimes.binding import Binding, artifact_feeds, bind_inputs
 from portkit.runtimes.worker import task
 from portkit.specs import TensorSpec, load_inputs_file, make_inputs, resolve_inputs
@@ -24,12 +27,17 @@ from portkit.specs import TensorSpec, load_inputs_file, make_inputs, resolve_inp
 
 @dataclass(frozen=True)
 class Reference:
-    """The source model's inputs and outputs for each seeded (or given) input sample."""
+    """The source model's inputs and outputs for each seeded (or given) input sample.
+
+    ``inputs`` are what an artifact is fed; the feeds also hold the ``constants`` the source
+    ran with (``--const``), which the artifact has bound and doesn't take.
+    """
 
     runtime: str
     inputs: tuple[TensorSpec, ...]
     feeds: tuple[dict[str, np.ndarray], ...]
     outputs: tuple[dict[str, np.ndarray], ...]
+    constants: Mapping[str, Scalar] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -56,29 +64,74 @@ def describe(path: str, fmt: Format, options: LoadOptions = LoadOptions()) -> Mo
 def input_specs(path: str, fmt: Format, given: list[TensorSpec],
                 options: LoadOptions = LoadOptions()) -> list[TensorSpec]:
     """The source's inputs as ``reference`` resolves them without an inputs file: the shapes
-    it stores, ``--input`` over them, a free batch dimension as 1."""
+    it stores, ``--input`` over them, a free batch dimension as 1.
+
+    Raises:
+        UsageError: A shape is unknown, or the model takes a Python scalar (bind it with
+            ``--const``).
+    """
     _runtime, session = registry.load_source(Path(path), fmt, options)
-    return resolve_inputs(Path(path).name, session.inputs, given)
+    fed, _ = split_constants(Path(path).name, session, {})
+    return resolve_inputs(Path(path).name, fed, given)
+
+
+def split_constants(model_name: str, session: Session, constants: Mapping[str, Scalar]
+                    ) -> tuple[list[TensorSpec], dict[str, np.ndarray]]:
+    """The inputs left to feed once ``constants`` are bound, and each constant as the array the
+    session takes (its dtype and shape).
+
+    Raises:
+        UsageError: A constant names no input, fits no input's shape, or a Python scalar
+            argument is left unbound.
+    """
+    names = [s.name for s in session.inputs]
+    unknown = [n for n in constants if n not in names]
+    if unknown:
+        raise UsageError(f"{model_name}: --const {', '.join(unknown)}: no such input; the "
+                         f"model's inputs are {', '.join(names) or '(none)'}")
+    unbound = [n for n in session.scalar_args if n not in constants]
+    if unbound:
+        takes = ", ".join(f"{n}: {session.scalar_args[n]}" for n in unbound)
+        flags = " ".join(f"--const {n}=VALUE" for n in unbound)
+        raise UsageError(f"{model_name}: forward takes {takes}, which portkit can't feed as a "
+                         f"tensor; pass {flags} (e.g. --const {unbound[0]}=16000)")
+    arrays = {}
+    for spec in session.inputs:
+        if spec.name in constants:
+            value, dtype = constants[spec.name], np.dtype(spec.dtype or "float32")
+            if dtype.kind in "iub" and isinstance(value, float) and not value.is_integer():
+                raise UsageError(f"{model_name}: --const {spec.name}={value}: the input is "
+                                 f"{spec.describe()}; give a whole number")
+            shape = spec.shape if spec.is_static else ()
+            arrays[spec.name] = np.full(shape, value, dtype=dtype)
+    return [s for s in session.inputs if s.name not in constants], arrays
 
 
 @task
 def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str | None,
-              seed: int, samples: int = 1, options: LoadOptions = LoadOptions()) -> Reference:
+              seed: int, samples: int = 1, options: LoadOptions = LoadOptions(),
+              constants: Mapping[str, Scalar] | None = None) -> Reference:
     """Run the source model on seeded inputs (or ``inputs_file``) to get reference outputs.
 
     Seeded sample ``i`` uses ``seed + i``; an inputs file gives its own samples. It runs on the
-    first runtime that loads the file (``registry.load_source``), named in the result.
+    first runtime that loads the file (``registry.load_source``), named in the result. Inputs
+    named in ``constants`` (``--const``) get that value in every sample and are not among the
+    reference's ``inputs`` (the artifact has them bound).
     """
     runtime, session = registry.load_source(Path(path), fmt, options)
-    specs = resolve_inputs(Path(path).name, session.inputs, given)
+    constants = dict(constants or {})
+    fed, fixed = split_constants(Path(path).name, session, constants)
+    specs = resolve_inputs(Path(path).name, fed, given)
     if inputs_file:
         feeds = load_inputs_file(inputs_file, specs)
     else:
         feeds = [make_inputs(specs, seed + i) for i in range(samples)]
     specs = [TensorSpec(s.name, tuple(feeds[0][s.name].shape), feeds[0][s.name].dtype.name)
              for s in specs]
+    order = [s.name for s in session.inputs]  # the model's order, constants in place
+    feeds = [{n: {**f, **fixed}[n] for n in order} for f in feeds]
     return Reference(runtime.name, tuple(specs), tuple(feeds),
-                     tuple(session.run(f) for f in feeds))
+                     tuple(session.run(f) for f in feeds), constants)
 
 
 @task

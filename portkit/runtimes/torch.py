@@ -41,10 +41,14 @@ def flatten_outputs(value: Any, prefix: str = "output") -> dict[str, np.ndarray]
     }
 
 
+# TorchScript scalar argument types portkit can feed (from a --const), as numpy dtypes.
+SCALAR_DTYPES = {"int": "int64", "float": "float64", "bool": "bool"}
+
+
 class TorchSession(Session):
     def __init__(self, module: Any, inputs: list[TensorSpec], outputs: list[TensorSpec],
-                 device: str, ops: list[str]) -> None:
-        super().__init__(inputs, outputs)
+                 device: str, ops: list[str], scalar_args: dict[str, str] | None = None) -> None:
+        super().__init__(inputs, outputs, scalar_args)
         self._module = module
         self._device = device
         self._ops = ops
@@ -52,13 +56,34 @@ class TorchSession(Session):
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
-        args = [torch.from_numpy(np.ascontiguousarray(feeds[s.name])).to(self._device)
+        args = [_scalar(feeds[s.name], self.scalar_args[s.name]) if s.name in self.scalar_args
+                else torch.from_numpy(np.ascontiguousarray(feeds[s.name])).to(self._device)
                 for s in self.inputs]
         with torch.no_grad():
             return flatten_outputs(self._module(*args))
 
     def op_counts(self) -> dict[str, int]:
         return count(self._ops)
+
+
+def _scalar(array: np.ndarray, kind: str) -> Any:
+    """A 0-d array as the Python scalar a TorchScript argument takes."""
+    value = np.asarray(array).item()
+    return {"int": int, "float": float, "bool": bool}.get(kind, lambda v: v)(value)
+
+
+def script_inputs(module: Any) -> tuple[list[TensorSpec], dict[str, str]]:
+    """A ScriptModule's ``forward`` arguments from its schema: tensors (shape unknown) and
+    Python scalars (``sr: int`` as a 0-d int64 input), with the scalars' types by name."""
+    inputs, scalars = [], {}
+    for arg in module.forward.schema.arguments[1:]:
+        kind = str(arg.type)
+        if kind in SCALAR_DTYPES:
+            inputs.append(TensorSpec(arg.name, (), SCALAR_DTYPES[kind]))
+            scalars[arg.name] = kind
+        else:
+            inputs.append(TensorSpec(arg.name, None, ""))  # TorchScript keeps no shapes
+    return inputs, scalars
 
 
 @register_runtime
@@ -84,11 +109,10 @@ class TorchRuntime(Runtime):
         torch.backends.cudnn.allow_tf32 = False
         if fmt is Format.TORCHSCRIPT:
             module = torch.jit.load(str(path), map_location=device).eval()
-            names = [a.name for a in module.forward.schema.arguments[1:]]
-            inputs = [TensorSpec(n, None, "") for n in names]  # TorchScript keeps no shapes
+            inputs, scalars = script_inputs(module)
             ops = [n.kind() for n in module.inlined_graph.nodes()
                    if not n.kind().startswith("prim::")]
-            return TorchSession(module, inputs, [], device, ops)
+            return TorchSession(module, inputs, [], device, ops, scalars)
         ep = torch.export.load(str(path))
         user_inputs = set(ep.graph_signature.user_inputs)
         inputs = []

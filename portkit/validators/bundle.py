@@ -54,6 +54,7 @@ def save(folder: Path, report: ValidateReport, ref: Reference,
             "tolerance": plain(dataclasses.asdict(report.tolerance)),
             "per_output": {k: plain(dataclasses.asdict(v)) for k, v in report.per_output.items()},
             "seed": report.seed, "versions": report.versions, "flags": report.flags,
+            "constants": dict(report.constants),  # --const: in inputs.npz, not fed to the artifact
             "devices": sorted({f"{c.runtime}/{c.device}" for c in report.checks if not c.skipped}),
         }
         atomic_write_text(root / MANIFEST, json.dumps(manifest, indent=2) + "\n")

@@ -140,6 +140,7 @@ def validate(job: ValidateJob, ctx: RunContext) -> ValidateReport:
             path=str(src), fmt=src_fmt, given=list(job.inputs),
             inputs_file=str(job.inputs_file.absolute()) if job.inputs_file else None,
             seed=job.seed, samples=job.tolerance.samples, options=job.load,
+            constants=dict(job.constants),
         )
     checks, outputs = check_everywhere(art, art_fmt, chosen,
                                        Expected(ref, job.tolerance, job.per_output), ctx)
@@ -148,7 +149,7 @@ def validate(job: ValidateJob, ctx: RunContext) -> ValidateReport:
         reference=FileInfo.of(src, src_fmt.value), artifact=FileInfo.of(art, art_fmt.value),
         checks=tuple(checks), inputs=ref.inputs, tolerance=job.tolerance,
         per_output=dict(job.per_output), seed=job.seed, seconds=time.perf_counter() - started,
-        versions=versions(), reference_runtime=ref.runtime,
+        versions=versions(), reference_runtime=ref.runtime, constants=dict(job.constants),
     )
     if job.save_bundle is not None:
         bundle.save(job.save_bundle, report, ref, outputs, art)
@@ -172,6 +173,7 @@ def replay(folder: Path, runtimes: Sequence[str], ctx: RunContext) -> ValidateRe
         checks=tuple(checks), inputs=ref.inputs, tolerance=tol, per_output=per_output,
         seed=int(manifest["seed"]), seconds=time.perf_counter() - started, versions=versions(),
         reference_runtime=ref.runtime,
+        constants=dict(manifest.get("constants", {})),
     )
 
 

@@ -233,3 +233,25 @@ def test_falls_back_to_the_next_route_and_reports_both(saved_models, tmp_path: P
     assert tried[1]["ok"] and tried[1]["error"] is None
     assert [h["tool"] for h in report["route"]] == ["torch.onnx", "onnx2tf"]
     assert report["passed"] and report["checks"][0]["outputs"][0]["layout"] == "NCHW->NHWC"
+
+
+def test_const_binds_an_input_through_the_cli(saved_models, tmp_path: Path) -> None:
+    src, out = saved_models("sample_rate", "torchscript"), tmp_path / "sr.onnx"
+    result = run_cli("convert", src, "--to", "onnx", "--input", "x:1x16", "--const", "sr=16000",
+                     "-o", out, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["constants"] == {"sr": 16000}
+    assert report["preparation"]["tool"] == "bind-constants"
+    assert [i["name"] for i in report["inputs"]] == ["x"]
+    checked = run_cli("validate", out, "--reference", src, "--input", "x:1x16",
+                      "--const", "sr=16000")
+    assert checked.returncode == 0, checked.stderr
+    assert "Constants (--const): sr=16000" in checked.stdout
+    missing = run_cli("convert", src, "--to", "onnx", "--input", "x:1x16", "-o",
+                      tmp_path / "m.onnx")
+    assert missing.returncode == 2, missing.stderr
+    assert "forward takes sr: int" in missing.stderr and "--const sr=" in missing.stderr
+    bad = run_cli("convert", src, "--to", "onnx", "--const", "sr:16000")
+    assert bad.returncode == 2 and "expected NAME=VALUE" in bad.stderr, bad.stderr
+    assert not (tmp_path / "m.onnx").exists()

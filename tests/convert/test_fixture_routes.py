@@ -97,6 +97,8 @@ def _cases() -> list[pytest.param]:
     for name, fixture in FIXTURES.items():
         if fixture.needs_trust:
             continue  # refused without --trust-model: tests/test_safety.py
+        if fixture.consts:
+            continue  # inputs bound with --const: tests/convert/test_constants.py
         for kind in fixture.kinds:
             fmt = KINDS[kind]
             for target in TARGETS_BY_FRAMEWORK[fixture.framework]:
