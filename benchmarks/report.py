@@ -128,6 +128,28 @@ def _ratio(run: dict[str, Any], runs: list[dict[str, Any]], key: str) -> str:
     return f"{mine / best:.2f}×"
 
 
+def changed_verdicts(models: list[dict[str, Any]]) -> list[str]:
+    """Lines on the fp32 artifacts whose verdict the scale-aware rule changed (against numpy
+    allclose with atol 1e-4, rtol 1e-3 on the same outputs)."""
+    judged = [(m, r) for m in models for r in m["runs"]
+              if r.get("parity_passed_old_rule") is not None]
+    if not judged:
+        return []
+    changed = [(m, r) for m, r in judged if r["parity_passed"] != r["parity_passed_old_rule"]]
+    lines = ["#### Float32 verdicts under the scale-aware rule", "",
+             f"{len(judged)} float32 artifacts judged by both rules; "
+             f"{len(changed)} verdicts changed"
+             + (":" if changed else "."), ""]
+    if changed:
+        lines += ["| model | tool (route) | target | max abs err | err / scale | old rule | "
+                  "new rule |", "|---|---|---|--:|--:|---|---|"]
+        lines += [f"| {m['name']} | {_tool(r)} | {r['target']} | {r['max_abs_err']:.2g} | "
+                  f"{r['scaled_err']:.2g} | {'pass' if r['parity_passed_old_rule'] else 'FAIL'} "
+                  f"| {'pass' if r['parity_passed'] else 'FAIL'} |" for m, r in changed]
+        lines.append("")
+    return lines
+
+
 def markdown(data: dict[str, Any]) -> str:
     """The README section: one table per target, then the verdicts."""
     models = data["models"]
@@ -168,6 +190,7 @@ def markdown(data: dict[str, Any]) -> str:
                 lines.append(f"| {m['name']} | {_tool(r)} | {_cell_converted(r)} | {secs} | "
                              f"{err} | {cos} | {size} | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += changed_verdicts(models)
     lines += ["#### Verdicts", "", "| claim | held | evidence |", "|---|---|---|"]
     lines += [f"| {v.claim} | {'yes' if v.held else '**no**'} | {v.evidence} |"
               for v in verdicts(data)]

@@ -5,6 +5,7 @@ faithful artifact and the best broken one.
 
     python -m benchmarks.tolerance                # writes benchmarks/results/tolerance.json
     python -m benchmarks.tolerance --cases flip-onnx2tf segmenter-onnx
+    python -m benchmarks.tolerance --readme README.md  # the table from the results, no run
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from portkit import api
 from portkit.results import versions
 from portkit.runtimes.worker import Pool
-from tests.validators.corpus import CASES, make_artifact
+from tests.validators.corpus import CASES, judge
 
 RESULTS = Path(__file__).parent / "results" / "tolerance.json"
 OLD_RULE = {"atol": 1e-4, "rtol": 1e-3}  # the fp32 policy before the scale term
@@ -34,11 +35,9 @@ def measure(names: list[str] | None = None) -> list[dict[str, Any]]:
                 continue
             folder = Path(tmp) / case.name
             folder.mkdir()
-            artifact, source = make_artifact(case, folder, pool)
-            policy = {"quantize": case.quantize} if case.quantize else {}
-            kw: dict[str, Any] = dict(inputs=case.inputs, workers=pool)
-            new = api.validate(artifact, source, **kw, **_policy(case))
-            old = api.validate(artifact, source, **kw, **OLD_RULE) if not policy else None
+            new, artifact, source = judge(case, folder, pool)
+            old = None if case.quantize else api.validate(
+                artifact, source, inputs=case.inputs, workers=pool, **OLD_RULE)
             outputs = [o for c in new.checks for o in c.outputs]
             if not outputs:  # nothing ran: the check's error says why
                 rows.append({"case": case.name, "faithful": case.faithful,
@@ -60,21 +59,58 @@ def measure(names: list[str] | None = None) -> list[dict[str, Any]]:
     return rows
 
 
-def _policy(case: Any) -> dict[str, Any]:
-    """fp16 artifacts are judged by the fp16 policy (``validate`` takes its numbers)."""
-    if case.quantize != "fp16":
-        return {}
+START, END = "<!-- tolerance:start -->", "<!-- tolerance:end -->"
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """The README's table of the corpus and the margins of each float policy."""
     from portkit.options import POLICIES
 
-    fp16 = POLICIES["fp16"]
-    return {"atol": fp16.atol, "rtol": fp16.rtol, "scale_tol": fp16.scale_tol,
-            "min_cosine": fp16.min_cosine}
+    rows = data["cases"]
+    lines = ["| case | artifact | route | policy | scale | err / scale | old rule | new rule |",
+             "|---|---|---|---|--:|--:|---|---|"]
+    for r in rows:
+        err = r.get("scaled_err")
+        shown = "-" if err is None else ("shape differs" if r.get("error") else f"{err:.2g}")
+        old = {None: "-", True: "pass", False: "FAIL"}[r.get("passed_old_rule")]
+        lines.append(f"| {r['case']} | {'faithful' if r['faithful'] else '**broken**'} | "
+                     f"{r.get('route', '-')} | {r.get('policy', '-')} | "
+                     f"{r['scale']:.3g} | {shown} | {old} | "
+                     f"{'pass' if r['passed'] else 'FAIL'} |" if "scale" in r else
+                     f"| {r['case']} | **broken** | - | - | - | - | - | FAIL ({r['error'][:60]}) |")
+    lines.append("")
+    for policy in ("fp32", "fp16"):
+        mine = [r for r in rows if r.get("policy") == policy and r.get("scaled_err") is not None]
+        faithful = [r["scaled_err"] for r in mine if r["faithful"]]
+        broken = [r["scaled_err"] for r in mine if not r["faithful"]]
+        limit = POLICIES[policy].scale_tol
+        worst = max(faithful)
+        line = (f"- **{policy}**: limit {limit:g} of the scale; the worst faithful artifact "
+                f"{worst:.2g} ({limit / worst:.0f}× below the limit)")
+        if broken:
+            best = min(broken)
+            line += f", the closest broken one {best:.2g} ({best / limit:.0f}× above it)"
+        lines.append(line + ".")
+    correct = sum(r["correct"] for r in rows)
+    flipped = [r["case"] for r in rows if r.get("passed_old_rule") is not None
+               and r["passed_old_rule"] != r["passed"]]
+    lines.append(f"- {correct} of {len(rows)} verdicts right under the new rule; the old rule "
+                 f"judged differently on {', '.join(flipped) or 'none'}.")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", nargs="*", help="Only these cases.")
+    parser.add_argument("--readme", type=Path, help="Replace the table in this file (no run).")
     args = parser.parse_args()
+    if args.readme:
+        text = markdown(json.loads(RESULTS.read_text()))
+        readme = args.readme.read_text()
+        head, rest = readme.split(START, 1)
+        _, tail = rest.split(END, 1)
+        args.readme.write_text(f"{head}{START}\n{text}{END}{tail}")
+        return
     rows = measure(args.cases)
     if args.cases:
         return

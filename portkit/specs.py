@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,14 +78,18 @@ def parse_inputs(inputs: Sequence[str | TensorSpec]) -> list[TensorSpec]:
 
 
 def resolve_inputs(
-    model_name: str, stored: list[TensorSpec], given: list[TensorSpec]
+    model_name: str, stored: list[TensorSpec], given: list[TensorSpec],
+    arrays: dict[str, np.ndarray] | None = None,
 ) -> list[TensorSpec]:
-    """Merge the shapes a model stores with the ones given by ``--input``.
+    """Merge the shapes a model stores with the ones given by ``--input`` and ``--inputs``.
 
     Args:
         model_name: The model's file name, for error messages.
         stored: Inputs as the model declares them (shapes may be unknown).
         given: Inputs from ``--input``; they override what is stored.
+        arrays: The arrays of ``--inputs`` (``read_arrays``): they give the shape and dtype of
+            each input they hold whose shape the model doesn't store and ``--input`` doesn't
+            give (see ``specs_from_arrays``).
 
     Returns:
         One static spec per model input, in the model's order.
@@ -103,18 +108,84 @@ def resolve_inputs(
             f"{model_name}: --input names {', '.join(unknown)}, but the model's inputs are "
             f"{', '.join(s.name for s in stored) or '(none)'}"
         )
+    if arrays:
+        from_file = specs_from_arrays([s for s in stored if s.name not in by_name
+                                       and not s.is_static], arrays)
+        by_name.update({s.name: s for s in from_file})
     resolved = []
     for s in stored:
         spec = by_name.get(s.name, s)
         spec = TensorSpec(s.name, _batch_one(spec.shape), spec.dtype or s.dtype or "float32")
         if not spec.is_static:
-            flags = " ".join(f"--input {x.name}:1x3x224x224" for x in stored if x.name not in by_name)
+            missing = [x for x in stored if x.name not in by_name and not x.is_static]
+            flags = " ".join(f"--input {x.name}:{example_shape(x)}" for x in missing or [s])
             raise UsageError(
                 f"{model_name}: the shape of input {s.name!r} is not stored in the model "
-                f"({s.describe()}); pass it, e.g. {flags}"
+                f"({s.describe()}); pass it, e.g. {flags}, or --inputs sample.npz holding "
+                "every input"
             )
         resolved.append(spec)
     return resolved
+
+
+def example_shape(spec: TensorSpec) -> str:
+    """An ``--input`` value to suggest for ``spec``: its known dimensions, 1 for a free batch
+    and 128 (224 for the last two of a 4-D input) for the others, its dtype when not float32;
+    ``SHAPE`` when not even the rank is known."""
+    dtype = f":{spec.dtype}" if spec.dtype and spec.dtype != "float32" else ""
+    if spec.shape is None:
+        return f"SHAPE{dtype} (e.g. 1x3x224x224, 1x16000, or 1x128:int64)"
+    rank = len(spec.shape)
+    dims = [d if d is not None else 1 if i == 0 else 224 if rank == 4 and i >= 2 else 128
+            for i, d in enumerate(spec.shape)]
+    return ("x".join(map(str, dims)) or "scalar") + dtype
+
+
+def specs_from_arrays(stored: list[TensorSpec], arrays: dict[str, np.ndarray]
+                      ) -> list[TensorSpec]:
+    """The shape and dtype of one sample of each input ``arrays`` holds (by name, else in
+    order when it holds one array per input).
+
+    An array of the input's rank is one sample; one rank higher holds samples on its first
+    axis; an input of unknown rank takes the array as one sample (a folder's stacked ``.npy``
+    files, read as the array ``""``, always hold samples on the first axis).
+    """
+    stacked = "" in arrays
+    if all(s.name in arrays for s in stored):
+        chosen = [arrays[s.name] for s in stored]
+    elif len(arrays) == len(stored):
+        chosen = list(arrays.values())
+    else:
+        chosen = [arrays.get(s.name) for s in stored]
+    found = []
+    for spec, array in zip(stored, chosen):
+        if array is None:
+            continue
+        shape = tuple(array.shape)
+        if stacked or (spec.shape is not None and len(shape) == len(spec.shape) + 1):
+            shape = shape[1:]
+        found.append(TensorSpec(spec.name, shape, spec.dtype or array.dtype.name))
+    return found
+
+
+def read_arrays(path: str, what: str = "--inputs") -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file (a folder of ``.npy`` files: one array, the samples
+    stacked); object arrays are never unpickled.
+
+    Raises:
+        UsageError: The file can't be read as arrays.
+    """
+    folder = Path(path)
+    try:
+        if folder.is_dir():
+            files = sorted(folder.glob("*.npy"))
+            if not files:
+                raise UsageError(f"{what} {path}: the folder holds no .npy files")
+            return {"": np.stack([np.load(f, allow_pickle=False) for f in files])}
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise UsageError(f"{what} {path}: cannot read it as .npz or .npy files ({e})") from None
 
 
 def _batch_one(shape: tuple[int | None, ...] | None) -> tuple[int | None, ...] | None:
@@ -168,20 +239,10 @@ def load_inputs_file(path: str, specs: list[TensorSpec], what: str = "--inputs"
         UsageError: The file can't be read, holds object arrays, lacks an input, or shapes
             don't fit.
     """
-    folder = Path(path)
-    try:
-        if folder.is_dir():
-            files = sorted(folder.glob("*.npy"))
-            if len(specs) != 1 or not files:
-                raise UsageError(f"{what} {path}: a folder needs one .npy file per sample of a "
-                                 f"one-input model; found {len(files)} .npy files, "
-                                 f"{len(specs)} inputs")
-            arrays = {specs[0].name: np.stack([np.load(f, allow_pickle=False) for f in files])}
-        else:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as e:
-        raise UsageError(f"{what} {path}: cannot read it as .npz or .npy files ({e})") from None
+    arrays = read_arrays(path, what)
+    if "" in arrays and len(specs) != 1:
+        raise UsageError(f"{what} {path}: a folder needs one .npy file per sample of a "
+                         f"one-input model; the model has {len(specs)} inputs")
     if all(s.name in arrays for s in specs):
         chosen = [arrays[s.name] for s in specs]
     elif len(arrays) == len(specs):

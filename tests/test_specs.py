@@ -98,3 +98,30 @@ def test_a_dynamic_batch_dimension_defaults_to_one() -> None:
     assert spec.shape == (1, 8, 3)
     with pytest.raises(UsageError, match="not stored"):
         resolve_inputs("m.keras", [TensorSpec("x", (None, None, 3))], [])
+
+
+def test_an_inputs_file_gives_the_shapes_and_dtypes_the_model_does_not_store() -> None:
+    stored = [TensorSpec("ids", (None, None), "int64"), TensorSpec("audio", None, ""),
+              TensorSpec("mask", (1, 8), "int64")]
+    arrays = {"ids": np.zeros((4, 1, 8), np.int64),  # four samples of a 1x8 input
+              "audio": np.zeros((1, 16000), np.float32), "mask": np.ones((4, 1, 8), np.int64)}
+    specs = resolve_inputs("m.pt", stored, [], arrays)
+    assert specs == [TensorSpec("ids", (1, 8), "int64"), TensorSpec("audio", (1, 16000)),
+                     TensorSpec("mask", (1, 8), "int64")]
+    # --input wins over the file
+    given = [TensorSpec("audio", (1, 8000), "float32")]
+    assert resolve_inputs("m.pt", stored, given, arrays)[1].shape == (1, 8000)
+    # a folder's stacked .npy files hold samples on the first axis
+    [one] = resolve_inputs("m.pt", [TensorSpec("x", None, "")],
+                           [], {"": np.zeros((3, 1, 16000), np.float32)})
+    assert one == TensorSpec("x", (1, 16000), "float32")
+
+
+def test_a_missing_shape_is_suggested_from_the_input_s_rank_and_dtype() -> None:
+    with pytest.raises(UsageError, match=r"--input ids:1x128:int64 --input x:1x3x224x224, or "
+                                         r"--inputs sample.npz"):
+        resolve_inputs("m.onnx", [TensorSpec("ids", (None, None), "int64"),
+                                  TensorSpec("x", (None, 3, None, None))], [])
+    with pytest.raises(UsageError, match=r"--input wave:SHAPE \(e.g. 1x3x224x224, 1x16000, or "
+                                         r"1x128:int64\)"):
+        resolve_inputs("m.pt", [TensorSpec("wave", None, "")], [])

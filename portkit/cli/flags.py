@@ -44,7 +44,8 @@ INPUTS = group(
     CONST,
     click.option("--inputs", "inputs_file", type=click.Path(path_type=Path),
                  help="An .npz of input arrays (by input name, or in order; samples on an "
-                      "extra leading axis) instead of seeded ones."),
+                      "extra leading axis) instead of seeded ones; it gives the shapes and "
+                      "dtypes the model doesn't store."),
     click.option("--seed", type=int, default=0, show_default=True,
                  help="Seed of generated inputs."),
 )

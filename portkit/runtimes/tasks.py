@@ -22,7 +22,13 @@ from portkit.runtimes import registry
 from portkit.runtimes.base import Session
 from portkit.runtimes.binding import Binding, artifact_feeds, bind_inputs
 from portkit.runtimes.worker import task
-from portkit.specs import TensorSpec, load_inputs_file, make_inputs, resolve_inputs
+from portkit.specs import (
+    TensorSpec,
+    load_inputs_file,
+    make_inputs,
+    read_arrays,
+    resolve_inputs,
+)
 
 
 @dataclass(frozen=True)
@@ -121,7 +127,8 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
     runtime, session = registry.load_source(Path(path), fmt, options)
     constants = dict(constants or {})
     fed, fixed = split_constants(Path(path).name, session, constants)
-    specs = resolve_inputs(Path(path).name, fed, given)
+    arrays = read_arrays(inputs_file) if inputs_file else None
+    specs = resolve_inputs(Path(path).name, fed, given, arrays)
     if inputs_file:
         feeds = load_inputs_file(inputs_file, specs)
     else:

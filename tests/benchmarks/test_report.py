@@ -74,3 +74,13 @@ def test_an_artifact_that_fails_in_one_timed_setting_did_not_convert() -> None:
     # The peer that failed no longer sets the bar: no comparable pair is left.
     speed = [v for v in verdicts(data) if v.claim.startswith("--optimize")][0]
     assert speed.evidence == "no comparable pair"
+
+
+def test_the_report_lists_the_fp32_verdicts_the_scale_aware_rule_changed() -> None:
+    data = copy.deepcopy(_results())
+    runs = data["models"][0]["runs"]
+    runs[0].update(parity_passed_old_rule=False, scaled_err=5e-7, max_abs_err=4e-4)
+    runs[2].update(parity_passed_old_rule=True, scaled_err=1e-7)
+    text = markdown(data)
+    assert "2 float32 artifacts judged by both rules; 1 verdicts changed:" in text
+    assert "| resnet18 | **portkit** (litert-torch) | tflite | 0.0004 | 5e-07 | FAIL | pass |" in text

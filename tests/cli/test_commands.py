@@ -130,7 +130,7 @@ def test_parity_failure_exits_1_and_keeps_the_artifact(unseen: dict[str, Path], 
     row = report["checks"][0]["outputs"][0]
     assert report["passed"] is False and out.exists()
     assert not row["passed"] and row["min_atol_to_pass"] == pytest.approx(row["max_abs_err"])
-    assert "would pass with --atol" in report["routes_tried"][0]["error"]
+    assert "or --atol" in report["routes_tried"][0]["error"]
 
 
 def _bad_source(case: str, tmp: Path, unseen: dict[str, Path]) -> Path:

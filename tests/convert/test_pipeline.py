@@ -131,3 +131,19 @@ def test_nhwc_io_on_a_model_without_4d_tensors_says_so(saved_models, workers,
                              route="litert-torch[nhwc-io]", workers=workers)
     assert report.exit_code == ExitCode.CONVERSION_FAILED
     assert "no 4-D input or output" in (report.routes_tried[0].error or "")
+
+
+def test_inputs_file_alone_gives_a_torchscript_model_its_shapes(saved_models, workers,
+                                                                 tmp_path: Path) -> None:
+    """A TorchScript file stores no input shapes, not even their rank: the .npz's arrays give
+    them, each one sample, with no --input."""
+    import numpy as np
+
+    samples = tmp_path / "sample.npz"
+    np.savez(samples, seq=np.random.default_rng(0).standard_normal((1, 10, 8))
+             .astype(np.float32))
+    report = portkit.convert(saved_models("lstm", "torchscript"), "tflite",
+                             tmp_path / "lstm.tflite", inputs_file=samples, workers=workers)
+    assert report.exit_code == ExitCode.OK, report.routes_tried
+    assert [(s.name, s.shape, s.dtype) for s in report.inputs] == [("seq", (1, 10, 8),
+                                                                    "float32")]

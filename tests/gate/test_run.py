@@ -97,7 +97,7 @@ artifact = "{broken.name}"
     [line] = [ln for ln in text.splitlines() if ln.startswith("- onnxruntime/cpu: output")]
     assert "`output_0` max abs err" in line and "would pass with --scale-tol" in line
     failure = ET.parse(junit).getroot().find("testsuite/testcase/failure")
-    assert failure is not None and "would pass with --atol" in failure.get("message", "")
+    assert failure is not None and "would pass with --scale-tol" in failure.get("message", "")
     # The failure replays from its bundle alone: same inputs, stored reference outputs.
     bundle = bundles / "cnn-shipped-onnx"
     assert {p.name for p in bundle.iterdir()} >= {

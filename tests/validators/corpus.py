@@ -3,9 +3,9 @@ magnitude) and broken ones (converters that exit 0 while writing wrong numbers, 
 of one conv's weights). The parity policies are designed on it: ``test_corpus.py`` checks every
 verdict, ``benchmarks/tolerance.py`` records the margins the README quotes.
 
-Every model is built at test time; a case makes its artifact with portkit itself (``validate=
-False``: the verdict under test comes from ``portkit.validate``), then perturbs it if the case
-says so.
+Every model is built at test time; a case makes its artifact with ``portkit convert`` by its
+route, whose verdict is the one under test, or perturbs a faithful artifact and asks
+``portkit validate``.
 """
 
 from __future__ import annotations
@@ -227,17 +227,25 @@ def perturb_conv(path: str, factor: float) -> str:
     raise ValueError(f"{path}: the weights of {node.name} are not an initializer")
 
 
-def make_artifact(case: Case, folder: Path, pool: Pool) -> tuple[Path, Path]:
-    """Build a case's source and artifact in ``folder``; returns (artifact, source)."""
-    import portkit
+def judge(case: Case, folder: Path, pool: Pool) -> tuple[Any, Path, Path]:
+    """Build a case's source in ``folder``, convert it by the case's route, and judge the
+    artifact under the default policy for its precision: ``portkit convert``'s own verdict, or
+    for a perturbed artifact ``portkit validate``'s.
+
+    Returns:
+        The report (``.passed`` is the verdict), the artifact and the source.
+    """
+    from portkit import api
 
     source = pool.call("corpus", save_source, timeout=600, what=case.name, name=case.name,
                        folder=str(folder))
     artifact = folder / f"{case.name}.{case.target}"
-    report = portkit.convert(source, case.target, artifact, inputs=case.inputs, route=case.route,
-                             quantize=case.quantize, validate=False, workers=pool)
+    report = api.convert(source, case.target, artifact, inputs=case.inputs, route=case.route,
+                         quantize=case.quantize, workers=pool)
     assert report.artifact is not None, report.routes_tried[-1].error
     if case.perturb != 1.0:
+        assert report.passed, report.routes_tried[-1].error
         pool.call("corpus", perturb_conv, timeout=120, what=case.name, path=str(artifact),
                   factor=case.perturb)
-    return artifact, source
+        report = api.validate(artifact, source, inputs=case.inputs, workers=pool)
+    return report, artifact, source
