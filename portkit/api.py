@@ -33,6 +33,7 @@ from portkit.results import (
 )
 from portkit.runtimes import tasks, worker
 from portkit.runtimes.context import Progress, RunContext, no_progress
+from portkit.runtimes.steps import parse_state
 from portkit.safety import refuse_unloadable
 from portkit.specs import TensorSpec, parse_inputs
 from portkit.validators import checks
@@ -68,6 +69,8 @@ def convert(
     min_top5: float | None = None,
     optimize: str | None = None,
     consts: Mapping[str, Scalar] | Sequence[str] = (),
+    steps: int = 1,
+    state: Mapping[str, str] | Sequence[str] = (),
     workers: worker.Pool | None = None,
 ) -> ConvertReport:
     """Convert a model to another format and prove the artifact matches its source.
@@ -111,6 +114,10 @@ def convert(
         consts: Inputs to bind to a constant in the artifact, ``["sr=16000"]`` or
             ``{"sr": 16000}`` (TorchScript int/float/bool arguments, ONNX inputs): the artifact
             no longer takes them, and the source runs with the same values as the reference.
+        steps: Consecutive calls per sample for a stateful model: each call after the first
+            is fed the state the previous returned (the artifact its own).
+        state: ``["IN=OUT"]`` or ``{IN: OUT}``: output OUT is fed back as input IN (default:
+            guessed by name and shape when ``steps`` > 1).
         workers: Warm workers to run in, kept by the caller across calls: the reference (one
             per source framework), the converters (one per source format) and the artifacts
             (one per runtime). Default: workers of this call's own, stopped when it returns.
@@ -140,7 +147,8 @@ def convert(
             output=Path(output) if output is not None else None, inputs=tuple(given),
             inputs_file=Path(inputs_file) if inputs_file else None, route=route,
             validate=validate, seed=seed, tolerance=tolerance, per_output=per_output,
-            options=convert_options, optimize=goal, constants=bound)
+            options=convert_options, optimize=goal, constants=bound, steps=steps,
+            state=parse_state(state))
         return pipeline.convert(job, stack.enter_context(_context(workers, timeout, progress)))
 
 
@@ -166,6 +174,8 @@ def validate(
     trust_model: bool = False,
     save_bundle: str | Path | None = None,
     consts: Mapping[str, Scalar] | Sequence[str] = (),
+    steps: int = 1,
+    state: Mapping[str, str] | Sequence[str] = (),
     progress: Progress = no_progress,
     workers: worker.Pool | None = None,
 ) -> ValidateReport:
@@ -191,6 +201,10 @@ def validate(
         save_bundle: Also write a reproducibility bundle here (see ``replay``).
         consts: Inputs the artifact has bound to a constant (``["sr=16000"]``): the reference
             runs with these values, the artifact is fed the other inputs only.
+        steps: Consecutive calls per sample for a stateful model: each call after the first
+            is fed the state the previous returned (the artifact its own).
+        state: ``["IN=OUT"]`` or ``{IN: OUT}``: output OUT is fed back as input IN (default:
+            guessed by name and shape when ``steps`` > 1).
         progress: ``progress(message)`` context managers around each step.
         workers: Warm workers to run in, kept by the caller across calls (the reference's and
             one per runtime).
@@ -210,7 +224,7 @@ def validate(
         load=LoadOptions(signature, trust_model),
         runtimes=tuple(runtimes),
         save_bundle=Path(save_bundle) if save_bundle is not None else None,
-        constants=options.constants(consts))
+        constants=options.constants(consts), steps=steps, state=parse_state(state))
     with _context(workers, timeout, progress) as ctx:
         return checks.validate(job, ctx)
 

@@ -215,6 +215,8 @@ class ConvertJob:
         optimize: Try every route and ship the best by this goal.
         constants: ``--const`` values: inputs bound to a constant in the artifact (the source
             still runs with them as the reference); by input name.
+        steps: Consecutive calls per sample, each fed the state the previous returned.
+        state: Input name -> the output fed back as it (empty: guessed when ``steps`` > 1).
     """
 
     source: Path
@@ -230,6 +232,8 @@ class ConvertJob:
     options: ConvertOptions = ConvertOptions()
     optimize: Optimize | None = None
     constants: Mapping[str, Scalar] = field(default_factory=dict)
+    steps: int = 1
+    state: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -248,6 +252,8 @@ class ValidateJob:
         runtimes: Only these runtimes (empty: every runtime that loads the artifact).
         save_bundle: Also write a reproducibility bundle here.
         constants: ``--const`` values the reference runs with; the artifact doesn't take them.
+        steps: Consecutive calls per sample, each fed the state the previous returned.
+        state: Input name -> the output fed back as it (empty: guessed when ``steps`` > 1).
     """
 
     artifact: Path
@@ -261,6 +267,8 @@ class ValidateJob:
     runtimes: tuple[str, ...] = ()
     save_bundle: Path | None = None
     constants: Mapping[str, Scalar] = field(default_factory=dict)
+    steps: int = 1
+    state: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -301,6 +301,8 @@ class ConvertReport(JsonReport):
     reference_runtime: str | None = None  # what ran the source (``onnx-reference`` for old opsets)
     constants: dict[str, Scalar] = field(default_factory=dict)
     preparation: Hop | None = None
+    steps: int = 1  # calls per sample of a stateful model (--steps)
+    state: dict[str, str] = field(default_factory=dict)  # input <- output fed back
 
     @property
     def overhead_seconds(self) -> float:
@@ -342,6 +344,8 @@ class ValidateReport(JsonReport):
     flags: dict[str, str] = field(default_factory=lambda: dict(PRECISION_FLAGS))
     reference_runtime: str | None = None  # what ran the reference model (or ``bundle (...)``)
     constants: dict[str, Scalar] = field(default_factory=dict)  # fed to the reference only
+    steps: int = 1  # calls per sample of a stateful model (--steps)
+    state: dict[str, str] = field(default_factory=dict)  # input <- output fed back
 
     @property
     def exit_code(self) -> ExitCode:

@@ -10,7 +10,7 @@ from typing import Any
 
 SNAPSHOT = Path(__file__).with_name("report_keys.json")
 # Dicts keyed by data (op names, library names, output names), not by the schema.
-MAPS = ("op_counts", "versions", "flags", "per_output", "constants")
+MAPS = ("op_counts", "versions", "flags", "per_output", "constants", "state")
 
 
 def key_paths(value: Any, path: str = "") -> set[str]:

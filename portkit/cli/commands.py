@@ -53,7 +53,8 @@ def convert(source: Path, to: str, no_validate: bool, report_path: Path | None, 
       portkit convert model.pt2 --to onnx -o out/model.onnx
       portkit convert model.pt --to tflite --route torch.onnx-legacy+onnx2tf --input x:1x3x64x64
       portkit convert model.pt2 --to tflite --optimize latency
-      portkit convert model.onnx --to tflite --inputs sample.npz --atol 1e-3
+      portkit convert model.pt --to tflite --inputs sample.npz    # shapes from the file
+      portkit convert model.onnx --to tflite --scale-tol 1e-3
       portkit convert model.keras --to onnx --opset 17
       portkit convert saved_model/ --signature serving_default --to tflite --no-flex
       portkit convert model.keras --to tflite --quantize int8 --calibration calib.npz --int8-io
@@ -118,6 +119,7 @@ def validate(artifact: Path | None, reference: Path | None, bundle_dir: Path | N
     Examples:
       portkit validate model.tflite --reference model.pt2
       portkit validate model.onnx --reference model.pt --input x:1x3x224x224 --atol 1e-3
+      portkit validate enc.tflite --reference enc.onnx --output-kind embedding=embedding
       portkit validate model.onnx --reference model.keras --runtime onnxruntime --json
       portkit validate model.tflite --reference model.pt2 --save-bundle failure/
       portkit validate --bundle failure/            # on another machine

@@ -38,10 +38,20 @@ CONST = click.option(
     help="Bind an input to a constant in the artifact, e.g. sr=16000 (TorchScript int/float/"
          "bool arguments, ONNX inputs): the artifact no longer takes it, the source runs with "
          "it as the reference. Repeat per input.")
+STEPS = group(
+    click.option("--steps", type=click.IntRange(min=1), default=1, show_default=True,
+                 help="Consecutive calls per sample for a stateful model (state in, new state "
+                      "out): each call after the first is fed the state the previous returned, "
+                      "the artifact its own."),
+    click.option("--state", multiple=True, metavar="IN=OUT",
+                 help="With --steps: output OUT is fed back as input IN (default: pairs "
+                      "guessed by name and shape, e.g. h <- hn). Repeat per state tensor."),
+)
 # Inputs to run the source and the artifact on.
 INPUTS = group(
     INPUT,
     CONST,
+    STEPS,
     click.option("--inputs", "inputs_file", type=click.Path(path_type=Path),
                  help="An .npz of input arrays (by input name, or in order; samples on an "
                       "extra leading axis) instead of seeded ones; it gives the shapes and "

@@ -46,6 +46,13 @@ def _constants(constants: dict[str, object], how: str = "") -> Text:
                 f"with them as the reference{how}")
 
 
+def _steps(steps: int, state: dict[str, str]) -> Text:
+    """``Stateful (--steps 3): each call fed the state the last returned: h <- hn``."""
+    return Text(f"Stateful (--steps {steps}): each sample is {steps} calls, each fed the state "
+                f"the previous call returned (the artifact its own): "
+                + ", ".join(f"{i} <- {o}" for i, o in state.items()))
+
+
 def convert_tables(report: ConvertReport) -> list[Table | Text]:
     """The summary line, the routes tried and the parity rows of a convert report."""
     verdict = {0: "[green]PASSED[/]", 1: "[red]PARITY FAILED[/]", 3: "[red]NOT CONVERTED[/]"}
@@ -67,6 +74,8 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
         how = (f". Bound into the source first ({prep.tool}, {prep.seconds:.1f} s): "
                f"{prep.detail}" if prep else "")
         out.append(_constants(report.constants, how))
+    if report.state:
+        out.append(_steps(report.steps, report.state))
     timed = any(a.latency is not None for a in report.routes_tried)
     title = "Routes tried" + (" (--optimize latency: the fastest that matched ships)"
                               if timed else "")
@@ -136,6 +145,8 @@ def validate_tables(report: ValidateReport) -> list[Table | Text]:
         f"{report.seconds:.1f} s (exit {int(report.exit_code)})")]
     if report.constants:
         out.append(_constants(report.constants))
+    if report.state:
+        out.append(_steps(report.steps, report.state))
     return [*out, parity_table(report.checks, report.tolerance, report.reference_runtime)]
 
 

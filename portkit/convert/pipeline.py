@@ -81,7 +81,7 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
             what=str(src), path=str(src), fmt=fmt, given=list(job.inputs),
             inputs_file=str(job.inputs_file.absolute()) if job.inputs_file else None,
             seed=job.seed, samples=job.tolerance.samples, options=job.options.load,
-            constants=dict(job.constants),
+            constants=dict(job.constants), steps=job.steps, state=dict(job.state),
         ), ctx.progress, src.name, from_file=job.inputs_file is not None)
         # Runs before the thread pool exits: a reference still running is stopped, not awaited.
         stack.callback(ref.stop, ctx.pool, reference_worker)
@@ -128,6 +128,8 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
             route_name=best.route if best else None,
             reference_runtime=reference.runtime,
             constants=dict(job.constants),
+            steps=reference.steps,
+            state=dict(reference.state),
             preparation=preparation,
         )
 

@@ -7,7 +7,7 @@ picklable values.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from portkit.formats.tflite import mobile_report
 from portkit.options import LoadOptions, Scalar
 from portkit.results import ModelInfo
 from portkit.runtimes import registry
+from portkit.runtimes import steps as steps_
 from portkit.runtimes.base import Session
 from portkit.runtimes.binding import Binding, artifact_feeds, bind_inputs
 from portkit.runtimes.worker import task
@@ -44,6 +45,8 @@ class Reference:
     feeds: tuple[dict[str, np.ndarray], ...]
     outputs: tuple[dict[str, np.ndarray], ...]
     constants: Mapping[str, Scalar] = field(default_factory=dict)
+    steps: int = 1  # consecutive calls per sample; feeds and outputs are unrolled
+    state: Mapping[str, str] = field(default_factory=dict)  # input <- the output fed back
 
 
 @dataclass(frozen=True)
@@ -116,56 +119,90 @@ def split_constants(model_name: str, session: Session, constants: Mapping[str, S
 @task
 def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str | None,
               seed: int, samples: int = 1, options: LoadOptions = LoadOptions(),
-              constants: Mapping[str, Scalar] | None = None) -> Reference:
+              constants: Mapping[str, Scalar] | None = None, steps: int = 1,
+              state: Mapping[str, str] | None = None) -> Reference:
     """Run the source model on seeded inputs (or ``inputs_file``) to get reference outputs.
 
     Seeded sample ``i`` uses ``seed + i``; an inputs file gives its own samples. It runs on the
     first runtime that loads the file (``registry.load_source``), named in the result. Inputs
     named in ``constants`` (``--const``) get that value in every sample and are not among the
-    reference's ``inputs`` (the artifact has them bound).
+    reference's ``inputs`` (the artifact has them bound). With ``steps`` > 1 each sample is
+    that many calls, each fed the ``state`` (input <- output, guessed when not given) the
+    previous call returned (``runtimes.steps``); later calls' other inputs are seeded anew, or
+    the inputs file's next samples.
+
+    Raises:
+        UsageError: Bad inputs, constants or state pairs.
     """
+    name = Path(path).name
     runtime, session = registry.load_source(Path(path), fmt, options)
     constants = dict(constants or {})
-    fed, fixed = split_constants(Path(path).name, session, constants)
+    fed, fixed = split_constants(name, session, constants)
     arrays = read_arrays(inputs_file) if inputs_file else None
-    specs = resolve_inputs(Path(path).name, fed, given, arrays)
+    specs = resolve_inputs(name, fed, given, arrays)
     if inputs_file:
-        feeds = load_inputs_file(inputs_file, specs)
+        given_feeds = load_inputs_file(inputs_file, specs)
+        if len(given_feeds) % steps:
+            raise UsageError(f"--inputs {inputs_file}: {len(given_feeds)} samples are not a "
+                             f"whole number of {steps}-step sequences (--steps {steps})")
+        first = given_feeds[::steps]
+
+        def more(i: int, k: int) -> dict[str, np.ndarray]:
+            return given_feeds[i * steps + k]
     else:
-        feeds = [make_inputs(specs, seed + i) for i in range(samples)]
-    specs = [TensorSpec(s.name, tuple(feeds[0][s.name].shape), feeds[0][s.name].dtype.name)
+        first = [make_inputs(specs, seed + i) for i in range(samples)]
+
+        def more(i: int, k: int) -> dict[str, np.ndarray]:
+            return make_inputs(specs, seed + samples + i * steps + k)
+    specs = [TensorSpec(s.name, tuple(first[0][s.name].shape), first[0][s.name].dtype.name)
              for s in specs]
     order = [s.name for s in session.inputs]  # the model's order, constants in place
-    feeds = [{n: {**f, **fixed}[n] for n in order} for f in feeds]
-    return Reference(runtime.name, tuple(specs), tuple(feeds),
-                     tuple(session.run(f) for f in feeds), constants)
+
+    def full(f: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {n: {**f, **fixed}[n] for n in order}
+    pairs = {}
+    if steps > 1 or state:
+        pairs = steps_.state_pairs(name, specs, session.run(full(first[0])), dict(state or {}),
+                                   steps)
+    feeds, outputs = steps_.unroll([full(f) for f in first], session.run, steps, pairs,
+                                   lambda i, k: full(more(i, k)))
+    return Reference(runtime.name, tuple(specs), tuple(feeds), tuple(outputs), constants,
+                     steps, pairs)
 
 
 @task
 def run_artifact(path: str, fmt: Format, runtime: str, device: str,
                  feeds: tuple[dict[str, np.ndarray], ...], specs: list[TensorSpec],
-                 prefer_channels_last: bool = False) -> ArtifactRun:
-    """Load an artifact and run it on each sample, mapped to its names and layout."""
+                 prefer_channels_last: bool = False, steps: int = 1,
+                 state: Mapping[str, str] | None = None,
+                 output_names: Sequence[str] = ()) -> ArtifactRun:
+    """Load an artifact and run it on each sample, mapped to its names and layout; with
+    ``state``, each of a sample's ``steps`` calls after the first is fed the state the artifact
+    itself returned (``output_names``: the reference's, to match the artifact's outputs)."""
     session = registry.get(runtime).load(Path(path), fmt, device)
     bindings = bind_inputs(specs, session.inputs, prefer_channels_last)
-    outputs = []
     start = time.perf_counter()
-    for sample in feeds:
-        outputs.append(session.run(artifact_feeds(session, bindings, sample)))
+    outputs = steps_.run_fed_back(session.run,
+                                  lambda sample: artifact_feeds(session, bindings, sample),
+                                  feeds, steps, dict(state or {}), bindings, output_names,
+                                  session.inputs)
     return ArtifactRun(tuple(outputs), tuple(bindings), (time.perf_counter() - start) / len(feeds))
 
 
 @task
 def run_artifact_everywhere(path: str, fmt: Format, runtime: str,
                             feeds: tuple[dict[str, np.ndarray], ...], specs: list[TensorSpec],
-                            prefer_channels_last: bool = False
+                            prefer_channels_last: bool = False, steps: int = 1,
+                            state: Mapping[str, str] | None = None,
+                            output_names: Sequence[str] = ()
                             ) -> list[tuple[str, ArtifactRun | str]]:
     """``run_artifact`` on every device the runtime has here; a failed device gives its error."""
     results: list[tuple[str, ArtifactRun | str]] = []
     for device in registry.get(runtime).devices():
         try:
             results.append((device, run_artifact(path, fmt, runtime, device, feeds, specs,
-                                                 prefer_channels_last)))
+                                                 prefer_channels_last, steps, state,
+                                                 output_names)))
         except Exception as e:  # noqa: BLE001 - one device failing must not hide the others
             results.append((device, f"{type(e).__name__}: {e}"))
     return results

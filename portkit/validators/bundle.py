@@ -55,6 +55,7 @@ def save(folder: Path, report: ValidateReport, ref: Reference,
             "per_output": {k: plain(dataclasses.asdict(v)) for k, v in report.per_output.items()},
             "seed": report.seed, "versions": report.versions, "flags": report.flags,
             "constants": dict(report.constants),  # --const: in inputs.npz, not fed to the artifact
+            "steps": ref.steps, "state": dict(ref.state),  # --steps: the samples are unrolled
             "devices": sorted({f"{c.runtime}/{c.device}" for c in report.checks if not c.skipped}),
         }
         atomic_write_text(root / MANIFEST, json.dumps(manifest, indent=2) + "\n")
@@ -82,7 +83,8 @@ def load(folder: Path) -> tuple[Path, Format, Reference, Tolerance, dict[str, To
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise UsageError(f"--bundle {folder}: not a readable portkit bundle ({e}); make one with "
                          "portkit validate ... --save-bundle DIR") from None
-    ref = Reference(f"bundle ({manifest.get('reference_runtime', '?')})", specs, feeds, outputs)
+    ref = Reference(f"bundle ({manifest.get('reference_runtime', '?')})", specs, feeds, outputs,
+                    steps=int(manifest.get("steps", 1)), state=dict(manifest.get("state", {})))
     return artifact, fmt, ref, tol, per_output, manifest
 
 

@@ -65,7 +65,8 @@ def check_runtime(artifact: Path, fmt: Format, runtime: Runtime, expected: Expec
                 runtime.name, tasks.run_artifact_everywhere, timeout=ctx.timeout,
                 what=f"{artifact.name} on {runtime.name}", path=str(artifact),
                 fmt=fmt, runtime=runtime.name, feeds=ref.feeds, specs=list(ref.inputs),
-                prefer_channels_last=channels_last,
+                prefer_channels_last=channels_last, steps=ref.steps, state=dict(ref.state),
+                output_names=list(ref.outputs[0]),
             )
     except PortkitError as e:
         return [Check(runtime=runtime.name, device="cpu", passed=False, error=str(e))], {}
@@ -140,7 +141,7 @@ def validate(job: ValidateJob, ctx: RunContext) -> ValidateReport:
             path=str(src), fmt=src_fmt, given=list(job.inputs),
             inputs_file=str(job.inputs_file.absolute()) if job.inputs_file else None,
             seed=job.seed, samples=job.tolerance.samples, options=job.load,
-            constants=dict(job.constants),
+            constants=dict(job.constants), steps=job.steps, state=dict(job.state),
         )
     checks, outputs = check_everywhere(art, art_fmt, chosen,
                                        Expected(ref, job.tolerance, job.per_output), ctx)
@@ -150,6 +151,7 @@ def validate(job: ValidateJob, ctx: RunContext) -> ValidateReport:
         checks=tuple(checks), inputs=ref.inputs, tolerance=job.tolerance,
         per_output=dict(job.per_output), seed=job.seed, seconds=time.perf_counter() - started,
         versions=versions(), reference_runtime=ref.runtime, constants=dict(job.constants),
+        steps=ref.steps, state=dict(ref.state),
     )
     if job.save_bundle is not None:
         bundle.save(job.save_bundle, report, ref, outputs, art)
@@ -173,7 +175,7 @@ def replay(folder: Path, runtimes: Sequence[str], ctx: RunContext) -> ValidateRe
         checks=tuple(checks), inputs=ref.inputs, tolerance=tol, per_output=per_output,
         seed=int(manifest["seed"]), seconds=time.perf_counter() - started, versions=versions(),
         reference_runtime=ref.runtime,
-        constants=dict(manifest.get("constants", {})),
+        constants=dict(manifest.get("constants", {})), steps=ref.steps, state=dict(ref.state),
     )
 
 

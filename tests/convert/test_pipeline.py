@@ -147,3 +147,23 @@ def test_inputs_file_alone_gives_a_torchscript_model_its_shapes(saved_models, wo
     assert report.exit_code == ExitCode.OK, report.routes_tried
     assert [(s.name, s.shape, s.dtype) for s in report.inputs] == [("seq", (1, 10, 8),
                                                                     "float32")]
+
+
+def test_a_stateful_model_is_judged_over_steps_fed_its_own_state(workers, tmp_path: Path) -> None:
+    """A recurrent step model (x, h) -> (y, h'): three calls per sample, the artifact fed the
+    state it returned; the report says which output went back to which input."""
+    import torch
+
+    from portkit.fixtures import torch_models
+
+    torch.manual_seed(0)
+    src = tmp_path / "step.pt2"
+    torch.export.save(torch.export.export(torch_models.stateful().eval(),
+                                          (torch.randn(1, 8), torch.randn(1, 16))), str(src))
+    report = portkit.convert(src, "tflite", tmp_path / "step.tflite", steps=3,
+                             state=["h=output_1"], workers=workers)
+    assert report.exit_code == ExitCode.OK, report.routes_tried
+    assert (report.steps, report.state) == (3, {"h": "output_1"})
+    assert {o.samples for c in report.checks for o in c.outputs} == {3}
+    with pytest.raises(UsageError, match="--steps 3: no output looks like the state"):
+        portkit.convert(src, "onnx", tmp_path / "step.onnx", steps=3, workers=workers)
