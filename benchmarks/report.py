@@ -136,16 +136,17 @@ def changed_verdicts(models: list[dict[str, Any]]) -> list[str]:
     if not judged:
         return []
     changed = [(m, r) for m, r in judged if r["parity_passed"] != r["parity_passed_old_rule"]]
-    lines = ["#### Float32 verdicts under the scale-aware rule", "",
-             f"{len(judged)} float32 artifacts judged by both rules; "
-             f"{len(changed)} verdicts changed"
-             + (":" if changed else "."), ""]
+    summary = (f"{len(judged)} float32 artifacts judged by both rules; "
+               f"{len(changed)} verdicts changed{':' if changed else '.'}")
+    lines = ["#### Float32 verdicts under the scale-aware rule", "", summary, ""]
     if changed:
-        lines += ["| model | tool (route) | target | max abs err | err / scale | old rule | "
-                  "new rule |", "|---|---|---|--:|--:|---|---|"]
-        lines += [f"| {m['name']} | {_tool(r)} | {r['target']} | {r['max_abs_err']:.2g} | "
-                  f"{r['scaled_err']:.2g} | {'pass' if r['parity_passed_old_rule'] else 'FAIL'} "
-                  f"| {'pass' if r['parity_passed'] else 'FAIL'} |" for m, r in changed]
+        header = "| model | tool (route) | target | max abs err | err / scale | old rule | new rule |"
+        lines += [header, "|---|---|---|--:|--:|---|---|"]
+        for m, r in changed:
+            old, new = (("pass" if r[k] else "FAIL") for k in ("parity_passed_old_rule",
+                                                                 "parity_passed"))
+            lines.append(f"| {m['name']} | {_tool(r)} | {r['target']} | {r['max_abs_err']:.2g} | "
+                         f"{r['scaled_err']:.2g} | {old} | {new} |")
         lines.append("")
     return lines
 

@@ -27,7 +27,15 @@ from portkit.errors import ConversionError, PortkitError, UsageError
 from portkit.formats import Format, sniff
 from portkit.io import atomic_replace, check_output_path, staging_dir
 from portkit.options import ConvertJob, ConvertOptions, LoadOptions
-from portkit.results import Attempt, Check, ConvertReport, FileInfo, Hop, Latency, versions
+from portkit.results import (
+    Attempt,
+    Check,
+    ConvertReport,
+    FileInfo,
+    Hop,
+    Latency,
+    versions,
+)
 from portkit.runtimes import registry as runtimes
 from portkit.runtimes import tasks, worker
 from portkit.runtimes.context import Progress, RunContext

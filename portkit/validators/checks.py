@@ -206,19 +206,21 @@ def why_failed(check: Check, *, every_output: bool = False, quote: str = "") -> 
         if o.error:
             lines.append(f"{where}: output {name}: {o.error}")
             continue
+        err = f"max abs err {o.max_abs_err:.3g}"
         if o.scale > 0:
-            found = [f"max abs err {o.max_abs_err:.3g} = {o.scaled_err:.2g} of its scale "
-                     f"{o.scale:.3g} (would pass with --scale-tol "
-                     f"{o.min_scale_tol_to_pass:.2g} or --atol {o.min_atol_to_pass:.3g})"]
+            err += (f" = {o.scaled_err:.2g} of its scale {o.scale:.3g} (would pass with "
+                    f"--scale-tol {o.min_scale_tol_to_pass:.2g} or --atol "
+                    f"{o.min_atol_to_pass:.3g})")
         else:
-            found = [f"max abs err {o.max_abs_err:.3g} (would pass with --atol "
-                     f"{o.min_atol_to_pass:.3g})"]
+            err += f" (would pass with --atol {o.min_atol_to_pass:.3g})"
+        found = [err]
         if "cosine" in o.failed:
             found.append(f"cosine {o.cosine:.4f}")
         topk = [f"{k} agreement {share:.0%}" for k, share in (("top-1", o.top1), ("top-5", o.top5))
                 if k in o.failed]
         if topk:
-            found += topk[:-1] + [f"{topk[-1]} (judged as a classifier: {o.kind_why}; if it "
-                                  f"holds no class scores, --output-kind {o.name}=embedding)"]
+            hint = (f" (judged as a classifier: {o.kind_why}; if it holds no class scores, "
+                    f"--output-kind {o.name}=embedding)")
+            found += [*topk[:-1], topk[-1] + hint]
         lines.append(f"{where}: output {name} " + ", ".join(found))
     return lines

@@ -8,7 +8,12 @@ import numpy as np
 
 from portkit.options import OutputKind, Tolerance
 from portkit.results import OutputParity
-from portkit.runtimes.binding import Binding, candidate_perms, channels_last, pair_by_name
+from portkit.runtimes.binding import (
+    Binding,
+    candidate_perms,
+    channels_last,
+    pair_by_name,
+)
 
 Arrays = np.ndarray | Sequence[np.ndarray]
 

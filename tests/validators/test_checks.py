@@ -28,10 +28,10 @@ def test_it_names_the_criteria_that_failed() -> None:
     check = Check(runtime="onnxruntime", device="cpu", passed=False, outputs=(
         row("logits", 2.0, failed=("cosine", "top-1", "top-5"), cosine=0.5, top1=0.25,
             top5=0.5, kind="classifier", kind_why="its name says so (logits)"),))
-    assert why_failed(check) == [
+    assert why_failed(check) == [(
         "onnxruntime/cpu: output logits max abs err 2 (would pass with --atol 1), cosine 0.5000, "
         "top-1 agreement 25%, top-5 agreement 50% (judged as a classifier: its name says so "
-        "(logits); if it holds no class scores, --output-kind logits=embedding)"]
+        "(logits); if it holds no class scores, --output-kind logits=embedding)")]
 
 
 def test_an_error_is_said_as_it_is_and_a_skip_says_nothing() -> None:
