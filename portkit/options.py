@@ -409,6 +409,12 @@ def optimize_goal(optimize: str | Optimize | None, route: str | None,
     return goal
 
 
+def shown(constants: Mapping[str, Scalar]) -> str:
+    """``sr=16000, on=true``: constants as ``--const`` spells them."""
+    return ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}"
+                     for k, v in constants.items())
+
+
 def constants(values: Mapping[str, Scalar] | Sequence[str]) -> dict[str, Scalar]:
     """``--const NAME=VALUE`` values (or a mapping of them) as typed constants: ``true`` and
     ``false`` are bools, digits ints, other numbers floats.

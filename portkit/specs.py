@@ -151,14 +151,8 @@ def specs_from_arrays(stored: list[TensorSpec], arrays: dict[str, np.ndarray]
     files, read as the array ``""``, always hold samples on the first axis).
     """
     stacked = "" in arrays
-    if all(s.name in arrays for s in stored):
-        chosen = [arrays[s.name] for s in stored]
-    elif len(arrays) == len(stored):
-        chosen = list(arrays.values())
-    else:
-        chosen = [arrays.get(s.name) for s in stored]
     found = []
-    for spec, array in zip(stored, chosen):
+    for spec, array in zip(stored, _by_input(stored, arrays)):
         if array is None:
             continue
         shape = tuple(array.shape)
@@ -243,11 +237,8 @@ def load_inputs_file(path: str, specs: list[TensorSpec], what: str = "--inputs"
     if "" in arrays and len(specs) != 1:
         raise UsageError(f"{what} {path}: a folder needs one .npy file per sample of a "
                          f"one-input model; the model has {len(specs)} inputs")
-    if all(s.name in arrays for s in specs):
-        chosen = [arrays[s.name] for s in specs]
-    elif len(arrays) == len(specs):
-        chosen = list(arrays.values())
-    else:
+    chosen = _by_input(specs, arrays)
+    if any(a is None for a in chosen):
         raise UsageError(
             f"{what} {path}: holds {', '.join(arrays) or 'nothing'}; the model needs "
             f"{', '.join(s.name for s in specs)}"
@@ -258,6 +249,17 @@ def load_inputs_file(path: str, specs: list[TensorSpec], what: str = "--inputs"
         raise UsageError(
             f"{what} {path}: inputs hold different numbers of samples ({sorted(counts)})")
     return [{s.name: b[i] for s, b in zip(specs, batches)} for i in range(counts.pop())]
+
+
+def _by_input(specs: list[TensorSpec], arrays: dict[str, np.ndarray]
+              ) -> list[np.ndarray | None]:
+    """Each input's array: by name, else in order when there is one array per input, else by
+    name where it is there (None where not)."""
+    if all(s.name in arrays for s in specs):
+        return [arrays[s.name] for s in specs]
+    if len(arrays) == len(specs):
+        return list(arrays.values())
+    return [arrays.get(s.name) for s in specs]
 
 
 def _as_samples(what: str, path: str, spec: TensorSpec, array: np.ndarray) -> list[np.ndarray]:

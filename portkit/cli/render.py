@@ -14,7 +14,7 @@ from portkit.cli.ci import failure_lines
 if TYPE_CHECKING:
     from portkit.formats.tflite import MobileReport
     from portkit.gate import CheckReport
-    from portkit.options import Tolerance
+    from portkit.options import Scalar, Tolerance
     from portkit.results import (
         BenchReport,
         Check,
@@ -38,11 +38,11 @@ def _short(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _constants(constants: dict[str, object], how: str = "") -> Text:
+def _constants(constants: dict[str, Scalar], how: str = "") -> Text:
     """``Constants (--const): sr=16000 ...``: inputs the artifact has bound, fed to the source."""
-    values = ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}"
-                       for k, v in constants.items())
-    return Text(f"Constants (--const): {values}; the artifact doesn't take them, the source ran "
+    from portkit.options import shown
+
+    return Text(f"Constants (--const): {shown(constants)}; the artifact doesn't take them, the source ran "
                 f"with them as the reference{how}")
 
 

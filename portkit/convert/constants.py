@@ -25,18 +25,12 @@ from typing import Any
 
 from portkit.errors import UsageError
 from portkit.formats import Format
-from portkit.options import Scalar
+from portkit.options import Scalar, shown
 from portkit.results import Hop
 from portkit.runtimes.worker import task
 
 TOOL = "bind-constants"
 FORMATS = (Format.TORCHSCRIPT, Format.ONNX)
-
-
-def shown(constants: Mapping[str, Scalar]) -> str:
-    """``sr=16000, on=true``, as the flags spell them."""
-    return ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}"
-                     for k, v in constants.items())
 
 
 def check_format(src: Path, fmt: Format) -> None:

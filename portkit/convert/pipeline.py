@@ -26,7 +26,7 @@ from portkit.convert._torch import export_pickled_module, save_exported
 from portkit.errors import ConversionError, PortkitError, UsageError
 from portkit.formats import Format, sniff
 from portkit.io import atomic_replace, check_output_path, staging_dir
-from portkit.options import ConvertJob, ConvertOptions, LoadOptions
+from portkit.options import ConvertJob, ConvertOptions, LoadOptions, shown
 from portkit.results import (
     Attempt,
     Check,
@@ -42,7 +42,13 @@ from portkit.runtimes.context import Progress, RunContext
 from portkit.runtimes.tasks import Reference
 from portkit.safety import refuse_unloadable
 from portkit.specs import TensorSpec
-from portkit.validators.checks import Expected, check_runtime, why_failed
+from portkit.validators.checks import (
+    Expected,
+    check_runtime,
+    reference_worker,
+    run_reference,
+    why_failed,
+)
 from portkit.validators.latency import time_together
 
 
@@ -83,16 +89,10 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
             raise UsageError(f"-o {out}: that is the source model; choose another path")
         stage = stack.enter_context(staging_dir(out.absolute()))  # checks -o before any work
         background = stack.enter_context(ThreadPoolExecutor(max_workers=1))
-        reference_worker = f"reference-{fmt.framework}"
-        ref = _Reference(background.submit(
-            ctx.pool.call, reference_worker, tasks.reference, timeout=ctx.timeout,
-            what=str(src), path=str(src), fmt=fmt, given=list(job.inputs),
-            inputs_file=str(job.inputs_file.absolute()) if job.inputs_file else None,
-            seed=job.seed, samples=job.tolerance.samples, options=job.options.load,
-            constants=dict(job.constants), steps=job.steps, state=dict(job.state),
-        ), ctx.progress, src.name, from_file=job.inputs_file is not None)
+        ref = _Reference(background.submit(run_reference, src, fmt, job, job.options.load, ctx),
+                         ctx.progress, src.name, from_file=job.inputs_file is not None)
         # Runs before the thread pool exits: a reference still running is stopped, not awaited.
-        stack.callback(ref.stop, ctx.pool, reference_worker)
+        stack.callback(ref.stop, ctx.pool, reference_worker(fmt))
         prepared, preparation = src, None
         if job.constants:  # the routes convert the source with its constants bound
             prepared, preparation = _bind_constants(src, fmt, job, stack, ctx)
@@ -216,7 +216,7 @@ def _bind_constants(src: Path, fmt: Format, job: ConvertJob, stack: contextlib.E
     temporary folder), made in the worker its format's hops use; and that step as a hop."""
     folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="portkit-const-")))
     dst = folder / src.name
-    with ctx.progress(f"Binding --const {constants.shown(job.constants)} into {src.name}"):
+    with ctx.progress(f"Binding --const {shown(job.constants)} into {src.name}"):
         hop: Hop = ctx.pool.call(f"convert-from-{fmt.value}", constants.bind_constants,
                                  timeout=ctx.timeout, what=f"--const on {src.name}", src=str(src),
                                  fmt=fmt, dst=str(dst), constants=dict(job.constants))

@@ -14,7 +14,7 @@ import numpy as np
 
 from portkit.errors import PortkitError, UsageError
 from portkit.formats import Format, sniff
-from portkit.options import Tolerance, ValidateJob
+from portkit.options import ConvertJob, LoadOptions, Tolerance, ValidateJob
 from portkit.results import Check, FileInfo, ValidateReport, versions
 from portkit.runtimes import registry, tasks
 from portkit.runtimes.base import Runtime
@@ -102,6 +102,25 @@ def check_everywhere(artifact: Path, fmt: Format, runtimes: Sequence[Runtime],
     return checks, outputs
 
 
+def reference_worker(fmt: Format) -> str:
+    """The worker a source of ``fmt`` runs in as the reference: one per framework."""
+    return f"reference-{fmt.framework}"
+
+
+def run_reference(src: Path, fmt: Format, job: ConvertJob | ValidateJob, load: LoadOptions,
+                  ctx: RunContext) -> Reference:
+    """Run the source as the reference in its framework's worker (``reference_worker``),
+    fed as the job says: ``--input``, ``--inputs``, seed, the policy's sample count,
+    ``--const``, ``--steps`` and ``--state``."""
+    return ctx.pool.call(
+        reference_worker(fmt), tasks.reference, timeout=ctx.timeout, what=str(src),
+        path=str(src), fmt=fmt, given=list(job.inputs),
+        inputs_file=str(job.inputs_file.absolute()) if job.inputs_file else None,
+        seed=job.seed, samples=job.tolerance.samples, options=load,
+        constants=dict(job.constants), steps=job.steps, state=dict(job.state),
+    )
+
+
 def runtimes_for(fmt: Format, names: Sequence[str]) -> list[Runtime]:
     """The runtimes loading ``fmt`` (only those named, if any).
 
@@ -136,13 +155,7 @@ def validate(job: ValidateJob, ctx: RunContext) -> ValidateReport:
         refuse_unloadable(path, fmt)
     chosen = runtimes_for(art_fmt, job.runtimes)
     with ctx.progress(f"Running {src.name} as the reference"):
-        ref: Reference = ctx.pool.call(
-            f"reference-{src_fmt.framework}", tasks.reference, timeout=ctx.timeout, what=str(src),
-            path=str(src), fmt=src_fmt, given=list(job.inputs),
-            inputs_file=str(job.inputs_file.absolute()) if job.inputs_file else None,
-            seed=job.seed, samples=job.tolerance.samples, options=job.load,
-            constants=dict(job.constants), steps=job.steps, state=dict(job.state),
-        )
+        ref = run_reference(src, src_fmt, job, job.load, ctx)
     checks, outputs = check_everywhere(art, art_fmt, chosen,
                                        Expected(ref, job.tolerance, job.per_output), ctx)
     report = ValidateReport(
