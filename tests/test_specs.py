@@ -125,3 +125,8 @@ def test_a_missing_shape_is_suggested_from_the_input_s_rank_and_dtype() -> None:
     with pytest.raises(UsageError, match=r"--input wave:SHAPE \(e.g. 1x3x224x224, 1x16000, or "
                                          r"1x128:int64\)"):
         resolve_inputs("m.pt", [TensorSpec("wave", None, "")], [])
+
+
+def test_an_empty_inputs_folder_is_a_usage_error(tmp_path) -> None:
+    with pytest.raises(UsageError, match=r"--inputs .*: the folder holds no \.npy files"):
+        load_inputs_file(str(tmp_path), [TensorSpec("x", (1, 2))])

@@ -161,7 +161,7 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
     def full(f: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {n: {**f, **fixed}[n] for n in order}
     pairs = {}
-    if steps > 1 or state:
+    if steps != 1 or state:  # state_pairs refuses a step count below 1
         pairs = steps_.state_pairs(name, specs, session.run(full(first[0])), dict(state or {}),
                                    steps)
     feeds, outputs = steps_.unroll([full(f) for f in first], session.run, steps, pairs,

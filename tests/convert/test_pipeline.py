@@ -167,3 +167,12 @@ def test_a_stateful_model_is_judged_over_steps_fed_its_own_state(workers, tmp_pa
     assert {o.samples for c in report.checks for o in c.outputs} == {3}
     with pytest.raises(UsageError, match="--steps 3: no output looks like the state"):
         portkit.convert(src, "onnx", tmp_path / "step.onnx", steps=3, workers=workers)
+    with pytest.raises(UsageError, match="--steps 0: must be at least 1"):
+        portkit.convert(src, "onnx", tmp_path / "step.onnx", steps=0, workers=workers)
+    import numpy as np
+
+    four = tmp_path / "four.npz"  # four calls are not whole 3-step sequences
+    np.savez(four, x=np.zeros((4, 1, 8), np.float32), h=np.zeros((4, 1, 16), np.float32))
+    with pytest.raises(UsageError, match="4 samples are not a whole number of 3-step sequences"):
+        portkit.convert(src, "onnx", tmp_path / "step.onnx", inputs_file=four, steps=3,
+                        state=["h=output_1"], workers=workers)
