@@ -124,15 +124,17 @@ def mobile_report(path: Path) -> MobileReport:
         ops = op_counts(path)
         graph = model.Subgraphs(0)
         inputs, outputs = _io(model, graph)
+        precision = _precision(model, graph, inputs, ops)
     except InvalidModelError:
         raise
-    except Exception as e:  # noqa: BLE001
-        raise InvalidModelError(f"{path}: a TFLite flatbuffer with broken tables ({e})") from None
+    except Exception as e:  # noqa: BLE001 - offsets in a corrupt file point anywhere
+        raise InvalidModelError(f"{path}: a TFLite flatbuffer with broken tables ({e}); check "
+                                "that the file is complete") from None
     flex = tuple(sorted(n.removeprefix(_FLEX_PREFIX) for n in ops if n.startswith(_FLEX_PREFIX)))
     custom = tuple(sorted(n for n in ops
                           if n not in _builtin_names() and not n.startswith(_FLEX_PREFIX)))
     return MobileReport(len(data), ops, flex, custom, not flex and not custom, inputs, outputs,
-                        _precision(model, graph, inputs, ops))
+                        precision)
 
 
 def _builtin_names() -> set[str]:

@@ -8,7 +8,9 @@ register themselves by decorator; ``portkit.runtimes.registry`` finds them per f
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
@@ -105,11 +107,18 @@ class Runtime(abc.ABC):
             raise InternalError(f"runtime {self.name} does not load {fmt.value} models")
         if device not in self.devices():
             raise InternalError(f"runtime {self.name} has no device {device!r} here")
-        try:
+        with self.load_errors(path, fmt):
             return self._load(path, fmt, device, options)
+
+    @contextlib.contextmanager
+    def load_errors(self, path: Path, fmt: Format) -> Iterator[None]:
+        """Any framework error inside, as an InvalidModelError naming ``path``: a framework
+        that refuses a file on load means a bad file."""
+        try:
+            yield
         except (PortkitError, InternalError):
             raise
-        except Exception as e:  # noqa: BLE001 - any framework error on load means a bad file
+        except Exception as e:  # noqa: BLE001
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
             raise InvalidModelError(
                 f"{path}: {self.name} could not load it as {fmt.value} ({type(e).__name__}: "

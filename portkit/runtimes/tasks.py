@@ -63,6 +63,8 @@ def describe(path: str, fmt: Format, options: LoadOptions = LoadOptions()) -> Mo
     """What a model declares; a ``.tflite`` is read from its flatbuffer (Flex models included)."""
     if fmt is Format.TFLITE:
         mobile = mobile_report(Path(path))
+        if mobile.builtin_only:  # "runs on the builtin interpreter" only if the interpreter agrees
+            registry.get("tflite").verify(Path(path))  # type: ignore[attr-defined]
         specs = [tuple(TensorSpec(t.name, tuple(d if d >= 0 else None for d in t.shape), t.dtype)
                        for t in ts) for ts in (mobile.inputs, mobile.outputs)]
         return ModelInfo(fmt, specs[0], specs[1], mobile.op_counts, mobile)

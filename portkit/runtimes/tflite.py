@@ -93,6 +93,19 @@ class TfliteRuntime(Runtime):
     def unavailable(self, device: str) -> str:
         return "one core here: the cpu run already used one thread"
 
+    def verify(self, path: Path) -> None:
+        """Let the interpreter read ``path`` (flatbuffer verifier, schema version, kernels for
+        every op) without delegates or tensors, which a large model makes slow.
+
+        Raises:
+            InvalidModelError: The interpreter refuses the file.
+        """
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        with self.load_errors(path, Format.TFLITE):
+            Interpreter(model_path=str(path), experimental_op_resolver_type=(
+                OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
+
     def _load(self, path: Path, fmt: Format, device: str, options: LoadOptions) -> Session:
         from ai_edge_litert.interpreter import Interpreter
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import struct
 import zipfile
 from pathlib import Path
@@ -163,13 +164,32 @@ def tflite_8_bytes(folder: Path, sentinel: Path) -> Path:
     return path
 
 
-def tflite_truncated(folder: Path, sentinel: Path) -> Path:
+def tflite_model(folder: Path) -> Path:
+    """A small valid ``.tflite`` (two dense layers), the file the TFLite cases break."""
     import tensorflow as tf
 
-    model = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(2)])
-    data = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    model = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(8, "relu"),
+                                 tf.keras.layers.Dense(2)])
+    path = folder / "model.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    return path
+
+
+def tflite_truncated(folder: Path, sentinel: Path) -> Path:
+    data = tflite_model(folder).read_bytes()
     path = folder / "truncated.tflite"
     path.write_bytes(data[: len(data) // 3])
+    return path
+
+
+def fuzzed(model: Path, folder: Path, seed: int, changes: int = 3) -> Path:
+    """A copy of ``model`` with ``changes`` random bytes set to random values (seeded)."""
+    rng = random.Random(seed)
+    data = bytearray(model.read_bytes())
+    for _ in range(changes):
+        data[rng.randrange(len(data))] = rng.randrange(256)
+    path = folder / f"fuzzed{seed}{model.suffix}"
+    path.write_bytes(bytes(data))
     return path
 
 

@@ -106,3 +106,26 @@ def test_output_through_dotdot_or_a_symlink_is_refused(saved_models: Saved, tmp_
     [line] = [ln for ln in done.stderr.splitlines() if ln.startswith("portkit:")]
     assert ("'..'" if how == "dotdot" else "symlink") in line
     assert outside.read_bytes() == b"not yours"
+
+
+def test_inspect_and_the_interpreter_agree_on_fuzzed_flatbuffers(tmp_path: Path) -> None:
+    # inspect once read a fuzzed flatbuffer's tables alone: some it called "runs on the builtin
+    # interpreter: yes" that the interpreter (and convert) refused, others ended in exit 70.
+    from portkit.errors import ExitCode, PortkitError
+    from portkit import api
+    from portkit.options import Budget
+
+    model = hostile.tflite_model(tmp_path)
+    said_yes = 0
+    for seed in range(12):
+        fuzzed = hostile.fuzzed(model, tmp_path, seed)
+        try:
+            info = portkit.inspect(fuzzed)
+        except PortkitError as e:
+            assert e.exit_code == ExitCode.INVALID_INPUT, (seed, e)
+            continue
+        assert info.info.mobile is not None
+        if info.info.mobile.builtin_only:  # then it must really load and run
+            said_yes += 1
+            api.bench([fuzzed], budget=Budget(0, 1, 0))
+    assert said_yes < 12  # the fuzzing did break files
