@@ -159,7 +159,12 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             traceback.print_exc()
             click.echo(e.traceback, err=True)
-        click.echo(f"portkit: error: {' '.join(str(e).split())}", err=True)
+        message = " ".join(str(e).split())
+        if e.exit_code == ExitCode.INTERNAL:  # a worker raised what nobody mapped: our bug
+            click.echo(f"portkit: internal error in a worker ({message}); this is a bug: please "
+                       "report it with the output of --debug", err=True)
+        else:
+            click.echo(f"portkit: error: {message}", err=True)
         code = e.exit_code
     except Exception as e:  # noqa: BLE001 - anything else is our bug
         if debug:
