@@ -43,7 +43,7 @@ def check_output_path(target: Path) -> None:
 
 # ``[.NAME.]portkit-KIND-PID[-RANDOM]``: what ``owned_dir`` names and ``sweep`` removes.
 _OWNED = re.compile(r"^(?:\..+\.)?portkit-(?:worker|stage|old|module|pickle|const)-(\d+)(?:-|$)")
-_SWEEP_AGE = 10.0  # seconds: a folder younger than this may belong to a run just starting
+_SWEEP_AGE = 5.0  # seconds: a folder younger than this may belong to a run just starting
 
 
 def owned_dir(kind: str, parent: Path | None = None, name: str = "") -> Path:

@@ -315,7 +315,7 @@ _OUT_OF_MEMORY = "out of memory"
 # How frameworks say an allocation failed, and where the message says how much was asked for.
 _ALLOCATION_FAILED = re.compile(
     r"Failed to allocate memory|bad_alloc|ResourceExhausted|OOM when allocating|"
-    r"can't allocate memory|Unable to allocate|Cannot allocate memory|out of memory", re.I)
+    r"can't allocate memory|Unable to allocate|Cannot allocate memory|out of memory", re.IGNORECASE)
 _BYTES_ASKED = (
     re.compile(r"buffer of size (\d+)"),  # onnxruntime
     re.compile(r"you tried to allocate (\d+) bytes"),  # torch
