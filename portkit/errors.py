@@ -64,6 +64,11 @@ class WorkerCrashedError(PortkitError):
     exit_code = ExitCode.RUNTIME_CRASHED
 
 
+class OutOfMemoryError(WorkerCrashedError):
+    """A runtime or converter could not allocate memory in its worker (past the worker's memory
+    limit, or the machine's)."""
+
+
 class WorkerTimeoutError(PortkitError):
     """A worker ran past its time limit and was killed."""
 
@@ -94,7 +99,7 @@ class InternalError(Exception):
 # The errors a worker may raise that come back to the parent as themselves.
 _CROSSING: dict[str, type[PortkitError]] = {cls.__name__: cls for cls in (
     PortkitError, UsageError, InvalidModelError, UnsafeModelError, ConversionError,
-    WorkerCrashedError, WorkerTimeoutError)}
+    WorkerCrashedError, OutOfMemoryError, WorkerTimeoutError)}
 
 
 def rebuild(name: str, message: str, traceback: str) -> PortkitError:

@@ -7,15 +7,20 @@ library modules load when a command runs, so ``portkit --help`` is instant.
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
+import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import click
 
 from portkit.errors import ExitCode, PortkitError
+from portkit.io import sweep
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -98,14 +103,54 @@ def cli(debug: bool) -> None:
     """
 
 
+class Interrupted(BaseException):
+    """SIGTERM or SIGHUP arrived: raised in the main thread, so every ``finally`` and ExitStack
+    on the way out runs (workers killed, staging folders removed) as for Ctrl-C.
+
+    Attributes:
+        signum: The signal's number; the exit status is 128 + it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    # Once: a second signal must not cut the clean-up short.
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+def _handle_signals() -> dict[signal.Signals, Any]:
+    """Raise ``Interrupted`` on SIGTERM and SIGHUP (in the main thread only, where Python runs
+    signal handlers); returns the handlers to put back."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP,
+                                                       signal.SIGINT)}
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
+    return previous
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI and turn errors into one line and an exit code."""
+    """Entry point: run the CLI and turn errors into one line and an exit code.
+
+    SIGINT exits 130, SIGTERM 143 and SIGHUP 129 (128 + the signal), after cleaning up.
+    """
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    previous = _handle_signals()
     try:
+        sweep(Path(tempfile.gettempdir()))  # what runs killed before cleaning up left behind
         code = cli.main(args=args, prog_name="portkit", standalone_mode=False)
+    except Interrupted as e:
+        click.echo(f"portkit: interrupted ({e})", err=True)
+        code = 128 + e.signum
     except click.exceptions.Abort:
-        click.echo("portkit: interrupted", err=True)
+        click.echo("portkit: interrupted (SIGINT)", err=True)
         code = 130
     except click.ClickException as e:
         e.show()
@@ -114,7 +159,12 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             traceback.print_exc()
             click.echo(e.traceback, err=True)
-        click.echo(f"portkit: error: {' '.join(str(e).split())}", err=True)
+        message = " ".join(str(e).split())
+        if e.exit_code == ExitCode.INTERNAL:  # a worker raised what nobody mapped: our bug
+            click.echo(f"portkit: internal error in a worker ({message}); this is a bug: please "
+                       "report it with the output of --debug", err=True)
+        else:
+            click.echo(f"portkit: error: {message}", err=True)
         code = e.exit_code
     except Exception as e:  # noqa: BLE001 - anything else is our bug
         if debug:
@@ -122,4 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"portkit: internal error ({type(e).__name__}: {e}); this is a bug: please "
                    "report it with the output of --debug", err=True)
         code = ExitCode.INTERNAL
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     sys.exit(int(code or 0))

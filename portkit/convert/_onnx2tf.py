@@ -44,6 +44,9 @@ def run(src: Path, **kwargs: Any) -> tuple[Any, Path]:
         copy_onnx_input_output_names_to_tflite=True,
         not_use_onnxsim=True,
         non_verbose=True,
+        # Else outputs bigger than free memory go to a file-backed map in TMPDIR, which the
+        # worker's memory limit does not count: a memory bomb fills the disk for minutes.
+        onnxruntime_output_memmap=False,
         **kwargs,
     )
     return model, out

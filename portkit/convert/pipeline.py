@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -25,7 +24,7 @@ from portkit.convert import constants, registry
 from portkit.convert._torch import export_pickled_module, save_exported
 from portkit.errors import ConversionError, PortkitError, UsageError
 from portkit.formats import Format, sniff
-from portkit.io import atomic_replace, check_output_path, staging_dir
+from portkit.io import atomic_replace, check_output_path, owned_tempdir, staging_dir
 from portkit.options import ConvertJob, ConvertOptions, LoadOptions, shown
 from portkit.results import (
     Attempt,
@@ -100,6 +99,7 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
         attempts: list[Attempt] = []
         produced: list[Path] = []
         for i, r in enumerate(routes):
+            ref.raise_if_failed()  # the routes' outcome would not matter: stop early
             attempt, path = conversion.attempt(r, stage / f"route{i}")
             attempts.append(attempt)
             produced.append(path)
@@ -190,7 +190,7 @@ def save_module(module: Any, inputs: list[TensorSpec], stack: contextlib.ExitSta
     """
     if not inputs or not all(s.is_static for s in inputs):
         raise UsageError("convert(module, ...): pass inputs=['x:1x3x224x224', ...] for every input")
-    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="portkit-module-")))
+    folder = stack.enter_context(owned_tempdir("module"))
     path = folder / f"{type(module).__name__}.pt2"
     save_exported(module, inputs, path)
     return path
@@ -202,7 +202,7 @@ def _export_trusted_pickle(src: Path, inputs: list[TensorSpec], stack: contextli
     if not inputs or not all(s.is_static for s in inputs):
         raise UsageError(f"{src}: a pickled module stores no input shapes; pass --input "
                          "NAME:SHAPE for every input")
-    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="portkit-pickle-")))
+    folder = stack.enter_context(owned_tempdir("pickle"))
     dst = folder / f"{src.stem}.pt2"
     with ctx.progress(f"Unpickling {src.name} (--trust-model) and exporting it"):
         worker.call(export_pickled_module, timeout=ctx.timeout, what=str(src), src=str(src),
@@ -214,7 +214,7 @@ def _bind_constants(src: Path, fmt: Format, job: ConvertJob, stack: contextlib.E
                     ctx: RunContext) -> tuple[Path, Hop]:
     """``--const``: the source with those inputs bound (a file of the same name and format in a
     temporary folder), made in the worker its format's hops use; and that step as a hop."""
-    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="portkit-const-")))
+    folder = stack.enter_context(owned_tempdir("const"))
     dst = folder / src.name
     with ctx.progress(f"Binding --const {shown(job.constants)} into {src.name}"):
         hop: Hop = ctx.pool.call(f"convert-from-{fmt.value}", constants.bind_constants,
@@ -255,6 +255,11 @@ class _Reference:
         """Stop its worker (called ``name`` in ``pool``) if it is still running."""
         if not self._job.done():
             pool.discard(name)
+
+    def raise_if_failed(self) -> None:
+        """Raise the reference's error now if it has already failed."""
+        if self._job.done() and self._job.exception() is not None:
+            self._job.result()
 
     def get(self) -> Reference:
         """The reference (raises what its worker raised)."""

@@ -6,7 +6,8 @@ private scratch directory as its working directory and temp folder and a scrubbe
 The parent writes each call (a ``@task`` function's name and plain keyword arguments) into the
 scratch directory, announces it on the worker's stdin, and reads the result back when the worker
 acknowledges it on a pipe. On timeout the whole process group is killed; a death by signal is
-reported by the signal's name.
+reported by the signal's name. A worker also holds the read end of a watchdog pipe whose write
+end only its parent holds: when the parent dies, even by SIGKILL, the worker kills its group.
 
 Only functions marked ``@task`` run in a worker: the mark checks, when their module is
 imported, that the worker can import them by name, and callers pass the function itself.
@@ -21,13 +22,14 @@ import contextlib
 import importlib
 import os
 import pickle
+import re
 import resource
 import select
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from portkit import errors
+from portkit.io import owned_dir
 
 DEFAULT_TIMEOUT = 900.0
 MEMORY_ENV = "PORTKIT_MEMORY_LIMIT_MB"
@@ -113,7 +116,10 @@ class Worker:
         self._proc: subprocess.Popen[bytes] | None = None
         self._scratch: Path | None = None
         self._acks: int = -1
+        self._watch: int = -1  # the watchdog pipe's write end: closing it ends the worker
         self._calls = 0
+        self._stopped = False
+        self._lock = threading.Lock()  # close may run in two threads (a call, and a stop)
 
     def __enter__(self) -> Worker:
         return self
@@ -126,18 +132,21 @@ class Worker:
         """Like the module's ``call``, in this worker (see there)."""
         target = _target(func)
         what = what or target
+        if self._stopped:
+            raise errors.WorkerCrashedError(f"{what}: not run: its worker was stopped")
         if self._proc is None:
             self._start()
-        assert self._proc is not None and self._scratch is not None and self._proc.stdin
+        proc, scratch = self._proc, self._scratch
+        assert proc is not None and scratch is not None and proc.stdin
         self._calls += 1
         n = self._calls
-        (self._scratch / f"request-{n}.pkl").write_bytes(
+        (scratch / f"request-{n}.pkl").write_bytes(
             pickle.dumps({"func": target, "kwargs": kwargs}))
         try:
-            self._proc.stdin.write(f"{n}\n".encode())
-            self._proc.stdin.flush()
+            proc.stdin.write(f"{n}\n".encode())
+            proc.stdin.flush()
             answered = self._wait_ack(timeout)
-        except BrokenPipeError:
+        except (OSError, ValueError):  # the worker died, or another thread stopped it
             answered = False
         except subprocess.TimeoutExpired:
             self.close()
@@ -145,8 +154,10 @@ class Worker:
                 f"{what}: ran past its {timeout:g} s limit and was stopped; "
                 "raise it with --timeout"
             ) from None
+        if self._stopped:  # another thread (the run ending) stopped it mid-call
+            raise errors.WorkerCrashedError(f"{what}: stopped before it answered")
         if not answered:  # the process died: reap it and report how
-            returncode = self._proc.wait()
+            returncode = proc.wait()
             log_tail = self._log_tail()
             self.close()
             cause = _signal_name(returncode) if returncode < 0 else f"exit status {returncode}"
@@ -158,39 +169,60 @@ class Worker:
         return _unwrap(response, what, self._log_tail)
 
     def close(self) -> None:
-        """Stop the process (and anything it started) and remove its scratch folder."""
-        if self._proc is not None:
-            _kill_group(self._proc)
-            if self._proc.stdin:
+        """Stop the process (and anything it started) and remove its scratch folder; the next
+        call starts a fresh one."""
+        with self._lock:
+            proc, self._proc = self._proc, None
+            fds, self._acks, self._watch = (self._acks, self._watch), -1, -1
+            scratch, self._scratch = self._scratch, None
+        if proc is not None:
+            _kill_group(proc)
+            if proc.stdin:
                 with contextlib.suppress(OSError):
-                    self._proc.stdin.close()
-            self._proc = None
-        if self._acks >= 0:
-            os.close(self._acks)
-            self._acks = -1
-        if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
-            self._scratch = None
+                    proc.stdin.close()
+        for fd in fds:
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def stop(self) -> None:
+        """``close`` for good: a call in progress (in another thread) ends at once with
+        WorkerCrashedError, and later calls are refused rather than starting a worker."""
+        self._stopped = True
+        self.close()
 
     def _start(self) -> None:
-        self._scratch = Path(tempfile.mkdtemp(prefix="portkit-worker-"))
+        scratch = self._scratch = owned_dir("worker")
         read_end, write_end = os.pipe()
+        watch_read, watch_write = os.pipe()  # non-inheritable: only this worker gets an end
         try:
-            with (self._scratch / "worker.log").open("wb") as log:
-                self._proc = subprocess.Popen(
-                    [sys.executable, "-m", "portkit.runtimes.worker", str(self._scratch),
-                     str(write_end), str(memory_limit_mb())],
-                    cwd=self._scratch,
-                    env=_worker_env(self._scratch),
+            with (scratch / "worker.log").open("wb") as log:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "portkit.runtimes.worker", str(scratch),
+                     str(write_end), str(memory_limit_mb()), str(watch_read)],
+                    cwd=scratch,
+                    env=_worker_env(scratch),
                     stdin=subprocess.PIPE,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    pass_fds=(write_end,),
+                    pass_fds=(write_end, watch_read),
                 )
+        except BaseException:
+            os.close(read_end)
+            os.close(watch_write)
+            raise
         finally:
             os.close(write_end)
-        self._acks = read_end
+            os.close(watch_read)
+        with self._lock:
+            self._proc, self._scratch, self._acks, self._watch = (proc, scratch, read_end,
+                                                                  watch_write)
+        if self._stopped:  # stopped by another thread while starting
+            self.close()
+            raise errors.WorkerCrashedError("not run: its worker was stopped")
 
     def _wait_ack(self, timeout: float) -> bool:
         """Wait for the worker to say it answered; False if it died first.
@@ -232,15 +264,16 @@ class Pool:
                                                             **kwargs)
 
     def discard(self, name: str) -> None:
-        """Stop the worker called ``name``; the next call by that name starts a fresh one."""
-        if name in self._workers:
-            self._workers.pop(name).close()
+        """Stop the worker called ``name`` (a call it is serving in another thread ends at
+        once); the next call by that name starts a fresh one."""
+        w = self._workers.pop(name, None)
+        if w is not None:
+            w.stop()
 
     def close(self) -> None:
-        """Stop every worker."""
-        for w in self._workers.values():
-            w.close()
-        self._workers.clear()
+        """Stop every worker (calls in progress in other threads end at once)."""
+        while self._workers:
+            self._workers.popitem()[1].stop()
 
 
 def _worker_env(scratch: Path) -> dict[str, str]:
@@ -269,11 +302,64 @@ def _unwrap(response: dict[str, Any], what: str, log_tail: Callable[[], str]) ->
     if response["ok"]:
         return response["value"]
     traceback_ = response["traceback"] + log_tail()
-    if response["error"] == "MemoryError":
-        raise errors.WorkerCrashedError(
-            f"{what}: ran out of the worker's {memory_limit_mb():,} MB memory limit; raise it "
-            f"with {MEMORY_ENV}=MB", traceback_)
+    if response["error"] == _OUT_OF_MEMORY:
+        asked = response.get("asked")
+        size = f"asked for {asked / 2**30:.1f} GB; " if asked else ""
+        raise errors.OutOfMemoryError(
+            f"{what}: ran out of memory ({size}the worker's limit is {memory_limit_mb():,} MB); "
+            f"raise it with {MEMORY_ENV}=MB if the machine has the memory", traceback_)
     raise errors.rebuild(response["error"], response["message"], traceback_)
+
+
+_OUT_OF_MEMORY = "out of memory"
+# How frameworks say an allocation failed, and where the message says how much was asked for.
+_ALLOCATION_FAILED = re.compile(
+    r"Failed to allocate memory|bad_alloc|ResourceExhausted|OOM when allocating|"
+    r"can't allocate memory|Unable to allocate|Cannot allocate memory|out of memory", re.IGNORECASE)
+_BYTES_ASKED = (
+    re.compile(r"buffer of size (\d+)"),  # onnxruntime
+    re.compile(r"you tried to allocate (\d+) bytes"),  # torch
+    re.compile(r"Unable to allocate ([\d.]+) ([KMGTP]?i?B)"),  # numpy
+)
+_UNITS = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "PiB": 2**50}
+_TF_OOM = re.compile(r"OOM when allocating tensor with shape\s*\[([\d, ]*)\] and type (\w+)")
+_TF_SIZES = {"float": 4, "double": 8, "half": 2, "bfloat16": 2, "int64": 8, "int32": 4,
+             "int16": 2, "int8": 1, "uint8": 1, "bool": 1, "complex64": 8}
+
+
+def out_of_memory(error: BaseException) -> tuple[bool, int | None]:
+    """Whether ``error`` (or an error it was raised from) is a failed allocation, and how many
+    bytes were asked for when its message says.
+
+    Covers MemoryError (numpy's too), std::bad_alloc, onnxruntime's "Failed to allocate
+    memory", TensorFlow's ResourceExhaustedError ("OOM when allocating") and torch's
+    "DefaultCPUAllocator: can't allocate memory".
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = f"{type(current).__name__}: {current}"
+        if isinstance(current, MemoryError) or _ALLOCATION_FAILED.search(text):
+            return True, bytes_asked(text)
+        current = current.__cause__ or current.__context__
+    return False, None
+
+
+def bytes_asked(message: str) -> int | None:
+    """The size of the failed allocation a framework's message names, if it does."""
+    for pattern in _BYTES_ASKED:
+        match = pattern.search(message)
+        if match:
+            unit = _UNITS.get(match.group(2), 0) if pattern.groups == 2 else 1
+            return int(float(match.group(1)) * unit) or None
+    match = _TF_OOM.search(message)
+    if match and match.group(2) in _TF_SIZES:
+        count = 1
+        for dim in match.group(1).replace(" ", "").split(","):
+            count *= int(dim) if dim else 1
+        return count * _TF_SIZES[match.group(2)]
+    return None
 
 
 def _signal_name(returncode: int) -> str:
@@ -291,11 +377,13 @@ def memory_limit_mb() -> int:
     return int(total * 0.8) // 2**20
 
 
-def _serve(scratch: Path, acks: int, memory_mb: int) -> None:
+def _serve(scratch: Path, acks: int, memory_mb: int, watch: int) -> None:
     """Answer the calls the parent announces on stdin (``N`` for ``request-N.pkl``) until it
-    closes stdin; each answer is ``response-N.pkl``, then ``N`` on the ``acks`` pipe."""
+    closes stdin; each answer is ``response-N.pkl``, then ``N`` on the ``acks`` pipe. When the
+    ``watch`` pipe closes (the parent died), kill this process group at once."""
+    threading.Thread(target=_watch_parent, args=(watch,), daemon=True).start()
     # Data (heap and private mappings), not address space: frameworks reserve huge virtual
-    # ranges they never touch.
+    # ranges they never touch (CUDA reserves more address space than the machine has memory).
     limit = memory_mb * 2**20
     resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     for line in sys.stdin:
@@ -311,6 +399,15 @@ def _serve(scratch: Path, acks: int, memory_mb: int) -> None:
         os.write(acks, f"{n}\n".encode())
 
 
+def _watch_parent(watch: int) -> None:
+    """Block until the parent's end of the watchdog pipe closes, then kill this process group:
+    a worker never outlives the CLI that started it."""
+    with contextlib.suppress(OSError):
+        while os.read(watch, 64):
+            pass
+    os.killpg(0, signal.SIGKILL)
+
+
 def _answer(func: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     module_name, func_name = func.split(":")
     try:
@@ -323,11 +420,13 @@ def _answer(func: str, kwargs: dict[str, Any]) -> dict[str, Any]:
                 "traceback": traceback.format_exc()}
     except BaseException as e:  # noqa: BLE001 - everything goes back to the parent
         first = (str(e).strip().splitlines() or [""])[0]
-        return {"ok": False, "error": type(e).__name__, "message": f"{type(e).__name__}: {first}",
+        failed, asked = out_of_memory(e)
+        return {"ok": False, "error": _OUT_OF_MEMORY if failed else type(e).__name__,
+                "message": f"{type(e).__name__}: {first}", "asked": asked,
                 "traceback": traceback.format_exc()}
 
 
 if __name__ == "__main__":
-    _serve(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))
+    _serve(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
     # Skip interpreter teardown: some frameworks crash or hang in their atexit handlers.
     os._exit(0)

@@ -66,8 +66,36 @@ def test_worker_env_is_scrubbed(monkeypatch) -> None:
 def test_memory_limit_stops_a_worker_that_allocates_too_much(monkeypatch) -> None:
     monkeypatch.setenv(worker.MEMORY_ENV, "400")
     assert worker.call(workload.allocate, megabytes=50) == 50 * 2**20
-    with pytest.raises(errors.WorkerCrashedError, match="400 MB memory limit.*PORTKIT_MEMORY"):
-        worker.call(workload.allocate, megabytes=2000, what="hungry")
+    with pytest.raises(errors.OutOfMemoryError,
+                       match=r"hungry: ran out of memory \(asked for 2.0 GB; the worker's limit is "
+                             r"400 MB\); raise it with PORTKIT_MEMORY_LIMIT_MB") as info:
+        worker.call(workload.allocate, megabytes=2048, what="hungry")
+    assert info.value.exit_code == errors.ExitCode.RUNTIME_CRASHED
+
+
+@pytest.mark.parametrize(("error", "asked"), [
+    (RuntimeError("[ONNXRuntimeError] : 1 : FAIL : Non-zero status code returned while running "
+                  "Expand node. Status Message: bfc_arena.cc:360 Failed to allocate memory for "
+                  "requested buffer of size 40000000000"), 40_000_000_000),
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate "
+                  "memory: you tried to allocate 40000000000 bytes. Error code 12"), 40_000_000_000),
+    (type("ResourceExhaustedError", (Exception,), {})(
+        "OOM when allocating tensor with shape[100000,100000] and type float on /cpu:0"),
+     40_000_000_000),
+    (MemoryError("Unable to allocate 37.3 GiB for an array with shape (100000, 100000)"),
+     int(37.3 * 2**30)),
+    (MemoryError("std::bad_alloc"), None),
+])
+def test_allocation_failures_of_each_framework_are_recognised(error: BaseException,
+                                                              asked: int | None) -> None:
+    assert worker.out_of_memory(error) == (True, asked)
+    wrapped = ValueError("conversion failed")
+    wrapped.__cause__ = error
+    assert worker.out_of_memory(wrapped) == (True, asked)
+
+
+def test_other_errors_are_not_taken_for_memory() -> None:
+    assert worker.out_of_memory(ValueError("shape mismatch: [3, 4] vs [4, 3]")) == (False, None)
 
 
 def test_a_warm_worker_serves_calls_in_one_process_and_restarts_after_a_crash() -> None:
@@ -84,6 +112,31 @@ def test_a_warm_worker_serves_calls_in_one_process_and_restarts_after_a_crash() 
         with pytest.raises(errors.WorkerTimeoutError):
             pool.call("tflite", workload.sleep, seconds=60, timeout=1)
         assert pool.call("tflite", workload.echo, value=3) == 3
+
+
+def test_a_stopped_worker_ends_the_call_another_thread_is_waiting_on() -> None:
+    import threading
+
+    w = worker.Worker()
+    w.call(workload.echo, value=1)
+    outcome: list[BaseException] = []
+
+    def waiting() -> None:
+        try:
+            w.call(workload.sleep, seconds=60)
+        except BaseException as e:  # noqa: BLE001 - the test reads it
+            outcome.append(e)
+
+    thread = threading.Thread(target=waiting)
+    thread.start()
+    time.sleep(0.5)
+    start = time.monotonic()
+    w.stop()
+    thread.join(10)
+    assert time.monotonic() - start < 5 and not thread.is_alive()
+    assert isinstance(outcome[0], errors.WorkerCrashedError)
+    with pytest.raises(errors.WorkerCrashedError, match="stopped"):  # and no new worker starts
+        w.call(workload.echo, value=1)
 
 
 def _not_a_task() -> None:
