@@ -386,13 +386,10 @@ def policy(quantize: Quantize | None = None, *, atol: float | None = None,
         UsageError: A number is out of its flag's range (``TOLERANCE_BOUNDS``), infinite or
             not a number.
     """
-    changes: dict[str, Any] = {key: value for key, value in (
+    changes: dict[str, Any] = {key: TOLERANCE_BOUNDS[key].check(value) for key, value in (
         ("atol", atol), ("rtol", rtol), ("scale_tol", scale_tol), ("min_cosine", min_cosine),
-        ("min_top1", min_top1), ("min_top5", min_top5)) if value is not None}
-    if samples is not None:
-        changes["samples"] = samples
-    for key in changes:
-        changes[key] = TOLERANCE_BOUNDS[key].check(changes[key])
+        ("min_top1", min_top1), ("min_top5", min_top5), ("samples", samples))
+        if value is not None}
     if (atol is not None or rtol is not None) and scale_tol is None:
         changes["scale_tol"] = 0.0
     return dataclasses.replace(POLICIES[quantize.value if quantize else "fp32"], **changes)
