@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from portkit import options
+from portkit.bounds import TIMEOUT
 from portkit.convert import pipeline
 from portkit.formats import sniff
 from portkit.options import (
@@ -284,8 +285,10 @@ def inspect(path: str | Path, *, timeout: float = worker.DEFAULT_TIMEOUT,
     ``.tflite``, its mobile report (Flex ops, quantization, layout).
 
     Raises:
+        UsageError: ``timeout`` is not a number of seconds above 0.
         PortkitError: The file is missing, unknown or cannot be loaded.
     """
+    TIMEOUT.check(timeout)
     src = Path(path).absolute()
     fmt = sniff(src)
     refuse_unloadable(src, fmt)

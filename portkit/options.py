@@ -15,6 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from portkit.bounds import (
+    BATCH,
+    MIN_RUNS,
+    MIN_SECONDS,
+    OPSET,
+    SEED,
+    THREADS,
+    TOLERANCE_BOUNDS,
+    WARMUP,
+    Bound,
+)
 from portkit.errors import UsageError
 from portkit.formats import TARGETS, Format
 from portkit.specs import TensorSpec
@@ -195,6 +206,13 @@ class Budget:
     min_seconds: float = 1.0
     max_runs: int = 100_000
 
+    def __post_init__(self) -> None:
+        """Refuse the values ``--warmup``, ``--min-runs`` and ``--min-seconds`` refuse."""
+        WARMUP.check(self.warmup)
+        MIN_RUNS.check(self.min_runs)
+        MIN_SECONDS.check(self.min_seconds)
+        Bound("max_runs", 1, integer=True).check(self.max_runs)
+
 
 @dataclass(frozen=True)
 class ConvertJob:
@@ -235,6 +253,10 @@ class ConvertJob:
     steps: int = 1
     state: Mapping[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Refuse the values ``--seed`` refuses."""
+        SEED.check(self.seed)
+
 
 @dataclass(frozen=True)
 class ValidateJob:
@@ -270,6 +292,10 @@ class ValidateJob:
     steps: int = 1
     state: Mapping[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Refuse the values ``--seed`` refuses."""
+        SEED.check(self.seed)
+
 
 @dataclass(frozen=True)
 class BenchJob:
@@ -290,6 +316,13 @@ class BenchJob:
     threads: int | None = None
     batch: int | None = None
     budget: Budget = Budget()
+
+    def __post_init__(self) -> None:
+        """Refuse the values ``--threads`` and ``--batch`` refuse."""
+        if self.threads is not None:
+            THREADS.check(self.threads)
+        if self.batch is not None:
+            BATCH.check(self.batch)
 
 
 def target(to: str) -> Format:
@@ -312,8 +345,10 @@ def convert_options(target: Format, *, signature: str | None = None, trust_model
 
     Raises:
         UsageError: A flag is out of place (``--quantize`` for ONNX, ``--int8-io`` without
-            int8...) or calibration data is missing.
+            int8...), ``opset`` is out of range, or calibration data is missing.
     """
+    if opset is not None:
+        opset = OPSET.check(opset)
     mode = Quantize.parse(quantize)
     if mode is not None:
         if target is not Format.TFLITE:
@@ -348,20 +383,15 @@ def policy(quantize: Quantize | None = None, *, atol: float | None = None,
     dropped unless ``scale_tol`` is given too.
 
     Raises:
-        UsageError: ``samples`` is below 1, or a tolerance is negative or not a number.
+        UsageError: A number is out of its flag's range (``TOLERANCE_BOUNDS``), infinite or
+            not a number.
     """
-    changes: dict[str, Any] = {key: value for key, value in (
+    changes: dict[str, Any] = {key: TOLERANCE_BOUNDS[key].check(value) for key, value in (
         ("atol", atol), ("rtol", rtol), ("scale_tol", scale_tol), ("min_cosine", min_cosine),
-        ("min_top1", min_top1), ("min_top5", min_top5)) if value is not None}
-    for key in ("atol", "rtol", "scale_tol"):
-        if key in changes and not changes[key] >= 0:  # NaN fails too
-            raise UsageError(f"--{key.replace('_', '-')} {changes[key]}: must be a number >= 0")
+        ("min_top1", min_top1), ("min_top5", min_top5), ("samples", samples))
+        if value is not None}
     if (atol is not None or rtol is not None) and scale_tol is None:
         changes["scale_tol"] = 0.0
-    if samples is not None:
-        if samples < 1:
-            raise UsageError(f"--samples {samples}: must be at least 1")
-        changes["samples"] = samples
     return dataclasses.replace(POLICIES[quantize.value if quantize else "fp32"], **changes)
 
 

@@ -50,11 +50,15 @@ def test_policy_takes_the_numbers_given_and_keeps_the_rest() -> None:
     assert policy(atol=0.0, rtol=0.0) == Tolerance(atol=0.0, rtol=0.0, scale_tol=0.0)
     assert policy(rtol=1e-3).scale_tol == 0.0 and policy(atol=1e-3, scale_tol=1e-5).scale_tol == 1e-5
     assert policy(scale_tol=1e-3) == Tolerance(scale_tol=1e-3)
-    for bad in ({"atol": -1.0}, {"scale_tol": float("nan")}):
-        with pytest.raises(UsageError, match="must be a number >= 0"):
+    for bad in ({"atol": -1.0}, {"scale_tol": float("nan")}, {"rtol": float("inf")}):
+        with pytest.raises(UsageError, match="must be a finite number >= 0"):
             policy(**bad)
-    with pytest.raises(UsageError, match="--samples 0: must be at least 1"):
+    with pytest.raises(UsageError, match=r"--samples 0: must be an integer in \[1, 10000\]"):
         policy(samples=0)
+    with pytest.raises(UsageError, match=r"--min-cosine 1.5: must be a finite number in \[-1, 1\]"):
+        policy(min_cosine=1.5)
+    with pytest.raises(UsageError, match=r"--min-top5 nan"):
+        policy(min_top5=float("nan"))
 
 
 def test_target_names() -> None:

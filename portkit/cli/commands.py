@@ -31,7 +31,9 @@ from portkit.cli.app import CONTEXT, cli, emit, progress, show
 @click.option("--int8-io", is_flag=True, help="With --quantize int8: int8 inputs and outputs too.")
 @click.option("--no-flex", is_flag=True,
               help="Fail (exit 3) rather than write a TFLite model needing the Flex runtime.")
-@click.option("--opset", type=int, help="ONNX opset (default: the converter's newest).")
+@click.option("--opset", type=flags.Number(flags.bounds.OPSET),
+              help="ONNX opset, one the route's ONNX converter writes (an opset no planned "
+                   "route writes is refused, exit 2) [default: the converter's].")
 @flags.INPUTS
 @flags.TOLERANCES
 @click.option("--no-validate", is_flag=True, help="Convert only; don't run and compare.")
@@ -147,14 +149,16 @@ def validate(artifact: Path | None, reference: Path | None, bundle_dir: Path | N
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
 @flags.RUNTIMES
 @flags.INPUT
-@click.option("--threads", type=int, help="CPU threads [default: the runtime's; TFLite: cores].")
-@click.option("--batch", type=int, help="Batch size to feed (replaces the first dimension).")
-@click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True,
+@click.option("--threads", type=flags.Number(flags.bounds.THREADS),
+              help="CPU threads, 1-1024 [default: the runtime's; TFLite: cores].")
+@click.option("--batch", type=flags.Number(flags.bounds.BATCH),
+              help="Batch size to feed, >= 1 (replaces the first dimension).")
+@click.option("--warmup", type=flags.Number(flags.bounds.WARMUP), default=5, show_default=True,
               help="Untimed runs.")
-@click.option("--min-runs", type=click.IntRange(min=1), default=30, show_default=True,
-              help="Timed runs at least.")
-@click.option("--min-seconds", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="Timed seconds at least.")
+@click.option("--min-runs", type=flags.Number(flags.bounds.MIN_RUNS), default=30,
+              show_default=True, help="Timed runs at least (>= 1).")
+@click.option("--min-seconds", type=flags.Number(flags.bounds.MIN_SECONDS), default=1.0,
+              show_default=True, help="Timed seconds at least.")
 @flags.timeout(what="each measurement")
 @flags.JSON
 def bench(models: tuple[Path, ...], warmup: int, min_runs: int, min_seconds: float,
@@ -181,10 +185,10 @@ def bench(models: tuple[Path, ...], warmup: int, min_runs: int, min_seconds: flo
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("config", type=click.Path(path_type=Path), default=Path("portkit.toml"))
-@click.option("--shard", "shard_spec", metavar="K/N",
+@click.option("--shard", "shard_spec", type=flags.Shard(), metavar="K/N",
               help="Run only shard K of N (every case lands in exactly one shard).")
-@click.option("-j", "--jobs", type=int, default=1, show_default=True,
-              help="Model x target groups run in parallel.")
+@click.option("-j", "--jobs", type=flags.Number(flags.bounds.JOBS), default=1,
+              show_default=True, help="Model x target groups run in parallel (1-256).")
 @click.option("--baseline", type=click.Path(path_type=Path),
               help="A previous run's JSON: fail on p50 regressions beyond p50_regression, or "
                    "on a case that passed there and fails now.")

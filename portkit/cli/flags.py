@@ -10,7 +10,50 @@ from typing import Any, TypeVar
 
 import click
 
+from portkit import bounds
+from portkit.errors import UsageError
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Number(click.ParamType):
+    """A numeric flag's value, refused by click (exit 2, one line naming the flag) unless its
+    ``bounds.Bound`` allows it: ``nan``, ``inf`` and out-of-range values never reach a command.
+    """
+
+    def __init__(self, bound: bounds.Bound) -> None:
+        self.bound = bound
+        self.name = "integer" if bound.integer else "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+                ) -> Any:
+        if not isinstance(value, str):
+            number = value
+        else:
+            try:
+                number = int(value) if self.bound.integer else float(value)
+            except ValueError:
+                number = None
+        if not self.bound.allows(number):
+            self.fail(f"{value} is not {self.bound.describe()}", param, ctx)
+        return int(number) if self.bound.integer else float(number)
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "SECONDS" if self.bound.noun == bounds.TIMEOUT.noun else self.name.upper()
+
+
+class Shard(click.ParamType):
+    """``--shard K/N`` with 1 <= K <= N, checked by click; the value stays the string."""
+
+    name = "K/N"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+                ) -> Any:
+        try:
+            bounds.parse_shard(str(value))
+        except UsageError:
+            self.fail(f"{value} is not K/N with whole numbers 1 <= K <= N, e.g. 2/3", param, ctx)
+        return str(value)
 
 
 def group(*options: Callable[[F], F]) -> Callable[[F], F]:
@@ -25,8 +68,9 @@ def group(*options: Callable[[F], F]) -> Callable[[F], F]:
 
 def timeout(default: float = 900, what: str = "each step (load, convert, run)") -> Callable[[F], F]:
     """``--timeout``: seconds a worker step may take."""
-    return click.option("--timeout", type=float, default=default, show_default=True,
-                        help=f"Seconds {what} may take in its worker.")
+    return click.option("--timeout", type=Number(bounds.TIMEOUT), default=default,
+                        show_default=True,
+                        help=f"Seconds {what} may take in its worker (0 < SECONDS <= a week).")
 
 
 INPUT = click.option(
@@ -56,26 +100,28 @@ INPUTS = group(
                  help="An .npz of input arrays (by input name, or in order; samples on an "
                       "extra leading axis) instead of seeded ones; it gives the shapes and "
                       "dtypes the model doesn't store."),
-    click.option("--seed", type=int, default=0, show_default=True,
-                 help="Seed of generated inputs."),
+    click.option("--seed", type=Number(bounds.SEED), default=0, show_default=True,
+                 help="Seed of generated inputs (0 to 2**32-1)."),
 )
 # The parity policy's numbers (defaults: by precision).
 TOLERANCES = group(
-    click.option("--scale-tol", type=float,
+    click.option("--scale-tol", type=Number(bounds.SCALE_TOL),
                  help="Error allowed per element as a fraction of the output's largest "
                       "reference magnitude [default: 1e-4 fp32, 1e-2 fp16; not used when "
                       "quantized]."),
-    click.option("--atol", type=float,
+    click.option("--atol", type=Number(bounds.ATOL),
                  help="Absolute tolerance per element [default: 1e-9 fp32, 1e-6 fp16]. With "
                       "--atol or --rtol alone the rule is numpy.allclose (no scale term)."),
-    click.option("--rtol", type=float, help="Relative tolerance per element [default: 0]."),
-    click.option("--samples", type=int,
-                 help="Inputs to compare on [default: 1; 32 when quantized, judged by cosine "
-                      "and top-1/top-5 agreement]."),
-    click.option("--min-cosine", type=float, help="Lowest cosine similarity that passes."),
-    click.option("--min-top1", "--top-k-agreement", "min_top1", type=float,
+    click.option("--rtol", type=Number(bounds.RTOL),
+                 help="Relative tolerance per element [default: 0]."),
+    click.option("--samples", type=Number(bounds.SAMPLES),
+                 help="Inputs to compare on, 1-10000 [default: 1; 32 when quantized, judged by "
+                      "cosine and top-1/top-5 agreement]."),
+    click.option("--min-cosine", type=Number(bounds.MIN_COSINE),
+                 help="Lowest cosine similarity (-1 to 1) that passes."),
+    click.option("--min-top1", "--top-k-agreement", "min_top1", type=Number(bounds.MIN_TOP1),
                  help="Lowest top-1 agreement (0-1) for classifier outputs."),
-    click.option("--min-top5", type=float,
+    click.option("--min-top5", type=Number(bounds.MIN_TOP5),
                  help="Lowest top-5 agreement (0-1) for classifier outputs."),
     click.option("--output-kind", "output_kinds", multiple=True, metavar="NAME=KIND",
                  help="What an output holds: classifier (judged by top-k agreement too), "

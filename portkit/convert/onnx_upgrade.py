@@ -37,7 +37,7 @@ def needs_upgrade(path: Path) -> bool:
 
 
 @register_edge(tool="onnx-upgrade", sources=(Format.ONNX,), target=Format.ONNX, cost=0.1,
-               when=needs_upgrade)
+               when=needs_upgrade, opsets=(TARGET_OPSET, TARGET_OPSET))
 def upgrade(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
             options: ConvertOptions) -> str:
     """``convert_version`` to ``TARGET_OPSET``; the IR version raised to what that opset needs,

@@ -77,7 +77,12 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
             constants.check_format(src, fmt)
         if fmt is job.target:
             raise UsageError(f"{src}: already {fmt.value}; pick another --to")
-        routes = plan(fmt, job, _preparations(src, fmt, ctx))
+        # An --opset no route writes is refused before any worker starts; routes that can't
+        # write it are dropped, with the reason, once the preparations are known.
+        registry.by_opset(registry.plan(fmt, job.target, quantize=job.options.quantize
+                                        is not None), job.options.opset)
+        routes, dropped = registry.by_opset(plan(fmt, job, _preparations(src, fmt, ctx)),
+                                            job.options.opset)
         if not routes:
             what = f"{job.options.quantize.value}-quantized " if job.options.quantize else ""
             raise ConversionError(
@@ -121,7 +126,9 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
             target=job.target.value,
             artifact=artifact,
             route=best.hops if best else (),
-            routes_tried=tuple(attempts),
+            routes_tried=tuple(attempts) + tuple(
+                Attempt(route=name, converted=False, passed=False, error=why)
+                for name, why in dropped.items()),
             checks=best.checks if best else (),
             inputs=reference.inputs,
             tolerance=job.tolerance,

@@ -78,6 +78,8 @@ class Edge:
         variants: Option sets besides its default, tried by ``--optimize latency``.
         when: For a preparation (an edge from ``target`` to itself): whether a source file
             needs it (runs in a worker).
+        opsets: For an edge writing ONNX: the lowest and highest default-domain opset it
+            writes as asked (``--opset``), measured with the frameworks here; None otherwise.
     """
 
     tool: str
@@ -89,6 +91,17 @@ class Edge:
     quantizes: bool = False
     variants: tuple[Variant, ...] = ()
     when: Callable[[Path], bool] | None = None
+    opsets: tuple[int, int] | None = None
+
+    def writes_opset(self, opset: int) -> bool:
+        """Whether it writes ONNX of ``opset`` when asked to (False: it writes no ONNX)."""
+        return self.opsets is not None and self.opsets[0] <= opset <= self.opsets[1]
+
+    @property
+    def opset_range(self) -> str:
+        """``torch.onnx writes opsets 18-23``, for messages."""
+        low, high = self.opsets or (0, 0)
+        return f"{self.tool} writes opsets {low}-{high}"
 
 
 @dataclass(frozen=True)
@@ -117,12 +130,14 @@ class Route:
 def register_edge(*, tool: str, sources: tuple[Format, ...], target: Format, cost: float,
                   channels_last: bool = False, quantizes: bool = False,
                   variants: tuple[Variant, ...] = (), when: Callable[[Path], bool] | None = None,
-                  ) -> Callable[[EdgeFunc], EdgeFunc]:
+                  opsets: tuple[int, int] | None = None) -> Callable[[EdgeFunc], EdgeFunc]:
     """Decorator: register ``fn(src, src_format, dst, inputs, options) -> detail`` as an edge.
 
     Raises:
         InternalError: The tool already has an edge to ``target``, the edge would convert a
-            format to itself without ``when``, or a preparation (``when``) reads other formats.
+            format to itself without ``when``, a preparation (``when``) reads other formats, or
+            ``opsets`` is missing on an edge writing ONNX, given on one that doesn't, or not
+            ``(low, high)`` with 1 <= low <= high.
     """
 
     def decorate(fn: EdgeFunc) -> EdgeFunc:
@@ -133,8 +148,14 @@ def register_edge(*, tool: str, sources: tuple[Format, ...], target: Format, cos
             raise InternalError(f"preparation {tool!r}: sources {sources} must be ({target},)")
         if when is None and (target in sources or not sources):
             raise InternalError(f"edge {tool!r}: sources {sources} must be non-empty, without {target}")
+        if (opsets is not None) != (target is Format.ONNX):
+            raise InternalError(f"edge {tool!r}: an edge writing ONNX declares the opsets it "
+                                f"writes (opsets=(low, high)), others none; got {opsets}")
+        if opsets is not None and not 1 <= opsets[0] <= opsets[1]:
+            raise InternalError(f"edge {tool!r}: opsets {opsets} must be (low, high), "
+                                "1 <= low <= high")
         _EDGES[key] = Edge(tool, sources, target, cost, fn, channels_last, quantizes, variants,
-                           when)
+                           when, opsets)
         return fn
 
     return decorate
@@ -190,6 +211,34 @@ def plan(source: Format, target: Format, max_hops: int = 3, *,
     return [v for r in ordered for v in (r, *(Route(r.edges, x) for x in r.edges[-1].variants))]
 
 
+def by_opset(routes: list[Route], opset: int | None) -> tuple[list[Route], dict[str, str]]:
+    """The routes that can honour ``--opset``: each of their hops writing ONNX writes it
+    (routes writing no ONNX have no opset to honour, and are kept).
+
+    Returns:
+        The routes kept, and why each route dropped was dropped, by route name.
+
+    Raises:
+        UsageError: ``opset`` is given but no route writes ONNX, or no route can write it.
+    """
+    if opset is None or not routes:
+        return routes, {}
+    onnx = {e.tool: e for r in routes for e in r.edges if e.opsets is not None and not e.when}
+    if not onnx:
+        raise UsageError(f"--opset {opset}: no route of this conversion writes ONNX "
+                         f"({', '.join(r.name for r in routes)}); drop --opset")
+    dropped = {r.name: "; ".join(e.opset_range for e in r.edges
+                                 if e.opsets is not None and not e.when
+                                 and not e.writes_opset(opset))
+               for r in routes}
+    kept = [r for r in routes if not dropped[r.name]]
+    if not kept:
+        raise UsageError(f"--opset {opset}: " + ", ".join(e.opset_range for e in onnx.values())
+                         + "; pick one in range")
+    return kept, {name: f"not tried: --opset {opset}: {why}"
+                  for name, why in dropped.items() if why}
+
+
 def preparations(fmt: Format) -> list[Edge]:
     """The preparations (edges from ``fmt`` to itself) a ``fmt`` source may need."""
     return [e for e in edges() if e.when is not None and e.target is fmt]
@@ -241,7 +290,8 @@ def run_edge(tool: str, target: Format, src: str, src_format: Format, dst: str,
 
     Raises:
         InternalError: No such edge, or it wrote nothing.
-        ConversionError: ``options.no_flex`` and the TFLite model needs the Flex runtime.
+        ConversionError: ``options.no_flex`` and the TFLite model needs the Flex runtime, or
+            an ONNX hop wrote another opset than ``options.opset``.
     """
     edges()
     if (tool, target) not in _EDGES:
@@ -256,6 +306,12 @@ def run_edge(tool: str, target: Format, src: str, src_format: Format, dst: str,
     seconds = time.perf_counter() - start
     if not Path(dst).exists():
         raise InternalError(f"{tool} reported success but wrote no {dst}")
+    if edge.opsets is not None and options.opset is not None and edge.when is None:
+        from portkit.convert.onnx_upgrade import opset
+
+        if (written := opset(Path(dst))) != options.opset:
+            raise ConversionError(f"{tool} wrote opset {written}, not {options.opset} "
+                                  "(--opset); pick another --opset or leave it out")
     if target is Format.TFLITE and options.no_flex:
         if flex := flex_ops(Path(dst)):
             raise ConversionError(f"{tool} emitted ops that need the Flex runtime: "

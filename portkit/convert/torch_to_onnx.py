@@ -22,10 +22,18 @@ from portkit.options import ConvertOptions
 from portkit.specs import TensorSpec
 
 LEGACY_OPSET = 17
+# The opsets each exporter writes as asked, measured with torch 2.13 and onnx 1.23: the dynamo
+# exporter writes 18 for any opset below 18 (and for 99), asked or not, so those are refused;
+# it writes 19-25 as asked, and 23 is the newest torch declares (``ONNX_MAX_OPSET``). The
+# legacy exporter writes what it is asked up to 23 and refuses 24; torch declares 7-20 for it
+# (``ONNX_MIN_OPSET``, ``ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET``), and ONNX Runtime runs no
+# opset below 7.
+DYNAMO_OPSETS = (18, 23)
+LEGACY_OPSETS = (7, 20)
 
 
 @register_edge(tool="torch.onnx", sources=(Format.TORCHSCRIPT, Format.EXPORTED_PROGRAM),
-               target=Format.ONNX, cost=1.0)
+               target=Format.ONNX, cost=1.0, opsets=DYNAMO_OPSETS)
 def export_dynamo(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
                   options: ConvertOptions) -> str:
     """``torch.onnx.export(..., dynamo=True)`` on the source's ExportedProgram."""
@@ -41,7 +49,7 @@ def export_dynamo(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
 
 
 @register_edge(tool="torch.onnx-legacy", sources=(Format.TORCHSCRIPT,), target=Format.ONNX,
-               cost=0.9)
+               cost=0.9, opsets=LEGACY_OPSETS)
 def export_legacy(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
                   options: ConvertOptions) -> str:
     """``torch.onnx.export(..., dynamo=False)`` on the TorchScript module."""

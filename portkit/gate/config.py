@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from portkit.bounds import P50_REGRESSION, TOLERANCE_BOUNDS, parse_shard
 from portkit.errors import UsageError
 from portkit.formats import TARGETS, sniff
 from portkit.options import OutputKind, Tolerance
@@ -116,26 +117,39 @@ def load_config(path: str | Path) -> list[ModelEntry]:
             artifact=(base / merged["artifact"]).absolute() if "artifact" in merged else None,
             targets=targets, runtimes=tuple(merged.get("runtimes", ())),
             inputs=tuple(merged.get("inputs", ())),
-            tolerance=_tolerance(merged, Tolerance()),
-            per_output={k: _tolerance(v, _tolerance(merged, Tolerance()), _OUTPUT_KEYS)
+            tolerance=_tolerance(merged, Tolerance(), where),
+            per_output={k: _tolerance(v, _tolerance(merged, Tolerance(), where),
+                                      f"{where} [model.outputs.{k}]", _OUTPUT_KEYS)
                         for k, v in merged.get("outputs", {}).items()},
-            p50_regression=merged.get("p50_regression"), signature=merged.get("signature"),
+            p50_regression=_p50_regression(merged.get("p50_regression"), where),
+            signature=merged.get("signature"),
         ))
     if not entries:
         raise UsageError(f"{path}: no [[model]] entries")
     return entries
 
 
-def _tolerance(values: dict[str, Any], base: Tolerance,
+def _tolerance(values: dict[str, Any], base: Tolerance, where: str,
                keys: tuple[str, ...] = _TOLERANCE_KEYS) -> Tolerance:
-    """``base`` with the ``keys`` set in ``values``; atol or rtol without scale_tol is
-    numpy.allclose, as the flags are (``options.policy``)."""
+    """``base`` with the ``keys`` set in ``values``, each in its flag's range; atol or rtol
+    without scale_tol is numpy.allclose, as the flags are (``options.policy``).
+
+    Raises:
+        UsageError: A number out of range, or not a number (``where`` says which entry).
+    """
     given = {k: values[k] for k in keys if k in values}
+    for key in given.keys() & TOLERANCE_BOUNDS.keys():
+        given[key] = TOLERANCE_BOUNDS[key].check(given[key], f"{where}: {key} =")
     if "kind" in given:
         given["kind"] = OutputKind.parse(given["kind"])
     if ("atol" in given or "rtol" in given) and "scale_tol" not in given:
         given["scale_tol"] = 0.0
     return dataclasses.replace(base, **given)
+
+
+def _p50_regression(value: Any, where: str) -> float | None:
+    """``p50_regression``, a finite fraction >= 0 (0.10: 10% slower fails), or None."""
+    return None if value is None else P50_REGRESSION.check(value, f"{where}: p50_regression =")
 
 
 def cases(entries: Sequence[ModelEntry]) -> list[Case]:
@@ -168,10 +182,5 @@ def shard(all_cases: Sequence[Case], spec: str | None) -> list[Case]:
     """
     if spec is None:
         return list(all_cases)
-    try:
-        k, n = (int(x) for x in spec.split("/"))
-    except ValueError:
-        raise UsageError(f"--shard {spec}: expected K/N, e.g. 2/3") from None
-    if not 1 <= k <= n:
-        raise UsageError(f"--shard {spec}: K must be between 1 and N")
+    k, n = parse_shard(spec)
     return [c for i, c in enumerate(all_cases) if i % n == k - 1]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from portkit.bounds import JOBS, TIMEOUT
 from portkit.convert import pipeline
 from portkit.errors import PortkitError, UsageError
 from portkit.fixtures import FIXTURES, save_fixture
@@ -104,7 +105,13 @@ def run(config: str | Path, *, shard_spec: str | None = None, jobs: int = 1,
 
     Returns:
         The report; ``exit_code`` 0 only when every case passed.
+
+    Raises:
+        UsageError: ``jobs``, ``timeout`` or ``shard_spec`` is out of range, or the config is
+            bad.
     """
+    JOBS.check(jobs)
+    TIMEOUT.check(timeout)
     started = time.perf_counter()
     entries = {m.name: m for m in load_config(config)}
     chosen = shard(cases(list(entries.values())), shard_spec)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from portkit.bounds import TIMEOUT
 from portkit.runtimes.worker import DEFAULT_TIMEOUT, Pool
 
 Progress = Callable[[str], contextlib.AbstractContextManager[Any]]
@@ -32,3 +33,7 @@ class RunContext:
     pool: Pool
     timeout: float = DEFAULT_TIMEOUT
     progress: Progress = no_progress
+
+    def __post_init__(self) -> None:
+        """Refuse a timeout ``--timeout`` refuses (0, negative, NaN, infinite)."""
+        TIMEOUT.check(self.timeout)

@@ -9,8 +9,8 @@ from collections.abc import Callable
 import click
 import pytest
 
-from portkit import api, gate
-from portkit.cli import cli
+from portkit import api, bounds, gate
+from portkit.cli import cli, flags
 
 # Options a command handles itself: output format, files it writes, flags it inverts or packs.
 HANDLED = {
@@ -50,3 +50,43 @@ def test_shared_options_are_the_same_option_in_convert_and_validate(name: str) -
 def test_validate_takes_trust_model_and_the_old_top_k_name() -> None:
     assert _option("validate", "trust_model").is_flag
     assert _option("validate", "min_top1").opts == ["--min-top1", "--top-k-agreement"]
+
+
+# Every numeric option and the bound it is checked against (written once, in portkit.bounds).
+NUMERIC = {
+    "convert": {"opset": bounds.OPSET, "timeout": bounds.TIMEOUT, "seed": bounds.SEED,
+                **bounds.TOLERANCE_BOUNDS},
+    "validate": {"timeout": bounds.TIMEOUT, "seed": bounds.SEED, **bounds.TOLERANCE_BOUNDS},
+    "inspect": {"timeout": bounds.TIMEOUT},
+    "bench": {"threads": bounds.THREADS, "batch": bounds.BATCH, "warmup": bounds.WARMUP,
+              "min_runs": bounds.MIN_RUNS, "min_seconds": bounds.MIN_SECONDS,
+              "timeout": bounds.TIMEOUT},
+    "check": {"jobs": bounds.JOBS, "timeout": bounds.TIMEOUT},
+}
+
+
+@pytest.mark.parametrize("command", sorted(NUMERIC))
+def test_every_number_option_is_checked_against_its_bound(command: str) -> None:
+    numbers = {p.name for p in cli.commands[command].params if isinstance(p, click.Option)
+               and p.type.name in ("integer", "number", "float", "integer range", "float range")}
+    # steps keeps click's IntRange(min=1); every other number has a Bound
+    assert numbers - {"steps"} == set(NUMERIC[command]), numbers
+    for name, bound in NUMERIC[command].items():
+        kind = _option(command, name).type
+        assert isinstance(kind, flags.Number) and kind.bound is bound, name
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-1", "abc", ""])
+def test_seconds_refuse_what_is_no_time_limit(value: str) -> None:
+    with pytest.raises(click.BadParameter) as e:
+        flags.Number(bounds.TIMEOUT).convert(value, None, None)
+    assert "\n" not in e.value.format_message() and value in e.value.format_message()
+
+
+def test_numbers_convert_to_their_kind_and_shard_stays_a_string() -> None:
+    assert flags.Number(bounds.TIMEOUT).convert("1.5", None, None) == 1.5
+    assert flags.Number(bounds.JOBS).convert("4", None, None) == 4
+    assert flags.Number(bounds.MIN_COSINE).convert("-1", None, None) == -1.0
+    assert flags.Shard().convert("2/3", None, None) == "2/3"
+    with pytest.raises(click.BadParameter, match="K/N"):
+        flags.Shard().convert("4/3", None, None)

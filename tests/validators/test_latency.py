@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from portkit.errors import UsageError
 from portkit.options import Budget
 from portkit.validators.latency import measure
 
@@ -16,7 +19,9 @@ def test_measure_runs_until_both_minimums_and_orders_percentiles() -> None:
     assert result.throughput > 0 and result.cv >= 0 and result.peak_rss_mb > 0
 
 
-def test_an_empty_budget_still_times_one_run() -> None:
-    result = measure(lambda: (lambda: None), Budget(warmup=0, min_runs=0, min_seconds=0.0),
+def test_the_smallest_budget_times_one_run_and_none_is_refused() -> None:
+    result = measure(lambda: (lambda: None), Budget(warmup=0, min_runs=1, min_seconds=0.0),
                      runtime="fake", device="cpu", threads=None, batch=1)
     assert result.runs == 1
+    with pytest.raises(UsageError, match="--min-runs 0: must be an integer in"):
+        Budget(warmup=0, min_runs=0, min_seconds=0.0)
