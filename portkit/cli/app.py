@@ -152,8 +152,10 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("portkit: interrupted (SIGINT)", err=True)
         code = 130
-    except click.ClickException as e:
-        e.show()
+    except click.ClickException as e:  # a bad flag or value: one line, like every error
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        click.echo(f"portkit: error: {' '.join(e.format_message().split())}{hint}", err=True)
         code = ExitCode.INVALID_INPUT
     except PortkitError as e:
         if debug:
