@@ -42,9 +42,10 @@ def test_resolve_unknown_name_lists_the_model_inputs() -> None:
         resolve_inputs("m.pt", stored, [parse_input_flag("zzz:1x2")])
 
 
-def test_resolve_takes_renamed_flags_in_order() -> None:
-    got = resolve_inputs("m", [TensorSpec("args_0", None, "")], [parse_input_flag("x:2x2")])
-    assert got == [TensorSpec("args_0", (2, 2), "float32")]
+def test_resolve_refuses_a_renamed_flag_rather_than_guess_by_order() -> None:
+    with pytest.raises(UsageError, match=r"--input names x, but the model's inputs are args_0; "
+                                         r"name them so, e\.g\. --input args_0:2x2"):
+        resolve_inputs("m", [TensorSpec("args_0", None, "")], [parse_input_flag("x:2x2")])
 
 
 def test_make_inputs_is_seeded() -> None:
@@ -62,11 +63,14 @@ def test_inputs_file_refuses_object_arrays(tmp_path) -> None:
         load_inputs_file(str(path), [TensorSpec("x", (1,))])
 
 
-def test_inputs_file_by_name_and_by_order(tmp_path) -> None:
+def test_inputs_file_by_name_and_unnamed_arrays_by_order(tmp_path) -> None:
     path = tmp_path / "in.npz"
-    np.savez(path, anything=np.ones((1, 2), np.float32))
+    np.savez(path, np.ones((1, 2), np.float32))  # saved unnamed: arr_0
     [got] = load_inputs_file(str(path), [TensorSpec("x", (1, 2))])
     assert list(got) == ["x"] and got["x"].shape == (1, 2)
+    np.savez(path, anything=np.ones((1, 2), np.float32))
+    with pytest.raises(UsageError, match=r"holds anything; the model's inputs are x"):
+        load_inputs_file(str(path), [TensorSpec("x", (1, 2))])
 
 
 @pytest.mark.parametrize("shape", [(5, 1, 3, 4), (5, 3, 4)])

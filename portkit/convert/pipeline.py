@@ -256,6 +256,12 @@ class _Reference:
         if not self._job.done():
             pool.discard(name)
 
+    def raise_bad_input(self) -> None:
+        """Raise the reference's error now if it has already failed on the user's inputs or
+        flags: every later route would fail on them too."""
+        if self._job.done() and isinstance(self._job.exception(), UsageError):
+            self._job.result()
+
     def get(self) -> Reference:
         """The reference (raises what its worker raised)."""
         if not self._job.done():
@@ -305,6 +311,7 @@ class _Conversion:
                 self._ref.get()  # the reference's own error outranks it
                 raise
             except PortkitError as e:
+                self._ref.raise_bad_input()
                 return Attempt(route=route.name, converted=False, passed=False,
                                error=f"{edge.tool}: {e}", hops=tuple(hops),
                                channels_last=route.channels_last), dst
