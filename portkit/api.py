@@ -147,6 +147,7 @@ def convert(
     with contextlib.ExitStack() as stack:
         if not isinstance(source, (str, Path)):
             source = pipeline.save_module(source, given, stack)
+            given = []  # the .pt2 holds them, under forward's own argument names
         job = ConvertJob(
             source=Path(source), target=target,
             output=Path(output) if output is not None else None, inputs=tuple(given),

@@ -17,7 +17,7 @@ from typing import Any
 
 from portkit.errors import UsageError
 from portkit.formats import TARGETS, Format
-from portkit.specs import TensorSpec, read_arrays
+from portkit.specs import TensorSpec, read_arrays, refuse_nonfinite
 
 # A value ``--const`` binds an input to (a Python scalar: TorchScript ``sr: int``, or an ONNX
 # scalar tensor).
@@ -324,7 +324,8 @@ def convert_options(target: Format, *, signature: str | None = None, trust_model
 
     Raises:
         UsageError: A flag is out of place (``--quantize`` for ONNX, ``--int8-io`` without
-            int8...), or calibration data is missing or can't be read as arrays.
+            int8...), or calibration data is missing, can't be read as arrays or holds NaN/inf
+            (without ``allow_nonfinite``).
     """
     mode = Quantize.parse(quantize)
     if mode is not None:
@@ -342,7 +343,11 @@ def convert_options(target: Format, *, signature: str | None = None, trust_model
         if not Path(calibration).exists():
             raise UsageError(f"--calibration {calibration}: no such file or folder")
         calibration = str(Path(calibration).absolute())
-        read_arrays(calibration, "--calibration")  # a bad file fails now, not mid-conversion
+        # A bad file fails now, not mid-conversion.
+        for name, array in read_arrays(calibration, "--calibration").items():
+            if not allow_nonfinite:
+                refuse_nonfinite(f"--calibration {calibration}", name or "(the .npy files)",
+                                 array)
     if int8_io and mode is not Quantize.INT8:
         raise UsageError("--int8-io is for --quantize int8")
     if no_flex and target is not Format.TFLITE:

@@ -229,7 +229,7 @@ def read_arrays(path: str, what: str = "--inputs") -> dict[str, np.ndarray]:
             return {k: data[k] for k in data.files}
     except UsageError:
         raise
-    except Exception as e:  # noqa: BLE001 - a damaged file fails in zipfile, zlib, the header parser...
+    except Exception as e:  # noqa: BLE001 - damage fails in zipfile, zlib, the header parser...
         why = "object arrays (portkit never unpickles them; save numeric arrays)" \
             if "allow_pickle" in str(e) else f"{type(e).__name__}: {e}"
         raise UsageError(f"{what} {path}: cannot read it as .npz or .npy files: "

@@ -73,6 +73,8 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
         shown = FileInfo(str(src), fmt.value)  # the user's file, even if exported first
         if fmt is Format.TORCH_PICKLE and job.options.load.trust_model:
             src, fmt = _export_trusted_pickle(src, list(job.inputs), stack, ctx)
+            # The .pt2 holds the shapes, under forward's own argument names.
+            job = dataclasses.replace(job, inputs=())
         refuse_unloadable(src, fmt)
         if job.constants:
             constants.check_format(src, fmt)
