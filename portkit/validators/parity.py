@@ -54,7 +54,8 @@ def metrics(name: str, ref: Arrays, got: Arrays, tol: Tolerance,
     nonfinite = _nonfinite(r, g, finite, tol.allow_nonfinite)
     # Non-finite values that match count as no error, those that don't as an infinite one.
     same = (r == g) | (np.isnan(r) & np.isnan(g))
-    diff = np.where(finite, np.abs(np.where(finite, g - r, 0.0)), np.where(same, 0.0, np.inf))
+    diff = np.where(finite, np.abs(np.where(finite, g, 0.0) - np.where(finite, r, 0.0)),
+                    np.where(same, 0.0, np.inf))
     magnitude = np.abs(np.where(finite, r, 0.0))
     scale = float(magnitude.max()) if diff.size else 0.0
     max_abs = float(diff.max()) if diff.size else 0.0

@@ -155,10 +155,10 @@ def test_non_finite_inputs_are_exit_2_unless_allowed(cnn, tmp_path, value, count
 
 def test_all_nan_outputs_never_pass_and_match_exactly_when_allowed(cnn, tmp_path, workers
                                                                    ) -> None:
-    import portkit
+    from portkit.api import validate
 
     path = _npz(tmp_path, "x.npz", x=np.full(SHAPE, np.nan, np.float32))
-    allowed = portkit.validate(cnn["onnx"], cnn["pt"], inputs_file=path, allow_nonfinite=True,
+    allowed = validate(cnn["onnx"], cnn["pt"], inputs_file=path, allow_nonfinite=True,
                                runtimes=["onnxruntime"], workers=workers)
     assert allowed.exit_code == 0  # NaN where the reference has NaN: an exact match
     [row] = allowed.checks[0].outputs
