@@ -191,9 +191,11 @@ def _explain(name: str, fed: list[TensorSpec], specs: list[TensorSpec],
         return
     what = ", ".join(f"{s.name!r} as {s.dtype}" for s in odd)
     source = f"--inputs {inputs_file}" if inputs_file else "--input"
-    first = str(error).strip().splitlines()[-1][:200] if str(error).strip() else ""
+    kind = type(error).__name__
+    last = str(error).strip().splitlines()[-1] if str(error).strip() else ""
+    last = last.removeprefix(f"{kind}: ")[:200]
     raise UsageError(
-        f"{name}: the model failed on input {what} ({type(error).__name__}: {first}); it "
+        f"{name}: the model failed on input {what} ({kind}: {last}); it "
         f"declares no input dtypes, so the dtype came from {source}: give the dtype the model "
         f"takes (e.g. float32)"
     ) from None
