@@ -72,6 +72,7 @@ def convert(
     consts: Mapping[str, Scalar] | Sequence[str] = (),
     steps: int = 1,
     state: Mapping[str, str] | Sequence[str] = (),
+    allow_nonfinite: bool = False,
     workers: worker.Pool | None = None,
 ) -> ConvertReport:
     """Convert a model to another format and prove the artifact matches its source.
@@ -119,6 +120,8 @@ def convert(
             is fed the state the previous returned (the artifact its own).
         state: ``["IN=OUT"]`` or ``{IN: OUT}``: output OUT is fed back as input IN (default:
             guessed by name and shape when ``steps`` > 1).
+        allow_nonfinite: Let NaN/inf through in ``inputs_file`` and ``calibration`` (else
+            refused), and compare non-finite outputs exactly (else an output holding any fails).
         workers: Warm workers to run in, kept by the caller across calls: the reference (one
             per source framework), the converters (one per source format) and the artifacts
             (one per runtime). Default: workers of this call's own, stopped when it returns.
@@ -133,16 +136,19 @@ def convert(
     given = parse_inputs(inputs)
     convert_options = options.convert_options(
         target, signature=signature, trust_model=trust_model, quantize=quantize,
-        calibration=calibration, int8_io=int8_io, no_flex=no_flex, opset=opset)
+        calibration=calibration, int8_io=int8_io, no_flex=no_flex, opset=opset,
+        allow_nonfinite=allow_nonfinite)
     goal = options.optimize_goal(optimize, route, validate)
     bound = options.constants(consts)
     tolerance = options.policy(convert_options.quantize, atol=atol, rtol=rtol,
                                scale_tol=scale_tol, samples=samples, min_cosine=min_cosine,
-                               min_top1=min_top1, min_top5=min_top5)
+                               min_top1=min_top1, min_top5=min_top5,
+                               allow_nonfinite=allow_nonfinite)
     per_output = options.output_kinds(tolerance, output_kinds)
     with contextlib.ExitStack() as stack:
         if not isinstance(source, (str, Path)):
             source = pipeline.save_module(source, given, stack)
+            given = []  # the .pt2 holds them, under forward's own argument names
         job = ConvertJob(
             source=Path(source), target=target,
             output=Path(output) if output is not None else None, inputs=tuple(given),
@@ -177,6 +183,7 @@ def validate(
     consts: Mapping[str, Scalar] | Sequence[str] = (),
     steps: int = 1,
     state: Mapping[str, str] | Sequence[str] = (),
+    allow_nonfinite: bool = False,
     progress: Progress = no_progress,
     workers: worker.Pool | None = None,
 ) -> ValidateReport:
@@ -206,6 +213,8 @@ def validate(
             is fed the state the previous returned (the artifact its own).
         state: ``["IN=OUT"]`` or ``{IN: OUT}``: output OUT is fed back as input IN (default:
             guessed by name and shape when ``steps`` > 1).
+        allow_nonfinite: Let NaN/inf through in ``inputs_file`` (else refused), and compare
+            non-finite outputs exactly (else an output holding any fails).
         progress: ``progress(message)`` context managers around each step.
         workers: Warm workers to run in, kept by the caller across calls (the reference's and
             one per runtime).
@@ -217,7 +226,8 @@ def validate(
         PortkitError: Bad arguments or model files.
     """
     tolerance = options.policy(atol=atol, rtol=rtol, scale_tol=scale_tol, samples=samples,
-                               min_cosine=min_cosine, min_top1=min_top1, min_top5=min_top5)
+                               min_cosine=min_cosine, min_top1=min_top1, min_top5=min_top5,
+                               allow_nonfinite=allow_nonfinite)
     job = ValidateJob(
         artifact=Path(artifact), reference=Path(reference), inputs=tuple(parse_inputs(inputs)),
         inputs_file=Path(inputs_file) if inputs_file else None, tolerance=tolerance,

@@ -28,7 +28,7 @@ from portkit.bounds import (
 )
 from portkit.errors import UsageError
 from portkit.formats import TARGETS, Format
-from portkit.specs import TensorSpec
+from portkit.specs import TensorSpec, read_arrays, refuse_nonfinite
 
 # A value ``--const`` binds an input to (a Python scalar: TorchScript ``sr: int``, or an ONNX
 # scalar tensor).
@@ -99,6 +99,7 @@ class ConvertOptions:
         opset: ONNX opset for converters that take one (None: the newest they support).
         variant: A converter option set the edge declares (``Variant.name``), for the hop
             that writes the target; None: the edge's default.
+        allow_nonfinite: Let NaN and inf calibration values through (``--allow-nonfinite``).
     """
 
     load: LoadOptions = LoadOptions()
@@ -108,6 +109,7 @@ class ConvertOptions:
     no_flex: bool = False
     opset: int | None = None
     variant: str | None = None
+    allow_nonfinite: bool = False
 
 
 class OutputKind(str, enum.Enum):
@@ -154,6 +156,10 @@ class Tolerance:
         samples: How many inputs the source and artifact are compared on.
         policy: The policy's name (the precision it fits: fp32, fp16, dynamic, int8, int16x8).
         kind: What the output holds (None: guessed, see ``validators.parity.guess_kind``).
+        allow_nonfinite: NaN and inf are compared rather than refused (``--allow-nonfinite``):
+            inputs may hold them, and an output's must match the reference's exactly (same
+            places, same values, NaN equal to NaN) while the finite rest is judged as usual.
+            Without it an output holding any NaN or inf fails.
     """
 
     atol: float | None = 1e-9
@@ -165,6 +171,7 @@ class Tolerance:
     samples: int = 1
     policy: str = "fp32"
     kind: OutputKind | None = None
+    allow_nonfinite: bool = False
 
     @classmethod
     def from_plain(cls, data: Mapping[str, Any]) -> Tolerance:
@@ -223,7 +230,9 @@ class ConvertJob:
         target: The format to write.
         output: Where (None: beside the source, with the target's suffix).
         inputs: ``--input`` specs, for shapes the source doesn't store.
-        inputs_file: An ``.npz`` of inputs to compare on, instead of seeded ones.
+        inputs_file: An ``.npz`` of inputs to compare on, instead of seeded ones. Its arrays are cast to the
+            inputs' dtypes where no value changes; NaN/inf only with
+            ``tolerance.allow_nonfinite``.
         route: Only the route of this name.
         validate: Run and compare the artifact (False: convert only).
         seed: Seed of generated inputs.
@@ -266,7 +275,9 @@ class ValidateJob:
         artifact: The converted model.
         reference: The model it was converted from (run as the reference).
         inputs: ``--input`` specs, for shapes the reference doesn't store.
-        inputs_file: An ``.npz`` of inputs to compare on.
+        inputs_file: An ``.npz`` of inputs to compare on. Its arrays are cast to the
+            inputs' dtypes where no value changes; NaN/inf only with
+            ``tolerance.allow_nonfinite``.
         tolerance: The parity policy.
         per_output: Policies for some outputs, by reference output name.
         seed: Seed of generated inputs.
@@ -340,12 +351,14 @@ def target(to: str) -> Format:
 def convert_options(target: Format, *, signature: str | None = None, trust_model: bool = False,
                     quantize: str | Quantize | None = None,
                     calibration: str | Path | None = None, int8_io: bool = False,
-                    no_flex: bool = False, opset: int | None = None) -> ConvertOptions:
+                    no_flex: bool = False, opset: int | None = None,
+                    allow_nonfinite: bool = False) -> ConvertOptions:
     """Check the flags that only make sense together and build the converters' options.
 
     Raises:
         UsageError: A flag is out of place (``--quantize`` for ONNX, ``--int8-io`` without
-            int8...), ``opset`` is out of range, or calibration data is missing.
+            int8...), ``opset`` is out of range, or calibration data is missing, can't be read
+            as arrays or holds NaN/inf (without ``allow_nonfinite``).
     """
     if opset is not None:
         opset = OPSET.check(opset)
@@ -365,19 +378,26 @@ def convert_options(target: Format, *, signature: str | None = None, trust_model
         if not Path(calibration).exists():
             raise UsageError(f"--calibration {calibration}: no such file or folder")
         calibration = str(Path(calibration).absolute())
+        # A bad file fails now, not mid-conversion.
+        for name, array in read_arrays(calibration, "--calibration").items():
+            if not allow_nonfinite:
+                refuse_nonfinite(f"--calibration {calibration}", name or "(the .npy files)",
+                                 array)
     if int8_io and mode is not Quantize.INT8:
         raise UsageError("--int8-io is for --quantize int8")
     if no_flex and target is not Format.TFLITE:
         raise UsageError("--no-flex is for --to tflite")
     return ConvertOptions(LoadOptions(signature, trust_model), mode, calibration, int8_io,
-                          no_flex, opset)
+                          no_flex, opset, allow_nonfinite=allow_nonfinite)
 
 
 def policy(quantize: Quantize | None = None, *, atol: float | None = None,
            rtol: float | None = None, scale_tol: float | None = None,
            samples: int | None = None, min_cosine: float | None = None,
-           min_top1: float | None = None, min_top5: float | None = None) -> Tolerance:
-    """The precision's default policy, with the numbers the user set.
+           min_top1: float | None = None, min_top5: float | None = None,
+           allow_nonfinite: bool = False) -> Tolerance:
+    """The precision's default policy, with the numbers the user set (and
+    ``--allow-nonfinite``).
 
     An explicit ``atol`` or ``rtol`` is an explicit ``numpy.allclose`` rule: the scale term is
     dropped unless ``scale_tol`` is given too.
@@ -392,6 +412,8 @@ def policy(quantize: Quantize | None = None, *, atol: float | None = None,
         if value is not None}
     if (atol is not None or rtol is not None) and scale_tol is None:
         changes["scale_tol"] = 0.0
+    if allow_nonfinite:
+        changes["allow_nonfinite"] = True
     return dataclasses.replace(POLICIES[quantize.value if quantize else "fp32"], **changes)
 
 

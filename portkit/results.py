@@ -164,6 +164,9 @@ class OutputParity:
         top5: Share of score vectors whose reference top-1 class is in the artifact's top 5.
         failed: The criteria that failed (``non-finite``, ``max abs err``, ``cosine``,
             ``top-1``, ``top-5``).
+        nonfinite: Why its NaN/inf failed it (``12 NaN in the reference, 12 NaN in the
+            artifact``), if they did; the other metrics are over the values finite on both
+            sides.
     """
 
     name: str
@@ -185,6 +188,7 @@ class OutputParity:
     top1: float | None = None
     top5: float | None = None
     failed: tuple[str, ...] = ()
+    nonfinite: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

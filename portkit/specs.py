@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import re
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,10 @@ import numpy as np
 from portkit.errors import UsageError
 
 _DTYPES = ("float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool")
-_INPUT_FLAG = re.compile(r"^(?P<name>[^:]+):(?P<shape>\d+(?:x\d+)*|scalar)(?::(?P<dtype>\w+))?$")
+_INPUT_FLAG = re.compile(
+    r"^(?P<name>[^:]+):(?P<shape>-?\d+(?:x-?\d+)*|scalar)(?::(?P<dtype>\w+))?$")
+# Array names that hold no input name (``np.savez(path, a, b)``): matched to inputs in order.
+_POSITIONAL = re.compile(r"^arr_\d+$")
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,10 @@ def parse_input_flag(text: str) -> TensorSpec:
     if dtype and dtype not in _DTYPES:
         raise UsageError(f"--input {text!r}: unknown dtype {dtype!r}; one of {', '.join(_DTYPES)}")
     shape = () if m["shape"] == "scalar" else tuple(int(d) for d in m["shape"].split("x"))
+    if any(d < 1 for d in shape):
+        raise UsageError(f"--input {text!r}: every dimension must be at least 1 (a tensor with "
+                         "a 0 or negative dimension holds nothing to compare); e.g. "
+                         f"--input {m['name']}:{'x'.join(str(max(d, 1)) for d in shape)}")
     return TensorSpec(m["name"], shape, dtype)
 
 
@@ -95,20 +101,32 @@ def resolve_inputs(
         One static spec per model input, in the model's order.
 
     Raises:
-        UsageError: An ``--input`` names no input of the model, or a shape is still unknown.
+        UsageError: An ``--input`` names no input of the model or a dtype it doesn't take,
+            or a shape is still unknown.
     """
     by_name = {s.name: s for s in given}
-    known = {s.name for s in stored}
+    known = {s.name: s for s in stored}
     unknown = [n for n in by_name if n not in known]
-    if unknown and len(given) == len(stored) and not any(n in known for n in by_name):
-        # Names differ from the model's, but one flag per input: take them in order.
-        by_name = {s.name: TensorSpec(s.name, g.shape, g.dtype) for s, g in zip(stored, given)}
-    elif unknown:
+    if unknown:
         raise UsageError(
             f"{model_name}: --input names {', '.join(unknown)}, but the model's inputs are "
-            f"{', '.join(s.name for s in stored) or '(none)'}"
+            f"{', '.join(known) or '(none)'}; name them so, e.g. --input "
+            f"{next(iter(known), 'NAME')}:{example_shape(by_name[unknown[0]])}"
         )
+    for g in given:
+        _refuse_fixed(model_name, known[g.name], g)
+        want = known[g.name].dtype
+        if g.dtype and want and g.dtype != want:
+            raise UsageError(
+                f"{model_name}: --input {g.name}:...:{g.dtype}: the model's input {g.name!r} "
+                f"takes {want}, not {g.dtype}; drop ':{g.dtype}' or give ':{want}'"
+            )
     if arrays:
+        strange = [n for n in arrays if n and not _POSITIONAL.match(n) and n not in known]
+        if strange:
+            raise UsageError(f"{model_name}: --inputs holds {', '.join(strange)}, but the "
+                             f"model's inputs are {', '.join(known) or '(none)'}: save one "
+                             "array per input under its name")
         from_file = specs_from_arrays([s for s in stored if s.name not in by_name
                                        and not s.is_static], arrays)
         by_name.update({s.name: s for s in from_file})
@@ -126,6 +144,26 @@ def resolve_inputs(
             )
         resolved.append(spec)
     return resolved
+
+
+def _refuse_fixed(model_name: str, stored: TensorSpec, given: TensorSpec) -> None:
+    """Refuse an ``--input`` shape that differs from a dimension the model fixes (the model's
+    runtime would refuse it, or fail deep inside a run).
+
+    Raises:
+        UsageError: The rank or a fixed dimension differs, naming the shape the model takes.
+    """
+    have, want = given.shape, stored.shape
+    if have is None or want is None:
+        return
+    if len(have) == len(want) and all(w is None or h == w for h, w in zip(have, want)):
+        return
+    dims = "x".join(str(d) for d in have) or "scalar"
+    raise UsageError(
+        f"{model_name}: --input {given.name}:{dims}: the model takes {stored.describe()} (its "
+        f"fixed dimensions can't change); pass --input {given.name}:{example_shape(stored)}, "
+        "or export the model with the dimension you need left dynamic"
+    )
 
 
 def example_shape(spec: TensorSpec) -> str:
@@ -148,7 +186,8 @@ def specs_from_arrays(stored: list[TensorSpec], arrays: dict[str, np.ndarray]
 
     An array of the input's rank is one sample; one rank higher holds samples on its first
     axis; an input of unknown rank takes the array as one sample (a folder's stacked ``.npy``
-    files, read as the array ``""``, always hold samples on the first axis).
+    files, read as the array ``""``, always hold samples on the first axis). An input of unknown
+    dtype takes the array's (``default_dtype``).
     """
     stacked = "" in arrays
     found = []
@@ -158,8 +197,15 @@ def specs_from_arrays(stored: list[TensorSpec], arrays: dict[str, np.ndarray]
         shape = tuple(array.shape)
         if stacked or (spec.shape is not None and len(shape) == len(spec.shape) + 1):
             shape = shape[1:]
-        found.append(TensorSpec(spec.name, shape, spec.dtype or array.dtype.name))
+        found.append(TensorSpec(spec.name, shape, spec.dtype or default_dtype(array.dtype)))
     return found
+
+
+def default_dtype(dtype: np.dtype) -> str:
+    """The dtype an input the model declares none for (TorchScript) is fed as, given an array
+    of ``dtype``: float64 as float32 (portkit's float, as seeded inputs are), others as they
+    are."""
+    return "float32" if dtype == np.float64 else dtype.name
 
 
 def read_arrays(path: str, what: str = "--inputs") -> dict[str, np.ndarray]:
@@ -176,10 +222,18 @@ def read_arrays(path: str, what: str = "--inputs") -> dict[str, np.ndarray]:
             if not files:
                 raise UsageError(f"{what} {path}: the folder holds no .npy files")
             return {"": np.stack([np.load(f, allow_pickle=False) for f in files])}
-        with np.load(path, allow_pickle=False) as data:
+        data = np.load(path, allow_pickle=False)
+        if isinstance(data, np.ndarray):  # one .npy file: one array
+            return {"arr_0": data}
+        with data:
             return {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise UsageError(f"{what} {path}: cannot read it as .npz or .npy files ({e})") from None
+    except UsageError:
+        raise
+    except Exception as e:  # noqa: BLE001 - damage fails in zipfile, zlib, the header parser...
+        why = "object arrays (portkit never unpickles them; save numeric arrays)" \
+            if "allow_pickle" in str(e) else f"{type(e).__name__}: {e}"
+        raise UsageError(f"{what} {path}: cannot read it as .npz or .npy files: "
+                         f"{why}; write it with numpy.savez(path, NAME=array, ...)") from None
 
 
 def _batch_one(shape: tuple[int | None, ...] | None) -> tuple[int | None, ...] | None:
@@ -212,37 +266,49 @@ def make_inputs(specs: list[TensorSpec], seed: int) -> dict[str, np.ndarray]:
     return out
 
 
-def load_inputs_file(path: str, specs: list[TensorSpec], what: str = "--inputs"
-                     ) -> list[dict[str, np.ndarray]]:
+def load_inputs_file(path: str, specs: list[TensorSpec], what: str = "--inputs",
+                     allow_nonfinite: bool = False) -> list[dict[str, np.ndarray]]:
     """Read ``--inputs file.npz`` (or ``--calibration``): one or more samples per input.
 
     An array shaped like its input is one sample; one with an extra leading axis is a batch of
     samples (``(32, 1, 3, 224, 224)`` for a ``1x3x224x224`` input). A folder of ``.npy`` files is
     read as one sample per file, for a model with one input. Object arrays are never unpickled.
+    Each array is cast to its input's dtype by ``cast_to`` and, unless ``allow_nonfinite``,
+    must hold no NaN or inf (``refuse_nonfinite``).
 
     Args:
-        path: An ``.npz`` file holding one array per model input (by name, else in order), or a
-            folder of ``.npy`` files.
+        path: An ``.npz`` file holding one array per model input (by name, else in order when
+            written unnamed as ``arr_0, arr_1...``), or a folder of ``.npy`` files.
         specs: The model's inputs (static).
         what: The flag named in errors.
+        allow_nonfinite: Let NaN and inf through (``--allow-nonfinite``).
 
     Returns:
         One feed dict per sample.
 
     Raises:
-        UsageError: The file can't be read, holds object arrays, lacks an input, or shapes
-            don't fit.
+        UsageError: The file can't be read, holds object arrays, lacks an input or names one
+            the model doesn't have, shapes don't fit, a dtype can't be cast without changing
+            values, or values are NaN/inf.
     """
     arrays = read_arrays(path, what)
     if "" in arrays and len(specs) != 1:
         raise UsageError(f"{what} {path}: a folder needs one .npy file per sample of a "
                          f"one-input model; the model has {len(specs)} inputs")
     chosen = _by_input(specs, arrays)
-    if any(a is None for a in chosen):
+    extra = [n for n in arrays if n and not _POSITIONAL.match(n)
+             and n not in {s.name for s in specs}]
+    if any(a is None for a in chosen) or extra:
         raise UsageError(
-            f"{what} {path}: holds {', '.join(arrays) or 'nothing'}; the model needs "
-            f"{', '.join(s.name for s in specs)}"
+            f"{what} {path}: holds {', '.join(arrays) or 'nothing'}; the model's inputs are "
+            f"{', '.join(s.name for s in specs)}: save one array per input under its name"
         )
+    where = f"{what} {path}"
+    chosen = [cast_to(a, s.dtype, where, s.name) if s.dtype else a
+              for s, a in zip(specs, chosen)]
+    if not allow_nonfinite:
+        for s, a in zip(specs, chosen):
+            refuse_nonfinite(where, s.name, a)
     batches = [_as_samples(what, path, s, a) for s, a in zip(specs, chosen)]
     counts = {len(b) for b in batches}
     if len(counts) != 1:
@@ -251,13 +317,82 @@ def load_inputs_file(path: str, specs: list[TensorSpec], what: str = "--inputs"
     return [{s.name: b[i] for s, b in zip(specs, batches)} for i in range(counts.pop())]
 
 
+def cast_to(array: np.ndarray, dtype: str, where: str, name: str) -> np.ndarray:
+    """``array`` as the input's ``dtype``, when the cast changes no value; the rule:
+
+    * bool and integer arrays are cast to any numeric or bool dtype that holds every value
+      exactly (int64 token ids to int32, integers up to 2**24 to float32, 0/1 to bool);
+    * float arrays are cast to another float dtype when no finite value becomes inf (float64
+      to float32 rounds, as the model would);
+    * anything else (floats for an integer or bool input, complex, strings) is refused.
+
+    Args:
+        array: The given array.
+        dtype: The dtype the input takes.
+        where: The flag and file, for the error.
+        name: The input's name, for the error.
+
+    Returns:
+        The array in ``dtype`` (``array`` itself when it already is).
+
+    Raises:
+        UsageError: The cast would change a value, or the kinds don't mix.
+    """
+    target, src = np.dtype(dtype), array.dtype
+    if src == target:
+        return array
+    fix = f"save it as {target.name}"
+    if src.kind in "biu" and target.kind in "biuf":
+        out = array.astype(target)
+        changed = int(np.count_nonzero(out.astype(src) != array))
+        if not changed:
+            return out
+        why = f"{changed} of its values are not exactly {target.name} values"
+    elif src.kind == "f" and target.kind == "f":
+        with np.errstate(over="ignore"):
+            out = array.astype(target)
+        overflow = int(np.count_nonzero(np.isinf(out) & np.isfinite(array)))
+        if not overflow:
+            return out
+        why = f"{overflow} of its finite values overflow {target.name} to inf"
+    else:
+        why = "portkit casts only where no value changes"
+        if src.kind == "f" and target.kind in "biu":
+            fix += " (whole numbers)"
+    raise UsageError(f"{where}: input {name!r} is {src.name} but the model takes "
+                     f"{target.name}; {why}: {fix}")
+
+
+def nonfinite_counts(array: np.ndarray) -> tuple[int, int]:
+    """How many NaN and how many inf (either sign) ``array`` holds (0, 0 unless floating)."""
+    if array.dtype.kind not in "fc":
+        return 0, 0
+    return int(np.count_nonzero(np.isnan(array))), int(np.count_nonzero(np.isinf(array)))
+
+
+def refuse_nonfinite(where: str, name: str, array: np.ndarray) -> None:
+    """Refuse an input holding NaN or inf: both sides then give NaN, and the match proves
+    nothing.
+
+    Raises:
+        UsageError: ``array`` holds NaN or inf, naming how many.
+    """
+    nan, inf = nonfinite_counts(array)
+    if nan or inf:
+        raise UsageError(f"{where}: input {name!r} holds {nan} NaN and {inf} inf of "
+                         f"{array.size} values; parity on them proves nothing: give finite "
+                         "values, or pass --allow-nonfinite to compare them as they are")
+
+
 def _by_input(specs: list[TensorSpec], arrays: dict[str, np.ndarray]
               ) -> list[np.ndarray | None]:
-    """Each input's array: by name, else in order when there is one array per input, else by
-    name where it is there (None where not)."""
+    """Each input's array: by name, else in order when the arrays are unnamed (``arr_0``...,
+    or a folder's ``""``) and there is one per input, else by name where it is there (None
+    where not)."""
     if all(s.name in arrays for s in specs):
         return [arrays[s.name] for s in specs]
-    if len(arrays) == len(specs):
+    unnamed = all(n == "" or _POSITIONAL.match(n) for n in arrays)
+    if unnamed and len(arrays) == len(specs):
         return list(arrays.values())
     return [arrays.get(s.name) for s in specs]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from portkit.errors import UsageError
@@ -69,7 +70,7 @@ def test_target_names() -> None:
 
 def test_convert_options_types_the_quantize_mode(tmp_path: Path) -> None:
     calib = tmp_path / "c.npz"
-    calib.write_bytes(b"")
+    np.savez(calib, x=np.zeros((2, 1, 4), np.float32))
     got = convert_options(Format.TFLITE, quantize="int8", calibration=calib, int8_io=True)
     assert got.quantize is Quantize.INT8 and got.calibration == str(calib.absolute())
     assert convert_options(Format.ONNX, opset=17, signature="s").load.signature == "s"

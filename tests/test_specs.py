@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -42,9 +44,10 @@ def test_resolve_unknown_name_lists_the_model_inputs() -> None:
         resolve_inputs("m.pt", stored, [parse_input_flag("zzz:1x2")])
 
 
-def test_resolve_takes_renamed_flags_in_order() -> None:
-    got = resolve_inputs("m", [TensorSpec("args_0", None, "")], [parse_input_flag("x:2x2")])
-    assert got == [TensorSpec("args_0", (2, 2), "float32")]
+def test_resolve_refuses_a_renamed_flag_rather_than_guess_by_order() -> None:
+    with pytest.raises(UsageError, match=r"--input names x, but the model's inputs are args_0; "
+                                         r"name them so, e\.g\. --input args_0:2x2"):
+        resolve_inputs("m", [TensorSpec("args_0", None, "")], [parse_input_flag("x:2x2")])
 
 
 def test_make_inputs_is_seeded() -> None:
@@ -62,11 +65,14 @@ def test_inputs_file_refuses_object_arrays(tmp_path) -> None:
         load_inputs_file(str(path), [TensorSpec("x", (1,))])
 
 
-def test_inputs_file_by_name_and_by_order(tmp_path) -> None:
+def test_inputs_file_by_name_and_unnamed_arrays_by_order(tmp_path) -> None:
     path = tmp_path / "in.npz"
-    np.savez(path, anything=np.ones((1, 2), np.float32))
+    np.savez(path, np.ones((1, 2), np.float32))  # saved unnamed: arr_0
     [got] = load_inputs_file(str(path), [TensorSpec("x", (1, 2))])
     assert list(got) == ["x"] and got["x"].shape == (1, 2)
+    np.savez(path, anything=np.ones((1, 2), np.float32))
+    with pytest.raises(UsageError, match=r"holds anything; the model's inputs are x"):
+        load_inputs_file(str(path), [TensorSpec("x", (1, 2))])
 
 
 @pytest.mark.parametrize("shape", [(5, 1, 3, 4), (5, 3, 4)])
@@ -130,3 +136,63 @@ def test_a_missing_shape_is_suggested_from_the_input_s_rank_and_dtype() -> None:
 def test_an_empty_inputs_folder_is_a_usage_error(tmp_path) -> None:
     with pytest.raises(UsageError, match=r"--inputs .*: the folder holds no \.npy files"):
         load_inputs_file(str(tmp_path), [TensorSpec("x", (1, 2))])
+
+
+@pytest.mark.parametrize("array, dtype", [
+    (np.array([1, 2, -3], np.int64), "float32"),  # whole numbers exactly representable
+    (np.array([2**24], np.int64), "float32"),
+    (np.array([7, 9], np.int64), "int32"),
+    (np.array([0, 1], np.int64), "bool"),
+    (np.array([True, False]), "float32"),
+    (np.array([0.1, -3e38, np.nan]), "float32"),  # float64 rounds; finite stays finite
+    (np.array([0.5], np.float16), "float32"),
+])
+def test_a_cast_that_changes_no_value_is_made(array, dtype) -> None:
+    from portkit.specs import cast_to
+
+    out = cast_to(array, dtype, "--inputs in.npz", "x")
+    assert out.dtype == np.dtype(dtype)
+    assert np.array_equal(out.astype(np.float64), array.astype(np.float64), equal_nan=True) or \
+        array.dtype.kind == "f"
+
+
+@pytest.mark.parametrize("array, dtype, why", [
+    (np.array([2**24 + 1], np.int64), "float32", "1 of its values are not exactly float32"),
+    (np.array([2**40], np.int64), "int32", "not exactly int32"),
+    (np.array([2], np.int64), "bool", "not exactly bool"),
+    (np.array([1e39]), "float32", "1 of its finite values overflow float32 to inf"),
+    (np.array([1.0, 2.0]), "int64", "save it as int64 (whole numbers)"),
+])
+def test_a_cast_that_would_change_values_names_input_dtypes_and_fix(array, dtype, why) -> None:
+    from portkit.specs import cast_to
+
+    with pytest.raises(UsageError, match=rf"^--inputs in\.npz: input 'x' is {array.dtype} but "
+                                         rf"the model takes {dtype}; .*{re.escape(why)}"):
+        cast_to(array, dtype, "--inputs in.npz", "x")
+
+
+def test_inputs_files_are_cast_and_refuse_non_finite_values(tmp_path) -> None:
+    path = tmp_path / "in.npz"
+    np.savez(path, x=np.array([[1.0, np.nan, np.inf]]))
+    spec = [TensorSpec("x", (1, 3), "float32")]
+    with pytest.raises(UsageError, match=r"input 'x' holds 1 NaN and 1 inf of 3 values; .* "
+                                         r"--allow-nonfinite"):
+        load_inputs_file(str(path), spec)
+    [sample] = load_inputs_file(str(path), spec, allow_nonfinite=True)
+    assert sample["x"].dtype == np.float32 and np.isnan(sample["x"][0, 1])
+
+
+@pytest.mark.parametrize("bad", ["x:0x3", "x:1x-2", "x:-1"])
+def test_a_zero_or_negative_dimension_is_refused_when_parsed(bad) -> None:
+    with pytest.raises(UsageError, match=rf"--input '{re.escape(bad)}': every dimension must "
+                                         r"be at least 1"):
+        parse_input_flag(bad)
+
+
+def test_a_fixed_dimension_or_dtype_the_model_does_not_take_is_refused() -> None:
+    stored = [TensorSpec("x", (1, 3, 32, 32), "float32")]
+    with pytest.raises(UsageError, match=r"m\.pt2: --input x:2x3x32x32: the model takes "
+                                         r"x: 1x3x32x32 float32 .* --input x:1x3x32x32"):
+        resolve_inputs("m.pt2", stored, [parse_input_flag("x:2x3x32x32")])
+    with pytest.raises(UsageError, match=r"takes float32, not int64; drop ':int64'"):
+        resolve_inputs("m.pt2", stored, [parse_input_flag("x:1x3x32x32:int64")])

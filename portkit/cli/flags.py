@@ -102,6 +102,10 @@ INPUTS = group(
                       "dtypes the model doesn't store."),
     click.option("--seed", type=Number(bounds.SEED), default=0, show_default=True,
                  help="Seed of generated inputs (0 to 2**32-1)."),
+    click.option("--allow-nonfinite", is_flag=True,
+                 help="Let NaN/inf through in --inputs and --calibration (else exit 2), and "
+                      "compare non-finite outputs exactly: same places, same values (else an "
+                      "output holding any fails)."),
 )
 # The parity policy's numbers (defaults: by precision).
 TOLERANCES = group(

@@ -72,6 +72,8 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
         shown = FileInfo(str(src), fmt.value)  # the user's file, even if exported first
         if fmt is Format.TORCH_PICKLE and job.options.load.trust_model:
             src, fmt = _export_trusted_pickle(src, list(job.inputs), stack, ctx)
+            # The .pt2 holds the shapes, under forward's own argument names.
+            job = dataclasses.replace(job, inputs=())
         refuse_unloadable(src, fmt)
         if job.constants:
             constants.check_format(src, fmt)
@@ -264,7 +266,8 @@ class _Reference:
             pool.discard(name)
 
     def raise_if_failed(self) -> None:
-        """Raise the reference's error now if it has already failed."""
+        """Raise the reference's error now if it has already failed (a bad input, an unsafe or
+        unloadable model): every later route's outcome would not matter."""
         if self._job.done() and self._job.exception() is not None:
             self._job.result()
 
@@ -317,6 +320,7 @@ class _Conversion:
                 self._ref.get()  # the reference's own error outranks it
                 raise
             except PortkitError as e:
+                self._ref.raise_if_failed()
                 return Attempt(route=route.name, converted=False, passed=False,
                                error=f"{edge.tool}: {e}", hops=tuple(hops),
                                channels_last=route.channels_last), dst

@@ -141,6 +141,7 @@ def _calibration(options: ConvertOptions, fn: Any,
               for k, t in fn.structured_input_signature[1].items()]
     bindings = bind_inputs(inputs, wanted)
     dtypes = {s.name: s.dtype for s in wanted}
-    for sample in load_inputs_file(options.calibration, inputs, what="--calibration"):
+    for sample in load_inputs_file(options.calibration, inputs, what="--calibration",
+                                   allow_nonfinite=options.allow_nonfinite):
         yield {b.artifact: b.to_artifact(sample[b.source]).astype(dtypes[b.artifact])
                for b in bindings}

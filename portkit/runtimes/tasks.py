@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from portkit.errors import UsageError
+from portkit.errors import PortkitError, UsageError
 from portkit.formats import Format
 from portkit.formats.tflite import mobile_report
 from portkit.options import LoadOptions, Scalar
@@ -122,7 +122,8 @@ def split_constants(model_name: str, session: Session, constants: Mapping[str, S
 def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str | None,
               seed: int, samples: int = 1, options: LoadOptions = LoadOptions(),
               constants: Mapping[str, Scalar] | None = None, steps: int = 1,
-              state: Mapping[str, str] | None = None) -> Reference:
+              state: Mapping[str, str] | None = None, allow_nonfinite: bool = False
+              ) -> Reference:
     """Run the source model on seeded inputs (or ``inputs_file``) to get reference outputs.
 
     Seeded sample ``i`` uses ``seed + i``; an inputs file gives its own samples. It runs on the
@@ -131,10 +132,12 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
     reference's ``inputs`` (the artifact has them bound). With ``steps`` > 1 each sample is
     that many calls, each fed the ``state`` (input <- output, guessed when not given) the
     previous call returned (``runtimes.steps``); later calls' other inputs are seeded anew, or
-    the inputs file's next samples.
+    the inputs file's next samples. The file's arrays are cast to the inputs' dtypes where no
+    value changes (``specs.cast_to``) and hold no NaN/inf unless ``allow_nonfinite``.
 
     Raises:
-        UsageError: Bad inputs, constants or state pairs.
+        UsageError: Bad inputs, constants or state pairs; or the model failed on an input
+            whose dtype it doesn't declare (TorchScript) and which was not float32.
     """
     name = Path(path).name
     runtime, session = registry.load_source(Path(path), fmt, options)
@@ -143,7 +146,7 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
     arrays = read_arrays(inputs_file) if inputs_file else None
     specs = resolve_inputs(name, fed, given, arrays)
     if inputs_file:
-        given_feeds = load_inputs_file(inputs_file, specs)
+        given_feeds = load_inputs_file(inputs_file, specs, allow_nonfinite=allow_nonfinite)
         if len(given_feeds) % steps:
             raise UsageError(f"--inputs {inputs_file}: {len(given_feeds)} samples are not a "
                              f"whole number of {steps}-step sequences (--steps {steps})")
@@ -162,14 +165,42 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
 
     def full(f: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {n: {**f, **fixed}[n] for n in order}
-    pairs = {}
-    if steps != 1 or state:  # state_pairs refuses a step count below 1
-        pairs = steps_.state_pairs(name, specs, session.run(full(first[0])), dict(state or {}),
-                                   steps)
-    feeds, outputs = steps_.unroll([full(f) for f in first], session.run, steps, pairs,
-                                   lambda i, k: full(more(i, k)))
+    try:
+        pairs = {}
+        if steps != 1 or state:  # state_pairs refuses a step count below 1
+            pairs = steps_.state_pairs(name, specs, session.run(full(first[0])),
+                                       dict(state or {}), steps)
+        feeds, outputs = steps_.unroll([full(f) for f in first], session.run, steps, pairs,
+                                       lambda i, k: full(more(i, k)))
+    except Exception as e:
+        _explain(name, fed, specs, inputs_file, e)
+        raise
     return Reference(runtime.name, tuple(specs), tuple(feeds), tuple(outputs), constants,
                      steps, pairs)
+
+
+def _explain(name: str, fed: list[TensorSpec], specs: list[TensorSpec],
+             inputs_file: str | None, error: Exception) -> None:
+    """Turn a model's failure on an input of a dtype it doesn't declare (TorchScript keeps
+    none) into the user's error, naming the input, its dtype and where that came from.
+
+    Raises:
+        UsageError: Such an input was fed as something other than float32.
+    """
+    undeclared = {s.name for s in fed if not s.dtype}
+    odd = [s for s in specs if s.name in undeclared and s.dtype != "float32"]
+    if not odd or isinstance(error, PortkitError):
+        return
+    what = ", ".join(f"{s.name!r} as {s.dtype}" for s in odd)
+    source = f"--inputs {inputs_file}" if inputs_file else "--input"
+    kind = type(error).__name__
+    last = str(error).strip().splitlines()[-1] if str(error).strip() else ""
+    last = last.removeprefix(f"{kind}: ")[:200]
+    raise UsageError(
+        f"{name}: the model failed on input {what} ({kind}: {last}); it "
+        f"declares no input dtypes, so the dtype came from {source}: give the dtype the model "
+        f"takes (e.g. float32)"
+    ) from None
 
 
 @task

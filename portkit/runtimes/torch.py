@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from portkit.errors import UsageError
 from portkit.formats import Format
 from portkit.options import LoadOptions
 from portkit.runtimes.base import Runtime, Session, count
@@ -45,17 +46,26 @@ def flatten_outputs(value: Any, prefix: str = "output") -> dict[str, np.ndarray]
 SCALAR_DTYPES = {"int": "int64", "float": "float64", "bool": "bool"}
 
 
+# Each dimension's (lowest, highest) size an ExportedProgram takes; None where not known.
+DimRanges = tuple[tuple[int, float] | None, ...]
+
+
 class TorchSession(Session):
     def __init__(self, module: Any, inputs: list[TensorSpec], outputs: list[TensorSpec],
-                 device: str, ops: list[str], scalar_args: dict[str, str] | None = None) -> None:
+                 device: str, ops: list[str], scalar_args: dict[str, str] | None = None,
+                 ranges: dict[str, DimRanges] | None = None, name: str = "") -> None:
         super().__init__(inputs, outputs, scalar_args)
         self._module = module
         self._device = device
         self._ops = ops
+        self._ranges = ranges or {}
+        self._name = name
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
+        for input_name, dims in self._ranges.items():
+            refuse_shape(self._name, input_name, tuple(feeds[input_name].shape), dims)
         args = [_scalar(feeds[s.name], self.scalar_args[s.name]) if s.name in self.scalar_args
                 else torch.from_numpy(np.ascontiguousarray(feeds[s.name])).to(self._device)
                 for s in self.inputs]
@@ -64,6 +74,53 @@ class TorchSession(Session):
 
     def op_counts(self) -> dict[str, int]:
         return count(self._ops)
+
+
+def refuse_shape(model: str, name: str, shape: tuple[int, ...], dims: DimRanges) -> None:
+    """Refuse a shape an ExportedProgram was not exported for, before its guards fail deep in
+    the run.
+
+    Raises:
+        UsageError: The rank differs or a dimension is out of its range, naming the shape the
+            program takes.
+    """
+    fits = len(shape) == len(dims) and all(
+        r is None or r[0] <= d <= r[1] for d, r in zip(shape, dims))
+    if fits:
+        return
+    takes = "x".join("?" if r is None else str(r[0]) if r[0] == r[1]
+                     else f"{r[0]}..{r[1] if r[1] != float('inf') else 'inf'}" for r in dims)
+    example = "x".join("1" if r is None else str(max(r[0], 1)) for r in dims) or "scalar"
+    raise UsageError(
+        f"{model}: input {name!r} is {'x'.join(map(str, shape)) or 'scalar'} but the "
+        f"ExportedProgram takes {takes or 'a scalar'} (the shapes it was exported for); pass "
+        f"--input {name}:{example}, or export it again with a torch.export.Dim for the "
+        "dimension that changes"
+    )
+
+
+def exported_ranges(ep: Any, val: Any) -> DimRanges:
+    """The sizes each dimension of a placeholder's value takes: a fixed size for an int, the
+    ``range_constraints`` of a plain symbol, None for an expression."""
+    ranges: dict[str, tuple[int, float]] = {}
+    for sym, vr in ep.range_constraints.items():
+        bounds = [_bound(vr.lower), _bound(vr.upper)]
+        if isinstance(bounds[0], int):
+            ranges[str(sym)] = (bounds[0], bounds[1])
+    found: list[tuple[int, float] | None] = []
+    for d in val.shape:
+        if isinstance(d, int):
+            found.append((d, d))
+        else:
+            found.append(ranges.get(str(d)))
+    return tuple(found)
+
+
+def _bound(value: Any) -> float:
+    """A sympy range bound as an int; ``inf`` for an infinite one (``int_oo``)."""
+    if isinstance(value, int) or getattr(value, "is_Integer", False):  # a sympy Integer
+        return int(value)
+    return float("inf")
 
 
 def _scalar(array: np.ndarray, kind: str) -> Any:
@@ -117,12 +174,15 @@ class TorchRuntime(Runtime):
         user_inputs = set(ep.graph_signature.user_inputs)
         inputs = []
         ops = []
+        ranges = {}
         for node in ep.graph.nodes:
             if node.op == "placeholder" and node.name in user_inputs:
                 val = node.meta.get("val")
                 shape = tuple(int(d) if isinstance(d, int) else None for d in val.shape)
                 inputs.append(TensorSpec(node.name, shape, torch_dtype_name(val.dtype)))
+                ranges[node.name] = exported_ranges(ep, val)
             elif node.op == "call_function":
                 ops.append(str(node.target))
         outputs = [TensorSpec(n, None, "") for n in ep.graph_signature.user_outputs]
-        return TorchSession(ep.module().to(device), inputs, outputs, device, ops)
+        return TorchSession(ep.module().to(device), inputs, outputs, device, ops,
+                            ranges=ranges, name=path.name)

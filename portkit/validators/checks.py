@@ -110,14 +110,15 @@ def reference_worker(fmt: Format) -> str:
 def run_reference(src: Path, fmt: Format, job: ConvertJob | ValidateJob, load: LoadOptions,
                   ctx: RunContext) -> Reference:
     """Run the source as the reference in its framework's worker (``reference_worker``),
-    fed as the job says: ``--input``, ``--inputs``, seed, the policy's sample count,
-    ``--const``, ``--steps`` and ``--state``."""
+    fed as the job says: ``--input``, ``--inputs``, seed, the policy's sample count and
+    ``--allow-nonfinite``, ``--const``, ``--steps`` and ``--state``."""
     return ctx.pool.call(
         reference_worker(fmt), tasks.reference, timeout=ctx.timeout, what=str(src),
         path=str(src), fmt=fmt, given=list(job.inputs),
         inputs_file=str(job.inputs_file.absolute()) if job.inputs_file else None,
         seed=job.seed, samples=job.tolerance.samples, options=load,
         constants=dict(job.constants), steps=job.steps, state=dict(job.state),
+        allow_nonfinite=job.tolerance.allow_nonfinite,
     )
 
 
@@ -218,6 +219,11 @@ def why_failed(check: Check, *, every_output: bool = False, quote: str = "") -> 
         name = f"{quote}{o.name}{quote}"
         if o.error:
             lines.append(f"{where}: output {name}: {o.error}")
+            continue
+        if o.nonfinite:
+            hint = "" if "differ" in o.nonfinite else (
+                " (pass --allow-nonfinite to require them to match exactly)")
+            lines.append(f"{where}: output {name}: {o.nonfinite}{hint}")
             continue
         err = f"max abs err {o.max_abs_err:.3g}"
         if o.scale > 0:

@@ -14,6 +14,7 @@ from portkit.runtimes.binding import (
     channels_last,
     pair_by_name,
 )
+from portkit.specs import nonfinite_counts
 
 Arrays = np.ndarray | Sequence[np.ndarray]
 
@@ -49,17 +50,20 @@ def metrics(name: str, ref: Arrays, got: Arrays, tol: Tolerance,
                             error=f"shape {tuple(bad or ())} != reference {shape}",
                             samples=len(refs))
     g = np.stack(gots).astype(np.float64)
-    both_nan = np.isnan(r) & np.isnan(g)
-    diff = np.where(both_nan, 0.0, np.abs(g - r))
-    diff = np.where(np.isnan(diff), np.inf, diff)
-    magnitude = np.abs(np.nan_to_num(r, posinf=0.0, neginf=0.0))
+    finite = np.isfinite(r) & np.isfinite(g)
+    nonfinite = _nonfinite(r, g, finite, tol.allow_nonfinite)
+    # Non-finite values that match count as no error, those that don't as an infinite one.
+    same = (r == g) | (np.isnan(r) & np.isnan(g))
+    diff = np.where(finite, np.abs(np.where(finite, g, 0.0) - np.where(finite, r, 0.0)),
+                    np.where(same, 0.0, np.inf))
+    magnitude = np.abs(np.where(finite, r, 0.0))
     scale = float(magnitude.max()) if diff.size else 0.0
     max_abs = float(diff.max()) if diff.size else 0.0
     max_rel = float((diff / np.maximum(magnitude, 1e-12)).max()) if diff.size else 0.0
     atol = tol.atol or 0.0
     min_atol = _smallest(diff - tol.rtol * magnitude - tol.scale_tol * scale)
     min_scale_tol = _smallest(diff - atol - tol.rtol * magnitude, scale)
-    rf, gf = np.nan_to_num(r).ravel(), np.nan_to_num(g).ravel()
+    rf, gf = np.where(finite, r, 0.0).ravel(), np.where(finite, g, 0.0).ravel()
     norms = float(np.linalg.norm(rf) * np.linalg.norm(gf))
     if norms == 0.0:
         cosine = 1.0 if not rf.any() and not gf.any() else 0.0
@@ -67,8 +71,8 @@ def metrics(name: str, ref: Arrays, got: Arrays, tol: Tolerance,
         cosine = float(np.dot(rf, gf) / norms)
     top1, top5 = _top_k(r, g) if kind is OutputKind.CLASSIFIER else (None, None)
     failed = []
-    if np.any(~np.isfinite(g) & np.isfinite(r)):
-        failed.append("non-finite")  # NaN/inf where the reference has numbers
+    if nonfinite:
+        failed.append("non-finite")
     if tol.atol is not None and not np.all(
             diff <= tol.atol + tol.rtol * magnitude + tol.scale_tol * scale):
         failed.append("max abs err")
@@ -84,7 +88,28 @@ def metrics(name: str, ref: Arrays, got: Arrays, tol: Tolerance,
                         passed=not failed, scale=scale, scaled_err=scaled,
                         min_scale_tol_to_pass=min_scale_tol, kind=kind.value, kind_why=why,
                         layout=layout, samples=len(refs), top1=top1, top5=top5,
-                        failed=tuple(failed))
+                        failed=tuple(failed), nonfinite=nonfinite)
+
+
+def _nonfinite(r: np.ndarray, g: np.ndarray, finite: np.ndarray, allow: bool) -> str | None:
+    """Why an output's NaN/inf fail it, or None: without ``allow`` any NaN or inf on either
+    side fails (both sides giving NaN proves nothing); with it, the non-finite values must
+    match exactly (same places, same values, NaN equal to NaN)."""
+    if finite.all():
+        return None
+    counts = f"{_count(r)} in the reference, {_count(g)} in the artifact"
+    if not allow:
+        return counts
+    same = (r == g) | (np.isnan(r) & np.isnan(g))
+    differ = int(np.count_nonzero(~finite & ~same))
+    return f"{differ} non-finite values differ ({counts})" if differ else None
+
+
+def _count(a: np.ndarray) -> str:
+    """``12 NaN``, ``3 inf``, ``12 NaN and 3 inf`` or ``0 NaN/inf``."""
+    nan, inf = nonfinite_counts(a)
+    found = [f"{n} {what}" for n, what in ((nan, "NaN"), (inf, "inf")) if n]
+    return " and ".join(found) or "0 NaN/inf"
 
 
 def _smallest(excess: np.ndarray, per: float = 1.0) -> float:
