@@ -77,11 +77,16 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
     with contextlib.ExitStack() as stack:
         src = job.source.absolute()  # workers run in their own directories
         fmt = sniff(src)
+        if fmt is job.target:  # said before -o's default (the source itself) is refused
+            raise UsageError(f"{src}: already {fmt.value}; pick another --to")
+        trusted_pickle = fmt is Format.TORCH_PICKLE and job.options.load.trust_model
+        if not trusted_pickle:  # the input's own error outranks the outputs'
+            refuse_unloadable(src, fmt)
         out = check_paths(job)  # before any worker runs
         shown = FileInfo(str(src), fmt.value)  # the user's file, even if exported first
-        if fmt is Format.TORCH_PICKLE and job.options.load.trust_model:
+        if trusted_pickle:
             src, fmt = _export_trusted_pickle(src, list(job.inputs), stack, ctx)
-        refuse_unloadable(src, fmt)
+            refuse_unloadable(src, fmt)
         if job.constants:
             constants.check_format(src, fmt)
         if fmt is job.target:
