@@ -106,7 +106,7 @@ def test_parity_failure_keeps_o_and_writes_the_failed_artifact_beside_it(source:
     out.write_bytes(b"the previous artifact")
     report = source.parent / "r.json"
     done = run_cli("convert", source, "--to", "onnx", "--input", SHAPE, "-o", out,
-                   "--min-cosine", "1.5", "--report", report)  # no cosine reaches 1.5
+                   "--atol", "0", "--rtol", "0", "--report", report)  # exact equality: fails
     assert done.returncode == 1, done.stdout + done.stderr
     assert out.read_bytes() == b"the previous artifact"
     failed = source.parent / "m.failed.onnx"
