@@ -74,6 +74,7 @@ def convert(
     state: Mapping[str, str] | Sequence[str] = (),
     allow_nonfinite: bool = False,
     workers: worker.Pool | None = None,
+    report: str | Path | None = None,
 ) -> ConvertReport:
     """Convert a model to another format and prove the artifact matches its source.
 
@@ -125,9 +126,14 @@ def convert(
         workers: Warm workers to run in, kept by the caller across calls: the reference (one
             per source framework), the converters (one per source format) and the artifacts
             (one per runtime). Default: workers of this call's own, stopped when it returns.
+        report: Also write the JSON report to this file (checked with ``output`` before any
+            work: see ``portkit.io.check_outputs``).
 
     Returns:
-        The report; ``report.exit_code`` says whether it converted and matched.
+        The report; ``report.exit_code`` says whether it converted and matched. Only an
+        artifact that passed (or, with ``validate=False``, converted) is written to ``output``;
+        one that converted but failed parity is kept beside it as ``NAME.failed.EXT``
+        (``report.artifact`` says where, ``report.artifact_failed`` is True).
 
     Raises:
         PortkitError: Bad arguments or input file, or no route converted (exit code on it).
@@ -155,7 +161,7 @@ def convert(
             inputs_file=Path(inputs_file) if inputs_file else None, route=route,
             validate=validate, seed=seed, tolerance=tolerance, per_output=per_output,
             options=convert_options, optimize=goal, constants=bound, steps=steps,
-            state=parse_state(state))
+            state=parse_state(state), report=Path(report) if report is not None else None)
         return pipeline.convert(job, stack.enter_context(_context(workers, timeout, progress)))
 
 

@@ -1,4 +1,6 @@
-"""Atomic writes: stage beside the target, then ``os.replace``; never a half-written file.
+"""Output paths: the rules every path portkit writes meets, checked before any work
+(``check_outputs``); and atomic writes: stage beside the target, then ``os.replace``, never a
+half-written file.
 
 Every temporary folder portkit makes (worker scratch, staging, the swapped-out old artifact)
 is named by ``owned_dir`` with the pid of the process that owns it, so ``sweep`` can remove
@@ -8,12 +10,15 @@ those a killed run left behind once their owner is gone.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import enum
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from portkit.errors import UsageError
@@ -22,23 +27,126 @@ from portkit.errors import UsageError
 _REPLACEABLE_DIR_MARKERS = ("saved_model.pb", "saved_model.pbtxt", "manifest.json")
 
 
-def check_output_path(target: Path) -> None:
-    """Refuse an output path that climbs with ``..``, is an existing symlink (writing there
-    would land outside the folder the path names), or is an existing folder that is not a
-    SavedModel or bundle (it would be replaced whole).
+class Folder(enum.Enum):
+    """What an output may be when it already exists as a folder."""
+
+    NEVER = "a file: an existing folder is refused"
+    REPLACED = "a SavedModel or bundle, replaced whole: only such a folder may be replaced"
+    WRITTEN_INTO = "a folder portkit writes files into (check's --work-dir): any folder"
+
+
+@dataclasses.dataclass(frozen=True)
+class Output:
+    """A path one run writes, and the flag that named it (for the error message).
+
+    Attributes:
+        flag: The flag, e.g. ``-o`` or ``--report``.
+        path: The path as given (None: the flag was not given; skipped).
+        folder: Whether it may be an existing folder.
+    """
+
+    flag: str
+    path: Path | None
+    folder: Folder = Folder.NEVER
+
+
+def failed_path(target: Path) -> Path:
+    """Where an artifact that converted but failed parity is kept: ``NAME.failed.EXT`` beside
+    ``target`` (a SavedModel folder ``m``: ``m.failed``), so ``target`` only ever receives an
+    artifact that passed."""
+    return target.with_name(f"{target.stem}.failed{target.suffix}")
+
+
+def check_outputs(outputs: Sequence[Output], inputs: Sequence[Path | None] = ()) -> None:
+    """Refuse, before any work, an output path that would lose something: one that climbs with
+    ``..``; an existing symlink, FIFO, device node or socket (never opened or replaced); an
+    existing folder (unless ``folder`` allows that one); a path whose parent folder is missing;
+    one that is (or, replaced whole, holds) an input of the run; one given twice.
+
+    Args:
+        outputs: Every path the run writes, with its flag; those whose path is None are skipped.
+        inputs: Every path the run reads (the source model, --reference, --inputs,
+            --calibration, a config); None entries are skipped.
 
     Raises:
-        UsageError: The path is refused.
+        UsageError: One line naming the flag and path, what is wrong and how to fix it.
     """
+    given = [o for o in outputs if o.path is not None]
+    read = [p for p in inputs if p is not None]
+    for i, out in enumerate(given):
+        assert out.path is not None
+        _check_one(out.flag, out.path, out.folder)
+        where = _where(out.path)
+        for src in read:
+            if _same(out.path, src):
+                raise UsageError(f"{out.flag} {out.path}: that is an input of this run ({src}); "
+                                 "portkit never writes over its inputs: choose another path")
+            if out.folder is Folder.REPLACED and _where(src).is_relative_to(where):
+                raise UsageError(f"{out.flag} {out.path}: holds an input of this run ({src}) and "
+                                 "would be replaced whole: choose another path")
+        for other in given[:i]:
+            assert other.path is not None
+            if _where(other.path) == where:
+                raise UsageError(f"{out.flag} {out.path}: the same path as {other.flag}; give "
+                                 "each output its own path")
+            if other.folder is Folder.REPLACED and where.is_relative_to(_where(other.path)):
+                raise UsageError(f"{out.flag} {out.path}: inside {other.flag} {other.path}, "
+                                 "which is replaced whole: write it elsewhere")
+
+
+def _check_one(flag: str, target: Path, folder: Folder) -> None:
+    """The rules one output path meets on its own (see ``check_outputs``)."""
     if ".." in target.parts or target.name in ("", "."):
-        raise UsageError(f"-o {target}: give a file or folder name, without '..'")
-    if target.is_dir() and not target.is_symlink() and not any(
-            (target / marker).exists() for marker in _REPLACEABLE_DIR_MARKERS):
-        raise UsageError(f"-o {target}: an existing folder that is not a SavedModel or a portkit "
-                         "bundle; portkit replaces the output as a whole, so name a new path")
+        raise UsageError(f"{flag} {target}: give a file or folder name, without '..'")
     if target.is_symlink():
-        raise UsageError(f"-o {target}: an existing symlink (to {os.readlink(target)}); portkit "
-                         "does not write through links: remove it or choose another path")
+        raise UsageError(f"{flag} {target}: an existing symlink (to {os.readlink(target)}); "
+                         "portkit does not write through links: remove it or choose another path")
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as e:
+        raise UsageError(f"{flag} {target}: cannot check it ({e.strerror}); choose another "
+                         "path") from None
+    if mode is not None and stat.S_ISDIR(mode):
+        if folder is Folder.NEVER:
+            raise UsageError(f"{flag} {target}: an existing folder, and {flag} writes a file; "
+                             "name a file (inside that folder or beside it)")
+        if folder is Folder.REPLACED and not any(
+                (target / marker).exists() for marker in _REPLACEABLE_DIR_MARKERS):
+            raise UsageError(f"{flag} {target}: an existing folder that is not a SavedModel or a "
+                             "portkit bundle; portkit replaces the output as a whole, so name a "
+                             "new path")
+    elif mode is not None and not stat.S_ISREG(mode):
+        raise UsageError(f"{flag} {target}: an existing {_kind(mode)}, not a regular file; "
+                         "portkit never writes to or replaces one: choose a file path")
+    parent = target.absolute().parent
+    if not parent.is_dir():
+        raise UsageError(f"{flag} {target}: the folder {parent} does not exist; create it "
+                         f"first (mkdir -p {parent})")
+
+
+def _kind(mode: int) -> str:
+    """What a special file is, in words."""
+    for test, name in ((stat.S_ISFIFO, "FIFO (named pipe)"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def _where(path: Path) -> Path:
+    """A path's real place: its parent resolved (links followed), its own name kept."""
+    full = path.absolute()
+    return full.parent.resolve() / full.name
+
+
+def _same(out: Path, src: Path) -> bool:
+    """Whether ``out`` names the file or folder ``src`` (hard links and symlinks included)."""
+    with contextlib.suppress(OSError):
+        if out.exists() and src.exists():
+            return os.path.samefile(out, src)
+    return _where(out) == src.absolute().resolve() or _where(out) == _where(src)
 
 
 # ``[.NAME.]portkit-KIND-PID[-RANDOM]``: what ``owned_dir`` names and ``sweep`` removes.

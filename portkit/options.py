@@ -244,6 +244,7 @@ class ConvertJob:
             still runs with them as the reference); by input name.
         steps: Consecutive calls per sample, each fed the state the previous returned.
         state: Input name -> the output fed back as it (empty: guessed when ``steps`` > 1).
+        report: Also write the JSON report here.
     """
 
     source: Path
@@ -261,6 +262,7 @@ class ConvertJob:
     constants: Mapping[str, Scalar] = field(default_factory=dict)
     steps: int = 1
     state: Mapping[str, str] = field(default_factory=dict)
+    report: Path | None = None
 
     def __post_init__(self) -> None:
         """Refuse the values ``--seed`` refuses."""

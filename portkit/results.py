@@ -307,6 +307,9 @@ class ConvertReport(JsonReport):
     preparation: Hop | None = None
     steps: int = 1  # calls per sample of a stateful model (--steps)
     state: dict[str, str] = field(default_factory=dict)  # input <- output fed back
+    # The artifact converted but failed parity: kept at ``artifact`` (NAME.failed.EXT beside -o),
+    # not written to -o, which only ever receives an artifact that passed.
+    artifact_failed: bool = False
 
     @property
     def overhead_seconds(self) -> float:

@@ -11,7 +11,7 @@ import pytest
 
 from portkit.errors import ExitCode, InvalidModelError, UnsafeModelError, UsageError
 from portkit.formats import Format
-from portkit.io import check_output_path
+from portkit.io import Folder, Output, check_outputs
 from portkit.safety import check_keras, check_onnx, code_in_config
 from tests.security import hostile
 
@@ -110,8 +110,8 @@ def test_an_existing_folder_that_is_not_an_artifact_is_never_replaced(tmp_path: 
     precious.mkdir()
     (precious / "notes.txt").write_text("keep")
     with pytest.raises(UsageError, match="not a SavedModel or a portkit bundle"):
-        check_output_path(precious)
+        check_outputs([Output("-o", precious, Folder.REPLACED)])
     with pytest.raises(UsageError, match="without '..'"):
-        check_output_path(Path("."))
+        check_outputs([Output("-o", Path("."), Folder.REPLACED)])
     (precious / "saved_model.pb").write_bytes(b"")
-    check_output_path(precious)  # a SavedModel folder is an artifact portkit may replace
+    check_outputs([Output("-o", precious, Folder.REPLACED)])  # a SavedModel portkit may replace

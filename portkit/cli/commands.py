@@ -66,9 +66,7 @@ def convert(source: Path, to: str, no_validate: bool, report_path: Path | None, 
     from portkit.cli.render import convert_tables
 
     report = api.convert(source, to, validate=not no_validate, progress=progress(not as_json),
-                         **options)
-    if report_path:
-        report.write_json(report_path)
+                         report=report_path, **options)
     emit(report, convert_tables, as_json)
     return int(report.exit_code)
 
@@ -222,12 +220,19 @@ def check(config: Path, json_path: Path | None, markdown_path: Path | None,
     from portkit import gate
     from portkit.cli.ci import to_junit, to_markdown
     from portkit.cli.render import check_tables
-    from portkit.io import atomic_write_text
+    from portkit.io import Folder, Output, atomic_write_text, check_outputs
 
     if list_only:
         for case in gate.shard(gate.cases(gate.load_config(config)), options["shard_spec"]):
             click.echo(case.id)
         return 0
+    models = gate.load_config(config)
+    check_outputs(
+        [Output("--json", json_path), Output("--markdown", markdown_path),
+         Output("--junit", junit_path),
+         Output("--work-dir", gate.work_folder(config, options["work_dir"]), Folder.WRITTEN_INTO),
+         Output("--save-bundle", options["save_bundles"], Folder.WRITTEN_INTO)],
+        [config, *(p for m in models for p in (m.source, m.artifact))])
     report = gate.run(config, progress=progress(True), **options)
     markdown = to_markdown(report)
     for path, text in ((json_path, report.to_json() + "\n"), (markdown_path, markdown),
@@ -259,14 +264,15 @@ def demo(folder: Path, to: str, report_path: Path | None) -> int:
     from portkit import api
     from portkit.cli.render import convert_tables
     from portkit.fixtures import FIXTURES
+    from portkit.io import Output, check_outputs
 
     fixture = FIXTURES["cnn"]
+    check_outputs([Output("--report", report_path)])  # before building (again with -o below)
     folder.mkdir(parents=True, exist_ok=True)
     step = progress(True)
     with step(f"Building the sample model {fixture.name} ({fixture.exercises})"):
         source = fixture.save(folder)
-    report = api.convert(source, to, inputs=fixture.input_flags, progress=step)
-    if report_path:
-        report.write_json(report_path)
+    report = api.convert(source, to, inputs=fixture.input_flags, progress=step,
+                         report=report_path)
     show(convert_tables(report))
     return int(report.exit_code)

@@ -62,6 +62,9 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
         head = verdict.get(int(report.exit_code), str(report.exit_code))
     art = report.artifact
     where = f" -> {escape(art.path)} ({art.size_bytes:,} bytes)" if art else ""
+    if art and report.artifact_failed:
+        where = (f"; failed artifact kept at {escape(art.path)} ({art.size_bytes:,} bytes), "
+                 "-o receives only an artifact that passed")
     share = report.overhead_seconds / report.seconds if report.seconds else 0.0
     out: list[Table | Text] = [
         Text.from_markup(f"{head}  {_file(report.source)}{where}  "

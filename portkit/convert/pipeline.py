@@ -24,7 +24,15 @@ from portkit.convert import constants, registry
 from portkit.convert._torch import export_pickled_module, save_exported
 from portkit.errors import ConversionError, PortkitError, UsageError
 from portkit.formats import Format, sniff
-from portkit.io import atomic_replace, check_output_path, owned_tempdir, staging_dir
+from portkit.io import (
+    Folder,
+    Output,
+    atomic_replace,
+    check_outputs,
+    failed_path,
+    owned_tempdir,
+    staging_dir,
+)
 from portkit.options import ConvertJob, ConvertOptions, LoadOptions, shown
 from portkit.results import (
     Attempt,
@@ -69,12 +77,18 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
     with contextlib.ExitStack() as stack:
         src = job.source.absolute()  # workers run in their own directories
         fmt = sniff(src)
+        if fmt is job.target:  # said before -o's default (the source itself) is refused
+            raise UsageError(f"{src}: already {fmt.value}; pick another --to")
+        trusted_pickle = fmt is Format.TORCH_PICKLE and job.options.load.trust_model
+        if not trusted_pickle:  # the input's own error outranks the outputs'
+            refuse_unloadable(src, fmt)
+        out = check_paths(job)  # before any worker runs
         shown = FileInfo(str(src), fmt.value)  # the user's file, even if exported first
-        if fmt is Format.TORCH_PICKLE and job.options.load.trust_model:
+        if trusted_pickle:
             src, fmt = _export_trusted_pickle(src, list(job.inputs), stack, ctx)
             # The .pt2 holds the shapes, under forward's own argument names.
             job = dataclasses.replace(job, inputs=())
-        refuse_unloadable(src, fmt)
+            refuse_unloadable(src, fmt)
         if job.constants:
             constants.check_format(src, fmt)
         if fmt is job.target:
@@ -89,11 +103,7 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
             what = f"{job.options.quantize.value}-quantized " if job.options.quantize else ""
             raise ConversionError(
                 f"{src}: no converter goes from {fmt.value} to {what}{job.target.value} yet")
-        out = job.output if job.output is not None else src.with_suffix(job.target.suffix)
-        check_output_path(out)
-        if out.resolve() == src.resolve():
-            raise UsageError(f"-o {out}: that is the source model; choose another path")
-        stage = stack.enter_context(staging_dir(out.absolute()))  # checks -o before any work
+        stage = stack.enter_context(staging_dir(out.absolute()))
         background = stack.enter_context(ThreadPoolExecutor(max_workers=1))
         ref = _Reference(background.submit(run_reference, src, fmt, job, job.options.load, ctx),
                          ctx.progress, src.name, from_file=job.inputs_file is not None)
@@ -116,12 +126,14 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
         if job.optimize:
             attempts = _time_routes(attempts, produced, job.target, reference, ctx)
         chosen = choose(attempts)
-        artifact = None
-        if chosen is not None:
-            atomic_replace(produced[chosen], out)
-            artifact = FileInfo.of(out, job.target.value)
+        artifact, failed = None, False
+        if chosen is not None:  # -o only ever receives an artifact that passed
+            failed = job.validate and not attempts[chosen].passed
+            shipped = failed_path(out) if failed else out
+            atomic_replace(produced[chosen], shipped)
+            artifact = FileInfo.of(shipped, job.target.value)
         best = attempts[chosen] if chosen is not None else None
-        return ConvertReport(
+        report = ConvertReport(
             passed=bool(best and best.passed),
             validated=job.validate,
             source=shown,
@@ -148,7 +160,59 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
             steps=reference.steps,
             state=dict(reference.state),
             preparation=preparation,
+            artifact_failed=failed,
         )
+    if job.report is not None:
+        report.write_json(job.report)
+    return report
+
+
+def check_paths(job: ConvertJob) -> Path:
+    """Check every path the conversion writes, before any work: ``-o`` (its suffix must fit
+    ``--to``), where a failed artifact goes, ``--report``; none may be an input.
+
+    Returns:
+        Where the artifact goes: ``-o``, or beside the source with the target's suffix.
+
+    Raises:
+        UsageError: A path is refused (see ``portkit.io.check_outputs``).
+    """
+    src = job.source.absolute()
+    out = job.output if job.output is not None else src.with_suffix(job.target.suffix)
+    folder = Folder.REPLACED if job.target is Format.SAVEDMODEL else Folder.NEVER
+    calibration = job.options.calibration
+    flag = "-o" if job.output is not None else "-o (default: beside the source)"
+    check_outputs(
+        [Output(flag, out, folder),
+         Output(f"{flag}'s failed artifact", failed_path(out) if job.validate else None, folder),
+         Output("--report", job.report)],
+        [job.source, job.inputs_file, Path(calibration) if calibration else None])
+    if job.output is not None:
+        _check_suffix(out, job.target)
+    return out
+
+
+# What each target is, for the message of a suffix that does not fit it.
+_WRITES = {Format.ONNX: "an ONNX model", Format.TFLITE: "a TFLite model",
+           Format.TORCHSCRIPT: "a TorchScript model", Format.EXPORTED_PROGRAM: "an ExportedProgram",
+           Format.SAVEDMODEL: "a SavedModel folder"}
+_MODEL_SUFFIXES = {f.suffix for f in Format if f.suffix} | {".pb", ".pth", ".bin"}
+
+
+def _check_suffix(out: Path, target: Format) -> None:
+    """``-o``'s suffix fits ``--to``: ``.onnx`` for ONNX...; a SavedModel folder has no model
+    file's suffix.
+
+    Raises:
+        UsageError: It does not; the message names the path to use.
+    """
+    suffix = out.suffix.lower()
+    fits = suffix == target.suffix if target.suffix else suffix not in _MODEL_SUFFIXES
+    if not fits:
+        what = _WRITES.get(target, f"a {target.value} model")
+        to = "pt2" if target is Format.EXPORTED_PROGRAM else target.value
+        raise UsageError(f"-o {out}: --to {to} writes {what}; name it "
+                         f"{out.with_suffix(target.suffix)}")
 
 
 def plan(fmt: Format, job: ConvertJob, prepared: tuple[str, ...] = ()) -> list[registry.Route]:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from portkit.gate.config import Case, ModelEntry, cases, load_config, shard
-from portkit.gate.run import CaseResult, CheckReport, run
+from portkit.gate.run import CaseResult, CheckReport, run, work_folder
 
 __all__ = ["Case", "CaseResult", "CheckReport", "ModelEntry", "cases", "load_config", "run",
-           "shard"]
+           "shard", "work_folder"]

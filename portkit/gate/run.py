@@ -116,7 +116,7 @@ def run(config: str | Path, *, shard_spec: str | None = None, jobs: int = 1,
     entries = {m.name: m for m in load_config(config)}
     chosen = shard(cases(list(entries.values())), shard_spec)
     settings = _Settings(
-        work=Path(work_dir) if work_dir else Path(config).parent / ".portkit-check",
+        work=work_folder(config, work_dir),
         budget=budget, baseline=_baseline(baseline) if baseline else {},
         bundles=Path(save_bundles) if save_bundles else None)
     if settings.bundles:
@@ -162,6 +162,11 @@ def run(config: str | Path, *, shard_spec: str | None = None, jobs: int = 1,
                        versions())
 
 
+def work_folder(config: str | Path, work_dir: str | Path | None) -> Path:
+    """Where a check's artifacts go: ``work_dir``, or ``.portkit-check`` beside the config."""
+    return Path(work_dir) if work_dir else Path(config).parent / ".portkit-check"
+
+
 def _run_group(settings: _Settings, model: ModelEntry, target: str, group: list[Case],
                ctx: RunContext) -> list[CaseResult]:
     """Convert once (or take the given artifact), then validate and time it per runtime."""
@@ -182,7 +187,9 @@ def _run_group(settings: _Settings, model: ModelEntry, target: str, group: list[
                 errors = "; ".join(a.error or "" for a in converted.routes_tried)
                 return [CaseResult(case=c, passed=False, error=f"not converted: {errors}")
                         for c in group]
-            artifact, route = out, "+".join(h.tool for h in converted.route)
+            # A failed artifact is kept beside ``out`` (NAME.failed.EXT): validate that one.
+            artifact = Path(converted.artifact.path)
+            route = "+".join(h.tool for h in converted.route)
         t = model.tolerance  # through policy(), to be checked as the same flags would be
         report = validate(ValidateJob(
             artifact, model.source, inputs, tolerance=policy(

@@ -18,7 +18,14 @@ import numpy as np
 
 from portkit.errors import UsageError
 from portkit.formats import Format
-from portkit.io import atomic_replace, atomic_write_text, check_output_path, staging_dir
+from portkit.io import (
+    Folder,
+    Output,
+    atomic_replace,
+    atomic_write_text,
+    check_outputs,
+    staging_dir,
+)
 from portkit.options import Tolerance
 from portkit.results import ValidateReport, plain
 from portkit.runtimes.tasks import Reference
@@ -30,7 +37,7 @@ MANIFEST = "manifest.json"
 def save(folder: Path, report: ValidateReport, ref: Reference,
          outputs: dict[str, tuple[dict[str, np.ndarray], ...]], artifact: Path) -> None:
     """Write a bundle, atomically (staged beside ``folder``, then moved into place)."""
-    check_output_path(folder)
+    check_outputs([Output("--save-bundle", folder, Folder.REPLACED)])
     with staging_dir(folder.absolute()) as stage:
         root = stage / "bundle"
         (root / "artifact_outputs").mkdir(parents=True)

@@ -14,6 +14,7 @@ import numpy as np
 
 from portkit.errors import PortkitError, UsageError
 from portkit.formats import Format, sniff
+from portkit.io import Folder, Output, check_outputs
 from portkit.options import ConvertJob, LoadOptions, Tolerance, ValidateJob
 from portkit.results import Check, FileInfo, ValidateReport, versions
 from portkit.runtimes import registry, tasks
@@ -154,6 +155,8 @@ def validate(job: ValidateJob, ctx: RunContext) -> ValidateReport:
     art_fmt, src_fmt = sniff(art), sniff(src)
     for path, fmt in ((art, art_fmt), (src, src_fmt)):
         refuse_unloadable(path, fmt)
+    check_outputs([Output("--save-bundle", job.save_bundle, Folder.REPLACED)],
+                  [job.artifact, job.reference, job.inputs_file])
     chosen = runtimes_for(art_fmt, job.runtimes)
     with ctx.progress(f"Running {src.name} as the reference"):
         ref = run_reference(src, src_fmt, job, job.load, ctx)

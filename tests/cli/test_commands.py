@@ -128,7 +128,9 @@ def test_parity_failure_exits_1_and_keeps_the_artifact(unseen: dict[str, Path], 
     assert result.returncode == 1, result.stderr
     report = json.loads(result.stdout)
     row = report["checks"][0]["outputs"][0]
-    assert report["passed"] is False and out.exists()
+    kept = tmp_path / "m.failed.tflite"  # beside -o, which only receives an artifact that passed
+    assert report["passed"] is False and kept.exists() and not out.exists()
+    assert report["artifact_failed"] and report["artifact"]["path"] == str(kept)
     assert not row["passed"] and row["min_atol_to_pass"] == pytest.approx(row["max_abs_err"])
     assert "or --atol" in report["routes_tried"][0]["error"]
 

@@ -13,6 +13,7 @@ import pytest
 
 import portkit
 from portkit.errors import UsageError
+from portkit.formats import TARGETS
 from tests.conftest import run_cli
 from tests.security import hostile
 
@@ -48,7 +49,7 @@ def test_hostile_file_is_refused_safely(tmp_path: Path, name: str, args: list[st
     sentinel = tmp_path / "SENTINEL"
     source = getattr(hostile, name)(files, sentinel)
     written_before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    out = tmp_path / "out.artifact"
+    out = tmp_path / f"out{TARGETS[args[args.index('--to') + 1]].suffix}"  # -o fits --to
 
     done = run_cli("convert", source, *args, "-o", out, cwd=cwd, env={"TMPDIR": str(temp)})
 
