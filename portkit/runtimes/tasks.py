@@ -22,7 +22,7 @@ from portkit.runtimes import registry
 from portkit.runtimes import steps as steps_
 from portkit.runtimes.base import Session
 from portkit.runtimes.binding import Binding, artifact_feeds, bind_inputs
-from portkit.runtimes.worker import task
+from portkit.runtimes.worker import out_of_memory, task
 from portkit.specs import (
     TensorSpec,
     load_inputs_file,
@@ -181,26 +181,32 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
 
 def _explain(name: str, fed: list[TensorSpec], specs: list[TensorSpec],
              inputs_file: str | None, error: Exception) -> None:
-    """Turn a model's failure on an input of a dtype it doesn't declare (TorchScript keeps
-    none) into the user's error, naming the input, its dtype and where that came from.
+    """Turn the source model's own failure on inputs that passed every check into the user's
+    error (exit 2, not "a bug in portkit"): naming the input fed a dtype the model doesn't
+    declare (TorchScript keeps none) when there is one, else what was fed. Memory errors are
+    left to the worker, which reports them as such (exit 5).
 
     Raises:
-        UsageError: Such an input was fed as something other than float32.
+        UsageError: The model raised something other than a PortkitError or a memory error.
     """
-    undeclared = {s.name for s in fed if not s.dtype}
-    odd = [s for s in specs if s.name in undeclared and s.dtype != "float32"]
-    if not odd or isinstance(error, PortkitError):
+    if isinstance(error, PortkitError) or out_of_memory(error)[0]:
         return
-    what = ", ".join(f"{s.name!r} as {s.dtype}" for s in odd)
-    source = f"--inputs {inputs_file}" if inputs_file else "--input"
     kind = type(error).__name__
     last = str(error).strip().splitlines()[-1] if str(error).strip() else ""
     last = last.removeprefix(f"{kind}: ")[:200]
+    source = f"--inputs {inputs_file}" if inputs_file else "--input"
+    undeclared = {s.name for s in fed if not s.dtype}
+    odd = [s for s in specs if s.name in undeclared and s.dtype != "float32"]
+    if odd:
+        what = ", ".join(f"{s.name!r} as {s.dtype}" for s in odd)
+        raise UsageError(
+            f"{name}: the model failed on input {what} ({kind}: {last}); it declares no input "
+            f"dtypes, so the dtype came from {source}: give the dtype the model takes (e.g. "
+            "float32)") from None
+    shown = ", ".join(f"{s.name}:{'x'.join(map(str, s.shape))}:{s.dtype}" for s in specs)
     raise UsageError(
-        f"{name}: the model failed on input {what} ({kind}: {last}); it "
-        f"declares no input dtypes, so the dtype came from {source}: give the dtype the model "
-        f"takes (e.g. float32)"
-    ) from None
+        f"{name}: the model itself raised {kind} when run on {shown} ({last}); check that these "
+        f"inputs are what it takes (shapes and dtypes from {source} or the model)") from None
 
 
 @task

@@ -3,12 +3,16 @@ or in the CLI process, says so; a user's error never does."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import torch
 
 from portkit import errors
 from portkit.cli import app
 from portkit.runtimes import worker
 from portkit.runtimes.worker import task
+from tests.conftest import run_cli
 
 
 @task
@@ -59,3 +63,22 @@ def test_a_users_error_is_not_taken_for_a_bug(monkeypatch, capsys) -> None:
     monkeypatch.setattr(command, "callback", refused)
     assert _exit_code(["inspect", "model.onnx"]) == 2
     assert "this is a bug" not in capsys.readouterr().err
+
+
+class _Raises(torch.nn.Module):
+    """A model whose own code raises on every input (an assert a model makes of its input)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > 0:
+            raise RuntimeError("this model refuses every input")
+        return x
+
+
+def test_a_source_model_that_raises_is_the_users_error_not_a_bug(tmp_path: Path) -> None:
+    source = tmp_path / "raises.pt"
+    torch.jit.save(torch.jit.script(_Raises()), str(source))
+    done = run_cli("convert", source, "--to", "onnx", "--input", "x:1x4")
+    assert done.returncode == 2, done.stderr
+    [line] = [ln for ln in done.stderr.splitlines() if ln.startswith("portkit:")]
+    assert "raises.pt: the model itself raised" in line and "x:1x4:float32" in line
+    assert "this is a bug" not in line
