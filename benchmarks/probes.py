@@ -4,6 +4,7 @@ staging folder, a live worker). Run it on two trees to see a change's before and
 
     python -m benchmarks.probes                       # this tree -> benchmarks/results/probes.json
     python -m benchmarks.probes --tree /tmp/old --out /tmp/before.json
+    python -m benchmarks.probes --probes sigkill-mid-conversion   # rerun one, keep the rest
     python -m benchmarks.probes --readme README.md --before /tmp/before.json   # the table only
 """
 
@@ -14,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -39,6 +41,7 @@ class Probe:
     args: Callable[[Files, Path], list[str | Path]]
     kept: Callable[[Files, Path], list[Path]] = lambda f, d: []  # files that must not change
     expected: int = 2
+    command: str = "convert"
 
 
 def _models(folder: Path) -> Files:
@@ -97,6 +100,18 @@ def _copies(files: Files, folder: Path) -> Files:
     return copies
 
 
+def _special(path: Path) -> bool:
+    return path.is_fifo() or path.is_char_device()
+
+
+def _device(folder: Path) -> Path:
+    """A character device like /dev/null, made in ``folder`` (root only): a portkit that
+    replaced it harms no system file."""
+    path = folder / "null.onnx"
+    os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    return path
+
+
 def _existing(folder: Path, name: str, text: bytes = b"a good artifact") -> Path:
     path = folder / name
     path.write_bytes(text)
@@ -114,8 +129,8 @@ PROBES = [
           lambda f, d: [f["pt2"], "--to", "onnx", "-o", d / "m.onnx", "--report", d]),
     Probe("output-fifo", "-o names a FIFO",
           lambda f, d: [f["pt2"], "--to", "onnx", "-o", f["fifo"]]),
-    Probe("output-device", "-o names a device node (/dev/null)",
-          lambda f, d: [f["pt2"], "--to", "onnx", "-o", "/dev/null"]),
+    Probe("output-device", "-o names a device node (a null device made in the probe's folder)",
+          lambda f, d: [f["pt2"], "--to", "onnx", "-o", _device(d)]),
     Probe("output-suffix", "-o out/c.tflite with --to onnx",
           lambda f, d: [f["pt2"], "--to", "onnx", "-o", d / "c.tflite"]),
     Probe("parity-fail-keeps-output", "parity fails; -o held a good artifact",
@@ -159,6 +174,36 @@ PROBES = [
 ]
 
 
+def _hostile(name: str, args: list[str], code: int) -> Probe:
+    """A case of ``tests/security``: the hostile file made in the probe's folder (a payload
+    would create SENTINEL there), converted to a path with ``--to``'s suffix."""
+    from portkit.formats import Format
+    from tests.security import hostile
+
+    def argv(f: Files, d: Path) -> list[str | Path]:
+        source = getattr(hostile, name)(d, d / "SENTINEL")
+        return [source, *args, "-o", d / f"out{Format(args[1]).suffix}"]
+
+    return Probe(f"hostile-{name}", f"hostile file: {name.replace('_', ' ')}", argv,
+                 expected=code)
+
+
+def _fuzzed(seed: int) -> Probe:
+    """``inspect`` on a small ``.tflite`` with 3 random bytes changed."""
+    from tests.security import hostile
+
+    return Probe(f"inspect-fuzzed-{seed}", f"inspect a fuzzed flatbuffer (seed {seed})",
+                 lambda f, d: [hostile.fuzzed(hostile.tflite_model(d), d, seed)],
+                 command="inspect")
+
+
+def _security_probes() -> list[Probe]:
+    from tests.security.test_hostile_files import CASES
+
+    return [_hostile(name, args, code) for name, args, code, _ in CASES] + [
+        _fuzzed(0), _fuzzed(5)]
+
+
 def _live_workers(tmp: Path) -> int:
     """Processes whose command line runs a portkit worker with its scratch folder in ``tmp``."""
     n = 0
@@ -177,12 +222,13 @@ def _left(folder: Path, tmp: Path) -> list[str]:
     return sorted(p.name for p in (*folder.glob(".*portkit*"), *tmp.glob("portkit-*")))
 
 
-def _cli(tree: Path, args: list[Any], cwd: Path, tmp: Path) -> subprocess.Popen[str]:
+def _cli(tree: Path, args: list[Any], cwd: Path, tmp: Path,
+         command: str = "convert") -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(tree), "TMPDIR": str(tmp),
            "PORTKIT_MEMORY_LIMIT_MB": os.environ.get("PORTKIT_MEMORY_LIMIT_MB", "")}
     if not env["PORTKIT_MEMORY_LIMIT_MB"]:
         del env["PORTKIT_MEMORY_LIMIT_MB"]
-    return subprocess.Popen([sys.executable, "-m", "portkit", "convert", *map(str, args)],
+    return subprocess.Popen([sys.executable, "-m", "portkit", command, *map(str, args)],
                             cwd=cwd, env=env, text=True, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
 
@@ -200,16 +246,20 @@ def run_probe(probe: Probe, tree: Path, files: Files, folder: Path) -> dict[str,
     work, tmp = folder / probe.name, folder / probe.name / "tmp"
     tmp.mkdir(parents=True)
     files = _copies(files, work / "models")
-    args = probe.args(files, work)
+    try:
+        args = probe.args(files, work)
+    except PermissionError as e:  # mknod needs root
+        return {"probe": probe.name, "what": probe.what, "skipped": str(e)}
     kept = {p: p.read_bytes() for p in probe.kept(files, work)}
+    special = [p for p in work.rglob("*") if _special(p)]
     started = time.perf_counter()
-    proc = _cli(tree, args, work, tmp)
+    proc = _cli(tree, args, work, tmp, probe.command)
     _, err = proc.communicate(timeout=900)
     lost = [p.name for p, data in kept.items() if not p.exists() or p.read_bytes() != data]
-    fifo_ok = files["fifo"].is_fifo()
+    lost += [p.name for p in special if not _special(p)]  # a FIFO or device replaced by a file
+    lost += ["the payload ran"] if (work / "SENTINEL").exists() else []
     return _row(probe.name, proc.returncode, started, err, what=probe.what,
-                expected=probe.expected, lost=lost + ([] if fifo_ok else ["fifo"]),
-                left=_left(work, tmp))
+                expected=probe.expected, lost=lost, left=_left(work, tmp))
 
 
 def run_signal(tree: Path, files: Files, folder: Path, sig: signal.Signals) -> dict[str, Any]:
@@ -232,8 +282,9 @@ def run_signal(tree: Path, files: Files, folder: Path, sig: signal.Signals) -> d
     row = _row(name, proc.returncode, started, err, what=f"{sig.name} during a conversion",
                expected=expected, lost=[], left=left, live_workers=workers)
     if sig is signal.SIGKILL:  # the next run sweeps what a killed one could not remove
-        nxt = _cli(tree, ["/nonexistent.pt2", "--to", "onnx"], work, tmp)
-        nxt.communicate(timeout=120)
+        time.sleep(5)  # folders touched in the last 5 s are left alone (a run just starting)
+        nxt = _cli(tree, [files["pt2"], "--to", "tflite", "-o", work / "m.tflite"], work, tmp)
+        nxt.communicate(timeout=600)
         row["left_after_next_run"] = _left(work, tmp)
     return row
 
@@ -244,7 +295,7 @@ def measure(tree: Path, names: list[str] | None = None) -> list[dict[str, Any]]:
         folder = Path(tmp)
         (folder / "models").mkdir()
         files = _models(folder / "models")
-        rows = [run_probe(p, tree, files, folder) for p in PROBES
+        rows = [run_probe(p, tree, files, folder) for p in PROBES + _security_probes()
                 if not names or p.name in names]
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGKILL):
             if not names or f"{sig.name.lower()}-mid-conversion" in names:
@@ -252,21 +303,29 @@ def measure(tree: Path, names: list[str] | None = None) -> list[dict[str, Any]]:
     return rows
 
 
+def _outcome(r: dict[str, Any]) -> str:
+    """What a probe lost or left behind, in words."""
+    parts = [f"lost {x}" for x in r["lost"]] + r["left"]
+    if r.get("live_workers"):
+        parts.append(f"{r['live_workers']} live worker(s)")
+    if "left_after_next_run" in r:
+        parts.append(f"after the next run: {', '.join(r['left_after_next_run']) or 'nothing'}")
+    return ", ".join(parts) or "nothing"
+
+
 def markdown(after: list[dict[str, Any]], before: list[dict[str, Any]] | None) -> str:
-    """The README table: each probe with its exit code (before -> after) and what it left."""
+    """The README table: each probe with its exit code and what it lost or left, before and
+    now."""
     old = {r["probe"]: r for r in before or []}
-    lines = ["| probe | exit before | exit now | seconds | left behind or lost |",
+    lines = ["| probe | before: exit (s), lost or left | now: exit | s | now: lost or left |",
              "|---|---|---|---|---|"]
     for r in after:
+        if "skipped" in r:
+            continue
         b = old.get(r["probe"])
-        parts = [f"lost {x}" for x in r["lost"]] + r["left"]
-        if r.get("live_workers"):
-            parts.append(f"{r['live_workers']} live worker(s)")
-        if "left_after_next_run" in r:
-            parts.append(f"after the next run: {', '.join(r['left_after_next_run']) or 'nothing'}")
-        left = ", ".join(parts) or "nothing"
-        lines.append(f"| {r['what']} | {b['exit'] if b else '-'} | {r['exit']} | "
-                     f"{r['seconds']:g} | {left} |")
+        was = f"{b['exit']} ({b['seconds']:g} s), {_outcome(b)}" if b and "exit" in b else "-"
+        lines.append(f"| {r['what']} | {was} | {r['exit']} | {r['seconds']:g} | "
+                     f"{_outcome(r)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -288,6 +347,9 @@ def main() -> None:
         args.readme.write_text(f"{head}{START}\n{markdown(after, before)}{END}{tail}")
         return
     rows = measure(args.tree, args.probes)
+    if args.probes and args.out.exists():  # the other probes' rows stay as they were
+        new = {r["probe"] for r in rows}
+        rows = [r for r in json.loads(args.out.read_text())["probes"] if r["probe"] not in new] + rows
     args.out.write_text(json.dumps({"tree": str(args.tree), "date": time.strftime("%Y-%m-%d"),
                                     "probes": rows}, indent=1) + "\n")
 
