@@ -385,3 +385,130 @@ class BenchReport(JsonReport):
         for row, ratio in zip(d["rows"], self.ratios(), strict=True):
             row["p50_ratio"] = ratio
         return d
+
+
+@dataclass(frozen=True)
+class TracedTensor:
+    """One tensor a model computed, exposed by a runtime's ``Session.trace`` (``portkit debug``).
+
+    Attributes:
+        name: The tensor's name in its framework (ONNX value name, TFLite tensor name, FX node
+            name, Keras layer output name).
+        node: The node (op, layer) that produced it; ``""`` for a graph input.
+        op_type: That node's op (``Conv``, ``CONV_2D``, ``aten.convolution.default``);
+            ``input`` for a graph input.
+        inputs: The traced tensors it was computed from, by name (weights and constants left
+            out).
+        shape: Its shape (sample 0).
+        dtype: Its dtype (a quantized tensor is stored dequantized, as float32).
+        file: The ``.npy`` file holding its value (sample 0), written by the worker.
+        origin: The name it had upstream, where the converter kept it (the FX node torch.onnx
+            records in the ONNX node's metadata; the ONNX name onnx2tf gives a TFLite tensor);
+            ``""`` when none is known.
+        node_id: The node's id in Model Explorer's graph of the file, for overlays.
+    """
+
+    name: str
+    node: str
+    op_type: str
+    inputs: tuple[str, ...]
+    shape: tuple[int, ...]
+    dtype: str
+    file: str
+    origin: str = ""
+    node_id: str = ""
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Every intermediate tensor of one run of a model, in topological order (graph inputs
+    first), and which of them are the model's outputs."""
+
+    path: str
+    format: str
+    runtime: str
+    tensors: tuple[TracedTensor, ...]
+    outputs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DebugNode:
+    """One source tensor in ``portkit debug``: its artifact twin (if matched) and their error.
+
+    Attributes:
+        source_tensor, source_node, op_type: The source's tensor, its node and op.
+        artifact_tensor, artifact_node, artifact_op_type: Its match in the artifact (None when
+            unmatched).
+        matched_by: How: ``name`` (a name the converter kept), ``output`` (a model output),
+            ``value`` (shape, layout and values), or ``""`` (unmatched).
+        layout: ``""`` when shapes are equal, else the permutation applied to the artifact's
+            tensor (e.g. ``0,3,1,2`` for NHWC -> NCHW).
+        max_abs_err, scaled_err, cosine: The pair's error (NaN when unmatched); ``scaled_err``
+            is max abs err / the source tensor's largest magnitude.
+        passed: Whether the pair is within the policy (None when unmatched).
+        source_node_id, artifact_node_id: Model Explorer node ids (for overlays).
+    """
+
+    source_tensor: str
+    source_node: str
+    op_type: str
+    artifact_tensor: str | None
+    artifact_node: str | None
+    artifact_op_type: str | None
+    matched_by: str
+    layout: str
+    max_abs_err: float
+    scaled_err: float
+    cosine: float
+    passed: bool | None
+    source_node_id: str = ""
+    artifact_node_id: str = ""
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """Where the artifact first goes wrong: the first matched pair, in the source's topological
+    order, outside the policy while every matched tensor it was computed from agrees.
+
+    Attributes:
+        last_agreeing: The source tensors feeding it that agree (its matched inputs).
+    """
+
+    source_node: str
+    artifact_node: str
+    source_tensor: str
+    artifact_tensor: str
+    op_type: str
+    artifact_op_type: str
+    max_abs_err: float
+    scaled_err: float
+    cosine: float
+    last_agreeing: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DebugReport(JsonReport):
+    """``portkit debug``: every source tensor matched (or not) with the artifact's, and the
+    first divergence (None when the artifact agrees everywhere it was matched).
+
+    Attributes:
+        hops: With ``--hops``: one report per hop of the route that made the artifact.
+    """
+
+    source: FileInfo
+    artifact: FileInfo
+    tolerance: Tolerance
+    first_divergence: Divergence | None
+    matched: int
+    unmatched_source: int
+    unmatched_artifact: int
+    nodes: tuple[DebugNode, ...]
+    seconds: float
+    peak_rss_mb: float
+    hops: tuple[DebugReport, ...] = ()
+
+    @property
+    def exit_code(self) -> ExitCode:
+        diverged = self.first_divergence is not None or any(
+            h.first_divergence is not None for h in self.hops)
+        return ExitCode.PARITY_FAILED if diverged else ExitCode.OK

@@ -25,6 +25,7 @@ LAYERS: list[set[str]] = [
     {"fixtures"},
     {"validators"},
     {"convert"},
+    {"debug"},
     {"gate"},
     {"api"},
     {"cli"},
