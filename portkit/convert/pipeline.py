@@ -196,7 +196,7 @@ def check_paths(job: ConvertJob) -> Path:
 _WRITES = {Format.ONNX: "an ONNX model", Format.TFLITE: "a TFLite model",
            Format.TORCHSCRIPT: "a TorchScript model", Format.EXPORTED_PROGRAM: "an ExportedProgram",
            Format.SAVEDMODEL: "a SavedModel folder"}
-_MODEL_SUFFIXES = {f.suffix for f in Format if f.suffix} | {".pb", ".pth", ".bin"}
+_MODEL_SUFFIXES = {x for f in Format for x in f.suffixes if x} | {".pb", ".pth", ".bin"}
 
 
 def _check_suffix(out: Path, target: Format) -> None:
@@ -207,7 +207,7 @@ def _check_suffix(out: Path, target: Format) -> None:
         UsageError: It does not; the message names the path to use.
     """
     suffix = out.suffix.lower()
-    fits = suffix == target.suffix if target.suffix else suffix not in _MODEL_SUFFIXES
+    fits = suffix in target.suffixes if target.suffix else suffix not in _MODEL_SUFFIXES
     if not fits:
         what = _WRITES.get(target, f"a {target.value} model")
         to = "pt2" if target is Format.EXPORTED_PROGRAM else target.value

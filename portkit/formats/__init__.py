@@ -26,6 +26,12 @@ class Format(str, enum.Enum):
         return _SUFFIXES[self]
 
     @property
+    def suffixes(self) -> tuple[str, ...]:
+        """Every suffix an artifact of this format may be written with (``suffix`` first):
+        TorchScript also as ``.torchscript``, as Ultralytics and others name it."""
+        return (self.suffix, *_OTHER_SUFFIXES.get(self, ()))
+
+    @property
     def framework(self) -> str:
         """The framework family: torch, onnx, tflite or tensorflow."""
         return _FRAMEWORKS[self]
@@ -42,6 +48,7 @@ _SUFFIXES = {
     Format.KERAS: ".keras",
     Format.H5: ".h5",
 }
+_OTHER_SUFFIXES = {Format.TORCHSCRIPT: (".torchscript",)}
 _FRAMEWORKS = {
     Format.TORCHSCRIPT: "torch",
     Format.EXPORTED_PROGRAM: "torch",

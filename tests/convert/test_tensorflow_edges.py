@@ -90,7 +90,9 @@ def test_int8_calibrated_on_the_wrong_scale_fails_the_policy(saved_models: Saved
     assert code == 1 and report["passed"] is False
     [row] = report["checks"][0]["outputs"]
     assert "cosine" in row["failed"] and row["cosine"] < report["tolerance"]["min_cosine"]
-    assert (tmp_path / "q.tflite").exists()  # a parity failure keeps the artifact
+    # A parity failure keeps the artifact beside -o, never at it.
+    assert (tmp_path / "q.failed.tflite").exists() and not (tmp_path / "q.tflite").exists()
+    assert report["artifact"]["path"] == str(tmp_path / "q.failed.tflite")
 
 
 def test_int16x8_uses_its_policy(saved_models: Saved, tmp_path: Path) -> None:
@@ -140,10 +142,11 @@ def test_flex_ops_are_listed_and_no_flex_fails_naming_the_op(saved_models: Saved
     source = saved_models("keras_flex", "keras")
     code, report, _ = convert_json(source, "--to", "tflite", "-o", tmp_path / "f.tflite",
                                    "--route", "tflite-converter")
-    assert code == 1 and (tmp_path / "f.tflite").exists()  # converted, but nothing here runs it
+    # Converted, but nothing here runs it: kept beside -o as a failed artifact.
+    assert code == 1 and (tmp_path / "f.failed.tflite").exists()
     assert report["mobile"]["flex_ops"] == ["Cumprod"] and not report["mobile"]["builtin_only"]
     assert "Flex runtime" in report["checks"][0]["error"]
-    done = run_cli("inspect", tmp_path / "f.tflite", "--json")
+    done = run_cli("inspect", tmp_path / "f.failed.tflite", "--json")
     assert json.loads(done.stdout)["info"]["mobile"]["flex_ops"] == ["Cumprod"]
 
     code, report, _ = convert_json(source, "--to", "tflite", "-o", tmp_path / "g.tflite",

@@ -230,3 +230,6 @@ def test_convert_checks_o_its_failed_path_and_suffix(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"--to pt2 writes an ExportedProgram; name it .*/e\.pt2$"):
         check_paths(pt2)
     assert failed_path(tmp_path / "sm") == tmp_path / "sm.failed"
+    for name in ("ts.pt", "ts.torchscript"):  # TorchScript goes by either suffix
+        out = tmp_path / name
+        assert check_paths(ConvertJob(source=src, target=Format.TORCHSCRIPT, output=out)) == out
