@@ -249,7 +249,8 @@ def run_artifact_everywhere(path: str, fmt: Format, runtime: str,
 
 @task
 def trace(path: str, fmt: Format,
-          feeds: Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]], folder: str, runtime: str | None = None, prefer_channels_last: bool = False,
+          feeds: Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]], folder: str,
+          runtime: str | None = None, prefer_channels_last: bool = False,
           options: LoadOptions = LoadOptions(), constants: Sequence[str] = ()) -> Trace:
     """Run a model once with every intermediate tensor exposed (``portkit debug``).
 
