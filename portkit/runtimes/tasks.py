@@ -281,11 +281,10 @@ def trace(path: str, fmt: Format,
     else:
         rt = registry.get(runtime)
         session = rt.load(Path(path), fmt, "cpu", options)
-    names = [s.name for s in session.inputs]
-    if sorted(sample) != sorted(names):
+    if len(sample) > len(session.inputs):
         sample = {n: a for n, a in sample.items() if n not in constants}
-        specs = [TensorSpec(n, tuple(a.shape), a.dtype.name) for n, a in sample.items()]
-        sample = artifact_feeds(session, bind_inputs(specs, session.inputs,
-                                                     prefer_channels_last), sample)
-    tensors = session.trace({n: sample[n] for n in names}, Path(folder))
+    specs = [TensorSpec(n, tuple(a.shape), a.dtype.name) for n, a in sample.items()]
+    sample = artifact_feeds(session, bind_inputs(specs, session.inputs, prefer_channels_last),
+                            sample)
+    tensors = session.trace({s.name: sample[s.name] for s in session.inputs}, Path(folder))
     return Trace(path, fmt.value, rt.name, tuple(tensors), tuple(session.traced_outputs()))
