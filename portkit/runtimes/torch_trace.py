@@ -1,7 +1,7 @@
 """Every node output of a PyTorch model, from an FX interpreter over its ExportedProgram.
 
-A TorchScript archive is first turned into an ExportedProgram with ``TS2EPConverter`` (what
-portkit's torch.onnx edge does), on the traced feeds. The program is then decomposed as
+A TorchScript archive is first turned into an ExportedProgram with ``TS2EPConverter`` and
+``static_shapes.fold_static_shapes`` (what portkit's torch.onnx edge does), on the traced feeds. The program is then decomposed as
 torch.onnx's dynamo exporter decomposes it (its ONNX registry's decomposition table), so the FX
 node names here are the names that exporter gives ONNX values and records in each ONNX node's
 ``pkg.torch.onnx.fx_node`` metadata; where that private API is missing, the program is traced
@@ -24,15 +24,18 @@ from portkit.runtimes.tracing import TensorWriter, traceable
 
 
 def exported_program(path: Path, fmt: Format, args: tuple[Any, ...]) -> Any:
-    """The file's ExportedProgram: loaded (``.pt2``) or converted from TorchScript on ``args``."""
+    """The file's ExportedProgram: loaded (``.pt2``) or converted from TorchScript on ``args``
+    with its shape arithmetic folded, as portkit's torch.onnx edge converts it."""
     import torch
 
     if fmt is Format.EXPORTED_PROGRAM:
         return torch.export.load(str(path))
     from torch._export.converter import TS2EPConverter
 
+    from portkit.runtimes.static_shapes import fold_static_shapes
+
     module = torch.jit.load(str(path), map_location="cpu").eval()
-    return TS2EPConverter(module, args).convert()
+    return fold_static_shapes(TS2EPConverter(module, args).convert(), args)
 
 
 def onnx_decomposed(program: Any) -> Any:

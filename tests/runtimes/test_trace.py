@@ -79,16 +79,23 @@ def test_torch_traces_fx_nodes(kind: str, saved_models: Callable[[str, str], Pat
     assert all(t.node_id == t.node for t in trace.tensors if t.node)
 
 
-def test_onnx_origins_name_the_fx_nodes(converted: Callable[[str, str, str], Path],
+@pytest.mark.parametrize("kind", ["pt2", "torchscript"])
+def test_onnx_origins_name_the_fx_nodes(kind: str, converted: Callable[[str, str, str], Path],
                                         saved_models: Callable[[str, str], Path],
                                         reference: dict[str, np.ndarray], workers: Pool,
                                         tmp_path: Path) -> None:
     """torch.onnx's dynamo exporter keeps FX names: each origin is a tensor of the source's
-    trace, with the same value."""
-    onnx_trace = _trace(workers, "trace-onnx", converted("cnn", "pt2", "onnx"), Format.ONNX,
-                        reference, tmp_path / "onnx")
-    torch_trace = _trace(workers, "trace-torch", saved_models("cnn", "pt2"),
-                         Format.EXPORTED_PROGRAM, reference, tmp_path / "torch")
+    trace, with the same value (a TorchScript source converted and folded as the edge does)."""
+    source = saved_models("cnn", kind)
+    onnx = converted("cnn", "pt2", "onnx")
+    if kind == "torchscript":
+        onnx = tmp_path / "cnn.onnx"
+        report = portkit.convert(source, "onnx", onnx, route="torch.onnx", validate=False,
+                                 inputs=["x:1x3x32x32:float32"], workers=workers)
+        assert report.exit_code == 0, report.routes_tried
+    onnx_trace = _trace(workers, "trace-onnx", onnx, Format.ONNX, reference, tmp_path / "onnx")
+    fmt = Format.EXPORTED_PROGRAM if kind == "pt2" else Format.TORCHSCRIPT
+    torch_trace = _trace(workers, "trace-torch", source, fmt, reference, tmp_path / "torch")
     onnx_values, torch_values = _check_consistent(onnx_trace), _values(torch_trace)
     assert onnx_trace.runtime == "onnxruntime"
     assert onnx_trace.tensors[0].node_id == "[io]x"  # Model Explorer's ONNX adapter's ids
