@@ -1,11 +1,11 @@
 """Every node output of a PyTorch model, from an FX interpreter over its ExportedProgram.
 
 A TorchScript archive is first turned into an ExportedProgram with ``TS2EPConverter`` and
-``static_shapes.fold_static_shapes`` (what portkit's torch.onnx edge does), on the traced feeds. The program is then decomposed as
-torch.onnx's dynamo exporter decomposes it (its ONNX registry's decomposition table), so the FX
-node names here are the names that exporter gives ONNX values and records in each ONNX node's
-``pkg.torch.onnx.fx_node`` metadata; where that private API is missing, the program is traced
-as saved.
+``static_shapes.fold_static_shapes`` (as portkit's torch.onnx edge does), on the traced feeds.
+The program is then decomposed as torch.onnx's dynamo exporter decomposes it (its ONNX
+registry's decomposition table), so the FX node names here are the names that exporter gives
+ONNX values and records in each ONNX node's ``pkg.torch.onnx.fx_node`` metadata; where that
+private API is missing, the program is traced as saved.
 
 ``node_id`` is the FX node's name, as Model Explorer's PyTorch adapter names its nodes.
 """
