@@ -7,7 +7,9 @@ registry's decomposition table), so the FX node names here are the names that ex
 ONNX values and records in each ONNX node's ``pkg.torch.onnx.fx_node`` metadata; where that
 private API is missing, the program is traced as saved.
 
-``node_id`` is the FX node's name, as Model Explorer's PyTorch adapter names its nodes.
+``node_id`` is the name the node had in the program as saved (followed back through the
+decomposition's ``from_node`` provenance): Model Explorer's PyTorch adapter shows the saved
+``.pt2`` and names its nodes by FX name.
 """
 
 from __future__ import annotations
@@ -59,6 +61,15 @@ def _numpy(value: Any) -> np.ndarray | None:
     if value.dtype in (torch.bfloat16, torch.float8_e4m3fn, torch.float8_e5m2):
         value = value.float()
     return value.numpy()
+
+
+def _saved_name(n: Any) -> str:
+    """The name of the node ``n`` came from before decomposition (its own name if unknown)."""
+    name, sources = n.name, n.meta.get("from_node")
+    while sources:
+        source = sources[-1] if isinstance(sources, list) else sources
+        name, sources = getattr(source, "name", name), getattr(source, "from_node", None)
+    return name
 
 
 def _producer(n: Any) -> Any:
@@ -119,7 +130,7 @@ def trace_program(path: Path, fmt: Format, args: tuple[Any, ...], folder: Path,
                     writer.add(name(n), value, node="" if input_ else n.name,
                                op_type="input" if input_ else str(op.target),
                                inputs=tuple(name(i) for i in _inputs(n, writer, name)),
-                               node_id=n.name)
+                               node_id=_saved_name(n))
             return result
 
     with torch.no_grad():
