@@ -60,33 +60,46 @@ def trace_onnx(path: Path, feeds: dict[str, np.ndarray], folder: Path, settings:
 
     model = onnx.load(str(path))
     graph = model.graph
-    initializers = {t.name for t in graph.initializer}
-    graph_outputs = {o.name for o in graph.output}
-    writer = TensorWriter(folder)
-    for name, value in feeds.items():
-        if name not in initializers:
-            writer.add(name, value, node="", op_type="input", node_id=f"[io]{name}")
-    wanted = [(node, out) for node in graph.node for out in node.output if out]
+    writer = start(graph, feeds, folder)
+    wanted = [out for node in graph.node for out in node.output if out]
     sizes = _sizes(model)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".model-") as tmp:
-        for group in _groups([out for _, out in wanted], sizes):
+        for group in _groups(wanted, sizes):
+            outputs = list(graph.output)
             del graph.output[:]
             graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in group)
             file = Path(tmp) / "traced.onnx"
             onnx.save(model, str(file), save_as_external_data=model.ByteSize() > (1 << 30))
+            del graph.output[:]
+            graph.output.extend(outputs)
             session = onnxruntime.InferenceSession(str(file), sess_options=settings,
                                                    providers=providers)
-            values = dict(zip(group, session.run(group, feeds)))
+            record(writer, graph, dict(zip(group, session.run(group, feeds))))
             del session
-            for node, out in wanted:
-                if out in values:
-                    value = values.pop(out)
-                    if traceable(value):
-                        writer.add(out, value, node=node.name, op_type=node.op_type,
-                                   inputs=tuple(node.input),
-                                   origin=fx_origin(node, out, graph_outputs),
-                                   node_id=node.name)
     return writer.tensors
+
+
+def start(graph: Any, feeds: dict[str, np.ndarray], folder: Path) -> TensorWriter:
+    """A writer holding the graph's inputs (``[io]NAME`` ids, as Model Explorer's adapter)."""
+    initializers = {t.name for t in graph.initializer}
+    writer = TensorWriter(folder)
+    for name, value in feeds.items():
+        if name not in initializers:
+            writer.add(name, value, node="", op_type="input", node_id=f"[io]{name}")
+    return writer
+
+
+def record(writer: TensorWriter, graph: Any, values: dict[str, np.ndarray]) -> None:
+    """Write the node outputs among ``values`` in the graph's order, dropping each from
+    ``values`` once written."""
+    graph_outputs = {o.name for o in graph.output}
+    for node in graph.node:
+        for out in node.output:
+            value = values.pop(out, None)
+            if value is not None and traceable(value):
+                writer.add(out, value, node=node.name, op_type=node.op_type,
+                           inputs=tuple(node.input), origin=fx_origin(node, out, graph_outputs),
+                           node_id=node.name)
 
 
 def _sizes(model: Any) -> dict[str, int]:

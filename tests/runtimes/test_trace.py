@@ -208,3 +208,15 @@ def test_fx_origin_and_output_groups() -> None:
     sizes = {"a": 600 << 20, "b": 600 << 20, "c": 10}
     assert _groups(["a", "b", "c", "d"], sizes) == [["a"], ["b", "c", "d"]]
     assert _groups(["a"], {}) == [["a"]]
+
+
+def test_onnx_reference_traces_what_onnxruntime_refuses(tmp_path: Path) -> None:
+    from tests.legacy_onnx import legacy_model, stored
+
+    model = legacy_model("test_BatchNorm2d_eval")
+    trace = tasks.trace(str(model), Format.ONNX, {"0": stored(model, "input")}, str(tmp_path))
+    values = _check_consistent(trace)
+    assert trace.runtime == "onnx-reference"
+    assert [t.op_type for t in trace.tensors] == ["input", "BatchNormalization"]
+    np.testing.assert_allclose(values[trace.outputs[0]], stored(model, "output"), rtol=1e-5,
+                               atol=1e-6)
