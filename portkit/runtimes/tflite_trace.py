@@ -6,7 +6,8 @@ the ops it takes into one node whose intermediates can't be read. Quantized tens
 dequantized (``(q - zero_point) * scale``, per channel where the tensor has several scales).
 
 Names: a TFLite op has no name, so ``node`` is ``OP_NAME#INDEX`` and ``node_id`` the op's index
-in the main subgraph as a string, as Model Explorer's LiteRT adapter numbers its nodes. Neither
+in the main subgraph as a string, as Model Explorer's LiteRT adapter numbers its nodes (its
+``GraphInputs`` node, which holds the graph inputs, comes next: the number of ops). Neither
 converter keeps upstream names in tensor names portkit could use as ``origin``: onnx2tf names
 them after the Keras layers it builds (``model/tf.nn.convolution/convolution``), litert-torch
 after module scopes (``.../torch.nn.modules.conv.Conv2d_0``), so ``origin`` stays empty.
@@ -72,11 +73,12 @@ def trace_tflite(path: Path, feeds: list[np.ndarray], folder: Path, threads: int
         it.set_tensor(detail["index"], np.ascontiguousarray(value))
     it.invoke()
     writer = TensorWriter(folder)
+    ops = it._get_ops_details()
     for detail in it.get_input_details():
         index = int(detail["index"])
         writer.add(name(index), dequantize(it.get_tensor(index), details[index]), node="",
-                   op_type="input")
-    for op in it._get_ops_details():
+                   op_type="input", node_id=str(len(ops)))  # Model Explorer's GraphInputs
+    for op in ops:
         node = f"{op['op_name']}#{op['index']}"
         inputs = tuple(name(int(i)) for i in op["inputs"] if int(i) >= 0)
         for out in op["outputs"]:

@@ -130,6 +130,7 @@ def test_tflite_binds_source_feeds_and_numbers_ops(converted: Callable[[str, str
     np.testing.assert_array_equal(values[first.name], reference["x"].transpose(0, 2, 3, 1))
     ops = [t for t in trace.tensors if t.op_type != "input"]
     assert [t.node_id for t in ops] == [str(i) for i in range(len(ops))]  # one output each
+    assert first.node_id == str(len(ops))  # Model Explorer's GraphInputs node
     assert [t.node for t in ops][:2] == ["CONV_2D#0", "CONV_2D#1"]
     run = workers.call("trace-tflite", tasks.run_artifact, path=str(tflite), fmt=Format.TFLITE,
                        runtime="tflite", device="cpu", feeds=(reference,), specs=[X],
