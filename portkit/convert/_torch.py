@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from portkit.convert._static_shapes import fold_static_shapes
+from portkit.runtimes.static_shapes import fold_static_shapes
 from portkit.formats import Format
 from portkit.runtimes.worker import task
 from portkit.specs import TensorSpec, make_inputs
@@ -20,7 +20,7 @@ def example_args(inputs: list[TensorSpec]) -> tuple[Any, ...]:
 
 def load_exported_program(src: Path, fmt: Format, inputs: list[TensorSpec]) -> Any:
     """An ExportedProgram of the source: loaded (``.pt2``) or converted from TorchScript, its
-    traced shape arithmetic folded for the static input shapes (``_static_shapes``)."""
+    traced shape arithmetic folded for the static input shapes (``runtimes.static_shapes``)."""
     import torch
 
     if fmt is Format.EXPORTED_PROGRAM:

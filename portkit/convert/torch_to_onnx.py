@@ -8,7 +8,7 @@ falls back from one to the other and the report names the exporter that made the
 For TorchScript the legacy exporter goes first: on every fixture its ONNX ran and matched, and it
 exports in a fraction of the time. (Its ONNX keeps the traced shape arithmetic, which onnx2tf
 fails on for some models; the dynamo exporter's doesn't, since portkit folds that arithmetic
-after TS2EPConverter: see ``_static_shapes``.)
+after TS2EPConverter: see ``runtimes.static_shapes``.)
 """
 
 from __future__ import annotations

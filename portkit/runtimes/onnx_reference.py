@@ -17,6 +17,7 @@ import numpy as np
 
 from portkit.formats import Format
 from portkit.options import LoadOptions
+from portkit.results import TracedTensor
 from portkit.runtimes.base import Runtime, Session, count
 from portkit.runtimes.registry import register_runtime
 from portkit.specs import TensorSpec
@@ -40,6 +41,7 @@ class ReferenceSession(Session):
                          [_spec(v) for v in model.graph.output])
         self._ops = [n.op_type for n in model.graph.node]
         self._evaluator = ReferenceEvaluator(model)
+        self._graph = model.graph
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [s.name for s in self.outputs]
@@ -47,6 +49,14 @@ class ReferenceSession(Session):
 
     def op_counts(self) -> dict[str, int]:
         return count(self._ops)
+
+    def _trace(self, feeds: dict[str, np.ndarray], folder: Path) -> list[TracedTensor]:
+        from portkit.runtimes.onnx_trace import record, start
+
+        names = [out for node in self._graph.node for out in node.output if out]
+        writer = start(self._graph, feeds, folder)
+        record(writer, self._graph, dict(zip(names, self._evaluator.run(names, feeds))))
+        return writer.tensors
 
 
 @register_runtime

@@ -1,4 +1,4 @@
-"""Traced shape arithmetic folded after TS2EPConverter (``portkit.convert._static_shapes``)."""
+"""Traced shape arithmetic folded after TS2EPConverter (``portkit.runtimes.static_shapes``)."""
 
 from __future__ import annotations
 
