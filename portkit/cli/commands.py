@@ -144,6 +144,65 @@ def validate(artifact: Path | None, reference: Path | None, bundle_dir: Path | N
 
 
 @cli.command(context_settings=CONTEXT)
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--reference", required=True, type=click.Path(path_type=Path),
+              help="The model ARTIFACT was converted from; it is run as the source.")
+@click.option("--overlay", type=click.Path(path_type=Path),
+              help="Also write each node's error as Model Explorer node data to this file "
+                   "(model-explorer ARTIFACT --node_data_paths FILE colours the graph).")
+@click.option("--overlay-side", type=click.Choice(["artifact", "source"]), default="artifact",
+              show_default=True, help="The graph --overlay colours.")
+@click.option("--hops", is_flag=True,
+              help="Also rerun the route that made ARTIFACT and debug each hop against the "
+                   "previous (PyTorch -> ONNX, then ONNX -> TFLite); the hops' artifacts are "
+                   "kept in ARTIFACT.hops/.")
+@click.option("--route", help="With --hops: the route to rerun, e.g. torch.onnx+onnx2tf "
+                              "[default: the first portkit convert tries].")
+@flags.INPUT
+@flags.CONST
+@click.option("--inputs", "inputs_file", type=click.Path(path_type=Path),
+              help="An .npz of input arrays (by input name, or in order); its first sample is "
+                   "used.")
+@click.option("--seed", type=flags.Number(flags.bounds.SEED), default=0, show_default=True,
+              help="Seed of generated inputs (0 to 2**32-1).")
+@click.option("--scale-tol", type=flags.Number(flags.bounds.SCALE_TOL),
+              help="Error allowed per element as a fraction of the tensor's largest source "
+                   "magnitude [default: 1e-4].")
+@click.option("--atol", type=flags.Number(flags.bounds.ATOL),
+              help="Absolute tolerance per element [default: 1e-9].")
+@click.option("--rtol", type=flags.Number(flags.bounds.RTOL),
+              help="Relative tolerance per element [default: 0].")
+@click.option("--min-cosine", type=flags.Number(flags.bounds.MIN_COSINE),
+              help="Lowest cosine similarity (-1 to 1) that passes.")
+@flags.LOADING
+@flags.timeout(what="each step")
+@flags.JSON
+def debug(artifact: Path, as_json: bool, **options: Any) -> int:
+    """Find where ARTIFACT first goes wrong against the model it was converted from.
+
+    Both run once with every intermediate tensor exposed (FX interpreter, ONNX Runtime, TFLite
+    with all tensors preserved); the source's tensors are matched with the artifact's (names
+    the converters kept, model outputs, then shape, NCHW/NHWC layout and value) and walked in
+    topological order. The first divergence is the first matched pair outside the policy whose
+    matched inputs all agree. Exit 0 when nothing diverges, 1 when something does.
+
+    \b
+    Examples:
+      portkit debug model.onnx --reference model.pt2
+      portkit debug model.tflite --reference model.onnx --json
+      portkit debug model.tflite --reference model.pt2 --overlay errors.json
+      portkit debug model.tflite --reference model.pt2 --hops --route torch.onnx+onnx2tf
+      portkit debug model.tflite --reference model.pt --input x:1x3x224x224 --scale-tol 1e-3
+    """
+    from portkit import api
+    from portkit.cli.render import debug_tables
+
+    report = api.debug(artifact, progress=progress(not as_json), **options)
+    emit(report, debug_tables, as_json)
+    return int(report.exit_code)
+
+
+@cli.command(context_settings=CONTEXT)
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
 @flags.RUNTIMES
 @flags.INPUT
