@@ -68,7 +68,54 @@ def convert(source: Path, to: str, no_validate: bool, report_path: Path | None, 
     report = api.convert(source, to, validate=not no_validate, progress=progress(not as_json),
                          report=report_path, **options)
     emit(report, convert_tables, as_json)
+    if int(report.exit_code) == 1 and report.artifact is not None and not as_json:
+        _where_it_diverges(Path(report.artifact.path), source, options)
     return int(report.exit_code)
+
+
+# ``convert`` and ``validate`` debug a failed artifact themselves below these sizes.
+CHEAP_DEBUG_BYTES = 20 * 1024 * 1024
+
+
+def _where_it_diverges(artifact: Path, reference: Path, options: dict[str, Any]) -> None:
+    """After a parity failure: the first divergence when it is cheap to find (both models
+    under ``CHEAP_DEBUG_BYTES``, one sample per call), else the ``portkit debug`` command."""
+    import shlex
+
+    from portkit import api
+    from portkit.cli.app import console
+    from portkit.cli.render import divergence_line
+    from portkit.errors import PortkitError
+    from portkit.results import FileInfo
+
+    flags = [f"--input {i}" for i in options.get("inputs") or ()]
+    flags += [f"--const {c}" for c in options.get("consts") or ()]
+    if options.get("inputs_file"):
+        flags.append(f"--inputs {shlex.quote(str(options['inputs_file']))}")
+    if options.get("seed"):
+        flags.append(f"--seed {options['seed']}")
+    command = (f"portkit debug {shlex.quote(str(artifact))} --reference "
+               f"{shlex.quote(str(reference))} {' '.join(flags)}").strip()
+    out = console()
+    sizes = [FileInfo.of(p, "").size_bytes for p in (artifact, reference) if p.exists()]
+    if options.get("steps", 1) != 1 or any(s > CHEAP_DEBUG_BYTES for s in sizes):
+        out.print(f"Where it first goes wrong: run {command}", markup=False)
+        return
+    try:
+        found = api.debug(artifact, reference, inputs=options.get("inputs") or (),
+                          inputs_file=options.get("inputs_file"), seed=options.get("seed", 0),
+                          consts=options.get("consts") or (), signature=options.get("signature"),
+                          trust_model=options.get("trust_model", False),
+                          timeout=options.get("timeout", 900))
+    except PortkitError as e:
+        out.print(f"Where it first goes wrong: not found here ({e}); run {command}",
+                  markup=False)
+        return
+    if found.first_divergence is None:
+        out.print(f"Every intermediate tensor matched agrees on the first input; more with "
+                  f"{command}", markup=False)
+    else:
+        out.print(f"{divergence_line(found.first_divergence)} (more: {command})", markup=False)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -140,6 +187,9 @@ def validate(artifact: Path | None, reference: Path | None, bundle_dir: Path | N
     else:
         report = api.validate(artifact, reference, progress=shown, **options)
     emit(report, validate_tables, as_json)
+    if int(report.exit_code) == 1 and artifact is not None and reference is not None \
+            and not as_json:
+        _where_it_diverges(artifact, reference, options)
     return int(report.exit_code)
 
 
