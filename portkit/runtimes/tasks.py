@@ -281,10 +281,10 @@ def trace(path: str, fmt: Format,
         rt = registry.get(runtime)
         session = rt.load(Path(path), fmt, "cpu", options)
     names = [s.name for s in session.inputs]
-    if sorted(sample) != sorted(names):
-        sample = {n: a for n, a in sample.items() if n not in constants}
-        specs = [TensorSpec(n, tuple(a.shape), a.dtype.name) for n, a in sample.items()]
-        sample = artifact_feeds(session, bind_inputs(specs, session.inputs,
-                                                     prefer_channels_last), sample)
+    # Bound as run_artifact binds, even when the names agree (onnx2tf keeps ``x``, NHWC).
+    sample = {n: a for n, a in sample.items() if n not in constants or n in names}
+    specs = [TensorSpec(n, tuple(a.shape), a.dtype.name) for n, a in sample.items()]
+    sample = artifact_feeds(session, bind_inputs(specs, session.inputs, prefer_channels_last),
+                            sample)
     tensors = session.trace({n: sample[n] for n in names}, Path(folder))
     return Trace(path, fmt.value, rt.name, tuple(tensors), tuple(session.traced_outputs()))
