@@ -81,7 +81,14 @@ def _through(name: str, pairs: Mapping[str, Pair],
 
 def _compare(s: TracedTensor, a: TracedTensor, pair: Pair, tol: Tolerance,
              load: Load) -> DebugNode:
-    """One pair under the policy."""
+    """One pair under the policy (a misfit pair fails with an infinite error)."""
+    if pair.misfit:
+        inf = math.inf
+        return DebugNode(
+            source_tensor=s.name, source_node=s.node or s.name, op_type=s.op_type,
+            artifact_tensor=a.name, artifact_node=a.node or a.name, artifact_op_type=a.op_type,
+            matched_by=pair.by, layout="misfit", max_abs_err=inf, scaled_err=inf, cosine=0.0,
+            passed=False, source_node_id=s.node_id, artifact_node_id=a.node_id)
     ref = load(s)
     got = pair.to_source(load(a), tuple(ref.shape))
     row = metrics(s.name, ref, got, tol, a.name)

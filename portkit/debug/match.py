@@ -44,6 +44,8 @@ class Pair:
             converter kept) or ``value`` (shape, layout and value).
         perm: Axes with ``artifact == source.transpose(perm)``; None when the same.
         reshape: The artifact's tensor is the source's reshaped (same element count).
+        misfit: The shapes fit no layout (a model output the artifact computes with a wrong
+            shape): the pair can only fail.
     """
 
     source: str
@@ -51,6 +53,7 @@ class Pair:
     by: str
     perm: tuple[int, ...] | None = None
     reshape: bool = False
+    misfit: bool = False
 
     def to_source(self, array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         """The artifact's array in the source tensor's layout and shape."""
@@ -62,8 +65,8 @@ class Pair:
     def layout(self) -> str:
         """``""`` when the shapes agree, ``reshape``, or the axes applied to the artifact's
         tensor (``0,3,1,2`` for NHWC -> NCHW)."""
-        if self.reshape:
-            return "reshape"
+        if self.reshape or self.misfit:
+            return "reshape" if self.reshape else "misfit"
         return "" if self.perm is None else ",".join(str(int(i)) for i in np.argsort(self.perm))
 
 
@@ -166,6 +169,10 @@ def match(source: Trace, artifact: Trace, load: Load = load_npy) -> dict[str, Pa
     taken: set[str] = set()
 
     def add(s: TracedTensor, a: TracedTensor, by: str, options: list[Layout]) -> None:
+        if not options:
+            pairs[s.name] = Pair(s.name, a.name, by, misfit=True)
+            taken.add(a.name)
+            return
         layout = options[0]
         if len(options) > 1:
             found = best_layout(load(s), load(a), options)
@@ -197,6 +204,8 @@ def _by_position(source: Trace, artifact: Trace, src: _Graph, art: _Graph,
             options = layouts(s.shape, a.shape)
             if options:
                 add(s, a, by, options)
+            elif by == "output":  # an output of the wrong shape: a divergence, not unmatched
+                add(s, a, by, [])
 
 
 def _by_name(source: Trace, artifact: Trace, pairs: Mapping[str, Pair], taken: set[str],

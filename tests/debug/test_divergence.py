@@ -91,3 +91,18 @@ def test_a_failing_pair_with_a_failing_input_is_not_first(tmp_path: Path) -> Non
     failing = [n.source_tensor for n in nodes if n.passed is False]
     assert failing[0] == "conv1" and len(failing) >= 2
     assert not np.allclose(v["c2"], bad["c2"])
+
+
+def test_an_output_of_the_wrong_shape_is_a_divergence(tmp_path: Path) -> None:
+    # onnx2tf's padding bug: the artifact's output has another shape; it still pairs with the
+    # source's output, and fails.
+    v = _model(W1, W2)
+    src = _source(tmp_path)
+    art = trace(tmp_path / "art", {
+        "in": ("input", (), X), "a": ("Conv", ("in",), v["c1"]), "b": ("Relu", ("a",), v["r1"]),
+        "c": ("Conv", ("b",), v["c2"]), "o": ("Pad", ("c",), np.zeros((1, 8, 7, 5), "float32"))},
+        ("o",))
+    nodes, first = walk(src, art, match(src, art), TOL)
+    assert first is not None and first.source_tensor == "out" and first.artifact_tensor == "o"
+    assert math.isinf(first.max_abs_err) and first.last_agreeing == ("conv2",)
+    assert {n.source_tensor: n.layout for n in nodes}["out"] == "misfit"
