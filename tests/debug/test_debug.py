@@ -15,6 +15,7 @@ from portkit.fixtures import FIXTURES
 from portkit.results import DebugReport
 from portkit.runtimes.worker import Pool, task
 from tests.conftest import run_cli
+from tests.schema import assert_schema
 from tests.validators.corpus import BY_NAME, judge, perturb_conv
 
 CNN = FIXTURES["cnn"].input_flags
@@ -75,6 +76,7 @@ def test_pt2_against_its_onnx_with_one_conv_changed(
     assert first["last_agreeing"] and first["cosine"] < 1.0 and first["max_abs_err"] > 0
     nodes = {n["artifact_node"]: n for n in report["nodes"] if n["artifact_node"]}
     assert nodes[changed]["passed"] is False
+    assert_schema("debug", report)
     assert all(n["matched_by"] == "name" for n in report["nodes"][1:-1] if n["artifact_node"])
 
 
@@ -133,6 +135,7 @@ def test_hops_debug_each_converter(saved_models: Callable[[str, str], Path], cnn
         "hop1-torch.onnx.onnx", "hop2-onnx2tf.tflite"]
     assert Path(found.hops[1].source.path) == Path(found.hops[0].artifact.path)
     assert all(h.first_divergence is None and h.matched >= 5 for h in found.hops)
+    assert_schema("debug_hops", found.to_dict())
     assert sorted(p.name for p in (tmp_path / "cnn.tflite.hops").iterdir()) == [
         "hop1-torch.onnx.onnx", "hop2-onnx2tf.tflite"]
 
