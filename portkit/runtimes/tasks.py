@@ -249,7 +249,8 @@ def run_artifact_everywhere(path: str, fmt: Format, runtime: str,
 
 @task
 def trace(path: str, fmt: Format,
-          feeds: Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]], folder: str, runtime: str | None = None, prefer_channels_last: bool = False,
+          feeds: Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]], folder: str,
+          runtime: str | None = None, prefer_channels_last: bool = False,
           options: LoadOptions = LoadOptions(), constants: Sequence[str] = ()) -> Trace:
     """Run a model once with every intermediate tensor exposed (``portkit debug``).
 
@@ -280,11 +281,10 @@ def trace(path: str, fmt: Format,
     else:
         rt = registry.get(runtime)
         session = rt.load(Path(path), fmt, "cpu", options)
-    names = [s.name for s in session.inputs]
-    # Bound as run_artifact binds, even when the names agree (onnx2tf keeps ``x``, NHWC).
-    sample = {n: a for n, a in sample.items() if n not in constants or n in names}
+    if len(sample) > len(session.inputs):
+        sample = {n: a for n, a in sample.items() if n not in constants}
     specs = [TensorSpec(n, tuple(a.shape), a.dtype.name) for n, a in sample.items()]
     sample = artifact_feeds(session, bind_inputs(specs, session.inputs, prefer_channels_last),
                             sample)
-    tensors = session.trace({n: sample[n] for n in names}, Path(folder))
+    tensors = session.trace({s.name: sample[s.name] for s in session.inputs}, Path(folder))
     return Trace(path, fmt.value, rt.name, tuple(tensors), tuple(session.traced_outputs()))

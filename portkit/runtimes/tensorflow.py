@@ -15,6 +15,7 @@ import numpy as np
 from portkit.errors import InvalidModelError
 from portkit.formats import Format
 from portkit.options import LoadOptions
+from portkit.results import TracedTensor
 from portkit.runtimes.base import Runtime, Session, count
 from portkit.runtimes.registry import register_runtime
 from portkit.safety import check_savedmodel
@@ -83,12 +84,27 @@ class TensorflowSession(Session):
     """Runs a ``tf.function`` taking and returning tensors by name."""
 
     def __init__(self, fn: Any, inputs: list[TensorSpec], outputs: list[TensorSpec],
-                 device: str, ops: dict[str, int], positional: bool) -> None:
+                 device: str, ops: dict[str, int], positional: bool, model: Any = None) -> None:
         super().__init__(inputs, outputs)
         self._fn = fn
         self._device = _DEVICES[device]
         self._ops = ops
         self._positional = positional
+        self._model = model  # the Keras model, which traces; None for a SavedModel signature
+        self._traced_outputs: list[str] = []
+
+    def _trace(self, feeds: dict[str, np.ndarray], folder: Path) -> list[TracedTensor]:
+        from portkit.runtimes.keras_trace import trace_keras
+
+        if self._model is None:
+            return super()._trace(feeds, folder)
+        names = [s.name for s in self.inputs]
+        tensors, self._traced_outputs = trace_keras(self._model, [feeds[n] for n in names],
+                                                    names, folder, self._device)
+        return tensors
+
+    def traced_outputs(self) -> list[str]:
+        return self._traced_outputs or super().traced_outputs()
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import tensorflow as tf
@@ -146,7 +162,7 @@ class TensorflowRuntime(Runtime):
                    for n, t in zip(names, model.outputs)]
         fn = tf.function(lambda xs: model(xs if len(xs) > 1 else xs[0], training=False))
         layers = count([type(layer).__name__ for layer in model.layers])
-        return TensorflowSession(fn, inputs, outputs, device, layers, True)
+        return TensorflowSession(fn, inputs, outputs, device, layers, True, model)
 
 
 def _graph_ops(fn: Any) -> dict[str, int]:
