@@ -16,9 +16,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from portkit.errors import InternalError, InvalidModelError, PortkitError
+from portkit.errors import InternalError, InvalidModelError, PortkitError, UsageError
 from portkit.formats import Format
 from portkit.options import LoadOptions
+from portkit.results import TracedTensor
 from portkit.specs import TensorSpec
 
 
@@ -39,6 +40,8 @@ class Session(abc.ABC):
         self.outputs = outputs
         self.scalar_args = dict(scalar_args or {})
 
+    runtime_name = "this runtime"  # set by Runtime.load, for error messages
+
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the model once.
 
@@ -51,17 +54,50 @@ class Session(abc.ABC):
         Raises:
             InternalError: ``feeds`` does not name exactly the declared inputs.
         """
+        self._check_feeds(feeds)
+        return self._run(feeds)
+
+    def _check_feeds(self, feeds: dict[str, np.ndarray]) -> None:
         missing = [s.name for s in self.inputs if s.name not in feeds]
         if missing or len(feeds) != len(self.inputs):
             raise InternalError(
                 f"feeds {sorted(feeds)} do not match the model's inputs "
                 f"{[s.name for s in self.inputs]}"
             )
-        return self._run(feeds)
 
     @abc.abstractmethod
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run with checked feeds."""
+
+    def trace(self, feeds: dict[str, np.ndarray], folder: Path) -> list[TracedTensor]:
+        """Run the model once with every intermediate tensor exposed (``portkit debug``).
+
+        Each tensor's value is written to ``folder`` as it is computed (``tracing.TensorWriter``),
+        so memory holds no more than a plain run does.
+
+        Args:
+            feeds: One array per declared input, by name.
+            folder: Where the ``.npy`` files go (created if missing).
+
+        Returns:
+            Every tensor computed, in topological order, the graph inputs first.
+
+        Raises:
+            InternalError: ``feeds`` does not name exactly the declared inputs.
+            UsageError: This runtime can't expose intermediates.
+        """
+        self._check_feeds(feeds)
+        return self._trace(feeds, Path(folder))
+
+    def _trace(self, feeds: dict[str, np.ndarray], folder: Path) -> list[TracedTensor]:
+        """Trace with checked feeds; runtimes that can expose intermediates override it."""
+        raise UsageError(f"{self.runtime_name} can't expose a model's intermediate tensors, so "
+                         "portkit debug can't trace it; convert the model to ONNX, TFLite or an "
+                         "ExportedProgram (.pt2) and debug that")
+
+    def traced_outputs(self) -> list[str]:
+        """The traced names of the model's outputs, in output order (after ``trace``)."""
+        return [s.name for s in self.outputs]
 
     def op_counts(self) -> dict[str, int]:
         """How many times each op occurs in the model (empty when the runtime can't tell)."""
@@ -108,7 +144,9 @@ class Runtime(abc.ABC):
         if device not in self.devices():
             raise InternalError(f"runtime {self.name} has no device {device!r} here")
         with self.load_errors(path, fmt):
-            return self._load(path, fmt, device, options)
+            session = self._load(path, fmt, device, options)
+        session.runtime_name = f"runtime {self.name}"
+        return session
 
     @contextlib.contextmanager
     def load_errors(self, path: Path, fmt: Format) -> Iterator[None]:

@@ -9,6 +9,7 @@ import numpy as np
 
 from portkit.formats import Format
 from portkit.options import LoadOptions
+from portkit.results import TracedTensor
 from portkit.runtimes.base import Runtime, Session, count
 from portkit.runtimes.registry import register_runtime
 from portkit.specs import TensorSpec
@@ -26,15 +27,23 @@ def _spec(arg: Any) -> TensorSpec:
 
 
 class OrtSession(Session):
-    def __init__(self, session: Any, path: Path) -> None:
+    def __init__(self, session: Any, path: Path, settings: Any = None,
+                 providers: list[str] | None = None) -> None:
         super().__init__([_spec(a) for a in session.get_inputs()],
                          [_spec(a) for a in session.get_outputs()])
         self._session = session
         self._path = path
+        self._settings = settings
+        self._providers = providers or ["CPUExecutionProvider"]
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [s.name for s in self.outputs]
         return dict(zip(names, self._session.run(names, feeds)))
+
+    def _trace(self, feeds: dict[str, np.ndarray], folder: Path) -> list[TracedTensor]:
+        from portkit.runtimes.onnx_trace import trace_onnx
+
+        return trace_onnx(self._path, feeds, folder, self._settings, self._providers)
 
     def op_counts(self) -> dict[str, int]:
         import onnx
@@ -71,4 +80,4 @@ class OnnxRuntime(Runtime):
         session = onnxruntime.InferenceSession(
             str(path), sess_options=settings, providers=[_PROVIDERS[device]]
         )
-        return OrtSession(session, path)
+        return OrtSession(session, path, settings, [_PROVIDERS[device]])

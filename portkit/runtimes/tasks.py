@@ -17,7 +17,7 @@ from portkit.errors import PortkitError, UsageError
 from portkit.formats import Format
 from portkit.formats.tflite import mobile_report
 from portkit.options import LoadOptions, Scalar
-from portkit.results import ModelInfo
+from portkit.results import ModelInfo, Trace
 from portkit.runtimes import registry
 from portkit.runtimes import steps as steps_
 from portkit.runtimes.base import Session
@@ -245,3 +245,46 @@ def run_artifact_everywhere(path: str, fmt: Format, runtime: str,
         except Exception as e:  # noqa: BLE001 - one device failing must not hide the others
             results.append((device, f"{type(e).__name__}: {e}"))
     return results
+
+
+@task
+def trace(path: str, fmt: Format,
+          feeds: Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]], folder: str, runtime: str | None = None, prefer_channels_last: bool = False,
+          options: LoadOptions = LoadOptions(), constants: Sequence[str] = ()) -> Trace:
+    """Run a model once with every intermediate tensor exposed (``portkit debug``).
+
+    Args:
+        path: The model (source or artifact).
+        fmt: Its format.
+        feeds: The reference's feeds (sample 0, or all samples of which the first is used), by
+            the *source's* input names and layout; mapped to the model's names, layout and
+            dtypes as ``run_artifact`` maps them (``binding``).
+        folder: An absolute directory for the tensors' ``.npy`` files.
+        runtime: The runtime to trace on; None for the first that loads the file
+            (``registry.load_source``).
+        prefer_channels_last: Bind 4-D inputs NHWC first (the converter makes NHWC).
+        options: Load options (signature, trust).
+        constants: Feeds the source was given with ``--const``, which an artifact has bound and
+            doesn't take: dropped when the model doesn't take them.
+
+    Returns:
+        The trace: every tensor in topological order, inputs first, and which are outputs.
+
+    Raises:
+        UsageError: The runtime can't expose intermediates.
+        PortkitError: The feeds fit none of the model's inputs.
+    """
+    sample = dict(feeds if isinstance(feeds, Mapping) else feeds[0])
+    if runtime is None:
+        rt, session = registry.load_source(Path(path), fmt, options)
+    else:
+        rt = registry.get(runtime)
+        session = rt.load(Path(path), fmt, "cpu", options)
+    names = [s.name for s in session.inputs]
+    # Bound as run_artifact binds, even when the names agree (onnx2tf keeps ``x``, NHWC).
+    sample = {n: a for n, a in sample.items() if n not in constants or n in names}
+    specs = [TensorSpec(n, tuple(a.shape), a.dtype.name) for n, a in sample.items()]
+    sample = artifact_feeds(session, bind_inputs(specs, session.inputs, prefer_channels_last),
+                            sample)
+    tensors = session.trace({n: sample[n] for n in names}, Path(folder))
+    return Trace(path, fmt.value, rt.name, tuple(tensors), tuple(session.traced_outputs()))

@@ -10,6 +10,7 @@ import numpy as np
 
 from portkit.formats import Format
 from portkit.options import LoadOptions
+from portkit.results import TracedTensor
 from portkit.runtimes.base import Runtime, Session, count
 from portkit.runtimes.registry import register_runtime
 from portkit.specs import TensorSpec
@@ -55,12 +56,28 @@ class TfliteSession(Session):
     """Quantized inputs take float feeds and quantized outputs come back as float (dequantized
     with the tensor's scale and zero point), so they compare with a float reference."""
 
-    def __init__(self, interpreter: Any) -> None:
+    def __init__(self, interpreter: Any, path: Path | None = None, threads: int = 1) -> None:
         self._in = interpreter.get_input_details()
         self._out = interpreter.get_output_details()
         super().__init__(_specs(self._in, _signature_names(interpreter, "inputs")),
                          _specs(self._out, _signature_names(interpreter, "outputs")))
         self._interpreter = interpreter
+        self._path = path
+        self._threads = threads
+        self._traced_outputs: list[str] = []
+
+    def _trace(self, feeds: dict[str, np.ndarray], folder: Path) -> list[TracedTensor]:
+        from portkit.runtimes.tflite_trace import trace_tflite
+
+        if self._path is None:
+            return super()._trace(feeds, folder)
+        tensors, self._traced_outputs = trace_tflite(
+            self._path, [_quantize(feeds[s.name], d) for s, d in zip(self.inputs, self._in)],
+            folder, self._threads)
+        return tensors
+
+    def traced_outputs(self) -> list[str]:
+        return self._traced_outputs or super().traced_outputs()
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         it = self._interpreter
@@ -112,4 +129,4 @@ class TfliteRuntime(Runtime):
         threads = 1 if device == ONE_THREAD else options.threads or os.cpu_count() or 1
         interpreter = Interpreter(model_path=str(path), num_threads=threads)
         interpreter.allocate_tensors()
-        return TfliteSession(interpreter)
+        return TfliteSession(interpreter, path, threads)

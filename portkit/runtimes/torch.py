@@ -10,6 +10,7 @@ import numpy as np
 from portkit.errors import UsageError
 from portkit.formats import Format
 from portkit.options import LoadOptions
+from portkit.results import TracedTensor
 from portkit.runtimes.base import Runtime, Session, count
 from portkit.runtimes.registry import register_runtime
 from portkit.specs import TensorSpec
@@ -53,13 +54,17 @@ DimRanges = tuple[tuple[int, float] | None, ...]
 class TorchSession(Session):
     def __init__(self, module: Any, inputs: list[TensorSpec], outputs: list[TensorSpec],
                  device: str, ops: list[str], scalar_args: dict[str, str] | None = None,
-                 ranges: dict[str, DimRanges] | None = None, name: str = "") -> None:
+                 ranges: dict[str, DimRanges] | None = None, name: str = "",
+                 path: Path | None = None, fmt: Format | None = None) -> None:
         super().__init__(inputs, outputs, scalar_args)
         self._module = module
         self._device = device
         self._ops = ops
         self._ranges = ranges or {}
         self._name = name
+        self._path = path
+        self._fmt = fmt
+        self._traced_outputs: list[str] = []
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
@@ -74,6 +79,26 @@ class TorchSession(Session):
 
     def op_counts(self) -> dict[str, int]:
         return count(self._ops)
+
+    def _trace(self, feeds: dict[str, np.ndarray], folder: Path) -> list[TracedTensor]:
+        import torch
+
+        from portkit.runtimes.torch_trace import trace_program
+
+        if self._path is None or self._fmt is None:
+            return super()._trace(feeds, folder)
+        for input_name, dims in self._ranges.items():
+            refuse_shape(self._name, input_name, tuple(feeds[input_name].shape), dims)
+        args = tuple(_scalar(feeds[s.name], self.scalar_args[s.name])
+                     if s.name in self.scalar_args
+                     else torch.from_numpy(np.ascontiguousarray(feeds[s.name]))
+                     for s in self.inputs)
+        tensors, self._traced_outputs = trace_program(self._path, self._fmt, args, folder,
+                                                           [s.name for s in self.inputs])
+        return tensors
+
+    def traced_outputs(self) -> list[str]:
+        return self._traced_outputs or super().traced_outputs()
 
 
 def refuse_shape(model: str, name: str, shape: tuple[int, ...], dims: DimRanges) -> None:
@@ -169,7 +194,8 @@ class TorchRuntime(Runtime):
             inputs, scalars = script_inputs(module)
             ops = [n.kind() for n in module.inlined_graph.nodes()
                    if not n.kind().startswith("prim::")]
-            return TorchSession(module, inputs, [], device, ops, scalars)
+            return TorchSession(module, inputs, [], device, ops, scalars, name=path.name,
+                                path=path, fmt=fmt)
         ep = torch.export.load(str(path))
         user_inputs = set(ep.graph_signature.user_inputs)
         inputs = []
@@ -185,4 +211,4 @@ class TorchRuntime(Runtime):
                 ops.append(str(node.target))
         outputs = [TensorSpec(n, None, "") for n in ep.graph_signature.user_outputs]
         return TorchSession(ep.module().to(device), inputs, outputs, device, ops,
-                            ranges=ranges, name=path.name)
+                            ranges=ranges, name=path.name, path=path, fmt=fmt)
