@@ -78,6 +78,26 @@ def test_pt2_against_its_onnx_with_one_conv_changed(
     assert nodes[changed]["passed"] is False
     assert_schema("debug", report)
     assert all(n["matched_by"] == "name" for n in report["nodes"][1:-1] if n["artifact_node"])
+    # validate, on the parity failure, names where it starts (the model is small).
+    done = run_cli("validate", bad, "--reference", source, *_flags(CNN))
+    assert done.returncode == 1, done.stderr
+    assert f"First divergence: source getitem_3" in done.stdout
+    assert f"-> artifact {changed} (Conv" in " ".join(done.stdout.split())
+
+
+def test_a_large_model_gets_the_command_to_run(monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str],
+                                                tmp_path: Path) -> None:
+    from portkit.cli import commands
+
+    monkeypatch.setattr(commands, "CHEAP_DEBUG_BYTES", 0)
+    art, src = tmp_path / "m.tflite", tmp_path / "m v2.pt2"
+    art.write_bytes(b"x")
+    src.write_bytes(b"x")
+    commands._where_it_diverges(art, src, {"inputs": ("x:1x3x8x8",), "seed": 3})
+    out = " ".join(capsys.readouterr().out.split())
+    assert out == (f"Where it first goes wrong: run portkit debug {art} --reference "
+                   f"'{src}' --input x:1x3x8x8 --seed 3")
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +121,8 @@ def test_onnx_against_tflite_from_a_copy_with_one_conv_changed(
     made = api.convert(bad, "tflite", tmp_path / "bad.tflite", route="onnx2tf", validate=False,
                        workers=workers)
     assert made.artifact is not None, made.routes_tried
-    found = api.debug(made.artifact.path, source, workers=workers)
+    overlay = tmp_path / "errors.json"
+    found = api.debug(made.artifact.path, source, overlay=overlay, workers=workers)
     first = found.first_divergence
     assert first is not None and found.exit_code == 1
     # That conv, or the ReLU TFLite fused into it (the conv's own tensor is gone).
@@ -109,6 +130,9 @@ def test_onnx_against_tflite_from_a_copy_with_one_conv_changed(
         first.op_type == "Relu" and changed in _producers(found, first.source_tensor)), first
     assert first.artifact_op_type == "CONV_2D"
     assert any(n.layout == "0,3,1,2" for n in found.nodes)  # NHWC matched back to NCHW
+    worst = next(n for n in found.nodes if n.source_tensor == first.source_tensor)
+    results = json.loads(overlay.read_text())["results"]  # keyed by TFLite op index
+    assert results[worst.artifact_node_id]["value"] == pytest.approx(first.scaled_err)
     clean = run_cli("debug", cnn_tflite, "--reference", source, "--json")
     assert clean.returncode == 0, clean.stderr
     report = json.loads(clean.stdout)
