@@ -9,7 +9,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from portkit.convert import registry
 from portkit.errors import ConversionError
@@ -65,11 +65,11 @@ def debug_hops(job: DebugJob, src: Path, src_fmt: Format, art_fmt: Format, ref: 
             started = time.perf_counter()
             with ctx.progress(f"Hop {i}: {edge.tool} ({prev_fmt.value} -> "
                               f"{edge.target.value})"):
-                kwargs: dict[str, Any] = dict(
-                    tool=edge.tool, target=edge.target, src=str(prev), src_format=prev_fmt,
-                    dst=str(dst), inputs=list(ref.inputs), options=options)
                 ctx.pool.call(f"convert-from-{prev_fmt.value}", registry.run_edge,
-                              timeout=ctx.timeout, what=f"{edge.tool} on {prev.name}", **kwargs)
+                              timeout=ctx.timeout, what=f"{edge.tool} on {prev.name}",
+                              tool=edge.tool, target=edge.target, src=str(prev),
+                              src_format=prev_fmt, dst=str(dst), inputs=list(ref.inputs),
+                              options=options)
             reports.append(compare(job, prev, prev_fmt, dst, edge.target, ref, ctx, started))
             prev, prev_fmt = dst, edge.target
         atomic_replace(folder, target)

@@ -81,7 +81,7 @@ def test_pt2_against_its_onnx_with_one_conv_changed(
     # validate, on the parity failure, names where it starts (the model is small).
     done = run_cli("validate", bad, "--reference", source, *_flags(CNN))
     assert done.returncode == 1, done.stderr
-    assert f"First divergence: source getitem_3" in done.stdout
+    assert "First divergence: source getitem_3" in done.stdout
     assert f"-> artifact {changed} (Conv" in " ".join(done.stdout.split())
 
 
