@@ -101,28 +101,54 @@ def layouts(source: tuple[int, ...], artifact: tuple[int, ...]) -> list[Layout]:
     return []
 
 
+def _finite64(array: np.ndarray) -> np.ndarray:
+    """The array flattened as float64, non-finite values as zero."""
+    flat = np.asarray(array, dtype=np.float64).ravel()
+    return np.nan_to_num(flat, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """``a @ b`` without BLAS threads (which crawl on a loaded machine)."""
+    return float(np.einsum("i,i->", a, b))
+
+
+class Reference:
+    """A source tensor prepared once for comparing with many candidates."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.shape = tuple(array.shape)
+        self.flat = _finite64(array)
+        self.scale = float(np.abs(self.flat).max()) if self.flat.size else 0.0
+        self.norm = math.sqrt(_dot(self.flat, self.flat))
+
+    def closeness(self, got: np.ndarray) -> tuple[float, float]:
+        """``(max abs err / the reference's largest magnitude, cosine)`` against ``got``
+        (same shape; non-finite values count as zero)."""
+        if not self.flat.size:
+            return 0.0, 1.0
+        g = _finite64(got)
+        err = float(np.abs(self.flat - g).max())
+        scaled = err / self.scale if self.scale > 0 else (0.0 if err == 0 else math.inf)
+        norms = self.norm * math.sqrt(_dot(g, g))
+        if norms:
+            return scaled, _dot(self.flat, g) / norms
+        return scaled, 1.0 if not self.flat.any() and not g.any() else 0.0
+
+
 def closeness(ref: np.ndarray, got: np.ndarray) -> tuple[float, float]:
     """``(max abs err / the reference's largest magnitude, cosine)`` of two same-shaped arrays
     (non-finite values count as zero)."""
-    r = np.nan_to_num(np.asarray(ref, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0).ravel()
-    g = np.nan_to_num(np.asarray(got, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0).ravel()
-    if not r.size:
-        return 0.0, 1.0
-    err = float(np.abs(r - g).max())
-    scale = float(np.abs(r).max())
-    scaled = err / scale if scale > 0 else (0.0 if err == 0 else math.inf)
-    norms = float(np.linalg.norm(r) * np.linalg.norm(g))
-    cosine = float(r @ g / norms) if norms else (1.0 if not r.any() and not g.any() else 0.0)
-    return scaled, cosine
+    return Reference(ref).closeness(got)
 
 
-def best_layout(ref: np.ndarray, got: np.ndarray, options: Iterable[Layout]
+def best_layout(ref: np.ndarray | Reference, got: np.ndarray, options: Iterable[Layout]
                 ) -> tuple[Layout, float, float] | None:
     """The layout under which ``got`` is closest to ``ref``: (layout, scaled err, cosine)."""
+    target = ref if isinstance(ref, Reference) else Reference(ref)
     best = None
     for perm, reshape in options:
         pair = Pair("", "", "", perm, reshape)
-        scaled, cosine = closeness(ref, pair.to_source(got, tuple(ref.shape)))
+        scaled, cosine = target.closeness(pair.to_source(got, target.shape))
         if best is None or (scaled, -cosine) < (best[1], -best[2]):
             best = ((perm, reshape), scaled, cosine)
     return best
@@ -246,8 +272,7 @@ def _by_value(src: _Graph, art: _Graph, pairs: dict[str, Pair], taken: set[str],
             continue
         up, down = src.related(i)
         low, high = _bounds(src, art, pairs, up, down)
-        ref = load(s)
-        found = _closest(ref, s, art, low, high, taken, load)
+        found = _closest(Reference(load(s)), s, art, low, high, taken, load)
         if found is None:
             continue
         a, layout, scaled = found
@@ -271,7 +296,7 @@ def _bounds(src: _Graph, art: _Graph, pairs: Mapping[str, Pair], up: int, down: 
     return low, high
 
 
-def _closest(ref: np.ndarray, s: TracedTensor, art: _Graph, low: int, high: int,
+def _closest(ref: Reference, s: TracedTensor, art: _Graph, low: int, high: int,
              taken: set[str], load: Load) -> tuple[TracedTensor, Layout, float] | None:
     """The free artifact tensor in ``[low, high)`` closest to ``ref`` with cosine >=
     ``MIN_COSINE`` (checking at most ``WINDOW`` whose shape fits)."""
