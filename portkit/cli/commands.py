@@ -79,7 +79,8 @@ CHEAP_DEBUG_BYTES = 20 * 1024 * 1024
 
 def _where_it_diverges(artifact: Path, reference: Path, options: dict[str, Any]) -> None:
     """After a parity failure: the first divergence when it is cheap to find (both models
-    under ``CHEAP_DEBUG_BYTES``, one sample per call), else the ``portkit debug`` command."""
+    under ``CHEAP_DEBUG_BYTES``, float, one call per sample), else the ``portkit debug``
+    command to run."""
     import shlex
 
     from portkit import api
@@ -98,7 +99,9 @@ def _where_it_diverges(artifact: Path, reference: Path, options: dict[str, Any])
                f"{shlex.quote(str(reference))} {' '.join(flags)}").strip()
     out = console()
     sizes = [FileInfo.of(p, "").size_bytes for p in (artifact, reference) if p.exists()]
-    if options.get("steps", 1) != 1 or any(s > CHEAP_DEBUG_BYTES for s in sizes):
+    # Stateful and quantized artifacts are judged by other rules than debug's fp32 policy.
+    if (options.get("steps", 1) != 1 or options.get("quantize")
+            or any(s > CHEAP_DEBUG_BYTES for s in sizes)):
         out.print(f"Where it first goes wrong: run {command}", markup=False)
         return
     try:
