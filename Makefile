@@ -13,7 +13,7 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) -e '.[all,dev]'
+	$(PIP) -e '.[all,dev,viz]'
 	$(PIP) --no-deps $(ONNX2TF)
 	touch $@
 

@@ -439,10 +439,12 @@ class DebugNode:
         source_tensor, source_node, op_type: The source's tensor, its node and op.
         artifact_tensor, artifact_node, artifact_op_type: Its match in the artifact (None when
             unmatched).
-        matched_by: How: ``name`` (a name the converter kept), ``output`` (a model output),
-            ``value`` (shape, layout and values), or ``""`` (unmatched).
+        matched_by: How: ``input`` (a graph input), ``name`` (a name the converter kept),
+            ``output`` (a model output), ``value`` (shape, layout and values), or ``""``
+            (unmatched).
         layout: ``""`` when shapes are equal, else the permutation applied to the artifact's
-            tensor (e.g. ``0,3,1,2`` for NHWC -> NCHW).
+            tensor (e.g. ``0,3,1,2`` for NHWC -> NCHW), ``reshape`` (same element count), or
+            ``misfit`` (an output whose shape fits no layout: it fails, errors infinite).
         max_abs_err, scaled_err, cosine: The pair's error (NaN when unmatched); ``scaled_err``
             is max abs err / the source tensor's largest magnitude.
         passed: Whether the pair is within the policy (None when unmatched).

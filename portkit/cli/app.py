@@ -93,6 +93,7 @@ def cli(debug: bool) -> None:
       portkit convert model.pt2 --to onnx --report report.json
       portkit inspect model.tflite
       portkit validate model.tflite --reference model.pt2
+      portkit debug model.tflite --reference model.pt2 --overlay errors.json
       portkit bench model.onnx model.tflite
       portkit check portkit.toml --junit junit.xml
 

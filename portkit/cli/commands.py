@@ -68,7 +68,57 @@ def convert(source: Path, to: str, no_validate: bool, report_path: Path | None, 
     report = api.convert(source, to, validate=not no_validate, progress=progress(not as_json),
                          report=report_path, **options)
     emit(report, convert_tables, as_json)
+    if int(report.exit_code) == 1 and report.artifact is not None and not as_json:
+        _where_it_diverges(Path(report.artifact.path), source, options)
     return int(report.exit_code)
+
+
+# ``convert`` and ``validate`` debug a failed artifact themselves below these sizes.
+CHEAP_DEBUG_BYTES = 20 * 1024 * 1024
+
+
+def _where_it_diverges(artifact: Path, reference: Path, options: dict[str, Any]) -> None:
+    """After a parity failure: the first divergence when it is cheap to find (both models
+    under ``CHEAP_DEBUG_BYTES``, float, one call per sample), else the ``portkit debug``
+    command to run."""
+    import shlex
+
+    from portkit import api
+    from portkit.cli.app import console
+    from portkit.cli.render import divergence_line
+    from portkit.errors import PortkitError
+    from portkit.results import FileInfo
+
+    flags = [f"--input {i}" for i in options.get("inputs") or ()]
+    flags += [f"--const {c}" for c in options.get("consts") or ()]
+    if options.get("inputs_file"):
+        flags.append(f"--inputs {shlex.quote(str(options['inputs_file']))}")
+    if options.get("seed"):
+        flags.append(f"--seed {options['seed']}")
+    command = (f"portkit debug {shlex.quote(str(artifact))} --reference "
+               f"{shlex.quote(str(reference))} {' '.join(flags)}").strip()
+    out = console()
+    sizes = [FileInfo.of(p, "").size_bytes for p in (artifact, reference) if p.exists()]
+    # Stateful and quantized artifacts are judged by other rules than debug's fp32 policy.
+    if (options.get("steps", 1) != 1 or options.get("quantize")
+            or any(s > CHEAP_DEBUG_BYTES for s in sizes)):
+        out.print(f"Where it first goes wrong: run {command}", markup=False)
+        return
+    try:
+        found = api.debug(artifact, reference, inputs=options.get("inputs") or (),
+                          inputs_file=options.get("inputs_file"), seed=options.get("seed", 0),
+                          consts=options.get("consts") or (), signature=options.get("signature"),
+                          trust_model=options.get("trust_model", False),
+                          timeout=options.get("timeout", 900))
+    except PortkitError as e:
+        out.print(f"Where it first goes wrong: not found here ({e}); run {command}",
+                  markup=False)
+        return
+    if found.first_divergence is None:
+        out.print(f"Every intermediate tensor matched agrees on the first input; more with "
+                  f"{command}", markup=False)
+    else:
+        out.print(f"{divergence_line(found.first_divergence)} (more: {command})", markup=False)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -140,6 +190,68 @@ def validate(artifact: Path | None, reference: Path | None, bundle_dir: Path | N
     else:
         report = api.validate(artifact, reference, progress=shown, **options)
     emit(report, validate_tables, as_json)
+    if int(report.exit_code) == 1 and artifact is not None and reference is not None \
+            and not as_json:
+        _where_it_diverges(artifact, reference, options)
+    return int(report.exit_code)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--reference", required=True, type=click.Path(path_type=Path),
+              help="The model ARTIFACT was converted from; it is run as the source.")
+@click.option("--overlay", type=click.Path(path_type=Path),
+              help="Also write each node's error as Model Explorer node data to this file "
+                   "(model-explorer ARTIFACT --node_data_paths FILE colours the graph).")
+@click.option("--overlay-side", type=click.Choice(["artifact", "source"]), default="artifact",
+              show_default=True, help="The graph --overlay colours.")
+@click.option("--hops", is_flag=True,
+              help="Also rerun the route that made ARTIFACT and debug each hop against the "
+                   "previous (PyTorch -> ONNX, then ONNX -> TFLite); the hops' artifacts are "
+                   "kept in ARTIFACT.hops/.")
+@click.option("--route", help="With --hops: the route to rerun, e.g. torch.onnx+onnx2tf "
+                              "[default: the first portkit convert tries].")
+@flags.INPUT
+@flags.CONST
+@click.option("--inputs", "inputs_file", type=click.Path(path_type=Path),
+              help="An .npz of input arrays (by input name, or in order); its first sample is "
+                   "used.")
+@click.option("--seed", type=flags.Number(flags.bounds.SEED), default=0, show_default=True,
+              help="Seed of generated inputs (0 to 2**32-1).")
+@click.option("--scale-tol", type=flags.Number(flags.bounds.SCALE_TOL),
+              help="Error allowed per element as a fraction of the tensor's largest source "
+                   "magnitude [default: 1e-4].")
+@click.option("--atol", type=flags.Number(flags.bounds.ATOL),
+              help="Absolute tolerance per element [default: 1e-9].")
+@click.option("--rtol", type=flags.Number(flags.bounds.RTOL),
+              help="Relative tolerance per element [default: 0].")
+@click.option("--min-cosine", type=flags.Number(flags.bounds.MIN_COSINE),
+              help="Lowest cosine similarity (-1 to 1) that passes.")
+@flags.LOADING
+@flags.timeout(what="each step")
+@flags.JSON
+def debug(artifact: Path, as_json: bool, **options: Any) -> int:
+    """Find where ARTIFACT first goes wrong against the model it was converted from.
+
+    Both run once with every intermediate tensor exposed (FX interpreter, ONNX Runtime, TFLite
+    with all tensors preserved); the source's tensors are matched with the artifact's (names
+    the converters kept, model outputs, then shape, NCHW/NHWC layout and value) and walked in
+    topological order. The first divergence is the first matched pair outside the policy whose
+    matched inputs all agree. Exit 0 when nothing diverges, 1 when something does.
+
+    \b
+    Examples:
+      portkit debug model.onnx --reference model.pt2
+      portkit debug model.tflite --reference model.onnx --json
+      portkit debug model.tflite --reference model.pt2 --overlay errors.json
+      portkit debug model.tflite --reference model.pt2 --hops --route torch.onnx+onnx2tf
+      portkit debug model.tflite --reference model.pt --input x:1x3x224x224 --scale-tol 1e-3
+    """
+    from portkit import api
+    from portkit.cli.render import debug_tables
+
+    report = api.debug(artifact, progress=progress(not as_json), **options)
+    emit(report, debug_tables, as_json)
     return int(report.exit_code)
 
 

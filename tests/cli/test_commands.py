@@ -193,7 +193,7 @@ def test_help_imports_no_framework() -> None:
             "from click.testing import CliRunner\n"
             "r = CliRunner().invoke(portkit.cli.cli, ['--help'])\n"
             "assert r.exit_code == 0 and 'Examples' in r.output, r.output\n"
-            "for cmd in ('convert', 'inspect', 'demo', 'validate', 'bench', 'check'):\n"
+            "for cmd in ('convert', 'inspect', 'demo', 'validate', 'bench', 'check', 'debug'):\n"
             "    r = CliRunner().invoke(portkit.cli.cli, [cmd, '--help'])\n"
             "    assert r.exit_code == 0 and 'Examples' in r.output, r.output\n"
             "heavy = [m for m in ('torch', 'tensorflow', 'onnx', 'onnxruntime', 'ai_edge_litert') if m in sys.modules]\n"

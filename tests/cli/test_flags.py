@@ -19,10 +19,11 @@ HANDLED = {
     "bench": {"as_json", "warmup", "min_runs", "min_seconds", "models"},
     "inspect": {"as_json", "model"},
     "check": {"json_path", "markdown_path", "junit_path", "list_only", "config"},
+    "debug": {"as_json"},
 }
 TARGET: dict[str, Callable[..., object]] = {
     "convert": api.convert, "validate": api.validate, "bench": api.bench,
-    "inspect": api.inspect, "check": gate.run,
+    "inspect": api.inspect, "check": gate.run, "debug": api.debug,
 }
 
 
@@ -62,6 +63,9 @@ NUMERIC = {
               "min_runs": bounds.MIN_RUNS, "min_seconds": bounds.MIN_SECONDS,
               "timeout": bounds.TIMEOUT},
     "check": {"jobs": bounds.JOBS, "timeout": bounds.TIMEOUT},
+    "debug": {"timeout": bounds.TIMEOUT, "seed": bounds.SEED,
+              **{k: bounds.TOLERANCE_BOUNDS[k] for k in ("atol", "rtol", "scale_tol",
+                                                          "min_cosine")}},
 }
 
 
