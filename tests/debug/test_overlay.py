@@ -134,3 +134,23 @@ def test_overlay_loads_in_model_explorer_and_names_tflite_nodes(
     for key in loaded.results:
         assert key in ids or key in tensor_names, f"{key!r} is no node of Model Explorer's graph"
     assert loaded.results["3"].bgColor == DIVERGED_BG
+
+
+def test_real_debug_overlay_opens_in_model_explorer(
+        saved_models: Callable[[str, str], Path], converted: Callable[[str, str, str], Path],
+        workers: Any, tmp_path: Path) -> None:
+    pytest.importorskip("model_explorer", reason="ai-edge-model-explorer (pip install "
+                        "'portkit[viz]') is not installed")
+    from portkit import api  # portkit.debug is the package, api.debug the function
+
+    tflite = converted("cnn", "pt2", "tflite")
+    path = tmp_path / "errors.json"
+    rep = api.debug(tflite, saved_models("cnn", "pt2"), overlay=path, workers=workers)
+    assert rep.exit_code == 0 and rep.matched > 2
+    loaded = _load_with_model_explorer(path)
+    ids, tensor_names = _adapter_graph(tflite)
+    ops = {k for k in loaded.results if k in ids}
+    assert len(ops) >= 2, loaded.results  # TFLite ops keyed by Model Explorer's node ids
+    assert all(k in ids or k in tensor_names for k in loaded.results)
+    assert all(r.value <= rep.tolerance.scale_tol and r.bgColor is None
+               for r in loaded.results.values())  # a faithful artifact: every node green
