@@ -1,9 +1,11 @@
 """portkit: convert models between PyTorch, TensorFlow, ONNX and TFLite, and prove each artifact
 faithful by running it beside its source.
 
-``portkit.convert(source, to=..., ...)`` and ``portkit.inspect(path)`` are the library API
-(``portkit.api``, where ``validate``, ``replay`` and ``bench`` live too); they import nothing
-heavy until called. ``portkit.convert`` is also the package of converters, made callable here.
+``portkit.convert(source, to=..., ...)``, ``portkit.debug(artifact, reference)`` and
+``portkit.inspect(path)`` are the library API (``portkit.api``, where ``validate``, ``replay``
+and ``bench`` live too); they import nothing heavy until called. ``portkit.convert`` and
+``portkit.debug`` are also packages (the converters; debug's matching and walk), made callable
+here.
 """
 
 from __future__ import annotations
@@ -12,21 +14,24 @@ import types
 from typing import Any
 
 from portkit import convert as _converters
+from portkit import debug as _debug
 
 __version__ = "0.1.0"
-__all__ = ["convert", "inspect", "__version__"]
+__all__ = ["convert", "debug", "inspect", "__version__"]
 
 
 class _CallablePackage(types.ModuleType):
-    """``portkit.convert``: the converters' package, which called runs ``portkit.api.convert``."""
+    """A package (``portkit.convert``, ``portkit.debug``) which, called, runs the
+    ``portkit.api`` function of its name."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from portkit.api import convert
+        from portkit import api
 
-        return convert(*args, **kwargs)
+        return getattr(api, self.__name__.rpartition(".")[2])(*args, **kwargs)
 
 
-_converters.__class__ = _CallablePackage
+for _package in (_converters, _debug):
+    _package.__class__ = _CallablePackage
 
 
 def __getattr__(name: str) -> Any:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import portkit
-from portkit.errors import ExitCode, UsageError
+from portkit.errors import ExitCode, InvalidModelError, UsageError
 from portkit.fixtures import FIXTURES
 from tests.schema import assert_schema
 
@@ -92,3 +92,11 @@ def test_no_validate_converts_with_the_first_route_and_runs_nothing(saved_models
     assert report.exit_code == ExitCode.OK and not report.validated and not report.passed
     assert len(report.routes_tried) == 1 and report.checks == ()
     assert (tmp_path / "m.onnx").exists()
+
+
+def test_portkit_debug_is_the_api_function_and_the_package(tmp_path: Path) -> None:
+    import portkit.debug.match  # the package stays importable as one
+
+    with pytest.raises(InvalidModelError, match="missing.tflite: no such file"):
+        portkit.debug(tmp_path / "missing.tflite", tmp_path / "m.pt")
+    assert portkit.debug.match.match is not None
