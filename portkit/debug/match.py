@@ -32,6 +32,9 @@ from portkit.runtimes.binding import (
 MIN_COSINE = 0.9
 # Candidates looked at per source tensor (nearest the position matched neighbours imply first).
 WINDOW = 256
+# Of those, how many are compared value by value: the nearest by summary statistics that no
+# layout changes (mean, standard deviation, largest magnitude).
+SHORTLIST = 8
 _FLOAT = ("float", "bfloat")
 
 Load = Callable[[TracedTensor], np.ndarray]
@@ -112,6 +115,14 @@ def _dot(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.einsum("i,i->", a, b))
 
 
+def summary(flat: np.ndarray) -> tuple[float, float, float]:
+    """(mean, standard deviation, largest magnitude) of a flattened array: the same under any
+    axis order or reshape, so they rank candidates before any layout is tried."""
+    if not flat.size:
+        return 0.0, 0.0, 0.0
+    return float(flat.mean()), float(flat.std()), float(np.abs(flat).max())
+
+
 class Reference:
     """A source tensor prepared once for comparing with many candidates."""
 
@@ -120,6 +131,11 @@ class Reference:
         self.flat = _finite64(array)
         self.scale = float(np.abs(self.flat).max()) if self.flat.size else 0.0
         self.norm = math.sqrt(_dot(self.flat, self.flat))
+        self.summary = summary(self.flat)
+
+    def distance(self, other: tuple[float, float, float]) -> float:
+        """How far another tensor's ``summary`` is from this one's, in this tensor's scale."""
+        return sum(abs(a - b) for a, b in zip(self.summary, other)) / (self.scale or 1.0)
 
     def closeness(self, got: np.ndarray) -> tuple[float, float]:
         """``(max abs err / the reference's largest magnitude, cosine)`` against ``got``
@@ -267,12 +283,19 @@ def _by_value(src: _Graph, art: _Graph, pairs: dict[str, Pair], taken: set[str],
     """Each float source tensor still unpaired, with the closest artifact tensor (cosine >=
     ``MIN_COSINE``) between its matched neighbours' positions, unless a consumer of the same
     shape is closer to that tensor (a fused op's one output stands for its last tensor)."""
+    summaries: dict[str, tuple[float, float, float]] = {}
+
+    def summarized(a: TracedTensor) -> tuple[float, float, float]:
+        if a.name not in summaries:
+            summaries[a.name] = summary(_finite64(load(a)))
+        return summaries[a.name]
+
     for i, s in enumerate(src.tensors):
         if s.name in pairs or not s.dtype.startswith(_FLOAT) or not s.shape:
             continue
         up, down = src.related(i)
         low, high = _bounds(src, art, pairs, up, down)
-        found = _closest(Reference(load(s)), s, art, low, high, taken, load)
+        found = _closest(Reference(load(s)), s, art, low, high, taken, load, summarized)
         if found is None:
             continue
         a, layout, scaled = found
@@ -297,20 +320,25 @@ def _bounds(src: _Graph, art: _Graph, pairs: Mapping[str, Pair], up: int, down: 
 
 
 def _closest(ref: Reference, s: TracedTensor, art: _Graph, low: int, high: int,
-             taken: set[str], load: Load) -> tuple[TracedTensor, Layout, float] | None:
+             taken: set[str], load: Load,
+             summarized: Callable[[TracedTensor], tuple[float, float, float]]
+             ) -> tuple[TracedTensor, Layout, float] | None:
     """The free artifact tensor in ``[low, high)`` closest to ``ref`` with cosine >=
-    ``MIN_COSINE`` (checking at most ``WINDOW`` whose shape fits)."""
-    best: tuple[TracedTensor, Layout, float] | None = None
-    looked = 0
+    ``MIN_COSINE``: of at most ``WINDOW`` whose shape fits, the ``SHORTLIST`` nearest by
+    ``summary`` are compared value by value."""
+    fitting: list[tuple[TracedTensor, list[Layout]]] = []
     for a in art.tensors[low:high]:
         if a.name in taken or a.op_type == "input" or not a.dtype.startswith(_FLOAT):
             continue
         options = layouts(s.shape, a.shape)
-        if not options:
-            continue
-        looked += 1
-        if looked > WINDOW:
+        if options:
+            fitting.append((a, options))
+        if len(fitting) == WINDOW:
             break
+    if len(fitting) > SHORTLIST:
+        fitting = sorted(fitting, key=lambda c: ref.distance(summarized(c[0])))[:SHORTLIST]
+    best: tuple[TracedTensor, Layout, float] | None = None
+    for a, options in fitting:
         found = best_layout(ref, load(a), options)
         if found is None or found[2] < MIN_COSINE:
             continue
