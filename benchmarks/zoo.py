@@ -202,7 +202,9 @@ def _keras(name: str) -> Callable[[], Any]:
         import keras
 
         keras.utils.set_random_seed(0)
-        return getattr(keras.applications, name)(weights=None, input_shape=(224, 224, 3),
+        # The input named as the zoo's specs name it (Keras would call it input_layer).
+        image = keras.Input((224, 224, 3), name=IMAGE_NHWC[0].name)
+        return getattr(keras.applications, name)(weights=None, input_tensor=image,
                                                  classifier_activation=None)  # logits
 
     return build

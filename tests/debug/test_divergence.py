@@ -106,3 +106,41 @@ def test_an_output_of_the_wrong_shape_is_a_divergence(tmp_path: Path) -> None:
     assert first is not None and first.source_tensor == "out" and first.artifact_tensor == "o"
     assert math.isinf(first.max_abs_err) and first.last_agreeing == ("conv2",)
     assert {n.source_tensor: n.layout for n in nodes}["out"] == "misfit"
+
+
+def _chain(tmp_path: Path, errors: dict[str, float]):
+    """x -> a -> b -> out, and an artifact whose tensors are off by ``errors`` (each a fraction
+    of that tensor's own scale): float drift, or a jump."""
+    values = {"a": RNG.standard_normal((1, 16)), "b": RNG.standard_normal((1, 16)),
+              "out": RNG.standard_normal((1, 16))}
+    inputs = {"a": ("x",), "b": ("a",), "out": ("b",)}
+
+    def spec(off: dict[str, float]) -> dict:
+        tensors = {"x": ("input", (), X[0, 0])}
+        for name, v in values.items():
+            drift = off.get(name, 0.0) * np.abs(v).max()
+            tensors[name] = ("Op", inputs[name], (v + drift).astype(np.float32))
+        return tensors
+
+    return (trace(tmp_path / "src", spec({}), ("out",)),
+            trace(tmp_path / "art", spec(errors), ("out",)))
+
+
+def test_drift_deep_inside_is_not_a_divergence_while_the_outputs_pass(tmp_path: Path) -> None:
+    # ResNet-50's TFLite: 0.9e-4 of scale, then 1.2e-4 (over fp32's 1e-4), outputs within it.
+    src, art = _chain(tmp_path, {"a": 0.9e-4, "b": 1.2e-4, "out": 0.5e-4})
+    nodes, first = walk(src, art, match(src, art), TOL)
+    assert first is None
+    assert [n.passed for n in nodes] == [True, True, False, True]
+
+
+def test_a_jump_is_a_divergence_even_after_drift(tmp_path: Path) -> None:
+    src, art = _chain(tmp_path, {"a": 0.9e-4, "b": 3e-2, "out": 3e-2})
+    _, first = walk(src, art, match(src, art), TOL)
+    assert first is not None and first.source_tensor == "b" and first.last_agreeing == ("a",)
+
+
+def test_drift_that_fails_an_output_names_where_it_left_the_policy(tmp_path: Path) -> None:
+    src, art = _chain(tmp_path, {"a": 0.9e-4, "b": 1.2e-4, "out": 1.5e-4})
+    _, first = walk(src, art, match(src, art), TOL)
+    assert first is not None and first.source_tensor == "b"
