@@ -403,8 +403,9 @@ class TracedTensor:
         dtype: Its dtype (a quantized tensor is stored dequantized, as float32).
         file: The ``.npy`` file holding its value (sample 0), written by the worker.
         origin: The name it had upstream, where the converter kept it (the FX node torch.onnx
-            records in the ONNX node's metadata; the ONNX name onnx2tf gives a TFLite tensor);
-            ``""`` when none is known.
+            records in the ONNX node's metadata); ``""`` when none is known (onnx2tf and
+            litert-torch keep none: their TFLite tensors are named after TF ops and module
+            scopes).
         node_id: The node's id in Model Explorer's graph of the file, for overlays.
     """
 
