@@ -98,9 +98,10 @@ def cli(debug: bool) -> None:
       portkit check portkit.toml --junit junit.xml
 
     \b
-    Exit codes: 0 converted and parity passed; 1 converted, parity failed (artifact kept);
-    2 bad usage or bad input file; 3 no route could convert; 4 unsafe input;
-    5 a runtime crashed; 6 timeout; 70 internal error (a bug: please report it).
+    Exit codes: 0 converted and parity passed; 1 converted, parity failed (the artifact kept
+    as NAME.failed.EXT, -o untouched); 2 bad usage or bad input file; 3 no route could
+    convert; 4 unsafe input; 5 a runtime crashed or ran out of memory; 6 timeout; 129/130/143
+    SIGHUP/SIGINT/SIGTERM (cleaned up); 70 internal error (a bug: please report it).
     """
 
 
