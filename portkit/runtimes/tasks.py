@@ -136,8 +136,9 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
     value changes (``specs.cast_to``) and hold no NaN/inf unless ``allow_nonfinite``.
 
     Raises:
-        UsageError: Bad inputs, constants or state pairs; or the model failed on an input
-            whose dtype it doesn't declare (TorchScript) and which was not float32.
+        UsageError: Bad inputs, constants or state pairs; an inputs file with fewer samples
+            than ``samples``; or the model failed on an input whose dtype it doesn't declare
+            (TorchScript) and which was not float32.
     """
     name = Path(path).name
     runtime, session = registry.load_source(Path(path), fmt, options)
@@ -151,6 +152,12 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
             raise UsageError(f"--inputs {inputs_file}: {len(given_feeds)} samples are not a "
                              f"whole number of {steps}-step sequences (--steps {steps})")
         first = given_feeds[::steps]
+        if len(first) < samples:  # never judged on fewer inputs than the policy says
+            raise UsageError(
+                f"--inputs {inputs_file}: {len(first)} sample(s), but the {samples}-input policy "
+                f"compares over {samples} (--samples): give at least {samples} representative "
+                f"samples on an extra leading axis, or --samples {len(first)} to be judged on "
+                "these alone")
 
         def more(i: int, k: int) -> dict[str, np.ndarray]:
             return given_feeds[i * steps + k]

@@ -163,3 +163,15 @@ def test_all_nan_outputs_never_pass_and_match_exactly_when_allowed(cnn, tmp_path
     assert allowed.exit_code == 0  # NaN where the reference has NaN: an exact match
     [row] = allowed.checks[0].outputs
     assert row.passed and row.nonfinite is None and allowed.tolerance.allow_nonfinite
+
+
+def test_an_inputs_file_with_fewer_samples_than_the_policy_compares_is_exit_2(cnn, tmp_path
+                                                                              ) -> None:
+    # A policy "over 4 inputs" is never judged on one (issue 15: an int8 artifact passed on the
+    # single sample of --inputs while the table said "over 32 inputs").
+    one = _npz(tmp_path, "one.npz", x=np.zeros(SHAPE, np.float32))
+    _fails(_validate(cnn, "pt2", "--inputs", one, "--samples", "4"), ExitCode.INVALID_INPUT,
+           "1 sample(s)", "compares over 4", "--samples 1")
+    four = _npz(tmp_path, "four.npz", x=np.random.default_rng(0).standard_normal(
+        (4, *SHAPE)).astype(np.float32))
+    assert _validate(cnn, "pt2", "--inputs", four, "--samples", "4").returncode == 0
