@@ -224,31 +224,33 @@ def _alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def staging_dir(target: Path) -> Iterator[Path]:
+def staging_dir(target: Path, flag: str = "-o") -> Iterator[Path]:
     """A private temporary directory beside ``target``, removed on exit whatever happens.
 
     Staging on the target's own file system makes the final ``os.replace`` atomic. Folders that
-    killed runs left beside it are swept first.
+    killed runs left beside it are swept first. ``flag`` names the output in errors.
 
     Raises:
         UsageError: The target's directory does not exist or is not writable.
     """
     parent = target.parent
     if not parent.is_dir():
-        raise UsageError(f"-o {target}: the directory {parent} does not exist; create it first")
+        raise UsageError(f"{flag} {target}: the directory {parent} does not exist; create it "
+                         "first")
     try:
         sweep(parent)
         stage = owned_dir("stage", parent, target.name)
     except OSError as e:
-        raise UsageError(f"-o {target}: cannot write in {parent} ({e.strerror})") from None
+        raise UsageError(f"{flag} {target}: cannot write in {parent} ({e.strerror})") from None
     try:
         yield stage
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def atomic_replace(staged: Path, target: Path) -> None:
-    """Move a staged file into place in one step (a directory target is swapped as a whole).
+def atomic_replace(staged: Path, target: Path, flag: str = "-o") -> None:
+    """Move a staged file into place in one step (a directory target is swapped as a whole);
+    ``flag`` names the output in errors.
 
     Raises:
         UsageError: The move failed (disk full, permissions); whatever was at ``target`` before
@@ -266,15 +268,15 @@ def atomic_replace(staged: Path, target: Path) -> None:
                 os.replace(old, target)  # put the previous directory back
             raise
     except OSError as e:
-        raise UsageError(f"-o {target}: cannot write it ({e.strerror or e}); the previous "
+        raise UsageError(f"{flag} {target}: cannot write it ({e.strerror or e}); the previous "
                          "file, if any, is unchanged") from None
     if swap:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def atomic_write_text(target: Path, text: str) -> None:
-    """Write ``text`` to ``target`` through a staged file."""
-    with staging_dir(target) as stage:
+def atomic_write_text(target: Path, text: str, flag: str = "-o") -> None:
+    """Write ``text`` to ``target`` through a staged file (``flag`` names it in errors)."""
+    with staging_dir(target, flag) as stage:
         staged = stage / target.name
         staged.write_text(text)
-        atomic_replace(staged, target)
+        atomic_replace(staged, target, flag)

@@ -75,9 +75,9 @@ class JsonReport:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
-    def write_json(self, path: str | Path) -> None:
-        """Write the JSON report atomically."""
-        atomic_write_text(Path(path), self.to_json() + "\n")
+    def write_json(self, path: str | Path, flag: str = "--report") -> None:
+        """Write the JSON report atomically (``flag`` names it in errors)."""
+        atomic_write_text(Path(path), self.to_json() + "\n", flag)
 
 
 @dataclass(frozen=True)

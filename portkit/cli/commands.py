@@ -347,10 +347,11 @@ def check(config: Path, json_path: Path | None, markdown_path: Path | None,
         [config, *(p for m in models for p in (m.source, m.artifact))])
     report = gate.run(config, progress=progress(True), **options)
     markdown = to_markdown(report)
-    for path, text in ((json_path, report.to_json() + "\n"), (markdown_path, markdown),
-                       (junit_path, to_junit(report))):
+    for flag, path, text in (("--json", json_path, report.to_json() + "\n"),
+                             ("--markdown", markdown_path, markdown),
+                             ("--junit", junit_path, to_junit(report))):
         if path:
-            atomic_write_text(path, text)
+            atomic_write_text(path, text, flag)
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as summary:
             summary.write(markdown)

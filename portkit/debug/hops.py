@@ -55,7 +55,7 @@ def debug_hops(job: DebugJob, src: Path, src_fmt: Format, art_fmt: Format, ref: 
     route = routes[0]
     target = hops_folder(job.check.artifact.absolute())
     reports = []
-    with staging_dir(target) as stage:
+    with staging_dir(target, "--hops") as stage:
         folder = stage / target.name
         folder.mkdir()
         prev, prev_fmt = src, src_fmt
@@ -72,7 +72,7 @@ def debug_hops(job: DebugJob, src: Path, src_fmt: Format, art_fmt: Format, ref: 
                               options=options)
             reports.append(compare(job, prev, prev_fmt, dst, edge.target, ref, ctx, started))
             prev, prev_fmt = dst, edge.target
-        atomic_replace(folder, target)
+        atomic_replace(folder, target, "--hops")
     return [_moved(r, folder, target) for r in reports]
 
 

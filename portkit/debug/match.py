@@ -38,7 +38,8 @@ SHORTLIST = 8
 _FLOAT = ("float", "bfloat")
 
 Load = Callable[[TracedTensor], np.ndarray]
-Layout = tuple[tuple[int, ...] | None, bool]  # (perm with artifact == source.transpose(perm), reshape)
+# (perm with artifact == source.transpose(perm), reshape)
+Layout = tuple[tuple[int, ...] | None, bool]
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,8 @@ def write_overlay(report: DebugReport, side: Side, path: str | Path) -> Path:
         UsageError: ``side`` is not ``artifact`` or ``source``.
     """
     target = Path(path)
-    atomic_write_text(target, json.dumps(overlay_data(report, side), indent=1) + "\n")
+    atomic_write_text(target, json.dumps(overlay_data(report, side), indent=1) + "\n",
+                      "--overlay")
     return target
 
 

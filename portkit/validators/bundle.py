@@ -38,7 +38,7 @@ def save(folder: Path, report: ValidateReport, ref: Reference,
          outputs: dict[str, tuple[dict[str, np.ndarray], ...]], artifact: Path) -> None:
     """Write a bundle, atomically (staged beside ``folder``, then moved into place)."""
     check_outputs([Output("--save-bundle", folder, Folder.REPLACED)])
-    with staging_dir(folder.absolute()) as stage:
+    with staging_dir(folder.absolute(), "--save-bundle") as stage:
         root = stage / "bundle"
         (root / "artifact_outputs").mkdir(parents=True)
         copy = root / "artifact" / artifact.name
@@ -51,7 +51,7 @@ def save(folder: Path, report: ValidateReport, ref: Reference,
         _save_samples(root / "reference_outputs.npz", ref.outputs)
         for key, samples in outputs.items():
             _save_samples(root / "artifact_outputs" / f"{key}.npz", samples)
-        atomic_write_text(root / "report.json", report.to_json() + "\n")
+        atomic_write_text(root / "report.json", report.to_json() + "\n", "--save-bundle")
         manifest = {
             "artifact": f"artifact/{artifact.name}", "format": report.artifact.format,
             "reference": plain(dataclasses.asdict(report.reference)),
@@ -65,8 +65,9 @@ def save(folder: Path, report: ValidateReport, ref: Reference,
             "steps": ref.steps, "state": dict(ref.state),  # --steps: the samples are unrolled
             "devices": sorted({f"{c.runtime}/{c.device}" for c in report.checks if not c.skipped}),
         }
-        atomic_write_text(root / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-        atomic_replace(root, folder)
+        atomic_write_text(root / MANIFEST, json.dumps(manifest, indent=2) + "\n",
+                          "--save-bundle")
+        atomic_replace(root, folder, "--save-bundle")
 
 
 def load(folder: Path) -> tuple[Path, Format, Reference, Tolerance, dict[str, Tolerance],

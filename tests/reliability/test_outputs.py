@@ -19,7 +19,7 @@ import portkit
 from portkit.convert.pipeline import check_paths
 from portkit.errors import UsageError
 from portkit.formats import Format, sniff
-from portkit.io import Folder, Output, check_outputs, failed_path
+from portkit.io import Folder, Output, atomic_write_text, check_outputs, failed_path
 from portkit.options import ConvertJob
 from tests.conftest import run_cli
 
@@ -233,3 +233,15 @@ def test_convert_checks_o_its_failed_path_and_suffix(tmp_path: Path) -> None:
     for name in ("ts.pt", "ts.torchscript"):  # TorchScript goes by either suffix
         out = tmp_path / name
         assert check_paths(ConvertJob(source=src, target=Format.TORCHSCRIPT, output=out)) == out
+
+
+def test_a_write_that_fails_late_names_its_own_flag(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # --report is written after the artifact: a full disk then blames --report, not -o.
+    def disk_full(src: object, dst: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("portkit.io.os.replace", disk_full)
+    with pytest.raises(UsageError, match=r"^--report .*r\.json: cannot write it \(No space"):
+        atomic_write_text(tmp_path / "r.json", "{}", "--report")
+    assert list(tmp_path.iterdir()) == []
