@@ -36,7 +36,8 @@ import numpy as np
 
 from benchmarks.zoo import ZooModel, by_name
 from portkit.formats import Format, sniff
-from portkit.options import POLICIES, Budget, Tolerance
+from portkit.options import Budget
+from portkit.policies import POLICIES, Tolerance
 from portkit.results import Latency, versions
 from portkit.runtimes import tasks, worker
 from portkit.runtimes.tasks import Reference

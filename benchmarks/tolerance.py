@@ -64,7 +64,7 @@ START, END = "<!-- tolerance:start -->", "<!-- tolerance:end -->"
 
 def markdown(data: dict[str, Any]) -> str:
     """The README's table of the corpus and the margins of each float policy."""
-    from portkit.options import POLICIES
+    from portkit.policies import POLICIES
 
     rows = data["cases"]
     lines = ["| case | artifact | route | policy | scale | err / scale | old rule | new rule |",

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from portkit import options
+from portkit import options, policies
 from portkit.bounds import TIMEOUT
 from portkit.convert import pipeline
 from portkit.debug import run as debug_run
@@ -22,9 +22,9 @@ from portkit.options import (
     ConvertJob,
     LoadOptions,
     Scalar,
-    Tolerance,
     ValidateJob,
 )
+from portkit.policies import Tolerance
 from portkit.results import (
     BenchReport,
     ConvertReport,
@@ -148,11 +148,11 @@ def convert(
         allow_nonfinite=allow_nonfinite)
     goal = options.optimize_goal(optimize, route, validate)
     bound = options.constants(consts)
-    tolerance = options.policy(convert_options.quantize, atol=atol, rtol=rtol,
+    tolerance = policies.policy(convert_options.quantize, atol=atol, rtol=rtol,
                                scale_tol=scale_tol, samples=samples, min_cosine=min_cosine,
                                min_top1=min_top1, min_top5=min_top5,
                                allow_nonfinite=allow_nonfinite)
-    per_output = options.output_kinds(tolerance, output_kinds)
+    per_output = policies.output_kinds(tolerance, output_kinds)
     with contextlib.ExitStack() as stack:
         if not isinstance(source, (str, Path)):
             source = pipeline.save_module(source, given, stack)
@@ -233,13 +233,13 @@ def validate(
     Raises:
         PortkitError: Bad arguments or model files.
     """
-    tolerance = options.policy(atol=atol, rtol=rtol, scale_tol=scale_tol, samples=samples,
+    tolerance = policies.policy(atol=atol, rtol=rtol, scale_tol=scale_tol, samples=samples,
                                min_cosine=min_cosine, min_top1=min_top1, min_top5=min_top5,
                                allow_nonfinite=allow_nonfinite)
     job = ValidateJob(
         artifact=Path(artifact), reference=Path(reference), inputs=tuple(parse_inputs(inputs)),
         inputs_file=Path(inputs_file) if inputs_file else None, tolerance=tolerance,
-        per_output=options.output_kinds(tolerance, output_kinds, per_output), seed=seed,
+        per_output=policies.output_kinds(tolerance, output_kinds, per_output), seed=seed,
         load=LoadOptions(signature, trust_model),
         runtimes=tuple(runtimes),
         save_bundle=Path(save_bundle) if save_bundle is not None else None,
@@ -316,7 +316,7 @@ def debug(
         PortkitError: Bad arguments or model files, a runtime that can't expose intermediates
             (exit 2), or with ``hops`` a converter that failed (exit 3).
     """
-    tolerance = options.policy(atol=atol, rtol=rtol, scale_tol=scale_tol, samples=1,
+    tolerance = policies.policy(atol=atol, rtol=rtol, scale_tol=scale_tol, samples=1,
                                min_cosine=min_cosine)
     check = ValidateJob(
         artifact=Path(artifact), reference=Path(reference), inputs=tuple(parse_inputs(inputs)),

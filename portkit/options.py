@@ -1,5 +1,6 @@
-"""Flags -> typed options: what the user asked of the loaders, converters, parity policy and
-timing, checked once here so the library API and the CI gate build them the same way.
+"""Flags -> typed options: what the user asked of the loaders, converters and timing, checked
+once here so the library API and the CI gate build them the same way (the parity policy's
+numbers: ``portkit.policies``).
 
 Modes are enums (``Quantize``, ``Optimize``), never strings compared in several places; a job
 (``ConvertJob``, ``ValidateJob``, ``BenchJob``) is everything one command was asked to do.
@@ -7,7 +8,6 @@ Modes are enums (``Quantize``, ``Optimize``), never strings compared in several 
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import re
 from collections.abc import Mapping, Sequence
@@ -22,47 +22,18 @@ from portkit.bounds import (
     OPSET,
     SEED,
     THREADS,
-    TOLERANCE_BOUNDS,
     WARMUP,
     Bound,
 )
 from portkit.errors import UsageError
 from portkit.formats import TARGETS, Format
+from portkit.policies import POLICIES, Quantize, Tolerance
 from portkit.specs import TensorSpec, read_arrays, refuse_nonfinite
 
 # A value ``--const`` binds an input to (a Python scalar: TorchScript ``sr: int``, or an ONNX
 # scalar tensor).
 Scalar = bool | int | float
 _CONST_NAME = re.compile(r"^[^=\s]+$")
-
-
-class Quantize(str, enum.Enum):
-    """TFLite quantization (``--quantize``)."""
-
-    FP16 = "fp16"
-    DYNAMIC = "dynamic"
-    INT8 = "int8"
-    INT16X8 = "int16x8"
-
-    @property
-    def calibrated(self) -> bool:
-        """Whether it quantizes activations, from calibration data."""
-        return self in (Quantize.INT8, Quantize.INT16X8)
-
-    @classmethod
-    def parse(cls, value: str | Quantize | None) -> Quantize | None:
-        """``--quantize VALUE`` (None: float32).
-
-        Raises:
-            UsageError: Not a quantization mode.
-        """
-        if value is None:
-            return None
-        try:
-            return cls(value)
-        except ValueError:
-            raise UsageError(f"--quantize {value}: one of "
-                             f"{', '.join(m.value for m in cls)}") from None
 
 
 class Optimize(str, enum.Enum):
@@ -110,91 +81,6 @@ class ConvertOptions:
     opset: int | None = None
     variant: str | None = None
     allow_nonfinite: bool = False
-
-
-class OutputKind(str, enum.Enum):
-    """What an output holds, which decides the metrics it is judged by (``--output-kind``)."""
-
-    CLASSIFIER = "classifier"  # class scores: top-1/top-5 agreement where the policy asks
-    EMBEDDING = "embedding"  # a vector whose direction matters: cosine, scaled error
-    REGRESSION = "regression"  # values (maps, boxes, sequences): scaled error, cosine
-
-    @classmethod
-    def parse(cls, value: str | OutputKind) -> OutputKind:
-        """An output kind by name.
-
-        Raises:
-            UsageError: Not a kind.
-        """
-        try:
-            return cls(value)
-        except ValueError:
-            raise UsageError(f"--output-kind {value}: one of "
-                             f"{', '.join(k.value for k in cls)}") from None
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """How an artifact's outputs are judged against the reference: a parity policy.
-
-    An element passes when ``|got - ref| <= atol + rtol * |ref| + scale_tol * scale``, where
-    ``scale`` is the output's largest reference magnitude (over every sample): float rounding
-    grows with the magnitudes a model computes, so the error a faithful artifact shows follows
-    the output's scale, not each element's (a logit near zero in a map of logits in the hundreds
-    carries the map's rounding). With ``atol`` None elements are not judged one by one
-    (quantized models), only by cosine similarity and, for classifier outputs, by how often the
-    artifact's top-1 class is the reference's (``min_top1``) and how often the reference's top-1
-    class is in the artifact's top 5 (``min_top5``), over ``samples`` inputs.
-
-    Attributes:
-        atol: Absolute tolerance per element, or None.
-        rtol: Relative tolerance per element.
-        scale_tol: Tolerance per element as a fraction of the output's scale.
-        min_cosine: Lowest cosine similarity that passes, or None.
-        min_top1: Lowest top-1 agreement (0-1) that passes, or None.
-        min_top5: Lowest top-5 agreement (0-1) that passes, or None.
-        samples: How many inputs the source and artifact are compared on.
-        policy: The policy's name (the precision it fits: fp32, fp16, dynamic, int8, int16x8).
-        kind: What the output holds (None: guessed, see ``validators.parity.guess_kind``).
-        allow_nonfinite: NaN and inf are compared rather than refused (``--allow-nonfinite``):
-            inputs may hold them, and an output's must match the reference's exactly (same
-            places, same values, NaN equal to NaN) while the finite rest is judged as usual.
-            Without it an output holding any NaN or inf fails.
-    """
-
-    atol: float | None = 1e-9
-    rtol: float = 0.0
-    scale_tol: float = 1e-4
-    min_cosine: float | None = None
-    min_top1: float | None = None
-    min_top5: float | None = None
-    samples: int = 1
-    policy: str = "fp32"
-    kind: OutputKind | None = None
-    allow_nonfinite: bool = False
-
-    @classmethod
-    def from_plain(cls, data: Mapping[str, Any]) -> Tolerance:
-        """A tolerance from its JSON form (a bundle's manifest)."""
-        kind = data.get("kind")
-        return cls(**{**data, "kind": OutputKind(kind) if kind else None})
-
-
-# Default policies by precision: float32 and float16 by error against the output's scale;
-# quantized by cosine and top-k over a batch of inputs. The float numbers come from the labelled
-# corpus of faithful and broken artifacts in tests/validators/corpus.py (README: "How portkit
-# judges an artifact"); the quantized ones sit below what the fixtures measured.
-POLICIES = {
-    "fp32": Tolerance(),
-    Quantize.FP16.value: Tolerance(atol=1e-6, rtol=0.0, scale_tol=1e-2, min_cosine=0.9999,
-                                   policy="fp16"),
-    Quantize.DYNAMIC.value: Tolerance(atol=None, rtol=0.0, scale_tol=0.0, min_cosine=0.99,
-                                      min_top1=0.9, samples=32, policy="dynamic"),
-    Quantize.INT8.value: Tolerance(atol=None, rtol=0.0, scale_tol=0.0, min_cosine=0.98,
-                                   min_top1=0.8, min_top5=0.95, samples=32, policy="int8"),
-    Quantize.INT16X8.value: Tolerance(atol=None, rtol=0.0, scale_tol=0.0, min_cosine=0.995,
-                                      min_top1=0.9, samples=32, policy="int16x8"),
-}
 
 
 @dataclass(frozen=True)
@@ -391,55 +277,6 @@ def convert_options(target: Format, *, signature: str | None = None, trust_model
         raise UsageError("--no-flex is for --to tflite")
     return ConvertOptions(LoadOptions(signature, trust_model), mode, calibration, int8_io,
                           no_flex, opset, allow_nonfinite=allow_nonfinite)
-
-
-def policy(quantize: Quantize | None = None, *, atol: float | None = None,
-           rtol: float | None = None, scale_tol: float | None = None,
-           samples: int | None = None, min_cosine: float | None = None,
-           min_top1: float | None = None, min_top5: float | None = None,
-           allow_nonfinite: bool = False) -> Tolerance:
-    """The precision's default policy, with the numbers the user set (and
-    ``--allow-nonfinite``).
-
-    An explicit ``atol`` or ``rtol`` is an explicit ``numpy.allclose`` rule: the scale term is
-    dropped unless ``scale_tol`` is given too.
-
-    Raises:
-        UsageError: A number is out of its flag's range (``TOLERANCE_BOUNDS``), infinite or
-            not a number.
-    """
-    changes: dict[str, Any] = {key: TOLERANCE_BOUNDS[key].check(value) for key, value in (
-        ("atol", atol), ("rtol", rtol), ("scale_tol", scale_tol), ("min_cosine", min_cosine),
-        ("min_top1", min_top1), ("min_top5", min_top5), ("samples", samples))
-        if value is not None}
-    if (atol is not None or rtol is not None) and scale_tol is None:
-        changes["scale_tol"] = 0.0
-    if allow_nonfinite:
-        changes["allow_nonfinite"] = True
-    return dataclasses.replace(POLICIES[quantize.value if quantize else "fp32"], **changes)
-
-
-def output_kinds(base: Tolerance, kinds: Mapping[str, str | OutputKind] | Sequence[str],
-                 per_output: Mapping[str, Tolerance] | None = None) -> dict[str, Tolerance]:
-    """``--output-kind NAME=KIND`` values (or a mapping) as per-output policies: each named
-    output keeps its own policy (``per_output``, else ``base``) with the kind set.
-
-    Raises:
-        UsageError: A value is not ``NAME=KIND`` or names an unknown kind.
-    """
-    if not isinstance(kinds, Mapping):
-        pairs = {}
-        for text in kinds:
-            name, sep, kind = text.partition("=")
-            if not sep or not name.strip():
-                raise UsageError(f"--output-kind {text!r}: expected NAME=KIND, e.g. "
-                                 "--output-kind embedding=embedding")
-            pairs[name.strip()] = kind.strip()
-        kinds = pairs
-    merged = dict(per_output or {})
-    for name, kind in kinds.items():
-        merged[name] = dataclasses.replace(merged.get(name, base), kind=OutputKind.parse(kind))
-    return merged
 
 
 def optimize_goal(optimize: str | Optimize | None, route: str | None,

@@ -10,17 +10,14 @@ import pytest
 
 from portkit.errors import UsageError
 from portkit.formats import Format
-from portkit.options import (
+from portkit.options import Optimize, convert_options, optimize_goal, target
+from portkit.policies import (
     POLICIES,
-    Optimize,
     OutputKind,
     Quantize,
     Tolerance,
-    convert_options,
-    optimize_goal,
     output_kinds,
     policy,
-    target,
 )
 
 

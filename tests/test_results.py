@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 from portkit.formats import Format
-from portkit.options import POLICIES, Budget, Optimize, Quantize
+from portkit.options import Budget, Optimize
+from portkit.policies import POLICIES, Quantize
 from portkit.results import (
     Attempt,
     BenchReport,

@@ -14,7 +14,8 @@ from portkit.cli.ci import failure_lines
 if TYPE_CHECKING:
     from portkit.formats.tflite import MobileReport
     from portkit.gate import CheckReport
-    from portkit.options import Scalar, Tolerance
+    from portkit.options import Scalar
+    from portkit.policies import Tolerance
     from portkit.results import (
         BenchReport,
         Check,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from portkit.runtimes.static_shapes import fold_static_shapes
 from portkit.formats import Format
+from portkit.runtimes.static_shapes import fold_static_shapes
 from portkit.runtimes.worker import task
 from portkit.specs import TensorSpec, make_inputs
 

@@ -20,7 +20,8 @@ import numpy as np
 from portkit.convert.registry import register_edge
 from portkit.errors import ConversionError
 from portkit.formats import Format
-from portkit.options import ConvertOptions, Quantize
+from portkit.options import ConvertOptions
+from portkit.policies import Quantize
 from portkit.runtimes.binding import bind_inputs
 from portkit.runtimes.tensorflow import export_keras, load_keras, signature
 from portkit.safety import check_savedmodel

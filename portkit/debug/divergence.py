@@ -16,8 +16,9 @@ import math
 from collections.abc import Mapping
 
 from portkit.debug.match import Load, Pair, load_npy
-from portkit.options import Tolerance
-from portkit.results import DebugNode, Divergence, Trace, TracedTensor
+from portkit.policies import Tolerance
+from portkit.results import DebugNode, Divergence
+from portkit.traces import Trace, TracedTensor
 from portkit.validators.parity import metrics
 
 # How many times its inputs' error (each against its own scale) a failing pair's must be to be a

@@ -19,13 +19,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from portkit.errors import PortkitError
-from portkit.results import Trace, TracedTensor
 from portkit.runtimes.binding import (
     candidate_perms,
     channels_last,
     clean_name,
     pair_by_name,
 )
+from portkit.traces import Trace, TracedTensor
 
 # A value match must be at least this similar (cosine): a conv's output and its ReLU's are
 # ~0.7 apart, a 1% weight change keeps ~0.9999.

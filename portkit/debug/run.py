@@ -17,12 +17,13 @@ from portkit.errors import UsageError
 from portkit.formats import Format, sniff
 from portkit.io import Output, check_outputs, owned_tempdir
 from portkit.options import ValidateJob
-from portkit.results import DebugReport, FileInfo, Trace
+from portkit.results import DebugReport, FileInfo
 from portkit.runtimes import tasks
 from portkit.runtimes.context import RunContext
 from portkit.runtimes.tasks import Reference
 from portkit.runtimes.worker import task
 from portkit.safety import refuse_unloadable
+from portkit.traces import Trace
 from portkit.validators.checks import layout_changed, reference_worker, run_reference
 
 

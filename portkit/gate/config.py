@@ -37,7 +37,7 @@ from typing import Any
 from portkit.bounds import P50_REGRESSION, TOLERANCE_BOUNDS, parse_shard
 from portkit.errors import UsageError
 from portkit.formats import TARGETS, sniff
-from portkit.options import OutputKind, Tolerance
+from portkit.policies import OutputKind, Tolerance
 from portkit.runtimes import registry as runtimes
 
 _TOLERANCE_KEYS = ("atol", "rtol", "scale_tol", "min_cosine", "min_top1", "min_top5", "samples")
@@ -132,7 +132,7 @@ def load_config(path: str | Path) -> list[ModelEntry]:
 def _tolerance(values: dict[str, Any], base: Tolerance, where: str,
                keys: tuple[str, ...] = _TOLERANCE_KEYS) -> Tolerance:
     """``base`` with the ``keys`` set in ``values``, each in its flag's range; atol or rtol
-    without scale_tol is numpy.allclose, as the flags are (``options.policy``).
+    without scale_tol is numpy.allclose, as the flags are (``policies.policy``).
 
     Raises:
         UsageError: A number out of range, or not a number (``where`` says which entry).

@@ -26,8 +26,8 @@ from portkit.options import (
     ConvertOptions,
     LoadOptions,
     ValidateJob,
-    policy,
 )
+from portkit.policies import policy
 from portkit.results import Check, JsonReport, Latency, versions
 from portkit.runtimes import worker
 from portkit.runtimes.context import Progress, RunContext, no_progress

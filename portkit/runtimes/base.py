@@ -19,8 +19,8 @@ import numpy as np
 from portkit.errors import InternalError, InvalidModelError, PortkitError, UsageError
 from portkit.formats import Format
 from portkit.options import LoadOptions
-from portkit.results import TracedTensor
 from portkit.specs import TensorSpec
+from portkit.traces import TracedTensor
 
 
 class Session(abc.ABC):

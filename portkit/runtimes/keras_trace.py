@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from portkit.results import TracedTensor
 from portkit.runtimes.tracing import TensorWriter, traceable
+from portkit.traces import TracedTensor
 
 
 def _tensor_name(tensor: Any) -> str:

@@ -17,10 +17,10 @@ import numpy as np
 
 from portkit.formats import Format
 from portkit.options import LoadOptions
-from portkit.results import TracedTensor
 from portkit.runtimes.base import Runtime, Session, count
 from portkit.runtimes.registry import register_runtime
 from portkit.specs import TensorSpec
+from portkit.traces import TracedTensor
 
 
 def _spec(value: Any) -> TensorSpec:

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from portkit.results import TracedTensor
 from portkit.runtimes.tracing import TensorWriter, traceable
+from portkit.traces import TracedTensor
 
 GROUP_BYTES = 1 << 30
 FX_NODE_KEY = "pkg.torch.onnx.fx_node"

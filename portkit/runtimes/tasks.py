@@ -17,7 +17,7 @@ from portkit.errors import PortkitError, UsageError
 from portkit.formats import Format
 from portkit.formats.tflite import mobile_report
 from portkit.options import LoadOptions, Scalar
-from portkit.results import ModelInfo, Trace
+from portkit.results import ModelInfo
 from portkit.runtimes import registry
 from portkit.runtimes import steps as steps_
 from portkit.runtimes.base import Session
@@ -30,6 +30,7 @@ from portkit.specs import (
     read_arrays,
     resolve_inputs,
 )
+from portkit.traces import Trace
 
 
 @dataclass(frozen=True)

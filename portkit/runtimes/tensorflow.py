@@ -15,11 +15,11 @@ import numpy as np
 from portkit.errors import InvalidModelError
 from portkit.formats import Format
 from portkit.options import LoadOptions
-from portkit.results import TracedTensor
 from portkit.runtimes.base import Runtime, Session, count
 from portkit.runtimes.registry import register_runtime
 from portkit.safety import check_savedmodel
 from portkit.specs import TensorSpec
+from portkit.traces import TracedTensor
 
 DEFAULT_SIGNATURE = "serving_default"
 _DEVICES = {"cpu": "/CPU:0", "gpu": "/GPU:0"}

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from portkit.results import TracedTensor
 from portkit.runtimes.tracing import TensorWriter, traceable
+from portkit.traces import TracedTensor
 
 
 def dequantize(value: np.ndarray, detail: dict[str, Any]) -> np.ndarray:

@@ -10,10 +10,10 @@ import numpy as np
 from portkit.errors import UsageError
 from portkit.formats import Format
 from portkit.options import LoadOptions
-from portkit.results import TracedTensor
 from portkit.runtimes.base import Runtime, Session, count
 from portkit.runtimes.registry import register_runtime
 from portkit.specs import TensorSpec
+from portkit.traces import TracedTensor
 
 
 def torch_dtype_name(dtype: Any) -> str:

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from portkit.formats import Format
-from portkit.results import TracedTensor
 from portkit.runtimes.tracing import TensorWriter, traceable
+from portkit.traces import TracedTensor
 
 
 def exported_program(path: Path, fmt: Format, args: tuple[Any, ...]) -> Any:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from portkit.results import TracedTensor
+from portkit.traces import TracedTensor
 
 
 class TensorWriter:

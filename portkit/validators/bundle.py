@@ -26,7 +26,7 @@ from portkit.io import (
     check_outputs,
     staging_dir,
 )
-from portkit.options import Tolerance
+from portkit.policies import Tolerance
 from portkit.results import ValidateReport, plain
 from portkit.runtimes.tasks import Reference
 from portkit.specs import TensorSpec

@@ -15,7 +15,8 @@ import numpy as np
 from portkit.errors import PortkitError, UsageError
 from portkit.formats import Format, sniff
 from portkit.io import Folder, Output, check_outputs
-from portkit.options import ConvertJob, LoadOptions, Tolerance, ValidateJob
+from portkit.options import ConvertJob, LoadOptions, ValidateJob
+from portkit.policies import Tolerance
 from portkit.results import Check, FileInfo, ValidateReport, versions
 from portkit.runtimes import registry, tasks
 from portkit.runtimes.base import Runtime

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from portkit.options import OutputKind, Tolerance
+from portkit.policies import OutputKind, Tolerance
 from portkit.results import OutputParity
 from portkit.runtimes.binding import (
     Binding,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from portkit.cli.render import convert_tables, validate_tables
-from portkit.options import POLICIES
+from portkit.policies import POLICIES
 from portkit.results import ConvertReport, FileInfo, ValidateReport
 
 

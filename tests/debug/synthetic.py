@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from portkit.results import Trace, TracedTensor
+from portkit.traces import Trace, TracedTensor
 
 # name -> (op_type, inputs, value[, origin])
 Spec = tuple

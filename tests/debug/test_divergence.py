@@ -9,7 +9,7 @@ import numpy as np
 
 from portkit.debug.divergence import walk
 from portkit.debug.match import match
-from portkit.options import POLICIES
+from portkit.policies import POLICIES
 from tests.debug.synthetic import conv, nhwc, trace
 
 RNG = np.random.default_rng(1)

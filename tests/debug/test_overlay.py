@@ -15,9 +15,15 @@ from typing import Any
 
 import pytest
 
-from portkit.debug.overlay import DIVERGED_BG, NONFINITE, RED, overlay_data, write_overlay
+from portkit.debug.overlay import (
+    DIVERGED_BG,
+    NONFINITE,
+    RED,
+    overlay_data,
+    write_overlay,
+)
 from portkit.errors import UsageError
-from portkit.options import Tolerance
+from portkit.policies import Tolerance
 from portkit.results import DebugNode, DebugReport, Divergence, FileInfo
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from portkit.errors import UsageError
 from portkit.gate import load_config
-from portkit.options import OutputKind, Tolerance
+from portkit.policies import OutputKind, Tolerance
 
 
 def test_output_kinds_and_scale_tolerances_per_output(tmp_path: Path) -> None:

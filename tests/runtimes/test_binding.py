@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from portkit.errors import PortkitError
-from portkit.runtimes.binding import Binding, bind_inputs, candidate_perms, clean_name, pair_by_name
+from portkit.runtimes.binding import (
+    Binding,
+    bind_inputs,
+    candidate_perms,
+    clean_name,
+    pair_by_name,
+)
 from portkit.specs import TensorSpec
 
 

@@ -15,13 +15,13 @@ import pytest
 import portkit
 from portkit.errors import ExitCode, UsageError
 from portkit.formats import Format
-from portkit.results import Trace
 from portkit.runtimes import tasks
 from portkit.runtimes.onnx_trace import _groups, fx_origin
 from portkit.runtimes.tflite_trace import dequantize
 from portkit.runtimes.tracing import TensorWriter
 from portkit.runtimes.worker import Pool
 from portkit.specs import TensorSpec
+from portkit.traces import Trace
 
 X = TensorSpec("x", (1, 3, 32, 32), "float32")
 

@@ -112,8 +112,8 @@ def test_output_through_dotdot_or_a_symlink_is_refused(saved_models: Saved, tmp_
 def test_inspect_and_the_interpreter_agree_on_fuzzed_flatbuffers(tmp_path: Path) -> None:
     # inspect once read a fuzzed flatbuffer's tables alone: some it called "runs on the builtin
     # interpreter: yes" that the interpreter (and convert) refused, others ended in exit 70.
-    from portkit.errors import ExitCode, PortkitError
     from portkit import api
+    from portkit.errors import ExitCode, PortkitError
     from portkit.options import Budget
 
     model = hostile.tflite_model(tmp_path)

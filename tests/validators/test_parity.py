@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from portkit.options import POLICIES, OutputKind, Tolerance
+from portkit.policies import POLICIES, OutputKind, Tolerance
 from portkit.validators.parity import compare_outputs, guess_kind, metrics
 
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from portkit.options import Tolerance
+from portkit.policies import Tolerance
 from portkit.results import Check
 from portkit.validators.checks import why_failed
 from portkit.validators.parity import metrics
