@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from portkit.errors import UsageError
+from portkit.errors import InternalError, UsageError
 
 # A folder portkit may replace whole: one it (or TensorFlow) wrote as an artifact or bundle.
 _REPLACEABLE_DIR_MARKERS = ("saved_model.pb", "saved_model.pbtxt", "manifest.json")
@@ -149,8 +149,10 @@ def _same(out: Path, src: Path) -> bool:
     return _where(out) == src.absolute().resolve() or _where(out) == _where(src)
 
 
-# ``[.NAME.]portkit-KIND-PID[-RANDOM]``: what ``owned_dir`` names and ``sweep`` removes.
-_OWNED = re.compile(r"^(?:\..+\.)?portkit-(?:worker|stage|old|module|pickle|const)-(\d+)(?:-|$)")
+# What portkit keeps in the folders ``owned_dir`` makes (``old``: the artifact ``atomic_replace``
+# swaps out), and their names, ``[.NAME.]portkit-KIND-PID[-RANDOM]``, which ``sweep`` removes.
+KINDS = ("worker", "stage", "old", "module", "pickle", "const", "debug")
+_OWNED = re.compile(rf"^(?:\..+\.)?portkit-(?:{'|'.join(KINDS)})-(\d+)(?:-|$)")
 _SWEEP_AGE = 5.0  # seconds: a folder younger than this may belong to a run just starting
 
 
@@ -160,13 +162,16 @@ def owned_dir(kind: str, parent: Path | None = None, name: str = "") -> Path:
     was left behind.
 
     Args:
-        kind: What it holds: worker, stage, module, pickle or const.
+        kind: What it holds, one of ``KINDS`` (worker, stage, module, pickle, const, debug).
         parent: Where to make it.
         name: The target it stages, if any (the folder is then hidden beside it).
 
     Raises:
+        InternalError: ``kind`` is not in ``KINDS`` (``sweep`` would never remove it).
         OSError: It could not be made.
     """
+    if kind not in KINDS:
+        raise InternalError(f"owned_dir({kind!r}): not one of {KINDS}, which sweep knows")
     prefix = f".{name}." if name else ""
     return Path(tempfile.mkdtemp(prefix=f"{prefix}portkit-{kind}-{os.getpid()}-", dir=parent))
 

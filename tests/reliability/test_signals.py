@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from portkit.io import staging_dir, sweep
+from portkit.errors import InternalError
+from portkit.io import KINDS, owned_dir, staging_dir, sweep
 from tests.reliability import models
 
 
@@ -119,3 +120,17 @@ def test_only_folders_of_dead_owners_are_swept(tmp_path: Path) -> None:
     assert sorted(p.name for p in removed) == sorted([names["dead"], names["dead_old"]])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         names[k] for k in ("alive", "mine", "fresh", "other"))
+
+
+def test_every_kind_of_owned_folder_is_one_sweep_removes(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    made = [owned_dir(kind, tmp_path) for kind in KINDS]  # debug's trace folders among them
+    old = time.time() - 60
+    for folder in made:  # as if a killed run (the pid of a process now gone) had left them
+        left = folder.with_name(folder.name.replace(f"-{os.getpid()}-", f"-{dead}-"))
+        folder.rename(left)
+        os.utime(left, (old, old))
+    assert len(sweep(tmp_path)) == len(KINDS) and list(tmp_path.iterdir()) == []
+    with pytest.raises(InternalError, match="sweep knows"):
+        owned_dir("notes", tmp_path)
