@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,7 +122,7 @@ def resolve_inputs(
                 f"takes {want}, not {g.dtype}; drop ':{g.dtype}' or give ':{want}'"
             )
     if arrays:
-        strange = [n for n in arrays if n and not _POSITIONAL.match(n) and n not in known]
+        strange = _stray(arrays, known)
         if strange:
             raise UsageError(f"{model_name}: --inputs holds {', '.join(strange)}, but the "
                              f"model's inputs are {', '.join(known) or '(none)'}: save one "
@@ -296,9 +296,7 @@ def load_inputs_file(path: str, specs: list[TensorSpec], what: str = "--inputs",
         raise UsageError(f"{what} {path}: a folder needs one .npy file per sample of a "
                          f"one-input model; the model has {len(specs)} inputs")
     chosen = _by_input(specs, arrays)
-    extra = [n for n in arrays if n and not _POSITIONAL.match(n)
-             and n not in {s.name for s in specs}]
-    if any(a is None for a in chosen) or extra:
+    if any(a is None for a in chosen) or _stray(arrays, {s.name for s in specs}):
         raise UsageError(
             f"{what} {path}: holds {', '.join(arrays) or 'nothing'}; the model's inputs are "
             f"{', '.join(s.name for s in specs)}: save one array per input under its name"
@@ -382,6 +380,12 @@ def refuse_nonfinite(where: str, name: str, array: np.ndarray) -> None:
         raise UsageError(f"{where}: input {name!r} holds {nan} NaN and {inf} inf of "
                          f"{array.size} values; parity on them proves nothing: give finite "
                          "values, or pass --allow-nonfinite to compare them as they are")
+
+
+def _stray(arrays: dict[str, np.ndarray], names: Iterable[str]) -> list[str]:
+    """The array names that name no input (unnamed ``arr_0``... and a folder's ``""`` aside)."""
+    inputs = set(names)
+    return [n for n in arrays if n and not _POSITIONAL.match(n) and n not in inputs]
 
 
 def _by_input(specs: list[TensorSpec], arrays: dict[str, np.ndarray]
