@@ -197,6 +197,26 @@ def _lstm() -> Any:
     return LSTMClassifier()
 
 
+def _encoder4() -> Any:
+    import torch
+
+    class SentenceEncoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = torch.nn.Embedding(8192, 256)
+            self.layers = torch.nn.ModuleList(
+                torch.nn.TransformerEncoderLayer(d_model=256, nhead=4, dim_feedforward=1024,
+                                                 batch_first=True) for _ in range(4))
+
+        def forward(self, input_ids: Any) -> Any:
+            x = self.embed(input_ids)
+            for layer in self.layers:
+                x = layer(x)
+            return x.mean(dim=1)
+
+    return SentenceEncoder()
+
+
 def _keras(name: str) -> Callable[[], Any]:
     def build() -> Any:
         import keras
@@ -224,6 +244,9 @@ ZOO: tuple[ZooModel, ...] = (
              "transformers BERT, 2 layers, hidden 128, 128 tokens"),
     ZooModel("lstm", "torch", _lstm, (TensorSpec("x", (1, 32, 64), "float32"),),
              "torch.nn.LSTM 2x128 over 32 steps + linear"),
+    ZooModel("encoder4", "torch", _encoder4, (TensorSpec("input_ids", (1, 128), "int64"),),
+             "4 x torch.nn.TransformerEncoderLayer (d 256, 4 heads, ff 1024) over an 8k "
+             "embedding, 128 tokens, mean-pooled"),
     ZooModel("keras_mobilenet_v2", "keras", _keras("MobileNetV2"), IMAGE_NHWC,
              "keras.applications.MobileNetV2", int8=True),
     ZooModel("keras_efficientnet_b0", "keras", _keras("EfficientNetB0"), IMAGE_NHWC,
