@@ -97,7 +97,7 @@ def main() -> None:
             if args.keep:
                 shutil.copytree(work, args.keep / model.name, dirs_exist_ok=True)
             shutil.rmtree(work, ignore_errors=True)
-        _merge(args.results, result)
+        merge_result(args.results, result)
         print(f"{model.name}: done, results in {args.results}", flush=True)
 
 
@@ -119,7 +119,7 @@ def bench_model(model: ZooModel, work: Path) -> dict[str, Any]:
         if run["artifact"]:
             run.update(_parity(run, ref))
     for target in sorted({r["target"] for r in runs}):
-        _time(target, [r for r in runs if r["target"] == target and r.get("ran")], ref)
+        time_runs(target, [r for r in runs if r["target"] == target and r.get("ran")], ref)
     for run in runs:
         run["artifact"] = Path(run["artifact"]).name if run["artifact"] else None
     return {
@@ -140,7 +140,7 @@ def _convert(tool: Tool, src: Path, ref: Reference, calibration: Path, work: Pat
     int8 = tool.target == "tflite-int8"
     suffix = ".onnx" if tool.target == "onnx" else ".tflite"
     dst = folder / f"{src.stem}{suffix}"
-    flags = [f"--input={_flag(s)}" for s in ref.inputs]
+    flags = [f"--input={input_flag(s)}" for s in ref.inputs]
     run: dict[str, Any] = {"tool": tool.name, "label": tool.label, "target": tool.target,
                            "mode": tool.mode}
     seconds_before = 0.0
@@ -172,7 +172,7 @@ def _convert(tool: Tool, src: Path, ref: Reference, calibration: Path, work: Pat
             cmd += ["--calibration", str(calibration)]
     started = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, cwd=folder, env=_env(), capture_output=True, text=True,
+        proc = subprocess.run(cmd, cwd=folder, env=tool_env(), capture_output=True, text=True,
                               timeout=TOOL_TIMEOUT)
         code, log = proc.returncode, proc.stdout + proc.stderr
     except subprocess.TimeoutExpired as e:
@@ -186,7 +186,7 @@ def _convert(tool: Tool, src: Path, ref: Reference, calibration: Path, work: Pat
                                  or (tool.name == "portkit" and code == 1))
     run.update(exit_code=code, seconds=round(seconds, 2),
                artifact=str(dst.relative_to(work)) if produced else None,
-               error=None if code == 0 else _last_line(log))
+               error=None if code == 0 else last_line(log))
     if tool.name == "onnx2tf":
         run["note"] = f"torch.onnx export {seconds_before:.1f} s + onnx2tf CLI"
     if tool.name == "portkit" and (folder / "report.json").exists():
@@ -235,7 +235,7 @@ def _parity(run: dict[str, Any], ref: Reference) -> dict[str, Any]:
     }
 
 
-def _time(target: str, runs: list[dict[str, Any]], ref: Reference) -> None:
+def time_runs(target: str, runs: list[dict[str, Any]], ref: Reference) -> None:
     """Time a target's artifacts against each other: TFLite with 1 and 2 threads, or ORT.
 
     Each setting is timed in ``REPEATS`` fresh processes, each loading the artifacts in another
@@ -274,17 +274,17 @@ def _time(target: str, runs: list[dict[str, Any]], ref: Reference) -> None:
                 "runs": sum(t.runs for t in ts), "cv": round(float(np.median([t.cv for t in ts])), 3)}
 
 
-def _flag(s: TensorSpec) -> str:
+def input_flag(s: TensorSpec) -> str:
     return f"{s.name}:{'x'.join(str(d) for d in s.shape or ())}:{s.dtype}"
 
 
-def _last_line(log: str) -> str:
+def last_line(log: str) -> str:
     lines = [line.strip() for line in log.splitlines() if line.strip()]
     errors = [line for line in lines if "Error" in line or "error" in line]
     return ((errors or lines or [""])[-1])[:300]
 
 
-def _env() -> dict[str, str]:
+def tool_env() -> dict[str, str]:
     """The environment portkit's workers get (quiet TF, no network), for every tool alike."""
     env = dict(os.environ)
     env.update(worker._QUIET_ENV)  # noqa: SLF001 - the same settings, not a copy of them
@@ -309,7 +309,7 @@ def machine() -> dict[str, Any]:
             "os": platform.platform(), "python": platform.python_version()}
 
 
-def _merge(path: Path, result: dict[str, Any]) -> None:
+def merge_result(path: Path, result: dict[str, Any]) -> None:
     """Put one model's result into the results file (replacing an older run of it)."""
     data = json.loads(path.read_text()) if path.exists() else {"models": []}
     data["models"] = [m for m in data["models"] if m["name"] != result["name"]] + [result]
