@@ -64,6 +64,7 @@ def convert(
     quantize: str | None = None,
     calibration: str | Path | None = None,
     int8_io: bool = False,
+    keep_float: str | Sequence[str] | None = None,
     no_flex: bool = False,
     opset: int | None = None,
     samples: int | None = None,
@@ -109,6 +110,10 @@ def convert(
         quantize: TFLite quantization: ``fp16``, ``dynamic``, ``int8`` or ``int16x8``.
         calibration: Representative inputs for ``int8``/``int16x8`` (``.npz`` or ``.npy`` folder).
         int8_io: With ``int8``, make the model's inputs and outputs int8 too.
+        keep_float: Ops to leave in float when quantizing (``dynamic``/``int8``/``int16x8``):
+            ``"auto"`` keeps the fewest that make the artifact meet the policy, or names (as
+            the report's per-op error table gives them). Off by default: NPUs need every op
+            quantized.
         no_flex: Fail rather than write a TFLite model that needs the Flex runtime.
         opset: ONNX opset for the converters that take one (default: their newest).
         samples: How many inputs to compare on (default: by precision; 32 when quantized).
@@ -145,7 +150,7 @@ def convert(
     convert_options = options.convert_options(
         target, signature=signature, trust_model=trust_model, quantize=quantize,
         calibration=calibration, int8_io=int8_io, no_flex=no_flex, opset=opset,
-        allow_nonfinite=allow_nonfinite)
+        allow_nonfinite=allow_nonfinite, keep_float=keep_float)
     goal = options.optimize_goal(optimize, route, validate)
     bound = options.constants(consts)
     tolerance = policies.policy(convert_options.quantize, atol=atol, rtol=rtol,

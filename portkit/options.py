@@ -71,6 +71,13 @@ class ConvertOptions:
         variant: A converter option set the edge declares (``Variant.name``), for the hop
             that writes the target; None: the edge's default.
         allow_nonfinite: Let NaN and inf calibration values through (``--allow-nonfinite``).
+        holdout: The last samples of ``calibration`` held back to validate on, never
+            calibrated on (set by ``convert`` when no ``--inputs`` is given).
+        keep_float: Ops left in float when quantizing (``--keep-float NAME,...``), by the name
+            the per-op error table gives them.
+        keep_float_auto: Keep the fewest ops float that make the quantized model meet
+            ``judge`` (``--keep-float auto``).
+        judge: The parity policy ``keep_float_auto`` quantizes until it meets (the job's).
     """
 
     load: LoadOptions = LoadOptions()
@@ -81,6 +88,10 @@ class ConvertOptions:
     opset: int | None = None
     variant: str | None = None
     allow_nonfinite: bool = False
+    holdout: int = 0
+    keep_float: tuple[str, ...] = ()
+    keep_float_auto: bool = False
+    judge: Tolerance | None = None
 
 
 @dataclass(frozen=True)
@@ -240,7 +251,8 @@ def convert_options(target: Format, *, signature: str | None = None, trust_model
                     quantize: str | Quantize | None = None,
                     calibration: str | Path | None = None, int8_io: bool = False,
                     no_flex: bool = False, opset: int | None = None,
-                    allow_nonfinite: bool = False) -> ConvertOptions:
+                    allow_nonfinite: bool = False,
+                    keep_float: str | Sequence[str] | None = None) -> ConvertOptions:
     """Check the flags that only make sense together and build the converters' options.
 
     Raises:
@@ -275,8 +287,35 @@ def convert_options(target: Format, *, signature: str | None = None, trust_model
         raise UsageError("--int8-io is for --quantize int8")
     if no_flex and target is not Format.TFLITE:
         raise UsageError("--no-flex is for --to tflite")
+    names, auto = _keep_float(keep_float, mode)
     return ConvertOptions(LoadOptions(signature, trust_model), mode, calibration, int8_io,
-                          no_flex, opset, allow_nonfinite=allow_nonfinite)
+                          no_flex, opset, allow_nonfinite=allow_nonfinite, keep_float=names,
+                          keep_float_auto=auto)
+
+
+def _keep_float(value: str | Sequence[str] | None, mode: Quantize | None
+                ) -> tuple[tuple[str, ...], bool]:
+    """``--keep-float auto`` or ``--keep-float NAME,...`` (repeatable): the op names, and
+    whether portkit chooses them.
+
+    Raises:
+        UsageError: Without a quantization that keeps ops float, or ``auto`` with names.
+    """
+    if not value:
+        return (), False
+    texts = [value] if isinstance(value, str) else list(value)
+    names = tuple(n.strip() for t in texts for n in str(t).split(",") if n.strip())
+    if mode not in (Quantize.DYNAMIC, Quantize.INT8, Quantize.INT16X8):
+        raise UsageError("--keep-float is for --quantize dynamic, int8 or int16x8")
+    if "auto" in names:
+        if len(names) > 1:
+            raise UsageError("--keep-float auto chooses the ops itself: give auto or names, "
+                             "not both")
+        return (), True
+    if not names:
+        raise UsageError("--keep-float: give auto or op names (as the per-op error table "
+                         "lists them), comma-separated")
+    return names, False
 
 
 def optimize_goal(optimize: str | Optimize | None, route: str | None,

@@ -18,6 +18,7 @@ from portkit.formats.tflite import MobileReport
 from portkit.io import atomic_write_text
 from portkit.options import Budget, Optimize, Scalar
 from portkit.policies import Quantize, Tolerance
+from portkit.quantization import Quantization
 from portkit.specs import TensorSpec
 
 # Distributions whose versions go into every report (read from metadata, never imported).
@@ -132,6 +133,7 @@ class Hop:
     tool: str
     seconds: float
     detail: str
+    quantization: Quantization | None = None  # what quantizing did, on a hop that quantized
 
     def to_dict(self) -> dict[str, Any]:
         return {"from": self.source.value, "to": self.target.value, "tool": self.tool,
@@ -311,6 +313,13 @@ class ConvertReport(JsonReport):
     # The artifact converted but failed parity: kept at ``artifact`` (NAME.failed.EXT beside -o),
     # not written to -o, which only ever receives an artifact that passed.
     artifact_failed: bool = False
+    # Where the compared inputs came from: seeded, --inputs, or held back from --calibration.
+    inputs_from: str = ""
+
+    @property
+    def quantization(self) -> Quantization | None:
+        """What quantizing did, when the shipped route's last hop quantized."""
+        return self.route[-1].quantization if self.route else None
 
     @property
     def overhead_seconds(self) -> float:
@@ -332,6 +341,7 @@ class ConvertReport(JsonReport):
                              for row, a in zip(d["routes_tried"], self.routes_tried, strict=True)]
         d["overhead_seconds"] = self.overhead_seconds
         d["preparation"] = self.preparation.to_dict() if self.preparation else None
+        d["quantization"] = self.quantization.to_dict() if self.quantization else None
         return d
 
 

@@ -413,3 +413,28 @@ def _as_samples(what: str, path: str, spec: TensorSpec, array: np.ndarray) -> li
         f"{what} {path}: array for {spec.name!r} has shape {array.shape}; expected "
         f"{shape} or (samples, *{shape})"
     )
+
+
+def calibrated_part(path: str, count: int, holdout: int) -> int:
+    """How many of ``--calibration``'s ``count`` samples are calibrated on when its last
+    ``holdout`` are held back to validate the quantized model on (never judged on the samples
+    it was calibrated on).
+
+    Raises:
+        UsageError: The file holds no more samples than are held back.
+    """
+    if count <= holdout:
+        raise UsageError(
+            f"--calibration {path}: {count} sample(s); portkit holds back the last {holdout} to "
+            f"validate the quantized model on (the policy compares over {holdout}) and "
+            f"calibrates on the rest: give about {holdout + 100} ({holdout} + ~100 to calibrate "
+            f"on), or --inputs with {holdout} other representative samples")
+    return count - holdout
+
+
+def load_calibration(path: str, specs: list[TensorSpec], holdout: int = 0,
+                     allow_nonfinite: bool = False) -> list[dict[str, np.ndarray]]:
+    """``--calibration``'s samples to calibrate on: all but the last ``holdout``
+    (``calibrated_part``), read as ``load_inputs_file`` reads them."""
+    samples = load_inputs_file(path, specs, what="--calibration", allow_nonfinite=allow_nonfinite)
+    return samples[:calibrated_part(path, len(samples), holdout)] if holdout else samples

@@ -65,6 +65,14 @@ def test_target_names() -> None:
         target("caffe")
 
 
+def test_keep_float_takes_auto_or_names_comma_separated_or_repeated() -> None:
+    auto = convert_options(Format.TFLITE, quantize="dynamic", keep_float="auto")
+    assert auto.keep_float_auto and auto.keep_float == ()
+    named = convert_options(Format.TFLITE, quantize="dynamic", keep_float=["a;1, b", "c"])
+    assert named.keep_float == ("a;1", "b", "c") and not named.keep_float_auto
+    assert convert_options(Format.TFLITE, quantize="dynamic", keep_float=()).keep_float == ()
+
+
 def test_convert_options_types_the_quantize_mode(tmp_path: Path) -> None:
     calib = tmp_path / "c.npz"
     np.savez(calib, x=np.zeros((2, 1, 4), np.float32))
@@ -82,6 +90,11 @@ def test_convert_options_types_the_quantize_mode(tmp_path: Path) -> None:
      "no such file or folder"),
     (Format.TFLITE, {"quantize": "fp16", "int8_io": True}, "--int8-io is for --quantize int8"),
     (Format.ONNX, {"no_flex": True}, "--no-flex is for --to tflite"),
+    (Format.TFLITE, {"quantize": "fp16", "keep_float": "auto"},
+     "--keep-float is for --quantize dynamic, int8 or int16x8"),
+    (Format.TFLITE, {"keep_float": ["a"]}, "--keep-float is for --quantize"),
+    (Format.TFLITE, {"quantize": "dynamic", "keep_float": ["auto,conv1"]}, "auto or names, not both"),
+    (Format.TFLITE, {"quantize": "dynamic", "keep_float": [" , "]}, "give auto or op names"),
 ])
 def test_convert_options_refuse_flags_out_of_place(fmt: Format, kwargs: dict,
                                                    message: str) -> None:

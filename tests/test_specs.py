@@ -8,6 +8,8 @@ import pytest
 from portkit.errors import UsageError
 from portkit.specs import (
     TensorSpec,
+    calibrated_part,
+    load_calibration,
     load_inputs_file,
     make_inputs,
     parse_input_flag,
@@ -196,3 +198,16 @@ def test_a_fixed_dimension_or_dtype_the_model_does_not_take_is_refused() -> None
         resolve_inputs("m.pt2", stored, [parse_input_flag("x:2x3x32x32")])
     with pytest.raises(UsageError, match=r"takes float32, not int64; drop ':int64'"):
         resolve_inputs("m.pt2", stored, [parse_input_flag("x:1x3x32x32:int64")])
+
+
+def test_calibration_holds_back_its_last_samples(tmp_path) -> None:
+    path = tmp_path / "c.npz"
+    np.savez(path, x=np.arange(40, dtype=np.float32).reshape(40, 1, 1))
+    specs = [TensorSpec("x", (1, 1), "float32")]
+    calibrated = load_calibration(str(path), specs, holdout=32)
+    assert [float(s["x"][0, 0]) for s in calibrated] == list(range(8))
+    assert len(load_calibration(str(path), specs)) == 40
+    assert calibrated_part("c.npz", 132, 32) == 100
+    with pytest.raises(UsageError, match=r"--calibration c.npz: 32 sample\(s\); portkit holds "
+                                         r"back the last 32 .* give about 132"):
+        calibrated_part("c.npz", 32, 32)

@@ -27,8 +27,13 @@ from portkit.cli.app import CONTEXT, cli, emit, progress, show
               help="TFLite quantization; int8 and int16x8 need --calibration.")
 @click.option("--calibration", type=click.Path(path_type=Path),
               help="Representative inputs for int8/int16x8: an .npz (arrays by input name, "
-                   "samples on the first axis) or a folder of .npy files.")
+                   "samples on the first axis) or a folder of .npy files. Without --inputs the "
+                   "last 32 (--samples) are held back to validate on, never calibrated on.")
 @click.option("--int8-io", is_flag=True, help="With --quantize int8: int8 inputs and outputs too.")
+@click.option("--keep-float", metavar="auto|NAME,...", multiple=True,
+              help="Leave ops in float when quantizing: auto keeps the fewest that make the "
+                   "artifact pass, or names from the per-op error table. Off by default (NPUs "
+                   "need every op quantized).")
 @click.option("--no-flex", is_flag=True,
               help="Fail (exit 3) rather than write a TFLite model needing the Flex runtime.")
 @click.option("--opset", type=flags.Number(flags.bounds.OPSET),
@@ -60,6 +65,7 @@ def convert(source: Path, to: str, no_validate: bool, report_path: Path | None, 
       portkit convert model.keras --to onnx --opset 17
       portkit convert saved_model/ --signature serving_default --to tflite --no-flex
       portkit convert model.keras --to tflite --quantize int8 --calibration calib.npz --int8-io
+      portkit convert model.pt2 --to tflite --quantize int8 --calibration calib.npz --keep-float auto
       portkit convert model.tflite --to onnx
     """
     from portkit import api

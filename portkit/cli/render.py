@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from portkit.gate import CheckReport
     from portkit.options import Scalar
     from portkit.policies import Tolerance
+    from portkit.quantization import Quantization
     from portkit.results import (
         BenchReport,
         Check,
@@ -102,8 +103,52 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
     out.append(routes)
     if report.checks:
         out.append(parity_table(report.checks, report.tolerance, report.reference_runtime))
+        if report.inputs_from:
+            out.append(Text(f"Compared on {report.inputs_from}"))
+    if report.quantization is not None:
+        out.extend(quantization_tables(report.quantization))
+    if (report.validated and report.artifact is not None and not report.passed
+            and report.quantize is not None and report.quantize.value != "fp16"
+            and not (report.quantization and report.quantization.keep_float)):
+        out.append(Text("Some ops may not survive quantization: --keep-float auto keeps the "
+                        "fewest of them in float until the policy passes (off by default: "
+                        "NPUs need every op quantized)"))
     if report.mobile is not None:
         out.extend(mobile_tables(report.mobile))
+    return out
+
+
+def quantization_tables(q: Quantization, worst: int = 10) -> list[Table | Text]:
+    """How the artifact was quantized, the ops kept float and what that cost, and the ops
+    that add the most error."""
+    calibrated = (f"; calibrated on {q.calibration_samples} samples"
+                  + (f", {q.held_back} held back to validate on" if q.held_back else "")
+                  if q.calibration_samples else "")
+    out: list[Table | Text] = [Text(f"Quantized by {q.tool}: {q.recipe}{calibrated}")]
+    if q.keep_float:
+        how = "--keep-float auto" if q.keep_float_auto else "--keep-float"
+        cost = ""
+        if q.full_bytes:
+            cost = (f"; {q.bytes:,} bytes against {q.full_bytes:,} with every op quantized "
+                    f"({q.bytes / q.full_bytes - 1:+.0%})")
+        if q.full_p50_ms and q.p50_ms:
+            cost += (f", p50 {q.p50_ms:.3g} ms against {q.full_p50_ms:.3g} ms "
+                     f"({q.p50_ms / q.full_p50_ms:.2f}x)")
+        tried = f", {q.trials} models tried" if q.keep_float_auto else ""
+        out.append(Text(f"Kept float ({how}{tried}): {len(q.keep_float)} op(s): "
+                        f"{', '.join(q.keep_float)}{cost}"))
+    if q.note:
+        out.append(Text(f"--keep-float: {q.note}"))
+    if q.ops:
+        table = Table(title=f"Quantization error by op (worst {min(worst, len(q.ops))} of "
+                            f"{len(q.ops)}, by the error each adds; relative RMS against the "
+                            "float model on calibration samples)", title_justify="left")
+        for col in ("op", "type", "error", "added", "computed in"):
+            table.add_column(col, justify="right" if col in ("error", "added") else "left")
+        for o in q.ops[:worst]:
+            table.add_row(escape(_short(o.name, 70)), o.op_type, _num(o.error), _num(o.added),
+                          "integers" if o.quantized else "float")
+        out.append(table)
     return out
 
 

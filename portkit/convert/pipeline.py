@@ -83,6 +83,7 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
         if not trusted_pickle:  # the input's own error outranks the outputs'
             refuse_unloadable(src, fmt)
         out = check_paths(job)  # before any worker runs
+        job = representative(job)
         shown = FileInfo(str(src), fmt.value)  # the user's file, even if exported first
         if trusted_pickle:
             src, fmt = _export_trusted_pickle(src, list(job.inputs), stack, ctx)
@@ -95,8 +96,8 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
             raise UsageError(f"{src}: already {fmt.value}; pick another --to")
         # An --opset no route writes is refused before any worker starts; routes that can't
         # write it are dropped, with the reason, once the preparations are known.
-        registry.by_opset(registry.plan(fmt, job.target, quantize=job.options.quantize
-                                        is not None), job.options.opset)
+        registry.by_opset(registry.plan(fmt, job.target, quantize=job.options.quantize),
+                          job.options.opset)
         routes, dropped = registry.by_opset(plan(fmt, job, _preparations(src, fmt, ctx)),
                                             job.options.opset)
         if not routes:
@@ -106,7 +107,8 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
         stage = stack.enter_context(staging_dir(out.absolute()))
         background = stack.enter_context(ThreadPoolExecutor(max_workers=1))
         ref = _Reference(background.submit(run_reference, src, fmt, job, job.options.load, ctx),
-                         ctx.progress, src.name, from_file=job.inputs_file is not None)
+                         ctx.progress, src.name,
+                         from_file=job.inputs_file is not None and not job.options.holdout)
         # Runs before the thread pool exits: a reference still running is stopped, not awaited.
         stack.callback(ref.stop, ctx.pool, reference_worker(fmt))
         prepared, preparation = src, None
@@ -161,10 +163,40 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
             state=dict(reference.state),
             preparation=preparation,
             artifact_failed=failed,
+            inputs_from=inputs_from(job, reference),
         )
     if job.report is not None:
         report.write_json(job.report)
     return report
+
+
+def representative(job: ConvertJob) -> ConvertJob:
+    """The job a quantized artifact is judged in: without ``--inputs``, on the last samples of
+    ``--calibration`` (as many as the policy compares over), which are held back from
+    calibration; ``--keep-float auto`` quantizes until the job's policy is met."""
+    options = job.options
+    if options.keep_float_auto:
+        options = dataclasses.replace(options, judge=job.tolerance)
+    if options.quantize and options.quantize.calibrated and job.inputs_file is None \
+            and job.validate and options.calibration is not None:
+        options = dataclasses.replace(options, holdout=job.tolerance.samples)
+        return dataclasses.replace(job, inputs_file=Path(options.calibration), options=options)
+    return dataclasses.replace(job, options=options)
+
+
+def inputs_from(job: ConvertJob, reference: Reference) -> str:
+    """Where the inputs the artifact was compared on came from, in words."""
+    count = len(reference.feeds) // max(reference.steps, 1)
+    if job.options.holdout:
+        total = reference.file_samples
+        return (f"the last {count} of {total} --calibration samples, held back (calibrated on "
+                f"the first {total - count})")
+    if job.inputs_file is not None:
+        return f"--inputs {job.inputs_file.name} ({count} samples)"
+    if job.options.quantize is not None:
+        return (f"{count} seeded random inputs: nothing representative was given (pass --inputs "
+                "with real samples)")
+    return f"{count} seeded input(s)"
 
 
 def check_paths(job: ConvertJob) -> Path:
@@ -223,8 +255,7 @@ def plan(fmt: Format, job: ConvertJob, prepared: tuple[str, ...] = ()) -> list[r
     Raises:
         UsageError: ``job.route`` names no planned route.
     """
-    planned = registry.plan(fmt, job.target, quantize=job.options.quantize is not None,
-                            variants=True)
+    planned = registry.plan(fmt, job.target, quantize=job.options.quantize, variants=True)
     if job.route is not None or job.optimize:
         name = job.route
         for tool in prepared:

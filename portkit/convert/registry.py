@@ -27,12 +27,16 @@ from portkit.errors import ConversionError, InternalError, UsageError
 from portkit.formats import Format
 from portkit.formats.tflite import flex_ops
 from portkit.options import ConvertOptions
+from portkit.policies import Quantize
+from portkit.quantization import Quantization
 from portkit.results import Hop
 from portkit.runtimes.tasks import input_specs
 from portkit.runtimes.worker import task
 from portkit.specs import TensorSpec
 
-EdgeFunc = Callable[[Path, Format, Path, list[TensorSpec], ConvertOptions], str]
+# An edge's function returns its detail (what it chose), and what quantizing did if it did.
+EdgeFunc = Callable[[Path, Format, Path, list[TensorSpec], ConvertOptions],
+                    "str | tuple[str, Quantization]"]
 
 _MODULES = (
     "portkit.convert.torch_to_tflite",
@@ -74,7 +78,7 @@ class Edge:
         cost: Relative preference; routes with a lower total are tried first.
         func: The function that runs it (in a worker, through ``run_edge``).
         channels_last: Whether it turns channels-first inputs into channels-last.
-        quantizes: Whether it honours ``--quantize`` (TFLite quantization).
+        quantizes: The ``--quantize`` modes it honours (TFLite quantization).
         variants: Option sets besides its default, tried by ``--optimize latency``.
         when: For a preparation (an edge from ``target`` to itself): whether a source file
             needs it (runs in a worker).
@@ -88,7 +92,7 @@ class Edge:
     cost: float
     func: EdgeFunc
     channels_last: bool = False
-    quantizes: bool = False
+    quantizes: tuple[Quantize, ...] = ()
     variants: tuple[Variant, ...] = ()
     when: Callable[[Path], bool] | None = None
     opsets: tuple[int, int] | None = None
@@ -128,7 +132,7 @@ class Route:
 
 
 def register_edge(*, tool: str, sources: tuple[Format, ...], target: Format, cost: float,
-                  channels_last: bool = False, quantizes: bool = False,
+                  channels_last: bool = False, quantizes: tuple[Quantize, ...] = (),
                   variants: tuple[Variant, ...] = (), when: Callable[[Path], bool] | None = None,
                   opsets: tuple[int, int] | None = None) -> Callable[[EdgeFunc], EdgeFunc]:
     """Decorator: register ``fn(src, src_format, dst, inputs, options) -> detail`` as an edge.
@@ -173,7 +177,7 @@ def edges() -> list[Edge]:
 
 
 def plan(source: Format, target: Format, max_hops: int = 3, *,
-         quantize: bool = False, variants: bool = False) -> list[Route]:
+         quantize: Quantize | None = None, variants: bool = False) -> list[Route]:
     """Every route from ``source`` to ``target`` without cycles or detours, cheapest first.
 
     A detour is a hop whose tool could have read an earlier format of the route directly
@@ -183,7 +187,7 @@ def plan(source: Format, target: Format, max_hops: int = 3, *,
         source: The source model's format.
         target: The wanted format.
         max_hops: The longest route considered.
-        quantize: Keep only routes whose last hop quantizes (``--quantize``).
+        quantize: Keep only routes whose last hop honours this ``--quantize`` mode.
         variants: Also list each route once per variant of its last edge, right after it.
 
     Returns:
@@ -199,7 +203,7 @@ def plan(source: Format, target: Format, max_hops: int = 3, *,
             if fmt not in e.sources or e.target in seen or (seen - {fmt}) & set(e.sources):
                 continue
             if e.target == target:
-                if e.quantizes or not quantize:
+                if quantize is None or quantize in e.quantizes:
                     routes.append(Route(path + (e,)))
             elif len(path) + 1 < max_hops:
                 extend(e.target, path + (e,), seen | {e.target})
@@ -302,7 +306,8 @@ def run_edge(tool: str, target: Format, src: str, src_format: Format, dst: str,
     start = time.perf_counter()
     if inputs is None:
         inputs = input_specs(src, src_format, list(given or ()), options.load)
-    detail = edge.func(Path(src), src_format, Path(dst), inputs, options)
+    done = edge.func(Path(src), src_format, Path(dst), inputs, options)
+    detail, quantization = done if isinstance(done, tuple) else (done, None)
     seconds = time.perf_counter() - start
     if not Path(dst).exists():
         raise InternalError(f"{tool} reported success but wrote no {dst}")
@@ -316,4 +321,4 @@ def run_edge(tool: str, target: Format, src: str, src_format: Format, dst: str,
         if flex := flex_ops(Path(dst)):
             raise ConversionError(f"{tool} emitted ops that need the Flex runtime: "
                                   f"{', '.join(flex)} (--no-flex)")
-    return Hop(src_format, edge.target, tool, seconds, detail)
+    return Hop(src_format, edge.target, tool, seconds, detail, quantization)

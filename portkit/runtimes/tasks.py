@@ -25,6 +25,7 @@ from portkit.runtimes.binding import Binding, artifact_feeds, bind_inputs
 from portkit.runtimes.worker import out_of_memory, task
 from portkit.specs import (
     TensorSpec,
+    calibrated_part,
     load_inputs_file,
     make_inputs,
     read_arrays,
@@ -48,6 +49,7 @@ class Reference:
     constants: Mapping[str, Scalar] = field(default_factory=dict)
     steps: int = 1  # consecutive calls per sample; feeds and outputs are unrolled
     state: Mapping[str, str] = field(default_factory=dict)  # input <- the output fed back
+    file_samples: int = 0  # samples in the inputs file (0: seeded inputs)
 
 
 @dataclass(frozen=True)
@@ -123,8 +125,8 @@ def split_constants(model_name: str, session: Session, constants: Mapping[str, S
 def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str | None,
               seed: int, samples: int = 1, options: LoadOptions = LoadOptions(),
               constants: Mapping[str, Scalar] | None = None, steps: int = 1,
-              state: Mapping[str, str] | None = None, allow_nonfinite: bool = False
-              ) -> Reference:
+              state: Mapping[str, str] | None = None, allow_nonfinite: bool = False,
+              held_back: int = 0) -> Reference:
     """Run the source model on seeded inputs (or ``inputs_file``) to get reference outputs.
 
     Seeded sample ``i`` uses ``seed + i``; an inputs file gives its own samples. It runs on the
@@ -134,7 +136,9 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
     that many calls, each fed the ``state`` (input <- output, guessed when not given) the
     previous call returned (``runtimes.steps``); later calls' other inputs are seeded anew, or
     the inputs file's next samples. The file's arrays are cast to the inputs' dtypes where no
-    value changes (``specs.cast_to``) and hold no NaN/inf unless ``allow_nonfinite``.
+    value changes (``specs.cast_to``) and hold no NaN/inf unless ``allow_nonfinite``. With
+    ``held_back``, the inputs file is ``--calibration`` and only its last ``held_back`` samples
+    are used: the ones the quantized artifact was not calibrated on.
 
     Raises:
         UsageError: Bad inputs, constants or state pairs; an inputs file with fewer samples
@@ -147,8 +151,14 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
     fed, fixed = split_constants(name, session, constants)
     arrays = read_arrays(inputs_file) if inputs_file else None
     specs = resolve_inputs(name, fed, given, arrays)
+    file_samples = 0
     if inputs_file:
-        given_feeds = load_inputs_file(inputs_file, specs, allow_nonfinite=allow_nonfinite)
+        what = "--calibration" if held_back else "--inputs"
+        given_feeds = load_inputs_file(inputs_file, specs, what, allow_nonfinite)
+        file_samples = len(given_feeds)
+        if held_back:
+            calibrated_part(inputs_file, file_samples, held_back)
+            given_feeds = given_feeds[-held_back:]
         if len(given_feeds) % steps:
             raise UsageError(f"--inputs {inputs_file}: {len(given_feeds)} samples are not a "
                              f"whole number of {steps}-step sequences (--steps {steps})")
@@ -184,7 +194,7 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
         _explain(name, fed, specs, inputs_file, e)
         raise
     return Reference(runtime.name, tuple(specs), tuple(feeds), tuple(outputs), constants,
-                     steps, pairs)
+                     steps, pairs, file_samples)
 
 
 def _explain(name: str, fed: list[TensorSpec], specs: list[TensorSpec],

@@ -113,7 +113,8 @@ def run_reference(src: Path, fmt: Format, job: ConvertJob | ValidateJob, load: L
                   ctx: RunContext) -> Reference:
     """Run the source as the reference in its framework's worker (``reference_worker``),
     fed as the job says: ``--input``, ``--inputs``, seed, the policy's sample count and
-    ``--allow-nonfinite``, ``--const``, ``--steps`` and ``--state``."""
+    ``--allow-nonfinite``, ``--const``, ``--steps`` and ``--state``; a quantizing convert's
+    samples held back from ``--calibration``."""
     return ctx.pool.call(
         reference_worker(fmt), tasks.reference, timeout=ctx.timeout, what=str(src),
         path=str(src), fmt=fmt, given=list(job.inputs),
@@ -121,6 +122,7 @@ def run_reference(src: Path, fmt: Format, job: ConvertJob | ValidateJob, load: L
         seed=job.seed, samples=job.tolerance.samples, options=load,
         constants=dict(job.constants), steps=job.steps, state=dict(job.state),
         allow_nonfinite=job.tolerance.allow_nonfinite,
+        held_back=job.options.holdout if isinstance(job, ConvertJob) else 0,
     )
 
 

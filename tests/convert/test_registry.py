@@ -9,6 +9,7 @@ import pytest
 from portkit.convert import registry
 from portkit.errors import InternalError, UsageError
 from portkit.formats import Format
+from portkit.policies import Quantize
 
 
 def names(src: Format, dst: Format) -> list[str]:
@@ -55,12 +56,18 @@ def test_tensorflow_routes_plan_themselves() -> None:
     assert names(Format.ONNX, Format.SAVEDMODEL) == ["onnx2tf"]
 
 
-def test_quantize_keeps_only_routes_whose_last_hop_quantizes() -> None:
-    assert [r.name for r in registry.plan(Format.KERAS, Format.TFLITE, quantize=True)] == [
-        "tflite-converter"]
-    assert [r.name for r in registry.plan(Format.TORCHSCRIPT, Format.TFLITE, quantize=True)] == [
-        "torch.onnx-legacy+onnx2tf+tflite-converter", "torch.onnx+onnx2tf+tflite-converter"]
-    assert registry.plan(Format.KERAS, Format.ONNX, quantize=True) == []
+def test_quantize_keeps_only_routes_whose_last_hop_honours_the_mode() -> None:
+    def names(src: Format, mode: Quantize) -> list[str]:
+        return [r.name for r in registry.plan(src, Format.TFLITE, quantize=mode)]
+
+    for mode in Quantize:
+        assert names(Format.KERAS, mode) == ["tflite-converter"]
+    detour = ["torch.onnx-legacy+onnx2tf+tflite-converter", "torch.onnx+onnx2tf+tflite-converter"]
+    # The fast route (litert-torch, then ai-edge-quantizer) first; the ONNX detour the fallback.
+    for mode in (Quantize.DYNAMIC, Quantize.INT8, Quantize.INT16X8):
+        assert names(Format.TORCHSCRIPT, mode) == ["litert-torch", *detour]
+    assert names(Format.TORCHSCRIPT, Quantize.FP16) == detour  # ai-edge-quantizer has no fp16
+    assert registry.plan(Format.KERAS, Format.ONNX, quantize=Quantize.INT8) == []
 
 
 def test_pick_unknown_route_lists_the_known_ones() -> None:

@@ -81,12 +81,15 @@ def test_int8_with_calibration_reports_top1_and_cosine_over_32_inputs(
     assert report["mobile"]["builtin_only"] is True
 
 
-def test_int8_calibrated_on_the_wrong_scale_fails_the_policy(saved_models: Saved,
-                                                             tmp_path: Path) -> None:
+def test_int8_calibrated_on_the_wrong_scale_fails_on_real_inputs(saved_models: Saved,
+                                                                  tmp_path: Path) -> None:
+    # Calibrated on data 100 times too wide, judged on the inputs the model really sees.
     calib = _calibration(tmp_path / "wide.npz", scale=100.0)
+    real = tmp_path / "real.npz"
+    np.savez(real, image=np.random.default_rng(7).standard_normal((32, 1, 32, 32, 3)).astype("f4"))
     code, report, _ = convert_json(saved_models("keras_cnn", "keras"), "--to", "tflite",
                                    "-o", tmp_path / "q.tflite", "--quantize", "int8",
-                                   "--calibration", calib)
+                                   "--calibration", calib, "--inputs", real)
     assert code == 1 and report["passed"] is False
     [row] = report["checks"][0]["outputs"]
     assert "cosine" in row["failed"] and row["cosine"] < report["tolerance"]["min_cosine"]
@@ -208,15 +211,16 @@ def test_opset_is_choosable_and_capped(saved_models: Saved, tmp_path: Path) -> N
     assert code == 2 and not report and "--opset 30: tf2onnx writes opsets 7-18" in err
 
 
-def test_quantized_torch_source_routes_through_a_savedmodel(saved_models: Saved,
-                                                            tmp_path: Path) -> None:
+def test_quantized_torch_source_falls_back_through_a_savedmodel(saved_models: Saved,
+                                                                 tmp_path: Path) -> None:
     # Calibration data in the source's NCHW layout reaches onnx2tf's NHWC SavedModel.
     fixture = FIXTURES["cnn"]
     calib = tmp_path / "calib.npz"
     np.savez(calib, x=np.random.default_rng(5).standard_normal((40, 1, 3, 32, 32)).astype("f4"))
     code, report, err = convert_json(
         saved_models("cnn", "pt2"), "--to", "tflite", "-o", tmp_path / "q.tflite",
-        "--quantize", "int8", "--calibration", calib,
+        "--quantize", "int8", "--calibration", calib, "--route",
+        "torch.onnx+onnx2tf+tflite-converter",
         *[a for f in fixture.input_flags for a in ("--input", f)])
     assert code == 0, err + json.dumps(report.get("routes_tried"), indent=1)
     assert [h["tool"] for h in report["route"]] == ["torch.onnx", "onnx2tf", "tflite-converter"]

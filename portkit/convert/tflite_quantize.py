@@ -1,0 +1,293 @@
+"""Float TFLite -> quantized TFLite with ai-edge-quantizer: how the litert-torch route
+quantizes (and every route when ``--keep-float`` is asked).
+
+Modes: ``dynamic`` (int8 weights, float activations: recipe ``dynamic_wi8_afp32``), ``int8``
+(int8 weights and activations, ``static_wi8_ai8``; float inputs and outputs unless
+``--int8-io``) and ``int16x8`` (int8 weights, int16 activations, ``static_wi8_ai16``). The
+static modes calibrate on ``--calibration`` less the samples held back to validate on
+(``options.holdout``).
+
+For the static modes every op's error is measured on calibration samples: the float and the
+quantized model run with every tensor kept, and each op's output compared (``OpError``). Ops
+stay float by name (``--keep-float NAME,...``: the op's output tensor, as that table lists it);
+``--keep-float auto`` finds the fewest that make the quantized model meet the policy against
+the float model on calibration samples, as Polygraphy's ``debug precision`` bisects for
+TensorRT: the shortest prefix of ops (in execution order) kept float that passes, then each of
+those ops put back to integers where the model still passes. The validation that follows runs on
+the held-back samples, which chose nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from portkit.errors import ConversionError
+from portkit.options import Budget, ConvertOptions
+from portkit.policies import Quantize, Tolerance
+from portkit.quantization import OpError, Quantization
+from portkit.specs import TensorSpec, load_calibration, make_inputs
+
+MODES = (Quantize.DYNAMIC, Quantize.INT8, Quantize.INT16X8)
+TOOL = "ai-edge-quantizer"
+_RECIPES = {
+    Quantize.DYNAMIC: ("dynamic_wi8_afp32", "int8 weights, float activations"),
+    Quantize.INT8: ("static_wi8_ai8", "int8 weights and activations"),
+    Quantize.INT16X8: ("static_wi8_ai16", "int8 weights, int16 activations"),
+}
+OP_SAMPLES = 8  # calibration samples every op's error is measured on
+JUDGE_SAMPLES = 32  # calibration samples --keep-float auto judges a candidate on
+_TIMING = Budget(warmup=3, min_runs=20, min_seconds=0.3)
+
+
+def quantize(float_path: Path, dst: Path, inputs: list[TensorSpec],
+             options: ConvertOptions) -> tuple[str, Quantization]:
+    """Quantize the float model at ``float_path`` into ``dst`` as ``options`` ask.
+
+    Args:
+        float_path: The float ``.tflite``.
+        dst: Where the quantized one goes.
+        inputs: The source's inputs (calibration samples are in their names and layout).
+        options: ``quantize`` (one of ``MODES``), ``calibration``, ``holdout``, ``int8_io``,
+            ``keep_float``/``keep_float_auto`` and ``judge``.
+
+    Returns:
+        The hop's detail, and what quantization did.
+
+    Raises:
+        ConversionError: A named op is not in the model.
+        UsageError: Calibration data that doesn't fit, or too few samples to hold some back.
+    """
+    mode = options.quantize
+    assert mode in MODES, mode
+    model = _FloatModel(float_path, inputs, options)
+    unknown = [n for n in options.keep_float if n not in model.op_names]
+    if unknown:
+        shown = ", ".join(model.op_names[:5])
+        raise ConversionError(f"--keep-float {', '.join(unknown)}: no such op in the float "
+                              f"model; ops are named by their output tensor (e.g. {shown})")
+    kept, trials, note = list(options.keep_float), 1, ""
+    data = model.build(kept)
+    if options.keep_float_auto:
+        data, kept, trials, note = model.keep_float_auto(data, options.judge or Tolerance())
+    dst.write_bytes(data)
+    ops = model.op_errors(data) if mode.calibrated else ()
+    full_bytes = full_ms = shipped_ms = None
+    if kept:
+        full = model.build([])
+        full_bytes = len(full)
+        full_ms, shipped_ms = model.time([full, data])
+    name, about = _RECIPES[mode]
+    io = "; int8 inputs and outputs" if options.int8_io else ""
+    recipe = f"{name} ({about}{io})"
+    report = Quantization(
+        mode=mode.value, tool=TOOL, recipe=recipe,
+        calibration_samples=len(model.samples) if mode.calibrated else 0,
+        held_back=options.holdout if mode.calibrated else 0, ops=tuple(ops),
+        keep_float=tuple(kept), keep_float_auto=options.keep_float_auto, trials=trials,
+        full_bytes=full_bytes, bytes=len(data), full_p50_ms=full_ms, p50_ms=shipped_ms,
+        note=note)
+    floats = f"; {len(kept)} op(s) kept float" if kept else ""
+    return f"ai_edge_quantizer {recipe}{floats}", report
+
+
+class _FloatModel:
+    """The float model, its calibration (once) and the quantized models built from it."""
+
+    def __init__(self, path: Path, inputs: list[TensorSpec], options: ConvertOptions) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        from portkit.runtimes.binding import artifact_feeds, bind_inputs
+        from portkit.runtimes.tflite import TfliteSession
+
+        self.buffer = path.read_bytes()
+        self.options = options
+        self.mode = options.quantize
+        interpreter = Interpreter(model_content=self.buffer)
+        interpreter.allocate_tensors()
+        self.signature = next(iter(interpreter.get_signature_list()), "serving_default")
+        session = TfliteSession(interpreter)
+        bindings = bind_inputs(inputs, session.inputs,
+                               prefer_channels_last=options.variant == "nhwc-io")
+        if options.calibration is not None:
+            raw = load_calibration(options.calibration, inputs, options.holdout,
+                                   options.allow_nonfinite)
+        else:  # dynamic: nothing to calibrate; --keep-float auto judges on seeded inputs
+            raw = [make_inputs(inputs, seed=i) for i in range(JUDGE_SAMPLES)]
+        self.samples = [artifact_feeds(session, bindings, s) for s in raw]
+        ops = [op for op in interpreter._get_ops_details() if len(op["outputs"])]
+        details = {int(d["index"]): d for d in interpreter.get_tensor_details()}
+        self.op_names = [str(details[int(op["outputs"][0])]["name"]) for op in ops]
+        self._qsvs: dict[str, Any] | None = None
+
+    def recipe(self, keep: Sequence[str]) -> list[dict[str, Any]]:
+        """The recipe for the mode, with ``keep`` (op names) left float."""
+        from ai_edge_quantizer import algorithm_manager, qtyping, recipe, recipe_manager
+
+        no = algorithm_manager.AlgorithmName.NO_QUANTIZE
+        op = qtyping.TFLOperationName
+        manager = recipe_manager.RecipeManager()
+        manager.load_quantization_recipe(getattr(recipe, _RECIPES[self.mode][0])())
+        if self.mode is not Quantize.DYNAMIC and not self.options.int8_io:
+            for edge in (op.INPUT, op.OUTPUT):  # float inputs and outputs
+                manager.add_quantization_config(regex=".*", operation_name=edge,
+                                                algorithm_key=no)
+        for name in keep:  # an op's scope is its output tensors' names, each followed by ";"
+            manager.add_quantization_config(regex="^" + re.escape(name) + ";",
+                                            operation_name=op.ALL_SUPPORTED, algorithm_key=no)
+        return manager.get_quantization_recipe()
+
+    def build(self, keep: Sequence[str]) -> bytes:
+        """The model quantized with ``keep`` left float (calibrating once, on the first call)."""
+        from ai_edge_quantizer import quantizer
+
+        q = quantizer.Quantizer(bytearray(self.buffer), self.recipe(keep))
+        if self._qsvs is None and q.need_calibration:
+            feeds = {self.signature: [dict(s) for s in self.samples]}
+            self._qsvs = q.calibrate(feeds, num_threads=os.cpu_count() or 1)
+        result = q.quantize(self._qsvs if q.need_calibration else None,
+                            enable_progress_report=False)
+        return bytes(result.quantized_model)
+
+    def run(self, data: bytes, samples: Sequence[dict[str, np.ndarray]]
+            ) -> list[dict[str, np.ndarray]]:
+        """A model's outputs on ``samples`` (float feeds; quantized inputs are quantized)."""
+        from ai_edge_litert.interpreter import Interpreter
+
+        from portkit.runtimes.tflite import TfliteSession
+
+        interpreter = Interpreter(model_content=data, num_threads=os.cpu_count() or 1)
+        interpreter.allocate_tensors()
+        session = TfliteSession(interpreter)
+        return [session.run(dict(s)) for s in samples]
+
+    def keep_float_auto(self, full: bytes, judge: Tolerance
+                        ) -> tuple[bytes, list[str], int, str]:
+        """The fewest ops kept float that make the model meet ``judge`` against the float
+        model on calibration samples: the shortest passing prefix, found by bisection, then
+        each op of it put back to integers where the model still passes.
+
+        Returns:
+            The model, the ops kept float, how many models were built, and a note when even
+            every op in float does not pass (then the full quantization is kept).
+        """
+        from portkit.validators.parity import compare_outputs
+
+        samples = self.samples[:JUDGE_SAMPLES]
+        reference = self.run(self.buffer, samples)
+        built = {(): full}
+        trials = 1
+
+        def passes(keep: Sequence[str]) -> bool:
+            nonlocal trials
+            key = tuple(keep)
+            if key not in built:
+                built[key] = self.build(keep)
+                trials += 1
+            rows = compare_outputs(reference, self.run(built[key], samples), judge)
+            return all(r.passed for r in rows)
+
+        if passes(()):
+            return full, [], trials, ""
+        names = self.op_names
+        if not passes(names):
+            return full, [], trials, (f"even with all {len(names)} ops float the model "
+                                      "misses the policy; nothing kept float")
+        low, high = 0, len(names)  # passes(names[:high]); not passes(names[:low])
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (low, middle) if passes(names[:middle]) else (middle, high)
+        kept = list(names[:high])
+        for name in list(reversed(kept)):
+            fewer = [k for k in kept if k != name]
+            if passes(fewer):
+                kept = fewer
+        return built[tuple(kept)], kept, trials, ""
+
+    def op_errors(self, data: bytes) -> list[OpError]:
+        """Every op's error in the quantized model ``data`` against the float one, on the
+        first calibration samples, worst added first (``OpError``)."""
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        from portkit.runtimes.tflite import _quantize, _signature_names
+        from portkit.runtimes.tflite_trace import dequantize
+
+        def interpreter(content: bytes) -> Any:
+            it = Interpreter(model_content=content, experimental_preserve_all_tensors=True,
+                             experimental_op_resolver_type=(
+                                 OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
+            it.allocate_tensors()
+            return it
+
+        flt, qnt = interpreter(self.buffer), interpreter(data)
+        f_details = {int(d["index"]): d for d in flt.get_tensor_details()}
+        q_index = {str(d["name"]): d for d in qnt.get_tensor_details()}
+        ops = [op for op in flt._get_ops_details() if len(op["outputs"])]
+        produced = {int(i) for op in ops for i in op["outputs"]}
+        fed = {int(d["index"]) for d in flt.get_input_details()}
+        squared: dict[int, float] = {}
+        norms: dict[int, float] = {}
+        for sample in self.samples[:OP_SAMPLES]:
+            for it in (flt, qnt):
+                names = _signature_names(it, "inputs")
+                for detail in it.get_input_details():
+                    value = sample[names.get(detail["index"], detail["name"])]
+                    it.set_tensor(detail["index"], np.ascontiguousarray(_quantize(value, detail)))
+                it.invoke()
+            for index in produced | fed:
+                name = str(f_details[index]["name"])
+                if name not in q_index:
+                    continue
+                try:
+                    f = flt.get_tensor(index).astype(np.float64)
+                    q = dequantize(qnt.get_tensor(int(q_index[name]["index"])),
+                                   q_index[name]).astype(np.float64)
+                except ValueError:  # a tensor without data
+                    continue
+                if f.shape != q.shape:
+                    continue
+                squared[index] = squared.get(index, 0.0) + float(np.sum((q - f) ** 2))
+                norms[index] = norms.get(index, 0.0) + float(np.sum(f ** 2))
+
+        def error(index: int) -> float:
+            return float(np.sqrt(squared[index] / max(norms[index], 1e-30)))
+
+        found = []
+        for op in ops:
+            out = int(op["outputs"][0])
+            if out not in squared:
+                continue
+            fed_errors = [error(int(i)) for i in op["inputs"] if int(i) in squared]
+            name = str(f_details[out]["name"])
+            quantized = np.dtype(q_index[name]["dtype"]).kind in "iu" and bool(
+                len((q_index[name].get("quantization_parameters") or {}).get("scales", ())))
+            found.append(OpError(name, str(op["op_name"]), error(out),
+                                 error(out) - max(fed_errors, default=0.0), quantized))
+        return sorted(found, key=lambda o: -o.added)
+
+    def time(self, models: Sequence[bytes]) -> tuple[float, float]:
+        """Median latency of two models timed in turns (TFLite, one thread per core)."""
+        from ai_edge_litert.interpreter import Interpreter
+
+        from portkit.runtimes.tflite import TfliteSession
+        from portkit.validators.latency import measure_interleaved
+
+        sample = dict(self.samples[0])
+
+        def load(data: bytes) -> Any:
+            def loaded() -> Any:
+                it = Interpreter(model_content=data, num_threads=os.cpu_count() or 1)
+                it.allocate_tensors()
+                session = TfliteSession(it)
+                return lambda: session.run(sample)
+            return loaded
+
+        first, second = measure_interleaved([load(m) for m in models], _TIMING,
+                                            runtime="tflite", device="cpu",
+                                            threads=os.cpu_count())
+        return first.p50_ms, second.p50_ms
