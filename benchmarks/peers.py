@@ -59,8 +59,10 @@ def litert_torch_pt2e(src: Path, dst: Path, inputs: list[TensorSpec],
     ``litert_torch.convert(..., quant_config=QuantConfig(pt2e_quantizer=...))``."""
     import litert_torch
     import torch
-    from litert_torch.quantize.pt2e_quantizer import (PT2EQuantizer,
-                                                      get_symmetric_quantization_config)
+    from litert_torch.quantize.pt2e_quantizer import (
+        PT2EQuantizer,
+        get_symmetric_quantization_config,
+    )
     from litert_torch.quantize.quant_config import QuantConfig
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 

@@ -30,6 +30,7 @@ import argparse
 import dataclasses
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -40,11 +41,18 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.run import (input_flag, last_line, machine, merge_result, time_runs,
-                            tool_env)
+from benchmarks.run import (
+    input_flag,
+    last_line,
+    machine,
+    merge_result,
+    put_onnx2tf_sample,
+    time_runs,
+    tool_env,
+)
 from benchmarks.zoo import ZooModel, by_name
 from portkit.formats import sniff
-from portkit.policies import POLICIES
+from portkit.policies import POLICIES, output_kinds
 from portkit.results import versions
 from portkit.runtimes import tasks, worker
 from portkit.runtimes.tasks import Reference
@@ -84,6 +92,7 @@ class Job:
     calibration: Path  # all SAMPLES samples (portkit)
     peer_calibration: Path  # the first SAMPLES - HELD_BACK (the peers)
     onnx: dict[str, Any]  # torch.onnx's run: exit code, seconds, artifact
+    kinds: tuple[str, ...]  # --output-kind NAME=KIND where the guess would be wrong
 
 
 def main() -> None:
@@ -127,7 +136,7 @@ def bench_model(model: ZooModel, work: Path, modes: list[str], tools: list[Tool]
     if any(t.name == "onnx2tf" for t in tools):
         print(f"{model.name}: torch.onnx export (for onnx2tf)", flush=True)
         onnx = _export_onnx(src, ref, work, timeout)
-    job = Job(src, ref, work, timeout, calibration, peer_calibration, onnx)
+    job = Job(src, ref, work, timeout, calibration, peer_calibration, onnx, model.kinds)
     print(f"{model.name}: portkit float", flush=True)
     float_run = _portkit(job, None)
     runs: list[dict[str, Any]] = []
@@ -137,7 +146,7 @@ def bench_model(model: ZooModel, work: Path, modes: list[str], tools: list[Tool]
             runs.append(_convert(tool, mode, job))
     for run in runs:
         if run["artifact"]:
-            run.update(_judge(run, ref))
+            run.update(_judge(run, ref, model.kinds))
     for mode in modes:
         time_runs(f"tflite-{mode}", [r for r in runs if r["mode"] == mode and r.get("ran")], ref)
     for run in [float_run, *runs]:
@@ -181,6 +190,7 @@ def _portkit(job: Job, mode: str | None) -> dict[str, Any]:
     dst, report = folder / f"{job.src.stem}.tflite", folder / "report.json"
     cmd = ["portkit", "convert", str(job.src), "--to", "tflite", "-o", str(dst),
            "--report", str(report)]
+    cmd += [f"--output-kind={kind}" for kind in job.kinds]
     if mode:
         cmd += ["--quantize", mode]
     if mode == "int8":
@@ -218,6 +228,7 @@ def _onnx2tf(job: Job, mode: str) -> dict[str, Any]:
     folder = _folder(job, f"{mode}-onnx2tf")
     local = folder / "model.onnx"
     shutil.copy(job.onnx["artifact_abs"], local)
+    put_onnx2tf_sample(folder)
     cmd = ["onnx2tf", "-i", str(local), "-o", str(folder / "out")]
     if mode == "int8":
         cmd += ["-oiqt", "-iqd", "float32", "-oqd", "float32"]
@@ -253,23 +264,24 @@ def _launch(cmd: list[str], folder: Path, dst: Path, timeout: float,
     started = time.perf_counter()
     try:
         proc = subprocess.run(cmd, cwd=folder, env=tool_env(), capture_output=True, text=True,
-                              timeout=timeout)
+                              timeout=timeout, check=False)
         code, log = proc.returncode, proc.stdout + proc.stderr
     except subprocess.TimeoutExpired:
         code, log = None, f"timed out after {timeout:g} s"
     seconds = time.perf_counter() - started
     (folder / "log.txt").write_text(log)
     produced = dst.exists() and code in (kept_on or {0})
-    work = folder.parent
+    error = None if code == 0 else last_line(log)
+    if code is not None and code < 0:
+        error = f"crashed ({signal.Signals(-code).name}); last words: {error}"
     return {"exit_code": code, "seconds": round(seconds, 2),
-            "artifact": str(dst.relative_to(work)) if produced else None,
-            "artifact_abs": str(dst) if produced else None,
-            "error": None if code == 0 else last_line(log)}
+            "artifact": str(dst.relative_to(folder.parent)) if produced else None,
+            "artifact_abs": str(dst) if produced else None, "error": error}
 
 
-def _judge(run: dict[str, Any], ref: Reference) -> dict[str, Any]:
+def _judge(run: dict[str, Any], ref: Reference, kinds: tuple[str, ...]) -> dict[str, Any]:
     """Run the artifact on the held-back samples; compare with the source under the mode's
-    policy."""
+    policy (with the model's output kinds)."""
     tol = POLICIES[run["mode"]]
     path = Path(run["artifact_abs"])
     feeds, outputs = ref.feeds[SAMPLES - HELD_BACK:], ref.outputs[SAMPLES - HELD_BACK:]
@@ -278,9 +290,10 @@ def _judge(run: dict[str, Any], ref: Reference) -> dict[str, Any]:
                           fmt=sniff(path), runtime="tflite", device="cpu", feeds=feeds,
                           specs=list(ref.inputs), prefer_channels_last=True)
     except Exception as e:  # noqa: BLE001 - a broken artifact is a result
-        return {"ran": False, "parity_passed": False, "run_error": str(e).splitlines()[0],
+        why = str(e).splitlines()[0].removeprefix(f"{path}: ")
+        return {"ran": False, "parity_passed": False, "run_error": why,
                 "size_bytes": path.stat().st_size}
-    rows = compare_outputs(list(outputs), got.outputs, tol)
+    rows = compare_outputs(list(outputs), got.outputs, tol, output_kinds(tol, kinds))
     return {
         "ran": True, "size_bytes": path.stat().st_size,
         "parity_passed": all(r.passed for r in rows),

@@ -12,8 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.quantize import RESULTS
-from benchmarks.report import (Verdict, cell_converted, converted, p50, provenance,
-                               ratio_cell, replace_block, tool_cell)
+from benchmarks.report import (
+    Verdict,
+    cell_converted,
+    converted,
+    p50,
+    provenance,
+    ratio_cell,
+    replace_block,
+    tool_cell,
+)
 
 START, END = "<!-- quantize:start -->", "<!-- quantize:end -->"
 MODES = {"int8": "int8: static, calibrated, float inputs and outputs",
@@ -86,14 +94,14 @@ def markdown(data: dict[str, Any]) -> str:
     lines = [
         provenance(models, "benchmarks/results/quantize.json", "benchmarks.quantize_report"),
         "",
-        f"Every artifact is judged on the last {first['held_back']} of {first['samples']} seeded "
-        "input samples, which no tool calibrated on, under portkit's policy for the mode (int8: "
-        "cosine ≥ 0.98, top-1 ≥ 80%, top-5 ≥ 95%; dynamic: cosine ≥ 0.99, top-1 ≥ 90%; top-k "
-        "where the output is judged a classifier). Cosine and top-1 are the worst output's. "
-        "Seconds are the wall time of the tool alone in a fresh process (onnx2tf's include "
-        "torch.onnx's export). Latency is p50 over ≥ 50 runs, all artifacts of a model and mode "
-        "timed in turns in one process; the ratio is against the fastest peer artifact that "
-        "passed (below 1.00× is faster).",
+        (f"Every artifact is judged on the last {first['held_back']} of {first['samples']} "
+         "seeded input samples, which no tool calibrated on, under portkit's policy for the mode "
+         "(int8: cosine ≥ 0.98, top-1 ≥ 80%, top-5 ≥ 95%; dynamic: cosine ≥ 0.99, top-1 ≥ 90%; "
+         "top-k where the output is a classifier). Cosine and top-1 are the worst output's. "
+         "Seconds are the wall time of the tool alone in a fresh process (onnx2tf's include "
+         "torch.onnx's export). Latency is p50 over ≥ 50 runs, all artifacts of a model and "
+         "mode timed in turns in one process; the ratio is against the fastest peer artifact "
+         "that passed (below 1.00× is faster)."),
         "",
     ]
     for mode, title in MODES.items():

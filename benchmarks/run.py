@@ -160,10 +160,7 @@ def _convert(tool: Tool, src: Path, ref: Reference, calibration: Path, work: Pat
         seconds_before = onnx["seconds"]
         local = folder / "model.onnx"
         shutil.copy(work / onnx["artifact"], local)
-        # onnx2tf fetches a sample-image file from the internet unless it is in the working
-        # folder; this machine has no internet, so a seeded stand-in is put there.
-        np.save(folder / _ONNX2TF_SAMPLE,
-                np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
+        put_onnx2tf_sample(folder)
         cmd = ["onnx2tf", "-i", str(local), "-o", str(folder / "out")]
         dst = folder / "out" / "model_float32.tflite"
     else:
@@ -272,6 +269,13 @@ def time_runs(target: str, runs: list[dict[str, Any]], ref: Reference) -> None:
                 "p50_ms_each": [round(t.p50_ms, 4) for t in ts],
                 "p90_ms": round(float(np.median([t.p90_ms for t in ts])), 4),
                 "runs": sum(t.runs for t in ts), "cv": round(float(np.median([t.cv for t in ts])), 3)}
+
+
+def put_onnx2tf_sample(folder: Path) -> None:
+    """onnx2tf fetches a sample-image file from the internet unless it is in the working
+    folder; this machine has no internet, so a seeded stand-in is put there."""
+    np.save(folder / _ONNX2TF_SAMPLE,
+            np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
 
 
 def input_flag(s: TensorSpec) -> str:

@@ -31,6 +31,8 @@ class ZooModel:
         inputs: The inputs it is exported with.
         config: What was built, in words (the README table shows it).
         int8: Whether full-integer quantization applies (a classifier-like float model).
+        kinds: What outputs hold where portkit's guess would be wrong, as ``--output-kind``
+            takes them (``output_0=embedding``).
     """
 
     name: str
@@ -39,6 +41,7 @@ class ZooModel:
     inputs: tuple[TensorSpec, ...]
     config: str
     int8: bool = False
+    kinds: tuple[str, ...] = ()
 
     def save(self, folder: Path) -> Path:
         """Build the model, give its batch norms the statistics of real activations, and save
@@ -246,7 +249,8 @@ ZOO: tuple[ZooModel, ...] = (
              "torch.nn.LSTM 2x128 over 32 steps + linear"),
     ZooModel("encoder4", "torch", _encoder4, (TensorSpec("input_ids", (1, 128), "int64"),),
              "4 x torch.nn.TransformerEncoderLayer (d 256, 4 heads, ff 1024) over an 8k "
-             "embedding, 128 tokens, mean-pooled"),
+             "embedding, 128 tokens, mean-pooled",
+             kinds=("output_0=embedding",)),  # a sentence embedding: top-1 means nothing
     ZooModel("keras_mobilenet_v2", "keras", _keras("MobileNetV2"), IMAGE_NHWC,
              "keras.applications.MobileNetV2", int8=True),
     ZooModel("keras_efficientnet_b0", "keras", _keras("EfficientNetB0"), IMAGE_NHWC,

@@ -59,6 +59,6 @@ def test_the_dynamic_verdict_fails_when_slow_or_unfaithful_or_unmeasured() -> No
 def test_portkit_missing_a_model_a_peer_converts_fails_coverage() -> None:
     data = copy.deepcopy(_results())
     data["models"][0]["runs"][3].update(parity_passed=False, failed=["top-1"])
-    int8 = [v for v in verdicts(data) if v.claim.startswith("int8")][0]
+    int8 = next(v for v in verdicts(data) if v.claim.startswith("int8"))
     assert not int8.held and "missed: encoder4" in int8.evidence
     assert "wrong numbers (top-1)" in markdown(data)
