@@ -195,10 +195,14 @@ def _portkit(job: Job, mode: str | None) -> dict[str, Any]:
         cmd += ["--quantize", mode]
     if mode == "int8":
         cmd += ["--calibration", str(job.calibration)]
-    # exit 1 keeps an artifact that failed portkit's own parity: judged like every other
-    run = _launch(cmd, folder, dst, job.timeout, kept_on={0, 1})
+    run = _launch(cmd, folder, dst, job.timeout)
     if report.exists():
         rep = json.loads(report.read_text())
+        kept = Path((rep.get("artifact") or {}).get("path") or dst)
+        if rep.get("artifact_failed") and kept.exists():
+            # exit 1 keeps an artifact that failed portkit's own parity beside -o (NAME.failed
+            # .tflite): it is judged like every other
+            run.update(artifact=str(kept.relative_to(job.work)), artifact_abs=str(kept))
         failed = [a["error"] for a in rep["routes_tried"] if a["error"]]
         if run["exit_code"] != 0 and failed:
             run["error"] = failed[-1][:300]
@@ -258,8 +262,7 @@ def _folder(job: Job, name: str) -> Path:
     return folder
 
 
-def _launch(cmd: list[str], folder: Path, dst: Path, timeout: float,
-            kept_on: set[int] | None = None) -> dict[str, Any]:
+def _launch(cmd: list[str], folder: Path, dst: Path, timeout: float) -> dict[str, Any]:
     """Run one tool in a fresh process in ``folder``: its wall time, exit status, artifact."""
     started = time.perf_counter()
     try:
@@ -270,7 +273,7 @@ def _launch(cmd: list[str], folder: Path, dst: Path, timeout: float,
         code, log = None, f"timed out after {timeout:g} s"
     seconds = time.perf_counter() - started
     (folder / "log.txt").write_text(log)
-    produced = dst.exists() and code in (kept_on or {0})
+    produced = dst.exists() and code == 0
     error = None if code == 0 else last_line(log)
     if code is not None and code < 0:
         error = f"crashed ({signal.Signals(-code).name}); last words: {error}"
