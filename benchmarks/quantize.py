@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -63,6 +64,7 @@ MODES = ("int8", "dynamic")
 SAMPLES = 132  # seeded samples of the model's inputs: calibration, then the held-back ones
 HELD_BACK = 32  # the last samples: never calibrated on, every artifact is judged on them
 TOOL_TIMEOUT = 1200.0
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass(frozen=True)
@@ -272,6 +274,7 @@ def _launch(cmd: list[str], folder: Path, dst: Path, timeout: float) -> dict[str
     except subprocess.TimeoutExpired:
         code, log = None, f"timed out after {timeout:g} s"
     seconds = time.perf_counter() - started
+    log = ANSI.sub("", log)  # onnx2tf colours its messages
     (folder / "log.txt").write_text(log)
     produced = dst.exists() and code == 0
     error = None if code == 0 else last_line(log)

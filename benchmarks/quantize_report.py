@@ -72,6 +72,15 @@ def verdicts(data: dict[str, Any]) -> list[Verdict]:
     return out
 
 
+def _converted_cell(run: dict[str, Any]) -> str:
+    """The "converted" cell, with portkit's own verdict where it failed the artifact (it judges
+    on other inputs: seeded ones for dynamic, the held-back calibration samples for int8)."""
+    cell = cell_converted(run)
+    if run["tool"] == "portkit" and run.get("artifact") and run.get("exit_code") not in (0, None):
+        cell += f" (portkit exit {run.get('exit_code')})"
+    return cell
+
+
 def _float_table(models: list[dict[str, Any]]) -> list[str]:
     lines = ["#### portkit: float against --quantize dynamic", "",
              "| model | float seconds (route) | dynamic seconds (route) | dynamic / float |",
@@ -122,7 +131,7 @@ def markdown(data: dict[str, Any]) -> str:
                 for key in KEYS:
                     t = p50(r, key)
                     cells += [f"{t:.3g}" if t is not None else "-", ratio_cell(r, runs, key)]
-                lines.append(f"| {m['name']} | {tool_cell(r)} | {cell_converted(r)} | {secs} | "
+                lines.append(f"| {m['name']} | {tool_cell(r)} | {_converted_cell(r)} | {secs} | "
                              f"{cos} | {top1} | {size} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += _float_table(models)

@@ -15,7 +15,7 @@ def _run(tool: str, mode: str, ok: bool = True, p50: float = 10.0, seconds: floa
     label = next(t.label for t in TOOLS if t.name == tool)
     return {"tool": tool, "label": label, "mode": mode, "artifact": "m.tflite" if ok else None,
             "ran": ok, "parity_passed": ok, "cosine": 0.995, "top1": 1.0, "size_bytes": 5e6,
-            "seconds": seconds, "error": None if ok else "boom",
+            "seconds": seconds, "error": None if ok else "boom", "exit_code": 0 if ok else 1,
             "route": "litert-torch+ai-edge-quantizer" if tool == "portkit" else None,
             "latency": {"tflite_1t": {"p50_ms": p50}, "tflite_2t": {"p50_ms": p50}}, **extra}
 
@@ -61,4 +61,7 @@ def test_portkit_missing_a_model_a_peer_converts_fails_coverage() -> None:
     data["models"][0]["runs"][3].update(parity_passed=False, failed=["top-1"])
     int8 = next(v for v in verdicts(data) if v.claim.startswith("int8"))
     assert not int8.held and "missed: encoder4" in int8.evidence
-    assert "wrong numbers (top-1)" in markdown(data)
+    assert "wrong numbers (top-1) (portkit exit 1)" not in markdown(data)
+    data["models"][0]["runs"][3]["exit_code"] = 1  # portkit's own check failed it too
+    assert ("| **portkit** (litert-torch+ai-edge-quantizer) | wrong numbers (top-1) "
+            "(portkit exit 1) |") in markdown(data)
