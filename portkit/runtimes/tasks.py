@@ -123,8 +123,8 @@ def split_constants(model_name: str, session: Session, constants: Mapping[str, S
 def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str | None,
               seed: int, samples: int = 1, options: LoadOptions = LoadOptions(),
               constants: Mapping[str, Scalar] | None = None, steps: int = 1,
-              state: Mapping[str, str] | None = None, allow_nonfinite: bool = False
-              ) -> Reference:
+              state: Mapping[str, str] | None = None, allow_nonfinite: bool = False,
+              flag: str = "--inputs", ignore: Sequence[str] = ()) -> Reference:
     """Run the source model on seeded inputs (or ``inputs_file``) to get reference outputs.
 
     Seeded sample ``i`` uses ``seed + i``; an inputs file gives its own samples. It runs on the
@@ -134,7 +134,9 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
     that many calls, each fed the ``state`` (input <- output, guessed when not given) the
     previous call returned (``runtimes.steps``); later calls' other inputs are seeded anew, or
     the inputs file's next samples. The file's arrays are cast to the inputs' dtypes where no
-    value changes (``specs.cast_to``) and hold no NaN/inf unless ``allow_nonfinite``.
+    value changes (``specs.cast_to``) and hold no NaN/inf unless ``allow_nonfinite``; ``flag``
+    names the file in errors, and its arrays named in ``ignore`` are no inputs (``--eval``'s
+    labels).
 
     Raises:
         UsageError: Bad inputs, constants or state pairs; an inputs file with fewer samples
@@ -145,17 +147,17 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
     runtime, session = registry.load_source(Path(path), fmt, options)
     constants = dict(constants or {})
     fed, fixed = split_constants(name, session, constants)
-    arrays = read_arrays(inputs_file) if inputs_file else None
-    specs = resolve_inputs(name, fed, given, arrays)
+    arrays = read_arrays(inputs_file, flag, ignore) if inputs_file else None
+    specs = resolve_inputs(name, fed, given, arrays, flag)
     if inputs_file:
-        given_feeds = load_inputs_file(inputs_file, specs, allow_nonfinite=allow_nonfinite)
+        given_feeds = load_inputs_file(inputs_file, specs, flag, allow_nonfinite, ignore)
         if len(given_feeds) % steps:
-            raise UsageError(f"--inputs {inputs_file}: {len(given_feeds)} samples are not a "
+            raise UsageError(f"{flag} {inputs_file}: {len(given_feeds)} samples are not a "
                              f"whole number of {steps}-step sequences (--steps {steps})")
         first = given_feeds[::steps]
         if len(first) < samples:  # never judged on fewer inputs than the policy says
             raise UsageError(
-                f"--inputs {inputs_file}: {len(first)} sample(s), but the {samples}-input policy "
+                f"{flag} {inputs_file}: {len(first)} sample(s), but the {samples}-input policy "
                 f"compares over {samples} (--samples): give at least {samples} representative "
                 f"samples on an extra leading axis, or --samples {len(first)} to be judged on "
                 "these alone")
@@ -181,18 +183,19 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
         feeds, outputs = steps_.unroll([full(f) for f in first], session.run, steps, pairs,
                                        lambda i, k: full(more(i, k)))
     except Exception as e:
-        _explain(name, fed, specs, inputs_file, e)
+        _explain(name, fed, specs, f"{flag} {inputs_file}" if inputs_file else "--input", e)
         raise
     return Reference(runtime.name, tuple(specs), tuple(feeds), tuple(outputs), constants,
                      steps, pairs)
 
 
-def _explain(name: str, fed: list[TensorSpec], specs: list[TensorSpec],
-             inputs_file: str | None, error: Exception) -> None:
+def _explain(name: str, fed: list[TensorSpec], specs: list[TensorSpec], source: str,
+             error: Exception) -> None:
     """Turn the source model's own failure on inputs that passed every check into the user's
     error (exit 2, not "a bug in portkit"): naming the input fed a dtype the model doesn't
-    declare (TorchScript keeps none) when there is one, else what was fed. Memory errors are
-    left to the worker, which reports them as such (exit 5).
+    declare (TorchScript keeps none) when there is one, else what was fed (``source``: where
+    it came from, ``--input`` or ``--inputs FILE``). Memory errors are left to the worker,
+    which reports them as such (exit 5).
 
     Raises:
         UsageError: The model raised something other than a PortkitError or a memory error.
@@ -202,7 +205,6 @@ def _explain(name: str, fed: list[TensorSpec], specs: list[TensorSpec],
     kind = type(error).__name__
     last = str(error).strip().splitlines()[-1] if str(error).strip() else ""
     last = last.removeprefix(f"{kind}: ")[:200]
-    source = f"--inputs {inputs_file}" if inputs_file else "--input"
     undeclared = {s.name for s in fed if not s.dtype}
     odd = [s for s in specs if s.name in undeclared and s.dtype != "float32"]
     if odd:
