@@ -249,14 +249,37 @@ class Check:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Accuracy:
+    """Task accuracy on labelled samples (``--eval``): top-1 (the share of the ``samples`` in
+    ``file`` predicted as labelled) of the source and of the artifact (on ``runtime``/``device``),
+    each prediction the argmax of the source's ``output``; ``drop`` is source minus artifact,
+    ``passed`` that it is within ``max_drop`` (``--max-accuracy-drop``; None: only reported)."""
+
+    file: str
+    samples: int
+    output: str
+    runtime: str
+    device: str
+    source_top1: float
+    artifact_top1: float
+    drop: float
+    max_drop: float | None
+    passed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return plain(dataclasses.asdict(self))
+
+
+@dataclass(frozen=True, kw_only=True)
 class Attempt:
     """One route tried: what it produced, and whether the artifact ran and matched.
 
     Attributes:
         route: The route's name (``torch.onnx+onnx2tf``, ``litert-torch[nhwc-io]``).
         converted: Whether every hop wrote its file.
-        passed: Whether the artifact also ran and matched its source everywhere it was run
-            (never without ``converted``; the JSON repeats it as ``ok``).
+        passed: Whether the artifact also ran and matched its source everywhere it was run,
+            and kept its accuracy with ``--eval`` (never without ``converted``; the JSON
+            repeats it as ``ok``).
         error: Why the route failed, if it did.
         hops: The hops that ran.
         checks: The artifact's checks.
@@ -282,7 +305,7 @@ class ConvertReport(JsonReport):
 
     ``constants`` are the inputs ``--const`` bound: the artifact doesn't take them, the source
     ran with them as the reference; ``preparation`` is the step that bound them into the source
-    before the routes ran (None without ``--const``).
+    before the routes ran (None without ``--const``); ``accuracy``: ``--eval``'s (or None).
     """
 
     passed: bool
@@ -311,6 +334,7 @@ class ConvertReport(JsonReport):
     # The artifact converted but failed parity: kept at ``artifact`` (NAME.failed.EXT beside -o),
     # not written to -o, which only ever receives an artifact that passed.
     artifact_failed: bool = False
+    accuracy: Accuracy | None = None
 
     @property
     def overhead_seconds(self) -> float:
@@ -354,6 +378,7 @@ class ValidateReport(JsonReport):
     constants: dict[str, Scalar] = field(default_factory=dict)  # fed to the reference only
     steps: int = 1  # calls per sample of a stateful model (--steps)
     state: dict[str, str] = field(default_factory=dict)  # input <- output fed back
+    accuracy: Accuracy | None = None  # --eval: task accuracy, the reference's and the artifact's
 
     @property
     def exit_code(self) -> ExitCode:
