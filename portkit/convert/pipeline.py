@@ -49,6 +49,7 @@ from portkit.runtimes.context import Progress, RunContext
 from portkit.runtimes.tasks import Reference
 from portkit.safety import refuse_unloadable
 from portkit.specs import TensorSpec
+from portkit.validators.accuracy import judge
 from portkit.validators.checks import (
     Expected,
     check_runtime,
@@ -126,6 +127,10 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
         if job.optimize:
             attempts = _time_routes(attempts, produced, job.target, reference, ctx)
         chosen = choose(attempts)
+        accuracy = None  # --eval: the chosen artifact's task accuracy, which may fail it
+        if chosen is not None:
+            attempts[chosen], accuracy = judge(job, (src, fmt), reference, attempts[chosen],
+                                               produced[chosen], ctx)
         artifact, failed = None, False
         if chosen is not None:  # -o only ever receives an artifact that passed
             failed = job.validate and not attempts[chosen].passed
@@ -161,6 +166,7 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
             state=dict(reference.state),
             preparation=preparation,
             artifact_failed=failed,
+            accuracy=accuracy,
         )
     if job.report is not None:
         report.write_json(job.report)
@@ -186,7 +192,8 @@ def check_paths(job: ConvertJob) -> Path:
         [Output(flag, out, folder),
          Output(f"{flag}'s failed artifact", failed_path(out) if job.validate else None, folder),
          Output("--report", job.report)],
-        [job.source, job.inputs_file, Path(calibration) if calibration else None])
+        [job.source, job.inputs_file, Path(calibration) if calibration else None,
+         job.evaluation.file if job.evaluation else None])
     if job.output is not None:
         _check_suffix(out, job.target)
     return out
