@@ -103,12 +103,20 @@ def test_eval_flags_are_checked_before_any_work(tmp_path: Path) -> None:
     assert evaluation(nan, allow_nonfinite=True) is not None
 
 
+def test_the_eval_file_is_an_input_no_output_may_overwrite(saved_models: Saved,
+                                                           tmp_path: Path) -> None:
+    data = tmp_path / "eval.npz"
+    np.savez(data, x=np.zeros((2, 1, 3, 32, 32), np.float32), labels=np.arange(2))
+    with pytest.raises(UsageError, match="--report .*eval.npz: that is an input of this run"):
+        portkit.convert(saved_models("cnn", "pt2"), "tflite", tmp_path / "cnn.tflite",
+                        eval_data=data, report=data)
+
+
 def test_a_failed_drop_says_why_in_one_line_with_the_limit_that_would_pass() -> None:
     acc = _accuracy(source_top1=0.975, artifact_top1=0.955, drop=0.975 - 0.955)
     line = why_failed(acc)
-    assert line == ("tflite/cpu: top-1 on eval.npz (output logits) 95.5% against the source's "
-                    "97.5%: 2.0 points lower, more than --max-accuracy-drop 0.01 (would pass "
-                    "with --max-accuracy-drop 0.02)")
+    assert line == ("tflite/cpu: top-1 on eval.npz 95.5% against the source's 97.5%, 2.0 "
+                    "points lower (would pass with --max-accuracy-drop 0.02, not 0.01)")
     assert why_failed(_accuracy(drop=0.0, passed=True)) is None
     assert why_failed(_accuracy(max_drop=None, passed=True)) is None
 
@@ -153,8 +161,8 @@ def test_a_float_artifact_scores_as_its_source(saved_models: Saved, workers: Poo
     from portkit.cli.render import accuracy_line, convert_tables
 
     assert accuracy_line(acc).plain == (
-        f"Accuracy on eval.npz (64 labelled samples, output {acc.output}, artifact on "
-        "tflite/cpu): source 93.8%, artifact 93.8% (0.0 points; limit 0.0): pass")
+        f"Accuracy on eval.npz (64 labelled samples, output {acc.output}): source 93.8%, "
+        "artifact 93.8% on tflite/cpu (0.0 points; limit 0.0): pass")
     assert any(t is not None and getattr(t, "plain", "").startswith("Accuracy on")
                for t in convert_tables(report))
     # Without --eval there is no accuracy, and the key says so.
@@ -210,7 +218,7 @@ def test_a_quantized_artifact_losing_more_than_the_limit_fails(saved_models: Sav
     assert convert_tables(report)[0].plain.startswith("ACCURACY FAILED")
     # The limit the message names passes the same artifact, which validate scores alike (its
     # parity is judged by validate's fp32 policy, which an int8 artifact fails).
-    would = float(attempt.error.rsplit("--max-accuracy-drop ", 1)[1].rstrip(")"))
+    would = float(attempt.error.rsplit("--max-accuracy-drop ", 1)[1].split(",")[0])
     again = api.validate(kept, src, eval_data=tmp_path / "eval.npz", max_accuracy_drop=would,
                          workers=workers).accuracy
     assert again is not None and again.passed and again.max_drop == would
