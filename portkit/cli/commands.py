@@ -61,8 +61,7 @@ def convert(source: Path, to: str, no_validate: bool, report_path: Path | None, 
       portkit convert model.keras --to onnx --opset 17
       portkit convert saved_model/ --signature serving_default --to tflite --no-flex
       portkit convert model.keras --to tflite --quantize int8 --calibration calib.npz --int8-io
-      portkit convert model.keras --to tflite --quantize int8 --calibration calib.npz \
-          --eval eval.npz --max-accuracy-drop 0.01
+      portkit convert model.keras --to tflite --quantize dynamic --eval eval.npz --max-accuracy-drop 0.01
       portkit convert model.tflite --to onnx
     """
     from portkit import api
