@@ -5,7 +5,8 @@ Modes: ``dynamic`` (int8 weights, float activations: recipe ``dynamic_wi8_afp32`
 (int8 weights and activations, ``static_wi8_ai8``; float inputs and outputs unless
 ``--int8-io``) and ``int16x8`` (int8 weights, int16 activations, ``static_wi8_ai16``). The
 static modes calibrate on ``--calibration`` less the samples held back to validate on
-(``options.holdout``).
+(``options.holdout``), taking each tensor's range over every sample (min/max, as
+TFLiteConverter does).
 
 For the static modes every op's error is measured on calibration samples: the float and the
 quantized model run with every tensor kept, and each op's output compared (``OpError``). Ops
@@ -146,10 +147,19 @@ class _FloatModel:
         """The model quantized with ``keep`` left float (calibrating once, on the first call)."""
         from ai_edge_quantizer import quantizer
 
+        from ai_edge_quantizer import calibrator
+        from ai_edge_quantizer.utils import qsv_utils
+
         q = quantizer.Quantizer(bytearray(self.buffer), self.recipe(keep))
         if self._qsvs is None and q.need_calibration:
-            feeds = {self.signature: [dict(s) for s in self.samples]}
-            self._qsvs = q.calibrate(feeds, num_threads=os.cpu_count() or 1)
+            # Each tensor's range over every sample, as TFLiteConverter calibrates: the
+            # default moving average of per-sample ranges clips a trained model's largest
+            # activations and logits to about half.
+            calibration = calibrator.Calibrator(self.buffer, num_threads=os.cpu_count() or 1,
+                                                qsv_update_func=qsv_utils.min_max_update)
+            calibration.calibrate({self.signature: [dict(s) for s in self.samples]},
+                                  q._recipe_manager)
+            self._qsvs = calibration.get_model_qsvs()
         result = q.quantize(self._qsvs if q.need_calibration else None,
                             enable_progress_report=False)
         return bytes(result.quantized_model)
