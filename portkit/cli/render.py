@@ -42,6 +42,11 @@ def _short(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _tail(name: str, limit: int = 60) -> str:
+    """A long name's end (``…Conv2d_conv1;1``)."""
+    return name if len(name) <= limit else "…" + name[-(limit - 1):]
+
+
 def _constants(constants: dict[str, Scalar], how: str = "") -> Text:
     """``Constants (--const): sr=16000 ...``: inputs the artifact has bound, fed to the source."""
     from portkit.options import shown
@@ -147,11 +152,11 @@ def quantization_tables(q: Quantization, worst: int = 10) -> list[Table | Text]:
         table = Table(title=f"Quantization error by op (worst {min(worst, len(q.ops))} of "
                             f"{len(q.ops)}, by the error each adds; relative RMS against the "
                             "float model on calibration samples)", title_justify="left")
-        for col in ("op", "type", "error", "added", "computed in"):
+        for col in ("op", "error", "added", "computed in", "output tensor"):
             table.add_column(col, justify="right" if col in ("error", "added") else "left")
         for o in q.ops[:worst]:
-            table.add_row(escape(_short(o.name, 70)), o.op_type, _num(o.error), _num(o.added),
-                          "integers" if o.quantized else "float")
+            table.add_row(o.name, _num(o.error), _num(o.added),
+                          "integers" if o.quantized else "float", escape(_tail(o.tensor)))
         out.append(table)
     return out
 

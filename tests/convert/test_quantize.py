@@ -5,6 +5,7 @@ held back from calibration, the per-op error, ``--keep-float`` and ``--eval``.""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -100,7 +101,8 @@ def test_an_outlier_channel_fails_int8_and_keep_float_auto_keeps_a_few_ops_float
     assert quantization["full_p50_ms"] > 0 and quantization["p50_ms"] > 0
     assert _against_float(tmp_path / "auto.tflite", eval_file) >= 0.99
 
-    # The same ops by name (as the per-op table lists them): the same model, no search.
+    # The same ops by name (CONV_2D#3, as the per-op table lists them): no search.
+    assert all(re.fullmatch(r"[A-Z_0-9]+#\d+", name) for name in kept), kept
     code, named, err = convert_json(source, *args, "-o", tmp_path / "named.tflite",
                                     "--keep-float", ",".join(kept))
     assert code == 0, err
@@ -117,7 +119,7 @@ def test_keep_float_naming_no_op_says_how_ops_are_named(saved_models: Saved,
                                    "--route", "litert-torch")
     assert code == 3
     [attempt] = report["routes_tried"]
-    assert "--keep-float conv9: no such op in the float model" in attempt["error"]
+    assert "--keep-float conv9: no such op in this route's float model" in attempt["error"]
 
 
 @pytest.mark.parametrize("mode", ["dynamic", "int16x8"])
