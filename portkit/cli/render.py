@@ -110,10 +110,10 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
     out.append(routes)
     if report.checks:
         out.append(parity_table(report.checks, report.tolerance, report.reference_runtime))
+        if report.inputs_from and report.quantize is not None:
+            out.append(Text(f"Compared on {report.inputs_from}"))
     if report.accuracy is not None:
         out.append(accuracy_line(report.accuracy))
-        if report.inputs_from:
-            out.append(Text(f"Compared on {report.inputs_from}"))
     if report.quantization is not None:
         out.extend(quantization_tables(report.quantization))
     if (report.validated and report.artifact is not None and not report.passed

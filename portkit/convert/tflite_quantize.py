@@ -97,7 +97,7 @@ class _FloatModel:
     """The float model, its calibration (once) and the quantized models built from it."""
 
     def __init__(self, path: Path, inputs: list[TensorSpec], options: ConvertOptions) -> None:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         from portkit.runtimes.binding import artifact_feeds, bind_inputs
         from portkit.runtimes.tflite import TfliteSession
@@ -105,7 +105,9 @@ class _FloatModel:
         self.buffer = path.read_bytes()
         self.options = options
         self.mode = options.quantize
-        interpreter = Interpreter(model_content=self.buffer)
+        # No delegate: XNNPACK would list the ops it takes as one DELEGATE node.
+        interpreter = Interpreter(model_content=self.buffer, experimental_op_resolver_type=(
+            OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
         interpreter.allocate_tensors()
         self.signature = next(iter(interpreter.get_signature_list()), "serving_default")
         session = TfliteSession(interpreter)
