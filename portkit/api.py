@@ -112,6 +112,8 @@ def convert(
         trust_model: Load Keras Lambda layers and custom objects (they run code).
         quantize: TFLite quantization: ``fp16``, ``dynamic``, ``int8`` or ``int16x8``.
         calibration: Representative inputs for ``int8``/``int16x8`` (``.npz`` or ``.npy`` folder).
+            Without ``inputs_file`` its last ``samples`` (32) are held back from calibration and
+            the artifact is judged on them.
         int8_io: With ``int8``, make the model's inputs and outputs int8 too.
         keep_float: Ops to leave in float when quantizing (``dynamic``/``int8``/``int16x8``):
             ``"auto"`` keeps the fewest that make the artifact meet the policy, or names (as
