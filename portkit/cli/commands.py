@@ -32,8 +32,8 @@ from portkit.cli.app import CONTEXT, cli, emit, progress, show
 @click.option("--int8-io", is_flag=True, help="With --quantize int8: int8 inputs and outputs too.")
 @click.option("--keep-float", metavar="auto|NAME,...", multiple=True,
               help="Leave ops in float when quantizing: auto keeps the fewest that make the "
-                   "artifact pass, or names (or their ends) from the per-op error table. Off "
-                   "by default (NPUs need every op quantized).")
+                   "artifact pass, or op names as the per-op error table gives them "
+                   "(CONV_2D#3). Off by default (NPUs need every op quantized).")
 @click.option("--no-flex", is_flag=True,
               help="Fail (exit 3) rather than write a TFLite model needing the Flex runtime.")
 @click.option("--opset", type=flags.Number(flags.bounds.OPSET),
