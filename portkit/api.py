@@ -15,6 +15,7 @@ from portkit import options, policies
 from portkit.bounds import TIMEOUT
 from portkit.convert import pipeline
 from portkit.debug import run as debug_run
+from portkit.debug.report import DebugReport
 from portkit.formats import sniff
 from portkit.options import (
     BenchJob,
@@ -28,7 +29,6 @@ from portkit.policies import Tolerance
 from portkit.results import (
     BenchReport,
     ConvertReport,
-    DebugReport,
     FileInfo,
     Inspection,
     ModelInfo,
@@ -76,6 +76,9 @@ def convert(
     steps: int = 1,
     state: Mapping[str, str] | Sequence[str] = (),
     allow_nonfinite: bool = False,
+    eval_data: str | Path | None = None,
+    eval_output: str | None = None,
+    max_accuracy_drop: float | None = None,
     workers: worker.Pool | None = None,
     report: str | Path | None = None,
 ) -> ConvertReport:
@@ -109,6 +112,8 @@ def convert(
         trust_model: Load Keras Lambda layers and custom objects (they run code).
         quantize: TFLite quantization: ``fp16``, ``dynamic``, ``int8`` or ``int16x8``.
         calibration: Representative inputs for ``int8``/``int16x8`` (``.npz`` or ``.npy`` folder).
+            Without ``inputs_file`` its last ``samples`` (32) are held back from calibration and
+            the artifact is judged on them.
         int8_io: With ``int8``, make the model's inputs and outputs int8 too.
         keep_float: Ops to leave in float when quantizing (``dynamic``/``int8``/``int16x8``):
             ``"auto"`` keeps the fewest that make the artifact meet the policy, or names (as
@@ -130,6 +135,12 @@ def convert(
             guessed by name and shape when ``steps`` > 1).
         allow_nonfinite: Let NaN/inf through in ``inputs_file`` and ``calibration`` (else
             refused), and compare non-finite outputs exactly (else an output holding any fails).
+        eval_data: An ``.npz`` of inputs and ``labels`` (each sample's class index): the top-1
+            accuracy of the source and of the shipped artifact on it are reported
+            (``report.accuracy``).
+        eval_output: The classifier output scored (default: the model's only output).
+        max_accuracy_drop: With ``eval_data``: the largest drop in top-1 (source minus
+            artifact, 0-1) that passes; a larger one fails the artifact (exit 1).
         workers: Warm workers to run in, kept by the caller across calls: the reference (one
             per source framework), the converters (one per source format) and the artifacts
             (one per runtime). Default: workers of this call's own, stopped when it returns.
@@ -158,6 +169,9 @@ def convert(
                                min_top1=min_top1, min_top5=min_top5,
                                allow_nonfinite=allow_nonfinite)
     per_output = policies.output_kinds(tolerance, output_kinds)
+    evaluation = options.evaluation(eval_data, eval_output, max_accuracy_drop,
+                                    validate=validate, steps=steps,
+                                    allow_nonfinite=allow_nonfinite)
     with contextlib.ExitStack() as stack:
         if not isinstance(source, (str, Path)):
             source = pipeline.save_module(source, given, stack)
@@ -168,7 +182,8 @@ def convert(
             inputs_file=Path(inputs_file) if inputs_file else None, route=route,
             validate=validate, seed=seed, tolerance=tolerance, per_output=per_output,
             options=convert_options, optimize=goal, constants=bound, steps=steps,
-            state=parse_state(state), report=Path(report) if report is not None else None)
+            state=parse_state(state), report=Path(report) if report is not None else None,
+            evaluation=evaluation)
         return pipeline.convert(job, stack.enter_context(_context(workers, timeout, progress)))
 
 
@@ -197,6 +212,9 @@ def validate(
     steps: int = 1,
     state: Mapping[str, str] | Sequence[str] = (),
     allow_nonfinite: bool = False,
+    eval_data: str | Path | None = None,
+    eval_output: str | None = None,
+    max_accuracy_drop: float | None = None,
     progress: Progress = no_progress,
     workers: worker.Pool | None = None,
 ) -> ValidateReport:
@@ -228,6 +246,8 @@ def validate(
             guessed by name and shape when ``steps`` > 1).
         allow_nonfinite: Let NaN/inf through in ``inputs_file`` (else refused), and compare
             non-finite outputs exactly (else an output holding any fails).
+        eval_data, eval_output, max_accuracy_drop: Task accuracy on labelled samples, the
+            reference's against the artifact's on its first runtime (see ``convert``).
         progress: ``progress(message)`` context managers around each step.
         workers: Warm workers to run in, kept by the caller across calls (the reference's and
             one per runtime).
@@ -248,7 +268,9 @@ def validate(
         load=LoadOptions(signature, trust_model),
         runtimes=tuple(runtimes),
         save_bundle=Path(save_bundle) if save_bundle is not None else None,
-        constants=options.constants(consts), steps=steps, state=parse_state(state))
+        constants=options.constants(consts), steps=steps, state=parse_state(state),
+        evaluation=options.evaluation(eval_data, eval_output, max_accuracy_drop, steps=steps,
+                                      allow_nonfinite=allow_nonfinite))
     with _context(workers, timeout, progress) as ctx:
         return checks.validate(job, ctx)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from portkit.bounds import (
     BATCH,
+    MAX_ACCURACY_DROP,
     MIN_RUNS,
     MIN_SECONDS,
     OPSET,
@@ -28,7 +29,7 @@ from portkit.bounds import (
 from portkit.errors import UsageError
 from portkit.formats import TARGETS, Format
 from portkit.policies import POLICIES, Quantize, Tolerance
-from portkit.specs import TensorSpec, read_arrays, refuse_nonfinite
+from portkit.specs import LABELS, TensorSpec, labels_in, read_arrays, refuse_nonfinite
 
 # A value ``--const`` binds an input to (a Python scalar: TorchScript ``sr: int``, or an ONNX
 # scalar tensor).
@@ -119,6 +120,28 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class Evaluation:
+    """``--eval``: task accuracy on labelled samples, the source's against the artifact's.
+
+    Attributes:
+        file: An ``.npz`` of the model's inputs (as ``--inputs``) and ``labels``, each sample's
+            class index (integers, shape (samples,)).
+        output: The classifier output whose argmax is the prediction (None: the only output).
+        max_drop: The largest drop in top-1 accuracy (source minus artifact, a share 0-1) that
+            passes (``--max-accuracy-drop``); None: the accuracies are only reported.
+    """
+
+    file: Path
+    output: str | None = None
+    max_drop: float | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse the values ``--max-accuracy-drop`` refuses."""
+        if self.max_drop is not None:
+            MAX_ACCURACY_DROP.check(self.max_drop)
+
+
+@dataclass(frozen=True)
 class ConvertJob:
     """One ``convert``: the source, where it goes, how the artifact is judged.
 
@@ -142,6 +165,7 @@ class ConvertJob:
         steps: Consecutive calls per sample, each fed the state the previous returned.
         state: Input name -> the output fed back as it (empty: guessed when ``steps`` > 1).
         report: Also write the JSON report here.
+        evaluation: ``--eval``: the chosen artifact's task accuracy against the source's.
     """
 
     source: Path
@@ -160,6 +184,7 @@ class ConvertJob:
     steps: int = 1
     state: Mapping[str, str] = field(default_factory=dict)
     report: Path | None = None
+    evaluation: Evaluation | None = None
 
     def __post_init__(self) -> None:
         """Refuse the values ``--seed`` refuses."""
@@ -186,6 +211,7 @@ class ValidateJob:
         constants: ``--const`` values the reference runs with; the artifact doesn't take them.
         steps: Consecutive calls per sample, each fed the state the previous returned.
         state: Input name -> the output fed back as it (empty: guessed when ``steps`` > 1).
+        evaluation: ``--eval``: the artifact's task accuracy against the reference's.
     """
 
     artifact: Path
@@ -201,6 +227,7 @@ class ValidateJob:
     constants: Mapping[str, Scalar] = field(default_factory=dict)
     steps: int = 1
     state: Mapping[str, str] = field(default_factory=dict)
+    evaluation: Evaluation | None = None
 
     def __post_init__(self) -> None:
         """Refuse the values ``--seed`` refuses."""
@@ -316,6 +343,39 @@ def _keep_float(value: str | Sequence[str] | None, mode: Quantize | None
         raise UsageError("--keep-float: give auto or op names (as the per-op error table "
                          "lists them), comma-separated")
     return names, False
+
+
+def evaluation(eval_data: str | Path | None, eval_output: str | None = None,
+               max_accuracy_drop: float | None = None, *, validate: bool = True, steps: int = 1,
+               allow_nonfinite: bool = False) -> Evaluation | None:
+    """``--eval``, ``--eval-output`` and ``--max-accuracy-drop``, checked before any work: the
+    file's labels (``specs.labels_in``) and its inputs' values are read now.
+
+    Raises:
+        UsageError: ``--eval-output`` or ``--max-accuracy-drop`` without ``--eval``; ``--eval``
+            with ``--no-validate`` or ``--steps``; a missing file, bad labels, or inputs holding
+            NaN/inf (without ``allow_nonfinite``).
+    """
+    if eval_data is None:
+        for flag, value in (("--eval-output", eval_output),
+                            ("--max-accuracy-drop", max_accuracy_drop)):
+            if value is not None:
+                raise UsageError(f"{flag} is for --eval data.npz (inputs and {LABELS})")
+        return None
+    if not validate:
+        raise UsageError("--eval runs the artifact on labelled samples: drop --no-validate")
+    if steps != 1:
+        raise UsageError(f"--eval scores one call per sample: drop --steps {steps}")
+    path = Path(eval_data)
+    if not path.is_file():
+        raise UsageError(f"--eval {eval_data}: no such file; give an .npz of the model's inputs "
+                         f"and {LABELS}")
+    arrays = read_arrays(str(path), "--eval")
+    labels_in(arrays, f"--eval {eval_data}")
+    for name, array in arrays.items():
+        if name != LABELS and not allow_nonfinite:
+            refuse_nonfinite(f"--eval {eval_data}", name, array)
+    return Evaluation(path, eval_output, max_accuracy_drop)
 
 
 def optimize_goal(optimize: str | Optimize | None, route: str | None,

@@ -13,7 +13,9 @@ class OpError:
     representative inputs.
 
     Attributes:
-        name: The op's name: its output tensor's (``--keep-float`` takes it).
+        name: The op's type and index in the float model (``CONV_2D#3``), as
+            ``--keep-float`` takes it.
+        tensor: Its output tensor's name (``--keep-float`` takes it too).
         op_type: The TFLite op (``CONV_2D``).
         error: Its output's error in the quantized model: ``||q - f|| / ||f||`` over the
             samples (relative RMS), where the quantized value is dequantized.
@@ -23,13 +25,15 @@ class OpError:
     """
 
     name: str
+    tensor: str
     op_type: str
     error: float
     added: float
     quantized: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "op_type": self.op_type, "error": self.error,
+        return {"name": self.name, "tensor": self.tensor, "op_type": self.op_type,
+                "error": self.error,
                 "added": self.added, "quantized": self.quantized}
 
 
@@ -45,7 +49,7 @@ class Quantization:
         held_back: The last samples of ``--calibration`` kept out of calibration to validate
             on (0: validated on ``--inputs`` or seeded inputs).
         ops: Every op's error, worst added first (calibrated modes; empty otherwise).
-        keep_float: The ops left in float, by name.
+        keep_float: The ops left in float, by name (``OpError.name``).
         keep_float_auto: Whether portkit chose them (``--keep-float auto``).
         trials: Quantized models built and judged to choose them.
         full_bytes: The file size with every op quantized (None when none was kept float).

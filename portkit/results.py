@@ -251,14 +251,37 @@ class Check:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Accuracy:
+    """Task accuracy on labelled samples (``--eval``): top-1 (the share of the ``samples`` in
+    ``file`` predicted as labelled) of the source and of the artifact (on ``runtime``/``device``),
+    each prediction the argmax of the source's ``output``; ``drop`` is source minus artifact,
+    ``passed`` that it is within ``max_drop`` (``--max-accuracy-drop``; None: only reported)."""
+
+    file: str
+    samples: int
+    output: str
+    runtime: str
+    device: str
+    source_top1: float
+    artifact_top1: float
+    drop: float
+    max_drop: float | None
+    passed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return plain(dataclasses.asdict(self))
+
+
+@dataclass(frozen=True, kw_only=True)
 class Attempt:
     """One route tried: what it produced, and whether the artifact ran and matched.
 
     Attributes:
         route: The route's name (``torch.onnx+onnx2tf``, ``litert-torch[nhwc-io]``).
         converted: Whether every hop wrote its file.
-        passed: Whether the artifact also ran and matched its source everywhere it was run
-            (never without ``converted``; the JSON repeats it as ``ok``).
+        passed: Whether the artifact also ran and matched its source everywhere it was run,
+            and kept its accuracy with ``--eval`` (never without ``converted``; the JSON
+            repeats it as ``ok``).
         error: Why the route failed, if it did.
         hops: The hops that ran.
         checks: The artifact's checks.
@@ -284,7 +307,7 @@ class ConvertReport(JsonReport):
 
     ``constants`` are the inputs ``--const`` bound: the artifact doesn't take them, the source
     ran with them as the reference; ``preparation`` is the step that bound them into the source
-    before the routes ran (None without ``--const``).
+    before the routes ran (None without ``--const``); ``accuracy``: ``--eval``'s (or None).
     """
 
     passed: bool
@@ -313,6 +336,7 @@ class ConvertReport(JsonReport):
     # The artifact converted but failed parity: kept at ``artifact`` (NAME.failed.EXT beside -o),
     # not written to -o, which only ever receives an artifact that passed.
     artifact_failed: bool = False
+    accuracy: Accuracy | None = None
     # Where the compared inputs came from: seeded, --inputs, or held back from --calibration.
     inputs_from: str = ""
 
@@ -364,6 +388,7 @@ class ValidateReport(JsonReport):
     constants: dict[str, Scalar] = field(default_factory=dict)  # fed to the reference only
     steps: int = 1  # calls per sample of a stateful model (--steps)
     state: dict[str, str] = field(default_factory=dict)  # input <- output fed back
+    accuracy: Accuracy | None = None  # --eval: task accuracy, the reference's and the artifact's
 
     @property
     def exit_code(self) -> ExitCode:
@@ -396,88 +421,3 @@ class BenchReport(JsonReport):
         for row, ratio in zip(d["rows"], self.ratios(), strict=True):
             row["p50_ratio"] = ratio
         return d
-
-
-@dataclass(frozen=True)
-class DebugNode:
-    """One source tensor in ``portkit debug``: its artifact twin (if matched) and their error.
-
-    Attributes:
-        source_tensor, source_node, op_type: The source's tensor, its node and op.
-        artifact_tensor, artifact_node, artifact_op_type: Its match in the artifact (None when
-            unmatched).
-        matched_by: How: ``input`` (a graph input), ``name`` (a name the converter kept),
-            ``output`` (a model output), ``value`` (shape, layout and values), or ``""``
-            (unmatched).
-        layout: ``""`` when shapes are equal, else the permutation applied to the artifact's
-            tensor (e.g. ``0,3,1,2`` for NHWC -> NCHW), ``reshape`` (same element count), or
-            ``misfit`` (an output whose shape fits no layout: it fails, errors infinite).
-        max_abs_err, scaled_err, cosine: The pair's error (NaN when unmatched); ``scaled_err``
-            is max abs err / the source tensor's largest magnitude.
-        passed: Whether the pair is within the policy (None when unmatched).
-        source_node_id, artifact_node_id: Model Explorer node ids (for overlays).
-    """
-
-    source_tensor: str
-    source_node: str
-    op_type: str
-    artifact_tensor: str | None
-    artifact_node: str | None
-    artifact_op_type: str | None
-    matched_by: str
-    layout: str
-    max_abs_err: float
-    scaled_err: float
-    cosine: float
-    passed: bool | None
-    source_node_id: str = ""
-    artifact_node_id: str = ""
-
-
-@dataclass(frozen=True)
-class Divergence:
-    """Where the artifact first goes wrong: the first matched pair, in the source's topological
-    order, outside the policy while every matched tensor it was computed from agrees.
-
-    Attributes:
-        last_agreeing: The source tensors feeding it that agree (its matched inputs).
-    """
-
-    source_node: str
-    artifact_node: str
-    source_tensor: str
-    artifact_tensor: str
-    op_type: str
-    artifact_op_type: str
-    max_abs_err: float
-    scaled_err: float
-    cosine: float
-    last_agreeing: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class DebugReport(JsonReport):
-    """``portkit debug``: every source tensor matched (or not) with the artifact's, and the
-    first divergence (None when the artifact agrees everywhere it was matched).
-
-    Attributes:
-        hops: With ``--hops``: one report per hop of the route that made the artifact.
-    """
-
-    source: FileInfo
-    artifact: FileInfo
-    tolerance: Tolerance
-    first_divergence: Divergence | None
-    matched: int
-    unmatched_source: int
-    unmatched_artifact: int
-    nodes: tuple[DebugNode, ...]
-    seconds: float
-    peak_rss_mb: float
-    hops: tuple[DebugReport, ...] = ()
-
-    @property
-    def exit_code(self) -> ExitCode:
-        diverged = self.first_divergence is not None or any(
-            h.first_divergence is not None for h in self.hops)
-        return ExitCode.PARITY_FAILED if diverged else ExitCode.OK

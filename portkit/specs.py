@@ -17,6 +17,8 @@ _INPUT_FLAG = re.compile(
     r"^(?P<name>[^:]+):(?P<shape>-?\d+(?:x-?\d+)*|scalar)(?::(?P<dtype>\w+))?$")
 # Array names that hold no input name (``np.savez(path, a, b)``): matched to inputs in order.
 _POSITIONAL = re.compile(r"^arr_\d+$")
+# The array of an ``--eval`` file that holds each sample's class, never an input.
+LABELS = "labels"
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ def parse_inputs(inputs: Sequence[str | TensorSpec]) -> list[TensorSpec]:
 
 def resolve_inputs(
     model_name: str, stored: list[TensorSpec], given: list[TensorSpec],
-    arrays: dict[str, np.ndarray] | None = None,
+    arrays: dict[str, np.ndarray] | None = None, what: str = "--inputs",
 ) -> list[TensorSpec]:
     """Merge the shapes a model stores with the ones given by ``--input`` and ``--inputs``.
 
@@ -96,6 +98,7 @@ def resolve_inputs(
         arrays: The arrays of ``--inputs`` (``read_arrays``): they give the shape and dtype of
             each input they hold whose shape the model doesn't store and ``--input`` doesn't
             give (see ``specs_from_arrays``).
+        what: The flag that gave ``arrays``, for error messages.
 
     Returns:
         One static spec per model input, in the model's order.
@@ -124,7 +127,7 @@ def resolve_inputs(
     if arrays:
         strange = _stray(arrays, known)
         if strange:
-            raise UsageError(f"{model_name}: --inputs holds {', '.join(strange)}, but the "
+            raise UsageError(f"{model_name}: {what} holds {', '.join(strange)}, but the "
                              f"model's inputs are {', '.join(known) or '(none)'}: save one "
                              "array per input under its name")
         from_file = specs_from_arrays([s for s in stored if s.name not in by_name
@@ -208,9 +211,11 @@ def default_dtype(dtype: np.dtype) -> str:
     return "float32" if dtype == np.float64 else dtype.name
 
 
-def read_arrays(path: str, what: str = "--inputs") -> dict[str, np.ndarray]:
+def read_arrays(path: str, what: str = "--inputs", ignore: Sequence[str] = ()
+                ) -> dict[str, np.ndarray]:
     """The arrays of an ``.npz`` file (a folder of ``.npy`` files: one array, the samples
-    stacked); object arrays are never unpickled.
+    stacked); object arrays are never unpickled. Arrays named in ``ignore`` are left out (an
+    ``--eval`` file's ``labels``).
 
     Raises:
         UsageError: The file can't be read as arrays.
@@ -226,7 +231,7 @@ def read_arrays(path: str, what: str = "--inputs") -> dict[str, np.ndarray]:
         if isinstance(data, np.ndarray):  # one .npy file: one array
             return {"arr_0": data}
         with data:
-            return {k: data[k] for k in data.files}
+            return {k: data[k] for k in data.files if k not in ignore}
     except UsageError:
         raise
     except Exception as e:  # noqa: BLE001 - damage fails in zipfile, zlib, the header parser...
@@ -267,7 +272,8 @@ def make_inputs(specs: list[TensorSpec], seed: int) -> dict[str, np.ndarray]:
 
 
 def load_inputs_file(path: str, specs: list[TensorSpec], what: str = "--inputs",
-                     allow_nonfinite: bool = False) -> list[dict[str, np.ndarray]]:
+                     allow_nonfinite: bool = False, ignore: Sequence[str] = ()
+                     ) -> list[dict[str, np.ndarray]]:
     """Read ``--inputs file.npz`` (or ``--calibration``): one or more samples per input.
 
     An array shaped like its input is one sample; one with an extra leading axis is a batch of
@@ -282,6 +288,7 @@ def load_inputs_file(path: str, specs: list[TensorSpec], what: str = "--inputs",
         specs: The model's inputs (static).
         what: The flag named in errors.
         allow_nonfinite: Let NaN and inf through (``--allow-nonfinite``).
+        ignore: Arrays that are no input (``--eval``'s ``labels``).
 
     Returns:
         One feed dict per sample.
@@ -291,7 +298,7 @@ def load_inputs_file(path: str, specs: list[TensorSpec], what: str = "--inputs",
             the model doesn't have, shapes don't fit, a dtype can't be cast without changing
             values, or values are NaN/inf.
     """
-    arrays = read_arrays(path, what)
+    arrays = read_arrays(path, what, ignore)
     if "" in arrays and len(specs) != 1:
         raise UsageError(f"{what} {path}: a folder needs one .npy file per sample of a "
                          f"one-input model; the model has {len(specs)} inputs")
@@ -359,6 +366,36 @@ def cast_to(array: np.ndarray, dtype: str, where: str, name: str) -> np.ndarray:
             fix += " (whole numbers)"
     raise UsageError(f"{where}: input {name!r} is {src.name} but the model takes "
                      f"{target.name}; {why}: {fix}")
+
+
+def labels_in(arrays: dict[str, np.ndarray], where: str) -> np.ndarray:
+    """The ``labels`` array of a labelled inputs file (``--eval``): each sample's class index.
+
+    Args:
+        arrays: The file's arrays (``read_arrays``).
+        where: The flag and file, for errors.
+
+    Raises:
+        UsageError: There is none, or it is not a 1-D array of integers >= 0.
+    """
+    if LABELS not in arrays:
+        held = ", ".join(repr(n) for n in arrays if n) or "no named arrays"
+        raise UsageError(f"{where}: holds {held} but no {LABELS!r} array: save each sample's "
+                         f"class index beside the inputs, numpy.savez(path, x=..., "
+                         f"{LABELS}=an int array of shape (samples,))")
+    labels = arrays[LABELS]
+    if labels.dtype.kind not in "iu":
+        raise UsageError(f"{where}: {LABELS!r} is {labels.dtype.name}, not integers: save "
+                         "each sample's class index as an int array (e.g. "
+                         f"{LABELS}.astype(numpy.int64))")
+    if labels.ndim != 1 or not labels.size:
+        raise UsageError(f"{where}: {LABELS!r} has shape {labels.shape}; give one class index "
+                         "per sample, shape (samples,)")
+    if labels.min() < 0:
+        raise UsageError(f"{where}: {LABELS!r} holds {int(np.count_nonzero(labels < 0))} "
+                         f"negative value(s) (the smallest {labels.min()}); class indices start "
+                         "at 0")
+    return labels
 
 
 def nonfinite_counts(array: np.ndarray) -> tuple[int, int]:

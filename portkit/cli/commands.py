@@ -32,8 +32,8 @@ from portkit.cli.app import CONTEXT, cli, emit, progress, show
 @click.option("--int8-io", is_flag=True, help="With --quantize int8: int8 inputs and outputs too.")
 @click.option("--keep-float", metavar="auto|NAME,...", multiple=True,
               help="Leave ops in float when quantizing: auto keeps the fewest that make the "
-                   "artifact pass, or names from the per-op error table. Off by default (NPUs "
-                   "need every op quantized).")
+                   "artifact pass, or op names as the per-op error table gives them "
+                   "(CONV_2D#3). Off by default (NPUs need every op quantized).")
 @click.option("--no-flex", is_flag=True,
               help="Fail (exit 3) rather than write a TFLite model needing the Flex runtime.")
 @click.option("--opset", type=flags.Number(flags.bounds.OPSET),
@@ -41,6 +41,7 @@ from portkit.cli.app import CONTEXT, cli, emit, progress, show
                    "route writes is refused, exit 2) [default: the converter's].")
 @flags.INPUTS
 @flags.TOLERANCES
+@flags.EVAL
 @click.option("--no-validate", is_flag=True, help="Convert only; don't run and compare.")
 @flags.timeout()
 @click.option("--report", "report_path", type=click.Path(path_type=Path),
@@ -66,6 +67,7 @@ def convert(source: Path, to: str, no_validate: bool, report_path: Path | None, 
       portkit convert saved_model/ --signature serving_default --to tflite --no-flex
       portkit convert model.keras --to tflite --quantize int8 --calibration calib.npz --int8-io
       portkit convert model.pt2 --to tflite --quantize int8 --calibration calib.npz --keep-float auto
+      portkit convert model.keras --to tflite --quantize dynamic --eval eval.npz --max-accuracy-drop 0.01
       portkit convert model.tflite --to onnx
     """
     from portkit import api
@@ -74,13 +76,21 @@ def convert(source: Path, to: str, no_validate: bool, report_path: Path | None, 
     report = api.convert(source, to, validate=not no_validate, progress=progress(not as_json),
                          report=report_path, **options)
     emit(report, convert_tables, as_json)
-    if int(report.exit_code) == 1 and report.artifact is not None and not as_json:
+    if _diverged(report) and report.artifact is not None and not as_json:
         _where_it_diverges(Path(report.artifact.path), source, options)
     return int(report.exit_code)
 
 
 # ``convert`` and ``validate`` debug a failed artifact themselves below these sizes.
 CHEAP_DEBUG_BYTES = 20 * 1024 * 1024
+
+
+def _diverged(report: Any) -> bool:
+    """Whether the artifact failed (exit 1), and not only ``--max-accuracy-drop``: parity
+    failures are worth finding where."""
+    accuracy_only = (report.accuracy is not None and not report.accuracy.passed
+                     and all(c.passed or c.skipped for c in report.checks))
+    return int(report.exit_code) == 1 and not accuracy_only
 
 
 def _where_it_diverges(artifact: Path, reference: Path, options: dict[str, Any]) -> None:
@@ -163,6 +173,7 @@ def inspect(model: Path, as_json: bool, **options: Any) -> int:
 @flags.RUNTIMES
 @flags.INPUTS
 @flags.TOLERANCES
+@flags.EVAL
 @flags.LOADING
 @flags.timeout(what="each step")
 @flags.JSON
@@ -196,8 +207,7 @@ def validate(artifact: Path | None, reference: Path | None, bundle_dir: Path | N
     else:
         report = api.validate(artifact, reference, progress=shown, **options)
     emit(report, validate_tables, as_json)
-    if int(report.exit_code) == 1 and artifact is not None and reference is not None \
-            and not as_json:
+    if _diverged(report) and artifact is not None and reference is not None and not as_json:
         _where_it_diverges(artifact, reference, options)
     return int(report.exit_code)
 

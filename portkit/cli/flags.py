@@ -132,6 +132,19 @@ TOLERANCES = group(
                       "embedding or regression (cosine and scaled error). Default: guessed "
                       "(shown in the report). Repeat per output."),
 )
+# Task accuracy on labelled samples.
+EVAL = group(
+    click.option("--eval", "eval_data", type=click.Path(path_type=Path), metavar="DATA.npz",
+                 help="An .npz of inputs (as --inputs) and 'labels', each sample's class index "
+                      "(int, shape (samples,)): report the top-1 accuracy of the source and of "
+                      "the artifact (on its first runtime, cpu) on it."),
+    click.option("--eval-output", metavar="NAME",
+                 help="With --eval: the classifier output whose argmax is the prediction "
+                      "[default: the model's only output]."),
+    click.option("--max-accuracy-drop", type=Number(bounds.MAX_ACCURACY_DROP),
+                 help="With --eval: fail the artifact (exit 1) when its top-1 is lower than "
+                      "the source's by more than this share, 0-1 (0.01: one point)."),
+)
 # How a source model is opened.
 LOADING = group(
     click.option("--signature", metavar="NAME",

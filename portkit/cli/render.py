@@ -12,17 +12,17 @@ from rich.text import Text
 from portkit.cli.ci import failure_lines
 
 if TYPE_CHECKING:
+    from portkit.debug.report import DebugReport, Divergence
     from portkit.formats.tflite import MobileReport
     from portkit.gate import CheckReport
     from portkit.options import Scalar
     from portkit.policies import Tolerance
     from portkit.quantization import Quantization
     from portkit.results import (
+        Accuracy,
         BenchReport,
         Check,
         ConvertReport,
-        DebugReport,
-        Divergence,
         FileInfo,
         Inspection,
         ValidateReport,
@@ -40,6 +40,11 @@ def _file(info: FileInfo) -> str:
 
 def _short(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _tail(name: str, limit: int = 60) -> str:
+    """A long name's end (``…Conv2d_conv1;1``)."""
+    return name if len(name) <= limit else "…" + name[-(limit - 1):]
 
 
 def _constants(constants: dict[str, Scalar], how: str = "") -> Text:
@@ -63,7 +68,7 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
     if not report.validated and report.artifact is not None:
         head = "[yellow]CONVERTED, NOT VALIDATED[/] (--no-validate)"
     else:
-        head = verdict.get(int(report.exit_code), str(report.exit_code))
+        head = _accuracy_head(report) or verdict.get(int(report.exit_code), str(report.exit_code))
     art = report.artifact
     where = f" -> {escape(art.path)} ({art.size_bytes:,} bytes)" if art else ""
     if art and report.artifact_failed:
@@ -93,6 +98,8 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
     shipped = report.route
     for a in report.routes_tried:
         parity = "-" if not a.converted or not report.validated else ("pass" if a.passed else "FAIL")
+        if parity == "FAIL" and a.checks and all(c.passed or c.skipped for c in a.checks):
+            parity = "pass; --eval FAIL"  # matched, but lost more accuracy than allowed
         note = a.error or "; ".join(h.detail for h in a.hops)
         p50 = ()
         if timed:
@@ -103,8 +110,10 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
     out.append(routes)
     if report.checks:
         out.append(parity_table(report.checks, report.tolerance, report.reference_runtime))
-        if report.inputs_from:
+        if report.inputs_from and report.quantize is not None:
             out.append(Text(f"Compared on {report.inputs_from}"))
+    if report.accuracy is not None:
+        out.append(accuracy_line(report.accuracy))
     if report.quantization is not None:
         out.extend(quantization_tables(report.quantization))
     if (report.validated and report.artifact is not None and not report.passed
@@ -143,11 +152,11 @@ def quantization_tables(q: Quantization, worst: int = 10) -> list[Table | Text]:
         table = Table(title=f"Quantization error by op (worst {min(worst, len(q.ops))} of "
                             f"{len(q.ops)}, by the error each adds; relative RMS against the "
                             "float model on calibration samples)", title_justify="left")
-        for col in ("op", "type", "error", "added", "computed in"):
+        for col in ("op", "error", "added", "computed in", "output tensor"):
             table.add_column(col, justify="right" if col in ("error", "added") else "left")
         for o in q.ops[:worst]:
-            table.add_row(escape(_short(o.name, 70)), o.op_type, _num(o.error), _num(o.added),
-                          "integers" if o.quantized else "float")
+            table.add_row(o.name, _num(o.error), _num(o.added),
+                          "integers" if o.quantized else "float", escape(_tail(o.tensor)))
         out.append(table)
     return out
 
@@ -189,7 +198,8 @@ def parity_table(checks: tuple[Check, ...], tol: Tolerance, reference: str | Non
 
 def validate_tables(report: ValidateReport) -> list[Table | Text]:
     """The verdict line and the parity rows of ``portkit validate``."""
-    head = "[green]PASSED[/]" if report.passed else "[red]PARITY FAILED[/]"
+    head = _accuracy_head(report) or (
+        "[green]PASSED[/]" if report.passed else "[red]PARITY FAILED[/]")
     ran = f" (run on {escape(report.reference_runtime)})" if report.reference_runtime else ""
     out: list[Table | Text] = [Text.from_markup(
         f"{head}  {_file(report.artifact)} against {_file(report.reference)}{ran} in "
@@ -198,7 +208,30 @@ def validate_tables(report: ValidateReport) -> list[Table | Text]:
         out.append(_constants(report.constants))
     if report.state:
         out.append(_steps(report.steps, report.state))
-    return [*out, parity_table(report.checks, report.tolerance, report.reference_runtime)]
+    out.append(parity_table(report.checks, report.tolerance, report.reference_runtime))
+    return out + ([accuracy_line(report.accuracy)] if report.accuracy is not None else [])
+
+
+def _accuracy_head(report: ConvertReport | ValidateReport) -> str | None:
+    """``ACCURACY FAILED`` when only ``--max-accuracy-drop`` failed the artifact, else None."""
+    acc = report.accuracy
+    if acc is None or acc.passed or not all(c.passed or c.skipped for c in report.checks):
+        return None
+    return "[red]ACCURACY FAILED[/]"
+
+
+def accuracy_line(acc: Accuracy) -> Text:
+    """``Accuracy on eval.npz (512 labelled samples, output logits): source 97.3%, artifact
+    96.9% on tflite/cpu (-0.4 points; limit 1.0): pass``."""
+    change = (acc.artifact_top1 - acc.source_top1) * 100
+    shown = f"{change:+.1f}" if round(change, 1) else "0.0"
+    limit = (f"; limit {acc.max_drop * 100:.1f}): " + ("[green]pass[/]" if acc.passed
+                                                       else "[red]FAIL[/]")
+             if acc.max_drop is not None else ")")
+    return Text.from_markup(escape(
+        f"Accuracy on {Path(acc.file).name} ({acc.samples} labelled samples, output "
+        f"{acc.output}): source {acc.source_top1:.1%}, artifact {acc.artifact_top1:.1%} on "
+        f"{acc.runtime}/{acc.device} ({shown} points") + limit)
 
 
 def bench_table(report: BenchReport) -> Table:

@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from portkit.convert import constants, registry
+from portkit.convert import constants, registry, representative
 from portkit.convert._torch import export_pickled_module, save_exported
 from portkit.errors import ConversionError, PortkitError, UsageError
 from portkit.formats import Format, sniff
@@ -49,6 +49,7 @@ from portkit.runtimes.context import Progress, RunContext
 from portkit.runtimes.tasks import Reference
 from portkit.safety import refuse_unloadable
 from portkit.specs import TensorSpec
+from portkit.validators.accuracy import judge
 from portkit.validators.checks import (
     Expected,
     check_runtime,
@@ -83,7 +84,7 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
         if not trusted_pickle:  # the input's own error outranks the outputs'
             refuse_unloadable(src, fmt)
         out = check_paths(job)  # before any worker runs
-        job = representative(job)
+        job = representative.judged_on(job)
         shown = FileInfo(str(src), fmt.value)  # the user's file, even if exported first
         if trusted_pickle:
             src, fmt = _export_trusted_pickle(src, list(job.inputs), stack, ctx)
@@ -128,6 +129,10 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
         if job.optimize:
             attempts = _time_routes(attempts, produced, job.target, reference, ctx)
         chosen = choose(attempts)
+        accuracy = None  # --eval: the chosen artifact's task accuracy, which may fail it
+        if chosen is not None:
+            attempts[chosen], accuracy = judge(job, (src, fmt), reference, attempts[chosen],
+                                               produced[chosen], ctx)
         artifact, failed = None, False
         if chosen is not None:  # -o only ever receives an artifact that passed
             failed = job.validate and not attempts[chosen].passed
@@ -163,40 +168,12 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
             state=dict(reference.state),
             preparation=preparation,
             artifact_failed=failed,
-            inputs_from=inputs_from(job, reference),
+            inputs_from=representative.described(job, reference),
+            accuracy=accuracy,
         )
     if job.report is not None:
         report.write_json(job.report)
     return report
-
-
-def representative(job: ConvertJob) -> ConvertJob:
-    """The job a quantized artifact is judged in: without ``--inputs``, on the last samples of
-    ``--calibration`` (as many as the policy compares over), which are held back from
-    calibration; ``--keep-float auto`` quantizes until the job's policy is met."""
-    options = job.options
-    if options.keep_float_auto:
-        options = dataclasses.replace(options, judge=job.tolerance)
-    if options.quantize and options.quantize.calibrated and job.inputs_file is None \
-            and job.validate and options.calibration is not None:
-        options = dataclasses.replace(options, holdout=job.tolerance.samples)
-        return dataclasses.replace(job, inputs_file=Path(options.calibration), options=options)
-    return dataclasses.replace(job, options=options)
-
-
-def inputs_from(job: ConvertJob, reference: Reference) -> str:
-    """Where the inputs the artifact was compared on came from, in words."""
-    count = len(reference.feeds) // max(reference.steps, 1)
-    if job.options.holdout:
-        total = reference.file_samples
-        return (f"the last {count} of {total} --calibration samples, held back (calibrated on "
-                f"the first {total - count})")
-    if job.inputs_file is not None:
-        return f"--inputs {job.inputs_file.name} ({count} samples)"
-    if job.options.quantize is not None:
-        return (f"{count} seeded random inputs: nothing representative was given (pass --inputs "
-                "with real samples)")
-    return f"{count} seeded input(s)"
 
 
 def check_paths(job: ConvertJob) -> Path:
@@ -218,7 +195,8 @@ def check_paths(job: ConvertJob) -> Path:
         [Output(flag, out, folder),
          Output(f"{flag}'s failed artifact", failed_path(out) if job.validate else None, folder),
          Output("--report", job.report)],
-        [job.source, job.inputs_file, Path(calibration) if calibration else None])
+        [job.source, job.inputs_file, Path(calibration) if calibration else None,
+         job.evaluation.file if job.evaluation else None])
     if job.output is not None:
         _check_suffix(out, job.target)
     return out

@@ -5,7 +5,8 @@ Modes: ``dynamic`` (int8 weights, float activations: recipe ``dynamic_wi8_afp32`
 (int8 weights and activations, ``static_wi8_ai8``; float inputs and outputs unless
 ``--int8-io``) and ``int16x8`` (int8 weights, int16 activations, ``static_wi8_ai16``). The
 static modes calibrate on ``--calibration`` less the samples held back to validate on
-(``options.holdout``).
+(``options.holdout``), taking each tensor's range over every sample (min/max, as
+TFLiteConverter does).
 
 For the static modes every op's error is measured on calibration samples: the float and the
 quantized model run with every tensor kept, and each op's output compared (``OpError``). Ops
@@ -66,12 +67,7 @@ def quantize(float_path: Path, dst: Path, inputs: list[TensorSpec],
     mode = options.quantize
     assert mode in MODES, mode
     model = _FloatModel(float_path, inputs, options)
-    unknown = [n for n in options.keep_float if n not in model.op_names]
-    if unknown:
-        shown = ", ".join(model.op_names[:5])
-        raise ConversionError(f"--keep-float {', '.join(unknown)}: no such op in the float "
-                              f"model; ops are named by their output tensor (e.g. {shown})")
-    kept, trials, note = list(options.keep_float), 1, ""
+    kept, trials, note = [model.op_named(n) for n in options.keep_float], 1, ""
     data = model.build(kept)
     if options.keep_float_auto:
         data, kept, trials, note = model.keep_float_auto(data, options.judge or Tolerance())
@@ -89,7 +85,8 @@ def quantize(float_path: Path, dst: Path, inputs: list[TensorSpec],
         mode=mode.value, tool=TOOL, recipe=recipe,
         calibration_samples=len(model.samples) if mode.calibrated else 0,
         held_back=options.holdout if mode.calibrated else 0, ops=tuple(ops),
-        keep_float=tuple(kept), keep_float_auto=options.keep_float_auto, trials=trials,
+        keep_float=tuple(model.labels[k] for k in kept),
+        keep_float_auto=options.keep_float_auto, trials=trials,
         full_bytes=full_bytes, bytes=len(data), full_p50_ms=full_ms, p50_ms=shipped_ms,
         note=note)
     floats = f"; {len(kept)} op(s) kept float" if kept else ""
@@ -100,7 +97,7 @@ class _FloatModel:
     """The float model, its calibration (once) and the quantized models built from it."""
 
     def __init__(self, path: Path, inputs: list[TensorSpec], options: ConvertOptions) -> None:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         from portkit.runtimes.binding import artifact_feeds, bind_inputs
         from portkit.runtimes.tflite import TfliteSession
@@ -108,7 +105,9 @@ class _FloatModel:
         self.buffer = path.read_bytes()
         self.options = options
         self.mode = options.quantize
-        interpreter = Interpreter(model_content=self.buffer)
+        # No delegate: XNNPACK would list the ops it takes as one DELEGATE node.
+        interpreter = Interpreter(model_content=self.buffer, experimental_op_resolver_type=(
+            OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
         interpreter.allocate_tensors()
         self.signature = next(iter(interpreter.get_signature_list()), "serving_default")
         session = TfliteSession(interpreter)
@@ -122,8 +121,27 @@ class _FloatModel:
         self.samples = [artifact_feeds(session, bindings, s) for s in raw]
         ops = [op for op in interpreter._get_ops_details() if len(op["outputs"])]
         details = {int(d["index"]): d for d in interpreter.get_tensor_details()}
+        # Each op by its output tensor (what ai-edge-quantizer's recipes match) and by a short
+        # label, its type and index in the float model (``CONV_2D#3``), which the table shows.
         self.op_names = [str(details[int(op["outputs"][0])]["name"]) for op in ops]
+        self.labels = {name: f"{op['op_name']}#{op['index']}"
+                       for name, op in zip(self.op_names, ops, strict=True)}
         self._qsvs: dict[str, Any] | None = None
+
+    def op_named(self, name: str) -> str:
+        """The output tensor of the op ``--keep-float`` names, by its label (``CONV_2D#3``)
+        or its output tensor's name.
+
+        Raises:
+            ConversionError: No op goes by that name in this route's float model.
+        """
+        by_label = {label: tensor for tensor, label in self.labels.items()}
+        if name in by_label or name in self.labels:
+            return by_label.get(name, name)
+        shown = ", ".join(list(by_label)[:4])
+        raise ConversionError(f"--keep-float {name}: no such op in this route's float model; "
+                              f"name ops as the per-op error table does (e.g. {shown}) or by "
+                              "their output tensor")
 
     def recipe(self, keep: Sequence[str]) -> list[dict[str, Any]]:
         """The recipe for the mode, with ``keep`` (op names) left float."""
@@ -144,12 +162,21 @@ class _FloatModel:
 
     def build(self, keep: Sequence[str]) -> bytes:
         """The model quantized with ``keep`` left float (calibrating once, on the first call)."""
-        from ai_edge_quantizer import quantizer
+        from ai_edge_quantizer import calibrator, quantizer
+        from ai_edge_quantizer.utils import qsv_utils
 
         q = quantizer.Quantizer(bytearray(self.buffer), self.recipe(keep))
         if self._qsvs is None and q.need_calibration:
-            feeds = {self.signature: [dict(s) for s in self.samples]}
-            self._qsvs = q.calibrate(feeds, num_threads=os.cpu_count() or 1)
+            # Every op calibrated, whatever stays float: a float op's output that a quantized
+            # op reads needs its range. Each tensor's range over every sample, as
+            # TFLiteConverter calibrates: the default moving average of per-sample ranges
+            # clips a trained model's largest activations and logits to about half.
+            every = quantizer.Quantizer(bytearray(self.buffer), self.recipe([]))
+            calibration = calibrator.Calibrator(self.buffer, num_threads=os.cpu_count() or 1,
+                                                qsv_update_func=qsv_utils.min_max_update)
+            calibration.calibrate({self.signature: [dict(s) for s in self.samples]},
+                                  every._recipe_manager)
+            self._qsvs = calibration.get_model_qsvs()
         result = q.quantize(self._qsvs if q.need_calibration else None,
                             enable_progress_report=False)
         return bytes(result.quantized_model)
@@ -266,7 +293,7 @@ class _FloatModel:
             name = str(f_details[out]["name"])
             quantized = np.dtype(q_index[name]["dtype"]).kind in "iu" and bool(
                 len((q_index[name].get("quantization_parameters") or {}).get("scales", ())))
-            found.append(OpError(name, str(op["op_name"]), error(out),
+            found.append(OpError(self.labels[name], name, str(op["op_name"]), error(out),
                                  error(out) - max(fed_errors, default=0.0), quantized))
         return sorted(found, key=lambda o: -o.added)
 

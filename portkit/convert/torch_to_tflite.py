@@ -11,9 +11,8 @@ ai-edge-quantizer (``tflite_quantize``): seconds, where the ONNX detour through 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import os
+from pathlib import Path
 
 from portkit.convert import tflite_quantize
 from portkit.convert._torch import example_args, load_exported_program

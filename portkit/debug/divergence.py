@@ -16,8 +16,8 @@ import math
 from collections.abc import Mapping
 
 from portkit.debug.match import Load, Pair, load_npy
+from portkit.debug.report import DebugNode, Divergence
 from portkit.policies import Tolerance
-from portkit.results import DebugNode, Divergence
 from portkit.traces import Trace, TracedTensor
 from portkit.validators.parity import metrics
 

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from portkit.convert import registry
+from portkit.debug.report import DebugReport
 from portkit.errors import ConversionError
 from portkit.formats import Format
 from portkit.io import atomic_replace, staging_dir
 from portkit.options import ConvertOptions
-from portkit.results import DebugReport, FileInfo
+from portkit.results import FileInfo
 from portkit.runtimes.context import RunContext
 from portkit.runtimes.tasks import Reference
 

@@ -26,7 +26,7 @@ from portkit.errors import UsageError
 from portkit.io import atomic_write_text
 
 if TYPE_CHECKING:
-    from portkit.results import DebugNode, DebugReport
+    from portkit.debug.report import DebugNode, DebugReport
 
 Side = Literal["artifact", "source"]
 

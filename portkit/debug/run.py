@@ -13,11 +13,12 @@ from pathlib import Path
 from portkit.debug import hops as hops_
 from portkit.debug.divergence import walk
 from portkit.debug.match import match
+from portkit.debug.report import DebugReport
 from portkit.errors import UsageError
 from portkit.formats import Format, sniff
 from portkit.io import Output, check_outputs, owned_tempdir
 from portkit.options import ValidateJob
-from portkit.results import DebugReport, FileInfo
+from portkit.results import FileInfo
 from portkit.runtimes import tasks
 from portkit.runtimes.context import RunContext
 from portkit.runtimes.tasks import Reference

@@ -126,6 +126,7 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
               seed: int, samples: int = 1, options: LoadOptions = LoadOptions(),
               constants: Mapping[str, Scalar] | None = None, steps: int = 1,
               state: Mapping[str, str] | None = None, allow_nonfinite: bool = False,
+              flag: str = "--inputs", ignore: Sequence[str] = (),
               held_back: int = 0) -> Reference:
     """Run the source model on seeded inputs (or ``inputs_file``) to get reference outputs.
 
@@ -136,9 +137,10 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
     that many calls, each fed the ``state`` (input <- output, guessed when not given) the
     previous call returned (``runtimes.steps``); later calls' other inputs are seeded anew, or
     the inputs file's next samples. The file's arrays are cast to the inputs' dtypes where no
-    value changes (``specs.cast_to``) and hold no NaN/inf unless ``allow_nonfinite``. With
-    ``held_back``, the inputs file is ``--calibration`` and only its last ``held_back`` samples
-    are used: the ones the quantized artifact was not calibrated on.
+    value changes (``specs.cast_to``) and hold no NaN/inf unless ``allow_nonfinite``; ``flag``
+    names the file in errors, and its arrays named in ``ignore`` are no inputs (``--eval``'s
+    labels). With ``held_back``, the inputs file is ``--calibration`` and only its last
+    ``held_back`` samples are used: the ones the quantized artifact was not calibrated on.
 
     Raises:
         UsageError: Bad inputs, constants or state pairs; an inputs file with fewer samples
@@ -149,23 +151,23 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
     runtime, session = registry.load_source(Path(path), fmt, options)
     constants = dict(constants or {})
     fed, fixed = split_constants(name, session, constants)
-    arrays = read_arrays(inputs_file) if inputs_file else None
-    specs = resolve_inputs(name, fed, given, arrays)
+    arrays = read_arrays(inputs_file, flag, ignore) if inputs_file else None
+    specs = resolve_inputs(name, fed, given, arrays, flag)
     file_samples = 0
     if inputs_file:
-        what = "--calibration" if held_back else "--inputs"
-        given_feeds = load_inputs_file(inputs_file, specs, what, allow_nonfinite)
+        what = "--calibration" if held_back else flag
+        given_feeds = load_inputs_file(inputs_file, specs, what, allow_nonfinite, ignore)
         file_samples = len(given_feeds)
         if held_back:
             calibrated_part(inputs_file, file_samples, held_back)
             given_feeds = given_feeds[-held_back:]
         if len(given_feeds) % steps:
-            raise UsageError(f"--inputs {inputs_file}: {len(given_feeds)} samples are not a "
+            raise UsageError(f"{flag} {inputs_file}: {len(given_feeds)} samples are not a "
                              f"whole number of {steps}-step sequences (--steps {steps})")
         first = given_feeds[::steps]
         if len(first) < samples:  # never judged on fewer inputs than the policy says
             raise UsageError(
-                f"--inputs {inputs_file}: {len(first)} sample(s), but the {samples}-input policy "
+                f"{flag} {inputs_file}: {len(first)} sample(s), but the {samples}-input policy "
                 f"compares over {samples} (--samples): give at least {samples} representative "
                 f"samples on an extra leading axis, or --samples {len(first)} to be judged on "
                 "these alone")
@@ -191,18 +193,19 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
         feeds, outputs = steps_.unroll([full(f) for f in first], session.run, steps, pairs,
                                        lambda i, k: full(more(i, k)))
     except Exception as e:
-        _explain(name, fed, specs, inputs_file, e)
+        _explain(name, fed, specs, f"{flag} {inputs_file}" if inputs_file else "--input", e)
         raise
     return Reference(runtime.name, tuple(specs), tuple(feeds), tuple(outputs), constants,
                      steps, pairs, file_samples)
 
 
-def _explain(name: str, fed: list[TensorSpec], specs: list[TensorSpec],
-             inputs_file: str | None, error: Exception) -> None:
+def _explain(name: str, fed: list[TensorSpec], specs: list[TensorSpec], source: str,
+             error: Exception) -> None:
     """Turn the source model's own failure on inputs that passed every check into the user's
     error (exit 2, not "a bug in portkit"): naming the input fed a dtype the model doesn't
-    declare (TorchScript keeps none) when there is one, else what was fed. Memory errors are
-    left to the worker, which reports them as such (exit 5).
+    declare (TorchScript keeps none) when there is one, else what was fed (``source``: where
+    it came from, ``--input`` or ``--inputs FILE``). Memory errors are left to the worker,
+    which reports them as such (exit 5).
 
     Raises:
         UsageError: The model raised something other than a PortkitError or a memory error.
@@ -212,7 +215,6 @@ def _explain(name: str, fed: list[TensorSpec], specs: list[TensorSpec],
     kind = type(error).__name__
     last = str(error).strip().splitlines()[-1] if str(error).strip() else ""
     last = last.removeprefix(f"{kind}: ")[:200]
-    source = f"--inputs {inputs_file}" if inputs_file else "--input"
     undeclared = {s.name for s in fed if not s.dtype}
     odd = [s for s in specs if s.name in undeclared and s.dtype != "float32"]
     if odd:

@@ -159,19 +159,27 @@ def validate(job: ValidateJob, ctx: RunContext) -> ValidateReport:
     for path, fmt in ((art, art_fmt), (src, src_fmt)):
         refuse_unloadable(path, fmt)
     check_outputs([Output("--save-bundle", job.save_bundle, Folder.REPLACED)],
-                  [job.artifact, job.reference, job.inputs_file])
+                  [job.artifact, job.reference, job.inputs_file,
+                   job.evaluation.file if job.evaluation else None])
     chosen = runtimes_for(art_fmt, job.runtimes)
     with ctx.progress(f"Running {src.name} as the reference"):
         ref = run_reference(src, src_fmt, job, job.load, ctx)
     checks, outputs = check_everywhere(art, art_fmt, chosen,
                                        Expected(ref, job.tolerance, job.per_output), ctx)
+    accuracy = None
+    if job.evaluation is not None:  # on the first runtime, as convert does, if it ran there
+        from portkit.validators import accuracy as eval_  # it builds on this module
+
+        if eval_.ran(checks, chosen[0]):
+            accuracy = eval_.measure(job, (src, src_fmt), (art, art_fmt), ref, ctx,
+                                     runtime=chosen[0], channels_last=layout_changed(ref, art_fmt))
     report = ValidateReport(
-        passed=all_passed(checks),
+        passed=all_passed(checks) and (accuracy is None or accuracy.passed),
         reference=FileInfo.of(src, src_fmt.value), artifact=FileInfo.of(art, art_fmt.value),
         checks=tuple(checks), inputs=ref.inputs, tolerance=job.tolerance,
         per_output=dict(job.per_output), seed=job.seed, seconds=time.perf_counter() - started,
         versions=versions(), reference_runtime=ref.runtime, constants=dict(job.constants),
-        steps=ref.steps, state=dict(ref.state),
+        steps=ref.steps, state=dict(ref.state), accuracy=accuracy,
     )
     if job.save_bundle is not None:
         bundle.save(job.save_bundle, report, ref, outputs, art)

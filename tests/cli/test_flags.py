@@ -41,7 +41,8 @@ def _option(command: str, name: str) -> click.Option:
 
 @pytest.mark.parametrize("name", ["inputs", "inputs_file", "seed", "atol", "rtol", "samples",
                                   "min_cosine", "min_top1", "min_top5", "signature",
-                                  "trust_model"])
+                                  "trust_model", "eval_data", "eval_output",
+                                  "max_accuracy_drop"])
 def test_shared_options_are_the_same_option_in_convert_and_validate(name: str) -> None:
     left, right = _option("convert", name), _option("validate", name)
     assert (left.opts, left.help, left.type.name, left.default) == (
@@ -56,8 +57,9 @@ def test_validate_takes_trust_model_and_the_old_top_k_name() -> None:
 # Every numeric option and the bound it is checked against (written once, in portkit.bounds).
 NUMERIC = {
     "convert": {"opset": bounds.OPSET, "timeout": bounds.TIMEOUT, "seed": bounds.SEED,
-                **bounds.TOLERANCE_BOUNDS},
-    "validate": {"timeout": bounds.TIMEOUT, "seed": bounds.SEED, **bounds.TOLERANCE_BOUNDS},
+                "max_accuracy_drop": bounds.MAX_ACCURACY_DROP, **bounds.TOLERANCE_BOUNDS},
+    "validate": {"timeout": bounds.TIMEOUT, "seed": bounds.SEED,
+                 "max_accuracy_drop": bounds.MAX_ACCURACY_DROP, **bounds.TOLERANCE_BOUNDS},
     "inspect": {"timeout": bounds.TIMEOUT},
     "bench": {"threads": bounds.THREADS, "batch": bounds.BATCH, "warmup": bounds.WARMUP,
               "min_runs": bounds.MIN_RUNS, "min_seconds": bounds.MIN_SECONDS,

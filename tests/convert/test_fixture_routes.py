@@ -99,6 +99,8 @@ def _cases() -> list[pytest.param]:
             continue  # refused without --trust-model: tests/test_safety.py
         if fixture.consts:
             continue  # inputs bound with --const: tests/convert/test_constants.py
+        if fixture.trained:
+            continue  # cnn's ops, trained for quantization: tests/fixtures/test_trained.py
         for kind in fixture.kinds:
             fmt = KINDS[kind]
             for target in TARGETS_BY_FRAMEWORK[fixture.framework]:

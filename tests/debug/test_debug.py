@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from portkit import api
+from portkit.debug.report import DebugReport
 from portkit.fixtures import FIXTURES
-from portkit.results import DebugReport
 from portkit.runtimes.worker import Pool, task
 from tests.conftest import run_cli
 from tests.schema import assert_schema

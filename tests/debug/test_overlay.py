@@ -22,9 +22,10 @@ from portkit.debug.overlay import (
     overlay_data,
     write_overlay,
 )
+from portkit.debug.report import DebugNode, DebugReport, Divergence
 from portkit.errors import UsageError
 from portkit.policies import Tolerance
-from portkit.results import DebugNode, DebugReport, Divergence, FileInfo
+from portkit.results import FileInfo
 
 
 def node(tensor: str, err: float, passed: bool | None, *, art: str | None = None,

@@ -39,6 +39,8 @@ BAD: list[tuple[list[str], str]] = [
     *[(CONVERT + ["--min-cosine", v], "--min-cosine") for v in ("2", "-1.5", "nan")],
     *[(CONVERT + ["--min-top1", v], "--min-top1") for v in ("1.5", "-0.1", "inf")],
     *[(CONVERT + ["--min-top5", v], "--min-top5") for v in ("nan", "2")],
+    *[(CONVERT + ["--max-accuracy-drop", v], "--max-accuracy-drop")
+      for v in ("-0.01", "1.5", "nan")],
     *[(CONVERT + [flag, v], flag) for flag in ("--atol", "--rtol", "--scale-tol")
       for v in ("-1", "nan", "inf")],
     (["validate", "a.onnx", "--reference", "m.pt2", "--atol", "nan"], "--atol"),
