@@ -8,7 +8,8 @@ For each model and mode (``int8``: static int8 calibrated, float inputs and outp
 ``dynamic``: int8 weights, float activations) each tool runs alone in a fresh process:
 
 - ``portkit convert M.pt2 --to tflite --quantize MODE`` (``--calibration`` with all
-  ``SAMPLES`` samples: portkit holds back the last ``HELD_BACK`` to validate on), and once
+  ``SAMPLES`` samples: portkit holds back the last ``HELD_BACK`` to validate on, in both modes;
+  dynamic calibrates on none), and once
   without ``--quantize`` for the float time the dynamic time is set against;
 - litert-torch's PT2E quantization (``benchmarks/peers.py``: ``litert-torch-pt2e``);
 - onnx2tf's own quantization: ``torch.onnx.export`` (timed once per model, counted in both
@@ -195,7 +196,7 @@ def _portkit(job: Job, mode: str | None) -> dict[str, Any]:
     cmd += [f"--output-kind={kind}" for kind in job.kinds]
     if mode:
         cmd += ["--quantize", mode]
-    if mode == "int8":
+    if mode:  # int8 calibrates on it; every mode is judged on its held-back samples
         cmd += ["--calibration", str(job.calibration)]
     run = _launch(cmd, folder, dst, job.timeout)
     if report.exists():

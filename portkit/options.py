@@ -65,7 +65,8 @@ class ConvertOptions:
     Attributes:
         load: How the source is opened (the first hop only; later hops read portkit's artifacts).
         quantize: TFLite quantization, or None (float32).
-        calibration: ``.npz`` file or folder of ``.npy`` files of representative inputs (int8).
+        calibration: ``.npz`` file or folder of ``.npy`` files of representative inputs: int8
+            and int16x8 calibrate on them, every mode is judged on their last samples.
         int8_io: Make a quantized TFLite model's inputs and outputs int8 as well.
         no_flex: Fail rather than emit TFLite ops that need the Flex (Select TF ops) runtime.
         opset: ONNX opset for converters that take one (None: the newest they support).
@@ -300,8 +301,9 @@ def convert_options(target: Format, *, signature: str | None = None, trust_model
                 "calibrates on random data"
             )
     if calibration is not None:
-        if mode is None or not mode.calibrated:
-            raise UsageError("--calibration is for --quantize int8 or int16x8")
+        if mode is None:
+            raise UsageError("--calibration is for --quantize: representative inputs that "
+                             "int8/int16x8 calibrate on and every mode is judged on")
         if not Path(calibration).exists():
             raise UsageError(f"--calibration {calibration}: no such file or folder")
         calibration = str(Path(calibration).absolute())

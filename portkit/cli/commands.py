@@ -26,9 +26,10 @@ from portkit.cli.app import CONTEXT, cli, emit, progress, show
 @click.option("--quantize", type=click.Choice(["fp16", "dynamic", "int8", "int16x8"]),
               help="TFLite quantization; int8 and int16x8 need --calibration.")
 @click.option("--calibration", type=click.Path(path_type=Path),
-              help="Representative inputs for int8/int16x8: an .npz (arrays by input name, "
-                   "samples on the first axis) or a folder of .npy files. Without --inputs the "
-                   "last 32 (--samples) are held back to validate on, never calibrated on.")
+              help="Representative inputs (int8/int16x8 need them; dynamic/fp16 are judged on "
+                   "them): an .npz (arrays by input name, samples on the first axis) or a folder "
+                   "of .npy files. Without --inputs the last 32 (--samples) are held back to "
+                   "validate on, never calibrated on.")
 @click.option("--int8-io", is_flag=True, help="With --quantize int8: int8 inputs and outputs too.")
 @click.option("--keep-float", metavar="auto|NAME,...", multiple=True,
               help="Leave ops in float when quantizing: auto keeps the fewest that make the "

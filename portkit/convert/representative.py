@@ -15,12 +15,13 @@ from portkit.runtimes.tasks import Reference
 def judged_on(job: ConvertJob) -> ConvertJob:
     """The job a quantized artifact is judged in: without ``--inputs``, on the last samples of
     ``--calibration`` (as many as the policy compares over), which are held back from
-    calibration; ``--keep-float auto`` quantizes until the job's policy is met."""
+    calibration (dynamic and fp16 calibrate on none, and are judged on them all the same);
+    ``--keep-float auto`` quantizes until the job's policy is met."""
     options = job.options
     if options.keep_float_auto:
         options = dataclasses.replace(options, judge=job.tolerance)
-    if options.quantize and options.quantize.calibrated and job.inputs_file is None \
-            and job.validate and options.calibration is not None:
+    if options.quantize and job.inputs_file is None and job.validate \
+            and options.calibration is not None:
         options = dataclasses.replace(options, holdout=job.tolerance.samples)
         return dataclasses.replace(job, inputs_file=Path(options.calibration), options=options)
     return dataclasses.replace(job, options=options)
@@ -31,6 +32,10 @@ def described(job: ConvertJob, reference: Reference) -> str:
     count = len(reference.feeds) // max(reference.steps, 1)
     if job.options.holdout:
         total = reference.file_samples
+        mode = job.options.quantize
+        if mode is not None and not mode.calibrated:
+            return (f"the last {count} of {total} --calibration samples ({mode.value} "
+                    "quantization calibrates on none)")
         return (f"the last {count} of {total} --calibration samples, held back (calibrated on "
                 f"the first {total - count})")
     if job.inputs_file is not None:

@@ -122,21 +122,28 @@ def test_keep_float_naming_no_op_says_how_ops_are_named(saved_models: Saved,
     assert "--keep-float conv9: no such op in this route's float model" in attempt["error"]
 
 
-@pytest.mark.parametrize("mode", ["dynamic", "int16x8"])
+@pytest.mark.parametrize(("mode", "representative"), [
+    ("dynamic", False), ("dynamic", True), ("int16x8", True)])
 def test_dynamic_and_int16x8_take_the_fast_route(saved_models: Saved, data: tuple[Path, Path],
-                                                 tmp_path: Path, mode: str) -> None:
-    calibration = ("--calibration", data[0]) if mode == "int16x8" else ()
+                                                 tmp_path: Path, mode: str,
+                                                 representative: bool) -> None:
+    calibration = ("--calibration", data[0]) if representative else ()
     code, report, err = convert_json(saved_models("trained_cnn", "pt2"), "--to", "tflite",
                                      "-o", tmp_path / "q.tflite", "--quantize", mode,
                                      *calibration)
     assert code == 0, err + json.dumps(report.get("routes_tried"), indent=1)
     assert report["route_name"] == "litert-torch"
-    assert report["quantization"]["mode"] == mode and report["tolerance"]["policy"] == mode
-    if mode == "dynamic":  # nothing representative given: seeded inputs, and it says so
+    quantization = report["quantization"]
+    assert quantization["mode"] == mode and report["tolerance"]["policy"] == mode
+    if not representative:  # seeded inputs, and the report says so
         assert report["inputs_from"].startswith("32 seeded random inputs: nothing representative")
-        assert report["quantization"]["ops"] == []
+    elif mode == "dynamic":  # calibrates on nothing, judged on the file's last samples
+        assert report["inputs_from"] == ("the last 32 of 132 --calibration samples (dynamic "
+                                         "quantization calibrates on none)")
+    if mode == "dynamic":
+        assert quantization["ops"] == [] and quantization["calibration_samples"] == 0
     else:
-        assert report["quantization"]["held_back"] == 32 and report["quantization"]["ops"]
+        assert quantization["held_back"] == 32 and quantization["ops"]
 
 
 def test_too_few_calibration_samples_to_hold_back_is_exit_2(saved_models: Saved,
