@@ -35,7 +35,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,10 +43,10 @@ from typing import Any
 import numpy as np
 
 from benchmarks.run import (
+    bench_each,
     input_flag,
     last_line,
     machine,
-    merge_result,
     put_onnx2tf_sample,
     time_runs,
     tool_env,
@@ -113,16 +112,8 @@ def main() -> None:
     args = parser.parse_args()
     models = [m for m in by_name(args.models) if m.framework == "torch"]
     tools = [t for t in TOOLS if t.name in args.tools]
-    for model in models:
-        work = Path(tempfile.mkdtemp(prefix=f"portkit-bench-quantize-{model.name}-"))
-        try:
-            result = bench_model(model, work, args.modes, tools, args.timeout)
-        finally:
-            if args.keep:
-                shutil.copytree(work, args.keep / model.name, dirs_exist_ok=True)
-            shutil.rmtree(work, ignore_errors=True)
-        merge_result(args.results, result)
-        print(f"{model.name}: done, results in {args.results}", flush=True)
+    bench_each(models, "portkit-bench-quantize", args.results, args.keep,
+               lambda model, work: bench_model(model, work, args.modes, tools, args.timeout))
 
 
 def bench_model(model: ZooModel, work: Path, modes: list[str], tools: list[Tool],

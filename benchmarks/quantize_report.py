@@ -6,9 +6,6 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
 from typing import Any
 
 from benchmarks.quantize import RESULTS
@@ -16,10 +13,9 @@ from benchmarks.report import (
     Verdict,
     cell_converted,
     converted,
-    p50,
+    latency_cells,
     provenance,
-    ratio_cell,
-    replace_block,
+    render_main,
     tool_cell,
 )
 
@@ -127,12 +123,9 @@ def markdown(data: dict[str, Any]) -> str:
                 top1 = f"{r['top1']:.0%}" if r.get("top1") is not None else "-"
                 size = f"{r['size_bytes'] / 1e6:.1f}" if r.get("size_bytes") else "-"
                 secs = f"{r['seconds']:.1f}" if r.get("seconds") is not None else "-"
-                cells = []
-                for key in KEYS:
-                    t = p50(r, key)
-                    cells += [f"{t:.3g}" if t is not None else "-", ratio_cell(r, runs, key)]
                 lines.append(f"| {m['name']} | {tool_cell(r)} | {_converted_cell(r)} | {secs} | "
-                             f"{cos} | {top1} | {size} | " + " | ".join(cells) + " |")
+                             f"{cos} | {top1} | {size} | "
+                             + " | ".join(latency_cells(r, runs, KEYS)) + " |")
         lines.append("")
     lines += _float_table(models)
     lines += ["#### Verdicts", "", "| claim | held | evidence |", "|---|---|---|"]
@@ -142,16 +135,7 @@ def markdown(data: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--results", type=Path, default=RESULTS)
-    parser.add_argument("--readme", type=Path, help="Replace the quantize block in this file.")
-    args = parser.parse_args()
-    text = markdown(json.loads(args.results.read_text()))
-    if args.readme:
-        replace_block(args.readme, START, END, text)
-    else:
-        print(text, end="")
+    render_main(__doc__, RESULTS, START, END, markdown)
 
 
 if __name__ == "__main__":

@@ -208,12 +208,9 @@ def markdown(data: dict[str, Any]) -> str:
                 cos = f"{r['cosine']:.6f}" if r.get("cosine") is not None else "-"
                 size = f"{r['size_bytes'] / 1e6:.1f}" if r.get("size_bytes") else "-"
                 secs = f"{r['seconds']:.1f}" if r.get("seconds") is not None else "-"
-                cells = []
-                for k in keys:
-                    t = p50(r, k)
-                    cells += [f"{t:.3g}" if t is not None else "-", ratio_cell(r, runs, k)]
                 lines.append(f"| {m['name']} | {tool_cell(r)} | {cell_converted(r)} | {secs} | "
-                             f"{err} | {cos} | {size} | " + " | ".join(cells) + " |")
+                             f"{err} | {cos} | {size} | "
+                             + " | ".join(latency_cells(r, runs, keys)) + " |")
         lines.append("")
     lines += changed_verdicts(models)
     lines += ["#### Verdicts", "", "| claim | held | evidence |", "|---|---|---|"]
@@ -222,17 +219,33 @@ def markdown(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
+def latency_cells(run: dict[str, Any], runs: list[dict[str, Any]], keys: Any) -> list[str]:
+    """A row's p50 and ratio to the best peer, for each latency key."""
+    cells = []
+    for key in keys:
+        t = p50(run, key)
+        cells += [f"{t:.3g}" if t is not None else "-", ratio_cell(run, runs, key)]
+    return cells
+
+
+def render_main(doc: str | None, results: Path, start: str, end: str,
+                render: Any) -> None:
+    """``--results FILE --readme README.md``: print the block ``render`` makes of the results,
+    or replace the block between ``start`` and ``end`` in the README."""
+    parser = argparse.ArgumentParser(description=doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--results", type=Path, default=RESULTS)
-    parser.add_argument("--readme", type=Path, help="Replace the benchmark block in this file.")
+    parser.add_argument("--results", type=Path, default=results)
+    parser.add_argument("--readme", type=Path, help="Replace the block in this file.")
     args = parser.parse_args()
-    text = markdown(json.loads(args.results.read_text()))
+    text = render(json.loads(args.results.read_text()))
     if not args.readme:
         print(text, end="")
         return
-    replace_block(args.readme, START, END, text)
+    replace_block(args.readme, start, end, text)
+
+
+def main() -> None:
+    render_main(__doc__, RESULTS, START, END, markdown)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,7 @@ class Tool:
 
     @property
     def label(self) -> str:
-        return f"portkit --optimize latency" if self.mode == "optimize" else self.name
+        return "portkit --optimize latency" if self.mode == "optimize" else self.name
 
 
 def tools_for(model: ZooModel) -> list[Tool]:
@@ -89,16 +90,23 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--keep", type=Path, help="Keep the artifacts in this folder.")
     args = parser.parse_args()
-    for model in by_name(args.models):
-        work = Path(tempfile.mkdtemp(prefix=f"portkit-bench-{model.name}-"))
+    bench_each(by_name(args.models), "portkit-bench", args.results, args.keep, bench_model)
+
+
+def bench_each(models: list[ZooModel], prefix: str, results: Path, keep: Path | None,
+               bench: Callable[[ZooModel, Path], dict[str, Any]]) -> None:
+    """``bench(model, folder)`` for each model in a fresh temporary folder (copied to ``keep``
+    if given), each result merged into ``results`` as it comes."""
+    for model in models:
+        work = Path(tempfile.mkdtemp(prefix=f"{prefix}-{model.name}-"))
         try:
-            result = bench_model(model, work)
+            result = bench(model, work)
         finally:
-            if args.keep:
-                shutil.copytree(work, args.keep / model.name, dirs_exist_ok=True)
+            if keep:
+                shutil.copytree(work, keep / model.name, dirs_exist_ok=True)
             shutil.rmtree(work, ignore_errors=True)
-        merge_result(args.results, result)
-        print(f"{model.name}: done, results in {args.results}", flush=True)
+        merge_result(results, result)
+        print(f"{model.name}: done, results in {results}", flush=True)
 
 
 def bench_model(model: ZooModel, work: Path) -> dict[str, Any]:
