@@ -60,11 +60,14 @@ class Variant:
         name: Short name, shown in the route's name (``tool[name]``).
         about: What it changes, for the report.
         channels_last: Whether it makes channels-first inputs channels-last.
+        quantized: Whether it only changes which ops are quantized (planned only with
+            ``--quantize int8`` or ``int16x8``).
     """
 
     name: str
     about: str
     channels_last: bool = False
+    quantized: bool = False
 
 
 @dataclass(frozen=True)
@@ -188,7 +191,8 @@ def plan(source: Format, target: Format, max_hops: int = 3, *,
         target: The wanted format.
         max_hops: The longest route considered.
         quantize: Keep only routes whose last hop honours this ``--quantize`` mode.
-        variants: Also list each route once per variant of its last edge, right after it.
+        variants: Also list each route once per variant of its last edge, right after it
+            (a variant that only changes which ops are quantized only for int8/int16x8).
 
     Returns:
         Routes sorted by total cost, then by hop count, then by name.
@@ -212,7 +216,9 @@ def plan(source: Format, target: Format, max_hops: int = 3, *,
     ordered = sorted(routes, key=lambda r: (r.cost, len(r.edges), r.name))
     if not variants:
         return ordered
-    return [v for r in ordered for v in (r, *(Route(r.edges, x) for x in r.edges[-1].variants))]
+    calibrated = quantize is not None and quantize.calibrated
+    return [v for r in ordered for v in (r, *(Route(r.edges, x) for x in r.edges[-1].variants
+                                              if calibrated or not x.quantized))]
 
 
 def by_opset(routes: list[Route], opset: int | None) -> tuple[list[Route], dict[str, str]]:

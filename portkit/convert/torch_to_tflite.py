@@ -6,7 +6,9 @@ no transposes at the model's edges.
 
 With ``--quantize dynamic | int8 | int16x8`` the float model it writes is quantized by
 ai-edge-quantizer (``tflite_quantize``): seconds, where the ONNX detour through TFLiteConverter
-(``torch.onnx+onnx2tf+tflite-converter``, the fallback) takes minutes.
+(``torch.onnx+onnx2tf+tflite-converter``, the fallback) takes minutes. Its variant
+``int8-compute`` (int8/int16x8 only) quantizes only the conv and linear ops: not full integer,
+but far faster on transformers, whose int8 attention math leaves XNNPACK's fast kernels.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from portkit.specs import TensorSpec
 
 NHWC_IO = Variant("nhwc-io", "4-D inputs and outputs channels-last (to_channel_last_io)",
                   channels_last=True)
+INT8_COMPUTE = Variant(tflite_quantize.COMPUTE_ONLY, "int8/int16x8: only conv and linear ops "
+                       "quantized, the rest float (as PT2E quantizes)", quantized=True)
 
 
 @register_edge(tool="litert-torch", sources=(Format.TORCHSCRIPT, Format.EXPORTED_PROGRAM),
-               target=Format.TFLITE, cost=1.0, variants=(NHWC_IO,),
+               target=Format.TFLITE, cost=1.0, variants=(NHWC_IO, INT8_COMPUTE),
                quantizes=tflite_quantize.MODES)
 def convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
             options: ConvertOptions) -> str | tuple[str, Quantization]:

@@ -156,3 +156,18 @@ def test_too_few_calibration_samples_to_hold_back_is_exit_2(saved_models: Saved,
     assert code == 2 and not report
     assert "holds back the last 32 to validate the quantized model on" in err
     assert not (tmp_path / "q.tflite").exists()
+
+
+def test_int8_compute_quantizes_only_conv_and_linear_ops(saved_models: Saved,
+                                                         data: tuple[Path, Path],
+                                                         tmp_path: Path) -> None:
+    code, report, err = convert_json(saved_models("trained_cnn", "pt2"), "--to", "tflite",
+                                     "-o", tmp_path / "q.tflite", "--quantize", "int8",
+                                     "--calibration", data[0], "--route",
+                                     "litert-torch[int8-compute]")
+    assert code == 0, err + json.dumps(report.get("routes_tried"), indent=1)
+    quantization = report["quantization"]
+    assert "conv and linear ops only" in quantization["recipe"]
+    computed = {o["op_type"]: o["quantized"] for o in quantization["ops"]}
+    assert computed["CONV_2D"] and computed["FULLY_CONNECTED"]
+    assert not computed["MAX_POOL_2D"] and not computed["MEAN"]  # left float

@@ -116,6 +116,17 @@ def test_variants_are_listed_after_their_route_and_checked_when_run() -> None:
     assert routes[1].channels_last and not routes[0].channels_last
     assert "litert-torch[nhwc-io]" not in [
         r.name for r in registry.plan(Format.EXPORTED_PROGRAM, Format.TFLITE)]
+    # A variant that only changes which ops are quantized: only for int8 and int16x8.
+    assert "litert-torch[int8-compute]" not in names
+
+    def quantized(mode: Quantize) -> list[str]:
+        return [r.name for r in registry.plan(Format.EXPORTED_PROGRAM, Format.TFLITE,
+                                              quantize=mode, variants=True)]
+
+    assert quantized(Quantize.INT8)[:3] == [
+        "litert-torch", "litert-torch[nhwc-io]", "litert-torch[int8-compute]"]
+    assert "litert-torch[int8-compute]" in quantized(Quantize.INT16X8)
+    assert "litert-torch[int8-compute]" not in quantized(Quantize.DYNAMIC)
     with pytest.raises(InternalError, match="no variant 'nope'"):
         registry.run_edge("litert-torch", Format.TFLITE, "x.pt2", Format.EXPORTED_PROGRAM,
                           "y.tflite", [], ConvertOptions(variant="nope"))
