@@ -42,7 +42,7 @@ _RECIPES = {
     Quantize.INT16X8: ("static_wi8_ai16", "int8 weights, int16 activations"),
 }
 # The variant that quantizes only the ops that compute (conv, linear), as PT2E does: int8
-# attention math (batch matmul, softmax, norms) runs off XNNPACK's fast kernels (encoder4: 8.1
+# attention math (batch matmul, softmax, norms) runs off XNNPACK's fast kernels (encoder4: 9.1
 # ms a run against 1.3 ms with only its linear layers int8).
 COMPUTE_ONLY = "int8-compute"
 _COMPUTE_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
