@@ -334,7 +334,7 @@ def _keep_float(value: str | Sequence[str] | None, mode: Quantize | None
         return (), False
     texts = [value] if isinstance(value, str) else list(value)
     names = tuple(n.strip() for t in texts for n in str(t).split(",") if n.strip())
-    if mode not in (Quantize.DYNAMIC, Quantize.INT8, Quantize.INT16X8):
+    if mode is None or not mode.integer:
         raise UsageError("--keep-float is for --quantize dynamic, int8 or int16x8")
     if "auto" in names:
         if len(names) > 1:

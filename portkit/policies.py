@@ -27,6 +27,12 @@ class Quantize(str, enum.Enum):
         """Whether it quantizes activations, from calibration data."""
         return self in (Quantize.INT8, Quantize.INT16X8)
 
+    @property
+    def integer(self) -> bool:
+        """Whether it quantizes to integers (ai-edge-quantizer's modes, which can keep ops
+        float); fp16 is float16 weights."""
+        return self is not Quantize.FP16
+
     @classmethod
     def parse(cls, value: str | Quantize | None) -> Quantize | None:
         """``--quantize VALUE`` (None: float32).

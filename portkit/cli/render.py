@@ -117,7 +117,7 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
     if report.quantization is not None:
         out.extend(quantization_tables(report.quantization))
     if (report.validated and report.artifact is not None and not report.passed
-            and report.quantize is not None and report.quantize.value != "fp16"
+            and report.quantize is not None and report.quantize.integer
             and not (report.quantization and report.quantization.keep_float)):
         out.append(Text("Some ops may not survive quantization: --keep-float auto keeps the "
                         "fewest of them in float until the policy passes (off by default: "

@@ -34,7 +34,7 @@ from portkit.policies import Quantize, Tolerance
 from portkit.quantization import OpError, Quantization
 from portkit.specs import TensorSpec, load_calibration, make_inputs
 
-MODES = (Quantize.DYNAMIC, Quantize.INT8, Quantize.INT16X8)
+MODES = tuple(m for m in Quantize if m.integer)
 TOOL = "ai-edge-quantizer"
 _RECIPES = {
     Quantize.DYNAMIC: ("dynamic_wi8_afp32", "int8 weights, float activations"),
