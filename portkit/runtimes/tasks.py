@@ -139,8 +139,8 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
     the inputs file's next samples. The file's arrays are cast to the inputs' dtypes where no
     value changes (``specs.cast_to``) and hold no NaN/inf unless ``allow_nonfinite``; ``flag``
     names the file in errors, and its arrays named in ``ignore`` are no inputs (``--eval``'s
-    labels). With ``held_back``, the inputs file is ``--calibration`` and only its last
-    ``held_back`` samples are used: the ones the quantized artifact was not calibrated on.
+    labels). With ``held_back``, the inputs file is ``--calibration`` (the ``flag``) and only its
+    last ``held_back`` samples are used: the ones the quantized artifact was not calibrated on.
 
     Raises:
         UsageError: Bad inputs, constants or state pairs; an inputs file with fewer samples
@@ -155,8 +155,7 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
     specs = resolve_inputs(name, fed, given, arrays, flag)
     file_samples = 0
     if inputs_file:
-        what = "--calibration" if held_back else flag
-        given_feeds = load_inputs_file(inputs_file, specs, what, allow_nonfinite, ignore)
+        given_feeds = load_inputs_file(inputs_file, specs, flag, allow_nonfinite, ignore)
         file_samples = len(given_feeds)
         if held_back:
             calibrated_part(inputs_file, file_samples, held_back)

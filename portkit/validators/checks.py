@@ -115,6 +115,7 @@ def run_reference(src: Path, fmt: Format, job: ConvertJob | ValidateJob, load: L
     fed as the job says: ``--input``, ``--inputs``, seed, the policy's sample count and
     ``--allow-nonfinite``, ``--const``, ``--steps`` and ``--state``; a quantizing convert's
     samples held back from ``--calibration``."""
+    held = job.options.holdout if isinstance(job, ConvertJob) else 0
     return ctx.pool.call(
         reference_worker(fmt), tasks.reference, timeout=ctx.timeout, what=str(src),
         path=str(src), fmt=fmt, given=list(job.inputs),
@@ -122,7 +123,7 @@ def run_reference(src: Path, fmt: Format, job: ConvertJob | ValidateJob, load: L
         seed=job.seed, samples=job.tolerance.samples, options=load,
         constants=dict(job.constants), steps=job.steps, state=dict(job.state),
         allow_nonfinite=job.tolerance.allow_nonfinite,
-        held_back=job.options.holdout if isinstance(job, ConvertJob) else 0,
+        held_back=held, flag="--calibration" if held else "--inputs",
     )
 
 
