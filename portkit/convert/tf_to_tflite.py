@@ -40,11 +40,9 @@ def convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
     """Convert with ``TFLiteConverter.from_saved_model`` (float16 weights with ``--quantize
     fp16``); other quantization modes: float, then ``tflite_quantize``."""
     if options.quantize in tflite_quantize.MODES:
-        floats = Path(os.getcwd()) / "float.tflite"
-        detail = str(convert(src, fmt, floats, inputs, dataclasses.replace(
-            options, quantize=None, calibration=None)))
-        done, quantization = tflite_quantize.quantize(floats, dst, inputs, options)
-        return f"{detail} -> {done}", quantization
+        floats = dataclasses.replace(options, quantize=None, calibration=None)
+        return tflite_quantize.from_float(
+            lambda path: str(convert(src, fmt, path, inputs, floats)), dst, inputs, options)
     import tensorflow as tf
 
     saved, sig = src, options.load.signature

@@ -1,5 +1,5 @@
-"""Float TFLite -> quantized TFLite with ai-edge-quantizer: how the litert-torch route
-quantizes (and every route when ``--keep-float`` is asked).
+"""Float TFLite -> quantized TFLite with ai-edge-quantizer: how every route ending in a TFLite
+converter quantizes to integers (``from_float``; ``--quantize fp16`` stays TFLiteConverter's).
 
 Modes: ``dynamic`` (int8 weights, float activations: recipe ``dynamic_wi8_afp32``), ``int8``
 (int8 weights and activations, ``static_wi8_ai8``; float inputs and outputs unless
@@ -10,7 +10,7 @@ TFLiteConverter does).
 
 For the static modes every op's error is measured on calibration samples: the float and the
 quantized model run with every tensor kept, and each op's output compared (``OpError``). Ops
-stay float by name (``--keep-float NAME,...``: the op's output tensor, as that table lists it);
+stay float by name (``--keep-float NAME,...``: ``CONV_2D#3``, as that table lists them);
 ``--keep-float auto`` finds the fewest that make the quantized model meet the policy against
 the float model on calibration samples, as Polygraphy's ``debug precision`` bisects for
 TensorRT: the shortest prefix of ops (in execution order) kept float that passes, then each of
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,16 @@ JUDGE_SAMPLES = 32  # calibration samples --keep-float auto judges a candidate o
 _TIMING = Budget(warmup=3, min_runs=20, min_seconds=0.3)
 
 
+def from_float(write_float: Callable[[Path], str], dst: Path, inputs: list[TensorSpec],
+               options: ConvertOptions) -> tuple[str, Quantization]:
+    """An edge's quantized output: ``write_float(path)`` writes the float model (returning its
+    detail) into the worker's scratch directory, then ``quantize`` writes ``dst``."""
+    floats = Path(os.getcwd()) / "float.tflite"
+    made = write_float(floats)
+    detail, quantization = quantize(floats, dst, inputs, options)
+    return f"{made} -> {detail}", quantization
+
+
 def quantize(float_path: Path, dst: Path, inputs: list[TensorSpec],
              options: ConvertOptions) -> tuple[str, Quantization]:
     """Quantize the float model at ``float_path`` into ``dst`` as ``options`` ask.
@@ -73,14 +83,14 @@ def quantize(float_path: Path, dst: Path, inputs: list[TensorSpec],
     assert mode in MODES, mode
     model = _FloatModel(float_path, inputs, options)
     kept, trials, note = [model.op_named(n) for n in options.keep_float], 1, ""
-    data = model.build(kept)
-    if options.keep_float_auto:
-        data, kept, trials, note = model.keep_float_auto(data, options.judge or Tolerance())
+    data = first = model.build(kept)
+    if options.keep_float_auto:  # ``first`` quantized every op
+        data, kept, trials, note = model.keep_float_auto(first, options.judge or Tolerance())
     dst.write_bytes(data)
     ops = model.op_errors(data) if mode.calibrated else ()
     full_bytes = full_ms = shipped_ms = None
     if kept:
-        full = model.build([])
+        full = first if options.keep_float_auto else model.build([])
         full_bytes = len(full)
         full_ms, shipped_ms = model.time([full, data])
     name, about = _RECIPES[mode]
@@ -150,16 +160,17 @@ class _FloatModel:
                               f"name ops as the per-op error table does (e.g. {shown}) or by "
                               "their output tensor")
 
-    def recipe(self, keep: Sequence[str]) -> list[dict[str, Any]]:
-        """The recipe for the mode, with ``keep`` (op names) left float."""
+    def recipe(self, keep: Sequence[str]) -> Any:
+        """The recipe for the mode (a ``RecipeManager``), with ``keep`` (op names) left
+        float."""
         from ai_edge_quantizer import algorithm_manager, qtyping, recipe, recipe_manager
 
         no = algorithm_manager.AlgorithmName.NO_QUANTIZE
         op = qtyping.TFLOperationName
         manager = recipe_manager.RecipeManager()
-        manager.load_quantization_recipe(getattr(recipe, _RECIPES[self.mode][0])())
-        if self.options.variant == COMPUTE_ONLY and self.mode.calibrated:
-            manager = recipe_manager.RecipeManager()
+        if not (self.options.variant == COMPUTE_ONLY and self.mode.calibrated):
+            manager.load_quantization_recipe(getattr(recipe, _RECIPES[self.mode][0])())
+        else:
             for kind in _COMPUTE_OPS:
                 manager.add_static_config(
                     regex=".*", operation_name=op(kind),
@@ -173,24 +184,24 @@ class _FloatModel:
         for name in keep:  # an op's scope is its output tensors' names, each followed by ";"
             manager.add_quantization_config(regex="^" + re.escape(name) + ";",
                                             operation_name=op.ALL_SUPPORTED, algorithm_key=no)
-        return manager.get_quantization_recipe()
+        return manager
 
     def build(self, keep: Sequence[str]) -> bytes:
         """The model quantized with ``keep`` left float (calibrating once, on the first call)."""
         from ai_edge_quantizer import calibrator, quantizer
         from ai_edge_quantizer.utils import qsv_utils
 
-        q = quantizer.Quantizer(bytearray(self.buffer), self.recipe(keep))
+        q = quantizer.Quantizer(bytearray(self.buffer),
+                                self.recipe(keep).get_quantization_recipe())
         if self._qsvs is None and q.need_calibration:
             # Every op calibrated, whatever stays float: a float op's output that a quantized
             # op reads needs its range. Each tensor's range over every sample, as
             # TFLiteConverter calibrates: the default moving average of per-sample ranges
             # clips a trained model's largest activations and logits to about half.
-            every = quantizer.Quantizer(bytearray(self.buffer), self.recipe([]))
             calibration = calibrator.Calibrator(self.buffer, num_threads=os.cpu_count() or 1,
                                                 qsv_update_func=qsv_utils.min_max_update)
             calibration.calibrate({self.signature: [dict(s) for s in self.samples]},
-                                  every._recipe_manager)
+                                  self.recipe([]))
             self._qsvs = calibration.get_model_qsvs()
         result = q.quantize(self._qsvs if q.need_calibration else None,
                             enable_progress_report=False)
@@ -199,13 +210,7 @@ class _FloatModel:
     def run(self, data: bytes, samples: Sequence[dict[str, np.ndarray]]
             ) -> list[dict[str, np.ndarray]]:
         """A model's outputs on ``samples`` (float feeds; quantized inputs are quantized)."""
-        from ai_edge_litert.interpreter import Interpreter
-
-        from portkit.runtimes.tflite import TfliteSession
-
-        interpreter = Interpreter(model_content=data, num_threads=os.cpu_count() or 1)
-        interpreter.allocate_tensors()
-        session = TfliteSession(interpreter)
+        session = _session(data)
         return [session.run(dict(s)) for s in samples]
 
     def keep_float_auto(self, full: bytes, judge: Tolerance
@@ -314,18 +319,13 @@ class _FloatModel:
 
     def time(self, models: Sequence[bytes]) -> tuple[float, float]:
         """Median latency of two models timed in turns (TFLite, one thread per core)."""
-        from ai_edge_litert.interpreter import Interpreter
-
-        from portkit.runtimes.tflite import TfliteSession
         from portkit.validators.latency import measure_interleaved
 
         sample = dict(self.samples[0])
 
         def load(data: bytes) -> Any:
             def loaded() -> Any:
-                it = Interpreter(model_content=data, num_threads=os.cpu_count() or 1)
-                it.allocate_tensors()
-                session = TfliteSession(it)
+                session = _session(data)
                 return lambda: session.run(sample)
             return loaded
 
@@ -333,3 +333,15 @@ class _FloatModel:
                                             runtime="tflite", device="cpu",
                                             threads=os.cpu_count())
         return first.p50_ms, second.p50_ms
+
+
+def _session(data: bytes) -> Any:
+    """A TFLite session on the model ``data`` (XNNPACK, one thread per core), as the tflite
+    runtime loads artifacts."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from portkit.runtimes.tflite import TfliteSession
+
+    interpreter = Interpreter(model_content=data, num_threads=os.cpu_count() or 1)
+    interpreter.allocate_tensors()
+    return TfliteSession(interpreter)

@@ -13,7 +13,6 @@ but far faster on transformers, whose int8 attention math leaves XNNPACK's fast 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from portkit.convert import tflite_quantize
@@ -57,10 +56,11 @@ def convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
         args = tuple(a.permute(0, 2, 3, 1).contiguous() if i in ins4 else a
                      for i, a in enumerate(args))
         via += "to_channel_last_io (NCHW inputs and outputs become NHWC) -> "
-    if options.quantize is None:
-        litert_torch.convert(module, args).export(str(dst))
+
+    def write(path: Path) -> str:
+        litert_torch.convert(module, args).export(str(path))
         return f"{via}litert_torch.convert"
-    floats = Path(os.getcwd()) / "float.tflite"  # the worker's scratch directory
-    litert_torch.convert(module, args).export(str(floats))
-    detail, quantization = tflite_quantize.quantize(floats, dst, inputs, options)
-    return f"{via}litert_torch.convert -> {detail}", quantization
+
+    if options.quantize is None:
+        return write(dst)
+    return tflite_quantize.from_float(write, dst, inputs, options)
