@@ -38,7 +38,7 @@ from portkit.runtimes import tasks, worker
 from portkit.runtimes.context import Progress, RunContext, no_progress
 from portkit.runtimes.steps import parse_state
 from portkit.safety import refuse_unloadable
-from portkit.specs import TensorSpec, parse_inputs
+from portkit.specs import Dim, TensorSpec, parse_inputs
 from portkit.validators import checks
 from portkit.validators.latency import bench_models
 
@@ -75,6 +75,8 @@ def convert(
     consts: Mapping[str, Scalar] | Sequence[str] = (),
     steps: int = 1,
     state: Mapping[str, str] | Sequence[str] = (),
+    dims: Sequence[str | Dim] = (),
+    static: bool = False,
     allow_nonfinite: bool = False,
     eval_data: str | Path | None = None,
     eval_output: str | None = None,
@@ -133,6 +135,9 @@ def convert(
             is fed the state the previous returned (the artifact its own).
         state: ``["IN=OUT"]`` or ``{IN: OUT}``: output OUT is fed back as input IN (default:
             guessed by name and shape when ``steps`` > 1).
+        dims: ``["N=1..32"]``: the sizes a dynamic dimension takes (named by an input spec
+            like ``x:Nx3x224x224`` or by the model); default: the source's range, else 1..64.
+        static: Fix every dimension at its example size (a fixed-shape artifact).
         allow_nonfinite: Let NaN/inf through in ``inputs_file`` and ``calibration`` (else
             refused), and compare non-finite outputs exactly (else an output holding any fails).
         eval_data: An ``.npz`` of inputs and ``labels`` (each sample's class index): the top-1
@@ -183,7 +188,7 @@ def convert(
             validate=validate, seed=seed, tolerance=tolerance, per_output=per_output,
             options=convert_options, optimize=goal, constants=bound, steps=steps,
             state=parse_state(state), report=Path(report) if report is not None else None,
-            evaluation=evaluation)
+            evaluation=evaluation, shapes=options.shapes(dims, static))
         return pipeline.convert(job, stack.enter_context(_context(workers, timeout, progress)))
 
 
@@ -211,6 +216,8 @@ def validate(
     consts: Mapping[str, Scalar] | Sequence[str] = (),
     steps: int = 1,
     state: Mapping[str, str] | Sequence[str] = (),
+    dims: Sequence[str | Dim] = (),
+    static: bool = False,
     allow_nonfinite: bool = False,
     eval_data: str | Path | None = None,
     eval_output: str | None = None,
@@ -244,6 +251,9 @@ def validate(
             is fed the state the previous returned (the artifact its own).
         state: ``["IN=OUT"]`` or ``{IN: OUT}``: output OUT is fed back as input IN (default:
             guessed by name and shape when ``steps`` > 1).
+        dims: ``["N=1..32"]``: the sizes a dynamic dimension takes (named by an input spec
+            like ``x:Nx3x224x224`` or by the model); default: the source's range, else 1..64.
+        static: Fix every dimension at its example size (a fixed-shape artifact).
         allow_nonfinite: Let NaN/inf through in ``inputs_file`` (else refused), and compare
             non-finite outputs exactly (else an output holding any fails).
         eval_data, eval_output, max_accuracy_drop: Task accuracy on labelled samples, the
@@ -269,6 +279,7 @@ def validate(
         runtimes=tuple(runtimes),
         save_bundle=Path(save_bundle) if save_bundle is not None else None,
         constants=options.constants(consts), steps=steps, state=parse_state(state),
+        shapes=options.shapes(dims, static),
         evaluation=options.evaluation(eval_data, eval_output, max_accuracy_drop, steps=steps,
                                       allow_nonfinite=allow_nonfinite))
     with _context(workers, timeout, progress) as ctx:

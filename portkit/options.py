@@ -29,7 +29,15 @@ from portkit.bounds import (
 from portkit.errors import UsageError
 from portkit.formats import TARGETS, Format
 from portkit.policies import POLICIES, Quantize, Tolerance
-from portkit.specs import LABELS, TensorSpec, labels_in, read_arrays, refuse_nonfinite
+from portkit.shapes import Shapes, parse_dim_flag
+from portkit.specs import (
+    LABELS,
+    Dim,
+    TensorSpec,
+    labels_in,
+    read_arrays,
+    refuse_nonfinite,
+)
 
 # A value ``--const`` binds an input to (a Python scalar: TorchScript ``sr: int``, or an ONNX
 # scalar tensor).
@@ -167,6 +175,7 @@ class ConvertJob:
         state: Input name -> the output fed back as it (empty: guessed when ``steps`` > 1).
         report: Also write the JSON report here.
         evaluation: ``--eval``: the chosen artifact's task accuracy against the source's.
+        shapes: ``--dim`` ranges and ``--static``: which dimensions stay dynamic.
     """
 
     source: Path
@@ -186,6 +195,7 @@ class ConvertJob:
     state: Mapping[str, str] = field(default_factory=dict)
     report: Path | None = None
     evaluation: Evaluation | None = None
+    shapes: Shapes = Shapes()
 
     def __post_init__(self) -> None:
         """Refuse the values ``--seed`` refuses."""
@@ -213,6 +223,7 @@ class ValidateJob:
         steps: Consecutive calls per sample, each fed the state the previous returned.
         state: Input name -> the output fed back as it (empty: guessed when ``steps`` > 1).
         evaluation: ``--eval``: the artifact's task accuracy against the reference's.
+        shapes: ``--dim`` ranges and ``--static``: the sizes the artifact is validated at.
     """
 
     artifact: Path
@@ -229,6 +240,7 @@ class ValidateJob:
     steps: int = 1
     state: Mapping[str, str] = field(default_factory=dict)
     evaluation: Evaluation | None = None
+    shapes: Shapes = Shapes()
 
     def __post_init__(self) -> None:
         """Refuse the values ``--seed`` refuses."""
@@ -399,6 +411,25 @@ def optimize_goal(optimize: str | Optimize | None, route: str | None,
         raise UsageError("--optimize keeps only artifacts that match their source: "
                          "drop --no-validate")
     return goal
+
+
+def shapes(dims: Sequence[str | Dim] = (), static: bool = False) -> Shapes:
+    """``--dim NAME=LO..HI`` values (or ``Dim``) and ``--static`` as ``Shapes``.
+
+    Raises:
+        UsageError: A ``--dim`` is malformed or names a dimension twice, or comes with
+            ``--static`` (which fixes every dimension).
+    """
+    if isinstance(dims, str):
+        raise UsageError(f"dims={dims!r}: pass a list of NAME=LO..HI strings")
+    ranges = tuple(d if isinstance(d, Dim) else parse_dim_flag(d) for d in dims)
+    twice = sorted({d.name for d in ranges if [r.name for r in ranges].count(d.name) > 1})
+    if twice:
+        raise UsageError(f"--dim {', '.join(twice)}: given twice; give each dimension once")
+    if ranges and static:
+        raise UsageError("--dim gives a dynamic dimension its range, --static fixes every "
+                         "dimension: drop one")
+    return Shapes(ranges, static)
 
 
 def shown(constants: Mapping[str, Scalar]) -> str:

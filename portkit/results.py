@@ -238,6 +238,8 @@ class Check:
         seconds: Its mean run time per sample.
         error: Why it could not run or be compared, if so.
         skipped: Why this runtime/device did not run here (e.g. no GPU), if so.
+        size: The input sizes of a dynamic model these samples had (``ids 3x33``); empty when
+            it ran at one size.
     """
 
     runtime: str
@@ -248,6 +250,12 @@ class Check:
     seconds: float = 0.0
     error: str | None = None
     skipped: str | None = None
+    size: str = ""
+
+    @property
+    def where(self) -> str:
+        """``tflite/cpu``, and ``at ids 3x33`` for one size of a dynamic model."""
+        return f"{self.runtime}/{self.device}" + (f" at {self.size}" if self.size else "")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,8 +13,9 @@ import numpy as np
 from portkit.errors import UsageError
 
 _DTYPES = ("float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool")
+_DIM = r"(?:-?\d+|[A-Za-z_][A-Za-z0-9_]*)"  # a size, or a name: a dimension left free
 _INPUT_FLAG = re.compile(
-    r"^(?P<name>[^:]+):(?P<shape>-?\d+(?:x-?\d+)*|scalar)(?::(?P<dtype>\w+))?$")
+    rf"^(?P<name>[^:]+):(?P<shape>{_DIM}(?:x{_DIM})*|scalar)(?::(?P<dtype>\w+))?$")
 # Array names that hold no input name (``np.savez(path, a, b)``): matched to inputs in order.
 _POSITIONAL = re.compile(r"^arr_\d+$")
 # The array of an ``--eval`` file that holds each sample's class, never an input.
@@ -22,16 +23,37 @@ LABELS = "labels"
 
 
 @dataclass(frozen=True)
+class Dim:
+    """A dimension free to change: its name (inputs that share it change together) and the
+    sizes it takes, ``lo`` to ``hi`` (None: no upper bound known)."""
+
+    name: str
+    lo: int = 1
+    hi: int | None = None
+
+    def describe(self) -> str:
+        """``seq 2..128``."""
+        return f"{self.name} {self.lo}..{self.hi if self.hi is not None else 'inf'}"
+
+
+@dataclass(frozen=True)
 class TensorSpec:
     """A named tensor's shape and dtype.
 
     ``None`` in a shape is a dimension not fixed; a shape of ``None`` is an unknown rank; an
-    empty dtype is an unknown one.
+    empty dtype is an unknown one. ``dims`` (empty: every dimension fixed) holds, per axis, the
+    ``Dim`` a dynamic dimension is free along; the shape's size there is an example.
     """
 
     name: str
     shape: tuple[int | None, ...] | None
     dtype: str = "float32"
+    dims: tuple[Dim | None, ...] = ()
+
+    @property
+    def dynamic(self) -> tuple[Dim, ...]:
+        """The dimensions free to change, in axis order."""
+        return tuple(d for d in self.dims if d is not None)
 
     @property
     def is_static(self) -> bool:
@@ -44,11 +66,14 @@ class TensorSpec:
             dims = "?"
         else:
             dims = "x".join("?" if d is None else str(d) for d in self.shape) or "scalar"
-        return f"{self.name}: {dims} {self.dtype or '?'}"
+        free = f" (dynamic {', '.join(d.describe() for d in self.dynamic)})" \
+            if self.dynamic else ""
+        return f"{self.name}: {dims} {self.dtype or '?'}{free}"
 
 
 def parse_input_flag(text: str) -> TensorSpec:
-    """Parse ``--input NAME:1x3x224x224[:dtype]``.
+    """Parse ``--input NAME:1x3x224x224[:dtype]``; a name in place of a size
+    (``x:Nx3x224x224``) leaves that dimension free (``Dim``, its range given by ``--dim``).
 
     Args:
         text: The flag's value.
@@ -63,17 +88,19 @@ def parse_input_flag(text: str) -> TensorSpec:
     if not m:
         raise UsageError(
             f"--input {text!r}: expected NAME:SHAPE[:DTYPE], e.g. --input x:1x3x224x224 "
-            "or --input ids:1x128:int64"
+            "or --input ids:1x128:int64 (a name for a dynamic dimension: x:Nx3x224x224)"
         )
     dtype = m["dtype"] or ""  # empty: the model's own dtype, else float32
     if dtype and dtype not in _DTYPES:
         raise UsageError(f"--input {text!r}: unknown dtype {dtype!r}; one of {', '.join(_DTYPES)}")
-    shape = () if m["shape"] == "scalar" else tuple(int(d) for d in m["shape"].split("x"))
-    if any(d < 1 for d in shape):
+    tokens = [] if m["shape"] == "scalar" else m["shape"].split("x")
+    named = tuple(Dim(t) if not t.lstrip("-").isdigit() else None for t in tokens)
+    shape = tuple(None if d else int(t) for t, d in zip(tokens, named))
+    if any(d is not None and d < 1 for d in shape):
         raise UsageError(f"--input {text!r}: every dimension must be at least 1 (a tensor with "
                          "a 0 or negative dimension holds nothing to compare); e.g. "
-                         f"--input {m['name']}:{'x'.join(str(max(d, 1)) for d in shape)}")
-    return TensorSpec(m["name"], shape, dtype)
+                         f"--input {m['name']}:{'x'.join(str(max(d or 1, 1)) for d in shape)}")
+    return TensorSpec(m["name"], shape, dtype, named if any(named) else ())
 
 
 def parse_inputs(inputs: Sequence[str | TensorSpec]) -> list[TensorSpec]:
@@ -83,103 +110,6 @@ def parse_inputs(inputs: Sequence[str | TensorSpec]) -> list[TensorSpec]:
         UsageError: A value is not ``NAME:SHAPE[:DTYPE]``.
     """
     return [parse_input_flag(s) if isinstance(s, str) else s for s in inputs]
-
-
-def resolve_inputs(
-    model_name: str, stored: list[TensorSpec], given: list[TensorSpec],
-    arrays: dict[str, np.ndarray] | None = None, what: str = "--inputs",
-) -> list[TensorSpec]:
-    """Merge the shapes a model stores with the ones given by ``--input`` and ``--inputs``.
-
-    Args:
-        model_name: The model's file name, for error messages.
-        stored: Inputs as the model declares them (shapes may be unknown).
-        given: Inputs from ``--input``; they override what is stored.
-        arrays: The arrays of ``--inputs`` (``read_arrays``): they give the shape and dtype of
-            each input they hold whose shape the model doesn't store and ``--input`` doesn't
-            give (see ``specs_from_arrays``).
-        what: The flag that gave ``arrays``, for error messages.
-
-    Returns:
-        One static spec per model input, in the model's order.
-
-    Raises:
-        UsageError: An ``--input`` names no input of the model or a dtype it doesn't take,
-            or a shape is still unknown.
-    """
-    by_name = {s.name: s for s in given}
-    known = {s.name: s for s in stored}
-    unknown = [n for n in by_name if n not in known]
-    if unknown:
-        raise UsageError(
-            f"{model_name}: --input names {', '.join(unknown)}, but the model's inputs are "
-            f"{', '.join(known) or '(none)'}; name them so, e.g. --input "
-            f"{next(iter(known), 'NAME')}:{example_shape(by_name[unknown[0]])}"
-        )
-    for g in given:
-        _refuse_fixed(model_name, known[g.name], g)
-        want = known[g.name].dtype
-        if g.dtype and want and g.dtype != want:
-            raise UsageError(
-                f"{model_name}: --input {g.name}:...:{g.dtype}: the model's input {g.name!r} "
-                f"takes {want}, not {g.dtype}; drop ':{g.dtype}' or give ':{want}'"
-            )
-    if arrays:
-        strange = _stray(arrays, known)
-        if strange:
-            raise UsageError(f"{model_name}: {what} holds {', '.join(strange)}, but the "
-                             f"model's inputs are {', '.join(known) or '(none)'}: save one "
-                             "array per input under its name")
-        from_file = specs_from_arrays([s for s in stored if s.name not in by_name
-                                       and not s.is_static], arrays)
-        by_name.update({s.name: s for s in from_file})
-    resolved = []
-    for s in stored:
-        spec = by_name.get(s.name, s)
-        spec = TensorSpec(s.name, _batch_one(spec.shape), spec.dtype or s.dtype or "float32")
-        if not spec.is_static:
-            missing = [x for x in stored if x.name not in by_name and not x.is_static]
-            flags = " ".join(f"--input {x.name}:{example_shape(x)}" for x in missing or [s])
-            raise UsageError(
-                f"{model_name}: the shape of input {s.name!r} is not stored in the model "
-                f"({s.describe()}); pass it, e.g. {flags}, or --inputs sample.npz holding "
-                "every input"
-            )
-        resolved.append(spec)
-    return resolved
-
-
-def _refuse_fixed(model_name: str, stored: TensorSpec, given: TensorSpec) -> None:
-    """Refuse an ``--input`` shape that differs from a dimension the model fixes (the model's
-    runtime would refuse it, or fail deep inside a run).
-
-    Raises:
-        UsageError: The rank or a fixed dimension differs, naming the shape the model takes.
-    """
-    have, want = given.shape, stored.shape
-    if have is None or want is None:
-        return
-    if len(have) == len(want) and all(w is None or h == w for h, w in zip(have, want)):
-        return
-    dims = "x".join(str(d) for d in have) or "scalar"
-    raise UsageError(
-        f"{model_name}: --input {given.name}:{dims}: the model takes {stored.describe()} (its "
-        f"fixed dimensions can't change); pass --input {given.name}:{example_shape(stored)}, "
-        "or export the model with the dimension you need left dynamic"
-    )
-
-
-def example_shape(spec: TensorSpec) -> str:
-    """An ``--input`` value to suggest for ``spec``: its known dimensions, 1 for a free batch
-    and 128 (224 for the last two of a 4-D input) for the others, its dtype when not float32;
-    ``SHAPE`` when not even the rank is known."""
-    dtype = f":{spec.dtype}" if spec.dtype and spec.dtype != "float32" else ""
-    if spec.shape is None:
-        return f"SHAPE{dtype} (e.g. 1x3x224x224, 1x16000, or 1x128:int64)"
-    rank = len(spec.shape)
-    dims = [d if d is not None else 1 if i == 0 else 224 if rank == 4 and i >= 2 else 128
-            for i, d in enumerate(spec.shape)]
-    return ("x".join(map(str, dims)) or "scalar") + dtype
 
 
 def specs_from_arrays(stored: list[TensorSpec], arrays: dict[str, np.ndarray]
@@ -239,13 +169,6 @@ def read_arrays(path: str, what: str = "--inputs", ignore: Sequence[str] = ()
             if "allow_pickle" in str(e) else f"{type(e).__name__}: {e}"
         raise UsageError(f"{what} {path}: cannot read it as .npz or .npy files: "
                          f"{why}; write it with numpy.savez(path, NAME=array, ...)") from None
-
-
-def _batch_one(shape: tuple[int | None, ...] | None) -> tuple[int | None, ...] | None:
-    """A dynamic batch dimension (the first, when it is the only unknown one) becomes 1."""
-    if shape and shape[0] is None and all(d is not None for d in shape[1:]):
-        return (1, *shape[1:])
-    return shape
 
 
 def make_inputs(specs: list[TensorSpec], seed: int) -> dict[str, np.ndarray]:

@@ -94,6 +94,13 @@ STEPS = group(
 # Inputs to run the source and the artifact on.
 INPUTS = group(
     INPUT,
+    click.option("--dim", "dims", multiple=True, metavar="NAME=LO..HI",
+                 help="The sizes a dynamic dimension takes, e.g. N=1..32 (N as --input "
+                      "x:Nx3x224x224 names it, or the model does: batch, ids.1, a dim_param) "
+                      "[default: the source's range, else 1..64]. Repeat per dimension."),
+    click.option("--static", is_flag=True,
+                 help="Fix every dimension at its example size: a fixed-shape artifact (it "
+                      "converts faster; some delegates need it), validated at that size only."),
     CONST,
     STEPS,
     click.option("--inputs", "inputs_file", type=click.Path(path_type=Path),

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         Inspection,
         ValidateReport,
     )
+    from portkit.specs import TensorSpec
 
 
 def _num(x: float) -> str:
@@ -88,6 +89,8 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
         out.append(_constants(report.constants, how))
     if report.state:
         out.append(_steps(report.steps, report.state))
+    if any(s.dims for s in report.inputs):
+        out.append(dynamic_line(report.inputs, report.checks))
     timed = any(a.latency is not None for a in report.routes_tried)
     title = "Routes tried" + (" (--optimize latency: the fastest that matched ships)"
                               if timed else "")
@@ -161,6 +164,17 @@ def quantization_tables(q: Quantization, worst: int = 10) -> list[Table | Text]:
     return out
 
 
+def dynamic_line(inputs: tuple[TensorSpec, ...], checks: tuple[Check, ...]) -> Text:
+    """``Dynamic: batch 1..8, seq 2..128 (ids: batchxseq); validated at ids 1x16, ids 3x33``."""
+    dims = {d.name: d for s in inputs for d in s.dynamic}
+    which = "; ".join(f"{s.name}: " + "x".join(d.name if d else str(n) for n, d in
+                                              zip(s.shape or (), s.dims)) for s in inputs if s.dims)
+    sizes = list(dict.fromkeys(c.size for c in checks if c.size))
+    at = f"; validated at {' | '.join(sizes)}" if sizes else ""
+    return Text(f"Dynamic dimensions: {', '.join(d.describe() for d in dims.values())} "
+                f"({which}){at}")
+
+
 def parity_table(checks: tuple[Check, ...], tol: Tolerance, reference: str | None = None) -> Table:
     """One row per output per runtime/device; skipped devices say why. The title names the
     runtime the source ran on (``reference``), when known."""
@@ -171,7 +185,8 @@ def parity_table(checks: tuple[Check, ...], tol: Tolerance, reference: str | Non
     ran = f"run on {reference}; " if reference else ""
     parity = Table(title=f"Parity against the source ({ran}{policy_line(tol)}{note})",
                    title_justify="left")
-    cols = ["runtime", "device", "output", "shape", "kind", "max abs", "scale", "err/scale",
+    sized = any(c.size for c in checks)  # a dynamic model: a row per size it ran at
+    cols = ["runtime", "device"] + (["inputs"] if sized else []) + ["output", "shape", "kind", "max abs", "scale", "err/scale",
             "cosine"] + (["top-1", "top-5"] if topk else []) + ["layout", "result"]
     for col in cols:
         parity.add_column(col, justify="right" if col.startswith(
@@ -188,7 +203,8 @@ def parity_table(checks: tuple[Check, ...], tol: Tolerance, reference: str | Non
             notes += [f"out {o.layout}"] if o.layout else []
             result = "[green]pass[/]" if o.passed else f"[red]FAIL[/] {', '.join(o.failed)}"
             kind = o.kind + ("" if o.kind_why == "set by the user" else "*")
-            row = [c.runtime, c.device, o.name, "x".join(map(str, o.shape)), kind,
+            row = [c.runtime, c.device, *([c.size] if sized else []), o.name,
+                   "x".join(map(str, o.shape)), kind,
                    _num(o.max_abs_err), _num(o.scale), _num(o.scaled_err), f"{o.cosine:.6f}"]
             if topk:
                 row += [_share(o.top1), _share(o.top5)]

@@ -426,7 +426,7 @@ class _Conversion:
                     name, registry.run_edge, timeout=self._ctx.timeout,
                     what=f"{edge.tool} on {self._src.name}", tool=edge.tool, target=edge.target,
                     src=str(src), src_format=fmt, dst=str(dst), inputs=inputs, options=options,
-                    given=list(self._job.inputs),
+                    given=list(self._job.inputs), shapes=self._job.shapes,
                 )
         except PortkitError as e:
             self._failed_seconds += time.perf_counter() - started

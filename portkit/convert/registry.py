@@ -32,6 +32,7 @@ from portkit.quantization import Quantization
 from portkit.results import Hop
 from portkit.runtimes.tasks import input_specs
 from portkit.runtimes.worker import task
+from portkit.shapes import Shapes
 from portkit.specs import TensorSpec
 
 # An edge's function returns its detail (what it chose), and what quantizing did if it did.
@@ -285,7 +286,7 @@ def pick(routes: list[Route], name: str | None) -> list[Route]:
 @task
 def run_edge(tool: str, target: Format, src: str, src_format: Format, dst: str,
              inputs: list[TensorSpec] | None, options: ConvertOptions,
-             given: list[TensorSpec] | None = None) -> Hop:
+             given: list[TensorSpec] | None = None, shapes: Shapes = Shapes()) -> Hop:
     """Run one edge (in a worker), time the converter itself, and check what it wrote.
 
     Args:
@@ -297,6 +298,7 @@ def run_edge(tool: str, target: Format, src: str, src_format: Format, dst: str,
             run alone would, and that is part of its time.
         options: The user's options (and the route's variant).
         given: ``--input`` specs, when ``inputs`` is None.
+        shapes: ``--dim`` and ``--static``, when ``inputs`` is None.
 
     Raises:
         InternalError: No such edge, or it wrote nothing.
@@ -311,7 +313,7 @@ def run_edge(tool: str, target: Format, src: str, src_format: Format, dst: str,
         raise InternalError(f"edge {tool!r} has no variant {options.variant!r}")
     start = time.perf_counter()
     if inputs is None:
-        inputs = input_specs(src, src_format, list(given or ()), options.load)
+        inputs = input_specs(src, src_format, list(given or ()), options.load, shapes)
     done = edge.func(Path(src), src_format, Path(dst), inputs, options)
     detail, quantization = done if isinstance(done, tuple) else (done, None)
     seconds = time.perf_counter() - start

@@ -11,7 +11,7 @@ from portkit.formats import Format
 from portkit.options import LoadOptions
 from portkit.runtimes.base import Runtime, Session, count
 from portkit.runtimes.registry import register_runtime
-from portkit.specs import TensorSpec
+from portkit.specs import Dim, TensorSpec
 from portkit.traces import TracedTensor
 
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
@@ -21,9 +21,12 @@ _ORT_TYPES = {"float": "float32", "double": "float64", "float16": "float16", "in
 
 
 def _spec(arg: Any) -> TensorSpec:
+    """A graph input or output; a dimension named by ``dim_param`` is a ``Dim`` of that name
+    (inputs that share it change together)."""
     shape = tuple(d if isinstance(d, int) else None for d in arg.shape)
     kind = arg.type.removeprefix("tensor(").removesuffix(")")
-    return TensorSpec(arg.name, shape, _ORT_TYPES.get(kind, kind))
+    dims = tuple(Dim(d) if isinstance(d, str) and d else None for d in arg.shape)
+    return TensorSpec(arg.name, shape, _ORT_TYPES.get(kind, kind), dims if any(dims) else ())
 
 
 class OrtSession(Session):

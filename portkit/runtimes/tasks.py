@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +23,20 @@ from portkit.runtimes import steps as steps_
 from portkit.runtimes.base import Session
 from portkit.runtimes.binding import Binding, artifact_feeds, bind_inputs
 from portkit.runtimes.worker import out_of_memory, task
+from portkit.shapes import (
+    Shapes,
+    describe_size,
+    free_sizes,
+    resized,
+    resolve_inputs,
+    validation_sizes,
+)
 from portkit.specs import (
     TensorSpec,
     calibrated_part,
     load_inputs_file,
     make_inputs,
     read_arrays,
-    resolve_inputs,
 )
 from portkit.traces import Trace
 
@@ -50,6 +57,19 @@ class Reference:
     steps: int = 1  # consecutive calls per sample; feeds and outputs are unrolled
     state: Mapping[str, str] = field(default_factory=dict)  # input <- the output fed back
     file_samples: int = 0  # samples in the inputs file (0: seeded inputs)
+    # A dynamic model's samples by size, in order: (``ids 3x33``, count); empty: one size.
+    sizes: tuple[tuple[str, int], ...] = ()
+
+    def by_size(self) -> list[tuple[str, slice]]:
+        """Each size's label and its samples' slice of ``feeds``/``outputs`` (one unlabelled
+        slice when the model was run at one size)."""
+        if not self.sizes:
+            return [("", slice(0, len(self.feeds)))]
+        found, start = [], 0
+        for label, n in self.sizes:
+            found.append((label, slice(start, start + n)))
+            start += n
+        return found
 
 
 @dataclass(frozen=True)
@@ -76,9 +96,11 @@ def describe(path: str, fmt: Format, options: LoadOptions = LoadOptions()) -> Mo
 
 
 def input_specs(path: str, fmt: Format, given: list[TensorSpec],
-                options: LoadOptions = LoadOptions()) -> list[TensorSpec]:
+                options: LoadOptions = LoadOptions(), shapes: Shapes = Shapes()
+                ) -> list[TensorSpec]:
     """The source's inputs as ``reference`` resolves them without an inputs file: the shapes
-    it stores, ``--input`` over them, a free batch dimension as 1.
+    it stores, ``--input`` and ``--dim`` over them, a free batch dimension's example as its
+    range's bottom (``shapes.resolve_inputs``).
 
     Raises:
         UsageError: A shape is unknown, or the model takes a Python scalar (bind it with
@@ -86,7 +108,7 @@ def input_specs(path: str, fmt: Format, given: list[TensorSpec],
     """
     _runtime, session = registry.load_source(Path(path), fmt, options)
     fed, _ = split_constants(Path(path).name, session, {})
-    return resolve_inputs(Path(path).name, fed, given)
+    return resolve_inputs(Path(path).name, fed, given, shapes=shapes)
 
 
 def split_constants(model_name: str, session: Session, constants: Mapping[str, Scalar]
@@ -127,7 +149,7 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
               constants: Mapping[str, Scalar] | None = None, steps: int = 1,
               state: Mapping[str, str] | None = None, allow_nonfinite: bool = False,
               flag: str = "--inputs", ignore: Sequence[str] = (),
-              held_back: int = 0) -> Reference:
+              held_back: int = 0, shapes: Shapes = Shapes()) -> Reference:
     """Run the source model on seeded inputs (or ``inputs_file``) to get reference outputs.
 
     Seeded sample ``i`` uses ``seed + i``; an inputs file gives its own samples. It runs on the
@@ -141,6 +163,8 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
     names the file in errors, and its arrays named in ``ignore`` are no inputs (``--eval``'s
     labels). With ``held_back``, the inputs file is ``--calibration`` (the ``flag``) and only its
     last ``held_back`` samples are used: the ones the quantized artifact was not calibrated on.
+    A model with dynamic dimensions (``shapes``: ``--dim``, ``--static``) also runs at the
+    ``validation_sizes``, on its samples ``resized`` (one step per sample only).
 
     Raises:
         UsageError: Bad inputs, constants or state pairs; an inputs file with fewer samples
@@ -152,7 +176,7 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
     constants = dict(constants or {})
     fed, fixed = split_constants(name, session, constants)
     arrays = read_arrays(inputs_file, flag, ignore) if inputs_file else None
-    specs = resolve_inputs(name, fed, given, arrays, flag)
+    specs = resolve_inputs(name, fed, given, arrays, flag, shapes)
     file_samples = 0
     if inputs_file:
         given_feeds = load_inputs_file(inputs_file, specs, flag, allow_nonfinite, ignore)
@@ -178,7 +202,7 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
 
         def more(i: int, k: int) -> dict[str, np.ndarray]:
             return make_inputs(specs, seed + samples + i * steps + k)
-    specs = [TensorSpec(s.name, tuple(first[0][s.name].shape), first[0][s.name].dtype.name)
+    specs = [replace(s, shape=tuple(first[0][s.name].shape), dtype=first[0][s.name].dtype.name)
              for s in specs]
     order = [s.name for s in session.inputs]  # the model's order, constants in place
 
@@ -191,11 +215,19 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
                                        dict(state or {}), steps)
         feeds, outputs = steps_.unroll([full(f) for f in first], session.run, steps, pairs,
                                        lambda i, k: full(more(i, k)))
+        sizes = []
+        if steps == 1 and not pairs and validation_sizes(specs):
+            sizes.append((describe_size(specs, free_sizes(specs)), len(feeds)))
+            for size in validation_sizes(specs):
+                more_feeds = [full(f) for f in resized(first, specs, size)]
+                feeds += more_feeds
+                outputs += [session.run(f) for f in more_feeds]
+                sizes.append((describe_size(specs, size), len(more_feeds)))
     except Exception as e:
         _explain(name, fed, specs, f"{flag} {inputs_file}" if inputs_file else "--input", e)
         raise
     return Reference(runtime.name, tuple(specs), tuple(feeds), tuple(outputs), constants,
-                     steps, pairs, file_samples)
+                     steps, pairs, file_samples, tuple(sizes))
 
 
 def _explain(name: str, fed: list[TensorSpec], specs: list[TensorSpec], source: str,

@@ -27,8 +27,10 @@ def _signature_names(interpreter: Any, kind: str) -> dict[int, str]:
 
 
 def _specs(details: list[dict[str, Any]], names: dict[int, str]) -> list[TensorSpec]:
+    """Tensors as specs: a dimension the signature leaves free (-1) is None."""
     return [
-        TensorSpec(names.get(d["index"], d["name"]), tuple(int(x) for x in d["shape"]),
+        TensorSpec(names.get(d["index"], d["name"]),
+                   tuple(int(x) if x >= 0 else None for x in d.get("shape_signature", d["shape"])),
                    np.dtype(d["dtype"]).name)
         for d in details
     ]
@@ -81,11 +83,33 @@ class TfliteSession(Session):
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         it = self._interpreter
+        self._resize(feeds)
         for spec, d in zip(self.inputs, self._in):
             it.set_tensor(d["index"], np.ascontiguousarray(_quantize(feeds[spec.name], d)))
         it.invoke()
         return {spec.name: _dequantize(it.get_tensor(d["index"]), d)
                 for spec, d in zip(self.outputs, self._out)}
+
+    def _resize(self, feeds: dict[str, np.ndarray]) -> None:
+        """Resize the inputs to the feeds' shapes (only dimensions the signature leaves free,
+        -1: a fixed one is refused) and allocate the tensors again."""
+        it = self._interpreter
+        current = {d["index"]: tuple(d["shape"]) for d in it.get_input_details()}
+        changed = [(d, tuple(feeds[spec.name].shape)) for spec, d in zip(self.inputs, self._in)
+                   if current[d["index"]] != tuple(feeds[spec.name].shape)]
+        if not changed:
+            return
+        for d, shape in changed:
+            fixed = [i for i, x in enumerate(d.get("shape_signature", d["shape"]))
+                     if x >= 0 and i < len(shape) and x != shape[i]]
+            if fixed or len(shape) != len(d["shape"]):
+                raise ValueError(
+                    f"input {d['name']!r} is fixed at {'x'.join(map(str, d['shape']))} in this "
+                    f"model (shape_signature {list(d.get('shape_signature', d['shape']))}); it "
+                    f"can't take {'x'.join(map(str, shape))}: the converter wrote a static "
+                    "dimension where the source's is dynamic")
+            it.resize_tensor_input(d["index"], list(shape), strict=True)
+        it.allocate_tensors()
 
     def op_counts(self) -> dict[str, int]:
         return count([op["op_name"] for op in self._interpreter._get_ops_details()])

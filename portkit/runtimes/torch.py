@@ -12,7 +12,7 @@ from portkit.formats import Format
 from portkit.options import LoadOptions
 from portkit.runtimes.base import Runtime, Session, count
 from portkit.runtimes.registry import register_runtime
-from portkit.specs import TensorSpec
+from portkit.specs import Dim, TensorSpec
 from portkit.traces import TracedTensor
 
 
@@ -141,6 +141,43 @@ def exported_ranges(ep: Any, val: Any) -> DimRanges:
     return tuple(found)
 
 
+def exported_inputs(ep: Any) -> tuple[list[TensorSpec], dict[str, DimRanges]]:
+    """An ExportedProgram's inputs: sizes from the example inputs it was exported with (a
+    fixed dimension's own), a symbolic dimension as a ``Dim`` with its range (named ``batch``
+    when first, else ``INPUT.AXIS``; inputs sharing a symbol share the name); and each input's
+    ``DimRanges``."""
+    import torch
+
+    user_inputs = list(ep.graph_signature.user_inputs)
+    examples = [x for x in torch.utils._pytree.tree_leaves(getattr(ep, "example_inputs", None)
+                                                          or ()) if isinstance(x, torch.Tensor)]
+    by_input = dict(zip(user_inputs, examples)) if len(examples) == len(user_inputs) else {}
+    names: dict[str, str] = {}
+    inputs, ranges = [], {}
+    for node in ep.graph.nodes:
+        if node.op != "placeholder" or node.name not in user_inputs:
+            continue
+        val = node.meta.get("val")
+        ranges[node.name] = exported_ranges(ep, val)
+        example = by_input.get(node.name)
+        shape: list[int | None] = []
+        dims: list[Dim | None] = []
+        for axis, (d, r) in enumerate(zip(val.shape, ranges[node.name])):
+            if isinstance(d, int):
+                shape.append(d)
+                dims.append(None)
+                continue
+            wanted = "batch" if axis == 0 else f"{node.name}.{axis}"
+            name = names.setdefault(str(d), wanted if wanted not in names.values()
+                                    else f"{node.name}.{axis}")
+            shape.append(int(example.shape[axis]) if example is not None else None)
+            lo, hi = r if r is not None else (1, float("inf"))
+            dims.append(Dim(name, max(int(lo), 1), None if hi == float("inf") else int(hi)))
+        inputs.append(TensorSpec(node.name, tuple(shape), torch_dtype_name(val.dtype),
+                                 tuple(dims) if any(dims) else ()))
+    return inputs, ranges
+
+
 def _bound(value: Any) -> float:
     """A sympy range bound as an int; ``inf`` for an infinite one (``int_oo``)."""
     if isinstance(value, int) or getattr(value, "is_Integer", False):  # a sympy Integer
@@ -197,18 +234,8 @@ class TorchRuntime(Runtime):
             return TorchSession(module, inputs, [], device, ops, scalars, name=path.name,
                                 path=path, fmt=fmt)
         ep = torch.export.load(str(path))
-        user_inputs = set(ep.graph_signature.user_inputs)
-        inputs = []
-        ops = []
-        ranges = {}
-        for node in ep.graph.nodes:
-            if node.op == "placeholder" and node.name in user_inputs:
-                val = node.meta.get("val")
-                shape = tuple(int(d) if isinstance(d, int) else None for d in val.shape)
-                inputs.append(TensorSpec(node.name, shape, torch_dtype_name(val.dtype)))
-                ranges[node.name] = exported_ranges(ep, val)
-            elif node.op == "call_function":
-                ops.append(str(node.target))
+        inputs, ranges = exported_inputs(ep)
+        ops = [str(n.target) for n in ep.graph.nodes if n.op == "call_function"]
         outputs = [TensorSpec(n, None, "") for n in ep.graph_signature.user_outputs]
         return TorchSession(ep.module().to(device), inputs, outputs, device, ops,
                             ranges=ranges, name=path.name, path=path, fmt=fmt)

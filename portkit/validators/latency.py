@@ -26,7 +26,8 @@ from portkit.runtimes.binding import artifact_feeds, bind_inputs
 from portkit.runtimes.context import RunContext
 from portkit.runtimes.tasks import Reference
 from portkit.safety import refuse_unloadable
-from portkit.specs import TensorSpec, make_inputs, resolve_inputs
+from portkit.shapes import resolve_inputs
+from portkit.specs import TensorSpec, make_inputs
 
 
 def measure(load: Callable[[], Callable[[], object]], budget: Budget, *, runtime: str,

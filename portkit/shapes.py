@@ -1,0 +1,307 @@
+"""Input shapes: what a model stores merged with ``--input``, ``--dim`` and ``--inputs``; which
+dimensions stay dynamic; the sizes a dynamic model is validated at. No framework imports.
+
+A dimension a source declares dynamic (a ``torch.export.Dim``, an ONNX ``dim_param``, a Keras
+``None``) or that ``--input`` names (``x:Nx3x224x224``) is a ``Dim``: inputs that share its name
+change together. The resolved spec holds an example size there (the source's example, the
+``--input`` size, else the range's low end for a batch) and the ``Dim`` beside it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from portkit.errors import UsageError
+from portkit.specs import Dim, TensorSpec, _stray, specs_from_arrays
+
+# The sizes a dynamic dimension takes when neither the source nor --dim says (the issue's 1..64).
+DEFAULT_RANGE = (1, 64)
+# A size at a dimension's top is validated when all inputs there hold at most this many times
+# the example's elements (else the low end): "both ends where cheap".
+CHEAP = 8
+# The example size of a dimension --input names past the first (x:1xS), inside its range.
+NAMED_EXAMPLE = 16
+_DIM_FLAG = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_.]*)=(?P<lo>\d+)\.\.(?P<hi>\d+)$")
+
+
+@dataclass(frozen=True)
+class Shapes:
+    """How the inputs' dynamic dimensions are treated.
+
+    Attributes:
+        ranges: ``--dim NAME=LO..HI``: the sizes each named dimension takes.
+        static: ``--static``: every dimension fixed at its example size.
+    """
+
+    ranges: tuple[Dim, ...] = ()
+    static: bool = False
+
+
+def parse_dim_flag(text: str) -> Dim:
+    """Parse ``--dim N=1..32``.
+
+    Raises:
+        UsageError: Not ``NAME=LO..HI`` with 1 <= LO <= HI.
+    """
+    m = _DIM_FLAG.match(text.strip())
+    if not m or not 1 <= int(m["lo"]) <= int(m["hi"]):
+        raise UsageError(f"--dim {text!r}: expected NAME=LO..HI with 1 <= LO <= HI, e.g. "
+                         "--dim N=1..32 (N as --input x:Nx3x224x224 or the model names it)")
+    return Dim(m["name"], int(m["lo"]), int(m["hi"]))
+
+
+def resolve_inputs(
+    model_name: str, stored: list[TensorSpec], given: list[TensorSpec],
+    arrays: dict[str, np.ndarray] | None = None, what: str = "--inputs",
+    shapes: Shapes = Shapes(),
+) -> list[TensorSpec]:
+    """Merge the shapes a model stores with the ones given by ``--input`` and ``--inputs``.
+
+    Args:
+        model_name: The model's file name, for error messages.
+        stored: Inputs as the model declares them (shapes may be unknown, dims dynamic).
+        given: Inputs from ``--input``; they override what is stored (a size given for a
+            dynamic dimension is its example; a name makes a dimension dynamic).
+        arrays: The arrays of ``--inputs`` (``read_arrays``): they give the shape and dtype of
+            each input they hold whose shape the model doesn't store and ``--input`` doesn't
+            give (see ``specs_from_arrays``), and the example size of dynamic dimensions.
+        what: The flag that gave ``arrays``, for error messages.
+        shapes: ``--dim`` ranges and ``--static``.
+
+    Returns:
+        One spec per model input, in the model's order, every size known; ``dims`` marks the
+        dimensions that stay dynamic (none with ``--static``).
+
+    Raises:
+        UsageError: An ``--input`` names no input of the model or a dtype it doesn't take,
+            a ``--dim`` names no dynamic dimension, or a shape is still unknown.
+    """
+    by_name = {s.name: s for s in given}
+    known = {s.name: s for s in stored}
+    unknown = [n for n in by_name if n not in known]
+    if unknown:
+        raise UsageError(
+            f"{model_name}: --input names {', '.join(unknown)}, but the model's inputs are "
+            f"{', '.join(known) or '(none)'}; name them so, e.g. --input "
+            f"{next(iter(known), 'NAME')}:{example_shape(by_name[unknown[0]])}"
+        )
+    for g in given:
+        _refuse_fixed(model_name, known[g.name], g)
+        want = known[g.name].dtype
+        if g.dtype and want and g.dtype != want:
+            raise UsageError(
+                f"{model_name}: --input {g.name}:...:{g.dtype}: the model's input {g.name!r} "
+                f"takes {want}, not {g.dtype}; drop ':{g.dtype}' or give ':{want}'"
+            )
+    from_file: dict[str, TensorSpec] = {}
+    if arrays:
+        strange = _stray(arrays, known)
+        if strange:
+            raise UsageError(f"{model_name}: {what} holds {', '.join(strange)}, but the "
+                             f"model's inputs are {', '.join(known) or '(none)'}: save one "
+                             "array per input under its name")
+        from_file = {s.name: s for s in specs_from_arrays(
+            [s for s in stored if not s.is_static or s.dims], arrays)}
+    settled = [_settle(s, by_name.get(s.name), from_file.get(s.name)) for s in stored]
+    settled = _ranged(model_name, settled, shapes.ranges)
+    resolved = []
+    for s in settled:
+        if not s.is_static:
+            missing = [x for x in settled if not x.is_static]
+            flags = " ".join(f"--input {x.name}:{example_shape(x)}" for x in missing)
+            raise UsageError(
+                f"{model_name}: the shape of input {s.name!r} is not stored in the model "
+                f"({s.describe()}); pass it, e.g. {flags}, or --inputs sample.npz holding "
+                "every input"
+            )
+        resolved.append(replace(s, dims=()) if shapes.static else s)
+    return resolved
+
+
+def _settle(stored: TensorSpec, given: TensorSpec | None, from_file: TensorSpec | None
+            ) -> TensorSpec:
+    """One input's shape, dtype and dims from the model, ``--input`` and ``--inputs``: a size
+    given is an example (a dimension the model leaves free stays so), a name given is a
+    dimension made free, an unknown dimension of a known rank is free (a first one called
+    ``batch``, shared by every input). A free dimension of unknown size is the bottom of its
+    range when first, else ``NAMED_EXAMPLE`` when ``--input`` names it."""
+    dtype = (given.dtype if given else "") or stored.dtype or (
+        from_file.dtype if from_file else "") or "float32"
+    shape = given.shape if given and given.shape is not None else stored.shape
+    if from_file and not (given and given.shape is not None):
+        shape = from_file.shape
+    if shape is None:
+        return TensorSpec(stored.name, None, dtype)
+    dims: list[Dim | None] = []
+    sizes: list[int | None] = list(shape)
+    for i in range(len(shape)):
+        mine = stored.dims[i] if stored.dims and stored.shape and len(stored.dims) == len(shape) \
+            else None
+        named = given.dims[i] if given and given.dims else None
+        if named is not None:  # --input names it: free, in the source's range if it has one
+            mine = Dim(named.name, *(DEFAULT_RANGE if mine is None else (mine.lo, mine.hi)))
+        elif mine is None and stored.shape is not None and len(stored.shape) == len(shape) \
+                and stored.shape[i] is None:
+            mine = Dim("batch" if i == 0 else f"{stored.name}.{i}", *DEFAULT_RANGE)
+        if mine is not None and sizes[i] is None and (i == 0 or named is not None):
+            sizes[i] = mine.lo if i == 0 else min(max(mine.lo, NAMED_EXAMPLE), mine.hi or 10**9)
+        dims.append(mine)
+    return TensorSpec(stored.name, tuple(sizes), dtype, tuple(dims) if any(dims) else ())
+
+
+def _ranged(model_name: str, specs: list[TensorSpec], ranges: Sequence[Dim]
+            ) -> list[TensorSpec]:
+    """``--dim`` ranges applied to the dimensions they name; every example size checked
+    against its dimension's range.
+
+    Raises:
+        UsageError: A ``--dim`` names no dynamic dimension, or an example is out of range.
+    """
+    names = {d.name for s in specs for d in s.dynamic}
+    unknown = [r.name for r in ranges if r.name not in names]
+    if unknown:
+        have = ", ".join(sorted(names)) or "none (every dimension is fixed)"
+        raise UsageError(f"{model_name}: --dim {', '.join(unknown)}: no such dynamic dimension; "
+                         f"the model's are {have} (name one with --input x:Nx3x224x224)")
+    by_name = {r.name: r for r in ranges}
+    out = []
+    for s in specs:
+        dims = tuple(by_name.get(d.name, d) if d else None for d in s.dims)
+        for d, size in zip(dims, s.shape or ()):
+            if d is not None and size is not None and not d.lo <= size <= (d.hi or size):
+                raise UsageError(
+                    f"{model_name}: input {s.name!r} is {size} along {d.name}, outside "
+                    f"{d.describe()}; give an --input size inside it, or --dim "
+                    f"{d.name}={min(d.lo, size)}..{max(d.hi or size, size)}")
+        out.append(replace(s, dims=dims))
+    return out
+
+
+def _refuse_fixed(model_name: str, stored: TensorSpec, given: TensorSpec) -> None:
+    """Refuse an ``--input`` shape that differs from a dimension the model fixes (the model's
+    runtime would refuse it, or fail deep inside a run).
+
+    Raises:
+        UsageError: The rank or a fixed dimension differs, naming the shape the model takes.
+    """
+    have, want = given.shape, stored.shape
+    if have is None or want is None:
+        return
+    free = stored.dims or (None,) * len(want)
+    if len(have) == len(want) and all(w is None or f is not None or h == w
+                                      for h, w, f in zip(have, want, free)):
+        return
+    dims = "x".join(str(d) if d is not None else g.name if g else "?"
+                    for d, g in zip(have, given.dims or (None,) * len(have))) or "scalar"
+    raise UsageError(
+        f"{model_name}: --input {given.name}:{dims}: the model takes {stored.describe()} (its "
+        f"fixed dimensions can't change); pass --input {given.name}:{example_shape(stored)}, "
+        "or export the model with the dimension you need left dynamic"
+    )
+
+
+def example_shape(spec: TensorSpec) -> str:
+    """An ``--input`` value to suggest for ``spec``: its known dimensions, 1 for a free batch
+    and 128 (224 for the last two of a 4-D input) for the others, its dtype when not float32;
+    ``SHAPE`` when not even the rank is known."""
+    dtype = f":{spec.dtype}" if spec.dtype and spec.dtype != "float32" else ""
+    if spec.shape is None:
+        return f"SHAPE{dtype} (e.g. 1x3x224x224, 1x16000, or 1x128:int64)"
+    rank = len(spec.shape)
+    dims = [d if d is not None else 1 if i == 0 else 224 if rank == 4 and i >= 2 else 128
+            for i, d in enumerate(spec.shape)]
+    return ("x".join(map(str, dims)) or "scalar") + dtype
+
+
+def free_dims(specs: Sequence[TensorSpec]) -> dict[str, tuple[Dim, int]]:
+    """Each dynamic dimension by name, with its example size (the first input's that has it)."""
+    found: dict[str, tuple[Dim, int]] = {}
+    for s in specs:
+        for d, size in zip(s.dims, s.shape or ()):
+            if d is not None and size is not None:
+                found.setdefault(d.name, (d, size))
+    return found
+
+
+def free_sizes(specs: Sequence[TensorSpec]) -> dict[str, int]:
+    """Each dynamic dimension's example size, by name."""
+    return {n: e for n, (_d, e) in free_dims(specs).items()}
+
+
+def shape_at(spec: TensorSpec, sizes: Mapping[str, int]) -> tuple[int, ...]:
+    """``spec``'s shape with its dynamic dimensions at ``sizes`` (by dimension name)."""
+    return tuple(sizes.get(d.name, s) if d is not None else s  # type: ignore[misc]
+                 for s, d in zip(spec.shape or (), spec.dims or (None,) * len(spec.shape or ())))
+
+
+def validation_sizes(specs: Sequence[TensorSpec]) -> list[dict[str, int]]:
+    """The sizes besides the example one a dynamic model is validated at: every dimension at
+    ``2 * example + 1`` (an odd size, inside its range), then at the top of its range where the
+    inputs there hold at most ``CHEAP`` times the example's elements, else at the bottom.
+
+    Returns:
+        Each size as dimension name -> size; none for a model with no dynamic dimension.
+    """
+    free = free_dims(specs)
+    if not free:
+        return []
+    example = free_sizes(specs)
+
+    def inside(d: Dim, v: int) -> int:
+        return max(d.lo, min(v, d.hi if d.hi is not None else v))
+
+    def elements(sizes: Mapping[str, int]) -> int:
+        return sum(math.prod(shape_at(s, sizes)) for s in specs)
+
+    bigger = {n: inside(d, 2 * e + 1) if inside(d, 2 * e + 1) != e else inside(d, e - 1)
+              for n, (d, e) in free.items()}
+    top = {n: d.hi if d.hi is not None else e for n, (d, e) in free.items()}
+    end = top if elements(top) <= CHEAP * max(elements(example), 1) else \
+        {n: d.lo for n, (d, _e) in free.items()}
+    sizes: list[dict[str, int]] = []
+    for candidate in (bigger, end):
+        if candidate != example and candidate not in sizes:
+            sizes.append(candidate)
+    return sizes
+
+
+def describe_size(specs: Sequence[TensorSpec], sizes: Mapping[str, int]) -> str:
+    """``ids 3x33, mask 3x33``: each dynamic input's shape at ``sizes``."""
+    return ", ".join(f"{s.name} {'x'.join(map(str, shape_at(s, sizes)))}"
+                     for s in specs if s.dynamic)
+
+
+def resized(samples: Sequence[Mapping[str, np.ndarray]], specs: Sequence[TensorSpec],
+            sizes: Mapping[str, int]) -> list[dict[str, np.ndarray]]:
+    """The samples at other sizes, made of their own values: along each dynamic dimension a
+    sample is followed by the next samples (wrapping around) and cut to the size, so a batch of
+    3 holds three samples and a longer sequence continues into the next one's tokens. Inputs
+    that share a dimension are cut alike; arrays of no spec (``--const``) are kept.
+
+    Args:
+        samples: Feeds at the specs' example shapes.
+        specs: The inputs (their ``dims``).
+        sizes: Dimension name -> size.
+
+    Returns:
+        As many samples, at the new sizes.
+    """
+    current = [dict(s) for s in samples]
+    count = len(current)
+    for spec in specs:
+        for axis, d in enumerate(spec.dims):
+            if d is None or d.name not in sizes:
+                continue
+            n = sizes[d.name]
+            arrays = [c[spec.name] for c in current]
+            have = arrays[0].shape[axis]
+            parts = -(-n // max(have, 1))
+            for i, c in enumerate(current):
+                joined = np.concatenate([arrays[(i + k) % count] for k in range(parts)], axis)
+                c[spec.name] = np.take(joined, np.arange(n), axis=axis)
+    return current
