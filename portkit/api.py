@@ -38,6 +38,7 @@ from portkit.runtimes import tasks, worker
 from portkit.runtimes.context import Progress, RunContext, no_progress
 from portkit.runtimes.steps import parse_state
 from portkit.safety import refuse_unloadable
+from portkit.shapes import size_sets
 from portkit.specs import Dim, TensorSpec, parse_inputs
 from portkit.validators import checks
 from portkit.validators.latency import bench_models
@@ -376,6 +377,7 @@ def bench(
     budget: Budget = Budget(),
     timeout: float = worker.DEFAULT_TIMEOUT,
     progress: Progress = no_progress,
+    shapes: Sequence[str | TensorSpec] = (),
 ) -> BenchReport:
     """Latency of each model on each runtime that loads it (one fresh worker per measurement).
 
@@ -386,6 +388,8 @@ def bench(
         threads: CPU threads per runtime (default: the runtime's own; TFLite one per core).
         batch: Batch size to feed (replaces the first dimension).
         budget: Warm-up runs, minimum timed runs and seconds.
+        shapes: Sizes to time a model with dynamic dimensions at: the k-th spec of each input
+            named is size k (``["ids:1x16", "ids:1x128"]``); inputs sharing a dimension follow.
         timeout: Seconds each measurement may take.
         progress: ``progress(message)`` context managers around each step.
 
@@ -397,7 +401,7 @@ def bench(
     """
     job = BenchJob(models=tuple(Path(m) for m in models), runtimes=tuple(runtimes),
                    inputs=tuple(parse_inputs(inputs)), threads=threads, batch=batch,
-                   budget=budget)
+                   budget=budget, sizes=tuple(size_sets(parse_inputs(shapes))))
     with _context(None, timeout, progress) as ctx:
         return bench_models(job, ctx)
 

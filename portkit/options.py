@@ -258,6 +258,7 @@ class BenchJob:
         threads: CPU threads per runtime (None: its default; TFLite one per core).
         batch: Batch size to feed (replaces the first dimension).
         budget: How long to measure.
+        sizes: ``--shape`` values: each model is timed at each size (``shapes.size_sets``).
     """
 
     models: tuple[Path, ...]
@@ -266,6 +267,7 @@ class BenchJob:
     threads: int | None = None
     batch: int | None = None
     budget: Budget = Budget()
+    sizes: tuple[tuple[TensorSpec, ...], ...] = ()
 
     def __post_init__(self) -> None:
         """Refuse the values ``--threads`` and ``--batch`` refuse."""

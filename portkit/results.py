@@ -405,11 +405,12 @@ class ValidateReport(JsonReport):
 
 @dataclass(frozen=True)
 class BenchRow:
-    """One model on one runtime."""
+    """One model on one runtime (at one of the ``--shape`` sizes: ``inputs``)."""
 
     path: str
     format: str
     latency: Latency
+    inputs: str = ""
 
 
 @dataclass(frozen=True)
@@ -421,9 +422,12 @@ class BenchReport(JsonReport):
     versions: dict[str, str] = field(default_factory=dict)
 
     def ratios(self) -> list[float]:
-        """Each row's p50 over the first row's (1.0 for the first)."""
-        first = self.rows[0].latency.p50_ms if self.rows else 0.0
-        return [r.latency.p50_ms / first if first else 0.0 for r in self.rows]
+        """Each row's p50 over the first row's at the same size (1.0 for the first)."""
+        first: dict[str, float] = {}
+        for r in self.rows:
+            first.setdefault(r.inputs, r.latency.p50_ms)
+        return [r.latency.p50_ms / first[r.inputs] if first[r.inputs] else 0.0
+                for r in self.rows]
 
     def _finish(self, d: dict[str, Any]) -> dict[str, Any]:
         for row, ratio in zip(d["rows"], self.ratios(), strict=True):

@@ -107,8 +107,9 @@ def resolve_inputs(
                              "array per input under its name")
         from_file = {s.name: s for s in specs_from_arrays(
             [s for s in stored if not s.is_static or s.dims], arrays)}
-    settled = [_settle(s, by_name.get(s.name), from_file.get(s.name)) for s in stored]
-    settled = _ranged(model_name, settled, shapes.ranges)
+    ranges = {r.name: r for r in shapes.ranges}
+    settled = [_settle(s, by_name.get(s.name), from_file.get(s.name), ranges) for s in stored]
+    _check_ranges(model_name, settled, shapes.ranges)
     resolved = []
     for s in settled:
         if not s.is_static:
@@ -123,13 +124,14 @@ def resolve_inputs(
     return resolved
 
 
-def _settle(stored: TensorSpec, given: TensorSpec | None, from_file: TensorSpec | None
-            ) -> TensorSpec:
+def _settle(stored: TensorSpec, given: TensorSpec | None, from_file: TensorSpec | None,
+            ranges: Mapping[str, Dim]) -> TensorSpec:
     """One input's shape, dtype and dims from the model, ``--input`` and ``--inputs``: a size
     given is an example (a dimension the model leaves free stays so), a name given is a
     dimension made free, an unknown dimension of a known rank is free (a first one called
     ``batch``, shared by every input). A free dimension of unknown size is the bottom of its
-    range when first, else ``NAMED_EXAMPLE`` when ``--input`` names it."""
+    range when first, else ``NAMED_EXAMPLE`` when ``--input`` names it. ``ranges`` (``--dim``)
+    replace the range of the dimensions they name."""
     dtype = (given.dtype if given else "") or stored.dtype or (
         from_file.dtype if from_file else "") or "float32"
     shape = given.shape if given and given.shape is not None else stored.shape
@@ -148,16 +150,16 @@ def _settle(stored: TensorSpec, given: TensorSpec | None, from_file: TensorSpec 
         elif mine is None and stored.shape is not None and len(stored.shape) == len(shape) \
                 and stored.shape[i] is None:
             mine = Dim("batch" if i == 0 else f"{stored.name}.{i}", *DEFAULT_RANGE)
+        mine = ranges.get(mine.name, mine) if mine is not None else None
         if mine is not None and sizes[i] is None and (i == 0 or named is not None):
             sizes[i] = mine.lo if i == 0 else min(max(mine.lo, NAMED_EXAMPLE), mine.hi or 10**9)
         dims.append(mine)
     return TensorSpec(stored.name, tuple(sizes), dtype, tuple(dims) if any(dims) else ())
 
 
-def _ranged(model_name: str, specs: list[TensorSpec], ranges: Sequence[Dim]
-            ) -> list[TensorSpec]:
-    """``--dim`` ranges applied to the dimensions they name; every example size checked
-    against its dimension's range.
+def _check_ranges(model_name: str, specs: list[TensorSpec], ranges: Sequence[Dim]) -> None:
+    """Every ``--dim`` names a dynamic dimension, and every example size is inside its
+    dimension's range.
 
     Raises:
         UsageError: A ``--dim`` names no dynamic dimension, or an example is out of range.
@@ -168,18 +170,13 @@ def _ranged(model_name: str, specs: list[TensorSpec], ranges: Sequence[Dim]
         have = ", ".join(sorted(names)) or "none (every dimension is fixed)"
         raise UsageError(f"{model_name}: --dim {', '.join(unknown)}: no such dynamic dimension; "
                          f"the model's are {have} (name one with --input x:Nx3x224x224)")
-    by_name = {r.name: r for r in ranges}
-    out = []
     for s in specs:
-        dims = tuple(by_name.get(d.name, d) if d else None for d in s.dims)
-        for d, size in zip(dims, s.shape or ()):
+        for d, size in zip(s.dims, s.shape or ()):
             if d is not None and size is not None and not d.lo <= size <= (d.hi or size):
                 raise UsageError(
                     f"{model_name}: input {s.name!r} is {size} along {d.name}, outside "
                     f"{d.describe()}; give an --input size inside it, or --dim "
                     f"{d.name}={min(d.lo, size)}..{max(d.hi or size, size)}")
-        out.append(replace(s, dims=dims))
-    return out
 
 
 def _refuse_fixed(model_name: str, stored: TensorSpec, given: TensorSpec) -> None:
@@ -268,6 +265,33 @@ def validation_sizes(specs: Sequence[TensorSpec]) -> list[dict[str, int]]:
         if candidate != example and candidate not in sizes:
             sizes.append(candidate)
     return sizes
+
+
+def size_sets(shapes: Sequence[TensorSpec]) -> list[tuple[TensorSpec, ...]]:
+    """``bench --shape`` values as the sizes to time: the k-th value of each input named is
+    size k (inputs sharing a dynamic dimension with one named follow it).
+
+    Raises:
+        UsageError: The inputs named have different numbers of values.
+    """
+    by_input: dict[str, list[TensorSpec]] = {}
+    for s in shapes:
+        by_input.setdefault(s.name, []).append(s)
+    counts = {len(v) for v in by_input.values()}
+    if len(counts) > 1:
+        given = ", ".join(f"{n} {len(v)}" for n, v in by_input.items())
+        raise UsageError(f"--shape: each input named needs as many values, one per size to time "
+                         f"(given: {given}), e.g. --shape ids:1x16 --shape ids:1x64")
+    return [tuple(v[k] for v in by_input.values()) for k in range(counts.pop())] if counts else []
+
+
+def at_given(specs: Sequence[TensorSpec], given: Sequence[TensorSpec]) -> list[TensorSpec]:
+    """``specs`` (resolved with ``given`` among the ``--input`` values) with every input that
+    shares a dynamic dimension with one in ``given`` at that dimension's given size."""
+    named = {s.name for s in given}
+    sizes = {d.name: n for s in specs if s.name in named
+             for d, n in zip(s.dims, s.shape or ()) if d is not None and n is not None}
+    return [s if s.name in named else replace(s, shape=shape_at(s, sizes)) for s in specs]
 
 
 def describe_size(specs: Sequence[TensorSpec], sizes: Mapping[str, int]) -> str:

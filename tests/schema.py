@@ -13,9 +13,15 @@ SNAPSHOT = Path(__file__).with_name("report_keys.json")
 MAPS = ("op_counts", "versions", "flags", "per_output", "constants", "state")
 
 
+# Lists whose entries depend on the model (a dynamic input's dims), not on the schema.
+DATA_LISTS = ("dims",)
+
+
 def key_paths(value: Any, path: str = "") -> set[str]:
     """``routes_tried[].hops[].tool``-style paths of every key in a JSON value."""
     found: set[str] = set()
+    if isinstance(value, list) and path.rsplit(".", 1)[-1] in DATA_LISTS:
+        return set()
     if isinstance(value, dict):
         if path.rsplit(".", 1)[-1].removesuffix("[]") in MAPS:
             return {f"{path}.*"}

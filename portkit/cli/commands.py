@@ -280,6 +280,10 @@ def debug(artifact: Path, as_json: bool, **options: Any) -> int:
               help="CPU threads, 1-1024 [default: the runtime's; TFLite: cores].")
 @click.option("--batch", type=flags.Number(flags.bounds.BATCH),
               help="Batch size to feed, >= 1 (replaces the first dimension).")
+@click.option("--shape", "shapes", multiple=True, metavar="NAME:SHAPE",
+              help="Time a model with dynamic dimensions at this input shape; repeat for "
+                   "several sizes (the k-th --shape of each input named is size k; inputs "
+                   "sharing a dimension follow).")
 @click.option("--warmup", type=flags.Number(flags.bounds.WARMUP), default=5, show_default=True,
               help="Untimed runs.")
 @click.option("--min-runs", type=flags.Number(flags.bounds.MIN_RUNS), default=30,
@@ -299,6 +303,7 @@ def bench(models: tuple[Path, ...], warmup: int, min_runs: int, min_seconds: flo
       portkit bench model.onnx model.tflite
       portkit bench model.tflite --threads 1 --min-seconds 5
       portkit bench model.onnx --batch 8 --json
+      portkit bench encoder.onnx encoder.tflite --shape ids:1x16 --shape ids:1x128
     """
     from portkit import api
     from portkit.cli.render import bench_table

@@ -253,14 +253,16 @@ def accuracy_line(acc: Accuracy) -> Text:
 def bench_table(report: BenchReport) -> Table:
     """Latency per model and runtime, with p50 ratios against the first row."""
     table = Table(title="Latency in ms (cold = load + first run; per s = samples per second; "
-                        "ratio = p50 / first row's p50)", title_justify="left")
-    for col in ("model", "runtime", "threads", "batch", "cold", "runs", "p50", "p90", "p99",
-                "mean", "CV", "per s", "RSS MB", "ratio"):
-        table.add_column(col, justify="left" if col in ("model", "runtime") else "right",
-                         no_wrap=True)
+                        "ratio = p50 / the first row's at that size)", title_justify="left")
+    sized = any(row.inputs for row in report.rows)  # --shape: a row per size
+    for col in ("model", "runtime", *(("inputs",) if sized else ()), "threads", "batch", "cold",
+                "runs", "p50", "p90", "p99", "mean", "CV", "per s", "RSS MB", "ratio"):
+        table.add_column(col, justify="left" if col in ("model", "runtime", "inputs")
+                         else "right", no_wrap=True)
     for row, ratio in zip(report.rows, report.ratios()):
         t = row.latency
-        table.add_row(Path(row.path).name, t.runtime, str(t.threads or "default"), str(t.batch),
+        table.add_row(Path(row.path).name, t.runtime, *((row.inputs,) if sized else ()),
+                      str(t.threads or "default"), str(t.batch),
                       f"{t.cold_start_ms:.1f}", str(t.runs), f"{t.p50_ms:.3f}",
                       f"{t.p90_ms:.3f}", f"{t.p99_ms:.3f}", f"{t.mean_ms:.3f}", f"{t.cv:.1%}",
                       f"{t.throughput:,.0f}", f"{t.peak_rss_mb:.0f}", f"{ratio:.2f}x")

@@ -26,7 +26,7 @@ from portkit.runtimes.binding import artifact_feeds, bind_inputs
 from portkit.runtimes.context import RunContext
 from portkit.runtimes.tasks import Reference
 from portkit.safety import refuse_unloadable
-from portkit.shapes import resolve_inputs
+from portkit.shapes import at_given, resolve_inputs
 from portkit.specs import TensorSpec, make_inputs
 
 
@@ -122,14 +122,18 @@ def _peak_rss_mb() -> float:
 
 @worker.task
 def bench(path: str, fmt: Format, runtime: str, device: str, given: list[TensorSpec],
-          batch: int | None, budget: Budget, options: LoadOptions = LoadOptions()) -> Latency:
-    """Time a model on one runtime and device (this worker does nothing else)."""
+          batch: int | None, budget: Budget, options: LoadOptions = LoadOptions(),
+          size: Sequence[TensorSpec] = ()) -> Latency:
+    """Time a model on one runtime and device (this worker does nothing else), at ``size``
+    (``--shape`` values, over ``given``) when given."""
     rt = registry.get(runtime)
     specs: list[TensorSpec] = []
 
     def load() -> Callable[[], object]:
         session = rt.load(Path(path), fmt, device, options)
-        specs.extend(_batched(resolve_inputs(Path(path).name, session.inputs, given), batch))
+        over = {s.name: s for s in [*given, *size]}
+        resolved = resolve_inputs(Path(path).name, session.inputs, list(over.values()))
+        specs.extend(_batched(at_given(resolved, size), batch))
         feeds = make_inputs(specs, seed=0)
         return lambda: session.run(feeds)
 
@@ -199,14 +203,17 @@ def bench_models(job: BenchJob, ctx: RunContext) -> BenchReport:
             raise UsageError(f"{path}: no runtime among {', '.join(job.runtimes)} loads "
                              f"{fmt.value} models")
         for rt in chosen:
-            with ctx.progress(f"Timing {path.name} on {rt.name}"):
-                latency: Latency = worker.call(
-                    bench, timeout=ctx.timeout, what=f"{path.name} on {rt.name}",
-                    path=str(path), fmt=fmt, runtime=rt.name, device="cpu",
-                    given=list(job.inputs), batch=job.batch, budget=job.budget,
-                    options=LoadOptions(threads=job.threads),
-                )
-            rows.append(BenchRow(str(path), fmt.value, latency))
+            for size in job.sizes or ((),):
+                label = ", ".join(f"{s.name} {'x'.join(map(str, s.shape or ()))}" for s in size)
+                at = f" at {label}" if label else ""
+                with ctx.progress(f"Timing {path.name} on {rt.name}{at}"):
+                    latency: Latency = worker.call(
+                        bench, timeout=ctx.timeout, what=f"{path.name} on {rt.name}{at}",
+                        path=str(path), fmt=fmt, runtime=rt.name, device="cpu",
+                        given=list(job.inputs), batch=job.batch, budget=job.budget,
+                        options=LoadOptions(threads=job.threads), size=list(size),
+                    )
+                rows.append(BenchRow(str(path), fmt.value, latency, label))
     return BenchReport(tuple(rows), job.budget, versions())
 
 

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from portkit import options
+from portkit.errors import UsageError
+from portkit.shapes import (
+    Shapes,
+    at_given,
+    parse_dim_flag,
+    resized,
+    resolve_inputs,
+    size_sets,
+    validation_sizes,
+)
+from portkit.specs import Dim, TensorSpec, parse_input_flag
+
+
+def test_a_name_in_an_input_shape_leaves_that_dimension_free() -> None:
+    spec = parse_input_flag("x:Nx3x32x32")
+    assert spec.shape == (None, 3, 32, 32) and spec.dims[0] == Dim("N")
+    [got] = resolve_inputs("m.pt", [TensorSpec("x", None, "")], [spec])
+    assert got.shape == (1, 3, 32, 32)  # the example: the range's bottom
+    assert got.dims == (Dim("N", 1, 64), None, None, None)  # default range 1..64
+    assert "dynamic N 1..64" in got.describe()
+
+
+def test_dim_gives_a_range_and_static_fixes_everything() -> None:
+    stored = [TensorSpec("x", None, "")]
+    given = [parse_input_flag("x:Nx3")]
+    [ranged] = resolve_inputs("m.pt", stored, given, shapes=Shapes((Dim("N", 2, 5),)))
+    assert ranged.shape == (2, 3) and ranged.dims[0] == Dim("N", 2, 5)
+    [fixed] = resolve_inputs("m.pt", stored, given, shapes=Shapes(static=True))
+    assert fixed.shape == (1, 3) and fixed.dims == ()
+    with pytest.raises(UsageError, match=r"--dim M: no such dynamic dimension; the model's "
+                                         r"are N"):
+        resolve_inputs("m.pt", stored, given, shapes=Shapes((Dim("M", 1, 2),)))
+
+
+def test_a_size_given_for_a_dynamic_dimension_is_its_example_and_must_fit_the_range() -> None:
+    stored = [TensorSpec("ids", (2, 16), "int64", (Dim("batch", 1, 8), Dim("ids.1", 2, 128)))]
+    [got] = resolve_inputs("m.pt2", stored, [parse_input_flag("ids:3x40")])
+    assert got.shape == (3, 40) and got.dims == stored[0].dims
+    with pytest.raises(UsageError, match=r"'ids' is 200 along ids.1, outside ids.1 2..128; "
+                                         r"give an --input size inside it, or --dim "
+                                         r"ids.1=2..200"):
+        resolve_inputs("m.pt2", stored, [parse_input_flag("ids:1x200")])
+
+
+def test_an_onnx_dim_param_and_a_keras_none_batch_stay_dynamic() -> None:
+    stored = [TensorSpec("x", (None, 8, 3)), TensorSpec("y", (None, 8), "float32")]
+    x, y = resolve_inputs("m.keras", stored, [])
+    assert x.shape == (1, 8, 3) and x.dims[0] == Dim("batch", 1, 64)
+    assert y.dims[0] == Dim("batch", 1, 64)  # the batch is shared
+
+
+@pytest.mark.parametrize("bad", ["N", "N=0..3", "N=5..2", "=1..2", "N=1-2"])
+def test_a_malformed_dim_flag_is_refused(bad: str) -> None:
+    with pytest.raises(UsageError, match=r"--dim .*expected NAME=LO\.\.HI"):
+        parse_dim_flag(bad)
+
+
+def test_dim_twice_or_with_static_is_refused() -> None:
+    with pytest.raises(UsageError, match="--dim N: given twice"):
+        options.shapes(["N=1..2", "N=1..3"])
+    with pytest.raises(UsageError, match="drop one"):
+        options.shapes(["N=1..2"], static=True)
+    assert options.shapes(["N=1..2"]) == Shapes((Dim("N", 1, 2),))
+
+
+def test_validation_sizes_an_odd_size_then_the_top_when_cheap_else_the_bottom() -> None:
+    cnn = [TensorSpec("x", (1, 3, 32, 32), "float32", (Dim("N", 1, 5), None, None, None))]
+    assert validation_sizes(cnn) == [{"N": 3}, {"N": 5}]
+    wide = [TensorSpec("x", (1, 3, 32, 32), "float32", (Dim("N", 1, 64), None, None, None))]
+    assert validation_sizes(wide) == [{"N": 3}]  # 64x the example: not cheap; bottom = example
+    text = [TensorSpec("ids", (1, 16), "int64", (Dim("batch", 1, 8), Dim("seq", 2, 128)))]
+    assert validation_sizes(text) == [{"batch": 3, "seq": 33}, {"batch": 1, "seq": 2}]
+    assert validation_sizes([TensorSpec("x", (1, 3))]) == []
+
+
+def test_resized_samples_are_made_of_the_samples_own_values() -> None:
+    spec = TensorSpec("ids", (1, 4), "int64", (Dim("batch", 1, 8), Dim("seq", 2, 16)))
+    mask = TensorSpec("mask", (1, 4), "int64", (Dim("batch", 1, 8), Dim("seq", 2, 16)))
+    samples = [{"ids": np.arange(4).reshape(1, 4) + 10 * i, "mask": np.full((1, 4), i),
+                "sr": np.array(16000)} for i in range(2)]
+    [first, second] = resized(samples, [spec, mask], {"batch": 3, "seq": 6})
+    assert first["ids"].tolist() == [[0, 1, 2, 3, 10, 11], [10, 11, 12, 13, 0, 1],
+                                     [0, 1, 2, 3, 10, 11]]
+    assert second["ids"][0].tolist() == [10, 11, 12, 13, 0, 1]
+    assert first["mask"].tolist() == [[0, 0, 0, 0, 1, 1], [1, 1, 1, 1, 0, 0], [0, 0, 0, 0, 1, 1]]
+    assert first["sr"] == 16000  # a constant is kept as it is
+    [short] = resized(samples[:1], [spec], {"seq": 2})
+    assert short["ids"].tolist() == [[0, 1]]
+
+
+def test_bench_shapes_group_by_position_and_shared_dims_follow() -> None:
+    given = [parse_input_flag("ids:1x16"), parse_input_flag("ids:1x64")]
+    sets = size_sets(given)
+    assert [[s.shape for s in size] for size in sets] == [[(1, 16)], [(1, 64)]]
+    with pytest.raises(UsageError, match=r"--shape: each input named needs as many values"):
+        size_sets([parse_input_flag("ids:1x16"), parse_input_flag("ids:1x64"),
+                   parse_input_flag("mask:1x16")])
+    dims = (Dim("batch", 1, 8), Dim("seq", 2, 128))
+    specs = [TensorSpec("ids", (1, 64), "int64", dims), TensorSpec("mask", (1, 16), "int64", dims)]
+    assert [s.shape for s in at_given(specs, sets[1])] == [(1, 64), (1, 64)]
