@@ -224,6 +224,8 @@ def validate_tables(report: ValidateReport) -> list[Table | Text]:
         out.append(_constants(report.constants))
     if report.state:
         out.append(_steps(report.steps, report.state))
+    if any(s.dims for s in report.inputs):
+        out.append(dynamic_line(report.inputs, report.checks))
     out.append(parity_table(report.checks, report.tolerance, report.reference_runtime))
     return out + ([accuracy_line(report.accuracy)] if report.accuracy is not None else [])
 

@@ -63,6 +63,7 @@ def save(folder: Path, report: ValidateReport, ref: Reference,
             "seed": report.seed, "versions": report.versions, "flags": report.flags,
             "constants": dict(report.constants),  # --const: in inputs.npz, not fed to the artifact
             "steps": ref.steps, "state": dict(ref.state),  # --steps: the samples are unrolled
+            "sizes": [list(s) for s in ref.sizes],  # a dynamic model's samples by size
             "devices": sorted({f"{c.runtime}/{c.device}" for c in report.checks if not c.skipped}),
         }
         atomic_write_text(root / MANIFEST, json.dumps(manifest, indent=2) + "\n",
@@ -92,7 +93,8 @@ def load(folder: Path) -> tuple[Path, Format, Reference, Tolerance, dict[str, To
         raise UsageError(f"--bundle {folder}: not a readable portkit bundle ({e}); make one with "
                          "portkit validate ... --save-bundle DIR") from None
     ref = Reference(f"bundle ({manifest.get('reference_runtime', '?')})", specs, feeds, outputs,
-                    steps=int(manifest.get("steps", 1)), state=dict(manifest.get("state", {})))
+                    steps=int(manifest.get("steps", 1)), state=dict(manifest.get("state", {})),
+                    sizes=tuple((str(label), int(n)) for label, n in manifest.get("sizes", ())))
     return artifact, fmt, ref, tol, per_output, manifest
 
 
