@@ -9,16 +9,21 @@ For TorchScript the legacy exporter goes first: on every fixture its ONNX ran an
 exports in a fraction of the time. (Its ONNX keeps the traced shape arithmetic, which onnx2tf
 fails on for some models; the dynamo exporter's doesn't, since portkit folds that arithmetic
 after TS2EPConverter: see ``runtimes.static_shapes``.)
+
+Dynamic dimensions stay dynamic (``dim_param``): the dynamo exporter writes those of the
+ExportedProgram (``_torch.load_exported_program`` gives it the inputs' ``dims``), the legacy
+exporter is given them as ``dynamic_axes``, named as portkit names them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from portkit.convert._torch import example_args, load_exported_program, output_names
+from portkit.convert._torch import load_exported_program, output_names
 from portkit.convert.registry import register_edge
 from portkit.formats import Format
 from portkit.options import ConvertOptions
+from portkit.runtimes.torch_export import example_args
 from portkit.specs import TensorSpec
 
 LEGACY_OPSET = 17
@@ -60,6 +65,8 @@ def export_legacy(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
     torch.onnx.export(
         module, args, str(dst), dynamo=False, opset_version=options.opset or LEGACY_OPSET,
         input_names=[s.name for s in inputs], output_names=output_names(module, args),
+        dynamic_axes={s.name: {axis: d.name for axis, d in enumerate(s.dims) if d is not None}
+                      for s in inputs if s.dynamic} or None,
     )
     return f"TorchScript (legacy) exporter, opset {_check(dst)}"
 
