@@ -76,7 +76,16 @@ def convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
         via += "to_channel_last_io (NCHW inputs and outputs become NHWC) -> "
 
     def write(path: Path) -> str:
-        litert_torch.convert(module, args, dynamic_shapes=dynamic).export(str(path))
+        try:
+            litert_torch.convert(module, args, dynamic_shapes=dynamic).export(str(path))
+        except Exception as e:  # noqa: BLE001 - its lowering raises anything (TypeError...)
+            if dynamic is None:
+                raise
+            why = (str(e).strip().splitlines() or [""])[0]
+            raise ConversionError(
+                f"litert-torch failed to lower {described(dynamic_axes(inputs))} dynamic "
+                f"({type(e).__name__}: {why}); a route through ONNX keeps it dynamic, or pass "
+                "--static for a fixed-shape TFLite") from None
         return f"{via}litert_torch.convert"
 
     if options.quantize is None:

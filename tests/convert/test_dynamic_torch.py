@@ -126,6 +126,9 @@ def test_cnn_with_a_dynamic_batch_to_tflite(cnn_pt2, workers, tmp_path: Path) ->
     assert len(sizes) >= 2 and any(s.startswith("x 3x") for s in sizes), sizes
     # litert-torch 0.10 fails on torch.flatten of a dynamic batch ("Shapes must be 1D sequences
     # of concrete values"): the route through ONNX ships, batch kept dynamic (NHWC).
+    litert = report.routes_tried[0]
+    assert litert.route == "litert-torch" and not litert.converted
+    assert "failed to lower x axis 0 (batch 1..8) dynamic" in (litert.error or "")
     (signature,) = _tflite_signatures(out)
     assert signature[0] == -1 and sorted(signature[1:]) == [3, 32, 32], signature
     x = np.random.default_rng(3).standard_normal((3, 3, 32, 32)).astype(np.float32)
