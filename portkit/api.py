@@ -179,8 +179,9 @@ def convert(
                                     validate=validate, steps=steps,
                                     allow_nonfinite=allow_nonfinite)
     with contextlib.ExitStack() as stack:
+        shapes = options.shapes(dims, static)
         if not isinstance(source, (str, Path)):
-            source = pipeline.save_module(source, given, stack)
+            source, shapes = pipeline.save_module(source, given, shapes, stack)
             given = []  # the .pt2 holds them, under forward's own argument names
         job = ConvertJob(
             source=Path(source), target=target,
@@ -189,7 +190,7 @@ def convert(
             validate=validate, seed=seed, tolerance=tolerance, per_output=per_output,
             options=convert_options, optimize=goal, constants=bound, steps=steps,
             state=parse_state(state), report=Path(report) if report is not None else None,
-            evaluation=evaluation, shapes=options.shapes(dims, static))
+            evaluation=evaluation, shapes=shapes)
         return pipeline.convert(job, stack.enter_context(_context(workers, timeout, progress)))
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from portkit.convert import constants, registry, representative
-from portkit.convert._torch import export_pickled_module, save_exported
+from portkit.convert._torch import export_pickled_module, module_inputs, save_exported
 from portkit.errors import ConversionError, PortkitError, UsageError
 from portkit.formats import Format, sniff
 from portkit.io import (
@@ -48,6 +48,7 @@ from portkit.runtimes import tasks, worker
 from portkit.runtimes.context import Progress, RunContext
 from portkit.runtimes.tasks import Reference
 from portkit.safety import refuse_unloadable
+from portkit.shapes import Shapes
 from portkit.specs import TensorSpec
 from portkit.validators.accuracy import judge
 from portkit.validators.checks import (
@@ -87,9 +88,9 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
         job = representative.judged_on(job)
         shown = FileInfo(str(src), fmt.value)  # the user's file, even if exported first
         if trusted_pickle:
-            src, fmt = _export_trusted_pickle(src, list(job.inputs), stack, ctx)
+            src, fmt, left = _export_trusted_pickle(src, job, stack, ctx)
             # The .pt2 holds the shapes, under forward's own argument names.
-            job = dataclasses.replace(job, inputs=())
+            job = dataclasses.replace(job, inputs=(), shapes=left)
             refuse_unloadable(src, fmt)
         if job.constants:
             constants.check_format(src, fmt)
@@ -263,33 +264,36 @@ def choose(attempts: list[Attempt]) -> int | None:
     return (passed or converted or [None])[0]
 
 
-def save_module(module: Any, inputs: list[TensorSpec], stack: contextlib.ExitStack) -> Path:
+def save_module(module: Any, inputs: list[TensorSpec], shapes: Shapes,
+                stack: contextlib.ExitStack) -> tuple[Path, Shapes]:
     """Save an ``nn.Module`` as an ExportedProgram (``.pt2``) in a temporary folder that
-    ``stack`` removes.
+    ``stack`` removes, a dimension named in ``inputs`` dynamic over its ``shapes`` range.
+
+    Returns:
+        The file, and the ``Shapes`` left for it (``_torch.module_inputs``).
 
     Raises:
         UsageError: Not every input's shape is given.
     """
-    if not inputs or not all(s.is_static for s in inputs):
-        raise UsageError("convert(module, ...): pass inputs=['x:1x3x224x224', ...] for every input")
+    specs, left = module_inputs("convert(module, ...)", inputs, shapes)
     folder = stack.enter_context(owned_tempdir("module"))
     path = folder / f"{type(module).__name__}.pt2"
-    save_exported(module, inputs, path)
-    return path
+    save_exported(module, specs, path)
+    return path, left
 
 
-def _export_trusted_pickle(src: Path, inputs: list[TensorSpec], stack: contextlib.ExitStack,
-                           ctx: RunContext) -> tuple[Path, Format]:
-    """``--trust-model`` on a pickled module: unpickle it in a worker and save it as ``.pt2``."""
-    if not inputs or not all(s.is_static for s in inputs):
-        raise UsageError(f"{src}: a pickled module stores no input shapes; pass --input "
-                         "NAME:SHAPE for every input")
+def _export_trusted_pickle(src: Path, job: ConvertJob, stack: contextlib.ExitStack,
+                           ctx: RunContext) -> tuple[Path, Format, Shapes]:
+    """``--trust-model`` on a pickled module: unpickle it in a worker and save it as ``.pt2``
+    (with the ``Shapes`` left for it, as ``save_module``)."""
+    inputs, left = module_inputs(f"{src} (a pickled module)",
+                                 list(job.inputs), job.shapes)
     folder = stack.enter_context(owned_tempdir("pickle"))
     dst = folder / f"{src.stem}.pt2"
     with ctx.progress(f"Unpickling {src.name} (--trust-model) and exporting it"):
         worker.call(export_pickled_module, timeout=ctx.timeout, what=str(src), src=str(src),
                     dst=str(dst), inputs=inputs)
-    return dst, Format.EXPORTED_PROGRAM
+    return dst, Format.EXPORTED_PROGRAM, left
 
 
 def _bind_constants(src: Path, fmt: Format, job: ConvertJob, stack: contextlib.ExitStack,

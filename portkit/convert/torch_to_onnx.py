@@ -9,16 +9,22 @@ For TorchScript the legacy exporter goes first: on every fixture its ONNX ran an
 exports in a fraction of the time. (Its ONNX keeps the traced shape arithmetic, which onnx2tf
 fails on for some models; the dynamo exporter's doesn't, since portkit folds that arithmetic
 after TS2EPConverter: see ``runtimes.static_shapes``.)
+
+Dynamic dimensions stay dynamic (``dim_param``): the dynamo exporter writes those of the
+ExportedProgram (``_torch.load_exported_program`` gives it the inputs' ``dims``), the legacy
+exporter is given them as ``dynamic_axes``, named as portkit names them.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from portkit.convert._torch import example_args, load_exported_program, output_names
+from portkit.convert._torch import load_exported_program, output_names
 from portkit.convert.registry import register_edge
 from portkit.formats import Format
 from portkit.options import ConvertOptions
+from portkit.runtimes.torch_export import example_args
 from portkit.specs import TensorSpec
 
 LEGACY_OPSET = 17
@@ -45,6 +51,7 @@ def export_dynamo(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
         program, args, str(dst), dynamo=True, external_data=False, opset_version=options.opset,
         input_names=[s.name for s in inputs], output_names=output_names(program.module(), args),
     )
+    _name_dims(dst, inputs)
     return f"dynamo exporter, opset {_check(dst)}"
 
 
@@ -60,8 +67,32 @@ def export_legacy(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
     torch.onnx.export(
         module, args, str(dst), dynamo=False, opset_version=options.opset or LEGACY_OPSET,
         input_names=[s.name for s in inputs], output_names=output_names(module, args),
+        dynamic_axes={s.name: {axis: d.name for axis, d in enumerate(s.dims) if d is not None}
+                      for s in inputs if s.dynamic} or None,
     )
     return f"TorchScript (legacy) exporter, opset {_check(dst)}"
+
+
+def _name_dims(path: Path, inputs: list[TensorSpec]) -> None:
+    """Rename the dynamo exporter's ``dim_param`` symbols (``s23``) to the inputs' dimension
+    names (``batch``), as the legacy exporter writes them, everywhere they appear."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    names: dict[str, str] = {}
+    for graph_input in model.graph.input:
+        spec = next((s for s in inputs if s.name == graph_input.name), None)
+        for d, dim in zip(graph_input.type.tensor_type.shape.dim, spec.dims if spec else ()):
+            if dim is not None and re.fullmatch(r"s\d+", d.dim_param):
+                names.setdefault(d.dim_param, dim.name)
+    if not names:
+        return
+    symbol = re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\b")
+    for value in (*model.graph.input, *model.graph.output, *model.graph.value_info):
+        for d in value.type.tensor_type.shape.dim:
+            if d.dim_param:
+                d.dim_param = symbol.sub(lambda m: names[m[1]], d.dim_param)
+    onnx.save(model, str(path))
 
 
 def _check(path: Path) -> int:

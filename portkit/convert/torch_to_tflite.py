@@ -9,6 +9,10 @@ ai-edge-quantizer (``tflite_quantize``): seconds, where the ONNX detour through 
 (``torch.onnx+onnx2tf+tflite-converter``, the fallback) takes minutes. Its variant
 ``int8-compute`` (int8/int16x8 only) quantizes only the conv and linear ops: not full integer,
 but far faster on transformers, whose int8 attention math leaves XNNPACK's fast kernels.
+
+A dynamic first dimension (a batch) stays dynamic (``shape_signature`` -1): litert-torch exports
+with it as a ``torch.export.Dim``. Any other dynamic dimension it fails to lower (litert-torch
+0.10, with or without ``use_v2``), so it refuses those up front and the route through ONNX runs.
 """
 
 from __future__ import annotations
@@ -16,12 +20,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from portkit.convert import tflite_quantize
-from portkit.convert._torch import example_args, load_exported_program
+from portkit.convert._torch import load_exported_program
 from portkit.convert.registry import Variant, register_edge
 from portkit.errors import ConversionError
 from portkit.formats import Format
 from portkit.options import ConvertOptions
 from portkit.quantization import Quantization
+from portkit.runtimes.torch_export import (
+    described,
+    dynamic_axes,
+    dynamic_shapes,
+    example_args,
+    export_args,
+)
 from portkit.specs import TensorSpec
 
 NHWC_IO = Variant("nhwc-io", "4-D inputs and outputs channels-last (to_channel_last_io)",
@@ -37,11 +48,18 @@ def convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
             options: ConvertOptions) -> str | tuple[str, Quantization]:
     """Convert through ``litert_torch.convert``; inputs keep their layout (NCHW stays NCHW)
     unless the variant is ``nhwc-io``; then quantize if asked."""
+    beyond = [a for a in dynamic_axes(inputs) if a[1] != 0]
+    if beyond:
+        raise ConversionError(
+            f"litert-torch lowers only a dynamic first dimension; {described(beyond)} "
+            f"{'is' if len(beyond) == 1 else 'are'} dynamic: a route through ONNX keeps them, "
+            "or pass --static for a fixed-shape TFLite")
     import litert_torch
     import torch
 
     module = load_exported_program(src, fmt, inputs).module()
-    args = example_args(inputs)
+    dynamic = dynamic_shapes(inputs)
+    args = export_args(inputs) if dynamic else example_args(inputs)
     via = "TorchScript -> ExportedProgram (TS2EPConverter) -> " if fmt is Format.TORCHSCRIPT else ""
     if options.variant == NHWC_IO.name:
         with torch.no_grad():
@@ -58,7 +76,16 @@ def convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
         via += "to_channel_last_io (NCHW inputs and outputs become NHWC) -> "
 
     def write(path: Path) -> str:
-        litert_torch.convert(module, args).export(str(path))
+        try:
+            litert_torch.convert(module, args, dynamic_shapes=dynamic).export(str(path))
+        except Exception as e:  # noqa: BLE001 - its lowering raises anything (TypeError...)
+            if dynamic is None:
+                raise
+            why = (str(e).strip().splitlines() or [""])[0]
+            raise ConversionError(
+                f"litert-torch failed to lower {described(dynamic_axes(inputs))} dynamic "
+                f"({type(e).__name__}: {why}); a route through ONNX keeps it dynamic, or pass "
+                "--static for a fixed-shape TFLite") from None
         return f"{via}litert_torch.convert"
 
     if options.quantize is None:

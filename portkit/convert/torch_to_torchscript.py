@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from portkit.convert._torch import example_args, load_exported_program
+from portkit.convert._torch import load_exported_program
 from portkit.convert.registry import register_edge
 from portkit.formats import Format
 from portkit.options import ConvertOptions
+from portkit.runtimes.torch_export import example_args
 from portkit.specs import TensorSpec
 
 

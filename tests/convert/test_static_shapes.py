@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from portkit.convert._torch import example_args, load_exported_program
+from portkit.convert._torch import load_exported_program
 from portkit.fixtures import FIXTURES
 from portkit.formats import Format
+from portkit.runtimes.torch_export import example_args
 
 torch = pytest.importorskip("torch")
 
