@@ -1,7 +1,7 @@
 """TensorFlow (SavedModel, ``.keras``, ``.h5``) and TFLite -> ONNX with tf2onnx.
 
-Keras models are exported to a SavedModel first (``None`` where the inputs keep a dimension
-dynamic, the example size elsewhere); SavedModels go through tf2onnx's SavedModel
+Keras models are exported to a SavedModel first (with Keras's own signature: the batch free);
+SavedModels go through tf2onnx's SavedModel
 loader (inputs keep the signature's names, outputs its keys). TFLite models go through
 ``from_tflite``; their inputs and outputs are renamed from tensor names
 (``serving_default_image:0``) to the signature's (``image``).
@@ -61,7 +61,9 @@ def convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
             check_savedmodel(src, options.load.trust_model)
         if fmt is not Format.SAVEDMODEL:
             saved, sig = Path(os.getcwd()) / "exported", None
-            export_keras(load_keras(src, fmt, options.load), saved, inputs)
+            # Keras's own signature (batch free): a fixed one changed the graph tf2onnx writes
+            # for a batch-1 LSTM (keras_text), which onnx2tf then failed on.
+            export_keras(load_keras(src, fmt, options.load), saved)
         model, sig = _from_saved_model(saved, src, sig, opset)
         how = f"tf2onnx SavedModel loader (signature {sig})"
     _check(model)

@@ -44,14 +44,12 @@ def export_keras(model: Any, dst: Path, inputs: list[TensorSpec] | None = None) 
     """``model.export(dst)``: a SavedModel with ``serving_default``; with ``inputs``, its
     signature takes those shapes, ``None`` where ``inputs`` keep a dimension dynamic (its
     ``dims``) and the example size elsewhere (with ``--static`` every size is fixed: a batch-1
-    LSTM becomes TFLite builtins, a free-batch one can't). Inputs that ask for the model's own
-    shapes export as Keras does by default (an explicit signature of the same shapes changed
-    the graph tf2onnx writes for an LSTM, which onnx2tf then failed on)."""
+    LSTM becomes TFLite builtins, a free-batch one can't). Without ``inputs`` Keras frees the
+    batch dimension even of a model built with a fixed ``batch_size``."""
     import tensorflow as tf
 
     signature = None
-    own = [tuple(t.shape) for t in model.inputs]
-    if inputs and [signature_shape(s) for s in inputs] != own:  # else Keras's own signature
+    if inputs:
         specs = [tf.TensorSpec(signature_shape(s), s.dtype, name=s.name) for s in inputs]
         signature = specs if len(specs) == 1 else [specs]
     model.export(str(dst), verbose=False, input_signature=signature)
