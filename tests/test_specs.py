@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from portkit.errors import UsageError
-from portkit.shapes import resolve_inputs
 from portkit.specs import (
     TensorSpec,
     calibrated_part,
@@ -15,6 +14,7 @@ from portkit.specs import (
     make_inputs,
     parse_input_flag,
 )
+from portkit.shapes import resolve_inputs
 
 
 def test_parse_input_flag_shape_and_dtype() -> None:

@@ -20,13 +20,7 @@ from portkit.results import Accuracy
 from portkit.runtimes import tasks
 from portkit.runtimes.worker import Pool
 from portkit.specs import labels_in
-from portkit.validators.accuracy import (
-    _check_labels,
-    _output,
-    predictions,
-    top1,
-    why_failed,
-)
+from portkit.validators.accuracy import _check_labels, _output, predictions, top1, why_failed
 from tests.schema import SNAPSHOT, key_paths
 
 Saved = Callable[[str, str], Path]
