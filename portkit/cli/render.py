@@ -320,12 +320,12 @@ def mobile_tables(m: MobileReport) -> list[Table | Text]:
         f"Mobile: {m.size_bytes:,} bytes, {m.precision}, {sum(m.op_counts.values())} ops; "
         f"runs on the builtin interpreter: {runs}")]
     io = Table(title="TFLite inputs and outputs", title_justify="left")
-    for col in ("kind", "name", "shape", "dtype", "layout", "scale", "zero point"):
+    for col in ("kind", "name", "shape", "resizable", "dtype", "layout", "scale", "zero point"):
         io.add_column(col)
     for kind, tensors in (("input", m.inputs), ("output", m.outputs)):
         for t in tensors:
             shape = "x".join("?" if d < 0 else str(d) for d in t.shape) or "scalar"
-            io.add_row(kind, t.name, shape,
+            io.add_row(kind, t.name, shape, "yes" if t.resizable else "no",
                        t.dtype, t.layout or "-", ", ".join(f"{x:.6g}" for x in t.scale[:4]) or "-",
                        ", ".join(str(x) for x in t.zero_point[:4]) or "-")
     out.append(io)

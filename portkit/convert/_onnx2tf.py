@@ -7,25 +7,45 @@ worker's private scratch directory) so conversion never touches the network.
 onnx2tf also writes to the ONNX file it is given (sng4onnx names unnamed nodes in place, and its
 shape fixes save over the input): it is given a copy in the scratch directory, never the user's
 file (seen: the round trip dropped initializers an ``If`` branch reads, breaking the source).
+
+Input shapes: an input the pipeline resolved static (``--static``, or no dynamic dimension) is
+fixed at its example shape (``overwrite_input_shape``), so a ``dim_param`` the user fixed does
+not stay free; one with dynamic dimensions keeps them, its example shape given as a hint for
+onnx2tf's test inference (``shape_hints``). When onnx2tf fails on a model with dynamic
+dimensions, the error says so and suggests ``--static``.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from portkit.convert.dynamic import static_only
+from portkit.errors import PortkitError
+from portkit.specs import TensorSpec
+
 _SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 
 
-def run(src: Path, **kwargs: Any) -> tuple[Any, Path]:
+def run(src: Path, inputs: Sequence[TensorSpec] = (), **kwargs: Any) -> tuple[Any, Path]:
     """``onnx2tf.convert`` on ``src`` into ``./onnx2tf_out``, offline and quiet.
+
+    Args:
+        src: The ONNX model.
+        inputs: Its resolved inputs: static ones are fixed at their shape, dynamic ones keep
+            their dynamic dimensions.
+        **kwargs: More ``onnx2tf.convert`` arguments.
 
     Returns:
         What onnx2tf returned (its tf_keras model) and the output folder.
+
+    Raises:
+        ConversionError: onnx2tf failed on a model with dynamic dimensions (``static_only``).
     """
     import onnx2tf
 
@@ -38,18 +58,60 @@ def run(src: Path, **kwargs: Any) -> tuple[Any, Path]:
     sample = np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32)
     np.save(work / _SAMPLE_FILE, sample)
     out = work / "onnx2tf_out"
-    model = onnx2tf.convert(
-        input_onnx_file_path=str(src),
-        output_folder_path=str(out),
-        copy_onnx_input_output_names_to_tflite=True,
-        not_use_onnxsim=True,
-        non_verbose=True,
-        # Else outputs bigger than free memory go to a file-backed map in TMPDIR, which the
-        # worker's memory limit does not count: a memory bomb fills the disk for minutes.
-        onnxruntime_output_memmap=False,
-        **kwargs,
-    )
+    fixed, hints = _shapes(src, inputs)
+    if fixed:
+        kwargs["overwrite_input_shape"] = fixed
+    if hints:
+        kwargs["shape_hints"] = hints
+    try:
+        model = onnx2tf.convert(
+            input_onnx_file_path=str(src),
+            output_folder_path=str(out),
+            copy_onnx_input_output_names_to_tflite=True,
+            not_use_onnxsim=True,
+            non_verbose=True,
+            # Else outputs bigger than free memory go to a file-backed map in TMPDIR, which the
+            # worker's memory limit does not count: a memory bomb fills the disk for minutes.
+            onnxruntime_output_memmap=False,
+            **kwargs,
+        )
+    except (PortkitError, MemoryError):
+        raise
+    except Exception as e:  # noqa: BLE001 - onnx2tf raises anything from its op handlers
+        if not hints:
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise static_only("onnx2tf", inputs, f"it failed on them ({type(e).__name__}: "
+                          f"{first[:300]})") from e
     return model, out
+
+
+def _shapes(src: Path, inputs: Sequence[TensorSpec]) -> tuple[list[str], list[str]]:
+    """``overwrite_input_shape`` values for the ONNX inputs with some dimension not fixed that
+    ``inputs`` resolve static, and ``shape_hints`` for those ``inputs`` keep dynamic (by name,
+    else in order)."""
+    import onnx
+
+    from portkit.convert.dynamic import onnx_inputs
+    from portkit.runtimes.binding import pair_by_name
+
+    stored = onnx_inputs(onnx.load(str(src), load_external_data=False))
+    if not inputs or len(stored) != len(inputs):
+        return [], []
+    shapes = dict(stored)
+    fixed, hints = [], []
+    for spec, (_name, onnx_name) in zip(inputs, pair_by_name([s.name for s in inputs],
+                                                             list(shapes))):
+        shape = shapes[onnx_name]
+        if spec.shape is None or shape is None or len(shape) != len(spec.shape) \
+                or any(d is None for d in spec.shape):
+            continue
+        value = f"{onnx_name}:{','.join(str(d) for d in spec.shape)}"
+        if spec.dynamic:
+            hints.append(value)
+        elif None in shape:
+            fixed.append(value)
+    return fixed, hints
 
 
 def _private_copy(src: Path, folder: Path) -> Path:

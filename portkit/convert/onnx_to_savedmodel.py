@@ -23,6 +23,6 @@ def convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
     """Build the tf_keras model with onnx2tf and ``tf.saved_model.save`` it."""
     import tensorflow as tf
 
-    model, _out = _onnx2tf.run(src, disable_model_save=True)
+    model, _out = _onnx2tf.run(src, inputs, disable_model_save=True)
     tf.saved_model.save(model, str(dst))
     return "onnx2tf.convert -> tf.saved_model.save (NCHW inputs become NHWC)"

@@ -5,6 +5,9 @@ float16 ``.tflite`` (mostly the time of those conversions). portkit asks for the
 (``disable_model_save``) and converts it once, as onnx2tf does
 (``TFLiteConverter.from_keras_model``), builtin ops first: the same float32 flatbuffer in about
 half the time of onnx2tf's CLI (resnet18 on two cores: 36 s against 70 s).
+
+Dynamic dimensions (``dim_param``) the pipeline keeps dynamic stay -1 in the flatbuffer's
+``shape_signature``; an artifact that fixed one fails the route (``require_kept``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from portkit.convert import _onnx2tf
+from portkit.convert.dynamic import require_kept, tflite_inputs
 from portkit.convert.registry import register_edge
 from portkit.convert.tf_to_tflite import builtins_first
 from portkit.formats import Format
@@ -27,12 +31,13 @@ def convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
     """Build the model with ``onnx2tf.convert`` and convert it to a float32 ``.tflite``."""
     import tensorflow as tf
 
-    model, _out = _onnx2tf.run(src, disable_model_save=True)
+    model, _out = _onnx2tf.run(src, inputs, disable_model_save=True)
 
     def converter() -> Any:
         return tf.lite.TFLiteConverter.from_keras_model(model)
 
-    data, flex = builtins_first(converter, options)
+    data, flex = builtins_first(converter, options, inputs)
     dst.write_bytes(data)
+    require_kept("onnx2tf", inputs, tflite_inputs(dst))
     return "; ".join(["onnx2tf.convert -> TFLiteConverter.from_keras_model (float32; NCHW "
                       "inputs become NHWC)", *flex])

@@ -1,13 +1,16 @@
 """TensorFlow (SavedModel, ``.keras``, ``.h5``) and TFLite -> ONNX with tf2onnx.
 
-Keras models are exported to a SavedModel first; SavedModels go through tf2onnx's SavedModel
+Keras models are exported to a SavedModel first (with Keras's own signature: the batch free);
+SavedModels go through tf2onnx's SavedModel
 loader (inputs keep the signature's names, outputs its keys). TFLite models go through
 ``from_tflite``; their inputs and outputs are renamed from tensor names
 (``serving_default_image:0``) to the signature's (``image``).
 
 tf2onnx logs an op it can't map, leaves it in the graph and returns success; portkit adds
 handlers for the two such ops Keras models commonly hold (``Erfc`` from exact GELU, ``TFL_GELU``)
-and refuses a model whose graph still holds an op ONNX doesn't define.
+and refuses a model whose graph still holds an op ONNX doesn't define. A dynamic input dimension
+is written as a ``dim_param`` named as portkit names it (``batch``, not tf2onnx's ``unk__12``);
+one tf2onnx fixed fails the route (``require_kept``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from portkit.convert.dynamic import name_onnx_dims, onnx_inputs, require_kept
 from portkit.convert.registry import register_edge
 from portkit.errors import ConversionError
 from portkit.formats import Format
@@ -57,10 +61,14 @@ def convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
             check_savedmodel(src, options.load.trust_model)
         if fmt is not Format.SAVEDMODEL:
             saved, sig = Path(os.getcwd()) / "exported", None
+            # Keras's own signature (batch free): a fixed one changed the graph tf2onnx writes
+            # for a batch-1 LSTM (keras_text), which onnx2tf then failed on.
             export_keras(load_keras(src, fmt, options.load), saved)
         model, sig = _from_saved_model(saved, src, sig, opset)
         how = f"tf2onnx SavedModel loader (signature {sig})"
     _check(model)
+    name_onnx_dims(model, inputs)
+    require_kept("tf2onnx", inputs, onnx_inputs(model))
     import onnx
 
     onnx.save(model, str(dst))

@@ -1,5 +1,6 @@
 """Keras (``.keras``, ``.h5``) -> SavedModel with ``model.export`` (``serving_default`` and
-``serve`` signatures; inputs keep the Keras input names, outputs are ``output_0``…)."""
+``serve`` signatures; inputs keep the Keras input names, outputs are ``output_0``…; a dimension
+the inputs keep dynamic is ``None`` in the signature, ``--static`` fixes every one)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from portkit.specs import TensorSpec
                cost=1.0)
 def convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
             options: ConvertOptions) -> str:
-    """Load the Keras model (safe mode unless trusted) and ``model.export(dst)``."""
-    export_keras(load_keras(src, fmt, options.load), dst)
+    """Load the Keras model (safe mode unless trusted) and ``model.export(dst)`` with the
+    inputs' signature."""
+    export_keras(load_keras(src, fmt, options.load), dst, inputs)
     return "keras Model.export (signatures serving_default, serve)"

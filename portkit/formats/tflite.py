@@ -29,6 +29,8 @@ class TensorInfo:
         zero_point: Quantization zero points.
         layout: ``NHWC`` or ``NCHW`` for 4-D image-like tensors (guessed from the channel
             count), else None.
+        resizable: Whether the shape signature leaves some dimension free (-1 in ``shape``):
+            an app may resize it (``Interpreter.resize_tensor_input``) to any size there.
     """
 
     name: str
@@ -37,6 +39,7 @@ class TensorInfo:
     scale: tuple[float, ...] = ()
     zero_point: tuple[int, ...] = ()
     layout: str | None = None
+    resizable: bool = False
 
 
 @dataclass(frozen=True)
@@ -158,7 +161,7 @@ def _io(model: Any, graph: Any) -> tuple[tuple[TensorInfo, ...], tuple[TensorInf
         scale = tuple(float(x) for x in q.ScaleAsNumpy()) if q and q.ScaleLength() else ()
         zero = tuple(int(x) for x in q.ZeroPointAsNumpy()) if q and q.ZeroPointLength() else ()
         return TensorInfo(names.get(index, t.Name().decode()), shape, _dtype(t.Type()), scale,
-                          zero, _layout(shape))
+                          zero, _layout(shape), any(d < 0 for d in shape))
 
     ins, outs = name_map("in"), name_map("out")
     return (tuple(info(int(i), ins) for i in graph.InputsAsNumpy()),

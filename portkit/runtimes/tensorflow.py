@@ -42,15 +42,24 @@ def load_keras(path: Path, fmt: Format, options: LoadOptions) -> Any:
 
 def export_keras(model: Any, dst: Path, inputs: list[TensorSpec] | None = None) -> None:
     """``model.export(dst)``: a SavedModel with ``serving_default``; with ``inputs``, its
-    signature takes exactly those shapes (Keras otherwise frees the batch dimension, and a
-    batch-1 LSTM then can't become TFLite builtins)."""
+    signature takes those shapes, ``None`` where ``inputs`` keep a dimension dynamic (its
+    ``dims``) and the example size elsewhere (with ``--static`` every size is fixed: a batch-1
+    LSTM becomes TFLite builtins, a free-batch one can't). Without ``inputs`` Keras frees the
+    batch dimension even of a model built with a fixed ``batch_size``."""
     import tensorflow as tf
 
     signature = None
     if inputs:
-        specs = [tf.TensorSpec(s.shape, s.dtype, name=s.name) for s in inputs]
+        specs = [tf.TensorSpec(signature_shape(s), s.dtype, name=s.name) for s in inputs]
         signature = specs if len(specs) == 1 else [specs]
     model.export(str(dst), verbose=False, input_signature=signature)
+
+
+def signature_shape(spec: TensorSpec) -> tuple[int | None, ...] | None:
+    """``spec``'s shape with ``None`` on each axis its ``dims`` keep dynamic."""
+    if spec.shape is None or not spec.dims:
+        return spec.shape
+    return tuple(None if d is not None else size for size, d in zip(spec.shape, spec.dims))
 
 
 def signature(path: Path, loaded: Any, name: str | None) -> tuple[str, Any]:

@@ -20,9 +20,10 @@ from portkit.fixtures import FIXTURES
 from portkit.formats import TARGETS, Format
 
 KINDS = {"torchscript": Format.TORCHSCRIPT, "pt2": Format.EXPORTED_PROGRAM, "keras": Format.KERAS,
-         "h5": Format.H5, "savedmodel": Format.SAVEDMODEL}
+         "h5": Format.H5, "savedmodel": Format.SAVEDMODEL, "onnx": Format.ONNX}
 TARGETS_BY_FRAMEWORK = {"torch": ("onnx", "tflite", "torchscript"),
-                        "keras": ("onnx", "tflite", "savedmodel"), "tf": ("onnx", "tflite")}
+                        "keras": ("onnx", "tflite", "savedmodel"), "tf": ("onnx", "tflite"),
+                        "onnx": ("tflite", "savedmodel")}
 _WRONG = "tf2onnx converts litert-torch's TFLite to an ONNX that runs with wrong numbers"
 _ERF = "onnx2tf turns the GELU's Erf into a Flex op, which no pip interpreter runs"
 _SQUEEZE = "onnx2tf writes a Squeeze that fails on this attention block"

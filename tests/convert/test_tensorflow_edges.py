@@ -52,8 +52,10 @@ def test_tflite_converts_to_onnx_matching_the_tflite(saved_models: Saved, tmp_pa
                                      tmp_path / "m.onnx")
     assert code == 0, err
     assert report["source"]["format"] == "tflite" and report["route"][0]["tool"] == "tf2onnx"
-    [check] = report["checks"]
-    assert check["runtime"] == "onnxruntime" and check["outputs"][0]["max_abs_err"] <= 1e-5
+    # The TFLite's batch is free (-1): the ONNX keeps it, matching at each size.
+    assert len(report["checks"]) >= 2
+    for check in report["checks"]:
+        assert check["runtime"] == "onnxruntime" and check["outputs"][0]["max_abs_err"] <= 1e-5
     # The ONNX keeps the signature's names, not TFLite's tensor names.
     done = run_cli("inspect", tmp_path / "m.onnx", "--json")
     assert [i["name"] for i in json.loads(done.stdout)["info"]["inputs"]] == [input_name]

@@ -1,0 +1,121 @@
+"""Dynamic dimensions kept by what a converter writes: the post-condition a converter checks
+before it reports success, and the error it raises when it can only write a static artifact
+(the pipeline then tries the next route).
+
+A source's dynamic dimension (a ``Dim`` in its resolved inputs' ``dims``) must stay dynamic in
+the artifact: a TFLite ``shape_signature`` of -1, an ONNX ``dim_param`` (or no size), a
+SavedModel ``None``. The check counts the dynamic axes of each artifact input (bound to the
+source's by name, else in order), so it holds whatever layout the converter chose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from portkit.errors import ConversionError
+from portkit.runtimes.binding import pair_by_name
+from portkit.specs import TensorSpec
+
+
+def describe_dynamic(inputs: Sequence[TensorSpec]) -> str:
+    """``x: batch, height`` for each input with dynamic dimensions, ``; ``-separated."""
+    return "; ".join(f"{s.name}: {', '.join(d.name for d in s.dynamic)}"
+                     for s in inputs if s.dynamic)
+
+
+def static_only(tool: str, inputs: Sequence[TensorSpec], why: str) -> ConversionError:
+    """The error of a converter that can't write the source's dynamic dimensions as dynamic.
+
+    Args:
+        tool: The converter.
+        inputs: The source's resolved inputs (some with ``dims``).
+        why: What stopped it.
+
+    Returns:
+        A ``ConversionError`` naming the dimensions and the flag that fixes them.
+    """
+    example = ", ".join(f"{s.name} {'x'.join(str(d) for d in s.shape or ())}"
+                        for s in inputs if s.dynamic)
+    return ConversionError(
+        f"{tool} can't keep the source's dynamic dimensions dynamic ({describe_dynamic(inputs)})"
+        f": {why}; pass --static to convert at the example sizes ({example}), or try "
+        "another --route")
+
+
+def require_kept(tool: str, inputs: Sequence[TensorSpec],
+                 written: Sequence[tuple[str, tuple[int | None, ...] | None]]) -> None:
+    """Post-condition: every input keeps at least as many dynamic axes as the source's has.
+
+    Args:
+        tool: The converter, for the error.
+        inputs: The source's resolved inputs.
+        written: The artifact's inputs as (name, shape) with ``None`` where an axis is dynamic
+            (a shape of ``None``: unknown rank, dynamic throughout).
+
+    Raises:
+        ConversionError: Some input was written with fewer dynamic axes (``static_only``).
+    """
+    if not any(s.dynamic for s in inputs):
+        return
+    shapes = dict(written)
+    try:
+        pairs = pair_by_name([s.name for s in inputs], list(shapes))
+    except Exception:  # noqa: BLE001 - counts differ: the parity check reports that
+        return
+    lost = []
+    for spec, (_src, art) in zip(inputs, pairs):
+        shape = shapes[art]
+        free = len(shape) if shape is None else sum(d is None for d in shape)  # type: ignore[arg-type]
+        if free < len(spec.dynamic):
+            fixed = "x".join("?" if d is None else str(d) for d in shape or ())
+            lost.append(f"{art} written as {fixed}")
+    if lost:
+        raise static_only(tool, inputs, "it wrote " + ", ".join(lost))
+
+
+def tflite_inputs(path: Path) -> list[tuple[str, tuple[int | None, ...]]]:
+    """A ``.tflite``'s inputs as (name, shape), ``None`` where its shape signature is -1."""
+    from portkit.formats.tflite import mobile_report
+
+    return [(t.name, tuple(None if d < 0 else d for d in t.shape))
+            for t in mobile_report(path).inputs]
+
+
+def onnx_inputs(model: Any) -> list[tuple[str, tuple[int | None, ...] | None]]:
+    """An ONNX ``ModelProto``'s graph inputs (initializers aside) as (name, shape), ``None``
+    where an axis has a ``dim_param`` or no size."""
+    initializers = {i.name for i in model.graph.initializer}
+    found: list[tuple[str, tuple[int | None, ...] | None]] = []
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        tensor = value.type.tensor_type
+        shape = None if not tensor.HasField("shape") else tuple(
+            d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim)
+        found.append((value.name, shape))
+    return found
+
+
+def name_onnx_dims(model: Any, inputs: Sequence[TensorSpec]) -> None:
+    """Rename the ``dim_param`` of each dynamic input axis to its ``Dim``'s name (``batch``
+    rather than tf2onnx's ``unk__12``), everywhere the old name appears in the graph's
+    inputs, outputs and value infos."""
+    by_name = {s.name: s for s in inputs}
+    renames: dict[str, str] = {}
+    for value in model.graph.input:
+        spec = by_name.get(value.name)
+        if spec is None or not spec.dims:
+            continue
+        axes = value.type.tensor_type.shape.dim
+        for axis, dim in zip(axes, spec.dims):
+            if dim is not None and axis.HasField("dim_param") and axis.dim_param != dim.name:
+                renames.setdefault(axis.dim_param, dim.name)
+    if not renames:
+        return
+    graph = model.graph
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        for axis in value.type.tensor_type.shape.dim:
+            if axis.HasField("dim_param") and axis.dim_param in renames:
+                axis.dim_param = renames[axis.dim_param]
