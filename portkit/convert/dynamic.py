@@ -10,11 +10,13 @@ source's by name, else in order), so it holds whatever layout the converter chos
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from portkit.errors import ConversionError
+from portkit.formats import Format
 from portkit.runtimes.binding import pair_by_name
 from portkit.specs import TensorSpec
 
@@ -75,6 +77,23 @@ def require_kept(tool: str, inputs: Sequence[TensorSpec],
         raise static_only(tool, inputs, "it wrote " + ", ".join(lost))
 
 
+def check_kept(tool: str, target: Format, path: Path, inputs: Sequence[TensorSpec]) -> None:
+    """The post-condition every edge's ONNX or TFLite artifact meets (``registry.run_edge``):
+    the source's dynamic dimensions stay dynamic (``require_kept``).
+
+    Raises:
+        ConversionError: An input was written with fewer dynamic axes.
+    """
+    if not any(s.dynamic for s in inputs):
+        return
+    if target is Format.TFLITE:
+        require_kept(tool, inputs, tflite_inputs(path))
+    elif target is Format.ONNX:
+        import onnx
+
+        require_kept(tool, inputs, onnx_inputs(onnx.load(str(path), load_external_data=False)))
+
+
 def tflite_inputs(path: Path) -> list[tuple[str, tuple[int | None, ...]]]:
     """A ``.tflite``'s inputs as (name, shape), ``None`` where its shape signature is -1."""
     from portkit.formats.tflite import mobile_report
@@ -100,8 +119,8 @@ def onnx_inputs(model: Any) -> list[tuple[str, tuple[int | None, ...] | None]]:
 
 def name_onnx_dims(model: Any, inputs: Sequence[TensorSpec]) -> None:
     """Rename the ``dim_param`` of each dynamic input axis to its ``Dim``'s name (``batch``
-    rather than tf2onnx's ``unk__12``), everywhere the old name appears in the graph's
-    inputs, outputs and value infos."""
+    rather than tf2onnx's ``unk__12`` or the dynamo exporter's ``s23``), everywhere the old
+    name appears in the graph's inputs, outputs and value infos (``s23 + 1`` included)."""
     by_name = {s.name: s for s in inputs}
     renames: dict[str, str] = {}
     for value in model.graph.input:
@@ -114,8 +133,9 @@ def name_onnx_dims(model: Any, inputs: Sequence[TensorSpec]) -> None:
                 renames.setdefault(axis.dim_param, dim.name)
     if not renames:
         return
+    symbol = re.compile(r"\b(" + "|".join(map(re.escape, renames)) + r")\b")
     graph = model.graph
     for value in [*graph.input, *graph.output, *graph.value_info]:
         for axis in value.type.tensor_type.shape.dim:
-            if axis.HasField("dim_param") and axis.dim_param in renames:
-                axis.dim_param = renames[axis.dim_param]
+            if axis.HasField("dim_param"):
+                axis.dim_param = symbol.sub(lambda m: renames[m[1]], axis.dim_param)

@@ -7,7 +7,8 @@ float16 ``.tflite`` (mostly the time of those conversions). portkit asks for the
 half the time of onnx2tf's CLI (resnet18 on two cores: 36 s against 70 s).
 
 Dynamic dimensions (``dim_param``) the pipeline keeps dynamic stay -1 in the flatbuffer's
-``shape_signature``; an artifact that fixed one fails the route (``require_kept``).
+``shape_signature``; an artifact that fixed one fails the route (``dynamic.check_kept``, run
+after every edge).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from portkit.convert import _onnx2tf
-from portkit.convert.dynamic import require_kept, tflite_inputs
 from portkit.convert.registry import register_edge
 from portkit.convert.tf_to_tflite import builtins_first
 from portkit.formats import Format
@@ -38,6 +38,5 @@ def convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
 
     data, flex = builtins_first(converter, options, inputs)
     dst.write_bytes(data)
-    require_kept("onnx2tf", inputs, tflite_inputs(dst))
     return "; ".join(["onnx2tf.convert -> TFLiteConverter.from_keras_model (float32; NCHW "
                       "inputs become NHWC)", *flex])

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from portkit.convert.dynamic import check_kept
 from portkit.errors import ConversionError, InternalError, UsageError
 from portkit.formats import Format
 from portkit.formats.tflite import flex_ops
@@ -319,6 +320,7 @@ def run_edge(tool: str, target: Format, src: str, src_format: Format, dst: str,
     seconds = time.perf_counter() - start
     if not Path(dst).exists():
         raise InternalError(f"{tool} reported success but wrote no {dst}")
+    check_kept(tool, target, Path(dst), inputs)  # dynamic dimensions stay dynamic
     if edge.opsets is not None and options.opset is not None and edge.when is None:
         from portkit.convert.onnx_upgrade import opset
 

@@ -10,7 +10,7 @@ tf2onnx logs an op it can't map, leaves it in the graph and returns success; por
 handlers for the two such ops Keras models commonly hold (``Erfc`` from exact GELU, ``TFL_GELU``)
 and refuses a model whose graph still holds an op ONNX doesn't define. A dynamic input dimension
 is written as a ``dim_param`` named as portkit names it (``batch``, not tf2onnx's ``unk__12``);
-one tf2onnx fixed fails the route (``require_kept``).
+one tf2onnx fixed fails the route (``dynamic.check_kept``, run after every edge).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from portkit.convert.dynamic import name_onnx_dims, onnx_inputs, require_kept
+from portkit.convert.dynamic import name_onnx_dims
 from portkit.convert.registry import register_edge
 from portkit.errors import ConversionError
 from portkit.formats import Format
@@ -68,7 +68,6 @@ def convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
         how = f"tf2onnx SavedModel loader (signature {sig})"
     _check(model)
     name_onnx_dims(model, inputs)
-    require_kept("tf2onnx", inputs, onnx_inputs(model))
     import onnx
 
     onnx.save(model, str(dst))

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from portkit.convert import tflite_quantize
-from portkit.convert.dynamic import require_kept, static_only, tflite_inputs
+from portkit.convert.dynamic import static_only
 from portkit.convert.registry import register_edge
 from portkit.errors import ConversionError
 from portkit.formats import Format
@@ -69,7 +69,6 @@ def convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
 
     data, flex = builtins_first(converter, options, inputs)
     dst.write_bytes(data)
-    require_kept("TFLiteConverter", inputs, tflite_inputs(dst))
     notes = [f"signature {sig}", options.quantize.value if options.quantize else "float32", *flex]
     return "TFLiteConverter.from_saved_model (" + "; ".join(notes) + ")"
 

@@ -17,10 +17,10 @@ exporter is given them as ``dynamic_axes``, named as portkit names them.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from portkit.convert._torch import load_exported_program, output_names
+from portkit.convert.dynamic import name_onnx_dims
 from portkit.convert.registry import register_edge
 from portkit.formats import Format
 from portkit.options import ConvertOptions
@@ -75,23 +75,13 @@ def export_legacy(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
 
 def _name_dims(path: Path, inputs: list[TensorSpec]) -> None:
     """Rename the dynamo exporter's ``dim_param`` symbols (``s23``) to the inputs' dimension
-    names (``batch``), as the legacy exporter writes them, everywhere they appear."""
+    names (``batch``), as the legacy exporter writes them (``dynamic.name_onnx_dims``)."""
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
-    names: dict[str, str] = {}
-    for graph_input in model.graph.input:
-        spec = next((s for s in inputs if s.name == graph_input.name), None)
-        for d, dim in zip(graph_input.type.tensor_type.shape.dim, spec.dims if spec else ()):
-            if dim is not None and re.fullmatch(r"s\d+", d.dim_param):
-                names.setdefault(d.dim_param, dim.name)
-    if not names:
+    if not any(s.dynamic for s in inputs):
         return
-    symbol = re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\b")
-    for value in (*model.graph.input, *model.graph.output, *model.graph.value_info):
-        for d in value.type.tensor_type.shape.dim:
-            if d.dim_param:
-                d.dim_param = symbol.sub(lambda m: names[m[1]], d.dim_param)
+    model = onnx.load(str(path), load_external_data=False)
+    name_onnx_dims(model, inputs)
     onnx.save(model, str(path))
 
 

@@ -22,6 +22,7 @@ from portkit.runtimes.base import Runtime
 from portkit.runtimes.binding import pair_by_name
 from portkit.runtimes.context import RunContext
 from portkit.runtimes.tasks import Reference
+from portkit.shapes import Shapes
 from portkit.specs import LABELS, labels_in, read_arrays
 from portkit.validators.checks import reference_worker
 
@@ -68,7 +69,8 @@ def measure(job: ConvertJob | ValidateJob, source: tuple[Path, Format],
             reference_worker(src_fmt), tasks.reference, timeout=ctx.timeout,
             what=f"{src} on {where}", path=str(src), fmt=src_fmt, given=list(reference.inputs),
             inputs_file=str(file), seed=job.seed, options=load, constants=dict(job.constants),
-            allow_nonfinite=job.tolerance.allow_nonfinite, flag="--eval", ignore=(LABELS,))
+            allow_nonfinite=job.tolerance.allow_nonfinite, flag="--eval", ignore=(LABELS,),
+            shapes=Shapes(static=True))  # the labelled samples only, at their own size
     name = _output(ev.output, list(scored.outputs[0]), where)
     source_says = predictions(scored.outputs, name, where)
     _check_labels(labels, source_says, name, where)

@@ -19,6 +19,7 @@ from portkit.options import Evaluation, evaluation
 from portkit.results import Accuracy
 from portkit.runtimes import tasks
 from portkit.runtimes.worker import Pool
+from portkit.shapes import Shapes
 from portkit.specs import labels_in
 from portkit.validators.accuracy import (
     _check_labels,
@@ -201,7 +202,8 @@ def test_a_quantized_artifact_losing_more_than_the_limit_fails(saved_models: Sav
     x = _images(200, seed=7, shape=(1, 32, 32, 3), channel_axis=3)
     np.savez(tmp_path / "inputs.npz", image=x)
     ref = workers.call("reference-keras", tasks.reference, path=str(src), fmt=Format.KERAS,
-                       given=[], inputs_file=str(tmp_path / "inputs.npz"), seed=0)
+                       given=[], inputs_file=str(tmp_path / "inputs.npz"), seed=0,
+                       shapes=Shapes(static=True))  # the 200 samples only, no other batch
     labels = np.concatenate([o["logits"] for o in ref.outputs]).argmax(axis=1)
     np.savez(tmp_path / "eval.npz", image=x, labels=labels)  # the source is always right
     out = tmp_path / "q.tflite"
