@@ -121,7 +121,8 @@ def _time(path: Path, length: int | None, lengths: list[int], timeout: float
     """p50 (ms) by sequence length: a dynamic artifact at every length, a static one at its
     own."""
     at = lengths if length is None else [length]
-    shapes = [f"{n}:1x{k}" for n in INPUTS for k in at]
+    names = [s.name for s in api.inspect(path).info.inputs]  # litert-torch writes args_0...
+    shapes = [f"{n}:1x{k}" for n in names for k in at] if length is None else []
     report = api.bench([path], shapes=shapes, budget=Budget(warmup=5, min_runs=30,
                                                            min_seconds=2.0), timeout=timeout)
     return {str(k): row.latency.p50_ms for k, row in zip(at, report.rows, strict=True)}
