@@ -143,8 +143,10 @@ def markdown(data: dict[str, Any]) -> str:
             kind = "dynamic seq" if r["length"] is None else f"static, seq {r['length']}"
             if not r["passed"]:
                 cells = ["-"] * len(lengths)
+                why = "; ".join(dict.fromkeys(_short(e) for e in r.get("routes_failed")
+                                              or [r.get("error") or ""]))
                 lines.append(f"| {target} | {kind} | {r['seconds']:.1f} | not converted: "
-                             f"{_short(r.get('error') or '')} | " + " | ".join(cells) + " |")
+                             f"{why} | " + " | ".join(cells) + " |")
                 continue
             cells = []
             for n in lengths:
@@ -161,8 +163,11 @@ def markdown(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _short(text: str) -> str:
-    return text.replace("|", "/").replace("\n", " ")[:160]
+def _short(failure: str) -> str:
+    """``route: tool: what happened; how to go on`` as ``tool: what happened`` (one line)."""
+    _route, _, why = failure.partition(": ")
+    why = (why or failure).split("; ")[0].split(" (")[0]
+    return why.replace("|", "/").replace("\n", " ")[:120]
 
 
 if __name__ == "__main__":

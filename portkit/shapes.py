@@ -239,7 +239,8 @@ def shape_at(spec: TensorSpec, sizes: Mapping[str, int]) -> tuple[int, ...]:
 def validation_sizes(specs: Sequence[TensorSpec]) -> list[dict[str, int]]:
     """The sizes besides the example one a dynamic model is validated at: every dimension at
     ``2 * example + 1`` (an odd size, inside its range), then at the top of its range where the
-    inputs there hold at most ``CHEAP`` times the example's elements, else at the bottom.
+    inputs there hold at most ``CHEAP`` times the example's elements, else (or when that size
+    was one of the others) at the bottom.
 
     Returns:
         Each size as dimension name -> size; none for a model with no dynamic dimension.
@@ -258,11 +259,11 @@ def validation_sizes(specs: Sequence[TensorSpec]) -> list[dict[str, int]]:
     bigger = {n: inside(d, 2 * e + 1) if inside(d, 2 * e + 1) != e else inside(d, e - 1)
               for n, (d, e) in free.items()}
     top = {n: d.hi if d.hi is not None else e for n, (d, e) in free.items()}
-    end = top if elements(top) <= CHEAP * max(elements(example), 1) else \
-        {n: d.lo for n, (d, _e) in free.items()}
+    bottom = {n: d.lo for n, (d, _e) in free.items()}
+    cheap = elements(top) <= CHEAP * max(elements(example), 1)
     sizes: list[dict[str, int]] = []
-    for candidate in (bigger, end):
-        if candidate != example and candidate not in sizes:
+    for candidate in (bigger, top if cheap else bottom, bottom):
+        if candidate != example and candidate not in sizes and len(sizes) < 2:
             sizes.append(candidate)
     return sizes
 

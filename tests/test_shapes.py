@@ -104,3 +104,8 @@ def test_bench_shapes_group_by_position_and_shared_dims_follow() -> None:
     dims = (Dim("batch", 1, 8), Dim("seq", 2, 128))
     specs = [TensorSpec("ids", (1, 64), "int64", dims), TensorSpec("mask", (1, 16), "int64", dims)]
     assert [s.shape for s in at_given(specs, sets[1])] == [(1, 64), (1, 64)]
+
+
+def test_when_the_odd_size_is_the_top_the_bottom_is_validated_too() -> None:
+    seq = [TensorSpec("ids", (1, 64), "int64", (None, Dim("seq", 2, 128)))]
+    assert validation_sizes(seq) == [{"seq": 128}, {"seq": 2}]

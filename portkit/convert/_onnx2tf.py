@@ -81,8 +81,8 @@ def run(src: Path, inputs: Sequence[TensorSpec] = (), **kwargs: Any) -> tuple[An
         if not hints:
             raise
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise static_only("onnx2tf", inputs, f"it failed on them ({type(e).__name__}: "
-                          f"{first[:300]})") from e
+        raise static_only("onnx2tf", inputs, f"it failed on this model with them dynamic "
+                          f"({type(e).__name__}: {first[:200]})") from e
     return model, out
 
 
