@@ -195,6 +195,58 @@ class OutputParity:
 
 
 @dataclass(frozen=True, kw_only=True)
+class OpTime:
+    """Where a run's time went: one op of the model (``--profile``).
+
+    Attributes:
+        op: The op as the runtime names it: an ONNX node's name; for TFLite, the builtin kernel
+            with its node index (``CONV_2D#3``, ``@2`` for a node of subgraph 2) or the XNNPACK
+            operator with its index inside the delegate (``xnnpack#4``).
+        kind: Its type (``Conv``; ``CONV_2D``; XNNPACK's ``Convolution (NHWC, F32) IGEMM``).
+        ms: Mean time per run it took.
+        share: Its part of the summed time of all ops (the shares add up to 1).
+        delegated: Whether an accelerator ran it (XNNPACK, or an ONNX Runtime provider other
+            than the CPU one) rather than the runtime's own CPU kernels.
+        calls: Times it ran per run (more than 1 inside a loop).
+        provider: Who ran it (``XNNPACK``, ``builtin``, ``CPUExecutionProvider``...).
+    """
+
+    op: str
+    kind: str
+    ms: float
+    share: float
+    delegated: bool
+    calls: float = 1.0
+    provider: str = ""
+
+
+def op_kinds(ops: tuple[OpTime, ...]) -> tuple[OpTime, ...]:
+    """Op times summed per (kind, provider), worst first: ``op`` holds how many ops it sums."""
+    totals: dict[tuple[str, str, bool], list[float]] = {}
+    for o in ops:
+        t = totals.setdefault((o.kind, o.provider, o.delegated), [0, 0.0, 0.0, 0.0])
+        t[0] += 1
+        t[1] += o.ms
+        t[2] += o.share
+        t[3] += o.calls
+    rows = [OpTime(op=f"{int(n)} op{'s' if n > 1 else ''}", kind=kind, ms=ms, share=share,
+                   delegated=delegated, calls=calls, provider=provider)
+            for (kind, provider, delegated), (n, ms, share, calls) in totals.items()]
+    return tuple(sorted(rows, key=lambda r: -r.ms))
+
+
+def worst_first(times: dict[tuple[str, str, bool, str], tuple[float, float]],
+                runs: int) -> tuple[OpTime, ...]:
+    """Op rows from summed times: ``(op, kind, delegated, provider) -> (seconds, calls)`` over
+    ``runs`` runs, as per-run means with shares, worst first."""
+    total = sum(s for s, _ in times.values()) or 1.0
+    rows = [OpTime(op=op, kind=kind, ms=s * 1000.0 / runs, share=s / total,
+                   delegated=delegated, calls=calls / runs, provider=provider)
+            for (op, kind, delegated, provider), (s, calls) in times.items()]
+    return tuple(sorted(rows, key=lambda r: (-r.ms, r.op)))
+
+
+@dataclass(frozen=True, kw_only=True)
 class Latency:
     """Timings of one model on one runtime and device (milliseconds unless stated).
 
@@ -209,6 +261,7 @@ class Latency:
         cv: Coefficient of variation (std / mean) of the timed runs.
         throughput: Samples per second (batch / mean).
         peak_rss_mb: The worker's peak resident memory.
+        profile: Time per op, worst first (``--profile``; empty without it).
     """
 
     runtime: str
@@ -224,6 +277,7 @@ class Latency:
     cv: float
     throughput: float
     peak_rss_mb: float
+    profile: tuple[OpTime, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -397,6 +451,7 @@ class ValidateReport(JsonReport):
     steps: int = 1  # calls per sample of a stateful model (--steps)
     state: dict[str, str] = field(default_factory=dict)  # input <- output fed back
     accuracy: Accuracy | None = None  # --eval: task accuracy, the reference's and the artifact's
+    profile: tuple[OpTime, ...] = ()  # --profile: the artifact's time per op, worst first
 
     @property
     def exit_code(self) -> ExitCode:
