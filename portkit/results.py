@@ -203,7 +203,7 @@ class OpTime:
             with its node index (``CONV_2D#3``, ``@2`` for a node of subgraph 2) or the XNNPACK
             operator with its index inside the delegate (``xnnpack#4``).
         kind: Its type (``Conv``; ``CONV_2D``; XNNPACK's ``Convolution (NHWC, F32) IGEMM``).
-        ms: Mean time per run it took.
+        ms: Its time per run: the median over the profiled runs.
         share: Its part of the summed time of all ops (the shares add up to 1).
         delegated: Whether an accelerator ran it (XNNPACK, or an ONNX Runtime provider other
             than the CPU one) rather than the runtime's own CPU kernels.
@@ -235,15 +235,38 @@ def op_kinds(ops: tuple[OpTime, ...]) -> tuple[OpTime, ...]:
     return tuple(sorted(rows, key=lambda r: -r.ms))
 
 
-def worst_first(times: dict[tuple[str, str, bool, str], tuple[float, float]],
-                runs: int) -> tuple[OpTime, ...]:
-    """Op rows from summed times: ``(op, kind, delegated, provider) -> (seconds, calls)`` over
-    ``runs`` runs, as per-run means with shares, worst first."""
-    total = sum(s for s, _ in times.values()) or 1.0
-    rows = [OpTime(op=op, kind=kind, ms=s * 1000.0 / runs, share=s / total,
-                   delegated=delegated, calls=calls / runs, provider=provider)
-            for (op, kind, delegated, provider), (s, calls) in times.items()]
-    return tuple(sorted(rows, key=lambda r: (-r.ms, r.op)))
+OpKey = tuple[str, str, bool, str]  # (op, kind, delegated, provider)
+
+
+class OpTimes:
+    """Seconds per op and run, summed from a profiler's events (``add``), as ``OpTime`` rows
+    (``rows``): each op's median over the runs, so one slow spell of a busy machine does not
+    move it; the shares are of the medians' sum."""
+
+    def __init__(self, runs: int) -> None:
+        self.runs = runs
+        self._seconds: dict[OpKey, list[float]] = {}
+        self._calls: dict[OpKey, int] = {}
+
+    def add(self, key: OpKey, run: int, seconds: float, calls: int = 1) -> None:
+        """Add ``seconds`` (may be negative: a parent's time less a child's) to ``key`` in
+        run ``run`` (0-based; runs outside ``0..runs-1`` are ignored)."""
+        if not 0 <= run < self.runs:
+            return
+        self._seconds.setdefault(key, [0.0] * self.runs)[run] += seconds
+        self._calls[key] = self._calls.get(key, 0) + calls
+
+    def rows(self) -> tuple[OpTime, ...]:
+        """Per-op rows, worst first (medians in ms, shares of their sum, calls per run)."""
+        import statistics
+
+        medians = {k: max(0.0, statistics.median(v)) for k, v in self._seconds.items()}
+        total = sum(medians.values()) or 1.0
+        rows = [OpTime(op=op, kind=kind, ms=m * 1000.0, share=m / total, delegated=delegated,
+                       calls=self._calls[op, kind, delegated, provider] / self.runs,
+                       provider=provider)
+                for (op, kind, delegated, provider), m in medians.items()]
+        return tuple(sorted(rows, key=lambda r: (-r.ms, r.op)))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -9,8 +9,8 @@ for the CPU accelerator (XNNPACK, same thread count), run ``runs`` times after o
 Events read: ``OPERATOR_INVOKE_EVENT`` (a node run by TFLite's builtin kernels: the op fell back
 from XNNPACK) and ``DELEGATE_PROFILED_OPERATOR_INVOKE_EVENT`` (an XNNPACK operator inside the
 delegate). A control-flow node (``WHILE``, ``IF``) keeps only its own time (its elapsed time
-less its subgraphs' ops, which are rows of their own), so the rows add up to the run. Times
-are whole microseconds per event.
+less its subgraphs' ops, which are rows of their own), so the rows add up to a run. Each op's
+time is its median over the runs; events are timed in whole microseconds.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from portkit.errors import InternalError
-from portkit.results import OpTime, worst_first
+from portkit.results import OpKey, OpTime, OpTimes
 
 _P = C.c_void_p
 _DESTRUCTOR = C.CFUNCTYPE(None, C.c_void_p)
@@ -159,17 +159,14 @@ def _events(lib: Any, profiler: _P) -> list[_Event]:
 
 def op_times(events: list[_Event], runs: int) -> tuple[OpTime, ...]:
     """Per-op rows from the profiler's events (see the module's docstring), worst first."""
-    times: dict[tuple[str, str, bool, str], tuple[float, float]] = {}
+    times = OpTimes(runs)
+    run = -1
     subgraphs: list[int] = []  # the subgraph invocations open now (Invoke ... Invoke end)
-    open_nodes: list[tuple[int, tuple[str, str, bool, str]]] = []  # (depth, key) of WHILE/IF
-
-    def add(key: tuple[str, str, bool, str], seconds: float, calls: float) -> None:
-        before = times.get(key, (0.0, 0.0))
-        times[key] = (before[0] + seconds, before[1] + calls)
-
+    open_nodes: list[tuple[int, OpKey]] = []  # (depth, key) of the WHILE / IF nodes open now
     for i, e in enumerate(events):
         tag = (e.tag or b"").decode(errors="replace")
         if tag == "Invoke" and e.event_type == _DEFAULT:
+            run += not subgraphs
             subgraphs.append(int(e.metadata2))
             continue
         if tag == "Invoke" and e.event_type == _INSTRUMENTATION:
@@ -180,7 +177,7 @@ def op_times(events: list[_Event], runs: int) -> tuple[OpTime, ...]:
         sg = int(e.metadata2) if e.event_type == _OPERATOR else (subgraphs or [0])[-1]
         where = f"@{sg}" if sg else ""
         if e.event_type == _OPERATOR:
-            key = (f"{tag}#{e.metadata1}{where}", tag, False, "builtin")
+            key: OpKey = (f"{tag}#{e.metadata1}{where}", tag, False, "builtin")
         elif e.event_type == _DELEGATE_PROFILED:
             key = (f"xnnpack#{e.metadata1}{where}", tag, True, "XNNPACK")
         else:
@@ -189,12 +186,12 @@ def op_times(events: list[_Event], runs: int) -> tuple[OpTime, ...]:
             open_nodes.pop()
         seconds = e.elapsed_us / 1e6
         if open_nodes:  # inside a WHILE / IF: its own time is what its subgraphs' ops leave
-            add(open_nodes[-1][1], -seconds, 0)
-        add(key, seconds, 1)
+            times.add(open_nodes[-1][1], run, -seconds, calls=0)
+        times.add(key, run, seconds)
         nxt = events[i + 1] if i + 1 < len(events) else None
         if e.event_type == _OPERATOR and nxt is not None and nxt.event_type == _DEFAULT:
             open_nodes.append((depth, key))  # it invokes (or allocates) a subgraph next
-    return worst_first({k: (max(t, 0.0), c) for k, (t, c) in times.items()}, runs)
+    return times.rows()
 
 
 def profile_tflite(path: str, feeds: dict[str, np.ndarray], runs: int,

@@ -5,10 +5,12 @@ A second session over the same file, with the plain session's threads and provid
 writes a Chrome trace whose ``Node`` events named ``<node>_kernel_time`` carry each kernel's
 duration (microseconds), ``op_name`` and ``provider``. Nodes are those of the graph ONNX
 Runtime runs, after its optimizations (a fused ``Conv`` + ``Relu`` is one ``FusedConv`` node).
+Each node's time is its median over the runs.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import tempfile
 from pathlib import Path
@@ -16,29 +18,28 @@ from typing import Any
 
 import numpy as np
 
-from portkit.results import OpTime, worst_first
+from portkit.results import OpTime, OpTimes
 
 _KERNEL = "_kernel_time"
 _CPU = "CPUExecutionProvider"
 
 
 def node_times(trace: list[dict[str, Any]], runs: int) -> tuple[OpTime, ...]:
-    """Per-node rows from a profiling trace, after its first ``model_run`` (the untimed one)."""
-    starts = sorted(e["ts"] + e.get("dur", 0) for e in trace
-                    if e.get("cat") == "Session" and e.get("name") == "model_run")
-    after = starts[0] if len(starts) > runs else -1
-    times: dict[tuple[str, str, bool, str], tuple[float, float]] = {}
+    """Per-node rows from a profiling trace: its last ``runs`` ``model_run`` events (the first
+    one is the untimed run)."""
+    starts = sorted(e["ts"] for e in trace
+                    if e.get("cat") == "Session" and e.get("name") == "model_run")[-runs:]
+    times = OpTimes(runs)
     for e in trace:
         name = e.get("name", "")
-        if e.get("cat") != "Node" or not name.endswith(_KERNEL) or e.get("ts", 0) <= after:
+        if e.get("cat") != "Node" or not name.endswith(_KERNEL) or not starts:
             continue
         args = e.get("args", {})
         provider = args.get("provider", "")
         key = (name[:-len(_KERNEL)], args.get("op_name", ""), provider not in ("", _CPU),
                provider)
-        seconds, calls = times.get(key, (0.0, 0.0))
-        times[key] = (seconds + e.get("dur", 0) / 1e6, calls + 1)
-    return worst_first(times, runs)
+        times.add(key, bisect.bisect_right(starts, e.get("ts", 0)) - 1, e.get("dur", 0) / 1e6)
+    return times.rows()
 
 
 def profile_onnx(path: Path, feeds: dict[str, np.ndarray], runs: int, settings: Any,
