@@ -245,7 +245,7 @@ def profile_tables(report: BenchReport) -> list[Table]:
 def op_tables(ops: tuple[OpTime, ...], where: str) -> list[Table]:
     """The worst ``PROFILE_ROWS`` ops, and every op type with its summed time (none when
     ``ops`` is empty)."""
-    from portkit.results import op_kinds
+    from portkit.profiles import op_kinds
 
     if not ops:
         return []

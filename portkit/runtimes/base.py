@@ -19,7 +19,7 @@ import numpy as np
 from portkit.errors import InternalError, InvalidModelError, PortkitError, UsageError
 from portkit.formats import Format
 from portkit.options import LoadOptions
-from portkit.results import OpTime
+from portkit.profiles import OpTime
 from portkit.specs import TensorSpec
 from portkit.traces import TracedTensor
 

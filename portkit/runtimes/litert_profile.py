@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from portkit.errors import InternalError
-from portkit.results import OpKey, OpTime, OpTimes
+from portkit.errors import InternalError, UsageError
+from portkit.profiles import OpKey, OpTime, OpTimes
 
 _P = C.c_void_p
 _DESTRUCTOR = C.CFUNCTYPE(None, C.c_void_p)
@@ -45,9 +45,26 @@ class _Event(C.Structure):
                 ("metadata1", C.c_uint64), ("metadata2", C.c_uint64), ("source", C.c_int)]
 
 
+_KNOWN = "2.3."  # the ai-edge-litert whose C signatures and event layout this file follows
+
+
 def _library() -> Any:
+    """``libLiteRt.so`` of the installed ai-edge-litert.
+
+    Raises:
+        UsageError: Another ai-edge-litert version, whose C API may differ (a wrong guess would
+            crash the worker rather than fail).
+    """
+    from importlib import metadata
+
     import ai_edge_litert
 
+    version = metadata.version("ai-edge-litert")
+    if not version.startswith(_KNOWN):
+        raise UsageError(f"--profile reads LiteRT's profiler through the C API of "
+                         f"ai-edge-litert {_KNOWN}x, and {version} is installed; install "
+                         f"ai-edge-litert=={_KNOWN}* to profile TFLite models, or leave out "
+                         "--profile")
     return C.CDLL(os.path.join(os.path.dirname(ai_edge_litert.__file__), "libLiteRt.so"))
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from portkit.results import OpTime, OpTimes
+from portkit.profiles import OpTime, OpTimes
 
 _KERNEL = "_kernel_time"
 _CPU = "CPUExecutionProvider"

@@ -10,7 +10,7 @@ import numpy as np
 
 from portkit.formats import Format
 from portkit.options import LoadOptions
-from portkit.results import OpTime
+from portkit.profiles import OpTime
 from portkit.runtimes.base import Runtime, Session, count
 from portkit.runtimes.registry import register_runtime
 from portkit.specs import TensorSpec

@@ -20,7 +20,8 @@ import numpy as np
 from portkit.errors import UsageError
 from portkit.formats import Format, sniff
 from portkit.options import BenchJob, Budget, LoadOptions
-from portkit.results import BenchReport, BenchRow, Latency, OpTime, versions
+from portkit.profiles import OpTime
+from portkit.results import BenchReport, BenchRow, Latency, versions
 from portkit.runtimes import registry, worker
 from portkit.runtimes.base import Session
 from portkit.runtimes.binding import artifact_feeds, bind_inputs

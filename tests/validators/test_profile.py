@@ -11,7 +11,7 @@ import pytest
 from portkit import api
 from portkit.errors import UsageError
 from portkit.options import Budget
-from portkit.results import OpTime, op_kinds
+from portkit.profiles import OpTime, op_kinds
 from portkit.runtimes.litert_profile import _Event, op_times
 from tests.conftest import run_cli
 
