@@ -7,6 +7,7 @@ thin shell over these; each is a short composition: flags become typed options
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from portkit.safety import refuse_unloadable
 from portkit.shapes import size_sets
 from portkit.specs import Dim, TensorSpec, parse_inputs
 from portkit.validators import checks
-from portkit.validators.latency import bench_models
+from portkit.validators.latency import bench_models, profile_artifact
 
 
 def convert(
@@ -224,6 +225,7 @@ def validate(
     eval_data: str | Path | None = None,
     eval_output: str | None = None,
     max_accuracy_drop: float | None = None,
+    profile: bool = False,
     progress: Progress = no_progress,
     workers: worker.Pool | None = None,
 ) -> ValidateReport:
@@ -260,6 +262,8 @@ def validate(
             non-finite outputs exactly (else an output holding any fails).
         eval_data, eval_output, max_accuracy_drop: Task accuracy on labelled samples, the
             reference's against the artifact's on its first runtime (see ``convert``).
+        profile: Also time each op of the artifact on its first CPU runtime, with that
+            runtime's profiler (``report.profile``, worst first; see ``bench``).
         progress: ``progress(message)`` context managers around each step.
         workers: Warm workers to run in, kept by the caller across calls (the reference's and
             one per runtime).
@@ -285,7 +289,11 @@ def validate(
         evaluation=options.evaluation(eval_data, eval_output, max_accuracy_drop, steps=steps,
                                       allow_nonfinite=allow_nonfinite))
     with _context(workers, timeout, progress) as ctx:
-        return checks.validate(job, ctx)
+        report = checks.validate(job, ctx)
+        if profile:
+            report = dataclasses.replace(report, profile=profile_artifact(
+                job.artifact, job.inputs, job.runtimes, ctx))
+        return report
 
 
 def replay(bundle_dir: str | Path, *, runtimes: Sequence[str] = (),
@@ -379,6 +387,7 @@ def bench(
     timeout: float = worker.DEFAULT_TIMEOUT,
     progress: Progress = no_progress,
     shapes: Sequence[str | TensorSpec] = (),
+    profile: bool = False,
 ) -> BenchReport:
     """Latency of each model on each runtime that loads it (one fresh worker per measurement).
 
@@ -391,6 +400,9 @@ def bench(
         budget: Warm-up runs, minimum timed runs and seconds.
         shapes: Sizes to time a model with dynamic dimensions at: the k-th spec of each input
             named is size k (``["ids:1x16", "ids:1x128"]``); inputs sharing a dimension follow.
+        profile: Also time each op with the runtime's own profiler (TFLite: LiteRT's, XNNPACK
+            ops and builtin fallbacks apart; ONNX Runtime: session profiling), into each row's
+            ``latency.profile``, worst first.
         timeout: Seconds each measurement may take.
         progress: ``progress(message)`` context managers around each step.
 
@@ -402,7 +414,7 @@ def bench(
     """
     job = BenchJob(models=tuple(Path(m) for m in models), runtimes=tuple(runtimes),
                    inputs=tuple(parse_inputs(inputs)), threads=threads, batch=batch,
-                   budget=budget, sizes=tuple(size_sets(parse_inputs(shapes))))
+                   budget=budget, sizes=tuple(size_sets(parse_inputs(shapes))), profile=profile)
     with _context(None, timeout, progress) as ctx:
         return bench_models(job, ctx)
 

@@ -259,6 +259,8 @@ class BenchJob:
         batch: Batch size to feed (replaces the first dimension).
         budget: How long to measure.
         sizes: ``--shape`` values: each model is timed at each size (``shapes.size_sets``).
+        profile: Also time each op with the runtime's profiler (``--profile``), over
+            ``budget.min_runs`` runs after the timed ones.
     """
 
     models: tuple[Path, ...]
@@ -268,6 +270,7 @@ class BenchJob:
     batch: int | None = None
     budget: Budget = Budget()
     sizes: tuple[tuple[TensorSpec, ...], ...] = ()
+    profile: bool = False
 
     def __post_init__(self) -> None:
         """Refuse the values ``--threads`` and ``--batch`` refuse."""

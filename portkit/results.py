@@ -18,6 +18,7 @@ from portkit.formats.tflite import MobileReport
 from portkit.io import atomic_write_text
 from portkit.options import Budget, Optimize, Scalar
 from portkit.policies import Quantize, Tolerance
+from portkit.profiles import OpTime
 from portkit.quantization import Quantization
 from portkit.specs import TensorSpec
 
@@ -209,6 +210,7 @@ class Latency:
         cv: Coefficient of variation (std / mean) of the timed runs.
         throughput: Samples per second (batch / mean).
         peak_rss_mb: The worker's peak resident memory.
+        profile: Time per op, worst first (``--profile``; empty without it).
     """
 
     runtime: str
@@ -224,6 +226,7 @@ class Latency:
     cv: float
     throughput: float
     peak_rss_mb: float
+    profile: tuple[OpTime, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -397,6 +400,7 @@ class ValidateReport(JsonReport):
     steps: int = 1  # calls per sample of a stateful model (--steps)
     state: dict[str, str] = field(default_factory=dict)  # input <- output fed back
     accuracy: Accuracy | None = None  # --eval: task accuracy, the reference's and the artifact's
+    profile: tuple[OpTime, ...] = ()  # --profile: the artifact's time per op, worst first
 
     @property
     def exit_code(self) -> ExitCode:

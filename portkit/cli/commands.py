@@ -176,6 +176,7 @@ def inspect(model: Path, as_json: bool, **options: Any) -> int:
 @flags.TOLERANCES
 @flags.EVAL
 @flags.LOADING
+@flags.PROFILE
 @flags.timeout(what="each step")
 @flags.JSON
 def validate(artifact: Path | None, reference: Path | None, bundle_dir: Path | None,
@@ -191,6 +192,7 @@ def validate(artifact: Path | None, reference: Path | None, bundle_dir: Path | N
       portkit validate model.onnx --reference model.keras --runtime onnxruntime --json
       portkit validate model.tflite --reference model.pt2 --save-bundle failure/
       portkit validate --bundle failure/            # on another machine
+      portkit validate model.tflite --reference model.pt2 --profile
     """
     from portkit import api
     from portkit.cli.render import validate_tables
@@ -198,9 +200,9 @@ def validate(artifact: Path | None, reference: Path | None, bundle_dir: Path | N
 
     shown = progress(not as_json)
     if bundle_dir is not None:
-        if artifact or reference or options["save_bundle"]:
-            raise UsageError("--bundle replays a bundle: give no ARTIFACT, --reference or "
-                             "--save-bundle with it")
+        if artifact or reference or options["save_bundle"] or options["profile"]:
+            raise UsageError("--bundle replays a bundle: give no ARTIFACT, --reference, "
+                             "--save-bundle or --profile with it")
         report = api.replay(bundle_dir, runtimes=options["runtimes"], timeout=options["timeout"],
                             progress=shown)
     elif artifact is None or reference is None:
@@ -290,6 +292,7 @@ def debug(artifact: Path, as_json: bool, **options: Any) -> int:
               show_default=True, help="Timed runs at least (>= 1).")
 @click.option("--min-seconds", type=flags.Number(flags.bounds.MIN_SECONDS), default=1.0,
               show_default=True, help="Timed seconds at least.")
+@flags.PROFILE
 @flags.timeout(what="each measurement")
 @flags.JSON
 def bench(models: tuple[Path, ...], warmup: int, min_runs: int, min_seconds: float,
@@ -304,14 +307,15 @@ def bench(models: tuple[Path, ...], warmup: int, min_runs: int, min_seconds: flo
       portkit bench model.tflite --threads 1 --min-seconds 5
       portkit bench model.onnx --batch 8 --json
       portkit bench encoder.onnx encoder.tflite --shape ids:1x16 --shape ids:1x128
+      portkit bench model.tflite --profile          # time per op, worst first
     """
     from portkit import api
-    from portkit.cli.render import bench_table
+    from portkit.cli.render import bench_table, profile_tables
     from portkit.options import Budget
 
     report = api.bench(models, budget=Budget(warmup, min_runs, min_seconds),
                        progress=progress(not as_json), **options)
-    emit(report, lambda r: [bench_table(r)], as_json)
+    emit(report, lambda r: [bench_table(r), *profile_tables(r)], as_json)
     return 0
 
 

@@ -163,5 +163,9 @@ LOADING = group(
 RUNTIMES = click.option("--runtime", "runtimes", multiple=True, metavar="NAME",
                         help="Only these runtimes (repeat): onnxruntime, tflite, tensorflow, "
                              "torch.")
+PROFILE = click.option("--profile", is_flag=True,
+                       help="Also time each op with the runtime's profiler (TFLite: LiteRT's, "
+                            "XNNPACK ops and builtin fallbacks apart; ONNX Runtime: session "
+                            "profiling), worst first.")
 JSON = click.option("--json", "as_json", is_flag=True,
                     help="Print the JSON report instead of tables.")

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         ConvertReport,
         FileInfo,
         Inspection,
+        OpTime,
         ValidateReport,
     )
     from portkit.specs import TensorSpec
@@ -227,7 +228,52 @@ def validate_tables(report: ValidateReport) -> list[Table | Text]:
     if any(s.dims for s in report.inputs):
         out.append(dynamic_line(report.inputs, report.checks))
     out.append(parity_table(report.checks, report.tolerance, report.reference_runtime))
-    return out + ([accuracy_line(report.accuracy)] if report.accuracy is not None else [])
+    out += [accuracy_line(report.accuracy)] if report.accuracy is not None else []
+    return out + op_tables(report.profile, Path(report.artifact.path).name)
+
+
+PROFILE_ROWS = 15
+
+
+def profile_tables(report: BenchReport) -> list[Table]:
+    """``bench --profile``: per row, its ops and op types, worst first."""
+    return [t for row in report.rows for t in op_tables(
+        row.latency.profile, f"{Path(row.path).name} on {row.latency.runtime}"
+        + (f" at {row.inputs}" if row.inputs else ""))]
+
+
+def op_tables(ops: tuple[OpTime, ...], where: str) -> list[Table]:
+    """The worst ``PROFILE_ROWS`` ops, and every op type with its summed time (none when
+    ``ops`` is empty)."""
+    from portkit.profiles import op_kinds
+
+    if not ops:
+        return []
+    total = sum(o.ms for o in ops)
+    shown = ops[:PROFILE_ROWS]
+    rest = f"; the {len(ops) - len(shown)} others {1 - sum(o.share for o in shown):.1%}" \
+        if len(ops) > len(shown) else ""
+    tables = []
+    for title, rows, first in (
+            (f"Time per op, {escape(where)}: {total:.3f} ms per run summed over "
+             f"{len(ops)} ops{rest}", shown, "op"),
+            (f"Time per op type, {escape(where)}", op_kinds(ops), "ops")):
+        table = Table(title=title, title_justify="left")
+        for col in (first, "type", "ms", "share", "calls", "run by"):
+            table.add_column(col, justify="right" if col in ("ms", "share", "calls") else "left",
+                             no_wrap=col != "type")
+        for o in rows:
+            table.add_row(escape(o.op), escape(o.kind), f"{o.ms:.3f}", f"{o.share:.1%}",
+                          f"{o.calls:g}", _provider(o))
+        tables.append(table)
+    return tables
+
+
+def _provider(op: OpTime) -> str:
+    """Green for an accelerator, yellow for TFLite's builtin kernels (XNNPACK left it)."""
+    style = "green" if op.delegated else "yellow" if op.provider == "builtin" else ""
+    name = escape(op.provider or "-")
+    return f"[{style}]{name}[/]" if style else name
 
 
 def _accuracy_head(report: ConvertReport | ValidateReport) -> str | None:

@@ -19,6 +19,7 @@ import numpy as np
 from portkit.errors import InternalError, InvalidModelError, PortkitError, UsageError
 from portkit.formats import Format
 from portkit.options import LoadOptions
+from portkit.profiles import OpTime
 from portkit.specs import TensorSpec
 from portkit.traces import TracedTensor
 
@@ -98,6 +99,29 @@ class Session(abc.ABC):
     def traced_outputs(self) -> list[str]:
         """The traced names of the model's outputs, in output order (after ``trace``)."""
         return [s.name for s in self.outputs]
+
+    def profile(self, feeds: dict[str, np.ndarray], runs: int) -> tuple[OpTime, ...]:
+        """Time each op of the model over ``runs`` runs, with the runtime's own profiler.
+
+        Args:
+            feeds: One array per declared input, by name.
+            runs: Profiled runs (after one untimed run).
+
+        Returns:
+            One row per op, worst first; mean milliseconds per run and shares of their sum.
+
+        Raises:
+            InternalError: ``feeds`` does not name exactly the declared inputs.
+            UsageError: This runtime has no profiler portkit can read.
+        """
+        self._check_feeds(feeds)
+        return self._profile(feeds, max(1, runs))
+
+    def _profile(self, feeds: dict[str, np.ndarray], runs: int) -> tuple[OpTime, ...]:
+        """Profile with checked feeds; runtimes with a readable profiler override it."""
+        raise UsageError(f"{self.runtime_name} has no per-op profiler portkit can read, so "
+                         "--profile can't time its ops; profile the model's ONNX or TFLite "
+                         "artifact (portkit bench MODEL.onnx --profile), or leave out --profile")
 
     def op_counts(self) -> dict[str, int]:
         """How many times each op occurs in the model (empty when the runtime can't tell)."""

@@ -9,6 +9,7 @@ import numpy as np
 
 from portkit.formats import Format
 from portkit.options import LoadOptions
+from portkit.profiles import OpTime
 from portkit.runtimes.base import Runtime, Session, count
 from portkit.runtimes.registry import register_runtime
 from portkit.specs import Dim, TensorSpec
@@ -47,6 +48,11 @@ class OrtSession(Session):
         from portkit.runtimes.onnx_trace import trace_onnx
 
         return trace_onnx(self._path, feeds, folder, self._settings, self._providers)
+
+    def _profile(self, feeds: dict[str, np.ndarray], runs: int) -> tuple[OpTime, ...]:
+        from portkit.runtimes.onnx_profile import profile_onnx
+
+        return profile_onnx(self._path, feeds, runs, self._settings, self._providers)
 
     def op_counts(self) -> dict[str, int]:
         import onnx

@@ -10,6 +10,7 @@ import numpy as np
 
 from portkit.formats import Format
 from portkit.options import LoadOptions
+from portkit.profiles import OpTime
 from portkit.runtimes.base import Runtime, Session, count
 from portkit.runtimes.registry import register_runtime
 from portkit.specs import TensorSpec
@@ -80,6 +81,14 @@ class TfliteSession(Session):
 
     def traced_outputs(self) -> list[str]:
         return self._traced_outputs or super().traced_outputs()
+
+    def _profile(self, feeds: dict[str, np.ndarray], runs: int) -> tuple[OpTime, ...]:
+        from portkit.runtimes.litert_profile import profile_tflite
+
+        if self._path is None:
+            return super()._profile(feeds, runs)
+        quantized = {s.name: _quantize(feeds[s.name], d) for s, d in zip(self.inputs, self._in)}
+        return profile_tflite(str(self._path), quantized, runs, self._threads)
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         it = self._interpreter

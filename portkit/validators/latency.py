@@ -20,8 +20,10 @@ import numpy as np
 from portkit.errors import UsageError
 from portkit.formats import Format, sniff
 from portkit.options import BenchJob, Budget, LoadOptions
+from portkit.profiles import OpTime
 from portkit.results import BenchReport, BenchRow, Latency, versions
 from portkit.runtimes import registry, worker
+from portkit.runtimes.base import Session
 from portkit.runtimes.binding import artifact_feeds, bind_inputs
 from portkit.runtimes.context import RunContext
 from portkit.runtimes.tasks import Reference
@@ -123,11 +125,13 @@ def _peak_rss_mb() -> float:
 @worker.task
 def bench(path: str, fmt: Format, runtime: str, device: str, given: list[TensorSpec],
           batch: int | None, budget: Budget, options: LoadOptions = LoadOptions(),
-          size: Sequence[TensorSpec] = ()) -> Latency:
+          size: Sequence[TensorSpec] = (), profile: bool = False) -> Latency:
     """Time a model on one runtime and device (this worker does nothing else), at ``size``
-    (``--shape`` values, over ``given``) when given."""
+    (``--shape`` values, over ``given``) when given; with ``profile``, then time each op over
+    ``budget.min_runs`` more runs with the runtime's profiler (``Session.profile``)."""
     rt = registry.get(runtime)
     specs: list[TensorSpec] = []
+    loaded: list[tuple[Session, dict[str, np.ndarray]]] = []
 
     def load() -> Callable[[], object]:
         session = rt.load(Path(path), fmt, device, options)
@@ -135,12 +139,43 @@ def bench(path: str, fmt: Format, runtime: str, device: str, given: list[TensorS
         resolved = resolve_inputs(Path(path).name, session.inputs, list(over.values()))
         specs.extend(_batched(at_given(resolved, size), batch))
         feeds = make_inputs(specs, seed=0)
+        loaded.append((session, feeds))
         return lambda: session.run(feeds)
 
     first = measure(load, budget, runtime=runtime, device=device, threads=options.threads,
                     batch=1)
     n = int((specs[0].shape or (1,))[0]) if specs else 1
-    return dataclasses.replace(first, batch=n, throughput=first.throughput * n)
+    ops = loaded[0][0].profile(loaded[0][1], budget.min_runs) if profile else ()
+    return dataclasses.replace(first, batch=n, throughput=first.throughput * n, profile=ops)
+
+
+@worker.task
+def profile_ops(path: str, fmt: Format, runtime: str, given: list[TensorSpec], runs: int,
+                options: LoadOptions = LoadOptions()) -> tuple[OpTime, ...]:
+    """Time each op of a model on one runtime's CPU with its profiler (``Session.profile``),
+    fed seeded inputs of the shapes it stores (or ``given``)."""
+    session = registry.get(runtime).load(Path(path), fmt, "cpu", options)
+    specs = resolve_inputs(Path(path).name, session.inputs, given)
+    return session.profile(make_inputs(list(specs), seed=0), runs)
+
+
+def profile_artifact(path: Path, given: Sequence[TensorSpec], runtimes: Sequence[str],
+                     ctx: RunContext, runs: int = Budget().min_runs) -> tuple[OpTime, ...]:
+    """``validate --profile``: the artifact's ops timed on the first CPU runtime that loads it
+    (among ``runtimes`` when given), in a fresh worker.
+
+    Raises:
+        UsageError: No runtime among ``runtimes`` loads the artifact's format.
+    """
+    fmt = sniff(path)
+    chosen = [rt for rt in registry.for_format(fmt) if not runtimes or rt.name in runtimes]
+    if not chosen:
+        raise UsageError(f"{path}: no runtime among {', '.join(runtimes)} loads {fmt.value} "
+                         "models, so --profile has nothing to profile it on")
+    with ctx.progress(f"Profiling {path.name} on {chosen[0].name}"):
+        return worker.call(profile_ops, timeout=ctx.timeout, what=f"profiling {path.name}",
+                           path=str(path.absolute()), fmt=fmt, runtime=chosen[0].name,
+                           given=list(given), runs=runs)
 
 
 @worker.task
@@ -212,6 +247,7 @@ def bench_models(job: BenchJob, ctx: RunContext) -> BenchReport:
                         path=str(path), fmt=fmt, runtime=rt.name, device="cpu",
                         given=list(job.inputs), batch=job.batch, budget=job.budget,
                         options=LoadOptions(threads=job.threads), size=list(size),
+                        profile=job.profile,
                     )
                 rows.append(BenchRow(str(path), fmt.value, latency, label))
     return BenchReport(tuple(rows), job.budget, versions())
