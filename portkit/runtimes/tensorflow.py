@@ -85,7 +85,7 @@ def _spec(name: str, t: Any) -> TensorSpec:
     return TensorSpec(name, shape, t.dtype.name)
 
 
-def _keras_name(t: Any) -> str:
+def keras_name(t: Any) -> str:
     return str(getattr(t, "name", "")).split(":")[0]
 
 
@@ -163,7 +163,7 @@ class TensorflowRuntime(Runtime):
             session.keep = loaded  # type: ignore[attr-defined] # the signature needs its object
             return session
         model = load_keras(path, fmt, options)
-        inputs = [TensorSpec(_keras_name(t), tuple(t.shape), str(t.dtype)) for t in model.inputs]
+        inputs = [TensorSpec(keras_name(t), tuple(t.shape), str(t.dtype)) for t in model.inputs]
         names = list(getattr(model, "output_names", None) or [])
         if len(names) != len(model.outputs):
             names = [f"output_{i}" for i in range(len(model.outputs))]
