@@ -8,7 +8,8 @@ when optimizing (``litert-torch[nhwc-io]``); a route with a variant runs its las
 An edge from a format to itself is a preparation (``onnx-upgrade``: ONNX of an opset ONNX
 Runtime and onnx2tf no longer take -> a current opset). It declares ``when``, a test of the source
 file; the planner never routes through it, and ``prepare`` puts it first in every route of a
-source it applies to, so it shows as a hop (``onnx-upgrade+onnx2tf``).
+source it applies to, so it shows as a hop (``onnx-upgrade+onnx2tf``; ``pool-rewrite``, in
+``pool_rewrite``, makes pooling windows that cover their whole input global).
 
 The costs encode what the benchmark (``benchmarks/``) found: the cheapest route is the one plain
 ``convert`` tries first, and it converted every zoo model its source framework has with an
@@ -50,6 +51,7 @@ _MODULES = (
     "portkit.convert.tf_to_onnx",
     "portkit.convert.onnx_to_savedmodel",
     "portkit.convert.onnx_upgrade",
+    "portkit.convert.pool_rewrite",
 )
 _EDGES: dict[tuple[str, Format], Edge] = {}
 
@@ -88,7 +90,8 @@ class Edge:
         when: For a preparation (an edge from ``target`` to itself): whether a source file
             needs it (runs in a worker).
         opsets: For an edge writing ONNX: the lowest and highest default-domain opset it
-            writes as asked (``--opset``), measured with the frameworks here; None otherwise.
+            writes as asked (``--opset``), measured with the frameworks here; None otherwise,
+            and for a preparation that keeps the source's opset.
     """
 
     tool: str
@@ -145,8 +148,9 @@ def register_edge(*, tool: str, sources: tuple[Format, ...], target: Format, cos
     Raises:
         InternalError: The tool already has an edge to ``target``, the edge would convert a
             format to itself without ``when``, a preparation (``when``) reads other formats, or
-            ``opsets`` is missing on an edge writing ONNX, given on one that doesn't, or not
-            ``(low, high)`` with 1 <= low <= high.
+            ``opsets`` is missing on an edge writing ONNX (a preparation may keep the source's
+            opset and leave it out), given on one that doesn't, or not ``(low, high)`` with
+            1 <= low <= high.
     """
 
     def decorate(fn: EdgeFunc) -> EdgeFunc:
@@ -157,7 +161,7 @@ def register_edge(*, tool: str, sources: tuple[Format, ...], target: Format, cos
             raise InternalError(f"preparation {tool!r}: sources {sources} must be ({target},)")
         if when is None and (target in sources or not sources):
             raise InternalError(f"edge {tool!r}: sources {sources} must be non-empty, without {target}")
-        if (opsets is not None) != (target is Format.ONNX):
+        if (opsets is not None) != (target is Format.ONNX) and (when is None or opsets):
             raise InternalError(f"edge {tool!r}: an edge writing ONNX declares the opsets it "
                                 f"writes (opsets=(low, high)), others none; got {opsets}")
         if opsets is not None and not 1 <= opsets[0] <= opsets[1]:

@@ -94,12 +94,15 @@ def test_registration_is_checked() -> None:
 
 
 def test_preparations_are_never_routed_through() -> None:
-    assert [e.tool for e in registry.preparations(Format.ONNX)] == ["onnx-upgrade"]
+    assert [e.tool for e in registry.preparations(Format.ONNX)] == ["onnx-upgrade",
+                                                                    "pool-rewrite"]
+    assert [e.tool for e in registry.preparations(Format.EXPORTED_PROGRAM)] == ["pool-rewrite"]
     assert registry.preparations(Format.TORCHSCRIPT) == []
-    for src in (Format.ONNX, Format.TORCHSCRIPT, Format.KERAS):
+    for src in (Format.ONNX, Format.TORCHSCRIPT, Format.EXPORTED_PROGRAM, Format.KERAS):
         for dst in (Format.TFLITE, Format.SAVEDMODEL, Format.ONNX):
             if src is not dst:
-                assert not any("onnx-upgrade" in n for n in names(src, dst))
+                assert not any("onnx-upgrade" in n or "pool-rewrite" in n
+                               for n in names(src, dst))
     routes = registry.prepare(registry.plan(Format.ONNX, Format.TFLITE), ["onnx-upgrade"],
                               Format.ONNX)
     assert [r.name for r in routes] == ["onnx-upgrade+onnx2tf",
