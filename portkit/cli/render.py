@@ -135,8 +135,8 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
 
 
 def speed_line(s: SpeedCheck) -> Text:
-    """``SLOW: artifact p50 142 ms on tflite is 61x onnxruntime on the source's 2.3 ms on this
-    CPU; worst ops: AVERAGE_POOL_2D#57 (98%)...``, or the check's plain result."""
+    """``SLOW: artifact p50 142 ms on tflite is 61x the 2.3 ms of onnxruntime on the source, on
+    this CPU (...); worst ops: AVERAGE_POOL_2D#57 (98%)...``, or the check's plain result."""
     if s.error is not None:
         return Text(f"Speed check: not timed against {s.baseline}: {s.error}")
     ratio = f"{s.ratio:.1f}" if s.ratio < 10 else f"{s.ratio:.0f}"
@@ -150,6 +150,7 @@ def speed_line(s: SpeedCheck) -> Text:
     blame = f"; worst ops: {ops}" if ops else f"; ops not profiled: {s.note}" if s.note else ""
     return Text.from_markup(f"[yellow]SLOW[/]: {escape(head + blame)}; more: portkit bench "
                             "ARTIFACT --profile")
+
 
 def quantization_tables(q: Quantization, worst: int = 10) -> list[Table | Text]:
     """How the artifact was quantized, the ops kept float and what that cost, and the ops

@@ -30,7 +30,7 @@ from portkit.runtimes.binding import artifact_feeds, bind_inputs
 from portkit.runtimes.context import RunContext
 from portkit.runtimes.tasks import Reference
 from portkit.specs import TensorSpec
-from portkit.speed import SpeedCheck, timed
+from portkit.speed import MIN_GAP_MS, SLOW_RATIO, SpeedCheck, is_slow, timed
 from portkit.validators.checks import reference_worker
 from portkit.validators.latency import measure_interleaved
 
@@ -153,23 +153,23 @@ def check_speed(artifact: Path, target: Format, channels_last: bool,
 
 @worker.task
 def time_against(artifact: Timed, baseline: Timed, sample: dict[str, np.ndarray],
-                 specs: list[TensorSpec], budget: Budget, profile_runs: int
+                 specs: list[TensorSpec], budget: Budget, profile_runs: int,
+                 threshold: float = SLOW_RATIO, min_gap_ms: float = MIN_GAP_MS
                  ) -> tuple[Latency, Latency, tuple[OpTime, ...], str]:
     """Time ``artifact`` and ``baseline`` in turns (``measure_interleaved``) on ``sample``;
-    when the artifact is slow, profile it over ``profile_runs`` runs.
+    when the artifact is slow (``is_slow`` at ``threshold`` and ``min_gap_ms``), profile it
+    over ``profile_runs`` runs.
 
     Returns:
         Their latencies, the artifact's ops worst first (empty unless slow) and why they could
         not be profiled (empty when they were, or were not needed).
     """
-    from portkit.speed import is_slow
-
     loaded = [_load(t, sample, specs) for t in (artifact, baseline)]
     art, ref = measure_interleaved([functools.partial(lambda r: r, run) for _s, _f, run in loaded],
                                    budget, runtime=artifact.runtime, device="cpu",
                                    threads=artifact.options.threads)
     ref = dataclasses.replace(ref, runtime=baseline.runtime, threads=baseline.options.threads)
-    if not is_slow(art.p50_ms, ref.p50_ms):
+    if not is_slow(art.p50_ms, ref.p50_ms, threshold, min_gap_ms):
         return art, ref, (), ""
     session, feeds, _run = loaded[0]
     try:
