@@ -243,7 +243,6 @@ class ValidateJob:
     state: Mapping[str, str] = field(default_factory=dict)
     evaluation: Evaluation | None = None
     shapes: Shapes = Shapes()
-    speed_check: bool = False
 
     def __post_init__(self) -> None:
         """Refuse the values ``--seed`` refuses."""

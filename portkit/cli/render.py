@@ -41,6 +41,11 @@ def _file(info: FileInfo) -> str:
     return escape(f"{info.path} [{info.format}]")
 
 
+def _ms(x: float) -> str:
+    """``0.163``, ``11.3``, ``2,030``: three digits, none in exponent form."""
+    return f"{x:.3g}" if x < 1000 else f"{x:,.0f}"
+
+
 def _short(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -140,8 +145,8 @@ def speed_line(s: SpeedCheck) -> Text:
     if s.error is not None:
         return Text(f"Speed check: not timed against {s.baseline}: {s.error}")
     ratio = f"{s.ratio:.1f}" if s.ratio < 10 else f"{s.ratio:.0f}"
-    head = (f"artifact p50 {s.p50_ms:.3g} ms on {s.runtime} is {ratio}x the "
-            f"{s.baseline_p50_ms:.3g} ms of {s.baseline}, on this CPU ({s.threads or 'default'} "
+    head = (f"artifact p50 {_ms(s.p50_ms)} ms on {s.runtime} is {ratio}x the "
+            f"{_ms(s.baseline_p50_ms)} ms of {s.baseline}, on this CPU ({s.threads or 'default'} "
             f"threads, {s.runs} runs each in turns)")
     if not s.warned:
         return Text(f"Speed check: {head}")

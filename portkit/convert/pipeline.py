@@ -22,6 +22,7 @@ from typing import Any
 
 from portkit.convert import constants, registry, representative
 from portkit.convert._torch import export_pickled_module, module_inputs, save_exported
+from portkit.convert.baseline import source_onnx
 from portkit.errors import ConversionError, PortkitError, UsageError
 from portkit.formats import Format, sniff
 from portkit.io import (
@@ -138,7 +139,8 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
         speed = None  # --speed-check: a passed artifact timed against the source's runtime
         if chosen is not None and job.speed_check and attempts[chosen].passed:
             speed = check_speed(produced[chosen], job.target, attempts[chosen].channels_last,
-                                (src, fmt), reference, conversion.made(Format.ONNX),
+                                (src, fmt), reference,
+                                source_onnx(conversion, fmt, job.target, stage / "baseline"),
                                 job.options.load, ctx)
         artifact, failed = None, False
         if chosen is not None:  # -o only ever receives an artifact that passed

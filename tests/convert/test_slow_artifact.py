@@ -60,6 +60,9 @@ def test_the_report_renders_a_warning_naming_the_worst_ops_and_keeps_them_in_jso
                  threads=2, runs=10)
     assert speed_line(fine).plain.startswith("Speed check: artifact p50 1.5 ms on onnxruntime "
                                              "is 1.5x the 1 ms of torch on the source")
+    big = timed("tflite", "torch on the source", "torch", p50_ms=2030.4, baseline_p50_ms=1090.0,
+                threads=2, runs=10)
+    assert "p50 2,030 ms on tflite is 1.9x the 1,090 ms of torch" in speed_line(big).plain
     failed = SpeedCheck(runtime="tflite", baseline="none", baseline_runtime="",
                         error="the source ran on onnx-reference")
     assert speed_line(failed).plain == ("Speed check: not timed against none: the source ran "
@@ -100,7 +103,7 @@ def test_the_baseline_is_the_sources_runtime_or_ort_on_a_torch_sources_onnx(tmp_
     side, said = baseline((src, Format.EXPORTED_PROGRAM), Format.TFLITE, "torch", hop, load)
     assert (side.path, side.fmt, side.runtime, side.bind) == (str(hop), Format.ONNX,
                                                              "onnxruntime", True)
-    assert said == "onnxruntime on the source's ONNX (hop0.onnx, made by a route)"
+    assert said == "onnxruntime on the source's ONNX"
     side, said = baseline((src, Format.EXPORTED_PROGRAM), Format.TFLITE, "torch", None, load)
     assert (side.runtime, side.bind, said) == ("torch", False, "torch on the source")
     assert side.options.trust_model  # the source loads as the reference did
@@ -175,3 +178,59 @@ def test_a_pathologically_slow_tflite_is_timed_against_ort_and_its_pool_named(wo
         pytest.skip(f"no TFLite profiler here: {note}")
     assert "pool" in ops[0].kind.lower(), ops
     assert sum(o.share for o in ops) == pytest.approx(1.0)
+
+
+def test_the_cli_flag_reaches_the_api(tmp_path) -> None:
+    from tests.conftest import run_cli
+
+    done = run_cli("convert", tmp_path / "m.onnx", "--to", "savedmodel", "--speed-check")
+    assert done.returncode == 2, done.stderr
+    assert "--speed-check times TFLite and ONNX artifacts" in done.stderr + done.stdout
+
+
+class _Conversion:
+    """What ``source_onnx`` uses of a conversion: the ONNX a route made, and a route run."""
+
+    def __init__(self, made: Path | None, passes: bool = True) -> None:
+        self._made, self._passes, self.ran = made, passes, []
+
+    def made(self, fmt: Format) -> Path | None:
+        return self._made
+
+    def attempt(self, route, folder: Path):
+        from portkit.results import Attempt
+
+        self.ran.append(route.name)
+        return Attempt(route=route.name, converted=True, passed=self._passes), folder / "hop0.onnx"
+
+
+def test_a_torch_sources_onnx_is_the_one_a_route_made_else_one_made_and_checked_now(
+        tmp_path) -> None:
+    from portkit.convert.baseline import source_onnx
+
+    made = _Conversion(tmp_path / "route1" / "hop0.onnx")
+    assert source_onnx(made, Format.EXPORTED_PROGRAM, Format.TFLITE, tmp_path / "b") == \
+        tmp_path / "route1" / "hop0.onnx" and made.ran == []
+    fresh = _Conversion(None)
+    assert source_onnx(fresh, Format.TORCHSCRIPT, Format.TFLITE, tmp_path / "b") == \
+        tmp_path / "b" / "hop0.onnx"
+    assert fresh.ran == ["torch.onnx-legacy"]  # the cheapest one-hop route to ONNX
+    failed = _Conversion(None, passes=False)  # an ONNX that does not match is no baseline
+    assert source_onnx(failed, Format.EXPORTED_PROGRAM, Format.TFLITE, tmp_path / "b") is None
+    for fmt, target in ((Format.ONNX, Format.TFLITE), (Format.KERAS, Format.TFLITE),
+                        (Format.EXPORTED_PROGRAM, Format.ONNX)):
+        none = _Conversion(None)
+        assert source_onnx(none, fmt, target, tmp_path / "b") is None and none.ran == []
+
+
+def test_a_torch_source_shipped_without_an_onnx_hop_is_timed_against_ort_on_its_onnx(
+        saved_models, workers, tmp_path) -> None:
+    report = portkit.convert(saved_models("cnn", "pt2"), "tflite", tmp_path / "cnn.tflite",
+                             speed_check=True, workers=workers)
+    assert report.exit_code == 0 and report.route_name == "litert-torch"
+    assert [a.route for a in report.routes_tried] == ["litert-torch"]  # the export is no route
+    s = report.speed
+    assert s is not None and s.error is None, s
+    assert (s.baseline, s.baseline_runtime) == ("onnxruntime on the source's ONNX", "onnxruntime")
+    assert s.ratio == pytest.approx(s.p50_ms / s.baseline_p50_ms)
+    assert s.warned == is_slow(s.p50_ms, s.baseline_p50_ms)
