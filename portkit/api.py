@@ -41,7 +41,7 @@ from portkit.runtimes.steps import parse_state
 from portkit.safety import refuse_unloadable
 from portkit.shapes import size_sets
 from portkit.specs import Dim, TensorSpec, parse_inputs
-from portkit.validators import checks
+from portkit.validators import checks, slowness
 from portkit.validators.latency import bench_models, profile_artifact
 
 
@@ -85,6 +85,7 @@ def convert(
     max_accuracy_drop: float | None = None,
     workers: worker.Pool | None = None,
     report: str | Path | None = None,
+    speed_check: bool | None = None,
 ) -> ConvertReport:
     """Convert a model to another format and prove the artifact matches its source.
 
@@ -153,6 +154,9 @@ def convert(
             (one per runtime). Default: workers of this call's own, stopped when it returns.
         report: Also write the JSON report to this file (checked with ``output`` before any
             work: see ``portkit.io.check_outputs``).
+        speed_check: Time the shipped artifact (TFLite or ONNX) against the source's own
+            runtime on this CPU; beyond 3x slower the report warns and names its slowest ops
+            (``report.speed``). Default: only with ``optimize``.
 
     Returns:
         The report; ``report.exit_code`` says whether it converted and matched. Only an
@@ -170,6 +174,7 @@ def convert(
         calibration=calibration, int8_io=int8_io, no_flex=no_flex, opset=opset,
         allow_nonfinite=allow_nonfinite, keep_float=keep_float)
     goal = options.optimize_goal(optimize, route, validate)
+    timed = slowness.wanted(speed_check, goal, target, validate)
     bound = options.constants(consts)
     tolerance = policies.policy(convert_options.quantize, atol=atol, rtol=rtol,
                                scale_tol=scale_tol, samples=samples, min_cosine=min_cosine,
@@ -191,7 +196,7 @@ def convert(
             validate=validate, seed=seed, tolerance=tolerance, per_output=per_output,
             options=convert_options, optimize=goal, constants=bound, steps=steps,
             state=parse_state(state), report=Path(report) if report is not None else None,
-            evaluation=evaluation, shapes=shapes)
+            evaluation=evaluation, shapes=shapes, speed_check=timed)
         return pipeline.convert(job, stack.enter_context(_context(workers, timeout, progress)))
 
 

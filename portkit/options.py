@@ -176,6 +176,7 @@ class ConvertJob:
         report: Also write the JSON report here.
         evaluation: ``--eval``: the chosen artifact's task accuracy against the source's.
         shapes: ``--dim`` ranges and ``--static``: which dimensions stay dynamic.
+        speed_check: Time the artifact against the source's own runtime (``--speed-check``).
     """
 
     source: Path
@@ -196,6 +197,7 @@ class ConvertJob:
     report: Path | None = None
     evaluation: Evaluation | None = None
     shapes: Shapes = Shapes()
+    speed_check: bool = False
 
     def __post_init__(self) -> None:
         """Refuse the values ``--seed`` refuses."""

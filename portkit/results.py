@@ -21,6 +21,7 @@ from portkit.policies import Quantize, Tolerance
 from portkit.profiles import OpTime
 from portkit.quantization import Quantization
 from portkit.specs import TensorSpec
+from portkit.speed import SpeedCheck
 
 # Distributions whose versions go into every report (read from metadata, never imported).
 _VERSIONED = ("portkit", "numpy", "torch", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxscript",
@@ -318,7 +319,8 @@ class ConvertReport(JsonReport):
 
     ``constants`` are the inputs ``--const`` bound: the artifact doesn't take them, the source
     ran with them as the reference; ``preparation`` is the step that bound them into the source
-    before the routes ran (None without ``--const``); ``accuracy``: ``--eval``'s (or None).
+    before the routes ran (None without ``--const``); ``accuracy``: ``--eval``'s (or None);
+    ``speed``: the artifact timed against the source's runtime (``--speed-check``; or None).
     """
 
     passed: bool
@@ -350,6 +352,7 @@ class ConvertReport(JsonReport):
     accuracy: Accuracy | None = None
     # Where the compared inputs came from: seeded, --inputs, or held back from --calibration.
     inputs_from: str = ""
+    speed: SpeedCheck | None = None
 
     @property
     def quantization(self) -> Quantization | None:

@@ -14,7 +14,7 @@ MAPS = ("op_counts", "versions", "flags", "per_output", "constants", "state")
 
 
 # Lists whose entries depend on the model (a dynamic input's dims), not on the schema.
-DATA_LISTS = ("dims",)
+DATA_LISTS = ("dims", "worst_ops")  # worst_ops: only when the artifact was slow
 
 
 def key_paths(value: Any, path: str = "") -> set[str]:

@@ -22,6 +22,10 @@ from portkit.cli.app import CONTEXT, cli, emit, progress, show
 @click.option("--optimize", type=click.Choice(["latency"]),
               help="Try every route, time the artifacts that match against each other, and "
                    "keep the fastest (slower: every converter runs).")
+@click.option("--speed-check/--no-speed-check", default=None,
+              help="Time the artifact against the source's own runtime on this CPU (ONNX "
+                   "Runtime, TensorFlow or torch) and warn when it is over 3x slower, naming "
+                   "its slowest ops [default: on with --optimize latency].")
 @flags.LOADING
 @click.option("--quantize", type=click.Choice(["fp16", "dynamic", "int8", "int16x8"]),
               help="TFLite quantization; int8 and int16x8 need --calibration.")
@@ -62,6 +66,7 @@ def convert(source: Path, to: str, no_validate: bool, report_path: Path | None, 
       portkit convert model.pt2 --to onnx -o out/model.onnx
       portkit convert model.pt --to tflite --route torch.onnx-legacy+onnx2tf --input x:1x3x64x64
       portkit convert model.pt2 --to tflite --optimize latency
+      portkit convert model.onnx --to tflite --speed-check
       portkit convert model.pt --to tflite --inputs sample.npz    # shapes from the file
       portkit convert model.onnx --to tflite --scale-tol 1e-3
       portkit convert model.keras --to onnx --opset 17

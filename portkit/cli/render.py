@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         ValidateReport,
     )
     from portkit.specs import TensorSpec
+    from portkit.speed import SpeedCheck
 
 
 def _num(x: float) -> str:
@@ -38,6 +39,11 @@ def _num(x: float) -> str:
 def _file(info: FileInfo) -> str:
     """``path [format]``, escaped: rich would take ``[torchscript]`` for a style tag."""
     return escape(f"{info.path} [{info.format}]")
+
+
+def _ms(x: float) -> str:
+    """``0.163``, ``11.3``, ``2,030``: three digits, none in exponent form."""
+    return f"{x:.3g}" if x < 1000 else f"{x:,.0f}"
 
 
 def _short(text: str, limit: int = 160) -> str:
@@ -128,7 +134,27 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
                         "NPUs need every op quantized)"))
     if report.mobile is not None:
         out.extend(mobile_tables(report.mobile))
+    if report.speed is not None:
+        out.append(speed_line(report.speed))
     return out
+
+
+def speed_line(s: SpeedCheck) -> Text:
+    """``SLOW: artifact p50 142 ms on tflite is 61x the 2.3 ms of onnxruntime on the source, on
+    this CPU (...); worst ops: AVERAGE_POOL_2D#57 (98%)...``, or the check's plain result."""
+    if s.error is not None:
+        return Text(f"Speed check: not timed against {s.baseline}: {s.error}")
+    ratio = f"{s.ratio:.1f}" if s.ratio < 10 else f"{s.ratio:.0f}"
+    head = (f"artifact p50 {_ms(s.p50_ms)} ms on {s.runtime} is {ratio}x the "
+            f"{_ms(s.baseline_p50_ms)} ms of {s.baseline}, on this CPU ({s.threads or 'default'} "
+            f"threads, {s.runs} runs each in turns)")
+    if not s.warned:
+        return Text(f"Speed check: {head}")
+    ops = ", ".join(o.op + (f" {o.kind}" if o.kind not in o.op else "") + f" ({o.share:.0%})"
+                    for o in s.worst_ops)
+    blame = f"; worst ops: {ops}" if ops else f"; ops not profiled: {s.note}" if s.note else ""
+    return Text.from_markup(f"[yellow]SLOW[/]: {escape(head + blame)}; more: portkit bench "
+                            "ARTIFACT --profile")
 
 
 def quantization_tables(q: Quantization, worst: int = 10) -> list[Table | Text]:

@@ -22,6 +22,7 @@ from typing import Any
 
 from portkit.convert import constants, registry, representative
 from portkit.convert._torch import export_pickled_module, module_inputs, save_exported
+from portkit.convert.baseline import source_onnx
 from portkit.errors import ConversionError, PortkitError, UsageError
 from portkit.formats import Format, sniff
 from portkit.io import (
@@ -59,6 +60,7 @@ from portkit.validators.checks import (
     why_failed,
 )
 from portkit.validators.latency import time_together
+from portkit.validators.slowness import check_speed
 
 
 def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
@@ -134,6 +136,12 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
         if chosen is not None:
             attempts[chosen], accuracy = judge(job, (src, fmt), reference, attempts[chosen],
                                                produced[chosen], ctx)
+        speed = None  # --speed-check: a passed artifact timed against the source's runtime
+        if chosen is not None and job.speed_check and attempts[chosen].passed:
+            speed = check_speed(produced[chosen], job.target, attempts[chosen].channels_last,
+                                (src, fmt), reference,
+                                source_onnx(conversion, fmt, job.target, stage / "baseline"),
+                                job.options.load, ctx)
         artifact, failed = None, False
         if chosen is not None:  # -o only ever receives an artifact that passed
             failed = job.validate and not attempts[chosen].passed
@@ -171,6 +179,7 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
             artifact_failed=failed,
             inputs_from=representative.described(job, reference),
             accuracy=accuracy,
+            speed=speed,
         )
     if job.report is not None:
         report.write_json(job.report)
@@ -375,6 +384,11 @@ class _Conversion:
         failed."""
         return self._failed_seconds + sum(
             d[1].seconds for d in self._done.values() if not isinstance(d, PortkitError))
+
+    def made(self, fmt: Format) -> Path | None:
+        """A file of ``fmt`` that a route's first hop made from the source, if one did."""
+        return next((d[0] for (edges, _v), d in self._done.items() if len(edges) == 1
+                     and edges[0].target is fmt and not isinstance(d, PortkitError)), None)
 
     def attempt(self, route: registry.Route, folder: Path) -> tuple[Attempt, Path]:
         """Run ``route`` from the source into ``folder``, then check what it made; returns the

@@ -65,6 +65,10 @@ def test_optimize_tries_every_route_and_ships_the_fastest_that_matched(saved_mod
     assert data["optimize"] == "latency"
     assert data["overhead_seconds"] == pytest.approx(report.seconds - report.converter_seconds)
     assert all(a["latency"]["p50_ms"] > 0 for a in data["routes_tried"] if a["ok"])
+    # It also times the shipped artifact against ONNX Runtime on the torch.onnx hop's ONNX.
+    assert report.speed is not None and report.speed.error is None, report.speed
+    assert report.speed.baseline == "onnxruntime on the source's ONNX"
+    assert report.speed.ratio == pytest.approx(report.speed.p50_ms / report.speed.baseline_p50_ms)
 
 
 def test_plain_convert_reports_overhead_and_runs_one_route(saved_models, workers,
