@@ -179,10 +179,12 @@ def _qualified(fn: EdgeFunc) -> str:
 
 
 def edges() -> list[Edge]:
-    """Every registered edge."""
+    """Every registered edge, in the order of ``_MODULES`` (not of whichever module some caller
+    imported first): preparations run in this order."""
     for module in _MODULES:
         importlib.import_module(module)
-    return list(_EDGES.values())
+    order = {m: i for i, m in enumerate(_MODULES)}
+    return sorted(_EDGES.values(), key=lambda e: order.get(e.func.__module__, len(order)))
 
 
 def plan(source: Format, target: Format, max_hops: int = 3, *,
