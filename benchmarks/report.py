@@ -19,6 +19,8 @@ TARGETS = {"onnx": "ONNX (ONNX Runtime)", "tflite": "TFLite float32",
            "tflite-int8": "TFLite int8 (calibrated, float I/O)"}
 SLOWER_ALLOWED = 0.05
 OVERHEAD_ALLOWED = 0.30
+TFLITE_VS_ORT = 2.0  # a default TFLite artifact's p50 (2 threads) over ORT's on portkit's ONNX
+TF2ONNX_OVERHEAD = 1.3  # portkit's convert + validate over tf2onnx alone, wall seconds
 
 
 def converted(run: dict[str, Any]) -> bool:
@@ -94,6 +96,36 @@ def verdicts(data: dict[str, Any]) -> list[Verdict]:
             share < OVERHEAD_ALLOWED,
             f"{r18['overhead_seconds']:.2f} s of {r18['portkit_seconds']:.2f} s ({share:.0%}); "
             f"converter {r18['converter_seconds']:.2f} s"))
+    return out + _against(models)
+
+
+def _against(models: list[dict[str, Any]]) -> list[Verdict]:
+    """The default TFLite artifact against ONNX Runtime on portkit's ONNX (p50), and portkit's
+    TF -> ONNX time against tf2onnx's alone; each only where the results hold both."""
+    def default(m: dict[str, Any], target: str, tool: str = "portkit") -> dict[str, Any] | None:
+        return next((r for r in m["runs"] if r["target"] == target and r["tool"] == tool
+                     and r["mode"] in ("default", "") and converted(r)), None)
+
+    speed, cost = [], []
+    for m in models:
+        tflite, onnx, peer = default(m, "tflite"), default(m, "onnx"), default(m, "onnx", "tf2onnx")
+        if tflite and onnx and p50(tflite, "tflite_2t") and p50(onnx, "onnxruntime"):
+            speed.append((p50(tflite, "tflite_2t") / p50(onnx, "onnxruntime"), m["name"]))
+        if onnx and peer and peer.get("seconds"):
+            cost.append((onnx["seconds"] / peer["seconds"], m["name"]))
+    out = []
+    if speed:
+        worst = max(speed)
+        out.append(Verdict(
+            f"every model's default TFLite artifact within {TFLITE_VS_ORT:.0f}x of ONNX Runtime "
+            "on its ONNX (p50, 2 threads)", worst[0] <= TFLITE_VS_ORT,
+            f"worst {worst[0]:.2f}x ({worst[1]}) of {len(speed)} models"))
+    if cost:
+        worst = max(cost)
+        out.append(Verdict(
+            f"TF -> ONNX: portkit's convert and validate within {TF2ONNX_OVERHEAD}x of tf2onnx "
+            "alone (wall seconds)", worst[0] <= TF2ONNX_OVERHEAD,
+            ", ".join(f"{n} {r:.2f}x" for r, n in cost)))
     return out
 
 
