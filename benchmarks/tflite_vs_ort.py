@@ -1,0 +1,110 @@
+"""Is portkit's default TFLite artifact as fast as ONNX Runtime on the same model?
+
+    python -m benchmarks.tflite_vs_ort                          # every PyTorch zoo model
+    python -m benchmarks.tflite_vs_ort --models efficientnet_b0
+
+For each zoo model portkit converts the saved source twice with its defaults, ``--to onnx`` and
+``--to tflite`` (fresh workers, ``portkit.api.convert``); then, in one process, the TFLite
+artifact (``ai_edge_litert``, XNNPACK) and the ONNX one (ONNX Runtime, CPU) are loaded, fed the
+same seeded input and timed in turns (``portkit.validators.latency.measure_interleaved``), both
+on 2 threads. The issue's bar: the TFLite p50 within 2x of ONNX Runtime's. Results are merged
+into ``benchmarks/results/tflite_vs_ort.json`` model by model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.run import machine, merge_result
+from benchmarks.zoo import ZooModel, by_name
+from portkit import api
+from portkit.options import Budget
+from portkit.results import versions
+
+RESULTS = Path(__file__).with_name("results") / "tflite_vs_ort.json"
+THREADS = 2
+BAR = 2.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="*", help="Zoo model names (default: PyTorch ones).")
+    args = parser.parse_args()
+    models = [m for m in by_name(args.models) if args.models or m.framework == "torch"]
+    for model in models:
+        with tempfile.TemporaryDirectory(prefix=f"tflite-vs-ort-{model.name}-") as work:
+            merge_result(RESULTS, run(model, Path(work)))
+        print(f"{model.name}: done, results in {RESULTS}", flush=True)
+    print(markdown(RESULTS))
+
+
+def run(model: ZooModel, work: Path) -> dict[str, Any]:
+    """Both conversions (in portkit's workers), then the two artifacts timed in turns in this
+    process, which runs nothing else meanwhile."""
+    src = model.save(work)
+    found: dict[str, Any] = {"name": model.name}
+    paths = {}
+    for target in ("onnx", "tflite"):
+        print(f"{model.name}: portkit -> {target}", flush=True)
+        report = api.convert(src, target, work / f"{model.name}.{target}", timeout=3600)
+        found[target] = {"passed": report.passed, "route": report.route_name,
+                         "seconds": round(report.seconds, 1),
+                         "hops": [h.tool for h in report.route]}
+        paths[target] = str(work / f"{model.name}.{target}")
+    if all(found[t]["passed"] for t in ("onnx", "tflite")):
+        tflite, ort = time_pair(paths["tflite"], paths["onnx"])
+        found.update(tflite_p50_ms=tflite, ort_p50_ms=ort, ratio=tflite / ort)
+    return {**found, "threads": THREADS, "machine": machine(), "versions": versions(),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+
+def time_pair(tflite: str, onnx: str) -> tuple[float, float]:
+    """p50 (ms) of the TFLite and the ONNX artifact, timed in turns, one seeded input each."""
+    from portkit.formats import Format
+    from portkit.options import LoadOptions
+    from portkit.runtimes import registry
+    from portkit.specs import make_inputs
+    from portkit.validators.latency import measure_interleaved
+
+    options = LoadOptions(threads=THREADS)
+
+    def loader(path: str, fmt: Format, runtime: str) -> Any:
+        def load() -> Any:
+            session = registry.get(runtime).load(Path(path), fmt, "cpu", options)
+            feeds = make_inputs(list(session.inputs), seed=0)
+            return lambda: session.run(feeds)
+        return load
+
+    timed = measure_interleaved(
+        [loader(tflite, Format.TFLITE, "tflite"), loader(onnx, Format.ONNX, "onnxruntime")],
+        Budget(warmup=3, min_runs=30, min_seconds=1.0), runtime="tflite+onnxruntime",
+        device="cpu", threads=THREADS)
+    return timed[0].p50_ms, timed[1].p50_ms
+
+
+def markdown(path: Path) -> str:
+    """The README table: TFLite against ONNX Runtime per model."""
+    import json
+
+    data = json.loads(path.read_text())
+    lines = ["| model | TFLite route | TFLite p50 ms | ONNX Runtime p50 ms | ratio | within 2x |",
+             "|---|---|---|---|---|---|"]
+    for m in data["models"]:
+        if "ratio" not in m:
+            lines.append(f"| {m['name']} | {m['tflite']['route']} | - | - | - | not timed |")
+            continue
+        lines.append(f"| {m['name']} | {m['tflite']['route']} | {m['tflite_p50_ms']:.2f} | "
+                     f"{m['ort_p50_ms']:.2f} | {m['ratio']:.2f}x | "
+                     f"{'yes' if m['ratio'] <= BAR else '**no**'} |")
+    first = data["models"][0]
+    lines.append(f"\n{first['machine']['cpu']}, {first['machine']['cores']} cores, "
+                 f"{THREADS} threads each, timed in turns in one process; {first['date']}.")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
