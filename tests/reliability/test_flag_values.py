@@ -150,7 +150,8 @@ def test_routes_are_kept_or_dropped_by_the_opsets_their_onnx_hops_write() -> Non
 
 def test_every_onnx_edge_declares_its_opsets_and_registration_checks_it() -> None:
     for edge in registry.edges():
-        assert (edge.opsets is not None) == (edge.target is Format.ONNX), edge.tool
+        if edge.when is None:  # a preparation keeping the source's opset may declare none
+            assert (edge.opsets is not None) == (edge.target is Format.ONNX), edge.tool
     for target, opsets in ((Format.ONNX, None), (Format.TFLITE, (7, 18)), (Format.ONNX, (9, 8)),
                            (Format.ONNX, (0, 5))):
         with pytest.raises(InternalError, match="opsets"):
