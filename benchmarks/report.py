@@ -19,7 +19,6 @@ TARGETS = {"onnx": "ONNX (ONNX Runtime)", "tflite": "TFLite float32",
            "tflite-int8": "TFLite int8 (calibrated, float I/O)"}
 SLOWER_ALLOWED = 0.05
 OVERHEAD_ALLOWED = 0.30
-TFLITE_VS_ORT = 2.0  # a default TFLite artifact's p50 (2 threads) over ORT's on portkit's ONNX
 TF2ONNX_OVERHEAD = 1.3  # portkit's convert + validate over tf2onnx alone, wall seconds
 
 
@@ -100,33 +99,25 @@ def verdicts(data: dict[str, Any]) -> list[Verdict]:
 
 
 def _against(models: list[dict[str, Any]]) -> list[Verdict]:
-    """The default TFLite artifact against ONNX Runtime on portkit's ONNX (p50), and portkit's
-    TF -> ONNX time against tf2onnx's alone; each only where the results hold both."""
-    def default(m: dict[str, Any], target: str, tool: str = "portkit") -> dict[str, Any] | None:
-        return next((r for r in m["runs"] if r["target"] == target and r["tool"] == tool
+    """portkit's TF -> ONNX time against tf2onnx's alone, where the results hold both. (The
+    default TFLite artifact against ONNX Runtime is ``benchmarks/tflite_vs_ort.py``'s: timed in
+    turns in one process, which the zoo's per-runtime timings are not.)"""
+    def default(m: dict[str, Any], tool: str) -> dict[str, Any] | None:
+        return next((r for r in m["runs"] if r["target"] == "onnx" and r["tool"] == tool
                      and r["mode"] in ("default", "") and converted(r)), None)
 
-    speed, cost = [], []
+    cost = []
     for m in models:
-        tflite, onnx, peer = default(m, "tflite"), default(m, "onnx"), default(m, "onnx", "tf2onnx")
-        if tflite and onnx and p50(tflite, "tflite_2t") and p50(onnx, "onnxruntime"):
-            speed.append((p50(tflite, "tflite_2t") / p50(onnx, "onnxruntime"), m["name"]))
-        if onnx and peer and peer.get("seconds"):
-            cost.append((onnx["seconds"] / peer["seconds"], m["name"]))
-    out = []
-    if speed:
-        worst = max(speed)
-        out.append(Verdict(
-            f"every model's default TFLite artifact within {TFLITE_VS_ORT:.0f}x of ONNX Runtime "
-            "on its ONNX (p50, 2 threads)", worst[0] <= TFLITE_VS_ORT,
-            f"worst {worst[0]:.2f}x ({worst[1]}) of {len(speed)} models"))
-    if cost:
-        worst = max(cost)
-        out.append(Verdict(
-            f"TF -> ONNX: portkit's convert and validate within {TF2ONNX_OVERHEAD}x of tf2onnx "
-            "alone (wall seconds)", worst[0] <= TF2ONNX_OVERHEAD,
-            ", ".join(f"{n} {r:.2f}x" for r, n in cost)))
-    return out
+        mine, peer = default(m, "portkit"), default(m, "tf2onnx")
+        if mine and peer and peer.get("seconds"):
+            cost.append((mine["seconds"] / peer["seconds"], m["name"]))
+    if not cost:
+        return []
+    worst = max(cost)
+    return [Verdict(
+        f"TF -> ONNX: portkit's convert and validate within {TF2ONNX_OVERHEAD}x of tf2onnx alone "
+        "(wall seconds)", worst[0] <= TF2ONNX_OVERHEAD,
+        ", ".join(f"{n} {r:.2f}x" for r, n in cost))]
 
 
 def cell_converted(run: dict[str, Any]) -> str:
@@ -190,11 +181,17 @@ def provenance(models: list[dict[str, Any]], results: str, module: str) -> str:
     """When and where the results were measured, with every library's version."""
     first = models[0]
     days: dict[str, list[str]] = {}
+    cpus: dict[str, str] = {}
     for m in models:
-        days.setdefault(m["date"].split()[0], []).append(m["name"])
+        day = m["date"].split()[0]
+        days.setdefault(day, []).append(m["name"])
+        cpus[day] = m["machine"]["cpu"]  # the CPU can differ between sessions
+    many = len(set(cpus.values())) > 1
     when = (f"Run {first['date']}" if len(days) == 1 else "Runs of " + "; ".join(
-        f"{day} ({', '.join(names)})" for day, names in sorted(days.items(), reverse=True)))
-    return (f"{when} on {first['machine']['cpu']}, {first['machine']['cores']} cores, "
+        f"{day} ({', '.join(names)}{', ' + cpus[day] if many else ''})"
+        for day, names in sorted(days.items(), reverse=True)))
+    where = "," if many else f" on {first['machine']['cpu']},"
+    return (f"{when}{where} {first['machine']['cores']} cores, "
             f"{first['machine']['memory_gib']} GiB, Python {first['machine']['python']}; "
             + ", ".join(f"{k} {v}" for k, v in sorted(first["versions"].items())
                         if k != "portkit")

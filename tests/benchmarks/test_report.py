@@ -86,15 +86,13 @@ def test_the_report_lists_the_fp32_verdicts_the_scale_aware_rule_changed() -> No
     assert "| resnet18 | **portkit** (litert-torch) | tflite | 0.0004 | 5e-07 | FAIL | pass |" in text
 
 
-def test_default_tflite_against_ort_and_tf2onnx_cost_verdicts() -> None:
+def test_the_tf2onnx_cost_verdict() -> None:
     ort = {"onnxruntime": {"p50_ms": 10.0}}
-    runs = [_run("portkit", "tflite", "default", p50=25.0),
-            _run("portkit", "onnx", "default", latency=ort, seconds=13.0),
+    runs = [_run("portkit", "onnx", "default", latency=ort, seconds=13.0),
             _run("tf2onnx", "onnx", latency=ort, seconds=10.0)]
     data = {"models": [{**_results()["models"][0], "name": "keras_x", "runs": runs}]}
     found = {v.claim.split(" (")[0]: v for v in verdicts(data)}
-    speed = found["every model's default TFLite artifact within 2x of ONNX Runtime on its ONNX"]
-    assert not speed.held and "2.50x (keras_x)" in speed.evidence
     cost = found["TF -> ONNX: portkit's convert and validate within 1.3x of tf2onnx alone"]
     assert cost.held and cost.evidence == "keras_x 1.30x"
-
+    runs[0]["seconds"] = 14.0
+    assert not [v for v in verdicts(data) if v.claim.startswith("TF -> ONNX")][0].held
