@@ -297,8 +297,12 @@ def at_given(specs: Sequence[TensorSpec], given: Sequence[TensorSpec]) -> list[T
 
 def describe_size(specs: Sequence[TensorSpec], sizes: Mapping[str, int]) -> str:
     """``ids 3x33, mask 3x33``: each dynamic input's shape at ``sizes``."""
-    return ", ".join(f"{s.name} {'x'.join(map(str, shape_at(s, sizes)))}"
-                     for s in specs if s.dynamic)
+    return shown([replace(s, shape=shape_at(s, sizes)) for s in specs if s.dynamic])
+
+
+def shown(specs: Sequence[TensorSpec]) -> str:
+    """``ids 3x33, mask 3x33``: each spec's name and shape."""
+    return ", ".join(f"{s.name} {'x'.join(map(str, s.shape or ()))}" for s in specs)
 
 
 def resized(samples: Sequence[Mapping[str, np.ndarray]], specs: Sequence[TensorSpec],

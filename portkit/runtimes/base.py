@@ -108,7 +108,7 @@ class Session(abc.ABC):
             runs: Profiled runs (after one untimed run).
 
         Returns:
-            One row per op, worst first; mean milliseconds per run and shares of their sum.
+            One row per op, worst first; median milliseconds per run and shares of their sum.
 
         Raises:
             InternalError: ``feeds`` does not name exactly the declared inputs.

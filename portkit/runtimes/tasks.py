@@ -216,9 +216,10 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
         feeds, outputs = steps_.unroll([full(f) for f in first], session.run, steps, pairs,
                                        lambda i, k: full(more(i, k)))
         sizes = []
-        if steps == 1 and not pairs and validation_sizes(specs):
+        others = validation_sizes(specs) if steps == 1 and not pairs else []
+        if others:
             sizes.append((describe_size(specs, free_sizes(specs)), len(feeds)))
-            for size in validation_sizes(specs):
+            for size in others:
                 more_feeds = [full(f) for f in resized(first, specs, size)]
                 feeds += more_feeds
                 outputs += [session.run(f) for f in more_feeds]

@@ -65,6 +65,7 @@ class TfliteSession(Session):
         super().__init__(_specs(self._in, _signature_names(interpreter, "inputs")),
                          _specs(self._out, _signature_names(interpreter, "outputs")))
         self._interpreter = interpreter
+        self._shapes = {d["index"]: tuple(d["shape"]) for d in self._in}  # as allocated now
         self._path = path
         self._threads = threads
         self._traced_outputs: list[str] = []
@@ -103,9 +104,8 @@ class TfliteSession(Session):
         """Resize the inputs to the feeds' shapes (only dimensions the signature leaves free,
         -1: a fixed one is refused) and allocate the tensors again."""
         it = self._interpreter
-        current = {d["index"]: tuple(d["shape"]) for d in it.get_input_details()}
         changed = [(d, tuple(feeds[spec.name].shape)) for spec, d in zip(self.inputs, self._in)
-                   if current[d["index"]] != tuple(feeds[spec.name].shape)]
+                   if self._shapes[d["index"]] != tuple(feeds[spec.name].shape)]
         if not changed:
             return
         for d, shape in changed:
@@ -118,6 +118,7 @@ class TfliteSession(Session):
                     f"can't take {'x'.join(map(str, shape))}: the converter wrote a static "
                     "dimension where the source's is dynamic")
             it.resize_tensor_input(d["index"], list(shape), strict=True)
+            self._shapes[d["index"]] = shape
         it.allocate_tensors()
 
     def op_counts(self) -> dict[str, int]:

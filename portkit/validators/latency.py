@@ -28,7 +28,7 @@ from portkit.runtimes.binding import artifact_feeds, bind_inputs
 from portkit.runtimes.context import RunContext
 from portkit.runtimes.tasks import Reference
 from portkit.safety import refuse_unloadable
-from portkit.shapes import at_given, resolve_inputs
+from portkit.shapes import at_given, resolve_inputs, shown
 from portkit.specs import TensorSpec, make_inputs
 
 
@@ -239,7 +239,7 @@ def bench_models(job: BenchJob, ctx: RunContext) -> BenchReport:
                              f"{fmt.value} models")
         for rt in chosen:
             for size in job.sizes or ((),):
-                label = ", ".join(f"{s.name} {'x'.join(map(str, s.shape or ()))}" for s in size)
+                label = shown(size)
                 at = f" at {label}" if label else ""
                 with ctx.progress(f"Timing {path.name} on {rt.name}{at}"):
                     latency: Latency = worker.call(
