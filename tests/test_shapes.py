@@ -109,3 +109,11 @@ def test_bench_shapes_group_by_position_and_shared_dims_follow() -> None:
 def test_when_the_odd_size_is_the_top_the_bottom_is_validated_too() -> None:
     seq = [TensorSpec("ids", (1, 64), "int64", (None, Dim("seq", 2, 128)))]
     assert validation_sizes(seq) == [{"seq": 128}, {"seq": 2}]
+
+
+def test_a_name_for_a_dimension_the_model_fixes_is_refused() -> None:
+    stored = [TensorSpec("x", (1, 3, 32, 32), "float32")]
+    with pytest.raises(UsageError, match=r"m\.pt2: --input x:Nx3x32x32: the model takes "
+                                         r"x: 1x3x32x32 float32 .*export the model with the "
+                                         r"dimension you need left dynamic"):
+        resolve_inputs("m.pt2", stored, [parse_input_flag("x:Nx3x32x32")])

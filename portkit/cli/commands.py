@@ -68,6 +68,8 @@ def convert(source: Path, to: str, no_validate: bool, report_path: Path | None, 
       portkit convert model.pt2 --to tflite --optimize latency
       portkit convert model.onnx --to tflite --speed-check
       portkit convert model.pt --to tflite --inputs sample.npz    # shapes from the file
+      portkit convert model.pt --to onnx --input x:Nx3x32x32 --dim N=1..8   # a dynamic batch
+      portkit convert model.keras --to tflite --static             # every dimension fixed
       portkit convert model.onnx --to tflite --scale-tol 1e-3
       portkit convert model.keras --to onnx --opset 17
       portkit convert saved_model/ --signature serving_default --to tflite --no-flex

@@ -75,8 +75,9 @@ def timeout(default: float = 900, what: str = "each step (load, convert, run)") 
 
 INPUT = click.option(
     "--input", "inputs", multiple=True, metavar="NAME:SHAPE[:DTYPE]",
-    help="Input shape the model doesn't store, e.g. x:1x3x224x224 or ids:1x128:int64. Repeat "
-         "per input.")
+    help="Input shape the model doesn't store, e.g. x:1x3x224x224 or ids:1x128:int64; a name "
+         "in place of a size leaves that dimension dynamic (x:Nx3x224x224; its range: --dim); "
+         "a size for a dimension the model keeps dynamic is its example. Repeat per input.")
 CONST = click.option(
     "--const", "consts", multiple=True, metavar="NAME=VALUE",
     help="Bind an input to a constant in the artifact, e.g. sr=16000 (TorchScript int/float/"
