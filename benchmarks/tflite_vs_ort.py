@@ -1,6 +1,6 @@
 """Is portkit's default TFLite artifact as fast as ONNX Runtime on the same model?
 
-    python -m benchmarks.tflite_vs_ort                          # every PyTorch zoo model
+    python -m benchmarks.tflite_vs_ort                          # every zoo model
     python -m benchmarks.tflite_vs_ort --models efficientnet_b0
 
 For each zoo model portkit converts the saved source twice with its defaults, ``--to onnx`` and
@@ -8,8 +8,10 @@ For each zoo model portkit converts the saved source twice with its defaults, ``
 artifact (``ai_edge_litert``, XNNPACK) and the ONNX one (ONNX Runtime, CPU) are loaded, fed the
 same seeded input and timed in turns (``portkit.validators.latency.measure_interleaved``), both
 on 2 threads (ONNX Runtime's without spin-waiting after a run: its spinning threads would take
-the cores from the TFLite turn that follows). The issue's bar: the TFLite p50 within 2x of ONNX Runtime's. Results are merged
-into ``benchmarks/results/tflite_vs_ort.json`` model by model.
+the cores from the TFLite turn that follows). Each turn starts with an untimed run, so neither is
+timed on caches the other just took. The memory each takes is the process's resident-set growth
+over its load and first run. The issue's bar: the TFLite p50 within 2x of ONNX Runtime's. Results
+are merged into ``benchmarks/results/tflite_vs_ort.json`` model by model.
 """
 
 from __future__ import annotations
@@ -34,9 +36,9 @@ BAR = 2.0
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="*", help="Zoo model names (default: PyTorch ones).")
+    parser.add_argument("--models", nargs="*", help="Zoo model names (default: all).")
     args = parser.parse_args()
-    models = [m for m in by_name(args.models) if args.models or m.framework == "torch"]
+    models = by_name(args.models)
     for model in models:
         with tempfile.TemporaryDirectory(prefix=f"tflite-vs-ort-{model.name}-") as work:
             merge_result(RESULTS, run(model, Path(work)))
@@ -58,14 +60,18 @@ def run(model: ZooModel, work: Path) -> dict[str, Any]:
                          "hops": [h.tool for h in report.route]}
         paths[target] = str(work / f"{model.name}.{target}")
     if all(found[t]["passed"] for t in ("onnx", "tflite")):
-        tflite, ort = time_pair(paths["tflite"], paths["onnx"])
-        found.update(tflite_p50_ms=tflite, ort_p50_ms=ort, ratio=tflite / ort)
+        (tflite, tflite_mb), (ort, ort_mb) = time_pair(paths["tflite"], paths["onnx"])
+        found.update(tflite_p50_ms=tflite, ort_p50_ms=ort, ratio=tflite / ort,
+                     tflite_rss_mb=tflite_mb, ort_rss_mb=ort_mb)
     return {**found, "threads": THREADS, "machine": machine(), "versions": versions(),
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 
-def time_pair(tflite: str, onnx: str) -> tuple[float, float]:
-    """p50 (ms) of the TFLite and the ONNX artifact, timed in turns, one seeded input each."""
+def time_pair(tflite: str, onnx: str) -> tuple[tuple[float, float], tuple[float, float]]:
+    """p50 (ms) and memory (MB) of the TFLite and the ONNX artifact, timed in turns, one seeded
+    input each."""
+    import psutil
+
     from portkit.formats import Format
     from portkit.options import LoadOptions
     from portkit.runtimes import registry
@@ -90,11 +96,22 @@ def time_pair(tflite: str, onnx: str) -> tuple[float, float]:
                              for i in session.get_inputs()], seed=0)
         return lambda: session.run(None, feeds)
 
+    grown: list[float] = []
+
+    def measured(load: Any) -> Any:
+        def loaded() -> Any:
+            before = psutil.Process().memory_info().rss
+            run = load()
+            run()
+            grown.append((psutil.Process().memory_info().rss - before) / 1e6)
+            return run
+        return loaded
+
     timed = measure_interleaved(
-        [lite, ort],
+        [measured(lite), measured(ort)],
         Budget(warmup=3, min_runs=30, min_seconds=1.0), runtime="tflite+onnxruntime",
         device="cpu", threads=THREADS)
-    return timed[0].p50_ms, timed[1].p50_ms
+    return (timed[0].p50_ms, grown[0]), (timed[1].p50_ms, grown[1])
 
 
 def markdown(path: Path) -> str:
@@ -102,15 +119,18 @@ def markdown(path: Path) -> str:
     import json
 
     data = json.loads(path.read_text())
-    lines = ["| model | TFLite route | TFLite p50 ms | ONNX Runtime p50 ms | ratio | within 2x |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| model | TFLite route | TFLite p50 ms | ONNX Runtime p50 ms | ratio | within 2x "
+             "| TFLite MB | ONNX Runtime MB |",
+             "|---|---|---|---|---|---|---|---|"]
     for m in data["models"]:
         if "ratio" not in m:
-            lines.append(f"| {m['name']} | {m['tflite']['route']} | - | - | - | not timed |")
+            lines.append(f"| {m['name']} | {m['tflite']['route']} | - | - | - | not timed | - | - |")
             continue
         lines.append(f"| {m['name']} | {m['tflite']['route']} | {m['tflite_p50_ms']:.2f} | "
                      f"{m['ort_p50_ms']:.2f} | {m['ratio']:.2f}x | "
-                     f"{'yes' if m['ratio'] <= BAR else '**no**'} |")
+                     f"{'yes' if m['ratio'] <= BAR else '**no**'} | "
+                     f"{m.get('tflite_rss_mb', float('nan')):.0f} | "
+                     f"{m.get('ort_rss_mb', float('nan')):.0f} |")
     first = data["models"][0]
     lines.append(f"\n{first['machine']['cpu']}, {first['machine']['cores']} cores, "
                  f"{THREADS} threads each, timed in turns in one process; {first['date']}.")

@@ -67,31 +67,46 @@ def measure_interleaved(loads: list[Callable[[], Callable[[], object]]], budget:
                         runtime: str, device: str, threads: int | None,
                         rounds: int = 10) -> list[Latency]:
     """Time several models against each other: after loading and warming up each, run them in
-    turns (a block of runs each, ``rounds`` turns at least), so a slow spell of the machine
-    slows them all alike rather than whichever was being measured. Each model gets at least
-    ``budget.min_runs`` runs and ``budget.min_seconds`` seconds.
+    turns (``rounds`` turns at least), so a slow spell of the machine slows them all alike
+    rather than whichever was being measured. Each model gets at least ``budget.min_runs``
+    runs and ``budget.min_seconds`` seconds.
+
+    A turn is sized in time, not in runs: each model's turn lasts about
+    ``budget.min_seconds / rounds`` (its warm-up tells how many runs that is), so a model a
+    thousand times faster than its neighbour doesn't need a thousand times the turns. Each turn
+    starts with one untimed run: the model before it evicted this one's weights from the
+    caches, and a model that runs alone (as deployed) doesn't pay for that reload. Without it,
+    an LSTM whose XNNPACK plan packs its recurrent weights once per unrolled step timed 2.2x
+    ONNX Runtime in turns and 1.0x alone.
 
     Returns:
         One ``Latency`` per model, in order.
     """
-    runs, colds = [], []
+    runs, colds, blocks = [], [], []
+    turn_seconds = budget.min_seconds / rounds
     for load in loads:
         start = time.perf_counter()
         run = load()
         run()
         colds.append(time.perf_counter() - start)
-        for _ in range(budget.warmup):
+        warm = []
+        for _ in range(max(1, budget.warmup)):
+            t = time.perf_counter()
             run()
+            warm.append(time.perf_counter() - t)
         runs.append(run)
+        by_time = int(turn_seconds / max(float(np.median(warm)), 1e-7))
+        blocks.append(min(max(1, -(-budget.min_runs // rounds), by_time),
+                          max(1, budget.max_runs // rounds)))
     times: list[list[float]] = [[] for _ in runs]
-    block = max(1, -(-budget.min_runs // rounds))
     spent = [0.0] * len(runs)
     turns = 0
     while turns < rounds or any(
             len(t) < budget.max_runs and (len(t) < budget.min_runs or s < budget.min_seconds)
             for t, s in zip(times, spent, strict=True)):
         for i, run in enumerate(runs):
-            for _ in range(block):
+            run()  # re-warm: the previous model's turn took the caches
+            for _ in range(blocks[i]):
                 t = time.perf_counter()
                 run()
                 times[i].append(time.perf_counter() - t)
