@@ -70,6 +70,8 @@ def run(model: ZooModel, work: Path) -> dict[str, Any]:
 def time_pair(tflite: str, onnx: str) -> tuple[tuple[float, float], tuple[float, float]]:
     """p50 (ms) and memory (MB) of the TFLite and the ONNX artifact, timed in turns, one seeded
     input each."""
+    import ai_edge_litert.interpreter  # noqa: F401 - imported before measuring memory
+    import onnxruntime  # noqa: F401 - likewise: a library is not the model's memory
     import psutil
 
     from portkit.formats import Format
