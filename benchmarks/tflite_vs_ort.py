@@ -9,9 +9,8 @@ artifact (``ai_edge_litert``, XNNPACK) and the ONNX one (ONNX Runtime, CPU) are 
 same seeded input and timed in turns (``portkit.validators.latency.measure_interleaved``), both
 on 2 threads (ONNX Runtime's without spin-waiting after a run: its spinning threads would take
 the cores from the TFLite turn that follows). Each turn starts with an untimed run, so neither is
-timed on caches the other just took. The memory each takes is the process's resident-set growth
-over its load and first run. The issue's bar: the TFLite p50 within 2x of ONNX Runtime's. Results
-are merged into ``benchmarks/results/tflite_vs_ort.json`` model by model.
+timed on caches the other just took. The issue's bar: the TFLite p50 within 2x of ONNX
+Runtime's. Results are merged into ``benchmarks/results/tflite_vs_ort.json`` model by model.
 """
 
 from __future__ import annotations
@@ -60,19 +59,15 @@ def run(model: ZooModel, work: Path) -> dict[str, Any]:
                          "hops": [h.tool for h in report.route]}
         paths[target] = str(work / f"{model.name}.{target}")
     if all(found[t]["passed"] for t in ("onnx", "tflite")):
-        (tflite, tflite_mb), (ort, ort_mb) = time_pair(paths["tflite"], paths["onnx"])
-        found.update(tflite_p50_ms=tflite, ort_p50_ms=ort, ratio=tflite / ort,
-                     tflite_rss_mb=tflite_mb, ort_rss_mb=ort_mb)
+        tflite, ort = time_pair(paths["tflite"], paths["onnx"])
+        found.update(tflite_p50_ms=tflite, ort_p50_ms=ort, ratio=tflite / ort)
     return {**found, "threads": THREADS, "machine": machine(), "versions": versions(),
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 
-def time_pair(tflite: str, onnx: str) -> tuple[tuple[float, float], tuple[float, float]]:
-    """p50 (ms) and memory (MB) of the TFLite and the ONNX artifact, timed in turns, one seeded
-    input each."""
-    import ai_edge_litert.interpreter  # noqa: F401 - imported before measuring memory
-    import onnxruntime  # noqa: F401 - likewise: a library is not the model's memory
-    import psutil
+def time_pair(tflite: str, onnx: str) -> tuple[float, float]:
+    """p50 (ms) of the TFLite and the ONNX artifact, timed in turns, one seeded input each."""
+    import onnxruntime
 
     from portkit.formats import Format
     from portkit.options import LoadOptions
@@ -84,36 +79,31 @@ def time_pair(tflite: str, onnx: str) -> tuple[tuple[float, float], tuple[float,
 
     def lite() -> Any:
         session = registry.get("tflite").load(Path(tflite), Format.TFLITE, "cpu", options)
-        feeds = make_inputs(list(session.inputs), seed=0)
+        feeds = make_inputs(_fixed(session.inputs), seed=0)
         return lambda: session.run(feeds)
 
     def ort() -> Any:  # its threads don't spin after a run, stealing the TFLite turn's cores
-        import onnxruntime
-
         so = onnxruntime.SessionOptions()
         so.intra_op_num_threads = THREADS
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = onnxruntime.InferenceSession(onnx, so, providers=["CPUExecutionProvider"])
-        feeds = make_inputs([TensorSpec(i.name, tuple(i.shape), _ORT_TYPES[i.type])
-                             for i in session.get_inputs()], seed=0)
+        feeds = make_inputs(_fixed([TensorSpec(i.name, tuple(i.shape), _ORT_TYPES[i.type])
+                                    for i in session.get_inputs()]), seed=0)
         return lambda: session.run(None, feeds)
 
-    grown: list[float] = []
-
-    def measured(load: Any) -> Any:
-        def loaded() -> Any:
-            before = psutil.Process().memory_info().rss
-            run = load()
-            run()
-            grown.append((psutil.Process().memory_info().rss - before) / 1e6)
-            return run
-        return loaded
-
     timed = measure_interleaved(
-        [measured(lite), measured(ort)],
+        [lite, ort],
         Budget(warmup=3, min_runs=30, min_seconds=1.0), runtime="tflite+onnxruntime",
         device="cpu", threads=THREADS)
-    return (timed[0].p50_ms, grown[0]), (timed[1].p50_ms, grown[1])
+    return timed[0].p50_ms, timed[1].p50_ms
+
+
+def _fixed(specs: Any) -> list[Any]:
+    """The inputs with a free dimension (Keras's ``None`` batch, ONNX's ``batch``) at 1."""
+    from portkit.specs import TensorSpec
+
+    return [TensorSpec(s.name, tuple(d if isinstance(d, int) and d > 0 else 1 for d in s.shape),
+                       s.dtype) for s in specs]
 
 
 def markdown(path: Path) -> str:
@@ -121,18 +111,15 @@ def markdown(path: Path) -> str:
     import json
 
     data = json.loads(path.read_text())
-    lines = ["| model | TFLite route | TFLite p50 ms | ONNX Runtime p50 ms | ratio | within 2x "
-             "| TFLite MB | ONNX Runtime MB |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | TFLite route | TFLite p50 ms | ONNX Runtime p50 ms | ratio | within 2x |",
+             "|---|---|---|---|---|---|"]
     for m in data["models"]:
         if "ratio" not in m:
-            lines.append(f"| {m['name']} | {m['tflite']['route']} | - | - | - | not timed | - | - |")
+            lines.append(f"| {m['name']} | {m['tflite']['route']} | - | - | - | not timed |")
             continue
         lines.append(f"| {m['name']} | {m['tflite']['route']} | {m['tflite_p50_ms']:.2f} | "
                      f"{m['ort_p50_ms']:.2f} | {m['ratio']:.2f}x | "
-                     f"{'yes' if m['ratio'] <= BAR else '**no**'} | "
-                     f"{m.get('tflite_rss_mb', float('nan')):.0f} | "
-                     f"{m.get('ort_rss_mb', float('nan')):.0f} |")
+                     f"{'yes' if m['ratio'] <= BAR else '**no**'} |")
     first = data["models"][0]
     lines.append(f"\n{first['machine']['cpu']}, {first['machine']['cores']} cores, "
                  f"{THREADS} threads each, timed in turns in one process; {first['date']}.")

@@ -147,6 +147,14 @@ def artifact_feeds(session: Session, bindings: list[Binding],
             for b in bindings}
 
 
+def bound_feeds(session: Session, specs: list[TensorSpec], sample: dict[str, np.ndarray],
+                prefer_channels_last: bool = False) -> dict[str, np.ndarray]:
+    """``sample`` (named and shaped as ``specs``) bound to ``session``'s inputs and fed as
+    ``artifact_feeds`` does: the one call for a single sample."""
+    return artifact_feeds(session, bind_inputs(specs, session.inputs, prefer_channels_last),
+                          sample)
+
+
 def _cast(array: np.ndarray, dtype: str) -> np.ndarray:
     """Cast to the artifact's dtype, except float to an integer type: a quantized input's
     session quantizes float feeds itself."""

@@ -7,6 +7,7 @@ register it) stays cheap.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from pathlib import Path
 
 from portkit.errors import InternalError, InvalidModelError, UsageError
@@ -43,6 +44,20 @@ def for_format(fmt: Format) -> list[Runtime]:
     references such as ``onnx-reference`` left out)."""
     _load_all()
     return [cls() for cls in _RUNTIMES.values() if fmt in cls.formats and not cls.fallback]
+
+
+def named(fmt: Format, names: Sequence[str]) -> list[Runtime]:
+    """The runtimes loading ``fmt`` (only those named, if any).
+
+    Raises:
+        UsageError: A named runtime doesn't load ``fmt``.
+    """
+    every = for_format(fmt)
+    unknown = set(names) - {rt.name for rt in every}
+    if unknown:
+        raise UsageError(f"--runtime {', '.join(sorted(unknown))}: does not load {fmt.value} "
+                         f"models; runtimes for it: {', '.join(rt.name for rt in every)}")
+    return [rt for rt in every if not names or rt.name in names]
 
 
 def load_source(path: Path, fmt: Format, options: LoadOptions | None = None

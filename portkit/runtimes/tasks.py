@@ -21,7 +21,7 @@ from portkit.results import ModelInfo
 from portkit.runtimes import registry
 from portkit.runtimes import steps as steps_
 from portkit.runtimes.base import Session
-from portkit.runtimes.binding import Binding, artifact_feeds, bind_inputs
+from portkit.runtimes.binding import Binding, artifact_feeds, bind_inputs, bound_feeds
 from portkit.runtimes.worker import out_of_memory, task
 from portkit.shapes import (
     Shapes,
@@ -336,7 +336,6 @@ def trace(path: str, fmt: Format,
     if len(sample) > len(session.inputs):
         sample = {n: a for n, a in sample.items() if n not in constants}
     specs = [TensorSpec(n, tuple(a.shape), a.dtype.name) for n, a in sample.items()]
-    sample = artifact_feeds(session, bind_inputs(specs, session.inputs, prefer_channels_last),
-                            sample)
+    sample = bound_feeds(session, specs, sample, prefer_channels_last)
     tensors = session.trace({s.name: sample[s.name] for s in session.inputs}, Path(folder))
     return Trace(path, fmt.value, rt.name, tuple(tensors), tuple(session.traced_outputs()))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from portkit.errors import PortkitError, UsageError
+from portkit.errors import PortkitError
 from portkit.formats import Format, sniff
 from portkit.io import Folder, Output, check_outputs
 from portkit.options import ConvertJob, LoadOptions, ValidateJob
@@ -128,20 +128,6 @@ def run_reference(src: Path, fmt: Format, job: ConvertJob | ValidateJob, load: L
     )
 
 
-def runtimes_for(fmt: Format, names: Sequence[str]) -> list[Runtime]:
-    """The runtimes loading ``fmt`` (only those named, if any).
-
-    Raises:
-        UsageError: A named runtime doesn't load ``fmt``.
-    """
-    every = registry.for_format(fmt)
-    unknown = set(names) - {rt.name for rt in every}
-    if unknown:
-        raise UsageError(f"--runtime {', '.join(sorted(unknown))}: does not load {fmt.value} "
-                         f"models; runtimes for it: {', '.join(rt.name for rt in every)}")
-    return [rt for rt in every if not names or rt.name in names]
-
-
 def layout_changed(ref: Reference, fmt: Format) -> bool:
     """Whether an artifact of this format likely went channels-last (TFLite/SavedModel)."""
     return fmt in (Format.TFLITE, Format.SAVEDMODEL) and any(
@@ -163,7 +149,7 @@ def validate(job: ValidateJob, ctx: RunContext) -> ValidateReport:
     check_outputs([Output("--save-bundle", job.save_bundle, Folder.REPLACED)],
                   [job.artifact, job.reference, job.inputs_file,
                    job.evaluation.file if job.evaluation else None])
-    chosen = runtimes_for(art_fmt, job.runtimes)
+    chosen = registry.named(art_fmt, job.runtimes)
     with ctx.progress(f"Running {src.name} as the reference"):
         ref = run_reference(src, src_fmt, job, job.load, ctx)
     checks, outputs = check_everywhere(art, art_fmt, chosen,
@@ -197,7 +183,7 @@ def replay(folder: Path, runtimes: Sequence[str], ctx: RunContext) -> ValidateRe
     """
     started = time.perf_counter()
     art, fmt, ref, tol, per_output, manifest = bundle.load(folder)
-    checks, _ = check_everywhere(art, fmt, runtimes_for(fmt, runtimes),
+    checks, _ = check_everywhere(art, fmt, registry.named(fmt, runtimes),
                                  Expected(ref, tol, per_output), ctx)
     return ValidateReport(
         passed=all_passed(checks),

@@ -24,7 +24,7 @@ from portkit.profiles import OpTime
 from portkit.results import BenchReport, BenchRow, Latency, versions
 from portkit.runtimes import registry, worker
 from portkit.runtimes.base import Session
-from portkit.runtimes.binding import artifact_feeds, bind_inputs
+from portkit.runtimes.binding import bound_feeds
 from portkit.runtimes.context import RunContext
 from portkit.runtimes.tasks import Reference
 from portkit.safety import refuse_unloadable
@@ -180,13 +180,10 @@ def profile_artifact(path: Path, given: Sequence[TensorSpec], runtimes: Sequence
     (among ``runtimes`` when given), in a fresh worker.
 
     Raises:
-        UsageError: No runtime among ``runtimes`` loads the artifact's format.
+        UsageError: A runtime among ``runtimes`` doesn't load the artifact's format.
     """
     fmt = sniff(path)
-    chosen = [rt for rt in registry.for_format(fmt) if not runtimes or rt.name in runtimes]
-    if not chosen:
-        raise UsageError(f"{path}: no runtime among {', '.join(runtimes)} loads {fmt.value} "
-                         "models, so --profile has nothing to profile it on")
+    chosen = registry.named(fmt, runtimes)
     with ctx.progress(f"Profiling {path.name} on {chosen[0].name}"):
         return worker.call(profile_ops, timeout=ctx.timeout, what=f"profiling {path.name}",
                            path=str(path.absolute()), fmt=fmt, runtime=chosen[0].name,
@@ -212,8 +209,7 @@ def bench_candidates(paths: list[str], fmt: Format, runtime: str, device: str,
         start = time.perf_counter()
         try:
             session = rt.load(Path(path), fmt, device, options)
-            feeds = artifact_feeds(session, bind_inputs(specs, session.inputs,
-                                                        prefer_channels_last), sample)
+            feeds = bound_feeds(session, specs, sample, prefer_channels_last)
             run = functools.partial(session.run, feeds)
             run()
         except Exception as e:  # noqa: BLE001 - one artifact failing must not hide the others

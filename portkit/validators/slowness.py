@@ -27,7 +27,7 @@ from portkit.profiles import OpTime
 from portkit.results import Latency
 from portkit.runtimes import registry, worker
 from portkit.runtimes.base import Session
-from portkit.runtimes.binding import artifact_feeds, bind_inputs
+from portkit.runtimes.binding import bound_feeds
 from portkit.runtimes.context import RunContext
 from portkit.runtimes.tasks import Reference
 from portkit.specs import TensorSpec
@@ -184,8 +184,7 @@ def _load(model: Timed, sample: dict[str, np.ndarray], specs: list[TensorSpec]
     """Load ``model`` and its feeds; returns the session, the feeds, and one run."""
     session = registry.get(model.runtime).load(Path(model.path), model.fmt, "cpu", model.options)
     if model.bind:
-        feeds = artifact_feeds(session, bind_inputs(specs, session.inputs, model.channels_last),
-                               sample)
+        feeds = bound_feeds(session, specs, sample, model.channels_last)
     else:
         feeds = {s.name: sample[s.name] for s in session.inputs}
     return session, feeds, functools.partial(session.run, feeds)

@@ -38,3 +38,24 @@ def test_a_bundle_replay_takes_no_profile(capsys: pytest.CaptureFixture[str]) ->
     assert exit_.value.code == 2
     assert "--bundle replays a bundle: give no ARTIFACT, --reference, --save-bundle or " \
            "--profile with it" in capsys.readouterr().err
+
+
+def test_onnx2tf_failing_on_dynamic_dimensions_names_them_and_suggests_static(
+        saved_models, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnx2tf
+
+    from portkit.convert import _onnx2tf
+
+    def fails(**kwargs):  # as onnx2tf's op handlers fail on a shape they can't infer
+        assert kwargs["shape_hints"] == ["x:1,3,16,16"]
+        raise ValueError("Dimension -1 must be >= 0\nmore lines")
+
+    monkeypatch.setattr(onnx2tf, "convert", fails)
+    monkeypatch.chdir(tmp_path)
+    spec = TensorSpec("x", (1, 3, 16, 16), "float32", (Dim("batch", 1, 8), None, None, None))
+    with pytest.raises(ConversionError, match=r"onnx2tf can't keep the source's dynamic "
+                                              r"dimensions dynamic \(x: batch\): it failed on "
+                                              r"this model with them dynamic \(ValueError: "
+                                              r"Dimension -1 must be >= 0\); pass --static to "
+                                              r"convert at the example sizes \(x 1x3x16x16\)"):
+        _onnx2tf.run(saved_models("onnx_dynamic_cnn", "onnx"), [spec])
