@@ -111,13 +111,15 @@ def markdown(path: Path) -> str:
     import json
 
     data = json.loads(path.read_text())
-    lines = ["| model | TFLite route | TFLite p50 ms | ONNX Runtime p50 ms | ratio | within 2x |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| model | TFLite route | ONNX route | TFLite p50 ms | ONNX Runtime p50 ms | ratio "
+             "| within 2x |", "|---|---|---|---|---|---|---|"]
     for m in data["models"]:
         if "ratio" not in m:
-            lines.append(f"| {m['name']} | {m['tflite']['route']} | - | - | - | not timed |")
+            lines.append(f"| {m['name']} | {m['tflite']['route']} | {m['onnx']['route']} "
+                         "| - | - | - | not timed |")
             continue
-        lines.append(f"| {m['name']} | {m['tflite']['route']} | {m['tflite_p50_ms']:.2f} | "
+        lines.append(f"| {m['name']} | {m['tflite']['route']} | {m['onnx']['route']} | "
+                     f"{m['tflite_p50_ms']:.2f} | "
                      f"{m['ort_p50_ms']:.2f} | {m['ratio']:.2f}x | "
                      f"{'yes' if m['ratio'] <= BAR else '**no**'} |")
     first = data["models"][0]
