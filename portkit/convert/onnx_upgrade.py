@@ -11,6 +11,7 @@ the artifact is still compared with the original file, run by the first runtime 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from portkit.convert.registry import register_edge
@@ -31,8 +32,9 @@ def opset(path: Path) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
 
 
-def needs_upgrade(path: Path) -> bool:
-    """Whether ``path`` imports an opset below ``MIN_OPSET``."""
+def needs_upgrade(path: Path, inputs: Callable[[], list[TensorSpec]]) -> bool:
+    """Whether ``path`` imports an opset below ``MIN_OPSET`` (``registry.When``; the file says,
+    ``inputs`` is not needed)."""
     return opset(path) < MIN_OPSET
 
 

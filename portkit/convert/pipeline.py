@@ -102,7 +102,7 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
         # write it are dropped, with the reason, once the preparations are known.
         registry.by_opset(registry.plan(fmt, job.target, quantize=job.options.quantize),
                           job.options.opset)
-        routes, dropped = registry.by_opset(plan(fmt, job, _preparations(src, fmt, ctx)),
+        routes, dropped = registry.by_opset(plan(fmt, job, _preparations(src, fmt, job, ctx)),
                                             job.options.opset)
         if not routes:
             what = f"{job.options.quantize.value}-quantized " if job.options.quantize else ""
@@ -254,12 +254,15 @@ def plan(fmt: Format, job: ConvertJob, prepared: tuple[str, ...] = ()) -> list[r
     return registry.prepare(chosen, list(prepared), fmt)
 
 
-def _preparations(src: Path, fmt: Format, ctx: RunContext) -> tuple[str, ...]:
-    """The preparations ``src`` needs (read in the worker its first hop will use)."""
+def _preparations(src: Path, fmt: Format, job: ConvertJob, ctx: RunContext) -> tuple[str, ...]:
+    """The preparations ``src`` needs (read in the worker its first hop will use; a test may
+    resolve the inputs as that hop does, from ``--input`` and ``--dim``)."""
     if not registry.preparations(fmt):
         return ()
     return tuple(ctx.pool.call(f"convert-from-{fmt.value}", registry.needed,
-                               timeout=ctx.timeout, what=str(src), src=str(src), fmt=fmt))
+                               timeout=ctx.timeout, what=str(src), src=str(src), fmt=fmt,
+                               given=list(job.inputs), shapes=job.shapes,
+                               load=job.options.load))
 
 
 def choose(attempts: list[Attempt]) -> int | None:

@@ -1,6 +1,7 @@
 """Pooling windows that cover their whole input, rewritten as global pooling before converting:
-the ``pool-rewrite`` preparation, of an ExportedProgram (before litert-torch and torch.onnx) and
-of an ONNX model (before onnx2tf).
+the ``pool-rewrite`` preparation, of an ExportedProgram (before litert-torch and torch.onnx), of
+a TorchScript module (the same, on the program every torch edge converts it to) and of an ONNX
+model (before onnx2tf).
 
 transformers' EfficientNet ends in ``nn.AvgPool2d(1280, ceil_mode=True)`` over a 7x7 map: one
 window, hanging far off the input. TFLite has no such window: litert-torch and onnx2tf pad the
@@ -16,20 +17,29 @@ for an average, each output divides by the input's size: no ``divisor_override``
 ``ceil_mode`` by the part of it over the input and its padding, so without padding that is the
 input). A max never picks padding. Spatial sizes must be static. The artifact is still
 compared with the original source, not with the rewritten one.
+
+A preparation keeps its format, so a TorchScript source's rewrite is TorchScript again: the
+module converted to an ExportedProgram as the torch edges convert it (``load_exported_program``),
+rewritten, and traced back (as the ``torch.jit.trace`` edge writes TorchScript). Every route of a
+TorchScript source then still applies, under its own name (``pool-rewrite+torch.onnx-legacy``).
+TorchScript stores no shapes, so the test asks for the inputs (``--input``), and only of a module
+whose graph has a pooling op: for the others it is one ``torch.jit.load``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import shutil
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from portkit.convert._torch import load_exported_program
 from portkit.convert.registry import register_edge
+from portkit.errors import PortkitError
 from portkit.formats import Format
 from portkit.options import ConvertOptions
-from portkit.runtimes.torch_export import export_program
+from portkit.runtimes.torch_export import example_args, export_program
 from portkit.specs import TensorSpec
 
 
@@ -95,6 +105,11 @@ def _ints(values: Any) -> tuple[int, ...] | None:
     if not all(isinstance(v, int) for v in values):
         return None
     return tuple(values)
+
+
+def _first_line(e: Exception) -> str:
+    """An exception's first line, for a hop's detail."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
 
 # ---- PyTorch: aten.avg_pool2d / max_pool2d(_with_indices) -> aten.mean.dim / aten.amax ----
@@ -182,8 +197,9 @@ def rewrite_graph(graph: Any) -> list[str]:
     return done
 
 
-def program_needs(path: Path) -> bool:
-    """Whether the ExportedProgram at ``path`` has a pooling window covering its whole input."""
+def program_needs(path: Path, inputs: Callable[[], list[TensorSpec]]) -> bool:
+    """Whether the ExportedProgram at ``path`` has a pooling window covering its whole input
+    (``registry.When``; the program holds its shapes, ``inputs`` is not needed)."""
     import torch
 
     return bool(_torch_targets(torch.export.load(str(path)).graph))
@@ -220,10 +236,80 @@ def rewrite_exported(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec]
         program, done = rewrite_program(program, inputs,
                                         f"{src.name} (pooling windows rewritten)")
     except Exception as e:  # noqa: BLE001 - torch.export raises many kinds
-        why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         torch.export.save(program, str(dst))
-        return f"nothing rewritten: torch.export failed on the rewritten program ({why})"
+        return ("nothing rewritten: torch.export failed on the rewritten program "
+                f"({_first_line(e)})")
     torch.export.save(program, str(dst))
+    return summary(done)
+
+
+# ---- TorchScript: the same rewrite on its ExportedProgram, traced back to TorchScript ----
+
+# The TorchScript ops ``_torch_window`` reads once converted (``aten.avg_pool2d``...).
+_SCRIPT_POOLS = frozenset({"aten::avg_pool2d", "aten::max_pool2d",
+                           "aten::max_pool2d_with_indices"})
+
+
+def _kinds(block: Any) -> Iterator[str]:
+    """The kinds of a TorchScript block's nodes, those of nested blocks (``if``, loops) too."""
+    for node in block.nodes():
+        yield node.kind()
+        for inner in node.blocks():
+            yield from _kinds(inner)
+
+
+def script_needs(path: Path, inputs: Callable[[], list[TensorSpec]]) -> bool:
+    """Whether the TorchScript module at ``path`` has a pooling window covering its whole input
+    at the inputs' sizes (``registry.When``).
+
+    Its inlined graph is searched for pooling ops first; only a module with some is converted
+    to an ExportedProgram (as its routes convert it) to learn their sizes, which TorchScript
+    does not store. Without inputs (no ``--input``) or without a program, nothing is rewritten:
+    the routes meet that error themselves and report it.
+    """
+    import torch
+
+    module = torch.jit.load(str(path), map_location="cpu")
+    if _SCRIPT_POOLS.isdisjoint(_kinds(module.inlined_graph)):
+        return False
+    try:
+        specs = inputs()
+    except PortkitError:
+        return False
+    try:
+        program = load_exported_program(path, Format.TORCHSCRIPT, specs)
+    except Exception:  # noqa: BLE001 - TS2EPConverter and torch.export raise many kinds
+        return False
+    return bool(_torch_targets(program.graph))
+
+
+@register_edge(tool="pool-rewrite", sources=(Format.TORCHSCRIPT,), target=Format.TORCHSCRIPT,
+               cost=0.1, when=script_needs)
+def rewrite_script(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
+                   options: ConvertOptions) -> str:
+    """Rewrite the source's whole-input pooling windows as global means/maxes (TorchScript):
+    the ExportedProgram every torch edge makes of it, rewritten and traced back.
+
+    A module that won't convert, trace back, or convert back to an ExportedProgram as the next
+    hop converts it, is passed on as it is (the detail says why): this hop starts every route,
+    and must not fail them all (``torch.onnx-legacy`` reads TorchScript without exporting it).
+    """
+    import torch
+
+    try:
+        module = load_exported_program(src, fmt, inputs).module()
+        done = rewrite_graph(module.graph)
+        if done:
+            module.recompile()
+            traced = torch.jit.trace(module, example_args(inputs), check_trace=False)
+            torch.jit.save(traced, str(dst))
+            load_exported_program(dst, fmt, inputs)  # what every torch edge makes of it first
+    except Exception as e:  # noqa: BLE001 - TS2EPConverter, export and tracing raise many kinds
+        shutil.copyfile(src, dst)
+        return ("nothing rewritten: the module did not go through torch.export and back to "
+                f"TorchScript ({_first_line(e)})")
+    if not done:
+        shutil.copyfile(src, dst)
     return summary(done)
 
 
@@ -302,8 +388,9 @@ def rewrite_onnx(model: Any) -> list[str]:
     return done
 
 
-def onnx_needs(path: Path) -> bool:
-    """Whether the ONNX model at ``path`` has a pooling window covering its whole input."""
+def onnx_needs(path: Path, inputs: Callable[[], list[TensorSpec]]) -> bool:
+    """Whether the ONNX model at ``path`` has a pooling window covering its whole input
+    (``registry.When``; shape inference gives the sizes, ``inputs`` is not needed)."""
     import onnx
 
     return bool(_onnx_targets(onnx.load(str(path), load_external_data=False)))

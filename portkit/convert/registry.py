@@ -7,9 +7,11 @@ when optimizing (``litert-torch[nhwc-io]``); a route with a variant runs its las
 
 An edge from a format to itself is a preparation (``onnx-upgrade``: ONNX of an opset ONNX
 Runtime and onnx2tf no longer take -> a current opset). It declares ``when``, a test of the source
-file; the planner never routes through it, and ``prepare`` puts it first in every route of a
-source it applies to, so it shows as a hop (``onnx-upgrade+onnx2tf``; ``pool-rewrite``, in
-``pool_rewrite``, makes pooling windows that cover their whole input global).
+file (given its inputs on demand: a TorchScript file stores no shapes); the planner never routes
+through it, and ``prepare`` puts it first in every route of a source it applies to, so it shows
+as a hop (``onnx-upgrade+onnx2tf``; ``pool-rewrite``, in ``pool_rewrite``, makes pooling windows
+that cover their whole input global). It keeps the format, so every route of the source applies
+to what it writes.
 
 The costs encode what the benchmark (``benchmarks/``) found: the cheapest route is the one plain
 ``convert`` tries first, and it converted every zoo model its source framework has with an
@@ -18,6 +20,7 @@ artifact as fast as the best (litert-torch for PyTorch, TFLiteConverter for Tens
 
 from __future__ import annotations
 
+import functools
 import importlib
 import time
 from collections.abc import Callable
@@ -28,7 +31,7 @@ from portkit.convert.dynamic import check_kept
 from portkit.errors import ConversionError, InternalError, UsageError
 from portkit.formats import Format
 from portkit.formats.tflite import flex_ops
-from portkit.options import ConvertOptions
+from portkit.options import ConvertOptions, LoadOptions
 from portkit.policies import Quantize
 from portkit.quantization import Quantization
 from portkit.results import Hop
@@ -40,6 +43,10 @@ from portkit.specs import TensorSpec
 # An edge's function returns its detail (what it chose), and what quantizing did if it did.
 EdgeFunc = Callable[[Path, Format, Path, list[TensorSpec], ConvertOptions],
                     "str | tuple[str, Quantization]"]
+# A preparation's test: whether the source file needs it. The second argument returns the
+# source's resolved inputs (``--input`` over the stored shapes), read only when called: loading
+# them costs a model load, and most tests decide from the file alone.
+When = Callable[[Path, Callable[[], list[TensorSpec]]], bool]
 
 _MODULES = (
     "portkit.convert.torch_to_tflite",
@@ -88,7 +95,7 @@ class Edge:
         quantizes: The ``--quantize`` modes it honours (TFLite quantization).
         variants: Option sets besides its default, tried by ``--optimize latency``.
         when: For a preparation (an edge from ``target`` to itself): whether a source file
-            needs it (runs in a worker).
+            needs it, given its inputs on demand (``When``; runs in a worker).
         opsets: For an edge writing ONNX: the lowest and highest default-domain opset it
             writes as asked (``--opset``), measured with the frameworks here; None otherwise,
             and for a preparation that keeps the source's opset.
@@ -102,7 +109,7 @@ class Edge:
     channels_last: bool = False
     quantizes: tuple[Quantize, ...] = ()
     variants: tuple[Variant, ...] = ()
-    when: Callable[[Path], bool] | None = None
+    when: When | None = None
     opsets: tuple[int, int] | None = None
 
     def writes_opset(self, opset: int) -> bool:
@@ -141,7 +148,7 @@ class Route:
 
 def register_edge(*, tool: str, sources: tuple[Format, ...], target: Format, cost: float,
                   channels_last: bool = False, quantizes: tuple[Quantize, ...] = (),
-                  variants: tuple[Variant, ...] = (), when: Callable[[Path], bool] | None = None,
+                  variants: tuple[Variant, ...] = (), when: When | None = None,
                   opsets: tuple[int, int] | None = None) -> Callable[[EdgeFunc], EdgeFunc]:
     """Decorator: register ``fn(src, src_format, dst, inputs, options) -> detail`` as an edge.
 
@@ -263,10 +270,20 @@ def preparations(fmt: Format) -> list[Edge]:
 
 
 @task
-def needed(src: str, fmt: Format) -> list[str]:
+def needed(src: str, fmt: Format, given: list[TensorSpec] | None = None,
+           shapes: Shapes = Shapes(), load: LoadOptions = LoadOptions()) -> list[str]:
     """The tools of the preparations ``src`` needs, in registration order (in a worker: the
-    tests read the file with its framework)."""
-    return [e.tool for e in preparations(fmt) if e.when is not None and e.when(Path(src))]
+    tests read the file with its framework).
+
+    Args:
+        src, fmt: The source.
+        given, shapes, load: ``--input``, ``--dim``/``--static`` and how the source is opened:
+            the source's inputs, resolved as the first hop resolves them, for a test that asks
+            (resolving raises ``UsageError`` where they are unknown, as for a TorchScript file
+            whose shapes come only from ``--inputs``: such a test answers without them).
+    """
+    inputs = functools.cache(lambda: input_specs(src, fmt, list(given or ()), load, shapes))
+    return [e.tool for e in preparations(fmt) if e.when is not None and e.when(Path(src), inputs)]
 
 
 def prepare(routes: list[Route], tools: list[str], fmt: Format) -> list[Route]:

@@ -36,8 +36,6 @@ _TS_ONNX = "onnx2tf on ONNX exported from TorchScript"
 # onnx2tf makes the 4-D tensors NHWC and then mislays the channel shuffle's 5-D view/transpose.
 _SHUFFLE_NHWC = "onnx2tf converts the channel shuffle to wrong numbers (max abs err 4.02)"
 _SHUFFLE_RESHAPE = "onnx2tf fails on the legacy exporter's channel-shuffle Reshape (tf.reshape)"
-# TorchScript sources get no pool-rewrite hop: litert-torch pads the map to the 1280x1280 window.
-_WIDE_POOL = "tf2onnx converts litert-torch's padded 1280x1280 pooling to wrong numbers"
 _SEQ = "litert-torch lowers only a dynamic first dimension (the sequence length is dynamic too)"
 # (fixture, file kind, target, route) -> why it fails
 KNOWN_FAILURES: dict[tuple[str, str, str, str], str] = {
@@ -67,8 +65,6 @@ KNOWN_FAILURES: dict[tuple[str, str, str, str], str] = {
         "tf2onnx.from_keras writes the LSTM's loop with a TensorArray onnx2tf's While layer "
         "can't rebuild (keras.export, the first route, converts it)",
     # Two-hop fallbacks through TFLite -> ONNX (tf2onnx) and ONNX -> TF (onnx2tf).
-    ("wide_avg_pool", "torchscript", "onnx", "litert-torch+tf2onnx"): _WIDE_POOL,
-    ("wide_max_pool", "torchscript", "onnx", "litert-torch+tf2onnx"): _WIDE_POOL,
     ("lstm", "torchscript", "onnx", "litert-torch+tf2onnx"): _WRONG,
     ("lstm", "pt2", "onnx", "litert-torch+tf2onnx"): _WRONG,
     ("attention", "torchscript", "onnx", "litert-torch+tf2onnx"): _WRONG,

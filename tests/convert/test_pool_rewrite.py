@@ -1,6 +1,7 @@
 """The ``pool-rewrite`` preparation: pooling windows that cover their whole input become global
 pooling before the converter, exactly (module level, ONNX Runtime level), and only then; a CNN
-ending like EfficientNet converts to a TFLite with a MEAN, not a padded 1280x1280 pooling."""
+ending like EfficientNet converts to a TFLite with a MEAN, not a padded 1280x1280 pooling, from
+an ExportedProgram and from TorchScript."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from portkit.errors import ExitCode
 from portkit.fixtures import FIXTURES
 from portkit.formats import Format
 from portkit.formats.tflite import op_counts
+from portkit.specs import TensorSpec
 
 torch = pytest.importorskip("torch")
 
@@ -136,19 +138,96 @@ def test_models_without_such_windows_need_no_rewrite(saved_models) -> None:
                for r in registry.plan(Format.EXPORTED_PROGRAM, Format.TFLITE))
 
 
+def _unasked() -> list:
+    raise AssertionError("the test asked for the inputs of a module without pooling")
+
+
+def _narrow_pool(tmp_path: Path) -> Path:
+    """A traced module with an ordinary 2x2 max pool (a 4x4 map out of 8x8), input ``x``."""
+    class NarrowPool(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.pool = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.MaxPool2d(2)
+            self.head = torch.nn.Linear(64, 2)
+
+        def forward(self, x: Any) -> Any:
+            return self.head(torch.flatten(self.pool(self.conv(x)), 1))
+
+    torch.manual_seed(0)
+    path = tmp_path / "narrow_pool.pt"
+    torch.jit.save(torch.jit.trace(NarrowPool().eval(), torch.randn(1, 3, 8, 8)), str(path))
+    return path
+
+
+def test_a_torchscript_source_needs_it_at_its_inputs_sizes(saved_models, tmp_path: Path) -> None:
+    wide = str(saved_models("wide_avg_pool", "torchscript"))
+    given = list(FIXTURES["wide_avg_pool"].inputs)
+    assert registry.needed(wide, Format.TORCHSCRIPT, given) == ["pool-rewrite"]
+    assert registry.needed(str(saved_models("wide_max_pool", "torchscript")),
+                           Format.TORCHSCRIPT, given) == ["pool-rewrite"]
+    # TorchScript stores no shapes: without --input nothing is known, nothing rewritten (the
+    # routes then report the missing --input).
+    assert registry.needed(wide, Format.TORCHSCRIPT) == []
+    # A module without pooling ops is never exported to find out: the inputs are not asked for.
+    cnn = saved_models("cnn", "torchscript")
+    assert pool_rewrite.script_needs(cnn, _unasked) is False
+    assert registry.needed(str(cnn), Format.TORCHSCRIPT, list(FIXTURES["cnn"].inputs)) == []
+    # A pooling op whose window leaves most of the map out: exported, and not rewritten.
+    narrow = _narrow_pool(tmp_path)
+    assert registry.needed(str(narrow), Format.TORCHSCRIPT,
+                           [TensorSpec("x", (1, 3, 8, 8))]) == []
+    with pytest.raises(AssertionError, match="inputs of a module"):
+        pool_rewrite.script_needs(narrow, _unasked)
+
+
+def test_a_torchscript_module_that_does_not_trace_back_is_passed_on(
+        saved_models, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("no trace today")
+
+    src, dst = saved_models("wide_avg_pool", "torchscript"), tmp_path / "prepared.pt"
+    inputs = list(FIXTURES["wide_avg_pool"].inputs)
+    assert pool_rewrite.rewrite_script(src, Format.TORCHSCRIPT, dst, inputs,
+                                       portkit.options.ConvertOptions()) == (
+        "AvgPool2d 1280x1280 over 4x4 -> global mean")
+    monkeypatch.setattr(torch.jit, "trace", fail)
+    detail = pool_rewrite.rewrite_script(src, Format.TORCHSCRIPT, dst, inputs,
+                                         portkit.options.ConvertOptions())
+    assert detail.startswith("nothing rewritten") and "no trace today" in detail, detail
+    assert dst.read_bytes() == src.read_bytes()
+
+
+def test_a_torchscript_source_without_wide_windows_gets_no_hop(workers, tmp_path: Path) -> None:
+    report = portkit.convert(_narrow_pool(tmp_path), "tflite", tmp_path / "narrow.tflite",
+                             inputs=["x:1x3x8x8"], workers=workers)
+    assert report.exit_code == ExitCode.OK, report.routes_tried
+    assert report.route_name == "litert-torch"
+    assert "MAX_POOL_2D" in op_counts(tmp_path / "narrow.tflite")
+
+
+@pytest.mark.parametrize("kind", ["pt2", "torchscript"])
 @pytest.mark.parametrize("name,reduction", [("wide_avg_pool", "MEAN"), ("wide_max_pool", "REDUCE_MAX")])
 def test_the_default_route_writes_a_global_reduction_and_matches(
-        saved_models, workers, tmp_path: Path, name: str, reduction: str) -> None:
+        saved_models, workers, tmp_path: Path, name: str, reduction: str, kind: str) -> None:
     out = tmp_path / f"{name}.tflite"
-    report = portkit.convert(saved_models(name, "pt2"), "tflite", out,
+    report = portkit.convert(saved_models(name, kind), "tflite", out,
                              inputs=FIXTURES[name].input_flags, workers=workers)
     assert report.exit_code == ExitCode.OK, report.routes_tried
     assert report.route_name == "pool-rewrite+litert-torch"
     assert report.route[0].tool == "pool-rewrite"
-    kind = "AvgPool2d" if "avg" in name else "MaxPool2d"
+    pool = "AvgPool2d" if "avg" in name else "MaxPool2d"
     what = "mean" if "avg" in name else "max"
-    assert report.route[0].detail == f"{kind} 1280x1280 over 4x4 -> global {what}"
+    assert report.route[0].detail == f"{pool} 1280x1280 over 4x4 -> global {what}"
     assert report.checks and all(c.passed for c in report.checks)
     ops = op_counts(out)
     assert "AVERAGE_POOL_2D" not in ops and "MAX_POOL_2D" not in ops, ops
     assert ops.get(reduction) == 1, ops
+    # Without the rewrite the 4x4 map is padded to the 1280x1280 window (PAD / PADV2) first.
+    assert max(max(t["shape"], default=0) for t in _tensors(out)) < 1280
+
+
+def _tensors(path: Path) -> list[dict]:
+    """The TFLite model's tensors as its interpreter lists them (name, shape...)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    return Interpreter(model_path=str(path)).get_tensor_details()

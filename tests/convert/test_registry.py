@@ -90,14 +90,14 @@ def test_registration_is_checked() -> None:
     # A format to itself only as a preparation (``when``), which reads nothing else.
     with pytest.raises(InternalError, match="preparation 'prep'"):
         registry.register_edge(tool="prep", sources=(Format.ONNX, Format.TFLITE),
-                               target=Format.ONNX, cost=1, when=lambda path: True)(fn)
+                               target=Format.ONNX, cost=1, when=lambda path, inputs: True)(fn)
 
 
 def test_preparations_are_never_routed_through() -> None:
     assert [e.tool for e in registry.preparations(Format.ONNX)] == ["onnx-upgrade",
                                                                     "pool-rewrite"]
     assert [e.tool for e in registry.preparations(Format.EXPORTED_PROGRAM)] == ["pool-rewrite"]
-    assert registry.preparations(Format.TORCHSCRIPT) == []
+    assert [e.tool for e in registry.preparations(Format.TORCHSCRIPT)] == ["pool-rewrite"]
     for src in (Format.ONNX, Format.TORCHSCRIPT, Format.EXPORTED_PROGRAM, Format.KERAS):
         for dst in (Format.TFLITE, Format.SAVEDMODEL, Format.ONNX):
             if src is not dst:
