@@ -119,8 +119,11 @@ def specs_from_arrays(stored: list[TensorSpec], arrays: dict[str, np.ndarray]
 
     An array of the input's rank is one sample; one rank higher holds samples on its first
     axis; an input of unknown rank takes the array as one sample (a folder's stacked ``.npy``
-    files, read as the array ``""``, always hold samples on the first axis). An input of unknown
-    dtype takes the array's (``default_dtype``).
+    files, read as the array ``""``, always hold samples on the first axis). For an input whose
+    first dimension is free (a Keras ``None`` batch, a dynamic ``batch``), an array of its rank
+    holds samples of batch 1 on that axis, as calibration sets are saved (``(128, 224, 224, 3)``
+    is 128 images, not one batch of 128); a batch of several is given one rank higher. An input
+    of unknown dtype takes the array's (``default_dtype``).
     """
     stacked = "" in arrays
     found = []
@@ -130,8 +133,17 @@ def specs_from_arrays(stored: list[TensorSpec], arrays: dict[str, np.ndarray]
         shape = tuple(array.shape)
         if stacked or (spec.shape is not None and len(shape) == len(spec.shape) + 1):
             shape = shape[1:]
+        elif shape and spec.shape is not None and len(shape) == len(spec.shape) \
+                and _free_first(spec):
+            shape = (1, *shape[1:])
         found.append(TensorSpec(spec.name, shape, spec.dtype or default_dtype(array.dtype)))
     return found
+
+
+def _free_first(spec: TensorSpec) -> bool:
+    """Whether ``spec``'s first dimension is free (unknown, or a dynamic ``Dim``)."""
+    return bool(spec.shape) and (spec.shape[0] is None  # type: ignore[index]
+                                 or bool(spec.dims) and spec.dims[0] is not None)
 
 
 def default_dtype(dtype: np.dtype) -> str:

@@ -117,3 +117,15 @@ def test_a_name_for_a_dimension_the_model_fixes_is_refused() -> None:
                                          r"x: 1x3x32x32 float32 .*export the model with the "
                                          r"dimension you need left dynamic"):
         resolve_inputs("m.pt2", stored, [parse_input_flag("x:Nx3x32x32")])
+
+
+def test_a_file_for_a_free_batch_holds_samples_of_batch_1_on_its_first_axis() -> None:
+    # as calibration sets are saved: (140, 32, 32, 3) is 140 images, not one batch of 140
+    stored = [TensorSpec("image", (None, 32, 32, 3), "float32")]
+    arrays = {"image": np.zeros((140, 32, 32, 3), np.float32)}
+    [got] = resolve_inputs("m.keras", stored, [], arrays, "--calibration")
+    assert got.shape == (1, 32, 32, 3) and got.dims[0] == Dim("batch", 1, 64)
+    [batched] = resolve_inputs("m.keras", stored, [], {"image": np.zeros((5, 4, 32, 32, 3))})
+    assert batched.shape == (4, 32, 32, 3)  # a batch of several: one rank higher
+    fixed = [TensorSpec("image", (2, 32, 32, 3), "float32")]
+    assert resolve_inputs("m.keras", fixed, [], arrays)[0].shape == (2, 32, 32, 3)

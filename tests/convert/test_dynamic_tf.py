@@ -139,3 +139,19 @@ def test_require_kept_names_the_dims_an_artifact_fixed() -> None:
                                               r"\?x16x16x3.*--static"):
         require_kept("tool", [x], [("x", (None, 16, 16, 3))])
     require_kept("tool", [TensorSpec("x", (1, 4))], [("x", (1, 4))])  # nothing dynamic
+
+
+def test_a_calibration_set_for_a_free_batch_model_is_read_as_samples(
+        saved_models: Saved, tmp_path: Path) -> None:
+    # 140 stacked images: once read as one batch of 140, outside the batch's 1..64 (exit 2)
+    from tests.convert.test_tensorflow_edges import convert_json
+
+    calibration = tmp_path / "calibration.npz"
+    np.savez(calibration, np.random.default_rng(0).random((140, 32, 32, 3), dtype=np.float32))
+    code, report, err = convert_json(saved_models("keras_cnn", "keras"), "--to", "tflite",
+                                     "-o", tmp_path / "q.tflite", "--quantize", "dynamic",
+                                     "--calibration", calibration)
+    assert code == 0, err
+    assert report["inputs_from"].startswith("the last 64 of 140 --calibration samples"), \
+        report["inputs_from"]
+    assert [i["shape"] for i in report["inputs"]] == [[1, 32, 32, 3]]
