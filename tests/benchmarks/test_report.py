@@ -96,3 +96,23 @@ def test_the_tf2onnx_cost_verdict() -> None:
     assert cost.held and cost.evidence == "keras_x 1.30x"
     runs[0]["seconds"] = 14.0
     assert not [v for v in verdicts(data) if v.claim.startswith("TF -> ONNX")][0].held
+
+
+def test_the_ratio_to_the_best_peer_is_taken_within_each_timing_process() -> None:
+    # the third process ran slow as a whole: the ratio of the medians (9/8.1) would be 1.11x
+    data = copy.deepcopy(_results())
+    runs = data["models"][0]["runs"]
+    runs[1]["latency"]["tflite_1t"]["p50_ms"] = 10.0
+    runs[1]["latency"]["tflite_2t"] = {"p50_ms": 9.0, "p50_ms_each": [8.0, 9.0, 12.0]}
+    runs[2]["latency"]["tflite_2t"] = {"p50_ms": 8.1, "p50_ms_each": [7.9, 8.1, 11.8]}
+    worst = [v for v in verdicts(data) if v.claim.startswith("--optimize latency")][0]
+    assert worst.held and "1.017 (resnet18 tflite tflite_2t)" in worst.evidence  # of 1.013,
+    # 1.111 and 1.017
+
+
+def test_the_provenance_names_each_session_by_day_and_cpu() -> None:
+    data = copy.deepcopy(_results())
+    other = copy.deepcopy(data["models"][0])
+    other.update(name="lstm", machine={**other["machine"], "cpu": "other cpu"})
+    data["models"].append(other)
+    assert markdown(data).startswith("Runs of today (lstm, other cpu); today (resnet18, cpu),")
