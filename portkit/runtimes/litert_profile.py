@@ -16,8 +16,9 @@ time is its median over the runs; events are timed in whole microseconds.
 from __future__ import annotations
 
 import ctypes as C
+import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -102,9 +103,10 @@ def _compiled(lib: Any, path: str, threads: int) -> Iterator[tuple[_P, _P, _P]]:
                 destroy(handle)
 
 
-def _buffers(lib: Any, env: _P, model: _P, compiled: _P,
-             feeds: dict[str, np.ndarray]) -> tuple[Any, Any, list[_P]]:
-    """Input buffers filled with ``feeds`` (by signature input name), and output buffers."""
+def _buffers(lib: Any, env: _P, model: _P, compiled: _P, feeds: dict[str, np.ndarray],
+             output_shapes: Callable[[], list[tuple[int, ...]]]) -> tuple[Any, Any, list[_P]]:
+    """Input buffers filled with ``feeds`` (by signature input name), and output buffers: an
+    output with a dynamic dimension (-1 in the file) sized as ``output_shapes()`` says."""
     sig = _P()
     _check(lib.LiteRtGetModelSignature(model, C.c_size_t(0), C.byref(sig)), "GetModelSignature")
     created: list[_P] = []
@@ -145,14 +147,58 @@ def _buffers(lib: Any, env: _P, model: _P, compiled: _P,
                 C.memmove(C.addressof(tensor_type) + 4, layout, len(layout))
             _check(requirements_fn(compiled, C.c_size_t(0), C.c_size_t(i),
                                    C.byref(requirements)), "GetBufferRequirements")
-            _check(lib.LiteRtCreateManagedTensorBufferFromRequirements(
-                env, tensor_type, requirements, C.byref(buffer)), "CreateManagedTensorBuffer")
+            if layout_fn is None and _sized(tensor_type, output_shapes, i):
+                # the requirements still size the file's shape: give the run's bytes
+                kind = C.c_int()
+                _check(lib.LiteRtGetTensorBufferRequirementsSupportedTensorBufferType(
+                    requirements, C.c_int(0), C.byref(kind)), "GetSupportedTensorBufferType")
+                _check(lib.LiteRtCreateManagedTensorBuffer(
+                    env, kind, tensor_type, C.c_size_t(output_shapes()[i][1]),
+                    C.byref(buffer)), "CreateManagedTensorBuffer")
+            else:
+                _check(lib.LiteRtCreateManagedTensorBufferFromRequirements(
+                    env, tensor_type, requirements, C.byref(buffer)),
+                    "CreateManagedTensorBuffer")
             created.append(buffer)
             handles.append(buffer)
         arrays_out.append((_P * n)(*handles))
     for buffer, array in zip(arrays_out[0], arrays):
         _fill(lib, _P(buffer), np.ascontiguousarray(array))
     return arrays_out[0], arrays_out[1], created
+
+
+def _sized(tensor_type: Any, shapes: Callable[[], list[tuple[tuple[int, ...], int]]],
+           i: int) -> bool:
+    """Write output ``i``'s size into its ``LiteRtRankedTensorType`` where the file has -1
+    (int32 element type, int32 rank, int32 dimensions...): a managed buffer needs a size.
+
+    Returns:
+        Whether it had a dynamic dimension (and was sized from ``shapes()``).
+    """
+    rank = C.c_int32.from_buffer(tensor_type, 4).value
+    dims = (C.c_int32 * rank).from_buffer(tensor_type, 8)
+    if all(d >= 0 for d in dims):
+        return False
+    shape = shapes()[i][0]
+    if len(shape) != rank:
+        raise InternalError(f"output {i} has rank {rank} in the file and {len(shape)} when run")
+    for axis, size in enumerate(shape):
+        dims[axis] = size
+    return True
+
+
+def _output_shapes(path: str, feeds: dict[str, np.ndarray]
+                   ) -> list[tuple[tuple[int, ...], int]]:
+    """The outputs' shapes and bytes at ``feeds``' sizes, in signature order: one run of the
+    model on ``ai_edge_litert``'s interpreter (the C API's output requirements still size the
+    file's shapes after the inputs are resized)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=path)
+    runner = interpreter.get_signature_runner()
+    outputs = runner(**feeds)
+    return [(tuple(outputs[name].shape), outputs[name].nbytes)
+            for name in runner.get_output_details()]
 
 
 def _fill(lib: Any, buffer: _P, array: np.ndarray) -> None:
@@ -229,7 +275,8 @@ def profile_tflite(path: str, feeds: dict[str, np.ndarray], runs: int,
     """
     lib = _library()
     with _compiled(lib, path, threads) as (env, model, compiled):
-        inputs, outputs, created = _buffers(lib, env, model, compiled, feeds)
+        shapes = functools.cache(lambda: _output_shapes(path, feeds))
+        inputs, outputs, created = _buffers(lib, env, model, compiled, feeds, shapes)
         try:
             def run() -> None:
                 _check(lib.LiteRtRunCompiledModel(compiled, C.c_size_t(0),

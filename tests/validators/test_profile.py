@@ -106,3 +106,12 @@ def test_a_while_loop_keeps_its_own_time_and_its_body_ops_count_once() -> None:
     assert rows["WHILE#1"].ms == pytest.approx(0.060)  # 100 us less its body's 40
     assert rows["xnnpack#0@1"].delegated and not rows["ADD#2@1"].delegated
     assert sum(o.ms for o in rows.values()) == pytest.approx(0.105)
+
+
+def test_a_tflite_with_a_free_batch_is_profiled_at_the_size_fed(
+        converted: Callable[[str, str, str], Path]) -> None:
+    # Keras's None batch is -1 in the file: LiteRT's buffers need the output's size at the run's
+    model = converted("keras_cnn", "keras", "tflite")
+    for shape in ([], ["image:3x32x32x3"]):
+        [row] = api.bench([model], budget=QUICK, profile=True, shapes=shape).rows
+        _check_rows(row.latency.profile)
