@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.run import machine, merge_result
+from benchmarks.run import machine, measured_on, merge_result
 from benchmarks.zoo import ZooModel, by_name
 from portkit import api
 from portkit.options import Budget
@@ -84,9 +84,8 @@ def markdown(path: Path) -> str:
             builtin += f" ({', '.join(m['builtin_kinds'])})"
         lines.append(f"| {m['name']} | {m['route']} | {m['p50_ms']:.2f} | "
                      f"{m['xnnpack_share']:.1%} | {builtin} | {worst} |")
-    first = data["models"][0]
-    lines.append(f"\n{first['machine']['cpu']}, {first['machine']['cores']} cores, one thread "
-                 f"per core; shares of the ops' summed time; {first['date']}.")
+    lines.append(measured_on(data["models"], "one thread per core; shares of the ops' summed "
+                                             "time"))
     return "\n".join(lines)
 
 

@@ -306,6 +306,15 @@ def tool_env() -> dict[str, str]:
     return env
 
 
+def measured_on(models: list[dict[str, Any]], how: str) -> str:
+    """A table's footer: the CPUs and cores of the results' ``models``, ``how`` they were
+    timed, and when (the first and the last model's date)."""
+    cpus = ", ".join(sorted({m["machine"]["cpu"] for m in models}))
+    dates = sorted(m["date"] for m in models)
+    when = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
+    return f"\n{cpus}, {models[0]['machine']['cores']} cores, {how}; {when}."
+
+
 def machine() -> dict[str, Any]:
     """CPU model, cores, memory, OS and Python of this machine."""
     cpu = platform.processor()

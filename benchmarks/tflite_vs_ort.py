@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.run import machine, merge_result
+from benchmarks.run import machine, measured_on, merge_result
 from benchmarks.zoo import ZooModel, by_name
 from portkit import api
 from portkit.options import Budget
@@ -122,9 +122,8 @@ def markdown(path: Path) -> str:
                      f"{m['tflite_p50_ms']:.2f} | "
                      f"{m['ort_p50_ms']:.2f} | {m['ratio']:.2f}x | "
                      f"{'yes' if m['ratio'] <= BAR else '**no**'} |")
-    first = data["models"][0]
-    lines.append(f"\n{first['machine']['cpu']}, {first['machine']['cores']} cores, "
-                 f"{THREADS} threads each, timed in turns in one process; {first['date']}.")
+    lines.append(measured_on(data["models"], f"{THREADS} threads each, timed in turns in one "
+                                             "process"))
     return "\n".join(lines)
 
 
