@@ -22,7 +22,7 @@ demo: install
 
 # Two test processes: most of a test is one framework's single-threaded import and export.
 test: install
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 2 --durations=15
 
 clean:
 	rm -rf $(VENV) portkit-demo
