@@ -110,6 +110,31 @@ def op_counts(path: Path) -> dict[str, int]:
     return dict(ops.most_common())
 
 
+def _check_tensor_indices(path: Path, model: Any) -> None:
+    """Every tensor index a subgraph or an op names is one of its subgraph's tensors (-1: an
+    optional input left out), as the interpreter checks when it loads the file.
+
+    Raises:
+        InvalidModelError: One is not, naming the subgraph, the op and the index.
+    """
+    for s in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(s)
+        count = graph.TensorsLength()
+        lists = [("its inputs", graph.InputsAsNumpy()), ("its outputs", graph.OutputsAsNumpy())]
+        for j in range(graph.OperatorsLength()):
+            op = graph.Operators(j)
+            lists += [(f"op {j}'s inputs", op.InputsAsNumpy()),
+                      (f"op {j}'s outputs", op.OutputsAsNumpy())]
+        for where, indices in lists:
+            bad = [int(i) for i in (indices if not isinstance(indices, int) else ())
+                   if not -1 <= int(i) < count]
+            if bad:
+                raise InvalidModelError(
+                    f"{path}: subgraph {s}: {where} name tensor {bad[0]}, but the subgraph has "
+                    f"{count} tensors; check that the file is complete and was exported by a "
+                    "supported version")
+
+
 def flex_ops(path: Path) -> list[str]:
     """The TensorFlow ops of a ``.tflite`` that need the Flex runtime (``FlexFoo`` -> ``Foo``)."""
     return sorted(n.removeprefix(_FLEX_PREFIX) for n in op_counts(path)
@@ -125,6 +150,7 @@ def mobile_report(path: Path) -> MobileReport:
     model, data = _model(path)
     try:
         ops = op_counts(path)
+        _check_tensor_indices(path, model)
         graph = model.Subgraphs(0)
         inputs, outputs = _io(model, graph)
         precision = _precision(model, graph, inputs, ops)

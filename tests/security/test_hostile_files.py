@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import portkit
-from portkit.errors import UsageError
+from portkit.errors import InvalidModelError, UsageError
 from portkit.formats import TARGETS
 from tests.conftest import run_cli
 from tests.security import hostile
@@ -130,3 +130,21 @@ def test_inspect_and_the_interpreter_agree_on_fuzzed_flatbuffers(tmp_path: Path)
             said_yes += 1
             api.bench([fuzzed], budget=Budget(0, 1, 0))
     assert said_yes < 12  # the fuzzing did break files
+
+
+def test_an_op_naming_a_tensor_the_subgraph_lacks_is_refused_by_inspect(tmp_path: Path) -> None:
+    # seen fuzzed: inspect said "runs on the builtin interpreter", the interpreter refused it
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(
+        hostile.tflite_model(tmp_path).read_bytes(), 0))
+    op = model.subgraphs[0].operators[0]
+    op.inputs = [63489, *op.inputs[1:]]
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(bytes(builder.Output()))
+    with pytest.raises(InvalidModelError, match=r"broken.tflite: subgraph 0: op 0's inputs name "
+                                                r"tensor 63489, but the subgraph has \d+ tensors"):
+        portkit.inspect(broken)
