@@ -14,14 +14,12 @@ busy machine where the milliseconds don't. Results are merged into
 
 from __future__ import annotations
 
-import argparse
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.run import machine, measured_on, merge_result
-from benchmarks.zoo import ZooModel, by_name
+from benchmarks.run import machine, measured_on, per_model
+from benchmarks.zoo import ZooModel
 from portkit import api
 from portkit.options import Budget
 from portkit.profiles import op_kinds
@@ -32,14 +30,7 @@ TOP = 4
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="*", help="Zoo model names (default: all).")
-    args = parser.parse_args()
-    for model in by_name(args.models):
-        with tempfile.TemporaryDirectory(prefix=f"profiles-{model.name}-") as work:
-            merge_result(RESULTS, run(model, Path(work)))
-        print(f"{model.name}: done, results in {RESULTS}", flush=True)
-    print(markdown(RESULTS))
+    per_model(__doc__, RESULTS, "profiles", run, markdown)
 
 
 def run(model: ZooModel, work: Path) -> dict[str, Any]:

@@ -55,8 +55,8 @@ def ratio_to_best(run: dict[str, Any], runs: list[dict[str, Any]], key: str) -> 
              if r["tool"] != "portkit" and converted(r)]
     each = [mine.get("p50_ms_each") or []] + [t.get("p50_ms_each") or [] for t in peers if t]
     if len(each) > 1 and len({len(e) for e in each}) == 1 and each[0]:
-        ratios = sorted(m / min(p[k] for p in each[1:]) for k, m in enumerate(each[0]))
-        return float(statistics.median(ratios))
+        return float(statistics.median(m / min(p[k] for p in each[1:])
+                                       for k, m in enumerate(each[0])))
     best, t = best_peer(runs, key), p50(run, key)
     return None if best is None or t is None else t / best
 

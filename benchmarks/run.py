@@ -306,6 +306,21 @@ def tool_env() -> dict[str, str]:
     return env
 
 
+def per_model(doc: str, results: Path, label: str,
+              run: Callable[[ZooModel, Path], dict[str, Any]],
+              markdown: Callable[[Path], str]) -> None:
+    """A per-model benchmark's ``main``: ``--models`` (default: the whole zoo), each model's
+    ``run`` in a temporary folder merged into ``results`` as it ends, then the table."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--models", nargs="*", help="Zoo model names (default: all).")
+    args = parser.parse_args()
+    for model in by_name(args.models):
+        with tempfile.TemporaryDirectory(prefix=f"{label}-{model.name}-") as work:
+            merge_result(results, run(model, Path(work)))
+        print(f"{model.name}: done, results in {results}", flush=True)
+    print(markdown(results))
+
+
 def measured_on(models: list[dict[str, Any]], how: str) -> str:
     """A table's footer: the CPUs and cores of the results' ``models``, ``how`` they were
     timed, and when (the first and the last model's date)."""

@@ -15,14 +15,12 @@ Runtime's. Results are merged into ``benchmarks/results/tflite_vs_ort.json`` mod
 
 from __future__ import annotations
 
-import argparse
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.run import machine, measured_on, merge_result
-from benchmarks.zoo import ZooModel, by_name
+from benchmarks.run import machine, measured_on, per_model
+from benchmarks.zoo import ZooModel
 from portkit import api
 from portkit.options import Budget
 from portkit.results import versions
@@ -34,15 +32,7 @@ BAR = 2.0
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="*", help="Zoo model names (default: all).")
-    args = parser.parse_args()
-    models = by_name(args.models)
-    for model in models:
-        with tempfile.TemporaryDirectory(prefix=f"tflite-vs-ort-{model.name}-") as work:
-            merge_result(RESULTS, run(model, Path(work)))
-        print(f"{model.name}: done, results in {RESULTS}", flush=True)
-    print(markdown(RESULTS))
+    per_model(__doc__, RESULTS, "tflite-vs-ort", run, markdown)
 
 
 def run(model: ZooModel, work: Path) -> dict[str, Any]:

@@ -104,9 +104,11 @@ def _compiled(lib: Any, path: str, threads: int) -> Iterator[tuple[_P, _P, _P]]:
 
 
 def _buffers(lib: Any, env: _P, model: _P, compiled: _P, feeds: dict[str, np.ndarray],
-             output_shapes: Callable[[], list[tuple[int, ...]]]) -> tuple[Any, Any, list[_P]]:
+             output_shapes: Callable[[], list[tuple[tuple[int, ...], int]]]
+             ) -> tuple[Any, Any, list[_P]]:
     """Input buffers filled with ``feeds`` (by signature input name), and output buffers: an
-    output with a dynamic dimension (-1 in the file) sized as ``output_shapes()`` says."""
+    output with a dynamic dimension (-1 in the file) sized as ``output_shapes()`` says (each
+    output's shape and bytes at the fed sizes)."""
     sig = _P()
     _check(lib.LiteRtGetModelSignature(model, C.c_size_t(0), C.byref(sig)), "GetModelSignature")
     created: list[_P] = []

@@ -72,12 +72,12 @@ def measure_interleaved(loads: list[Callable[[], Callable[[], object]]], budget:
     runs and ``budget.min_seconds`` seconds.
 
     A turn is sized in time, not in runs: each model's turn lasts about
-    ``budget.min_seconds / rounds`` (its warm-up tells how many runs that is), so a model a
-    thousand times faster than its neighbour doesn't need a thousand times the turns. Each turn
-    starts with one untimed run: the model before it evicted this one's weights from the
-    caches, and a model that runs alone (as deployed) doesn't pay for that reload. Without it,
-    an LSTM whose XNNPACK plan packs its recurrent weights once per unrolled step timed 2.2x
-    ONNX Runtime in turns and 1.0x alone.
+    ``budget.min_seconds / rounds`` (its warm-up, one run at least, tells how many runs that
+    is), so a model a thousand times faster than its neighbour doesn't need a thousand times the
+    turns. Each turn starts with one untimed run: the model before it evicted this one's
+    weights from the caches, and a model that runs alone (as deployed) doesn't pay for that
+    reload. Without it, an LSTM whose XNNPACK plan packs its recurrent weights once per unrolled
+    step timed 2.2x ONNX Runtime in turns and 1.0x alone.
 
     Returns:
         One ``Latency`` per model, in order.
