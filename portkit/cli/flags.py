@@ -106,8 +106,9 @@ INPUTS = group(
     STEPS,
     click.option("--inputs", "inputs_file", type=click.Path(path_type=Path),
                  help="An .npz of input arrays (by input name, or in order; samples on an "
-                      "extra leading axis) instead of seeded ones; it gives the shapes and "
-                      "dtypes the model doesn't store."),
+                      "extra leading axis, or on the first axis where the model's batch is "
+                      "free) instead of seeded ones; it gives the shapes and dtypes the model "
+                      "doesn't store."),
     click.option("--seed", type=Number(bounds.SEED), default=0, show_default=True,
                  help="Seed of generated inputs (0 to 2**32-1)."),
     click.option("--allow-nonfinite", is_flag=True,
