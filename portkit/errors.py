@@ -58,6 +58,10 @@ class ConversionError(PortkitError):
     exit_code = ExitCode.CONVERSION_FAILED
 
 
+class DimensionsFixedError(ConversionError):
+    """A converter could write the model only with the source's dynamic dimensions fixed."""
+
+
 class WorkerCrashedError(PortkitError):
     """A runtime or converter crashed its worker process (e.g. a segfault)."""
 
@@ -99,7 +103,7 @@ class InternalError(Exception):
 # The errors a worker may raise that come back to the parent as themselves.
 _CROSSING: dict[str, type[PortkitError]] = {cls.__name__: cls for cls in (
     PortkitError, UsageError, InvalidModelError, UnsafeModelError, ConversionError,
-    WorkerCrashedError, OutOfMemoryError, WorkerTimeoutError)}
+    DimensionsFixedError, WorkerCrashedError, OutOfMemoryError, WorkerTimeoutError)}
 
 
 def rebuild(name: str, message: str, traceback: str) -> PortkitError:

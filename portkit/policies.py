@@ -71,6 +71,34 @@ class OutputKind(str, enum.Enum):
 
 
 @dataclass(frozen=True)
+class KindHints:
+    """What the source says about its outputs' kinds beyond their values
+    (``validators.parity.guess_kind``).
+
+    Attributes:
+        tokens: It takes integer token ids (an input of integers, ``[batch, seq]`` or more).
+        hidden: Its hidden width, for a model of tokens: the size its weight matrices share
+            most (``hidden_width``); None when unknown.
+    """
+
+    tokens: bool = False
+    hidden: int | None = None
+
+
+def hidden_width(shapes: Sequence[Sequence[int]]) -> int | None:
+    """The size the weight matrices (``shapes`` of rank 2 or more) share most: a transformer's
+    hidden width (every projection has it; the vocabulary and a classifier's labels appear in
+    one or two); the larger on a tie; None without matrices."""
+    counts: dict[int, int] = {}
+    for shape in shapes:
+        if len(shape) >= 2:
+            for size in shape:
+                if size > 1:
+                    counts[int(size)] = counts.get(int(size), 0) + 1
+    return max(counts, key=lambda size: (counts[size], size)) if counts else None
+
+
+@dataclass(frozen=True)
 class Tolerance:
     """How an artifact's outputs are judged against the reference: a parity policy.
 

@@ -300,6 +300,10 @@ class Attempt:
         mobile: A ``.tflite`` artifact's mobile report.
         channels_last: Whether the route turns channels-first inputs channels-last.
         latency: Its time against the other routes' (``--optimize latency``).
+        lost_dynamic: It failed because it could write the source's dynamic dimensions only
+            as fixed ones.
+        fixed: The source's dynamic dimensions this attempt had fixed at their example size
+            (the second try after no route kept them: ``FixedDims``).
     """
 
     route: str
@@ -311,6 +315,29 @@ class Attempt:
     mobile: MobileReport | None = None
     channels_last: bool = False
     latency: Latency | None = None
+    lost_dynamic: bool = False
+    fixed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FixedDims:
+    """Dimensions the source declares dynamic, the user did not ask to keep dynamic, and no
+    route could keep dynamic: the artifact has them fixed at their example size.
+
+    Attributes:
+        sizes: Each dimension's name and the size it is fixed at.
+        refusals: Why each route could not keep them (``route: error``).
+        require: The flags that would make keeping them a requirement (``--dim batch=1..64``):
+            with them the conversion fails instead.
+    """
+
+    sizes: tuple[tuple[str, int], ...]
+    refusals: tuple[str, ...]
+    require: str
+
+    def describe(self) -> str:
+        """``batch at 1, seq at 16``."""
+        return ", ".join(f"{name} at {size}" for name, size in self.sizes)
 
 
 @dataclass(frozen=True)
@@ -353,6 +380,8 @@ class ConvertReport(JsonReport):
     # Where the compared inputs came from: seeded, --inputs, or held back from --calibration.
     inputs_from: str = ""
     speed: SpeedCheck | None = None
+    fixed: FixedDims | None = None  # dynamic dimensions no route kept, fixed in the artifact
+    notes: tuple[str, ...] = ()  # what portkit decided for the user (sizes dropped, names matched)
 
     @property
     def quantization(self) -> Quantization | None:
@@ -404,6 +433,7 @@ class ValidateReport(JsonReport):
     state: dict[str, str] = field(default_factory=dict)  # input <- output fed back
     accuracy: Accuracy | None = None  # --eval: task accuracy, the reference's and the artifact's
     profile: tuple[OpTime, ...] = ()  # --profile: the artifact's time per op, worst first
+    notes: tuple[str, ...] = ()  # what portkit decided for the user (sizes dropped, names matched)
 
     @property
     def exit_code(self) -> ExitCode:

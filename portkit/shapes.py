@@ -5,6 +5,10 @@ A dimension a source declares dynamic (a ``torch.export.Dim``, an ONNX ``dim_par
 ``None``) or that ``--input`` names (``x:Nx3x224x224``) is a ``Dim``: inputs that share its name
 change together. The resolved spec holds an example size there (the source's example, the
 ``--input`` size, else the range's low end for a batch) and the ``Dim`` beside it.
+
+A dimension the user asked for (``--dim``, a name in ``--input``) must stay dynamic; one only the
+source declares stays dynamic where a route can keep it, and is fixed at its example size where
+none can (``Shapes.fixed``, the pipeline's fallback).
 """
 
 from __future__ import annotations
@@ -34,12 +38,24 @@ class Shapes:
     """How the inputs' dynamic dimensions are treated.
 
     Attributes:
-        ranges: ``--dim NAME=LO..HI``: the sizes each named dimension takes.
+        ranges: ``--dim NAME=LO..HI``: the sizes each named dimension takes (``K..K``: fixed).
         static: ``--static``: every dimension fixed at its example size.
+        fixed: Dimensions fixed at their example size though the source declares them dynamic
+            (no route could keep them dynamic, and the user did not ask for them).
+        required: Dimensions the user asked for that ``ranges`` no longer name (an
+            ``nn.Module``'s, spent on its export): keeping them dynamic is a requirement.
     """
 
     ranges: tuple[Dim, ...] = ()
     static: bool = False
+    fixed: tuple[str, ...] = ()
+    required: tuple[str, ...] = ()
+
+    def asked(self, given: Sequence[TensorSpec] = ()) -> set[str]:
+        """The dimensions the user asked to keep dynamic: ``--dim``'s, ``required`` and those
+        an ``--input`` names (``given``)."""
+        return ({r.name for r in self.ranges if r.lo != r.hi} | set(self.required)
+                | {d.name for s in given for d in s.dynamic})
 
 
 def parse_dim_flag(text: str) -> Dim:
@@ -100,28 +116,72 @@ def resolve_inputs(
             )
     from_file: dict[str, TensorSpec] = {}
     if arrays:
-        strange = _stray(arrays, known)
+        strange = _stray(arrays, stored)
         if strange:
             raise UsageError(f"{model_name}: {what} holds {', '.join(strange)}, but the "
                              f"model's inputs are {', '.join(known) or '(none)'}: save one "
                              "array per input under its name")
-        from_file = {s.name: s for s in specs_from_arrays(
-            [s for s in stored if not s.is_static or s.dims], arrays)}
+        needs = {s.name for s in stored if not s.is_static or s.dims}
+        from_file = {s.name: s for s in specs_from_arrays(stored, arrays) if s.name in needs}
     ranges = {r.name: r for r in shapes.ranges}
     settled = [_settle(s, by_name.get(s.name), from_file.get(s.name), ranges) for s in stored]
+    settled = _state_batch(stored, settled)
     _check_ranges(model_name, settled, shapes.ranges)
-    resolved = []
-    for s in settled:
-        if not s.is_static:
-            missing = [x for x in settled if not x.is_static]
-            flags = " ".join(f"--input {x.name}:{example_shape(x)}" for x in missing)
-            raise UsageError(
-                f"{model_name}: the shape of input {s.name!r} is not stored in the model "
-                f"({s.describe()}); pass it, e.g. {flags}, or --inputs sample.npz holding "
-                "every input"
-            )
-        resolved.append(replace(s, dims=()) if shapes.static else s)
-    return resolved
+    missing = [(x, s) for x, s in zip(settled, stored) if not x.is_static]
+    if missing:
+        batch = _batch(stored, settled)
+        flags = " ".join(f"--input {x.name}:{example_shape(replace(s, dtype=x.dtype), batch)}"
+                         for x, s in missing)
+        first = missing[0][0]
+        raise UsageError(
+            f"{model_name}: the shape of input {first.name!r} is not stored in the model "
+            f"({first.describe()}); pass it, e.g. {flags}, or --inputs sample.npz holding "
+            "every input"
+        )
+    return [_fix(s, shapes) for s in settled]
+
+
+def _state_batch(stored: Sequence[TensorSpec], settled: Sequence[TensorSpec]
+                 ) -> list[TensorSpec]:
+    """An RNN state the model declares ``[layers, ?, hidden]`` (only its middle dimension free,
+    and unnamed) takes the other inputs' batch there, as a state fed back between calls does:
+    its size (unless given otherwise) and the ``batch`` dimension itself, so the two change
+    together."""
+    found = free_dims(settled).get("batch")
+    if found is None:
+        return list(settled)
+    batch, size = found
+    out = []
+    for before, now in zip(stored, settled):
+        shape, dims = before.shape, before.dims
+        if shape is not None and len(shape) == 3 and shape[1] is None and None not in \
+                (shape[0], shape[2]) and not (dims and dims[1] is not None) \
+                and now.shape is not None and now.shape[1] in (None, size) \
+                and (not now.dims or now.dims[1] is None or now.dims[1].name == f"{now.name}.1"):
+            now = replace(now, shape=(now.shape[0], size, now.shape[2]), dims=(None, batch, None))
+        out.append(now)
+    return out
+
+
+def _fix(spec: TensorSpec, shapes: Shapes) -> TensorSpec:
+    """``spec`` with the dimensions that don't stay dynamic fixed at their example size: all
+    with ``--static``, those ``shapes.fixed`` names, and those whose range is one size
+    (``--dim N=K..K``)."""
+    dims = tuple(None if d is None or shapes.static or d.name in shapes.fixed or d.lo == d.hi
+                 else d for d in spec.dims)
+    return replace(spec, dims=dims if any(dims) else ())
+
+
+def _batch(stored: Sequence[TensorSpec], settled: Sequence[TensorSpec]) -> int:
+    """The batch the known inputs already fix: the size of the first free dimension of the
+    first input whose size is known there (1 when none)."""
+    for before, now in zip(stored, settled):
+        if now.is_static and before.shape is not None and now.shape:
+            free = [i for i, d in enumerate(before.shape)
+                    if d is None or (before.dims and before.dims[i] is not None)]
+            if free:
+                return int(now.shape[free[0]])  # type: ignore[arg-type]
+    return 1
 
 
 def _settle(stored: TensorSpec, given: TensorSpec | None, from_file: TensorSpec | None,
@@ -129,9 +189,10 @@ def _settle(stored: TensorSpec, given: TensorSpec | None, from_file: TensorSpec 
     """One input's shape, dtype and dims from the model, ``--input`` and ``--inputs``: a size
     given is an example (a dimension the model leaves free stays so), a name given is a
     dimension made free, an unknown dimension of a known rank is free (a first one called
-    ``batch``, shared by every input). A free dimension of unknown size is the bottom of its
-    range when first, else ``NAMED_EXAMPLE`` when ``--input`` names it. ``ranges`` (``--dim``)
-    replace the range of the dimensions they name."""
+    ``batch``, shared by every input) over ``DEFAULT_RANGE`` or up to the size given, when
+    larger. A free dimension of unknown size is the bottom of its range when first, else
+    ``NAMED_EXAMPLE`` when ``--input`` names it. ``ranges`` (``--dim``) replace the range of
+    the dimensions they name."""
     dtype = (given.dtype if given else "") or stored.dtype or (
         from_file.dtype if from_file else "") or "float32"
     shape = given.shape if given and given.shape is not None else stored.shape
@@ -148,11 +209,14 @@ def _settle(stored: TensorSpec, given: TensorSpec | None, from_file: TensorSpec 
         if named is not None:  # --input names it: free, in the source's range if it has one
             mine = Dim(named.name, *(DEFAULT_RANGE if mine is None else (mine.lo, mine.hi)))
         elif mine is None and stored.shape is not None and len(stored.shape) == len(shape) \
-                and stored.shape[i] is None:
-            mine = Dim("batch" if i == 0 else f"{stored.name}.{i}", *DEFAULT_RANGE)
+                and stored.shape[i] is None:  # a range of its own, which takes the size given
+            mine = Dim("batch" if i == 0 else f"{stored.name}.{i}", DEFAULT_RANGE[0],
+                       max(DEFAULT_RANGE[1], sizes[i] or 0))
         mine = ranges.get(mine.name, mine) if mine is not None else None
-        if mine is not None and sizes[i] is None and (i == 0 or named is not None):
-            sizes[i] = mine.lo if i == 0 else min(max(mine.lo, NAMED_EXAMPLE), mine.hi or 10**9)
+        if mine is not None and sizes[i] is None and (i == 0 or named is not None
+                                                      or mine.lo == mine.hi):
+            sizes[i] = mine.lo if i == 0 or mine.lo == mine.hi else \
+                min(max(mine.lo, NAMED_EXAMPLE), mine.hi or 10**9)
         dims.append(mine)
     return TensorSpec(stored.name, tuple(sizes), dtype, tuple(dims) if any(dims) else ())
 
@@ -202,16 +266,18 @@ def _refuse_fixed(model_name: str, stored: TensorSpec, given: TensorSpec) -> Non
     )
 
 
-def example_shape(spec: TensorSpec) -> str:
-    """An ``--input`` value to suggest for ``spec``: its known dimensions, 1 for a free batch
-    and 128 (224 for the last two of a 4-D input) for the others, its dtype when not float32;
-    ``SHAPE`` when not even the rank is known."""
+def example_shape(spec: TensorSpec, batch: int = 1) -> str:
+    """An ``--input`` value to suggest for ``spec``: its known dimensions, ``batch`` for its
+    first free one (the batch the other inputs already fix: a state's ``2x?x128`` is
+    ``2x1x128``) and 128 (224 for the last two of a 4-D input) for the others, its dtype when
+    not float32; ``SHAPE`` when not even the rank is known."""
     dtype = f":{spec.dtype}" if spec.dtype and spec.dtype != "float32" else ""
     if spec.shape is None:
         return f"SHAPE{dtype} (e.g. 1x3x224x224, 1x16000, or 1x128:int64)"
     rank = len(spec.shape)
-    dims = [d if d is not None else 1 if i == 0 else 224 if rank == 4 and i >= 2 else 128
-            for i, d in enumerate(spec.shape)]
+    first = next((i for i, d in enumerate(spec.shape) if d is None), -1)
+    dims = [d if d is not None else batch if i == first else 224 if rank == 4 and i >= 2
+            else 128 for i, d in enumerate(spec.shape)]
     return ("x".join(map(str, dims)) or "scalar") + dtype
 
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,8 +114,7 @@ def parse_inputs(inputs: Sequence[str | TensorSpec]) -> list[TensorSpec]:
 
 def specs_from_arrays(stored: list[TensorSpec], arrays: dict[str, np.ndarray]
                       ) -> list[TensorSpec]:
-    """The shape and dtype of one sample of each input ``arrays`` holds (by name, else in
-    order when it holds one array per input).
+    """The shape and dtype of one sample of each input ``arrays`` holds (``match_arrays``).
 
     An array of the input's rank is one sample; one rank higher holds samples on its first
     axis; an input of unknown rank takes the array as one sample (a folder's stacked ``.npy``
@@ -218,8 +217,8 @@ def load_inputs_file(path: str, specs: list[TensorSpec], what: str = "--inputs",
     must hold no NaN or inf (``refuse_nonfinite``).
 
     Args:
-        path: An ``.npz`` file holding one array per model input (by name, else in order when
-            written unnamed as ``arr_0, arr_1...``), or a folder of ``.npy`` files.
+        path: An ``.npz`` file holding one array per model input (by name, else in order:
+            ``match_arrays``), or a folder of ``.npy`` files.
         specs: The model's inputs (static).
         what: The flag named in errors.
         allow_nonfinite: Let NaN and inf through (``--allow-nonfinite``).
@@ -238,7 +237,7 @@ def load_inputs_file(path: str, specs: list[TensorSpec], what: str = "--inputs",
         raise UsageError(f"{what} {path}: a folder needs one .npy file per sample of a "
                          f"one-input model; the model has {len(specs)} inputs")
     chosen = _by_input(specs, arrays)
-    if any(a is None for a in chosen) or _stray(arrays, {s.name for s in specs}):
+    if any(a is None for a in chosen) or _stray(arrays, specs):
         raise UsageError(
             f"{what} {path}: holds {', '.join(arrays) or 'nothing'}; the model's inputs are "
             f"{', '.join(s.name for s in specs)}: save one array per input under its name"
@@ -354,23 +353,53 @@ def refuse_nonfinite(where: str, name: str, array: np.ndarray) -> None:
                          "values, or pass --allow-nonfinite to compare them as they are")
 
 
-def _stray(arrays: dict[str, np.ndarray], names: Iterable[str]) -> list[str]:
-    """The array names that name no input (unnamed ``arr_0``... and a folder's ``""`` aside)."""
-    inputs = set(names)
-    return [n for n in arrays if n and not _POSITIONAL.match(n) and n not in inputs]
+def match_arrays(specs: Sequence[TensorSpec], arrays: Mapping[str, np.ndarray]
+                 ) -> dict[str, str]:
+    """Which array of a file feeds which input: by name; the inputs left (all of them when the
+    arrays are unnamed, ``arr_0``... or a folder's ``""``) take the arrays left in order, when
+    there are as many and each array's rank fits its input's (the input's rank, or one more for
+    samples on a first axis). A Keras input has two names (its ``InputLayer``'s and its
+    ``KerasTensor``'s, renumbered on every load), so a file saved under either feeds it.
+
+    Returns:
+        Input name -> array name, for the inputs an array feeds.
+    """
+    found = {s.name: s.name for s in specs if s.name in arrays}
+    inputs = [s for s in specs if s.name not in found]
+    left = [n for n in arrays if n not in found]
+    if inputs and len(left) == len(inputs) and all(
+            _rank_fits(s, arrays[n], n == "") for s, n in zip(inputs, left)):
+        found.update({s.name: n for s, n in zip(inputs, left)})
+    return found
 
 
-def _by_input(specs: list[TensorSpec], arrays: dict[str, np.ndarray]
+def matched_by_position(specs: Sequence[TensorSpec], arrays: Mapping[str, np.ndarray],
+                        what: str) -> list[str]:
+    """A note for each input fed an array of another name (``match_arrays``), unnamed arrays
+    aside: what the report says it did."""
+    return [f"input {name!r} read from the array {array!r} of {what}, by position (no array "
+            f"is named {name!r})" for name, array in match_arrays(specs, arrays).items()
+            if name != array and array and not _POSITIONAL.match(array)]
+
+
+def _rank_fits(spec: TensorSpec, array: np.ndarray, stacked: bool) -> bool:
+    """Whether ``array`` can hold samples of ``spec``: its rank, or one more."""
+    if spec.shape is None:
+        return True
+    return array.ndim - stacked in (len(spec.shape), len(spec.shape) + 1)
+
+
+def _stray(arrays: Mapping[str, np.ndarray], specs: Sequence[TensorSpec]) -> list[str]:
+    """The arrays that feed no input (``match_arrays``)."""
+    used = set(match_arrays(specs, arrays).values())
+    return [n for n in arrays if n not in used]
+
+
+def _by_input(specs: Sequence[TensorSpec], arrays: Mapping[str, np.ndarray]
               ) -> list[np.ndarray | None]:
-    """Each input's array: by name, else in order when the arrays are unnamed (``arr_0``...,
-    or a folder's ``""``) and there is one per input, else by name where it is there (None
-    where not)."""
-    if all(s.name in arrays for s in specs):
-        return [arrays[s.name] for s in specs]
-    unnamed = all(n == "" or _POSITIONAL.match(n) for n in arrays)
-    if unnamed and len(arrays) == len(specs):
-        return list(arrays.values())
-    return [arrays.get(s.name) for s in specs]
+    """Each input's array (``match_arrays``), None where no array feeds it."""
+    found = match_arrays(specs, arrays)
+    return [arrays[found[s.name]] if s.name in found else None for s in specs]
 
 
 def _as_samples(what: str, path: str, spec: TensorSpec, array: np.ndarray) -> list[np.ndarray]:

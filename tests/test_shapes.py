@@ -129,3 +129,53 @@ def test_a_file_for_a_free_batch_holds_samples_of_batch_1_on_its_first_axis() ->
     assert batched.shape == (4, 32, 32, 3)  # a batch of several: one rank higher
     fixed = [TensorSpec("image", (2, 32, 32, 3), "float32")]
     assert resolve_inputs("m.keras", fixed, [], arrays)[0].shape == (2, 32, 32, 3)
+
+
+# Silero-style inputs: a window with no dimension named, an LSTM state [2, ?, 128].
+_WINDOW = TensorSpec("input", (None, None))
+_STATE = TensorSpec("state", (2, None, 128))
+
+
+def test_an_unnamed_dimension_takes_the_size_given_within_its_default_range() -> None:
+    # It was given an invented 1..64 that refused 512: "512 along input.1, outside 1..64".
+    [window] = resolve_inputs("vad.onnx", [_WINDOW], [parse_input_flag("input:1x512")])
+    assert window.shape == (1, 512)
+    assert window.dims == (Dim("batch", 1, 64), Dim("input.1", 1, 512))
+
+
+def test_static_and_a_one_size_dim_fix_an_unnamed_dimension() -> None:
+    given = [parse_input_flag("input:1x512")]
+    [window] = resolve_inputs("vad.onnx", [_WINDOW], given, shapes=Shapes(static=True))
+    assert window.shape == (1, 512) and window.dims == ()
+    one = options.shapes(["input.1=512..512"])
+    [window] = resolve_inputs("vad.onnx", [_WINDOW], given, shapes=one)
+    assert window.shape == (1, 512) and window.dims == (Dim("batch", 1, 64), None)
+    assert one.asked() == set()  # K..K asks for nothing to stay dynamic
+    [window] = resolve_inputs("vad.onnx", [_WINDOW], [], shapes=one)  # K..K is the size too
+    assert window.shape == (1, 512)
+
+
+def test_an_rnn_state_takes_the_batch_the_other_inputs_fix() -> None:
+    window, state = resolve_inputs("vad.onnx", [_WINDOW, _STATE],
+                                   [parse_input_flag("input:3x512")])
+    assert state.shape == (2, 3, 128) and state.dims[1] is window.dims[0]  # one batch
+    # Given at another size, the user's state stays a dimension of its own.
+    _window, state = resolve_inputs("vad.onnx", [_WINDOW, _STATE],
+                                    [parse_input_flag("input:1x512"),
+                                     parse_input_flag("state:2x4x128")])
+    assert state.shape == (2, 4, 128) and state.dims[1].name == "state.1"
+
+
+def test_a_missing_shape_is_suggested_with_the_batch_the_other_inputs_fix() -> None:
+    stored = [TensorSpec("x", (None, 8)), TensorSpec("y", (None, None))]
+    with pytest.raises(UsageError, match=r"pass it, e\.g\. --input y:4x128, or --inputs"):
+        resolve_inputs("m.onnx", stored, [parse_input_flag("x:4x8")])
+
+
+def test_fixed_dimensions_are_static_and_asked_ones_are_the_users() -> None:
+    stored = [TensorSpec("x", (None, 3, None), dims=(Dim("batch"), None, Dim("seq")))]
+    [x] = resolve_inputs("m.onnx", stored, [parse_input_flag("x:2x3x7")],
+                         shapes=Shapes(fixed=("batch",)))
+    assert x.shape == (2, 3, 7) and x.dims == (None, None, Dim("seq"))
+    assert Shapes((Dim("seq", 2, 9),)).asked([parse_input_flag("x:Nx3x7")]) == {"seq", "N"}
+    assert Shapes(required=("batch",)).asked() == {"batch"}

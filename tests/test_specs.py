@@ -13,7 +13,10 @@ from portkit.specs import (
     load_calibration,
     load_inputs_file,
     make_inputs,
+    match_arrays,
+    matched_by_position,
     parse_input_flag,
+    read_arrays,
 )
 
 
@@ -72,9 +75,38 @@ def test_inputs_file_by_name_and_unnamed_arrays_by_order(tmp_path) -> None:
     np.savez(path, np.ones((1, 2), np.float32))  # saved unnamed: arr_0
     [got] = load_inputs_file(str(path), [TensorSpec("x", (1, 2))])
     assert list(got) == ["x"] and got["x"].shape == (1, 2)
-    np.savez(path, anything=np.ones((1, 2), np.float32))
-    with pytest.raises(UsageError, match=r"holds anything; the model's inputs are x"):
+    np.savez(path, anything=np.ones((1, 2), np.float32), more=np.ones((1, 2), np.float32))
+    with pytest.raises(UsageError, match=r"holds anything, more; the model's inputs are x"):
         load_inputs_file(str(path), [TensorSpec("x", (1, 2))])
+
+
+def test_an_array_of_another_name_feeds_the_only_input_and_the_note_says_so(tmp_path) -> None:
+    # A Keras 3 input is called input_layer_1 by its layer and keras_tensor_182 by its tensor
+    # (what model.inputs[0].name gives, renumbered on every load): either name feeds it.
+    path = tmp_path / "in.npz"
+    np.savez(path, keras_tensor_182=np.ones((4, 2), np.float32))
+    specs = [TensorSpec("input_layer_1", (1, 2))]
+    assert [s["input_layer_1"].shape for s in load_inputs_file(str(path), specs)] == [(1, 2)] * 4
+    arrays = read_arrays(str(path))
+    assert matched_by_position(specs, arrays, "--inputs") == [
+        "input 'input_layer_1' read from the array 'keras_tensor_182' of --inputs, by position "
+        "(no array is named 'input_layer_1')"]
+
+
+def test_arrays_of_other_names_feed_inputs_in_order_only_where_ranks_fit() -> None:
+    specs = [TensorSpec("ids", (1, 8), "int64"), TensorSpec("mask", (1, 8), "int64"),
+             TensorSpec("image", (1, 3, 4, 4))]
+    arrays = {"input_ids": np.zeros((1, 8)), "attention_mask": np.zeros((1, 8)),
+              "image": np.zeros((1, 3, 4, 4))}
+    # "image" by name; the two left map in order, their ranks fitting.
+    assert match_arrays(specs, arrays) == {"image": "image", "ids": "input_ids",
+                                           "mask": "attention_mask"}
+    arrays = {"a": np.zeros((1, 3, 4, 4)), "b": np.zeros((1, 8)), "c": np.zeros((1, 8))}
+    assert match_arrays(specs, arrays) == {}  # a 4-D array can't be token ids: no guess
+    with pytest.raises(UsageError, match=r"holds a, b, c, but the model's inputs are ids, mask"):
+        resolve_inputs("m.onnx", [TensorSpec("ids", (1, 8), "int64"),
+                                  TensorSpec("mask", (1, 8), "int64")], [],
+                       {"a": np.zeros((1, 8)), "b": np.zeros((1, 8)), "c": np.zeros((1, 8))})
 
 
 @pytest.mark.parametrize("shape", [(5, 1, 3, 4), (5, 3, 4)])

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         Check,
         ConvertReport,
         FileInfo,
+        FixedDims,
         Inspection,
         OpTime,
         ValidateReport,
@@ -98,6 +99,9 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
         out.append(_steps(report.steps, report.state))
     if any(s.dims for s in report.inputs):
         out.append(dynamic_line(report.inputs, report.checks))
+    if report.fixed is not None:
+        out.append(fixed_line(report.fixed))
+    out += notes_lines(report.notes)
     timed = any(a.latency is not None for a in report.routes_tried)
     title = "Routes tried" + (" (--optimize latency: the fastest that matched ships)"
                               if timed else "")
@@ -115,7 +119,8 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
         if timed:
             mark = " *" if a.latency is not None and a.hops == shipped else ""
             p50 = (f"{a.latency.p50_ms:.3g}{mark}" if a.latency else "-",)
-        routes.add_row(escape(a.route), "yes" if a.converted else "no", parity,
+        name = f"{a.route} ({', '.join(a.fixed)} fixed)" if a.fixed else a.route
+        routes.add_row(escape(name), "yes" if a.converted else "no", parity,
                        f"{sum(h.seconds for h in a.hops):.1f}", *p50, escape(_short(note)))
     out.append(routes)
     if report.checks:
@@ -202,6 +207,20 @@ def dynamic_line(inputs: tuple[TensorSpec, ...], checks: tuple[Check, ...]) -> T
                 f"({which}){at}")
 
 
+def fixed_line(fixed: FixedDims) -> Text:
+    """``Fixed: batch at 1 (no route kept it dynamic: ...); --dim batch=1..64 requires it``."""
+    return Text(f"Fixed: {fixed.describe()} (the example size), as no route shipped "
+                f"{'it' if len(fixed.sizes) == 1 else 'them'} dynamic: "
+                f"{_short('; '.join(fixed.refusals), 300)}. {fixed.require} requires "
+                f"{'it' if len(fixed.sizes) == 1 else 'them'} dynamic (exit 3 where no route "
+                "can)")
+
+
+def notes_lines(notes: tuple[str, ...]) -> list[Text]:
+    """One ``Note: ...`` line per thing portkit decided for the user."""
+    return [Text(f"Note: {n}") for n in notes]
+
+
 def parity_table(checks: tuple[Check, ...], tol: Tolerance, reference: str | None = None) -> Table:
     """One row per output per runtime/device; skipped devices say why. The title names the
     runtime the source ran on (``reference``), when known."""
@@ -253,6 +272,7 @@ def validate_tables(report: ValidateReport) -> list[Table | Text]:
         out.append(_steps(report.steps, report.state))
     if any(s.dims for s in report.inputs):
         out.append(dynamic_line(report.inputs, report.checks))
+    out += notes_lines(report.notes)
     out.append(parity_table(report.checks, report.tolerance, report.reference_runtime))
     out += [accuracy_line(report.accuracy)] if report.accuracy is not None else []
     return out + op_tables(report.profile, Path(report.artifact.path).name)

@@ -9,10 +9,13 @@ shape fixes save over the input): it is given a copy in the scratch directory, n
 file (seen: the round trip dropped initializers an ``If`` branch reads, breaking the source).
 
 Input shapes: an input the pipeline resolved static (``--static``, or no dynamic dimension) is
-fixed at its example shape (``overwrite_input_shape``), so a ``dim_param`` the user fixed does
-not stay free; one with dynamic dimensions keeps them, its example shape given as a hint for
-onnx2tf's test inference (``shape_hints``). When onnx2tf fails on a model with dynamic
-dimensions, the error says so and suggests ``--static``.
+fixed at its example shape in the copy (onnx2tf's ``overwrite_input_shape`` works only through
+onnxsim, which is off), so a ``dim_param`` the user fixed does not stay free, and an ``If`` the
+fixed shapes decide is folded away; one with dynamic dimensions keeps them, its example shape
+given as a hint for onnx2tf's test inference (``shape_hints``). When onnx2tf fails on a model
+with dynamic dimensions, the error says so and suggests ``--static``. An input that reaches a
+recurrent op's initial state (an LSTM's ``[layers, batch, hidden]`` state) keeps its layout:
+onnx2tf would otherwise take it for a channels-first signal and transpose it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from portkit.convert import onnx_fold
 from portkit.convert.dynamic import static_only
 from portkit.errors import PortkitError
 from portkit.specs import TensorSpec
@@ -60,9 +64,11 @@ def run(src: Path, inputs: Sequence[TensorSpec] = (), **kwargs: Any) -> tuple[An
     out = work / "onnx2tf_out"
     fixed, hints = _shapes(src, inputs)
     if fixed:
-        kwargs["overwrite_input_shape"] = fixed
+        _fix_inputs(src, fixed)
     if hints:
         kwargs["shape_hints"] = hints
+    if states := rnn_states(src):
+        kwargs["keep_shape_absolutely_input_names"] = states
     try:
         model = onnx2tf.convert(
             input_onnx_file_path=str(src),
@@ -86,10 +92,11 @@ def run(src: Path, inputs: Sequence[TensorSpec] = (), **kwargs: Any) -> tuple[An
     return model, out
 
 
-def _shapes(src: Path, inputs: Sequence[TensorSpec]) -> tuple[list[str], list[str]]:
-    """``overwrite_input_shape`` values for the ONNX inputs with some dimension not fixed that
-    ``inputs`` resolve static, and ``shape_hints`` for those ``inputs`` keep dynamic (by name,
-    else in order)."""
+def _shapes(src: Path, inputs: Sequence[TensorSpec]) -> tuple[dict[str, tuple[int, ...]],
+                                                              list[str]]:
+    """The ONNX inputs with some dimension not fixed that ``inputs`` resolve static, with the
+    shape to fix them at, and ``shape_hints`` for those ``inputs`` keep dynamic (by name, else
+    in order)."""
     import onnx
 
     from portkit.convert.dynamic import onnx_inputs
@@ -97,21 +104,77 @@ def _shapes(src: Path, inputs: Sequence[TensorSpec]) -> tuple[list[str], list[st
 
     stored = onnx_inputs(onnx.load(str(src), load_external_data=False))
     if not inputs or len(stored) != len(inputs):
-        return [], []
+        return {}, []
     shapes = dict(stored)
-    fixed, hints = [], []
+    fixed, hints = {}, []
     for spec, (_name, onnx_name) in zip(inputs, pair_by_name([s.name for s in inputs],
                                                              list(shapes))):
         shape = shapes[onnx_name]
         if spec.shape is None or shape is None or len(shape) != len(spec.shape) \
                 or any(d is None for d in spec.shape):
             continue
-        value = f"{onnx_name}:{','.join(str(d) for d in spec.shape)}"
         if spec.dynamic:
-            hints.append(value)
+            hints.append(f"{onnx_name}:{','.join(str(d) for d in spec.shape)}")
         elif None in shape:
-            fixed.append(value)
+            fixed[onnx_name] = tuple(int(d) for d in spec.shape)  # type: ignore[arg-type]
     return fixed, hints
+
+
+def _fix_inputs(src: Path, fixed: dict[str, tuple[int, ...]]) -> None:
+    """Write the static shapes into ``src`` (the private copy): onnx2tf applies its
+    ``overwrite_input_shape`` only through onnxsim, which portkit leaves off. Where the graph
+    branches (``If``), fold what the fixed shapes decide (a ``squeeze`` of a batch of 1), which
+    onnx2tf can't convert; a model with external data is left unfolded."""
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    model = onnx.load(str(src), load_external_data=False)
+    onnx_fold.fix_shapes(model, fixed)
+    if onnx_fold.has_control_flow(model) and not any(
+            uses_external_data(t) for t in _get_all_tensors(model)):
+        model = onnx_fold.fold(model)
+    onnx.save(model, str(src))
+
+
+# Where an ONNX recurrent op takes its initial state: input index -> which state.
+_INITIAL_STATE = {"LSTM": (5, 6), "GRU": (5,), "RNN": (5,)}
+# Ops that carry a state tensor unchanged but for its slicing.
+_SLICING = {"Split", "Gather", "Slice", "Squeeze", "Unsqueeze", "Identity", "Reshape"}
+
+
+def rnn_states(src: Path) -> list[str]:
+    """The graph inputs that reach a recurrent op's initial state (through slicing only):
+    ``[layers, batch, hidden]`` tensors, not channels-first signals, which onnx2tf must not
+    transpose (``keep_shape_absolutely_input_names``)."""
+    import onnx
+
+    model = onnx.load(str(src), load_external_data=False)
+    initializers = {i.name for i in model.graph.initializer}
+    inputs = [i.name for i in model.graph.input if i.name not in initializers]
+    nodes: list[Any] = []
+
+    def collect(graph: Any) -> None:
+        for node in graph.node:
+            nodes.append(node)
+            for attr in node.attribute:
+                for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                    collect(sub)
+
+    collect(model.graph)
+    found = []
+    for name in inputs:
+        reach, changed = {name}, True
+        while changed:
+            changed = False
+            for node in nodes:
+                if node.op_type in _SLICING and node.input and node.input[0] in reach \
+                        and not set(node.output) <= reach:
+                    reach.update(node.output)
+                    changed = True
+        if any(node.input[i] in reach for node in nodes
+               for i in _INITIAL_STATE.get(node.op_type, ()) if i < len(node.input)):
+            found.append(name)
+    return found
 
 
 def _private_copy(src: Path, folder: Path) -> Path:

@@ -83,7 +83,8 @@ def module_inputs(what: str, given: list[TensorSpec], shapes: Shapes
     """The inputs an ``nn.Module`` (the API's) or a trusted pickle is exported with, which store
     no shapes: ``--input``'s, a named dimension (``x:Nx3x224x224``) dynamic over its ``--dim``
     range (default ``shapes.DEFAULT_RANGE``); and the ``Shapes`` left for the ``.pt2`` (the
-    ranges spent here dropped: the program names its dimensions itself).
+    ranges spent here dropped: the program names its dimensions itself; each of them
+    ``required``, as the user asked for it).
 
     Raises:
         UsageError: No input is given, a shape is not known, or a ``--dim`` names no dimension.
@@ -95,7 +96,8 @@ def module_inputs(what: str, given: list[TensorSpec], shapes: Shapes
     stored = [TensorSpec(s.name, s.shape, "") for s in given]
     specs = resolve_inputs(what, stored, given, shapes=shapes)
     specs = [dataclasses.replace(s, dtype=s.dtype or "float32") for s in specs]
-    return specs, dataclasses.replace(shapes, ranges=())
+    asked = tuple(dict.fromkeys(d.name for s in specs for d in s.dynamic))
+    return specs, dataclasses.replace(shapes, ranges=(), required=shapes.required + asked)
 
 
 @task

@@ -8,10 +8,12 @@ original source, with the constant fed.
 - TorchScript: a scripted wrapper calls ``forward`` with the constant in place of the argument,
   then ``torch.jit.freeze`` inlines it and propagates constants, which removes the ``prim::If``.
   The wrapper's source is generated (TorchScript compiles source code, not closures) into the
-  worker's scratch folder.
-- ONNX: each bound input becomes an initializer, then ``onnxscript.optimizer.optimize`` folds
-  constants and inlines each ``If`` whose condition became constant; initializers left unused
-  are dropped.
+  worker's scratch folder. The detail counts the ``prim::If`` the constants decide, and says
+  what decides those left (module attributes a model keeps between calls, input shapes).
+- ONNX: each bound input becomes an initializer, then onnxscript's optimizer folds constants
+  and inlines each ``If`` whose condition became constant (``onnx_fold``); initializers left
+  unused are dropped. The detail counts the ``If`` nodes the constants decide (nested ones too)
+  and those left, which other inputs decide.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from __future__ import annotations
 import importlib.util
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from portkit.convert import onnx_fold
 from portkit.errors import UsageError
 from portkit.formats import Format
 from portkit.options import Scalar, shown
@@ -105,29 +109,62 @@ def _bind_torchscript(src: Path, dst: Path, constants: dict[str, Scalar]) -> str
         wrapper: Any = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
         spec.loader.exec_module(wrapper)  # type: ignore[union-attr]
         scripted = torch.jit.script(wrapper.Bound(module).eval())
-    before = _count_ifs(module.inlined_graph)
-    frozen = torch.jit.freeze(scripted)
-    left = _count_ifs(frozen.graph)
-    torch.jit.save(frozen, str(dst))
-    folded = f"{before - left} of {before} prim::If folded" if before else "no prim::If"
+    decided = sum(_decided_by(n, set(constants)) == "the constants"
+                  for n in _ifs(module.inlined_graph))
+    torch.jit.save(torch.jit.freeze(scripted), str(dst))
+    written = torch.jit.load(str(dst), map_location="cpu")  # what the routes will read
+    left = Counter(_decided_by(n, set(constants)) for n in _ifs(written.inlined_graph))
+    unfolded = left.pop("the constants", 0) + left.pop("literals", 0)  # a literal once bound
+    folded = f"{max(decided - unfolded, 0)} of {decided} prim::If decided by them folded" \
+        if decided else "no prim::If decided by them"
+    if left:
+        folded += f"; {sum(left.values())} left, decided by " + ", ".join(
+            f"{what} ({n})" for what, n in left.most_common())
     return (f"torch.jit.script wrapper passing {shown(constants)} -> torch.jit.freeze "
             f"({folded})")
 
 
-def _count_ifs(graph: Any) -> int:
-    """``prim::If`` nodes in a TorchScript graph, nested blocks included."""
-    found = 0
+def _ifs(graph: Any) -> list[Any]:
+    """The ``prim::If`` nodes of a TorchScript graph (or block), nested blocks included."""
+    found = []
     for node in graph.nodes():
-        found += node.kind() == "prim::If"
+        if node.kind() == "prim::If":
+            found.append(node)
         for block in node.blocks():
-            found += _count_ifs(block)
+            found += _ifs(block)
     return found
+
+
+def _decided_by(node: Any, names: set[str]) -> str:
+    """What decides a ``prim::If``'s condition, followed back through the graph: module
+    attributes (state a module may keep between calls) before input shapes before the values
+    of inputs; ``the constants`` when only the arguments ``names`` (and literals) do."""
+    found, seen, stack = set(), set(), [node.inputsAt(0)]
+    while stack:
+        value = stack.pop()
+        if value.unique() in seen:
+            continue
+        seen.add(value.unique())
+        producer = value.node()
+        kind = producer.kind()
+        if kind == "prim::Param":
+            found.add("the constants" if value.debugName().split(".")[0] in names
+                      else "input values")
+        elif kind == "prim::GetAttr":
+            found.add("module attributes")
+        elif kind != "prim::Constant":
+            if kind in ("aten::size", "aten::dim", "aten::len"):
+                found.add("input shapes")
+            stack.extend(producer.inputs())
+    for what in ("module attributes", "input shapes", "input values"):
+        if what in found:
+            return what
+    return "the constants" if found else "literals"
 
 
 def _bind_onnx(src: Path, dst: Path, constants: dict[str, Scalar]) -> str:
     import numpy as np
     import onnx
-    import onnxscript.optimizer
     from onnx import numpy_helper
 
     model = onnx.load(str(src))
@@ -151,14 +188,17 @@ def _bind_onnx(src: Path, dst: Path, constants: dict[str, Scalar]) -> str:
                              "a whole number")
         graph.input.remove(info)
         graph.initializer.append(numpy_helper.from_array(np.full(dims, value, dtype), name))
-    ifs = sum(n.op_type == "If" for n in graph.node)
-    optimized = onnxscript.optimizer.optimize(model)
+    decided, _others = onnx_fold.count_ifs(model, constants)
+    optimized = onnx_fold.fold(model)
     _drop_unused_initializers(optimized.graph)
     onnx.checker.check_model(optimized)
     onnx.save(optimized, str(dst))
-    left = sum(n.op_type == "If" for n in optimized.graph.node)
-    folded = f"{ifs - left} of {ifs} If inlined" if ifs else "no If"
-    return (f"{shown(constants)} as initializers -> onnxscript.optimizer.optimize ({folded})")
+    left, others = onnx_fold.count_ifs(optimized, constants)
+    folded = f"{decided - left} of {decided} If decided by them inlined" if decided else \
+        "no If decided by them"
+    if others:
+        folded += f"; {others} If left, decided by other inputs (their shapes, say)"
+    return f"{shown(constants)} as initializers -> onnxscript's optimizer ({folded})"
 
 
 def _drop_unused_initializers(graph: Any) -> None:

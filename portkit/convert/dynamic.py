@@ -1,6 +1,7 @@
 """Dynamic dimensions kept by what a converter writes: the post-condition a converter checks
-before it reports success, and the error it raises when it can only write a static artifact
-(the pipeline then tries the next route).
+before it reports success, the error it raises when it can only write a static artifact (the
+pipeline then tries the next route), and the fallback when no route kept them: the dimensions
+the user did not ask for are fixed at their example size and the routes run again.
 
 A source's dynamic dimension (a ``Dim`` in its resolved inputs' ``dims``) must stay dynamic in
 the artifact: a TFLite ``shape_signature`` of -1, an ONNX ``dim_param`` (or no size), a
@@ -10,14 +11,17 @@ source's by name, else in order), so it holds whatever layout the converter chos
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from portkit.errors import ConversionError
+from portkit.errors import DimensionsFixedError
 from portkit.formats import Format
+from portkit.results import Attempt, FixedDims
 from portkit.runtimes.binding import pair_by_name
+from portkit.shapes import DEFAULT_RANGE, Shapes, free_dims
 from portkit.specs import TensorSpec
 
 
@@ -27,7 +31,7 @@ def describe_dynamic(inputs: Sequence[TensorSpec]) -> str:
                      for s in inputs if s.dynamic)
 
 
-def static_only(tool: str, inputs: Sequence[TensorSpec], why: str) -> ConversionError:
+def static_only(tool: str, inputs: Sequence[TensorSpec], why: str) -> DimensionsFixedError:
     """The error of a converter that can't write the source's dynamic dimensions as dynamic.
 
     Args:
@@ -36,14 +40,75 @@ def static_only(tool: str, inputs: Sequence[TensorSpec], why: str) -> Conversion
         why: What stopped it.
 
     Returns:
-        A ``ConversionError`` naming the dimensions and the flag that fixes them.
+        A ``DimensionsFixedError`` naming the dimensions and the flag that fixes them.
     """
     example = ", ".join(f"{s.name} {'x'.join(str(d) for d in s.shape or ())}"
                         for s in inputs if s.dynamic)
-    return ConversionError(
+    return DimensionsFixedError(
         f"{tool} can't keep the source's dynamic dimensions dynamic ({describe_dynamic(inputs)})"
-        f": {why}; pass --static to convert at the example sizes ({example}), or try "
-        "another --route")
+        f": {why}{_FIX}{example}), or try another --route")
+
+
+_FIX = "; pass --static to convert at the example sizes ("
+# ``static_only``'s message: the tool, then why, up to the fix it suggests.
+_REFUSAL = re.compile(r"^.*?can't keep the source's dynamic dimensions "
+                      r"dynamic \(.*?\): (?P<why>.*?)" + re.escape(_FIX), re.S)
+
+
+def refusal(error: str) -> str:
+    """Why, from a ``static_only`` message (an attempt's error), else the error."""
+    m = _REFUSAL.match(error)
+    return m["why"] if m else error
+
+
+def fallback(shapes: Shapes, given: Sequence[TensorSpec], inputs: Sequence[TensorSpec],
+             attempts: Sequence[Attempt], validated: bool = True) -> Shapes | None:
+    """What to convert with when no route shipped an artifact with the source's dynamic
+    dimensions and the dimensions are to blame (``_dimension_trouble``): ``shapes`` with every
+    dynamic dimension the user did not ask for (``--dim``, a name in ``--input``:
+    ``Shapes.asked``) fixed at its example size. None when a route shipped, no failure was the
+    dimensions', or every dynamic dimension was asked for (keeping it is a requirement).
+
+    Args:
+        shapes: ``--dim``, ``--static`` as given.
+        given: ``--input`` specs.
+        inputs: The source's resolved inputs (their ``dims``).
+        attempts: The routes tried.
+        validated: Whether an artifact ships only when it matched (else when it converted).
+    """
+    if any(a.passed or (a.converted and not validated) for a in attempts) \
+            or not any(_dimension_trouble(a) for a in attempts):
+        return None
+    asked = shapes.asked(given)
+    fix = tuple(name for name in free_dims(inputs) if name not in asked)
+    return dataclasses.replace(shapes, fixed=shapes.fixed + fix) if fix else None
+
+
+def _dimension_trouble(attempt: Attempt) -> bool:
+    """Whether a route failed as dynamic dimensions make routes fail: it could write them only
+    fixed, its artifact did not run or gave outputs of another shape, or it failed at a size
+    other than the example's (a numeric mismatch at the example size is not theirs)."""
+    if attempt.lost_dynamic:
+        return True
+    example = attempt.checks[0].size if attempt.checks else ""
+    return any(not c.passed and not c.skipped and (
+        c.error or c.size != example or any(o.error for o in c.outputs))
+        for c in attempt.checks)
+
+
+def fixed_dims(inputs: Sequence[TensorSpec], names: Sequence[str],
+               attempts: Sequence[Attempt]) -> FixedDims:
+    """The report of the dimensions ``names`` fixed at their example sizes because the
+    ``attempts`` could not keep them dynamic, with the ``--dim`` flags that would require it."""
+    free = free_dims(inputs)
+    chosen = [(free[n][0], free[n][1]) for n in names if n in free]
+    require = " ".join(
+        f"--dim {d.name}={d.lo}..{d.hi if d.hi is not None else max(DEFAULT_RANGE[1], size)}"
+        for d, size in chosen)
+    return FixedDims(sizes=tuple((d.name, size) for d, size in chosen),
+                     refusals=tuple(f"{a.route}: {refusal(a.error or 'failed')}"
+                                    for a in attempts),
+                     require=require)
 
 
 def require_kept(tool: str, inputs: Sequence[TensorSpec],
@@ -57,7 +122,7 @@ def require_kept(tool: str, inputs: Sequence[TensorSpec],
             (a shape of ``None``: unknown rank, dynamic throughout).
 
     Raises:
-        ConversionError: Some input was written with fewer dynamic axes (``static_only``).
+        DimensionsFixedError: Some input was written with fewer dynamic axes (``static_only``).
     """
     if not any(s.dynamic for s in inputs):
         return
@@ -82,7 +147,7 @@ def check_kept(tool: str, target: Format, path: Path, inputs: Sequence[TensorSpe
     the source's dynamic dimensions stay dynamic (``require_kept``).
 
     Raises:
-        ConversionError: An input was written with fewer dynamic axes.
+        DimensionsFixedError: An input was written with fewer dynamic axes.
     """
     if not any(s.dynamic for s in inputs):
         return

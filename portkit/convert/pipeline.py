@@ -20,10 +20,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from portkit.convert import constants, registry, representative
+from portkit.convert import constants, dynamic, registry, representative
 from portkit.convert._torch import export_pickled_module, module_inputs, save_exported
 from portkit.convert.baseline import source_onnx
-from portkit.errors import ConversionError, PortkitError, UsageError
+from portkit.errors import ConversionError, DimensionsFixedError, PortkitError, UsageError
 from portkit.formats import Format, sniff
 from portkit.io import (
     Folder,
@@ -55,6 +55,7 @@ from portkit.validators.accuracy import judge
 from portkit.validators.checks import (
     Expected,
     check_runtime,
+    ranking_only,
     reference_worker,
     run_reference,
     why_failed,
@@ -109,26 +110,26 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
             raise ConversionError(
                 f"{src}: no converter goes from {fmt.value} to {what}{job.target.value} yet")
         stage = stack.enter_context(staging_dir(out.absolute()))
-        background = stack.enter_context(ThreadPoolExecutor(max_workers=1))
-        ref = _Reference(background.submit(run_reference, src, fmt, job, job.options.load, ctx),
-                         ctx.progress, src.name,
-                         from_file=job.inputs_file is not None and not job.options.holdout)
-        # Runs before the thread pool exits: a reference still running is stopped, not awaited.
-        stack.callback(ref.stop, ctx.pool, reference_worker(fmt))
+        tries = _Tries(src, fmt, routes, stage, ctx, stack,
+                       stack.enter_context(ThreadPoolExecutor(max_workers=1)))
+        ref = tries.reference(job)
         prepared, preparation = src, None
         if job.constants:  # the routes convert the source with its constants bound
             prepared, preparation = _bind_constants(src, fmt, job, stack, ctx)
-        conversion = _Conversion(job, prepared, fmt, ref, ctx)
-        attempts: list[Attempt] = []
-        produced: list[Path] = []
-        for i, r in enumerate(routes):
-            ref.raise_if_failed()  # the routes' outcome would not matter: stop early
-            attempt, path = conversion.attempt(r, stage / f"route{i}")
-            attempts.append(attempt)
-            produced.append(path)
-            if not job.optimize and (attempt.passed or (attempt.converted and not job.validate)):
-                break
+        conversion, attempts, produced = tries.run(job, prepared, ref, "route")
         reference = ref.get()  # its error (a bad input, an unsafe model) outranks the routes'
+        converter_seconds = conversion.converter_seconds
+        fixed = None  # dynamic dimensions no route kept, which the user did not ask for
+        if (shapes := dynamic.fallback(job.shapes, job.inputs, reference.inputs, attempts,
+                                       job.validate)) is not None:
+            fixed = dynamic.fixed_dims(reference.inputs, shapes.fixed, attempts)
+            job = dataclasses.replace(job, shapes=shapes)
+            ref = tries.reference(job)
+            conversion, more, made = tries.run(job, prepared, ref, "fixed")
+            reference = ref.get()
+            converter_seconds += conversion.converter_seconds
+            attempts += [dataclasses.replace(a, fixed=shapes.fixed) for a in more]
+            produced += made
         if job.optimize:
             attempts = _time_routes(attempts, produced, job.target, reference, ctx)
         chosen = choose(attempts)
@@ -168,8 +169,7 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
             quantize=job.options.quantize,
             mobile=best.mobile if best else None,
             optimize=job.optimize,
-            converter_seconds=conversion.converter_seconds + (
-                preparation.seconds if preparation else 0.0),
+            converter_seconds=converter_seconds + (preparation.seconds if preparation else 0.0),
             route_name=best.route if best else None,
             reference_runtime=reference.runtime,
             constants=dict(job.constants),
@@ -180,6 +180,8 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
             inputs_from=representative.described(job, reference),
             accuracy=accuracy,
             speed=speed,
+            fixed=fixed,
+            notes=reference.notes,
         )
     if job.report is not None:
         report.write_json(job.report)
@@ -340,6 +342,50 @@ def _time_routes(attempts: list[Attempt], produced: list[Path], target: Format, 
     return timed
 
 
+class _Tries:
+    """The planned routes run from the source: a reference beside them, each route in turn
+    until one ships; run again with the dimensions no route kept dynamic fixed
+    (``dynamic.fallback``)."""
+
+    def __init__(self, src: Path, fmt: Format, routes: list[registry.Route], stage: Path,
+                 ctx: RunContext, stack: contextlib.ExitStack,
+                 background: ThreadPoolExecutor) -> None:
+        self._src, self._fmt, self._routes, self._stage = src, fmt, routes, stage
+        self._ctx, self._stack, self._background = ctx, stack, background
+
+    def reference(self, job: ConvertJob) -> _Reference:
+        """The source run as ``job`` feeds it, started in the background."""
+        ref = _Reference(self._background.submit(run_reference, self._src, self._fmt, job,
+                                                 job.options.load, self._ctx),
+                         self._ctx.progress, self._src.name,
+                         from_file=job.inputs_file is not None and not job.options.holdout)
+        # Runs before the thread pool exits: a reference still running is stopped, not awaited.
+        self._stack.callback(ref.stop, self._ctx.pool, reference_worker(self._fmt))
+        return ref
+
+    def run(self, job: ConvertJob, prepared: Path, ref: _Reference, prefix: str
+            ) -> tuple[_Conversion, list[Attempt], list[Path]]:
+        """Each route from ``prepared`` (the source, its constants bound) in turn, into folders
+        ``prefix0``, ``prefix1``...: all of them when optimizing, else until one ships."""
+        conversion = _Conversion(job, prepared, self._fmt, ref, self._ctx)
+        attempts: list[Attempt] = []
+        produced: list[Path] = []
+        for i, r in enumerate(self._routes):
+            ref.raise_if_failed()  # the routes' outcome would not matter: stop early
+            attempt, path = conversion.attempt(r, self._stage / f"{prefix}{i}")
+            ranking = ranking_only(attempt.checks)  # the values match: other routes would too
+            if ranking and i + 1 < len(self._routes):
+                attempt = dataclasses.replace(attempt, error=f"{attempt.error}; the other "
+                                              "routes not tried: only the ranking of classes "
+                                              "failed, in an output whose kind was guessed")
+            attempts.append(attempt)
+            produced.append(path)
+            if ranking or not job.optimize and (
+                    attempt.passed or (attempt.converted and not job.validate)):
+                break
+        return conversion, attempts, produced
+
+
 class _Reference:
     """The source run on the inputs, in a worker of its own beside the first conversion hop;
     ``get`` waits for it."""
@@ -417,7 +463,8 @@ class _Conversion:
                 self._ref.raise_if_failed()
                 return Attempt(route=route.name, converted=False, passed=False,
                                error=f"{edge.tool}: {e}", hops=tuple(hops),
-                               channels_last=route.channels_last), dst
+                               channels_last=route.channels_last,
+                               lost_dynamic=isinstance(e, DimensionsFixedError)), dst
             hops.append(hop)
             current_fmt = edge.target
         return self._judge(route, current, current_fmt, tuple(hops)), current

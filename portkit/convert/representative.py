@@ -29,7 +29,8 @@ def judged_on(job: ConvertJob) -> ConvertJob:
 
 def described(job: ConvertJob, reference: Reference) -> str:
     """Where the inputs the artifact was compared on came from, in words."""
-    count = len(reference.feeds) // max(reference.steps, 1)
+    first = reference.by_size()[0][1]  # the example size's (a dynamic model runs at more)
+    count = (first.stop - first.start) // max(reference.steps, 1)
     if job.options.holdout:
         total = reference.file_samples
         mode = job.options.quantize

@@ -127,6 +127,11 @@ class Session(abc.ABC):
         """How many times each op occurs in the model (empty when the runtime can't tell)."""
         return {}
 
+    def weight_shapes(self) -> list[tuple[int, ...]]:
+        """The shapes of the model's weights (empty when the runtime can't tell): its hidden
+        width, for ``policies.KindHints``."""
+        return []
+
 
 class Runtime(abc.ABC):
     """A framework that runs models of some formats on some devices."""

@@ -50,6 +50,9 @@ class ReferenceSession(Session):
     def op_counts(self) -> dict[str, int]:
         return count(self._ops)
 
+    def weight_shapes(self) -> list[tuple[int, ...]]:
+        return [tuple(i.dims) for i in self._graph.initializer]
+
     def _trace(self, feeds: dict[str, np.ndarray], folder: Path) -> list[TracedTensor]:
         from portkit.runtimes.onnx_trace import record, start
 

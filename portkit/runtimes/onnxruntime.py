@@ -60,6 +60,12 @@ class OrtSession(Session):
         graph = onnx.load(str(self._path), load_external_data=False).graph
         return count([n.op_type for n in graph.node])
 
+    def weight_shapes(self) -> list[tuple[int, ...]]:
+        import onnx
+
+        graph = onnx.load(str(self._path), load_external_data=False).graph
+        return [tuple(i.dims) for i in graph.initializer]
+
 
 @register_runtime
 class OnnxRuntime(Runtime):

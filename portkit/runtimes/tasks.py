@@ -17,6 +17,7 @@ from portkit.errors import PortkitError, UsageError
 from portkit.formats import Format
 from portkit.formats.tflite import mobile_report
 from portkit.options import LoadOptions, Scalar
+from portkit.policies import KindHints, hidden_width
 from portkit.results import ModelInfo
 from portkit.runtimes import registry
 from portkit.runtimes import steps as steps_
@@ -36,6 +37,7 @@ from portkit.specs import (
     calibrated_part,
     load_inputs_file,
     make_inputs,
+    matched_by_position,
     read_arrays,
 )
 from portkit.traces import Trace
@@ -59,6 +61,9 @@ class Reference:
     file_samples: int = 0  # samples in the inputs file (0: seeded inputs)
     # A dynamic model's samples by size, in order: (``ids 3x33``, count); empty: one size.
     sizes: tuple[tuple[str, int], ...] = ()
+    # What portkit decided in feeding the source: sizes dropped, arrays matched by position.
+    notes: tuple[str, ...] = ()
+    hints: KindHints = KindHints()  # token ids in, the hidden width: what its outputs may be
 
     def by_size(self) -> list[tuple[str, slice]]:
         """Each size's label and its samples' slice of ``feeds``/``outputs`` (one unlabelled
@@ -215,20 +220,45 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
                                        dict(state or {}), steps)
         feeds, outputs = steps_.unroll([full(f) for f in first], session.run, steps, pairs,
                                        lambda i, k: full(more(i, k)))
-        sizes = []
-        others = validation_sizes(specs) if steps == 1 and not pairs else []
-        if others:
-            sizes.append((describe_size(specs, free_sizes(specs)), len(feeds)))
-            for size in others:
-                more_feeds = [full(f) for f in resized(first, specs, size)]
-                feeds += more_feeds
-                outputs += [session.run(f) for f in more_feeds]
-                sizes.append((describe_size(specs, size), len(more_feeds)))
     except Exception as e:
         _explain(name, fed, specs, f"{flag} {inputs_file}" if inputs_file else "--input", e)
         raise
+    sizes: list[tuple[str, int]] = []
+    notes = matched_by_position(fed, arrays, flag) if arrays else []
+    others = validation_sizes(specs) if steps == 1 and not pairs else []
+    for size in others:  # the source defines what it takes: a size it refuses is not judged
+        more_feeds = [full(f) for f in resized(first, specs, size)]
+        try:
+            more_outputs = [session.run(f) for f in more_feeds]
+        except Exception as e:  # noqa: BLE001 - the model's own refusal, whatever it raises
+            if isinstance(e, PortkitError) or out_of_memory(e)[0]:
+                raise
+            notes.append(f"not validated at {describe_size(specs, size)}: the source itself "
+                         f"raised {_said(e)} there")
+            continue
+        if not sizes:
+            sizes.append((describe_size(specs, free_sizes(specs)), len(feeds)))
+        feeds += more_feeds
+        outputs += more_outputs
+        sizes.append((describe_size(specs, size), len(more_feeds)))
     return Reference(runtime.name, tuple(specs), tuple(feeds), tuple(outputs), constants,
-                     steps, pairs, file_samples, tuple(sizes))
+                     steps, pairs, file_samples, tuple(sizes), tuple(notes),
+                     kind_hints(session, specs))
+
+
+def kind_hints(session: Session, specs: Sequence[TensorSpec]) -> KindHints:
+    """What a source's inputs and weights say its outputs hold: token ids in (an integer input
+    of rank 2 or more) and, for such a model, its hidden width."""
+    tokens = any(np.dtype(s.dtype).kind in "iu" and len(s.shape or ()) >= 2 for s in specs)
+    return KindHints(tokens, hidden_width(session.weight_shapes()) if tokens else None)
+
+
+def _said(error: Exception) -> str:
+    """``ValueError (the last line of its message)``, at most 200 characters of it."""
+    kind = type(error).__name__
+    last = str(error).strip().splitlines()[-1] if str(error).strip() else ""
+    last = last.removeprefix(f"{kind}: ")[:200]
+    return f"{kind} ({last})" if last else kind
 
 
 def _explain(name: str, fed: list[TensorSpec], specs: list[TensorSpec], source: str,
@@ -244,20 +274,17 @@ def _explain(name: str, fed: list[TensorSpec], specs: list[TensorSpec], source: 
     """
     if isinstance(error, PortkitError) or out_of_memory(error)[0]:
         return
-    kind = type(error).__name__
-    last = str(error).strip().splitlines()[-1] if str(error).strip() else ""
-    last = last.removeprefix(f"{kind}: ")[:200]
     undeclared = {s.name for s in fed if not s.dtype}
     odd = [s for s in specs if s.name in undeclared and s.dtype != "float32"]
     if odd:
         what = ", ".join(f"{s.name!r} as {s.dtype}" for s in odd)
         raise UsageError(
-            f"{name}: the model failed on input {what} ({kind}: {last}); it declares no input "
+            f"{name}: the model failed on input {what} ({_said(error)}); it declares no input "
             f"dtypes, so the dtype came from {source}: give the dtype the model takes (e.g. "
             "float32)") from None
     shown = ", ".join(f"{s.name}:{'x'.join(map(str, s.shape))}:{s.dtype}" for s in specs)
     raise UsageError(
-        f"{name}: the model itself raised {kind} when run on {shown} ({last}); check that these "
+        f"{name}: the model itself raised {_said(error)} when run on {shown}; check that these "
         f"inputs are what it takes (shapes and dtypes from {source} or the model)") from None
 
 

@@ -132,6 +132,11 @@ class TensorflowSession(Session):
     def op_counts(self) -> dict[str, int]:
         return self._ops
 
+    def weight_shapes(self) -> list[tuple[int, ...]]:
+        weights = self._model.weights if self._model is not None else \
+            getattr(self._fn, "variables", ())
+        return [tuple(int(d) for d in w.shape) for w in weights]
+
 
 @register_runtime
 class TensorflowRuntime(Runtime):

@@ -80,6 +80,9 @@ class TorchSession(Session):
     def op_counts(self) -> dict[str, int]:
         return count(self._ops)
 
+    def weight_shapes(self) -> list[tuple[int, ...]]:
+        return [tuple(t.shape) for t in self._module.state_dict().values()]
+
     def _trace(self, feeds: dict[str, np.ndarray], folder: Path) -> list[TracedTensor]:
         import torch
 

@@ -26,7 +26,7 @@ from portkit.io import (
     check_outputs,
     staging_dir,
 )
-from portkit.policies import Tolerance
+from portkit.policies import KindHints, Tolerance
 from portkit.results import ValidateReport, plain
 from portkit.runtimes.tasks import Reference
 from portkit.specs import TensorSpec
@@ -64,6 +64,7 @@ def save(folder: Path, report: ValidateReport, ref: Reference,
             "constants": dict(report.constants),  # --const: in inputs.npz, not fed to the artifact
             "steps": ref.steps, "state": dict(ref.state),  # --steps: the samples are unrolled
             "sizes": [list(s) for s in ref.sizes],  # a dynamic model's samples by size
+            "hints": plain(dataclasses.asdict(ref.hints)),  # what guesses the outputs' kinds
             "devices": sorted({f"{c.runtime}/{c.device}" for c in report.checks if not c.skipped}),
         }
         atomic_write_text(root / MANIFEST, json.dumps(manifest, indent=2) + "\n",
@@ -89,12 +90,14 @@ def load(folder: Path) -> tuple[Path, Format, Reference, Tolerance, dict[str, To
         per_output = {k: Tolerance.from_plain(v) for k, v in manifest["per_output"].items()}
         artifact = folder.absolute() / manifest["artifact"]
         fmt = Format(manifest["format"])
+        hints = KindHints(**manifest.get("hints", {}))
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise UsageError(f"--bundle {folder}: not a readable portkit bundle ({e}); make one with "
                          "portkit validate ... --save-bundle DIR") from None
     ref = Reference(f"bundle ({manifest.get('reference_runtime', '?')})", specs, feeds, outputs,
                     steps=int(manifest.get("steps", 1)), state=dict(manifest.get("state", {})),
-                    sizes=tuple((str(label), int(n)) for label, n in manifest.get("sizes", ())))
+                    sizes=tuple((str(label), int(n)) for label, n in manifest.get("sizes", ())),
+                    hints=hints)
     return artifact, fmt, ref, tol, per_output, manifest
 
 

@@ -17,7 +17,7 @@ from portkit.formats import Format, sniff
 from portkit.io import Folder, Output, check_outputs
 from portkit.options import ConvertJob, LoadOptions, ValidateJob
 from portkit.policies import Tolerance
-from portkit.results import Check, FileInfo, ValidateReport, versions
+from portkit.results import Check, FileInfo, OutputParity, ValidateReport, versions
 from portkit.runtimes import registry, tasks
 from portkit.runtimes.base import Runtime
 from portkit.runtimes.context import RunContext
@@ -81,7 +81,7 @@ def check_runtime(artifact: Path, fmt: Format, runtime: Runtime, expected: Expec
         notes = tuple(f"{b.source}: {b.layout_note}" for b in run.bindings if b.layout_note)
         for size, part in ref.by_size():  # a dynamic model: each size judged on its own
             rows = tuple(compare_outputs(ref.outputs[part], run.outputs[part],
-                                         expected.tolerance, expected.per_output))
+                                         expected.tolerance, expected.per_output, ref.hints))
             checks.append(Check(runtime=runtime.name, device=device,
                                 passed=all(r.passed for r in rows), outputs=rows,
                                 input_layouts=notes, seconds=run.seconds, size=size))
@@ -167,7 +167,7 @@ def validate(job: ValidateJob, ctx: RunContext) -> ValidateReport:
         checks=tuple(checks), inputs=ref.inputs, tolerance=job.tolerance,
         per_output=dict(job.per_output), seed=job.seed, seconds=time.perf_counter() - started,
         versions=versions(), reference_runtime=ref.runtime, constants=dict(job.constants),
-        steps=ref.steps, state=dict(ref.state), accuracy=accuracy,
+        steps=ref.steps, state=dict(ref.state), accuracy=accuracy, notes=ref.notes,
     )
     if job.save_bundle is not None:
         bundle.save(job.save_bundle, report, ref, outputs, art)
@@ -240,8 +240,23 @@ def why_failed(check: Check, *, every_output: bool = False, quote: str = "") -> 
         topk = [f"{k} agreement {share:.0%}" for k, share in (("top-1", o.top1), ("top-5", o.top5))
                 if k in o.failed]
         if topk:
-            hint = (f" (judged as a classifier: {o.kind_why}; if it holds no class scores, "
-                    f"--output-kind {o.name}=embedding)")
+            close = f", though its cosine {o.cosine:.4f} passes" if _ranking_only(o) else ""
+            hint = (f" (judged as a classifier: {o.kind_why}{close}; if it holds no class "
+                    f"scores, --output-kind {o.name}=embedding)")
             found += [*topk[:-1], topk[-1] + hint]
         lines.append(f"{where}: output {name} " + ", ".join(found))
     return lines
+
+
+def ranking_only(checks: Sequence[Check]) -> bool:
+    """Whether the checks failed only on the class ranking of outputs whose kind was guessed
+    (top-1/top-5 below the policy, every other criterion met, cosine included): the values
+    match, and another route would be judged the same way (``convert`` stops there)."""
+    failed = [c for c in checks if not c.passed and not c.skipped]
+    return bool(failed) and all(
+        not c.error and all(o.passed or _ranking_only(o) for o in c.outputs) for c in failed)
+
+
+def _ranking_only(o: OutputParity) -> bool:
+    return bool(o.failed) and set(o.failed) <= {"top-1", "top-5"} and not o.error \
+        and o.kind_why != "set by the user"

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from portkit.policies import OutputKind, Tolerance
+from portkit.policies import KindHints, OutputKind, Tolerance
 from portkit.results import OutputParity
 from portkit.runtimes.binding import (
     Binding,
@@ -20,7 +20,8 @@ Arrays = np.ndarray | Sequence[np.ndarray]
 
 
 def metrics(name: str, ref: Arrays, got: Arrays, tol: Tolerance,
-            artifact_name: str = "", layout: str | None = None) -> OutputParity:
+            artifact_name: str = "", layout: str | None = None,
+            hints: KindHints = KindHints()) -> OutputParity:
     """Compare same-shaped arrays: one sample, or a sequence of samples.
 
     Args:
@@ -30,6 +31,7 @@ def metrics(name: str, ref: Arrays, got: Arrays, tol: Tolerance,
         tol: The tolerance to judge by.
         artifact_name: The artifact's name for this output.
         layout: A note on the layout mapping applied to ``got``.
+        hints: What the source says about its outputs (``guess_kind``).
 
     Returns:
         The parity of this output.
@@ -39,7 +41,7 @@ def metrics(name: str, ref: Arrays, got: Arrays, tol: Tolerance,
     gots = [got] if isinstance(got, np.ndarray) else list(got)
     shape = tuple(refs[0].shape)
     r = np.stack(refs).astype(np.float64)
-    kind, why = (tol.kind, "set by the user") if tol.kind else guess_kind(name, r)
+    kind, why = (tol.kind, "set by the user") if tol.kind else guess_kind(name, r, hints)
     bad = next((g.shape for g in gots if g.shape != shape), None)
     if bad is not None or len(refs) != len(gots):
         inf = float("inf")
@@ -126,27 +128,42 @@ _EMBEDDING_NAMES = ("embed", "hidden", "feature", "pooler", "vector", "encoding"
 _CLASSIFIER_NAMES = ("logit", "prob", "score", "class", "label")
 
 
-def guess_kind(name: str, ref: np.ndarray) -> tuple[OutputKind, str]:
+def guess_kind(name: str, ref: np.ndarray, hints: KindHints = KindHints()
+               ) -> tuple[OutputKind, str]:
     """What an output holds when the user didn't say (``--output-kind``), and why.
 
-    The rule, in order: not one score vector per sample -> regression; a name that says
-    embedding (``embed``, ``hidden``, ``feature``, ``pooler``, ``vector``, ``encoding``) ->
-    embedding; rows that are probabilities (>= 0, summing to 1) or a name that says classifier
+    The rule, in order: for a model of token ids (``hints``), a ``[batch, seq, width]`` float
+    output is a classifier per position (logits over a vocabulary) unless its width is the
+    model's hidden width or its name says embedding (hidden states: regression), and a
+    ``[batch, width]`` float output of the hidden width is an embedding (a pooled sentence
+    vector); then: not one score vector per sample -> regression; a name that says embedding
+    (``embed``, ``hidden``, ``feature``, ``pooler``, ``vector``, ``encoding``) -> embedding;
+    rows that are probabilities (>= 0, summing to 1) or a name that says classifier
     (``logit``, ``prob``, ``score``, ``class``, ``label``) -> classifier; rows of unit L2 norm
     -> embedding; else classifier (one score vector per sample).
 
     Args:
         name: The output's name.
         ref: The reference values, samples on the first axis.
+        hints: What the source's inputs and weights say (``policies.KindHints``).
 
     Returns:
         The kind and the rule that chose it.
     """
+    lowered = name.lower()
+    named_embedding = any(word in lowered for word in _EMBEDDING_NAMES)
+    if hints.tokens and ref.ndim == 4 and ref.shape[-1] >= 2 and not named_embedding \
+            and ref.shape[-1] != hints.hidden:
+        return OutputKind.CLASSIFIER, (f"scores per position over {ref.shape[-1]} classes "
+                                       "(a vocabulary) of a model of token ids")
     rows = _score_rows(ref)
     if rows is None:
         return OutputKind.REGRESSION, "not one score vector per sample"
-    lowered = name.lower()
-    if any(word in lowered for word in _EMBEDDING_NAMES):
+    if hints.tokens and ref.shape[-1] == hints.hidden \
+            and not any(word in lowered for word in _CLASSIFIER_NAMES):
+        return OutputKind.EMBEDDING, (f"a vector of the model's hidden width ({hints.hidden}) "
+                                      "from token ids")
+    if named_embedding:
         return OutputKind.EMBEDDING, f"its name says so ({name})"
     finite = rows[np.isfinite(rows).all(axis=1)]
     if len(finite) and (finite >= 0).all() and np.allclose(finite.sum(axis=1), 1.0, atol=1e-3):
@@ -171,10 +188,11 @@ def _score_rows(r: np.ndarray) -> np.ndarray | None:
 
 
 def _top_k(r: np.ndarray, g: np.ndarray) -> tuple[float | None, float | None]:
-    """Top-1 and top-5 agreement over samples, for outputs holding one score vector per sample."""
-    r2 = _score_rows(r)
-    if r2 is None:
+    """Top-1 and top-5 agreement over the score vectors on the last axis (one per sample and
+    batch row, or per position of a sequence)."""
+    if r.ndim < 2 or r.shape[-1] < 2:
         return None, None
+    r2 = r.reshape(-1, r.shape[-1])
     g2 = g.reshape(r2.shape)
     want = r2.argmax(axis=1)
     top1 = float(np.mean(g2.argmax(axis=1) == want))
@@ -187,7 +205,8 @@ def _top_k(r: np.ndarray, g: np.ndarray) -> tuple[float | None, float | None]:
 def compare_outputs(reference: Sequence[dict[str, np.ndarray]] | dict[str, np.ndarray],
                     artifact: Sequence[dict[str, np.ndarray]] | dict[str, np.ndarray],
                     tol: Tolerance,
-                    per_output: Mapping[str, Tolerance] | None = None) -> list[OutputParity]:
+                    per_output: Mapping[str, Tolerance] | None = None,
+                    hints: KindHints = KindHints()) -> list[OutputParity]:
     """Match artifact outputs to reference outputs (name, else order; any axis order) and compare.
 
     Where both the same and the channels-last axis order fit an output's shape (e.g. a 1x8x8x8
@@ -199,6 +218,7 @@ def compare_outputs(reference: Sequence[dict[str, np.ndarray]] | dict[str, np.nd
         artifact: Artifact outputs by name, in order (as many as ``reference``).
         tol: The tolerance to judge by.
         per_output: Tolerances for some outputs, by reference output name (else ``tol``).
+        hints: What the source says about its outputs (``guess_kind``).
 
     Returns:
         One parity row per reference output.
@@ -215,7 +235,7 @@ def compare_outputs(reference: Sequence[dict[str, np.ndarray]] | dict[str, np.nd
         likely = [p for p in perms if p is None or p == channels_last(ref[0].ndim)]
         perms = likely or perms
         if not perms:
-            rows.append(metrics(ref_name, ref, got, tol_, art_name))
+            rows.append(metrics(ref_name, ref, got, tol_, art_name, hints=hints))
             continue
         best = None
         for perm in perms:
@@ -226,5 +246,5 @@ def compare_outputs(reference: Sequence[dict[str, np.ndarray]] | dict[str, np.nd
         assert best is not None
         binding = best[1]
         rows.append(metrics(ref_name, ref, [binding.to_source(x) for x in got], tol_, art_name,
-                            binding.layout_note))
+                            binding.layout_note, hints))
     return rows

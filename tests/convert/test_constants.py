@@ -51,7 +51,7 @@ def test_torchscript_sr_argument_bound_converts_and_runs_without_it(
     assert report.exit_code == ExitCode.OK, [a.error for a in report.routes_tried]
     assert report.constants == {"sr": 16000}
     assert report.preparation is not None and report.preparation.tool == "bind-constants"
-    assert "1 of 1 prim::If folded" in report.preparation.detail
+    assert "(1 of 1 prim::If decided by them folded)" in report.preparation.detail
     assert [s.name for s in report.inputs] == ["x"]
     # The reference was the source run with sr=16000: the artifact gives the 16 kHz branch on the
     # reference's input, which differs from what the source gives at 8 kHz.
@@ -82,7 +82,8 @@ def test_onnx_scalar_input_feeding_an_if_bound_converts_to_tflite(saved_models, 
     report = portkit.convert(src, "tflite", out, consts={"sr": 16000}, workers=workers)
     assert report.exit_code == ExitCode.OK, [a.error for a in report.routes_tried]
     assert report.route_name == "onnx2tf" and report.constants == {"sr": 16000}
-    assert report.preparation is not None and "1 of 1 If inlined" in report.preparation.detail
+    assert report.preparation is not None
+    assert "(1 of 1 If decided by them inlined)" in report.preparation.detail
     assert report.mobile is not None and [t.name for t in report.mobile.inputs] == ["x"]
     assert src.read_bytes() == before  # neither the binding nor onnx2tf wrote to the source
 

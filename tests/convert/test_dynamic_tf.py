@@ -117,19 +117,25 @@ def test_keras_free_batch_stays_free_in_onnx_and_savedmodel(
         assert axis.dim_param == "batch"
 
 
-def test_free_batch_lstm_fails_naming_the_batch_and_static_converts(
+def test_free_batch_lstm_converts_with_its_batch_fixed_unless_it_is_asked_dynamic(
         workers: Pool, tmp_path: Path) -> None:
     source = tmp_path / "lstm.keras"
     keras_models.free_batch_lstm().save(str(source))
-    report = portkit.convert(source, "tflite", tmp_path / "m.tflite", route="tflite-converter",
-                             workers=workers)
-    assert not report.passed
-    error = report.routes_tried[-1].error
+    asked = portkit.convert(source, "tflite", tmp_path / "m.tflite", route="tflite-converter",
+                            dims=["batch=1..8"], workers=workers)
+    assert not asked.passed and asked.fixed is None
+    error = asked.routes_tried[-1].error
     assert "can't keep the source's dynamic dimensions dynamic (seq: batch)" in error
     assert "TensorListReserve" in error and "--static" in error
+    # By default the batch nobody asked for is fixed, and the report says so.
     fixed = portkit.convert(source, "tflite", tmp_path / "m.tflite", route="tflite-converter",
-                            static=True, workers=workers)
+                            workers=workers)
     assert fixed.passed and fixed.mobile.inputs[0].shape == (1, 10, 8)
+    assert fixed.fixed is not None and fixed.fixed.sizes == (("batch", 1),)
+    assert [a.fixed for a in fixed.routes_tried] == [(), ("batch",)]
+    static = portkit.convert(source, "tflite", tmp_path / "m.tflite", route="tflite-converter",
+                             static=True, workers=workers)
+    assert static.passed and static.fixed is None and len(static.routes_tried) == 1
 
 
 def test_require_kept_names_the_dims_an_artifact_fixed() -> None:
@@ -152,6 +158,7 @@ def test_a_calibration_set_for_a_free_batch_model_is_read_as_samples(
                                      "-o", tmp_path / "q.tflite", "--quantize", "dynamic",
                                      "--calibration", calibration)
     assert code == 0, err
-    assert report["inputs_from"].startswith("the last 64 of 140 --calibration samples"), \
+    # The policy's 32, judged at batch 1 and again resized to batch 3: counted once.
+    assert report["inputs_from"].startswith("the last 32 of 140 --calibration samples"), \
         report["inputs_from"]
     assert [i["shape"] for i in report["inputs"]] == [[1, 32, 32, 3]]

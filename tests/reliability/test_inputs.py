@@ -124,9 +124,16 @@ def test_an_unknown_input_or_a_zero_dimension_is_exit_2(cnn, flags, fragments) -
 
 
 def test_unknown_array_names_in_inputs_are_exit_2(cnn, tmp_path) -> None:
-    path = _npz(tmp_path, "y.npz", y=np.zeros(SHAPE, np.float32))
+    path = _npz(tmp_path, "yz.npz", y=np.zeros(SHAPE, np.float32), z=np.zeros(SHAPE, np.float32))
     _fails(_validate(cnn, "pt2", "--inputs", path), ExitCode.INVALID_INPUT,
-           "--inputs holds y, but the model's inputs are x")
+           "--inputs holds y, z, but the model's inputs are x")
+
+
+def test_one_array_of_another_name_feeds_a_one_input_model_and_says_so(cnn, tmp_path) -> None:
+    path = _npz(tmp_path, "y.npz", y=np.zeros(SHAPE, np.float32))
+    result = _validate(cnn, "pt2", "--inputs", path)
+    assert result.returncode == ExitCode.OK, result.stderr[-2000:]
+    assert "Note: input 'x' read from the array 'y' of --inputs, by position" in result.stdout
 
 
 @pytest.mark.parametrize("kind", ["object arrays", "an empty folder", "NaN"])

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from portkit.policies import POLICIES, OutputKind, Tolerance
+from portkit.policies import POLICIES, KindHints, OutputKind, Tolerance, hidden_width
 from portkit.validators.parity import compare_outputs, guess_kind, metrics
 
 
@@ -138,3 +138,38 @@ def test_an_embedding_is_not_judged_by_top_1() -> None:
     row = metrics("output_0", list(ref), list(got), told)
     assert row.passed and row.top1 is None and row.kind == "embedding"
     assert row.kind_why == "set by the user"
+
+
+def test_the_hidden_width_is_the_size_weight_matrices_share_most() -> None:
+    # A 6-layer encoder's projections (384 wide), its vocabulary (30522) and a 2-label head.
+    shapes = [(30522, 384)] + [(384, 384)] * 24 + [(1536, 384), (384, 1536)] * 6 + [(2, 384),
+                                                                                   (384,)]
+    assert hidden_width(shapes) == 384
+    assert hidden_width([(7,), (3,)]) is None
+
+
+def test_a_pooled_vector_of_the_hidden_width_from_token_ids_is_an_embedding() -> None:
+    # A sentence encoder's [1, 384] output, not unit-norm: was "one score vector per sample".
+    ref = np.random.default_rng(0).standard_normal((32, 1, 384)) * 3
+    tokens = KindHints(tokens=True, hidden=384)
+    kind, why = guess_kind("output_0", ref, tokens)
+    assert kind is OutputKind.EMBEDDING and "hidden width (384)" in why
+    assert guess_kind("output_0", ref)[0] is OutputKind.CLASSIFIER  # no hints: as before
+    assert guess_kind("logits", ref, tokens)[0] is OutputKind.CLASSIFIER  # its name says so
+    # A 2-label head on the same encoder stays a classifier.
+    assert guess_kind("output_0", ref[..., :2], tokens)[0] is OutputKind.CLASSIFIER
+
+
+def test_logits_per_position_from_token_ids_are_a_classifier_judged_per_token() -> None:
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((2, 1, 32, 500))  # 2 samples of [1, 32, vocab]
+    tokens = KindHints(tokens=True, hidden=64)
+    kind, why = guess_kind("output_0", ref, tokens)
+    assert kind is OutputKind.CLASSIFIER and "per position over 500 classes" in why
+    assert guess_kind("output_0", ref)[0] is OutputKind.REGRESSION  # no hints: as before
+    # Hidden states [1, 32, hidden] are not logits.
+    assert guess_kind("output_0", ref[..., :64], tokens)[0] is OutputKind.REGRESSION
+    got = ref.copy()
+    got[0, 0, 0, ref[0, 0, 0].argmin()] = 100.0  # one position of 64 changes its top-1
+    row = metrics("output_0", list(ref), list(got), POLICIES["dynamic"], hints=tokens)
+    assert row.kind == "classifier" and row.top1 == 63 / 64
