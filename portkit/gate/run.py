@@ -31,6 +31,7 @@ from portkit.policies import policy
 from portkit.results import Check, JsonReport, Latency, versions
 from portkit.runtimes import worker
 from portkit.runtimes.context import Progress, RunContext, no_progress
+from portkit.shapes import Shapes
 from portkit.specs import parse_inputs
 from portkit.validators.checks import all_passed, validate
 from portkit.validators.latency import bench_models
@@ -177,7 +178,7 @@ def _run_group(settings: _Settings, model: ModelEntry, target: str, group: list[
     try:
         inputs = tuple(parse_inputs(model.inputs))
         folder.mkdir(parents=True, exist_ok=True)
-        artifact, route = model.artifact, "given artifact"
+        artifact, route, shapes = model.artifact, "given artifact", Shapes()
         if artifact is None:
             out = folder / f"{model.name}{TARGETS[target].suffix or '.' + target}"
             converted = pipeline.convert(ConvertJob(
@@ -190,6 +191,8 @@ def _run_group(settings: _Settings, model: ModelEntry, target: str, group: list[
             # A failed artifact is kept beside ``out`` (NAME.failed.EXT): validate that one.
             artifact = Path(converted.artifact.path)
             route = "+".join(h.tool for h in converted.route)
+            if converted.fixed is not None:  # judged at the sizes it was converted for
+                shapes = Shapes(fixed=tuple(name for name, _size in converted.fixed.sizes))
         t = model.tolerance  # through policy(), to be checked as the same flags would be
         report = validate(ValidateJob(
             artifact, model.source, inputs, tolerance=policy(
@@ -197,7 +200,7 @@ def _run_group(settings: _Settings, model: ModelEntry, target: str, group: list[
                 min_cosine=t.min_cosine,
                 min_top1=t.min_top1, min_top5=t.min_top5),
             per_output=model.per_output, load=LoadOptions(model.signature), runtimes=names,
-            save_bundle=bundle), ctx)
+            save_bundle=bundle, shapes=shapes), ctx)
         speed = bench_models(BenchJob((artifact,), names, inputs, budget=settings.budget), ctx)
     except PortkitError as e:
         return [CaseResult(case=c, passed=False, error=str(e)) for c in group]

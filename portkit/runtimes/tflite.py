@@ -116,7 +116,8 @@ class TfliteSession(Session):
                     f"input {d['name']!r} is fixed at {'x'.join(map(str, d['shape']))} in this "
                     f"model (shape_signature {list(d.get('shape_signature', d['shape']))}); it "
                     f"can't take {'x'.join(map(str, shape))}: the converter wrote a static "
-                    "dimension where the source's is dynamic")
+                    "dimension where the source's is dynamic (--static judges it at the "
+                    "example size only)")
             it.resize_tensor_input(d["index"], list(shape), strict=True)
             self._shapes[d["index"]] = shape
         it.allocate_tensors()

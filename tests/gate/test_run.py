@@ -200,3 +200,22 @@ def test_cosine_threshold_is_applied_and_named(cnn_onnx: tuple[Path, Path],
     report = json.loads(done.stdout)
     [row] = [o for c in report["checks"] if not c["skipped"] for o in c["outputs"]]
     assert row["failed"] == ["cosine"] and report["tolerance"]["min_cosine"] == 1.0
+
+
+def test_check_judges_an_artifact_at_the_sizes_convert_fixed(tmp_path: Path) -> None:
+    # The GRU's batch is fixed by convert (no route keeps it); validated as dynamic, the check
+    # failed at batch 3 what convert had passed.
+    from portkit.fixtures import keras_models
+
+    keras_models.gru_text().save(str(tmp_path / "gru.keras"))
+    config = _config(tmp_path / "portkit.toml", f"""
+[[model]]
+name = "gru"
+source = "{tmp_path / 'gru.keras'}"
+targets = ["tflite"]
+""")
+    report = tmp_path / "run.json"
+    done = run_cli("check", config, "--json", report, "--work-dir", tmp_path / "work")
+    assert done.returncode == 0, done.stdout + done.stderr
+    [result] = json.loads(report.read_text())["results"]
+    assert result["passed"] and [c["size"] for c in result["checks"]] == ["", ""]
