@@ -112,9 +112,10 @@ class TfliteSession(Session):
             fixed = [i for i, x in enumerate(d.get("shape_signature", d["shape"]))
                      if x >= 0 and i < len(shape) and x != shape[i]]
             if fixed or len(shape) != len(d["shape"]):
+                signature = [int(x) for x in d.get("shape_signature", d["shape"])]
                 raise ValueError(
                     f"input {d['name']!r} is fixed at {'x'.join(map(str, d['shape']))} in this "
-                    f"model (shape_signature {list(d.get('shape_signature', d['shape']))}); it "
+                    f"model (shape_signature {signature}); it "
                     f"can't take {'x'.join(map(str, shape))}: the converter wrote a static "
                     "dimension where the source's is dynamic (--static judges it at the "
                     "example size only)")
