@@ -76,7 +76,7 @@ class KindHints:
     (``validators.parity.guess_kind``).
 
     Attributes:
-        tokens: It takes integer token ids (an input of integers, ``[batch, seq]`` or more).
+        tokens: It takes token ids (an int32 or int64 input of rank 2, ``[batch, seq]``).
         hidden: Its hidden width, for a model of tokens: the size its weight matrices share
             most (``hidden_width``); None when unknown.
     """

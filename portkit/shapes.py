@@ -129,7 +129,7 @@ def resolve_inputs(
     _check_ranges(model_name, settled, shapes.ranges)
     missing = [(x, s) for x, s in zip(settled, stored) if not x.is_static]
     if missing:
-        batch = _batch(stored, settled)
+        batch = _batch(settled)
         flags = " ".join(f"--input {x.name}:{example_shape(replace(s, dtype=x.dtype), batch)}"
                          for x, s in missing)
         first = missing[0][0]
@@ -143,24 +143,34 @@ def resolve_inputs(
 
 def _state_batch(stored: Sequence[TensorSpec], settled: Sequence[TensorSpec]
                  ) -> list[TensorSpec]:
-    """An RNN state the model declares ``[layers, ?, hidden]`` (only its middle dimension free,
-    and unnamed) takes the other inputs' batch there, as a state fed back between calls does:
-    its size (unless given otherwise) and the ``batch`` dimension itself, so the two change
-    together."""
+    """An RNN state (``rnn_state``) takes the other inputs' batch in its middle dimension, as a
+    state fed back between calls does: its size (unless given otherwise) and the ``batch``
+    dimension itself, so the two change together."""
     found = free_dims(settled).get("batch")
     if found is None:
         return list(settled)
     batch, size = found
     out = []
     for before, now in zip(stored, settled):
-        shape, dims = before.shape, before.dims
-        if shape is not None and len(shape) == 3 and shape[1] is None and None not in \
-                (shape[0], shape[2]) and not (dims and dims[1] is not None) \
-                and now.shape is not None and now.shape[1] in (None, size) \
+        if rnn_state(before) and now.shape is not None and len(now.shape) == 3 \
+                and now.shape[1] in (None, size) \
                 and (not now.dims or now.dims[1] is None or now.dims[1].name == f"{now.name}.1"):
             now = replace(now, shape=(now.shape[0], size, now.shape[2]), dims=(None, batch, None))
         out.append(now)
     return out
+
+
+# Names RNN states go by in exported models (``state``, ``h0``, ``c_in``, ``hidden``...).
+_STATE_NAMES = re.compile(r"state|hidden|cell|memory|(^|[^a-z])[hc](\d*|_?in|_?0)$", re.I)
+
+
+def rnn_state(spec: TensorSpec) -> bool:
+    """Whether a model declares ``spec`` as an RNN state: ``[layers, ?, hidden]``, only the
+    middle dimension free and unnamed, under a state's name (``state``, ``h0``, ``c_in``)."""
+    shape, dims = spec.shape, spec.dims
+    return shape is not None and len(shape) == 3 and shape[1] is None \
+        and shape[0] is not None and shape[2] is not None \
+        and not (dims and dims[1] is not None) and bool(_STATE_NAMES.search(spec.name))
 
 
 def _fix(spec: TensorSpec, shapes: Shapes) -> TensorSpec:
@@ -172,16 +182,11 @@ def _fix(spec: TensorSpec, shapes: Shapes) -> TensorSpec:
     return replace(spec, dims=dims if any(dims) else ())
 
 
-def _batch(stored: Sequence[TensorSpec], settled: Sequence[TensorSpec]) -> int:
-    """The batch the known inputs already fix: the size of the first free dimension of the
-    first input whose size is known there (1 when none)."""
-    for before, now in zip(stored, settled):
-        if now.is_static and before.shape is not None and now.shape:
-            free = [i for i, d in enumerate(before.shape)
-                    if d is None or (before.dims and before.dims[i] is not None)]
-            if free:
-                return int(now.shape[free[0]])  # type: ignore[arg-type]
-    return 1
+def _batch(settled: Sequence[TensorSpec]) -> int:
+    """The batch the known inputs already fix: the size of the dimension called ``batch``
+    (1 when none)."""
+    found = free_dims(settled).get("batch")
+    return found[1] if found else 1
 
 
 def _settle(stored: TensorSpec, given: TensorSpec | None, from_file: TensorSpec | None,
@@ -267,16 +272,16 @@ def _refuse_fixed(model_name: str, stored: TensorSpec, given: TensorSpec) -> Non
 
 
 def example_shape(spec: TensorSpec, batch: int = 1) -> str:
-    """An ``--input`` value to suggest for ``spec``: its known dimensions, ``batch`` for its
-    first free one (the batch the other inputs already fix: a state's ``2x?x128`` is
-    ``2x1x128``) and 128 (224 for the last two of a 4-D input) for the others, its dtype when
-    not float32; ``SHAPE`` when not even the rank is known."""
+    """An ``--input`` value to suggest for ``spec``: its known dimensions, ``batch`` (the batch
+    the other inputs already fix) for a free first one and an RNN state's middle one
+    (``rnn_state``: ``2x?x128`` is ``2x1x128``), 128 (224 for the last two of a 4-D input) for
+    the others, its dtype when not float32; ``SHAPE`` when not even the rank is known."""
     dtype = f":{spec.dtype}" if spec.dtype and spec.dtype != "float32" else ""
     if spec.shape is None:
         return f"SHAPE{dtype} (e.g. 1x3x224x224, 1x16000, or 1x128:int64)"
     rank = len(spec.shape)
-    first = next((i for i, d in enumerate(spec.shape) if d is None), -1)
-    dims = [d if d is not None else batch if i == first else 224 if rank == 4 and i >= 2
+    at = 1 if rnn_state(spec) else 0
+    dims = [d if d is not None else batch if i == at else 224 if rank == 4 and i >= 2
             else 128 for i, d in enumerate(spec.shape)]
     return ("x".join(map(str, dims)) or "scalar") + dtype
 

@@ -355,22 +355,24 @@ def refuse_nonfinite(where: str, name: str, array: np.ndarray) -> None:
 
 def match_arrays(specs: Sequence[TensorSpec], arrays: Mapping[str, np.ndarray]
                  ) -> dict[str, str]:
-    """Which array of a file feeds which input: by name; the inputs left (all of them when the
-    arrays are unnamed, ``arr_0``... or a folder's ``""``) take the arrays left in order, when
-    there are as many and each array's rank fits its input's (the input's rank, or one more for
-    samples on a first axis). A Keras input has two names (its ``InputLayer``'s and its
-    ``KerasTensor``'s, renumbered on every load), so a file saved under either feeds it.
+    """Which array of a file feeds which input: by name; when no array is named for an input,
+    in order: a one-input model takes one array under any name, several inputs take as many
+    arrays when each array's rank fits its input's (the input's rank, or one more for samples
+    on a first axis). A Keras input has two names (its ``InputLayer``'s and its
+    ``KerasTensor``'s, renumbered on every load), so a file saved under either feeds it. A file
+    that names some inputs is matched by name only: an array of another name beside them is
+    another tensor (``attention_mask`` is no ``token_type_ids``), not one to guess at.
 
     Returns:
         Input name -> array name, for the inputs an array feeds.
     """
     found = {s.name: s.name for s in specs if s.name in arrays}
-    inputs = [s for s in specs if s.name not in found]
-    left = [n for n in arrays if n not in found]
-    if inputs and len(left) == len(inputs) and all(
-            _rank_fits(s, arrays[n], n == "") for s, n in zip(inputs, left)):
-        found.update({s.name: n for s, n in zip(inputs, left)})
-    return found
+    names = list(arrays)
+    if found or len(names) != len(specs):
+        return found
+    if len(specs) == 1 or all(_rank_fits(s, arrays[n], n == "") for s, n in zip(specs, names)):
+        return {s.name: n for s, n in zip(specs, names)}
+    return {}
 
 
 def matched_by_position(specs: Sequence[TensorSpec], arrays: Mapping[str, np.ndarray],
@@ -390,9 +392,10 @@ def _rank_fits(spec: TensorSpec, array: np.ndarray, stacked: bool) -> bool:
 
 
 def _stray(arrays: Mapping[str, np.ndarray], specs: Sequence[TensorSpec]) -> list[str]:
-    """The arrays that feed no input (``match_arrays``)."""
+    """The named arrays that feed no input (``match_arrays``); unnamed ones (``arr_0``..., a
+    folder's ``""``) aside, which the reading of the samples explains."""
     used = set(match_arrays(specs, arrays).values())
-    return [n for n in arrays if n not in used]
+    return [n for n in arrays if n not in used and n and not _POSITIONAL.match(n)]
 
 
 def _by_input(specs: Sequence[TensorSpec], arrays: Mapping[str, np.ndarray]

@@ -179,3 +179,16 @@ def test_fixed_dimensions_are_static_and_asked_ones_are_the_users() -> None:
     assert x.shape == (2, 3, 7) and x.dims == (None, None, Dim("seq"))
     assert Shapes((Dim("seq", 2, 9),)).asked([parse_input_flag("x:Nx3x7")]) == {"seq", "N"}
     assert Shapes(required=("batch",)).asked() == {"batch"}
+
+
+def test_only_an_input_named_as_a_state_takes_the_batch() -> None:
+    # ROI boxes [1, ?, 4] beside an image are no RNN state: their count is asked for.
+    stored = [TensorSpec("image", (None, 3, 8, 8)), TensorSpec("boxes", (1, None, 4))]
+    with pytest.raises(UsageError, match=r"input 'boxes' is not stored.*--input boxes:1x128x4"):
+        resolve_inputs("det.onnx", stored, [parse_input_flag("image:2x3x8x8")])
+
+
+def test_a_suggestion_takes_the_batch_not_a_sequence_length() -> None:
+    stored = [TensorSpec("x", (1, None)), TensorSpec("y", (None, None))]
+    with pytest.raises(UsageError, match=r"--input y:1x128,"):
+        resolve_inputs("m.onnx", stored, [parse_input_flag("x:1x300")])

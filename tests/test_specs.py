@@ -96,17 +96,25 @@ def test_an_array_of_another_name_feeds_the_only_input_and_the_note_says_so(tmp_
 def test_arrays_of_other_names_feed_inputs_in_order_only_where_ranks_fit() -> None:
     specs = [TensorSpec("ids", (1, 8), "int64"), TensorSpec("mask", (1, 8), "int64"),
              TensorSpec("image", (1, 3, 4, 4))]
-    arrays = {"input_ids": np.zeros((1, 8)), "attention_mask": np.zeros((1, 8)),
-              "image": np.zeros((1, 3, 4, 4))}
-    # "image" by name; the two left map in order, their ranks fitting.
-    assert match_arrays(specs, arrays) == {"image": "image", "ids": "input_ids",
-                                           "mask": "attention_mask"}
+    arrays = {"a": np.zeros((1, 8)), "b": np.zeros((1, 8)), "c": np.zeros((1, 3, 4, 4))}
+    assert match_arrays(specs, arrays) == {"ids": "a", "mask": "b", "image": "c"}
     arrays = {"a": np.zeros((1, 3, 4, 4)), "b": np.zeros((1, 8)), "c": np.zeros((1, 8))}
     assert match_arrays(specs, arrays) == {}  # a 4-D array can't be token ids: no guess
     with pytest.raises(UsageError, match=r"holds a, b, c, but the model's inputs are ids, mask"):
         resolve_inputs("m.onnx", [TensorSpec("ids", (1, 8), "int64"),
                                   TensorSpec("mask", (1, 8), "int64")], [],
                        {"a": np.zeros((1, 8)), "b": np.zeros((1, 8)), "c": np.zeros((1, 8))})
+
+
+def test_a_file_that_names_some_inputs_is_matched_by_name_only() -> None:
+    # attention_mask is not token_type_ids: an array beside named ones is another tensor.
+    specs = [TensorSpec("input_ids", (1, 8), "int64"), TensorSpec("token_type_ids", (1, 8),
+                                                                  "int64")]
+    arrays = {"input_ids": np.zeros((1, 8)), "attention_mask": np.zeros((1, 8))}
+    assert match_arrays(specs, arrays) == {"input_ids": "input_ids"}
+    with pytest.raises(UsageError, match=r"holds attention_mask, but the model's inputs are "
+                                         r"input_ids, token_type_ids"):
+        resolve_inputs("bert.onnx", specs, [], arrays)
 
 
 @pytest.mark.parametrize("shape", [(5, 1, 3, 4), (5, 3, 4)])

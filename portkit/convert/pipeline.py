@@ -180,7 +180,7 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
             inputs_from=representative.described(job, reference),
             accuracy=accuracy,
             speed=speed,
-            fixed=fixed,
+            fixed=fixed if best is not None and best.fixed else None,
             notes=reference.notes,
         )
     if job.report is not None:

@@ -247,9 +247,10 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
 
 
 def kind_hints(session: Session, specs: Sequence[TensorSpec]) -> KindHints:
-    """What a source's inputs and weights say its outputs hold: token ids in (an integer input
-    of rank 2 or more) and, for such a model, its hidden width."""
-    tokens = any(np.dtype(s.dtype).kind in "iu" and len(s.shape or ()) >= 2 for s in specs)
+    """What a source's inputs and weights say its outputs hold: token ids in (an int32 or int64
+    input of rank 2, ``[batch, seq]``; an image of uint8 is no text) and, for such a model, its
+    hidden width."""
+    tokens = any(s.dtype in ("int32", "int64") and len(s.shape or ()) == 2 for s in specs)
     return KindHints(tokens, hidden_width(session.weight_shapes()) if tokens else None)
 
 

@@ -228,11 +228,12 @@ def why_failed(check: Check, *, every_output: bool = False, quote: str = "") -> 
             lines.append(f"{where}: output {name}: {o.nonfinite}{hint}")
             continue
         err = f"max abs err {o.max_abs_err:.3g}"
+        judged = "max abs err" in o.failed  # else the policy doesn't judge elements (quantized)
         if o.scale > 0:
-            err += (f" = {o.scaled_err:.2g} of its scale {o.scale:.3g} (would pass with "
-                    f"--scale-tol {o.min_scale_tol_to_pass:.2g} or --atol "
-                    f"{o.min_atol_to_pass:.3g})")
-        else:
+            err += f" = {o.scaled_err:.2g} of its scale {o.scale:.3g}" + (
+                f" (would pass with --scale-tol {o.min_scale_tol_to_pass:.2g} or --atol "
+                f"{o.min_atol_to_pass:.3g})" if judged else "")
+        elif judged:
             err += f" (would pass with --atol {o.min_atol_to_pass:.3g})"
         found = [err]
         if "cosine" in o.failed:
@@ -258,5 +259,6 @@ def ranking_only(checks: Sequence[Check]) -> bool:
 
 
 def _ranking_only(o: OutputParity) -> bool:
+    """Whether an output failed on top-1/top-5 alone, and its kind was guessed."""
     return bool(o.failed) and set(o.failed) <= {"top-1", "top-5"} and not o.error \
         and o.kind_why != "set by the user"

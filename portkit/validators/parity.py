@@ -71,7 +71,8 @@ def metrics(name: str, ref: Arrays, got: Arrays, tol: Tolerance,
         cosine = 1.0 if not rf.any() and not gf.any() else 0.0
     else:
         cosine = float(np.dot(rf, gf) / norms)
-    top1, top5 = _top_k(r, g) if kind is OutputKind.CLASSIFIER else (None, None)
+    top1, top5 = _top_k(r, g, per_position=hints.tokens and r.ndim == 4) \
+        if kind is OutputKind.CLASSIFIER else (None, None)
     failed = []
     if nonfinite:
         failed.append("non-finite")
@@ -152,8 +153,8 @@ def guess_kind(name: str, ref: np.ndarray, hints: KindHints = KindHints()
     """
     lowered = name.lower()
     named_embedding = any(word in lowered for word in _EMBEDDING_NAMES)
-    if hints.tokens and ref.ndim == 4 and ref.shape[-1] >= 2 and not named_embedding \
-            and ref.shape[-1] != hints.hidden:
+    if hints.tokens and hints.hidden is not None and ref.ndim == 4 and ref.shape[-1] >= 2 \
+            and not named_embedding and ref.shape[-1] != hints.hidden:
         return OutputKind.CLASSIFIER, (f"scores per position over {ref.shape[-1]} classes "
                                        "(a vocabulary) of a model of token ids")
     rows = _score_rows(ref)
@@ -187,12 +188,13 @@ def _score_rows(r: np.ndarray) -> np.ndarray | None:
     return r.reshape(-1, shape[-1])
 
 
-def _top_k(r: np.ndarray, g: np.ndarray) -> tuple[float | None, float | None]:
-    """Top-1 and top-5 agreement over the score vectors on the last axis (one per sample and
-    batch row, or per position of a sequence)."""
-    if r.ndim < 2 or r.shape[-1] < 2:
+def _top_k(r: np.ndarray, g: np.ndarray, per_position: bool = False
+           ) -> tuple[float | None, float | None]:
+    """Top-1 and top-5 agreement over the score vectors (one per sample and batch row, or,
+    ``per_position``, one per position of a sequence of a model of token ids)."""
+    r2 = r.reshape(-1, r.shape[-1]) if per_position and r.shape[-1] >= 2 else _score_rows(r)
+    if r2 is None:
         return None, None
-    r2 = r.reshape(-1, r.shape[-1])
     g2 = g.reshape(r2.shape)
     want = r2.argmax(axis=1)
     top1 = float(np.mean(g2.argmax(axis=1) == want))

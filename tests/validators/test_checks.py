@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from portkit.results import Check, OutputParity
-from portkit.validators.checks import why_failed
+from portkit.validators.checks import ranking_only, why_failed
 
 
 def row(name: str, err: float, *, failed: tuple[str, ...] = ("max abs err",),
@@ -28,10 +28,28 @@ def test_it_names_the_criteria_that_failed() -> None:
     check = Check(runtime="onnxruntime", device="cpu", passed=False, outputs=(
         row("logits", 2.0, failed=("cosine", "top-1", "top-5"), cosine=0.5, top1=0.25,
             top5=0.5, kind="classifier", kind_why="its name says so (logits)"),))
+    # The max abs err was not among them (a quantized policy): no tolerance flag is offered.
     assert why_failed(check) == [(
-        "onnxruntime/cpu: output logits max abs err 2 (would pass with --atol 1), cosine 0.5000, "
+        "onnxruntime/cpu: output logits max abs err 2, cosine 0.5000, "
         "top-1 agreement 25%, top-5 agreement 50% (judged as a classifier: its name says so "
         "(logits); if it holds no class scores, --output-kind logits=embedding)")]
+
+
+def test_a_ranking_only_failure_of_a_guessed_kind_says_the_cosine_passes() -> None:
+    guessed = Check(runtime="tflite", device="cpu", passed=False, outputs=(
+        row("output_0", 0.1, failed=("top-1",), cosine=0.9967, top1=0.84,
+            kind="classifier", kind_why="one score vector per sample"),))
+    assert why_failed(guessed) == [(
+        "tflite/cpu: output output_0 max abs err 0.1, top-1 agreement 84% (judged as a "
+        "classifier: one score vector per sample, though its cosine 0.9967 passes; if it holds "
+        "no class scores, --output-kind output_0=embedding)")]
+    assert ranking_only([guessed])
+    said = Check(runtime="tflite", device="cpu", passed=False, outputs=(
+        row("output_0", 0.1, failed=("top-1",), kind_why="set by the user"),))
+    assert not ranking_only([said])  # the user said classifier: another route may rank better
+    numbers = Check(runtime="tflite", device="cpu", passed=False, outputs=(
+        row("output_0", 0.1, failed=("cosine", "top-1")),))
+    assert not ranking_only([numbers]) and not ranking_only([])
 
 
 def test_an_error_is_said_as_it_is_and_a_skip_says_nothing() -> None:

@@ -173,3 +173,23 @@ def test_logits_per_position_from_token_ids_are_a_classifier_judged_per_token() 
     got[0, 0, 0, ref[0, 0, 0].argmin()] = 100.0  # one position of 64 changes its top-1
     row = metrics("output_0", list(ref), list(got), POLICIES["dynamic"], hints=tokens)
     assert row.kind == "classifier" and row.top1 == 63 / 64
+
+
+def test_without_a_hidden_width_no_sequence_output_is_taken_for_logits() -> None:
+    # A source whose weights portkit can't read (hidden None): hidden states stay regression.
+    ref = np.random.default_rng(0).standard_normal((2, 1, 16, 768))
+    assert guess_kind("output_0", ref, KindHints(tokens=True))[0] is OutputKind.REGRESSION
+
+
+def test_only_int_inputs_of_rank_2_are_token_ids() -> None:
+    from portkit.runtimes.tasks import kind_hints
+    from portkit.specs import TensorSpec
+
+    class Weights:
+        def weight_shapes(self) -> list[tuple[int, ...]]:
+            return [(100, 16), (16, 16), (16, 16)]
+
+    image = TensorSpec("image", (1, 224, 224, 3), "uint8")
+    ids = TensorSpec("ids", (1, 16), "int64")
+    assert kind_hints(Weights(), [image]) == KindHints()  # type: ignore[arg-type]
+    assert kind_hints(Weights(), [ids]) == KindHints(True, 16)  # type: ignore[arg-type]
