@@ -58,16 +58,16 @@ def run(src: Path, inputs: Sequence[TensorSpec] = (), **kwargs: Any) -> tuple[An
     check_onnx(src)
 
     work = Path(os.getcwd())
-    src = _private_copy(src, work / "onnx2tf_in")
+    src, graph = _private_copy(src, work / "onnx2tf_in")
     sample = np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32)
     np.save(work / _SAMPLE_FILE, sample)
     out = work / "onnx2tf_out"
-    fixed, hints = _shapes(src, inputs)
+    fixed, hints = _shapes(graph, inputs)
     if fixed:
-        _fix_inputs(src, fixed)
+        graph = _fix_inputs(src, graph, fixed)
     if hints:
         kwargs["shape_hints"] = hints
-    if states := rnn_states(src):
+    if states := rnn_states(graph):
         kwargs["keep_shape_absolutely_input_names"] = states
     try:
         model = onnx2tf.convert(
@@ -92,17 +92,15 @@ def run(src: Path, inputs: Sequence[TensorSpec] = (), **kwargs: Any) -> tuple[An
     return model, out
 
 
-def _shapes(src: Path, inputs: Sequence[TensorSpec]) -> tuple[dict[str, tuple[int, ...]],
-                                                              list[str]]:
-    """The ONNX inputs with some dimension not fixed that ``inputs`` resolve static, with the
-    shape to fix them at, and ``shape_hints`` for those ``inputs`` keep dynamic (by name, else
-    in order)."""
-    import onnx
-
+def _shapes(model: Any, inputs: Sequence[TensorSpec]) -> tuple[dict[str, tuple[int, ...]],
+                                                               list[str]]:
+    """The ONNX inputs of ``model`` with some dimension not fixed that ``inputs`` resolve
+    static, with the shape to fix them at, and ``shape_hints`` for those ``inputs`` keep
+    dynamic (by name, else in order)."""
     from portkit.convert.dynamic import onnx_inputs
     from portkit.runtimes.binding import pair_by_name
 
-    stored = onnx_inputs(onnx.load(str(src), load_external_data=False))
+    stored = onnx_inputs(model)
     if not inputs or len(stored) != len(inputs):
         return {}, []
     shapes = dict(stored)
@@ -120,15 +118,19 @@ def _shapes(src: Path, inputs: Sequence[TensorSpec]) -> tuple[dict[str, tuple[in
     return fixed, hints
 
 
-def _fix_inputs(src: Path, fixed: dict[str, tuple[int, ...]]) -> None:
-    """Write the static shapes into ``src`` (the private copy): onnx2tf applies its
-    ``overwrite_input_shape`` only through onnxsim, which portkit leaves off. Where the graph
-    branches (``If``), fold what the fixed shapes decide (a ``squeeze`` of a batch of 1), which
-    onnx2tf can't convert; a model with external data is left unfolded."""
+def _fix_inputs(src: Path, model: Any, fixed: dict[str, tuple[int, ...]]) -> Any:
+    """Write ``model`` (read from ``src``, the private copy) back with the static shapes:
+    onnx2tf applies its ``overwrite_input_shape`` only through onnxsim, which portkit leaves
+    off. Where the graph branches (``If``), fold what the fixed shapes decide (a ``squeeze`` of
+    a batch of 1), which onnx2tf can't convert; a model with external data, or one the
+    optimizer fails on, is left unfolded.
+
+    Returns:
+        The model written.
+    """
     import onnx
     from onnx.external_data_helper import _get_all_tensors, uses_external_data
 
-    model = onnx.load(str(src), load_external_data=False)
     onnx_fold.fix_shapes(model, fixed)
     if onnx_fold.has_control_flow(model) and not any(
             uses_external_data(t) for t in _get_all_tensors(model)):
@@ -137,6 +139,7 @@ def _fix_inputs(src: Path, fixed: dict[str, tuple[int, ...]]) -> None:
         except Exception:  # noqa: BLE001 - the optimizer's own failure: onnx2tf gets it unfolded
             pass
     onnx.save(model, str(src))
+    return model
 
 
 # Where an ONNX recurrent op takes its initial state: input index -> which state.
@@ -145,44 +148,34 @@ _INITIAL_STATE = {"LSTM": (5, 6), "GRU": (5,), "RNN": (5,)}
 _SLICING = {"Split", "Gather", "Slice", "Squeeze", "Unsqueeze", "Identity", "Reshape"}
 
 
-def rnn_states(src: Path) -> list[str]:
-    """The graph inputs that reach a recurrent op's initial state (through slicing only):
-    ``[layers, batch, hidden]`` tensors, not channels-first signals, which onnx2tf must not
-    transpose (``keep_shape_absolutely_input_names``)."""
-    import onnx
-
-    model = onnx.load(str(src), load_external_data=False)
+def rnn_states(model: Any) -> list[str]:
+    """The graph inputs of ``model`` that reach a recurrent op's initial state (through slicing
+    only): ``[layers, batch, hidden]`` tensors, not channels-first signals, which onnx2tf must
+    not transpose (``keep_shape_absolutely_input_names``)."""
     initializers = {i.name for i in model.graph.initializer}
-    inputs = [i.name for i in model.graph.input if i.name not in initializers]
-    nodes: list[Any] = []
-
-    def collect(graph: Any) -> None:
-        for node in graph.node:
-            nodes.append(node)
-            for attr in node.attribute:
-                for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
-                    collect(sub)
-
-    collect(model.graph)
     found = []
-    for name in inputs:
-        reach, changed = {name}, True
-        while changed:
-            changed = False
-            for node in nodes:
-                if node.op_type in _SLICING and node.input and node.input[0] in reach \
-                        and not set(node.output) <= reach:
-                    reach.update(node.output)
-                    changed = True
-        if any(node.input[i] in reach for node in nodes
-               for i in _INITIAL_STATE.get(node.op_type, ()) if i < len(node.input)):
-            found.append(name)
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        reach = {value.name}
+        for node in onnx_fold.nodes(model.graph):  # in the order values are made
+            if node.op_type in _SLICING and node.input and node.input[0] in reach:
+                reach.update(node.output)
+            elif any(node.input[i] in reach for i in _INITIAL_STATE.get(node.op_type, ())
+                     if i < len(node.input)):
+                found.append(value.name)
+                break
     return found
 
 
-def _private_copy(src: Path, folder: Path) -> Path:
+def _private_copy(src: Path, folder: Path) -> tuple[Path, Any]:
     """``src`` and the external data files it names (``check_onnx`` keeps them beside it),
-    copied into ``folder``, so nothing onnx2tf writes reaches the original."""
+    copied into ``folder``, so nothing onnx2tf writes reaches the original.
+
+    Returns:
+        The copy, and its ``ModelProto`` (external data not loaded), read once for every
+        use before onnx2tf runs.
+    """
     import onnx
     from onnx.external_data_helper import _get_all_tensors, uses_external_data
 
@@ -194,4 +187,4 @@ def _private_copy(src: Path, folder: Path) -> Path:
             (folder / location).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src.parent / location, folder / location)
     shutil.copy2(src, folder / src.name)
-    return folder / src.name
+    return folder / src.name, model

@@ -203,16 +203,7 @@ def _bind_onnx(src: Path, dst: Path, constants: dict[str, Scalar]) -> str:
 
 def _drop_unused_initializers(graph: Any) -> None:
     """Remove initializers no node (nor subgraph) reads and no output names."""
-    used = {o.name for o in graph.output}
-
-    def walk(g: Any) -> None:
-        for node in g.node:
-            used.update(node.input)
-            for attr in node.attribute:
-                for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
-                    walk(sub)
-
-    walk(graph)
+    used = {o.name for o in graph.output} | {i for n in onnx_fold.nodes(graph) for i in n.input}
     keep = [i for i in graph.initializer if i.name in used]
     del graph.initializer[:]
     graph.initializer.extend(keep)

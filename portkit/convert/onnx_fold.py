@@ -11,7 +11,7 @@ say), and an ``If`` on a shape downstream folds only once it does.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 # The most elements a ConstantOfShape may make and still be folded (shape arithmetic).
@@ -52,6 +52,21 @@ def fix_shapes(model: Any, shapes: Mapping[str, Sequence[int]]) -> None:
     del model.graph.value_info[:]
 
 
+def nodes(graph: Any) -> Iterator[Any]:
+    """Every node of ``graph`` and of the subgraphs its nodes hold (an ``If``'s branches, a
+    ``Loop``'s body), each node before its subgraphs' nodes: the order values are made in."""
+    for node in graph.node:
+        yield node
+        for sub in subgraphs(node):
+            yield from nodes(sub)
+
+
+def subgraphs(node: Any) -> list[Any]:
+    """The graphs a node holds as attributes (an ``If``'s two branches, a ``Loop``'s body)."""
+    return [g for attr in node.attribute
+            for g in ([attr.g] if attr.HasField("g") else list(attr.graphs))]
+
+
 def count_ifs(model: Any, names: Iterable[str]) -> tuple[int, int]:
     """How many ``If`` nodes (in subgraphs too) have a condition computed from the values
     ``names`` (inputs or initializers) and constants alone, and how many others.
@@ -59,25 +74,20 @@ def count_ifs(model: Any, names: Iterable[str]) -> tuple[int, int]:
     Returns:
         (decided by ``names``, decided by anything else).
     """
-    bound, constant = set(names), set()
+    bound = set(names)
+    constant = {i.name for i in model.graph.initializer} | {
+        i.name for node in nodes(model.graph) for sub in subgraphs(node)
+        for i in sub.initializer}
     counts = [0, 0]
-
-    def walk(graph: Any) -> None:
-        constant.update(i.name for i in graph.initializer)
-        for node in graph.node:
-            if node.op_type == "If":
-                counts[0 if node.input[0] in bound else 1] += 1
-            used = [i for i in node.input if i]
-            if node.op_type == "Constant":
-                constant.update(node.output)
-            elif used and all(i in bound or i in constant for i in used) \
-                    and any(i in bound for i in used):
-                bound.update(node.output)
-            for attr in node.attribute:
-                for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
-                    walk(sub)
-
-    walk(model.graph)
+    for node in nodes(model.graph):
+        if node.op_type == "If":
+            counts[0 if node.input[0] in bound else 1] += 1
+        used = [i for i in node.input if i]
+        if node.op_type == "Constant":
+            constant.update(node.output)
+        elif used and all(i in bound or i in constant for i in used) \
+                and any(i in bound for i in used):
+            bound.update(node.output)
     return counts[0], counts[1]
 
 

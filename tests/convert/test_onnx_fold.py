@@ -52,7 +52,8 @@ def test_an_input_reaching_an_rnn_initial_state_is_a_state(tmp_path: Path) -> No
     src = tmp_path / "vad.onnx"
     onnx.save(onnx_models.stateful_audio(), str(src))
     _bind_onnx(src, path, {"sr": 16000})
-    assert rnn_states(path) == ["state"]  # through Split into the LSTM's initial_h/initial_c
+    # Through Split into the LSTM's initial_h/initial_c.
+    assert rnn_states(onnx.load(str(path))) == ["state"]
     dynamic = tmp_path / "cnn.onnx"
     onnx.save(onnx_models.dynamic_cnn(), str(dynamic))
-    assert rnn_states(dynamic) == []
+    assert rnn_states(onnx.load(str(dynamic))) == []
