@@ -14,7 +14,7 @@ from typing import Any
 
 from portkit import options, policies
 from portkit.bounds import TIMEOUT
-from portkit.convert import pipeline
+from portkit.convert import pipeline, sources
 from portkit.debug import run as debug_run
 from portkit.debug.report import DebugReport
 from portkit.formats import sniff
@@ -187,7 +187,7 @@ def convert(
     with contextlib.ExitStack() as stack:
         shapes = options.shapes(dims, static)
         if not isinstance(source, (str, Path)):
-            source, shapes = pipeline.save_module(source, given, shapes, stack)
+            source, shapes = sources.save_module(source, given, shapes, stack)
             given = []  # the .pt2 holds them, under forward's own argument names
         job = ConvertJob(
             source=Path(source), target=target,

@@ -12,10 +12,10 @@ from portkit.convert import registry
 from portkit.formats import Format
 
 if TYPE_CHECKING:
-    from portkit.convert.pipeline import _Conversion
+    from portkit.convert.conversion import Conversion
 
 
-def source_onnx(conversion: _Conversion, fmt: Format, target: Format,
+def source_onnx(conversion: Conversion, fmt: Format, target: Format,
                 folder: Path) -> Path | None:
     """A torch source's ONNX to time its TFLite artifact against: the one a route's first hop
     made, else one made now (in ``folder``) by the cheapest one-hop route to ONNX, and checked

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import portkit
-from portkit.convert import onnx_upgrade, pipeline, registry
+from portkit.convert import onnx_upgrade, planner, registry
 from portkit.errors import ExitCode, UsageError
 from portkit.formats import Format
 from portkit.options import ConvertJob
@@ -36,16 +36,16 @@ def test_old_opsets_get_the_upgrade_hop_first() -> None:
     assert onnx_upgrade.opset(model) == 6
     assert registry.needed(str(model), Format.ONNX) == ["onnx-upgrade"]
     job = ConvertJob(source=model, target=Format.TFLITE)
-    routes = pipeline.plan(Format.ONNX, job, ("onnx-upgrade",))
+    routes = planner.plan(Format.ONNX, job, ("onnx-upgrade",))
     assert [r.name for r in routes] == ["onnx-upgrade+onnx2tf",
                                         "onnx-upgrade+onnx2tf+tflite-converter"]
     # --route may name the upgrade or leave it out; the planner routes through it only as a prelude.
     for name in ("onnx2tf", "onnx-upgrade+onnx2tf"):
         job = ConvertJob(source=model, target=Format.TFLITE, route=name)
-        assert [r.name for r in pipeline.plan(Format.ONNX, job, ("onnx-upgrade",))] == [
+        assert [r.name for r in planner.plan(Format.ONNX, job, ("onnx-upgrade",))] == [
             "onnx-upgrade+onnx2tf"]
     with pytest.raises(UsageError, match="routes: onnx2tf"):
-        pipeline.plan(Format.ONNX, ConvertJob(source=model, target=Format.TFLITE,
+        planner.plan(Format.ONNX, ConvertJob(source=model, target=Format.TFLITE,
                                               route="litert-torch"), ("onnx-upgrade",))
     assert all("onnx-upgrade" not in r.name for r in registry.plan(Format.ONNX, Format.TFLITE))
 

@@ -11,7 +11,7 @@ import pytest
 
 import portkit
 from portkit.convert import registry
-from portkit.convert.pipeline import choose
+from portkit.convert.planner import choose
 from portkit.errors import ExitCode, UsageError
 from portkit.formats import Format
 from portkit.results import Attempt

@@ -147,11 +147,11 @@ def _slow_pool_onnx(path: Path, window: int = 1024, channels: int = 128) -> Path
 def test_a_pathologically_slow_tflite_is_timed_against_ort_and_its_pool_named(
         workers, tmp_path, monkeypatch) -> None:
     from portkit.cli.render import convert_tables
-    from portkit.convert import pipeline
+    from portkit.convert import planner
 
     # The artifact as onnx2tf writes it without the pool-rewrite preparation (which makes this
     # pool global and fast, tests/convert/test_pool_rewrite.py): the slow case the check is for.
-    monkeypatch.setattr(pipeline, "_preparations", lambda *args: ())
+    monkeypatch.setattr(planner, "preparations", lambda *args: ())
     src = _slow_pool_onnx(tmp_path / "pool.onnx")
     out = tmp_path / "pool.tflite"
     report = portkit.convert(src, "tflite", out, speed_check=True, workers=workers)

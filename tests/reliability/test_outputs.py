@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import portkit
-from portkit.convert.pipeline import check_paths
+from portkit.convert.outputs import check_paths
 from portkit.errors import UsageError
 from portkit.formats import Format, sniff
 from portkit.io import Folder, Output, atomic_write_text, check_outputs, failed_path
