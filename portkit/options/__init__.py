@@ -1,0 +1,29 @@
+"""Flags -> typed options: what the user asked of the loaders, converters and timing, checked
+once here so the library API and the CI gate build them the same way (the parity policy's
+numbers: ``portkit.policies``). One module per option group: ``loading``, ``conversion``,
+``feeding`` (``--const``, ``--dim``), ``measuring`` (timing, ``--eval``), and ``jobs``;
+every name is importable from here.
+
+Modes are enums (``Quantize``, ``Optimize``), never strings compared in several places; a job
+(``ConvertJob``, ``ValidateJob``, ``BenchJob``) is everything one command was asked to do.
+"""
+
+from __future__ import annotations
+
+from portkit.options.conversion import (
+    ConvertOptions,
+    Optimize,
+    convert_options,
+    optimize_goal,
+    target,
+)
+from portkit.options.feeding import Scalar, constants, shapes, shown
+from portkit.options.jobs import BenchJob, ConvertJob, ValidateJob
+from portkit.options.loading import LoadOptions
+from portkit.options.measuring import Budget, Evaluation, evaluation
+
+__all__ = [
+    "BenchJob", "Budget", "ConvertJob", "ConvertOptions", "Evaluation", "LoadOptions",
+    "Optimize", "Scalar", "ValidateJob", "constants", "convert_options", "evaluation",
+    "optimize_goal", "shapes", "shown", "target",
+]
