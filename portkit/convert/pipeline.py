@@ -78,8 +78,8 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
         # write it are dropped, with the reason, once the preparations are known.
         registry.by_opset(registry.plan(fmt, job.target, quantize=job.options.quantize),
                           job.options.opset)
-        routes, dropped = registry.by_opset(planner.plan(fmt, job, planner.preparations(src, fmt, job, ctx)),
-                                            job.options.opset)
+        preparations = planner.preparations(src, fmt, job, ctx)
+        routes, dropped = registry.by_opset(planner.plan(fmt, job, preparations), job.options.opset)
         if not routes:
             what = f"{job.options.quantize.value}-quantized " if job.options.quantize else ""
             raise ConversionError(
