@@ -2,7 +2,7 @@
 sequence left free against one static artifact per length.
 
     python -m benchmarks.dynamic                      # bert_tiny, lengths 16 64 128
-    python -m benchmarks.dynamic --readme README.md   # also rewrite the README's table
+    python -m benchmarks.dynamic --readme docs/benchmarks.md   # also rewrite the docs table
 
 The zoo's ``bert_tiny`` (``input_ids`` and ``attention_mask``, batch 1) is exported once with
 ``torch.export.Dim("seq", min=2, max=128)`` on both inputs. For each target, portkit converts it
@@ -43,9 +43,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[16, 64, 128])
     parser.add_argument("--timeout", type=float, default=900)
-    parser.add_argument("--readme", type=Path, help="Rewrite this README's dynamic table.")
+    parser.add_argument("--readme", type=Path, help="Rewrite this page's dynamic table (docs/benchmarks.md).")
     parser.add_argument("--report-only", action="store_true",
-                        help="Only render the README table from the results file.")
+                        help="Only render the docs table from the results file.")
     args = parser.parse_args()
     if not args.report_only:
         with tempfile.TemporaryDirectory(prefix="dynamic-") as work:
@@ -129,7 +129,7 @@ def _time(path: Path, length: int | None, lengths: list[int], timeout: float
 
 
 def markdown(data: dict[str, Any]) -> str:
-    """The README table: per target, the dynamic artifact and the static ones, with p50 per
+    """The docs table: per target, the dynamic artifact and the static ones, with p50 per
     length and the dynamic/static ratio."""
     lengths = [str(n) for n in data["lengths"]]
     head = ("| target | artifact | converted (s) | route | "

@@ -5,7 +5,7 @@ staging folder, a live worker). Run it on two trees to see a change's before and
     python -m benchmarks.probes                       # this tree -> benchmarks/results/probes.json
     python -m benchmarks.probes --tree /tmp/old --out /tmp/before.json
     python -m benchmarks.probes --probes sigkill-mid-conversion   # rerun one, keep the rest
-    python -m benchmarks.probes --readme README.md --before /tmp/before.json   # the table only
+    python -m benchmarks.probes --readme docs/safety.md --before /tmp/before.json   # the table only
 """
 
 from __future__ import annotations
@@ -314,7 +314,7 @@ def _outcome(r: dict[str, Any]) -> str:
 
 
 def markdown(after: list[dict[str, Any]], before: list[dict[str, Any]] | None) -> str:
-    """The README table: each probe with its exit code and what it lost or left, before and
+    """The docs table: each probe with its exit code and what it lost or left, before and
     now."""
     old = {r["probe"]: r for r in before or []}
     lines = ["| probe | before: exit (s), lost or left | now: exit | s | now: lost or left |",

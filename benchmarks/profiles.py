@@ -58,7 +58,7 @@ def run(model: ZooModel, work: Path) -> dict[str, Any]:
 
 
 def markdown(path: Path) -> str:
-    """The README table: per model, XNNPACK's share and the worst op types."""
+    """The docs table: per model, XNNPACK's share and the worst op types."""
     import json
 
     data = json.loads(path.read_text())

@@ -2,7 +2,7 @@
 
     python -m benchmarks.quantize                        # every PyTorch model of the zoo
     python -m benchmarks.quantize --models resnet18 encoder4 --timeout 600
-    python -m benchmarks.report --quantize --readme README.md
+    python -m benchmarks.report --quantize --readme docs/benchmarks.md
 
 For each model and mode (``int8``: static int8 calibrated, float inputs and outputs;
 ``dynamic``: int8 weights, float activations) each tool runs alone in a fresh process:
@@ -72,13 +72,13 @@ class Tool:
     """One way to quantize: portkit or a peer's own int8 path."""
 
     name: str  # portkit, litert-torch-pt2e, onnx2tf, litert-torch+aeq
-    label: str  # how the README names it
+    label: str  # how the docs tables name it
 
 
 TOOLS = (
     Tool("portkit", "portkit"),
     Tool("litert-torch-pt2e", "litert-torch PT2E"),
-    Tool("onnx2tf", "torch.onnx + onnx2tf"),  # the README adds " CLI"
+    Tool("onnx2tf", "torch.onnx + onnx2tf"),  # the docs tables add " CLI"
     Tool("litert-torch+aeq", "litert-torch + ai-edge-quantizer"),
 )
 

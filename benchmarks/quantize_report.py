@@ -1,7 +1,7 @@
 """Markdown tables and the issue's verdicts from ``benchmarks/results/quantize.json``.
 
     python -m benchmarks.quantize_report                    # print the Markdown
-    python -m benchmarks.quantize_report --readme README.md # replace the block between the markers
+    python -m benchmarks.quantize_report --readme docs/benchmarks.md # replace the block between the markers
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def _converted_cell(run: dict[str, Any]) -> str:
 
 
 def _float_table(models: list[dict[str, Any]]) -> list[str]:
-    lines = ["#### portkit: float against --quantize dynamic", "",
+    lines = ["### portkit: float against --quantize dynamic", "",
              "| model | float seconds (route) | dynamic seconds (route) | dynamic / float |",
              "|---|--:|--:|--:|"]
     for m in models:
@@ -93,7 +93,7 @@ def _float_table(models: list[dict[str, Any]]) -> list[str]:
 
 
 def markdown(data: dict[str, Any]) -> str:
-    """The README section: one table per mode, portkit's float against dynamic time, verdicts."""
+    """The docs section: one table per mode, portkit's float against dynamic time, verdicts."""
     models = data["models"]
     first = models[0]
     lines = [
@@ -112,7 +112,7 @@ def markdown(data: dict[str, Any]) -> str:
     for mode, title in MODES.items():
         if not any(r["mode"] == mode for m in models for r in m["runs"]):
             continue
-        lines += [f"#### {title}", "",
+        lines += [f"### {title}", "",
                   "| model | tool (route) | converted | seconds | cosine | top-1 | MB | "
                   + " | ".join(f"p50 ms {name} | vs best peer" for name in KEYS.values()) + " |",
                   "|---|---|---|--:|--:|--:|--:|" + "--:|--:|" * len(KEYS)]
@@ -128,7 +128,7 @@ def markdown(data: dict[str, Any]) -> str:
                              + " | ".join(latency_cells(r, runs, KEYS)) + " |")
         lines.append("")
     lines += _float_table(models)
-    lines += ["#### Verdicts", "", "| claim | held | evidence |", "|---|---|---|"]
+    lines += ["### Verdicts", "", "| claim | held | evidence |", "|---|---|---|"]
     lines += [f"| {v.claim} | {'yes' if v.held else '**no**'} | {v.evidence} |"
               for v in verdicts(data)]
     return "\n".join(lines) + "\n"

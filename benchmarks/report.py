@@ -1,7 +1,7 @@
 """Markdown tables and the issue's verdicts from ``benchmarks/results/zoo.json``.
 
     python -m benchmarks.report                    # print the Markdown
-    python -m benchmarks.report --readme README.md # replace the block between the markers
+    python -m benchmarks.report --readme docs/benchmarks.md # replace the block between the markers
 """
 
 from __future__ import annotations
@@ -176,7 +176,7 @@ def changed_verdicts(models: list[dict[str, Any]]) -> list[str]:
     changed = [(m, r) for m, r in judged if r["parity_passed"] != r["parity_passed_old_rule"]]
     summary = (f"{len(judged)} float32 artifacts judged by both rules; "
                f"{len(changed)} verdicts changed{':' if changed else '.'}")
-    lines = ["#### Float32 verdicts under the scale-aware rule", "", summary, ""]
+    lines = ["### Float32 verdicts under the scale-aware rule", "", summary, ""]
     if changed:
         header = "| model | tool (route) | target | max abs err | err / scale | old rule | new rule |"
         lines += [header, "|---|---|---|--:|--:|---|---|"]
@@ -218,7 +218,7 @@ def replace_block(readme: Path, start: str, end: str, text: str) -> None:
 
 
 def markdown(data: dict[str, Any]) -> str:
-    """The README section: one table per target, then the verdicts."""
+    """The docs section: one table per target, then the verdicts."""
     models = data["models"]
     lines = [
         provenance(models, "benchmarks/results/zoo.json", "benchmarks.report"),
@@ -236,7 +236,7 @@ def markdown(data: dict[str, Any]) -> str:
             continue
         keys = latency_keys(target)
         names = {"onnxruntime": "ORT", "tflite_2t": "2 threads", "tflite_1t": "1 thread"}
-        lines += [f"#### {title}", "",
+        lines += [f"### {title}", "",
                   "| model | tool (route) | converted | seconds | max abs err | cosine | MB | "
                   + " | ".join(f"p50 ms {names[k]} | vs best peer" for k in keys) + " |",
                   "|---|---|---|--:|--:|--:|--:|" + "--:|--:|" * len(keys)]
@@ -252,7 +252,7 @@ def markdown(data: dict[str, Any]) -> str:
                              + " | ".join(latency_cells(r, runs, keys)) + " |")
         lines.append("")
     lines += changed_verdicts(models)
-    lines += ["#### Verdicts", "", "| claim | held | evidence |", "|---|---|---|"]
+    lines += ["### Verdicts", "", "| claim | held | evidence |", "|---|---|---|"]
     lines += [f"| {v.claim} | {'yes' if v.held else '**no**'} | {v.evidence} |"
               for v in verdicts(data)]
     return "\n".join(lines) + "\n"
@@ -269,8 +269,8 @@ def latency_cells(run: dict[str, Any], runs: list[dict[str, Any]], keys: Any) ->
 
 def render_main(doc: str | None, results: Path, start: str, end: str,
                 render: Any) -> None:
-    """``--results FILE --readme README.md``: print the block ``render`` makes of the results,
-    or replace the block between ``start`` and ``end`` in the README."""
+    """``--results FILE --readme docs/benchmarks.md``: print the block ``render`` makes of the results,
+    or replace the block between ``start`` and ``end`` in that page."""
     parser = argparse.ArgumentParser(description=doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, default=results)

@@ -2,7 +2,7 @@
 
     python -m benchmarks.run                      # the whole zoo (about an hour on 2 cores)
     python -m benchmarks.run --models resnet18 lstm
-    python -m benchmarks.report --readme README.md
+    python -m benchmarks.report --readme docs/benchmarks.md
 
 For each model and target (ONNX; TFLite float32; TFLite int8 where it applies) every tool that
 does the hop runs alone in a fresh process: ``portkit convert`` (its default route, and with
@@ -224,7 +224,7 @@ def _parity(run: dict[str, Any], ref: Reference) -> dict[str, Any]:
         return {"ran": False, "parity_passed": False, "run_error": str(e).splitlines()[0],
                 "size_bytes": path.stat().st_size}
     rows = compare_outputs(ref.outputs[:tol.samples], got.outputs, tol)
-    old = None  # the fp32 verdict under the rule before the scale term, for the README
+    old = None  # the fp32 verdict under the rule before the scale term, for the docs tables
     if tol.policy == "fp32":
         old = all(r.passed for r in compare_outputs(ref.outputs[:1], got.outputs, OLD_FP32))
     return {

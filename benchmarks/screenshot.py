@@ -1,4 +1,4 @@
-"""The README's screenshot: Model Explorer showing a TFLite artifact coloured by ``portkit debug
+"""The screenshot in docs/debug.md: Model Explorer showing a TFLite artifact coloured by ``portkit debug
 --overlay``, taken in a real headless browser.
 
     pip install -c constraints.txt -e '.[all,docs]'   # model-explorer and playwright

@@ -97,7 +97,7 @@ def _fixed(specs: Any) -> list[Any]:
 
 
 def markdown(path: Path) -> str:
-    """The README table: TFLite against ONNX Runtime per model."""
+    """The docs table: TFLite against ONNX Runtime per model."""
     import json
 
     data = json.loads(path.read_text())

@@ -5,7 +5,7 @@ faithful artifact and the best broken one.
 
     python -m benchmarks.tolerance                # writes benchmarks/results/tolerance.json
     python -m benchmarks.tolerance --cases flip-onnx2tf segmenter-onnx
-    python -m benchmarks.tolerance --readme README.md  # the table from the results, no run
+    python -m benchmarks.tolerance --readme docs/parity.md  # the table from the results, no run
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ START, END = "<!-- tolerance:start -->", "<!-- tolerance:end -->"
 
 
 def markdown(data: dict[str, Any]) -> str:
-    """The README's table of the corpus and the margins of each float policy."""
+    """The docs table of the corpus and the margins of each float policy."""
     from portkit.policies import POLICIES
 
     rows = data["cases"]

@@ -29,7 +29,7 @@ class ZooModel:
         framework: ``torch`` or ``keras``.
         build: Returns the model (an ``nn.Module`` in eval mode, or a Keras model).
         inputs: The inputs it is exported with.
-        config: What was built, in words (the README table shows it).
+        config: What was built, in words (the docs tables show it).
         int8: Whether full-integer quantization applies (a classifier-like float model).
         kinds: What outputs hold where portkit's guess would be wrong, as ``--output-kind``
             takes them (``output_0=embedding``).

@@ -76,7 +76,7 @@ class Bound:
 
 
 MAX_SECONDS = 7 * 24 * 3600.0  # a week: longer limits overflow timers, and are no limit at all
-# Each numeric flag's values (README: "Flags").
+# Each numeric flag's values, one place (the flags' --help, the API, portkit.toml).
 TIMEOUT = Bound("--timeout", 0.0, MAX_SECONDS, low_open=True, noun="a number of seconds")
 SEED = Bound("--seed", 0, 2**32 - 1, integer=True)  # numpy's seed range
 SAMPLES = Bound("--samples", 1, 10_000, integer=True)

@@ -11,7 +11,7 @@ import enum
 
 
 class ExitCode(enum.IntEnum):
-    """Exit codes of the ``portkit`` CLI (documented in the README)."""
+    """Exit codes of the ``portkit`` CLI (documented in the README and docs/safety.md)."""
 
     OK = 0
     PARITY_FAILED = 1

@@ -147,8 +147,9 @@ class Tolerance:
 
 # Default policies by precision: float32 and float16 by error against the output's scale;
 # quantized by cosine and top-k over a batch of inputs. The float numbers come from the labelled
-# corpus of faithful and broken artifacts in tests/validators/corpus.py (README: "How portkit
-# judges an artifact"); the quantized ones sit below what the fixtures measured.
+# corpus of faithful and broken artifacts in tests/validators/corpus.py (docs/parity.md; the
+# margins in benchmarks/results/tolerance.json); the quantized ones sit below what the fixtures
+# measured.
 POLICIES = {
     "fp32": Tolerance(),
     Quantize.FP16.value: Tolerance(atol=1e-6, rtol=0.0, scale_tol=1e-2, min_cosine=0.9999,

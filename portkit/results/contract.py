@@ -46,7 +46,7 @@ class JsonReport:
     what ``_finish`` derives, and ``exit_code`` for reports that have one."""
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON contract (see README): plain types only, non-finite floats as strings."""
+        """The JSON contract (docs/ci.md): plain types only, non-finite floats as strings."""
         d = self._finish(plain(dataclasses.asdict(self)))  # type: ignore[call-overload]
         if hasattr(self, "exit_code"):
             d["exit_code"] = int(self.exit_code)
