@@ -98,14 +98,18 @@ INPUTS = group(
     click.option("--dim", "dims", multiple=True, metavar="NAME=LO..HI",
                  help="The sizes a dynamic dimension takes, e.g. N=1..32 (N as --input "
                       "x:Nx3x224x224 names it, or the model does: batch, ids.1, a dim_param) "
-                      "[default: the source's range, else 1..64]. Repeat per dimension."),
+                      "[default: the source's range, else 1..64, or up to the --input size]. "
+                      "Keeping it dynamic is then a requirement (exit 3 where no route can; "
+                      "else convert fixes it at its example size and says so); K..K fixes it. "
+                      "Repeat per dimension."),
     click.option("--static", is_flag=True,
                  help="Fix every dimension at its example size: a fixed-shape artifact (it "
                       "converts faster; some delegates need it), validated at that size only."),
     CONST,
     STEPS,
     click.option("--inputs", "inputs_file", type=click.Path(path_type=Path),
-                 help="An .npz of input arrays (by input name, or in order; samples on an "
+                 help="An .npz of input arrays (by input name, or in order when no array "
+                      "is named for an input; samples on an "
                       "extra leading axis, or on the first axis where the model's batch is "
                       "free) instead of seeded ones; it gives the shapes and dtypes the model "
                       "doesn't store."),

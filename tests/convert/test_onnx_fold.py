@@ -57,3 +57,20 @@ def test_an_input_reaching_an_rnn_initial_state_is_a_state(tmp_path: Path) -> No
     dynamic = tmp_path / "cnn.onnx"
     onnx.save(onnx_models.dynamic_cnn(), str(dynamic))
     assert rnn_states(onnx.load(str(dynamic))) == []
+
+
+def test_a_fold_the_optimizer_fails_on_leaves_onnx2tf_the_shapes_fixed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from portkit.convert._onnx2tf import _fix_inputs
+
+    def broken(model):
+        raise RuntimeError("the optimizer's own bug")
+
+    monkeypatch.setattr(onnx_fold, "fold", broken)
+    path = tmp_path / "vad.onnx"
+    model = onnx_models.stateful_audio()  # it branches: folding is tried
+    written = _fix_inputs(path, model, {"input": (1, 512), "state": (2, 1, 128)})
+    reread = onnx.load(str(path))
+    assert "If" in _ops(reread) and _ops(written) == _ops(reread)
+    dims = [[d.dim_value for d in i.type.tensor_type.shape.dim] for i in reread.graph.input]
+    assert dims[:2] == [[1, 512], [2, 1, 128]]
