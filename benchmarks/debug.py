@@ -2,6 +2,7 @@
 
     python -m benchmarks.debug                          # resnet18 and vit_tiny, ONNX and TFLite
     python -m benchmarks.debug --models resnet18 --targets tflite
+    python -m benchmarks.debug --readme docs/debug.md   # the table from the results, no run
 
 For each model (``benchmarks/zoo.py``, saved as ``.pt2``) and target, portkit converts it by its
 default route, then two commands run alone in fresh processes on the pair:
@@ -26,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.report import replace_block
 from benchmarks.zoo import ZooModel, by_name
 from portkit import api
 from portkit.io import atomic_write_text
@@ -35,6 +37,7 @@ RESULTS = Path(__file__).parent / "results" / "debug.json"
 MODELS = ["resnet18", "vit_tiny"]
 RUNTIME = {"onnx": "onnxruntime", "tflite": "tflite"}
 TIMEOUT = 1800.0
+START, END = "<!-- debug:start -->", "<!-- debug:end -->"
 
 
 def tree_peak(cmd: list[str], timeout: float = TIMEOUT) -> tuple[int, float, float, str]:
@@ -106,13 +109,36 @@ def measure(model: ZooModel, target: str, folder: Path) -> dict[str, Any]:
     return row
 
 
+def markdown(data: dict[str, Any]) -> str:
+    """The docs table: per model and target, debug's time and peak memory against a plain
+    validate of the same pair, and the first divergence it found."""
+    names = {"onnx": "ONNX", "tflite": "TFLite"}
+    lines = ["| model | artifact | source tensors | matched | validate s | debug s | "
+             "validate peak MB | debug peak MB | ratio | divergence |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for r in data["rows"]:
+        plain, dbg, first = r["plain"], r["debug"], r["debug"]["first_divergence"]
+        where = (f"{first['op_type']} `{first['source_node']}` "
+                 f"({first['scaled_err']:.2g} of the scale)" if first else "none")
+        lines.append(f"| {r['model']} | {names.get(r['target'], r['target'])} ({r['route']}) | "
+                     f"{dbg['source_tensors']} | {dbg['matched']} | {plain['seconds']:.1f} | "
+                     f"{dbg['seconds']:.1f} | {plain['peak_rss_mb']:.0f} | "
+                     f"{dbg['peak_rss_mb']:.0f} | {r['peak_ratio']:.2f}x | {where} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=MODELS)
     parser.add_argument("--targets", nargs="*", default=["onnx", "tflite"],
                         choices=sorted(RUNTIME))
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--readme", type=Path,
+                        help="Replace the table in this page with one made from --out (no run).")
     args = parser.parse_args(argv)
+    if args.readme:
+        replace_block(args.readme, START, END, markdown(json.loads(args.out.read_text())))
+        return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for model in by_name(args.models):

@@ -26,6 +26,8 @@ from portkit.profiles import op_kinds
 from portkit.results import versions
 
 RESULTS = Path(__file__).with_name("results") / "profiles.json"
+# Its table's block in docs/benchmarks.md (benchmarks/docs_hook.py renders it at build time).
+START, END = "<!-- profiles:start -->", "<!-- profiles:end -->"
 TOP = 4
 
 

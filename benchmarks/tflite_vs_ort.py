@@ -27,6 +27,8 @@ from portkit.results import versions
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(int32)": "int32"}
 RESULTS = Path(__file__).with_name("results") / "tflite_vs_ort.json"
+# Its table's block in docs/benchmarks.md (benchmarks/docs_hook.py renders it at build time).
+START, END = "<!-- tflite_vs_ort:start -->", "<!-- tflite_vs_ort:end -->"
 THREADS = 2
 BAR = 2.0
 
