@@ -8,12 +8,12 @@ PIP := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
 # the pinned one, so it is installed without its declared dependencies (they are in .[all]).
 ONNX2TF := onnx2tf==1.29.24
 
-.PHONY: install demo test clean
+.PHONY: install demo test docs clean
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) -e '.[all,dev,viz]'
+	$(PIP) -e '.[all,dev,viz,docs]'
 	$(PIP) --no-deps $(ONNX2TF)
 	touch $@
 
@@ -24,5 +24,10 @@ demo: install
 test: install
 	$(PY) -m pytest -q -n 2 --durations=15
 
+# The documentation site, into site/ (git-ignored). --strict: a broken link or anchor, a
+# docstring warning, or a benchmark block no results file renders fails it.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) portkit-demo
+	rm -rf $(VENV) portkit-demo site

@@ -1,9 +1,9 @@
 """The screenshot in docs/debug.md: Model Explorer showing a TFLite artifact coloured by ``portkit debug
 --overlay``, taken in a real headless browser.
 
-    pip install -c constraints.txt -e '.[all,docs]'   # model-explorer and playwright
-    apt-get install chromium                          # Debian's; playwright drives it
-    python -m benchmarks.screenshot                   # writes docs/debug-overlay.png
+    pip install -c constraints.txt -e '.[all,screenshot]'   # model-explorer and playwright
+    apt-get install chromium                                # Debian's; playwright drives it
+    python -m benchmarks.screenshot                         # writes docs/debug-overlay.png
 
 A fixture is exported to ONNX (``portkit convert``); a copy gets one conv's weights scaled by
 1.01 and is converted to TFLite by onnx2tf; ``portkit debug`` runs that TFLite against the
