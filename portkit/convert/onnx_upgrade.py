@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from portkit.convert.onnx_opset import opset
 from portkit.convert.registry import register_edge
 from portkit.errors import ConversionError
 from portkit.formats import Format
@@ -22,14 +23,6 @@ from portkit.specs import TensorSpec
 
 MIN_OPSET = 7  # the oldest ONNX Runtime guarantees, and below which 1.32 has no kernels
 TARGET_OPSET = 13
-
-
-def opset(path: Path) -> int:
-    """The default-domain opset a model imports (1 when it names none)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
 
 
 def needs_upgrade(path: Path, inputs: Callable[[], list[TensorSpec]]) -> bool:

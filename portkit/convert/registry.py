@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from portkit.convert.dynamic import check_kept
+from portkit.convert.onnx_opset import opset
 from portkit.errors import ConversionError, InternalError, UsageError
 from portkit.formats import Format
 from portkit.formats.tflite import flex_ops
@@ -345,8 +346,6 @@ def run_edge(tool: str, target: Format, src: str, src_format: Format, dst: str,
         raise InternalError(f"{tool} reported success but wrote no {dst}")
     check_kept(tool, target, Path(dst), inputs)  # dynamic dimensions stay dynamic
     if edge.opsets is not None and options.opset is not None and edge.when is None:
-        from portkit.convert.onnx_upgrade import opset
-
         if (written := opset(Path(dst))) != options.opset:
             raise ConversionError(f"{tool} wrote opset {written}, not {options.opset} "
                                   "(--opset); pick another --opset or leave it out")

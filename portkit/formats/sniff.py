@@ -13,7 +13,7 @@ import zlib
 from pathlib import Path
 
 from portkit.errors import InvalidModelError, UnsafeModelError
-from portkit.formats import Format
+from portkit.formats.format import Format
 
 # Archive limits checked before decompressing anything (weights barely compress).
 MAX_ARCHIVE_MEMBERS = 100_000
