@@ -53,6 +53,7 @@ from benchmarks.run import (
 )
 from benchmarks.zoo import ZooModel, by_name
 from portkit.formats import sniff
+from portkit.options import Feed
 from portkit.policies import POLICIES, output_kinds
 from portkit.results import versions
 from portkit.runtimes import tasks, worker
@@ -121,8 +122,7 @@ def bench_model(model: ZooModel, work: Path, modes: list[str], tools: list[Tool]
     """Every tool in every mode on one model, then parity and latency of what they wrote."""
     src = model.save(work)
     ref: Reference = worker.call(tasks.reference, what=src.name, timeout=1800, path=str(src),
-                                 fmt=sniff(src), given=[], inputs_file=None, seed=0,
-                                 samples=SAMPLES)
+                                 fmt=sniff(src), feed=Feed(samples=SAMPLES))
     calibration, peer_calibration = work / "calibration.npz", work / "calibration_peers.npz"
     np.savez(calibration, **_stacked(ref, ref.feeds))
     np.savez(peer_calibration, **_stacked(ref, ref.feeds[:SAMPLES - HELD_BACK]))

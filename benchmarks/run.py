@@ -37,7 +37,7 @@ import numpy as np
 
 from benchmarks.zoo import ZooModel, by_name
 from portkit.formats import Format, sniff
-from portkit.options import Budget
+from portkit.options import Budget, Feed
 from portkit.policies import POLICIES, Tolerance
 from portkit.results import Latency, versions
 from portkit.runtimes import tasks, worker
@@ -113,8 +113,8 @@ def bench_model(model: ZooModel, work: Path) -> dict[str, Any]:
     """Every tool on every target of one model, then parity and latency of what they wrote."""
     src = model.save(work)
     ref: Reference = worker.call(tasks.reference, what=src.name,
-                                 path=str(src), fmt=sniff(src), given=[], inputs_file=None,
-                                 seed=0, samples=CALIBRATION_SAMPLES if model.int8 else 1)
+                                 path=str(src), fmt=sniff(src),
+                                 feed=Feed(samples=CALIBRATION_SAMPLES if model.int8 else 1))
     calibration = work / "calibration.npz"
     if model.int8:  # the same representative inputs for portkit and the peer
         np.savez(calibration, **{s.name: np.concatenate([f[s.name] for f in ref.feeds])

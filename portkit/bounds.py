@@ -95,10 +95,6 @@ JOBS = Bound("--jobs", 1, 256, integer=True)
 OPSET = Bound("--opset", 1, 1_000, integer=True)  # the routes' converters narrow it further
 P50_REGRESSION = Bound("p50_regression", 0.0)
 MAX_ACCURACY_DROP = Bound("--max-accuracy-drop", 0.0, 1.0)  # a share of the samples, not points
-# The parity policy's numbers by keyword (``policy`` and ``portkit.toml``).
-TOLERANCE_BOUNDS = {"atol": ATOL, "rtol": RTOL, "scale_tol": SCALE_TOL, "min_cosine": MIN_COSINE,
-                    "min_top1": MIN_TOP1, "min_top5": MIN_TOP5, "samples": SAMPLES}
-
 
 
 def parse_shard(spec: str) -> tuple[int, int]:

@@ -1,6 +1,7 @@
 """Parity policies: how an artifact's outputs are judged against its source (``Tolerance``),
 the default policy of each precision (``POLICIES``, by ``Quantize`` mode), the user's numbers
-over it (``policy``) and what each output holds (``OutputKind``, ``output_kinds``)."""
+over it (``Numbers``, ``policy``, ``tuned``) and what each output holds (``OutputKind``,
+``output_kinds``)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import dataclasses
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, TypedDict, get_type_hints
 
-from portkit.bounds import TOLERANCE_BOUNDS
+from portkit import bounds
 from portkit.errors import UsageError
 
 
@@ -163,30 +164,92 @@ POLICIES = {
 }
 
 
-def policy(quantize: Quantize | None = None, *, atol: float | None = None,
-           rtol: float | None = None, scale_tol: float | None = None,
-           samples: int | None = None, min_cosine: float | None = None,
-           min_top1: float | None = None, min_top5: float | None = None,
-           allow_nonfinite: bool = False) -> Tolerance:
-    """The precision's default policy, with the numbers the user set (and
-    ``--allow-nonfinite``).
+@dataclass(frozen=True)
+class Number:
+    """A number of the parity policy a user may set, as ``Numbers`` declares it.
 
-    An explicit ``atol`` or ``rtol`` is an explicit ``numpy.allclose`` rule: the scale term is
-    dropped unless ``scale_tol`` is given too.
+    Attributes:
+        bound: The values it takes (its flag: ``bound.flag``).
+        help: The flag's help.
+        aliases: Other spellings of the flag.
+    """
+
+    bound: bounds.Bound
+    help: str
+    aliases: tuple[str, ...] = ()
+
+
+class Numbers(TypedDict, total=False):
+    """The parity policy's numbers a user may set over a precision's default, declared once:
+    each is a keyword of ``portkit.convert``/``validate``/``debug`` (``**numbers``), a flag of the
+    CLI (``--scale-tol``: ``NUMBERS[key].bound.flag``) and a ``portkit.toml`` key."""
+
+    scale_tol: Annotated[float, Number(
+        bounds.SCALE_TOL, "Error allowed per element as a fraction of the output's largest "
+        "reference magnitude [default: 1e-4 fp32, 1e-2 fp16; not used when quantized].")]
+    atol: Annotated[float, Number(
+        bounds.ATOL, "Absolute tolerance per element [default: 1e-9 fp32, 1e-6 fp16]. With "
+        "--atol or --rtol alone the rule is numpy.allclose (no scale term).")]
+    rtol: Annotated[float, Number(bounds.RTOL, "Relative tolerance per element [default: 0].")]
+    samples: Annotated[int, Number(
+        bounds.SAMPLES, "Inputs to compare on, 1-10000 [default: 1; 32 when quantized, judged "
+        "by cosine and top-1/top-5 agreement].")]
+    min_cosine: Annotated[float, Number(
+        bounds.MIN_COSINE, "Lowest cosine similarity (-1 to 1) that passes.")]
+    min_top1: Annotated[float, Number(
+        bounds.MIN_TOP1, "Lowest top-1 agreement (0-1) for classifier outputs.",
+        ("--top-k-agreement",))]
+    min_top5: Annotated[float, Number(
+        bounds.MIN_TOP5, "Lowest top-5 agreement (0-1) for classifier outputs.")]
+
+
+# Each number's bound and help, by keyword, in the order ``Numbers`` declares them.
+NUMBERS: dict[str, Number] = {
+    key: hint.__metadata__[0]
+    for key, hint in get_type_hints(Numbers, include_extras=True).items()}
+
+
+def tuned(base: Tolerance, numbers: Mapping[str, Any], where: str | None = None) -> Tolerance:
+    """``base`` with the numbers set in ``numbers`` (None: not set), each checked against its
+    bound. An explicit ``atol`` or ``rtol`` is an explicit ``numpy.allclose`` rule: the scale
+    term is dropped unless ``scale_tol`` is given too.
+
+    Args:
+        base: The policy the numbers go over.
+        numbers: ``Numbers`` keys and values.
+        where: Where they were written, for messages (a ``portkit.toml`` entry; None: the
+            flags).
 
     Raises:
-        UsageError: A number is out of its flag's range (``TOLERANCE_BOUNDS``), infinite or
-            not a number.
+        UsageError: A number is out of its range, infinite or not a number.
+        TypeError: A key that is no number of the policy (a misspelled keyword).
     """
-    changes: dict[str, Any] = {key: TOLERANCE_BOUNDS[key].check(value) for key, value in (
-        ("atol", atol), ("rtol", rtol), ("scale_tol", scale_tol), ("min_cosine", min_cosine),
-        ("min_top1", min_top1), ("min_top5", min_top5), ("samples", samples))
-        if value is not None}
-    if (atol is not None or rtol is not None) and scale_tol is None:
+    unknown = sorted(set(numbers) - NUMBERS.keys())
+    if unknown:
+        raise TypeError(f"unexpected keyword argument {unknown[0]!r}; the policy's numbers are "
+                        f"{', '.join(NUMBERS)}")
+    given = {key: value for key, value in numbers.items() if value is not None}
+    changes: dict[str, Any] = {
+        key: NUMBERS[key].bound.check(value, f"{where}: {key} =" if where else None)
+        for key, value in given.items()}
+    if ("atol" in given or "rtol" in given) and "scale_tol" not in given:
         changes["scale_tol"] = 0.0
+    return dataclasses.replace(base, **changes)
+
+
+def policy(quantize: Quantize | None = None, *, allow_nonfinite: bool = False,
+           **numbers: Any) -> Tolerance:
+    """The precision's default policy (``POLICIES``) with the ``Numbers`` the user set (see
+    ``tuned``) and ``--allow-nonfinite``.
+
+    Raises:
+        UsageError: A number is out of its flag's range, infinite or not a number.
+        TypeError: A keyword that is no number of the policy.
+    """
+    base = POLICIES[quantize.value if quantize else "fp32"]
     if allow_nonfinite:
-        changes["allow_nonfinite"] = True
-    return dataclasses.replace(POLICIES[quantize.value if quantize else "fp32"], **changes)
+        base = dataclasses.replace(base, allow_nonfinite=True)
+    return tuned(base, numbers)
 
 
 def output_kinds(base: Tolerance, kinds: Mapping[str, str | OutputKind] | Sequence[str],

@@ -60,6 +60,12 @@ class TensorSpec:
         """Whether every dimension is known."""
         return self.shape is not None and all(isinstance(d, int) and d >= 0 for d in self.shape)
 
+    def flag(self) -> str:
+        """As ``--input`` spells it: ``x:Nx3x64x64`` (``:int64`` when a dtype is set)."""
+        dims = self.dims or (None,) * len(self.shape or ())
+        sizes = "x".join(d.name if d else str(s) for s, d in zip(self.shape or (), dims))
+        return f"{self.name}:{sizes or 'scalar'}" + (f":{self.dtype}" if self.dtype else "")
+
     def describe(self) -> str:
         """``name: 1x3x64x64 float32`` (``?`` for a dimension not fixed)."""
         if self.shape is None:

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from portkit import options, policies
+from portkit import options
 from portkit.api.context import run_context
 from portkit.convert import pipeline, sources
+from portkit.debug import locate
 from portkit.options import ConvertJob, Scalar
 from portkit.results import ConvertReport
 from portkit.runtimes import worker
 from portkit.runtimes.context import Progress, no_progress
-from portkit.runtimes.steps import parse_state
-from portkit.specs import Dim, TensorSpec, parse_inputs
+from portkit.specs import Dim, TensorSpec
 from portkit.validators import slowness
 
 
@@ -27,9 +28,6 @@ def convert(
     inputs: Sequence[str | TensorSpec] = (),
     inputs_file: str | Path | None = None,
     route: str | None = None,
-    atol: float | None = None,
-    rtol: float | None = None,
-    scale_tol: float | None = None,
     output_kinds: Mapping[str, str] | Sequence[str] = (),
     validate: bool = True,
     seed: int = 0,
@@ -43,10 +41,6 @@ def convert(
     keep_float: str | Sequence[str] | None = None,
     no_flex: bool = False,
     opset: int | None = None,
-    samples: int | None = None,
-    min_cosine: float | None = None,
-    min_top1: float | None = None,
-    min_top5: float | None = None,
     optimize: str | None = None,
     consts: Mapping[str, Scalar] | Sequence[str] = (),
     steps: int = 1,
@@ -60,6 +54,8 @@ def convert(
     workers: worker.Pool | None = None,
     report: str | Path | None = None,
     speed_check: bool | None = None,
+    find_divergence: bool = True,
+    **numbers: float | None,
 ) -> ConvertReport:
     """Convert a model to another format and prove the artifact matches its source.
 
@@ -75,11 +71,6 @@ def convert(
         inputs: Input specs ``NAME:1x3x224x224[:dtype]`` for shapes the model doesn't store.
         inputs_file: An ``.npz`` of input arrays to use instead of seeded random ones.
         route: Force one route by name (e.g. ``torch.onnx+onnx2tf``).
-        atol: Absolute tolerance per element (default: by precision, see ``POLICIES``); with
-            ``atol`` or ``rtol`` alone the rule is ``numpy.allclose`` (no scale term).
-        rtol: Relative tolerance per element (default: by precision).
-        scale_tol: Tolerance per element as a fraction of the output's largest reference
-            magnitude (default: by precision).
         output_kinds: What some outputs hold, ``NAME=classifier|embedding|regression`` (or a
             mapping): top-k agreement judges classifiers only (default: guessed, see
             ``validators.parity.guess_kind``).
@@ -100,10 +91,6 @@ def convert(
             quantized.
         no_flex: Fail rather than write a TFLite model that needs the Flex runtime.
         opset: ONNX opset for the converters that take one (default: their newest).
-        samples: How many inputs to compare on (default: by precision; 32 when quantized).
-        min_cosine: Lowest cosine similarity that passes (default: by precision).
-        min_top1: Lowest top-1 agreement (0-1) for classifier-like outputs.
-        min_top5: Lowest top-5 agreement (0-1) for classifier-like outputs.
         optimize: ``latency``: try every route, ship the fastest artifact that matches.
         consts: Inputs to bind to a constant in the artifact, ``["sr=16000"]`` or
             ``{"sr": 16000}`` (TorchScript int/float/bool arguments, ONNX inputs): the artifact
@@ -131,6 +118,14 @@ def convert(
         speed_check: Time the shipped artifact (TFLite or ONNX) against the source's own
             runtime on this CPU; beyond 3x slower the report warns and names its slowest ops
             (``report.speed``). Default: only with ``optimize``.
+        find_divergence: After a parity failure, look for where the artifact first goes wrong
+            (``report.where``: ``portkit debug``'s first divergence on the first input, when
+            both models are small, float and called once per sample; else the command that
+            looks).
+        **numbers: The parity policy's numbers over the precision's default
+            (``policies.POLICIES``), by the keywords ``policies.Numbers`` declares:
+            ``scale_tol=1e-3``, ``samples=64``, ``min_cosine=0.99``... (``atol`` or ``rtol``
+            alone: ``numpy.allclose``, no scale term).
 
     Returns:
         The report; ``report.exit_code`` says whether it converted and matched. Only an
@@ -142,35 +137,38 @@ def convert(
         PortkitError: Bad arguments or input file, or no route converted (exit code on it).
     """
     target = options.target(to)
-    given = parse_inputs(inputs)
+    feed = options.feed(inputs=inputs, inputs_file=inputs_file, seed=seed, consts=consts,
+                        steps=steps, state=state, dims=dims, static=static, signature=signature,
+                        trust_model=trust_model, allow_nonfinite=allow_nonfinite)
     convert_options = options.convert_options(
         target, signature=signature, trust_model=trust_model, quantize=quantize,
         calibration=calibration, int8_io=int8_io, no_flex=no_flex, opset=opset,
         allow_nonfinite=allow_nonfinite, keep_float=keep_float)
     goal = options.optimize_goal(optimize, route, validate)
     timed = slowness.wanted(speed_check, goal, target, validate)
-    bound = options.constants(consts)
-    tolerance = policies.policy(convert_options.quantize, atol=atol, rtol=rtol,
-                               scale_tol=scale_tol, samples=samples, min_cosine=min_cosine,
-                               min_top1=min_top1, min_top5=min_top5,
-                               allow_nonfinite=allow_nonfinite)
-    per_output = policies.output_kinds(tolerance, output_kinds)
-    evaluation = options.evaluation(eval_data, eval_output, max_accuracy_drop,
-                                    validate=validate, steps=steps,
-                                    allow_nonfinite=allow_nonfinite)
+    judgement = options.judgement(
+        convert_options.quantize, output_kinds=output_kinds, eval_data=eval_data,
+        eval_output=eval_output, max_accuracy_drop=max_accuracy_drop, validate=validate,
+        steps=steps, allow_nonfinite=allow_nonfinite, **numbers)
     with contextlib.ExitStack() as stack:
-        shapes = options.shapes(dims, static)
         if not isinstance(source, (str, Path)):
-            source, shapes = sources.save_module(source, given, shapes, stack)
-            given = []  # the .pt2 holds them, under forward's own argument names
+            source, shapes = sources.save_module(source, list(feed.inputs), feed.shapes, stack)
+            # The .pt2 holds the shapes, under forward's own argument names.
+            feed = dataclasses.replace(feed, inputs=(), shapes=shapes)
         job = ConvertJob(
             source=Path(source), target=target,
-            output=Path(output) if output is not None else None, inputs=tuple(given),
-            inputs_file=Path(inputs_file) if inputs_file else None, route=route,
-            validate=validate, seed=seed, tolerance=tolerance, per_output=per_output,
-            options=convert_options, optimize=goal, constants=bound, steps=steps,
-            state=parse_state(state), report=Path(report) if report is not None else None,
-            evaluation=evaluation, shapes=shapes, speed_check=timed)
-        return pipeline.convert(job, stack.enter_context(run_context(workers, timeout, progress)))
+            output=Path(output) if output is not None else None, route=route,
+            validate=validate, options=convert_options, optimize=goal,
+            report=Path(report) if report is not None else None, speed_check=timed,
+            feed=feed, judgement=judgement)
+        ctx = stack.enter_context(run_context(workers, timeout, progress))
+        done = pipeline.convert(job, ctx)
+        if find_divergence and done.artifact is not None and locate.diverged(done):
+            done = dataclasses.replace(done, where=locate.locate(
+                Path(done.artifact.path), job.source, feed, ctx,
+                quantized=convert_options.quantize is not None))
+    if job.report is not None:
+        done.write_json(job.report)
+    return done
 
 

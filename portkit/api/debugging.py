@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from portkit import options, policies
+from portkit import options
 from portkit.api.context import run_context
 from portkit.debug import run as debug_run
 from portkit.debug.report import DebugReport
-from portkit.options import LoadOptions, Scalar, ValidateJob
+from portkit.errors import UsageError
+from portkit.options import Scalar, ValidateJob
 from portkit.runtimes import worker
 from portkit.runtimes.context import Progress, no_progress
-from portkit.specs import TensorSpec, parse_inputs
+from portkit.specs import TensorSpec
 
 
 def debug(
@@ -25,10 +26,6 @@ def debug(
     overlay_side: str = "artifact",
     hops: bool = False,
     route: str | None = None,
-    atol: float | None = None,
-    rtol: float | None = None,
-    scale_tol: float | None = None,
-    min_cosine: float | None = None,
     seed: int = 0,
     consts: Mapping[str, Scalar] | Sequence[str] = (),
     signature: str | None = None,
@@ -36,6 +33,7 @@ def debug(
     timeout: float = worker.DEFAULT_TIMEOUT,
     progress: Progress = no_progress,
     workers: worker.Pool | None = None,
+    **numbers: float | None,
 ) -> DebugReport:
     """Find where an artifact first goes wrong against the model it was converted from.
 
@@ -54,7 +52,6 @@ def debug(
         hops: Also rerun the route that made the artifact and debug each hop against the
             previous one (the hops' artifacts are kept in ``ARTIFACT.hops/``).
         route: With ``hops``: the route's name (default: the first ``convert`` tries).
-        atol, rtol, scale_tol, min_cosine: Override the fp32 policy's numbers.
         seed: Seed of generated inputs.
         consts: Inputs the artifact has bound to a constant (``["sr=16000"]``).
         signature: SavedModel signature of the reference.
@@ -62,6 +59,8 @@ def debug(
         timeout: Seconds each worker step may take.
         progress: ``progress(message)`` context managers around each step.
         workers: Warm workers to run in, kept by the caller across calls.
+        **numbers: The parity policy's numbers over the fp32 default, by the keywords
+            ``policies.Numbers`` declares (see ``convert``); it runs one sample.
 
     Returns:
         The report; ``report.exit_code`` is 0 when nothing diverges, 1 when something does.
@@ -70,12 +69,13 @@ def debug(
         PortkitError: Bad arguments or model files, a runtime that can't expose intermediates
             (exit 2), or with ``hops`` a converter that failed (exit 3).
     """
-    tolerance = policies.policy(atol=atol, rtol=rtol, scale_tol=scale_tol, samples=1,
-                               min_cosine=min_cosine)
+    if numbers.get("samples") not in (None, 1):
+        raise UsageError(f"--samples {numbers['samples']}: debug traces one sample")
     check = ValidateJob(
-        artifact=Path(artifact), reference=Path(reference), inputs=tuple(parse_inputs(inputs)),
-        inputs_file=Path(inputs_file) if inputs_file else None, tolerance=tolerance, seed=seed,
-        load=LoadOptions(signature, trust_model), constants=options.constants(consts))
+        artifact=Path(artifact), reference=Path(reference),
+        feed=options.feed(inputs=inputs, inputs_file=inputs_file, seed=seed, consts=consts,
+                          signature=signature, trust_model=trust_model),
+        judgement=options.judgement(**{**numbers, "samples": 1}))
     job = debug_run.DebugJob(check, Path(overlay) if overlay is not None else None,
                              overlay_side, hops, route)
     with run_context(workers, timeout, progress) as ctx:

@@ -7,15 +7,15 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from portkit import options, policies
+from portkit import options
 from portkit.api.context import run_context
-from portkit.options import LoadOptions, Scalar, ValidateJob
+from portkit.debug import locate
+from portkit.options import Scalar, ValidateJob
 from portkit.policies import Tolerance
 from portkit.results import ValidateReport
 from portkit.runtimes import worker
 from portkit.runtimes.context import Progress, no_progress
-from portkit.runtimes.steps import parse_state
-from portkit.specs import Dim, TensorSpec, parse_inputs
+from portkit.specs import Dim, TensorSpec
 from portkit.validators import checks
 from portkit.validators.latency import profile_artifact
 
@@ -27,13 +27,6 @@ def validate(
     runtimes: Sequence[str] = (),
     inputs: Sequence[str | TensorSpec] = (),
     inputs_file: str | Path | None = None,
-    atol: float | None = None,
-    rtol: float | None = None,
-    scale_tol: float | None = None,
-    min_cosine: float | None = None,
-    min_top1: float | None = None,
-    min_top5: float | None = None,
-    samples: int | None = None,
     per_output: Mapping[str, Tolerance] | None = None,
     output_kinds: Mapping[str, str] | Sequence[str] = (),
     seed: int = 0,
@@ -53,6 +46,8 @@ def validate(
     profile: bool = False,
     progress: Progress = no_progress,
     workers: worker.Pool | None = None,
+    find_divergence: bool = True,
+    **numbers: float | None,
 ) -> ValidateReport:
     """Run an artifact on every runtime and device that loads it and compare with a reference.
 
@@ -65,8 +60,6 @@ def validate(
         runtimes: Restrict to these runtime names (default: every runtime for the format).
         inputs: Input specs for shapes the reference doesn't store.
         inputs_file: An ``.npz`` of inputs (samples on an extra leading axis).
-        atol, rtol, scale_tol, min_cosine, min_top1, min_top5, samples: Override the fp32
-            policy's numbers (``atol`` or ``rtol`` alone: ``numpy.allclose``, no scale term).
         per_output: Tolerances for some outputs by reference output name.
         output_kinds: What some outputs hold, ``NAME=classifier|embedding|regression``.
         seed: Seed of generated inputs.
@@ -92,6 +85,10 @@ def validate(
         progress: ``progress(message)`` context managers around each step.
         workers: Warm workers to run in, kept by the caller across calls (the reference's and
             one per runtime).
+        find_divergence: After a parity failure, look for where the artifact first goes wrong
+            (``report.where``; see ``convert``).
+        **numbers: The parity policy's numbers over the fp32 default, by the keywords
+            ``policies.Numbers`` declares (see ``convert``).
 
     Returns:
         The report; ``report.exit_code`` is 0 when every run matched.
@@ -99,25 +96,26 @@ def validate(
     Raises:
         PortkitError: Bad arguments or model files.
     """
-    tolerance = policies.policy(atol=atol, rtol=rtol, scale_tol=scale_tol, samples=samples,
-                               min_cosine=min_cosine, min_top1=min_top1, min_top5=min_top5,
-                               allow_nonfinite=allow_nonfinite)
+    judgement = options.judgement(
+        output_kinds=output_kinds, per_output=per_output, eval_data=eval_data,
+        eval_output=eval_output, max_accuracy_drop=max_accuracy_drop, steps=steps,
+        allow_nonfinite=allow_nonfinite, **numbers)
     job = ValidateJob(
-        artifact=Path(artifact), reference=Path(reference), inputs=tuple(parse_inputs(inputs)),
-        inputs_file=Path(inputs_file) if inputs_file else None, tolerance=tolerance,
-        per_output=policies.output_kinds(tolerance, output_kinds, per_output), seed=seed,
-        load=LoadOptions(signature, trust_model),
-        runtimes=tuple(runtimes),
+        artifact=Path(artifact), reference=Path(reference), runtimes=tuple(runtimes),
         save_bundle=Path(save_bundle) if save_bundle is not None else None,
-        constants=options.constants(consts), steps=steps, state=parse_state(state),
-        shapes=options.shapes(dims, static),
-        evaluation=options.evaluation(eval_data, eval_output, max_accuracy_drop, steps=steps,
-                                      allow_nonfinite=allow_nonfinite))
+        feed=options.feed(inputs=inputs, inputs_file=inputs_file, seed=seed, consts=consts,
+                          steps=steps, state=state, dims=dims, static=static,
+                          signature=signature, trust_model=trust_model,
+                          allow_nonfinite=allow_nonfinite),
+        judgement=judgement)
     with run_context(workers, timeout, progress) as ctx:
         report = checks.validate(job, ctx)
         if profile:
             report = dataclasses.replace(report, profile=profile_artifact(
-                job.artifact, job.inputs, job.runtimes, ctx))
+                job.artifact, job.feed.inputs, job.runtimes, ctx))
+        if find_divergence and locate.diverged(report):
+            report = dataclasses.replace(report, where=locate.locate(
+                job.artifact, job.reference, job.feed, ctx))
         return report
 
 

@@ -18,11 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import click
+import cloup
 
 from portkit.errors import ExitCode, PortkitError
 from portkit.io import sweep
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+CONTEXT = cloup.Context.settings(
+    help_option_names=["-h", "--help"],
+    formatter_settings=cloup.HelpFormatter.settings(max_width=100, col1_max_width=32))
 
 
 def console(stderr: bool = False) -> Any:
@@ -79,7 +82,7 @@ def progress(enabled: bool) -> Any:
     return step
 
 
-@click.group(context_settings=CONTEXT)
+@cloup.group(context_settings=CONTEXT)
 @click.option("--debug", is_flag=True, help="Show tracebacks (also from worker processes).")
 @click.version_option(package_name="portkit")
 def cli(debug: bool) -> None:

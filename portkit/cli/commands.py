@@ -14,44 +14,56 @@ from portkit.cli.app import CONTEXT, cli, emit, progress, show
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("source", type=click.Path(path_type=Path))
-@click.option("--to", "to", required=True, metavar="FORMAT",
-              help="Target format: onnx, tflite, savedmodel, torchscript, pt2.")
-@click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Artifact path (default: beside SOURCE with the target's suffix).")
-@click.option("--route", help="Force one route, e.g. litert-torch or torch.onnx+onnx2tf.")
-@click.option("--optimize", type=click.Choice(["latency"]),
-              help="Try every route, time the artifacts that match against each other, and "
-                   "keep the fastest (slower: every converter runs).")
-@click.option("--speed-check/--no-speed-check", default=None,
-              help="Time the artifact against the source's own runtime on this CPU (ONNX "
-                   "Runtime, TensorFlow or torch) and warn when it is over 3x slower, naming "
-                   "its slowest ops [default: on with --optimize latency].")
+@flags.section(
+    "Target and routes", "--to tflite -o out/model.tflite --optimize latency",
+    click.option("--to", "to", required=True, metavar="FORMAT",
+                 help="Target format: onnx, tflite, savedmodel, torchscript, pt2."),
+    click.option("-o", "--output", type=click.Path(path_type=Path),
+                 help="Artifact path (default: beside SOURCE with the target's suffix)."),
+    click.option("--route", help="Force one route, e.g. litert-torch or torch.onnx+onnx2tf."),
+    click.option("--optimize", type=click.Choice(["latency"]),
+                 help="Try every route, time the artifacts that match against each other, and "
+                      "keep the fastest (slower: every converter runs)."),
+    click.option("--speed-check/--no-speed-check", default=None,
+                 help="Time the artifact against the source's own runtime on this CPU (ONNX "
+                      "Runtime, TensorFlow or torch) and warn when it is over 3x slower, naming "
+                      "its slowest ops [default: on with --optimize latency]."),
+    click.option("--no-flex", is_flag=True,
+                 help="Fail (exit 3) rather than write a TFLite model needing the Flex "
+                      "runtime."),
+    click.option("--opset", type=flags.Number(flags.bounds.OPSET),
+                 help="ONNX opset, one the route's ONNX converter writes (an opset no planned "
+                      "route writes is refused, exit 2) [default: the converter's]."),
+)
 @flags.LOADING
-@click.option("--quantize", type=click.Choice(["fp16", "dynamic", "int8", "int16x8"]),
-              help="TFLite quantization; int8 and int16x8 need --calibration.")
-@click.option("--calibration", type=click.Path(path_type=Path),
-              help="Representative inputs (int8/int16x8 need them; dynamic/fp16 are judged on "
-                   "them): an .npz (arrays by input name, samples on the first axis) or a folder "
-                   "of .npy files. Without --inputs the last 32 (--samples) are held back to "
-                   "validate on, never calibrated on.")
-@click.option("--int8-io", is_flag=True, help="With --quantize int8: int8 inputs and outputs too.")
-@click.option("--keep-float", metavar="auto|NAME,...", multiple=True,
-              help="Leave ops in float when quantizing: auto keeps the fewest that make the "
-                   "artifact pass, or op names as the per-op error table gives them "
-                   "(CONV_2D#3). Off by default (NPUs need every op quantized).")
-@click.option("--no-flex", is_flag=True,
-              help="Fail (exit 3) rather than write a TFLite model needing the Flex runtime.")
-@click.option("--opset", type=flags.Number(flags.bounds.OPSET),
-              help="ONNX opset, one the route's ONNX converter writes (an opset no planned "
-                   "route writes is refused, exit 2) [default: the converter's].")
-@flags.INPUTS
-@flags.TOLERANCES
+@flags.shapes()
+@flags.inputs()
+@flags.section(
+    "Quantization", "--quantize int8 --calibration calib.npz --keep-float auto",
+    click.option("--quantize", type=click.Choice(["fp16", "dynamic", "int8", "int16x8"]),
+                 help="TFLite quantization; int8 and int16x8 need --calibration."),
+    click.option("--calibration", type=click.Path(path_type=Path),
+                 help="Representative inputs (int8/int16x8 need them; dynamic/fp16 are judged "
+                      "on them): an .npz (arrays by input name, samples on the first axis) or a "
+                      "folder of .npy files. Without --inputs the last 32 (--samples) are held "
+                      "back to validate on, never calibrated on."),
+    click.option("--int8-io", is_flag=True,
+                 help="With --quantize int8: int8 inputs and outputs too."),
+    click.option("--keep-float", metavar="auto|NAME,...", multiple=True,
+                 help="Leave ops in float when quantizing: auto keeps the fewest that make the "
+                      "artifact pass, or op names as the per-op error table gives them "
+                      "(CONV_2D#3). Off by default (NPUs need every op quantized)."),
+)
+@flags.tolerances()
 @flags.EVAL
-@click.option("--no-validate", is_flag=True, help="Convert only; don't run and compare.")
-@flags.timeout()
-@click.option("--report", "report_path", type=click.Path(path_type=Path),
-              help="Also write the JSON report to this file.")
-@flags.JSON
+@flags.section(
+    "Output and run", "--report report.json --json --timeout 600",
+    click.option("--no-validate", is_flag=True, help="Convert only; don't run and compare."),
+    flags.timeout(),
+    click.option("--report", "report_path", type=click.Path(path_type=Path),
+                 help="Also write the JSON report to this file."),
+    flags.JSON,
+)
 def convert(source: Path, to: str, no_validate: bool, report_path: Path | None, as_json: bool,
             **options: Any) -> int:
     """Convert SOURCE to another format, run both, and compare them.
@@ -84,65 +96,7 @@ def convert(source: Path, to: str, no_validate: bool, report_path: Path | None, 
     report = api.convert(source, to, validate=not no_validate, progress=progress(not as_json),
                          report=report_path, **options)
     emit(report, convert_tables, as_json)
-    if _diverged(report) and report.artifact is not None and not as_json:
-        _where_it_diverges(Path(report.artifact.path), source, options)
     return int(report.exit_code)
-
-
-# ``convert`` and ``validate`` debug a failed artifact themselves below these sizes.
-CHEAP_DEBUG_BYTES = 20 * 1024 * 1024
-
-
-def _diverged(report: Any) -> bool:
-    """Whether the artifact failed (exit 1), and not only ``--max-accuracy-drop``: parity
-    failures are worth finding where."""
-    accuracy_only = (report.accuracy is not None and not report.accuracy.passed
-                     and all(c.passed or c.skipped for c in report.checks))
-    return int(report.exit_code) == 1 and not accuracy_only
-
-
-def _where_it_diverges(artifact: Path, reference: Path, options: dict[str, Any]) -> None:
-    """After a parity failure: the first divergence when it is cheap to find (both models
-    under ``CHEAP_DEBUG_BYTES``, float, one call per sample), else the ``portkit debug``
-    command to run."""
-    import shlex
-
-    from portkit import api
-    from portkit.cli.app import console
-    from portkit.cli.render import divergence_line
-    from portkit.errors import PortkitError
-    from portkit.results import FileInfo
-
-    flags = [f"--input {i}" for i in options.get("inputs") or ()]
-    flags += [f"--const {c}" for c in options.get("consts") or ()]
-    if options.get("inputs_file"):
-        flags.append(f"--inputs {shlex.quote(str(options['inputs_file']))}")
-    if options.get("seed"):
-        flags.append(f"--seed {options['seed']}")
-    command = (f"portkit debug {shlex.quote(str(artifact))} --reference "
-               f"{shlex.quote(str(reference))} {' '.join(flags)}").strip()
-    out = console()
-    sizes = [FileInfo.of(p, "").size_bytes for p in (artifact, reference) if p.exists()]
-    # Stateful and quantized artifacts are judged by other rules than debug's fp32 policy.
-    if (options.get("steps", 1) != 1 or options.get("quantize")
-            or any(s > CHEAP_DEBUG_BYTES for s in sizes)):
-        out.print(f"Where it first goes wrong: run {command}", markup=False)
-        return
-    try:
-        found = api.debug(artifact, reference, inputs=options.get("inputs") or (),
-                          inputs_file=options.get("inputs_file"), seed=options.get("seed", 0),
-                          consts=options.get("consts") or (), signature=options.get("signature"),
-                          trust_model=options.get("trust_model", False),
-                          timeout=options.get("timeout", 900))
-    except PortkitError as e:
-        out.print(f"Where it first goes wrong: not found here ({e}); run {command}",
-                  markup=False)
-        return
-    if found.first_divergence is None:
-        out.print(f"Every intermediate tensor matched agrees on the first input; more with "
-                  f"{command}", markup=False)
-    else:
-        out.print(f"{divergence_line(found.first_divergence)} (more: {command})", markup=False)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -170,22 +124,25 @@ def inspect(model: Path, as_json: bool, **options: Any) -> int:
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("artifact", type=click.Path(path_type=Path), required=False)
-@click.option("--reference", type=click.Path(path_type=Path),
-              help="The model ARTIFACT was converted from; it is run as the reference.")
-@click.option("--save-bundle", type=click.Path(path_type=Path),
-              help="Also write a reproducibility bundle (artifact, inputs, outputs, report, "
-                   "versions, flags) to this folder.")
-@click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path),
-              help="Replay a bundle instead: rerun its artifact on its inputs and compare with "
-                   "its stored reference outputs.")
-@flags.RUNTIMES
-@flags.INPUTS
-@flags.TOLERANCES
-@flags.EVAL
+@flags.section(
+    "Reference", "--reference model.pt2 --save-bundle failure/, or --bundle failure/",
+    click.option("--reference", type=click.Path(path_type=Path),
+                 help="The model ARTIFACT was converted from; it is run as the reference."),
+    click.option("--save-bundle", type=click.Path(path_type=Path),
+                 help="Also write a reproducibility bundle (artifact, inputs, outputs, report, "
+                      "versions, flags) to this folder."),
+    click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path),
+                 help="Replay a bundle instead: rerun its artifact on its inputs and compare "
+                      "with its stored reference outputs."),
+)
+@flags.section("Runtimes", "--runtime onnxruntime --profile", flags.RUNTIMES, flags.PROFILE)
 @flags.LOADING
-@flags.PROFILE
-@flags.timeout(what="each step")
-@flags.JSON
+@flags.shapes()
+@flags.inputs()
+@flags.tolerances()
+@flags.EVAL
+@flags.section("Output and run", "--json --timeout 600", flags.timeout(what="each step"),
+               flags.JSON)
 def validate(artifact: Path | None, reference: Path | None, bundle_dir: Path | None,
              as_json: bool, **options: Any) -> int:
     """Run ARTIFACT on every runtime and device that loads it and compare each with the
@@ -217,45 +174,37 @@ def validate(artifact: Path | None, reference: Path | None, bundle_dir: Path | N
     else:
         report = api.validate(artifact, reference, progress=shown, **options)
     emit(report, validate_tables, as_json)
-    if _diverged(report) and artifact is not None and reference is not None and not as_json:
-        _where_it_diverges(artifact, reference, options)
     return int(report.exit_code)
 
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("artifact", type=click.Path(path_type=Path))
-@click.option("--reference", required=True, type=click.Path(path_type=Path),
-              help="The model ARTIFACT was converted from; it is run as the source.")
-@click.option("--overlay", type=click.Path(path_type=Path),
-              help="Also write each node's error as Model Explorer node data to this file "
-                   "(model-explorer ARTIFACT --node_data_paths FILE colours the graph).")
-@click.option("--overlay-side", type=click.Choice(["artifact", "source"]), default="artifact",
-              show_default=True, help="The graph --overlay colours.")
-@click.option("--hops", is_flag=True,
-              help="Also rerun the route that made ARTIFACT and debug each hop against the "
-                   "previous (PyTorch -> ONNX, then ONNX -> TFLite); the hops' artifacts are "
-                   "kept in ARTIFACT.hops/.")
-@click.option("--route", help="With --hops: the route to rerun, e.g. torch.onnx+onnx2tf "
-                              "[default: the first portkit convert tries].")
-@flags.INPUT
-@flags.CONST
-@click.option("--inputs", "inputs_file", type=click.Path(path_type=Path),
-              help="An .npz of input arrays (by input name, or in order); its first sample is "
-                   "used.")
-@click.option("--seed", type=flags.Number(flags.bounds.SEED), default=0, show_default=True,
-              help="Seed of generated inputs (0 to 2**32-1).")
-@click.option("--scale-tol", type=flags.Number(flags.bounds.SCALE_TOL),
-              help="Error allowed per element as a fraction of the tensor's largest source "
-                   "magnitude [default: 1e-4].")
-@click.option("--atol", type=flags.Number(flags.bounds.ATOL),
-              help="Absolute tolerance per element [default: 1e-9].")
-@click.option("--rtol", type=flags.Number(flags.bounds.RTOL),
-              help="Relative tolerance per element [default: 0].")
-@click.option("--min-cosine", type=flags.Number(flags.bounds.MIN_COSINE),
-              help="Lowest cosine similarity (-1 to 1) that passes.")
+@flags.section(
+    "Finding the divergence", "--reference model.pt2 --hops --overlay errors.json",
+    click.option("--reference", required=True, type=click.Path(path_type=Path),
+                 help="The model ARTIFACT was converted from; it is run as the source."),
+    click.option("--overlay", type=click.Path(path_type=Path),
+                 help="Also write each node's error as Model Explorer node data to this file "
+                      "(model-explorer ARTIFACT --node_data_paths FILE colours the graph)."),
+    click.option("--overlay-side", type=click.Choice(["artifact", "source"]),
+                 default="artifact", show_default=True, help="The graph --overlay colours."),
+    click.option("--hops", is_flag=True,
+                 help="Also rerun the route that made ARTIFACT and debug each hop against the "
+                      "previous (PyTorch -> ONNX, then ONNX -> TFLite); the hops' artifacts are "
+                      "kept in ARTIFACT.hops/."),
+    click.option("--route", help="With --hops: the route to rerun, e.g. torch.onnx+onnx2tf "
+                                 "[default: the first portkit convert tries]."),
+)
 @flags.LOADING
-@flags.timeout(what="each step")
-@flags.JSON
+@flags.shapes(flags.INPUT)
+@flags.inputs(
+    click.option("--inputs", "inputs_file", type=click.Path(path_type=Path),
+                 help="An .npz of input arrays (by input name, or in order); its first sample "
+                      "is used."),
+    flags.SEED, flags.CONST)
+@flags.tolerances(("scale_tol", "atol", "rtol", "min_cosine"), kinds=False)
+@flags.section("Output and run", "--json --timeout 600", flags.timeout(what="each step"),
+               flags.JSON)
 def debug(artifact: Path, as_json: bool, **options: Any) -> int:
     """Find where ARTIFACT first goes wrong against the model it was converted from.
 

@@ -1,6 +1,12 @@
-"""Click options shared by several commands, each declared once and applied as a group, so
-``convert``, ``validate``, ``bench`` and ``check`` spell a flag the same way; every option maps
-to the library keyword argument of the same name."""
+"""Click options shared by several commands, each declared once and shown in a headed section
+of ``--help`` (cloup option groups: ``section``), so ``convert``, ``validate``, ``debug``,
+``bench`` and ``check`` spell a flag the same way; every option maps to the library keyword
+argument of the same name. The parity policy's numbers come from ``policies.Numbers``.
+
+cloup, not rich-click or click-option-group: its sections render through click's own help
+formatter (plain text, the same in a terminal, a CI log and a test), it subclasses click's
+commands (``click.testing`` and the ``ParamType``s here work unchanged), and the same package
+gives the command list sections too."""
 
 from __future__ import annotations
 
@@ -9,9 +15,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import cloup
 
 from portkit import bounds
 from portkit.errors import UsageError
+from portkit.policies import NUMBERS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,16 +64,6 @@ class Shard(click.ParamType):
         return str(value)
 
 
-def group(*options: Callable[[F], F]) -> Callable[[F], F]:
-    """A decorator applying ``options`` in order (as if stacked, the first on top)."""
-    def apply(fn: F) -> F:
-        for option in reversed(options):
-            fn = option(fn)
-        return fn
-
-    return apply
-
-
 def timeout(default: float = 900, what: str = "each step (load, convert, run)") -> Callable[[F], F]:
     """``--timeout``: seconds a worker step may take."""
     return click.option("--timeout", type=Number(bounds.TIMEOUT), default=default,
@@ -73,80 +71,91 @@ def timeout(default: float = 900, what: str = "each step (load, convert, run)") 
                         help=f"Seconds {what} may take in its worker (0 < SECONDS <= a week).")
 
 
+def section(title: str, example: str, *options: Callable[[F], F]) -> Callable[[F], F]:
+    """A headed section of ``--help`` (a cloup option group) holding ``options``, with an
+    example line under its title."""
+    return cloup.option_group(title, *options, help=f"e.g. {example}")
+
+
 INPUT = click.option(
     "--input", "inputs", multiple=True, metavar="NAME:SHAPE[:DTYPE]",
     help="Input shape the model doesn't store, e.g. x:1x3x224x224 or ids:1x128:int64; a name "
          "in place of a size leaves that dimension dynamic (x:Nx3x224x224; its range: --dim); "
          "a size for a dimension the model keeps dynamic is its example. Repeat per input.")
+DIM = click.option(
+    "--dim", "dims", multiple=True, metavar="NAME=LO..HI",
+    help="The sizes a dynamic dimension takes, e.g. N=1..32 (N as --input x:Nx3x224x224 names "
+         "it, or the model does: batch, ids.1, a dim_param) [default: the source's range, else "
+         "1..64, or up to the --input size]. Keeping it dynamic is then a requirement (exit 3 "
+         "where no route can; else convert fixes it at its example size and says so); K..K "
+         "fixes it. Repeat per dimension.")
+STATIC = click.option(
+    "--static", is_flag=True,
+    help="Fix every dimension at its example size: a fixed-shape artifact (it converts faster; "
+         "some delegates need it), validated at that size only.")
 CONST = click.option(
     "--const", "consts", multiple=True, metavar="NAME=VALUE",
     help="Bind an input to a constant in the artifact, e.g. sr=16000 (TorchScript int/float/"
          "bool arguments, ONNX inputs): the artifact no longer takes it, the source runs with "
          "it as the reference. Repeat per input.")
-STEPS = group(
-    click.option("--steps", type=click.IntRange(min=1), default=1, show_default=True,
-                 help="Consecutive calls per sample for a stateful model (state in, new state "
-                      "out): each call after the first is fed the state the previous returned, "
-                      "the artifact its own."),
-    click.option("--state", multiple=True, metavar="IN=OUT",
-                 help="With --steps: output OUT is fed back as input IN (default: pairs "
-                      "guessed by name and shape, e.g. h <- hn). Repeat per state tensor."),
-)
-# Inputs to run the source and the artifact on.
-INPUTS = group(
-    INPUT,
-    click.option("--dim", "dims", multiple=True, metavar="NAME=LO..HI",
-                 help="The sizes a dynamic dimension takes, e.g. N=1..32 (N as --input "
-                      "x:Nx3x224x224 names it, or the model does: batch, ids.1, a dim_param) "
-                      "[default: the source's range, else 1..64, or up to the --input size]. "
-                      "Keeping it dynamic is then a requirement (exit 3 where no route can; "
-                      "else convert fixes it at its example size and says so); K..K fixes it. "
-                      "Repeat per dimension."),
-    click.option("--static", is_flag=True,
-                 help="Fix every dimension at its example size: a fixed-shape artifact (it "
-                      "converts faster; some delegates need it), validated at that size only."),
-    CONST,
-    STEPS,
-    click.option("--inputs", "inputs_file", type=click.Path(path_type=Path),
-                 help="An .npz of input arrays (by input name, or in order when no array "
-                      "is named for an input; samples on an "
-                      "extra leading axis, or on the first axis where the model's batch is "
-                      "free) instead of seeded ones; it gives the shapes and dtypes the model "
-                      "doesn't store."),
-    click.option("--seed", type=Number(bounds.SEED), default=0, show_default=True,
-                 help="Seed of generated inputs (0 to 2**32-1)."),
-    click.option("--allow-nonfinite", is_flag=True,
-                 help="Let NaN/inf through in --inputs and --calibration (else exit 2), and "
-                      "compare non-finite outputs exactly: same places, same values (else an "
-                      "output holding any fails)."),
-)
-# The parity policy's numbers (defaults: by precision).
-TOLERANCES = group(
-    click.option("--scale-tol", type=Number(bounds.SCALE_TOL),
-                 help="Error allowed per element as a fraction of the output's largest "
-                      "reference magnitude [default: 1e-4 fp32, 1e-2 fp16; not used when "
-                      "quantized]."),
-    click.option("--atol", type=Number(bounds.ATOL),
-                 help="Absolute tolerance per element [default: 1e-9 fp32, 1e-6 fp16]. With "
-                      "--atol or --rtol alone the rule is numpy.allclose (no scale term)."),
-    click.option("--rtol", type=Number(bounds.RTOL),
-                 help="Relative tolerance per element [default: 0]."),
-    click.option("--samples", type=Number(bounds.SAMPLES),
-                 help="Inputs to compare on, 1-10000 [default: 1; 32 when quantized, judged by "
-                      "cosine and top-1/top-5 agreement]."),
-    click.option("--min-cosine", type=Number(bounds.MIN_COSINE),
-                 help="Lowest cosine similarity (-1 to 1) that passes."),
-    click.option("--min-top1", "--top-k-agreement", "min_top1", type=Number(bounds.MIN_TOP1),
-                 help="Lowest top-1 agreement (0-1) for classifier outputs."),
-    click.option("--min-top5", type=Number(bounds.MIN_TOP5),
-                 help="Lowest top-5 agreement (0-1) for classifier outputs."),
-    click.option("--output-kind", "output_kinds", multiple=True, metavar="NAME=KIND",
-                 help="What an output holds: classifier (judged by top-k agreement too), "
-                      "embedding or regression (cosine and scaled error). Default: guessed "
-                      "(shown in the report). Repeat per output."),
-)
+STEPS = click.option(
+    "--steps", type=click.IntRange(min=1), default=1, show_default=True,
+    help="Consecutive calls per sample for a stateful model (state in, new state out): each "
+         "call after the first is fed the state the previous returned, the artifact its own.")
+STATE = click.option(
+    "--state", multiple=True, metavar="IN=OUT",
+    help="With --steps: output OUT is fed back as input IN (default: pairs guessed by name and "
+         "shape, e.g. h <- hn). Repeat per state tensor.")
+INPUTS_FILE = click.option(
+    "--inputs", "inputs_file", type=click.Path(path_type=Path),
+    help="An .npz of input arrays (by input name, or in order when no array is named for an "
+         "input; samples on an extra leading axis, or on the first axis where the model's "
+         "batch is free) instead of seeded ones; it gives the shapes and dtypes the model "
+         "doesn't store.")
+SEED = click.option("--seed", type=Number(bounds.SEED), default=0, show_default=True,
+                    help="Seed of generated inputs (0 to 2**32-1).")
+ALLOW_NONFINITE = click.option(
+    "--allow-nonfinite", is_flag=True,
+    help="Let NaN/inf through in --inputs and --calibration (else exit 2), and compare "
+         "non-finite outputs exactly: same places, same values (else an output holding any "
+         "fails).")
+OUTPUT_KIND = click.option(
+    "--output-kind", "output_kinds", multiple=True, metavar="NAME=KIND",
+    help="What an output holds: classifier (judged by top-k agreement too), embedding or "
+         "regression (cosine and scaled error). Default: guessed (shown in the report). Repeat "
+         "per output.")
+
+
+def number(key: str) -> Callable[[F], F]:
+    """The flag of one of the parity policy's numbers, as ``policies.Numbers`` declares it."""
+    declared = NUMBERS[key]
+    return click.option(declared.bound.flag, *declared.aliases, key,
+                        type=Number(declared.bound), help=declared.help)
+
+
+def shapes(*options: Callable[[F], F]) -> Callable[[F], F]:
+    """The shapes section: ``--input``, ``--dim`` and ``--static`` (or those given)."""
+    return section("Shapes", "--input x:Nx3x224x224 --dim N=1..32, or --static",
+                   *(options or (INPUT, DIM, STATIC)))
+
+
+def inputs(*options: Callable[[F], F]) -> Callable[[F], F]:
+    """The inputs section: what the source and the artifact are run on (or those given)."""
+    return section("Inputs compared on", "--inputs samples.npz, --seed 7, --const sr=16000",
+                   *(options or (INPUTS_FILE, SEED, CONST, STEPS, STATE, ALLOW_NONFINITE)))
+
+
+def tolerances(keys: tuple[str, ...] = tuple(NUMBERS), kinds: bool = True
+               ) -> Callable[[F], F]:
+    """The tolerances section: the parity policy's numbers ``keys`` (defaults: by precision)
+    and ``--output-kind``."""
+    return section("Tolerances", "--scale-tol 1e-3 --output-kind embedding=embedding",
+                   *(number(k) for k in keys), *((OUTPUT_KIND,) if kinds else ()))
+
+
 # Task accuracy on labelled samples.
-EVAL = group(
+EVAL = section(
+    "Accuracy on labelled data", "--eval eval.npz --max-accuracy-drop 0.01",
     click.option("--eval", "eval_data", type=click.Path(path_type=Path), metavar="DATA.npz",
                  help="An .npz of inputs (as --inputs) and 'labels', each sample's class index "
                       "(int, shape (samples,)): report the top-1 accuracy of the source and of "
@@ -159,7 +168,8 @@ EVAL = group(
                       "the source's by more than this share, 0-1 (0.01: one point)."),
 )
 # How a source model is opened.
-LOADING = group(
+LOADING = section(
+    "Loading the source", "--signature serving_default --trust-model",
     click.option("--signature", metavar="NAME",
                  help="SavedModel signature of the source (default: serving_default)."),
     click.option("--trust-model", is_flag=True,

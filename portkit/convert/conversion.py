@@ -15,7 +15,7 @@ from typing import Any
 from portkit.convert import registry
 from portkit.errors import DimensionsFixedError, PortkitError, UsageError
 from portkit.formats import Format
-from portkit.options import ConvertJob, ConvertOptions, LoadOptions
+from portkit.options import ConvertJob, ConvertOptions, Feed, LoadOptions
 from portkit.results import Attempt, Check, Hop
 from portkit.runtimes import registry as runtimes
 from portkit.runtimes import tasks, worker
@@ -26,10 +26,9 @@ from portkit.validators.checks import (
     Expected,
     check_runtime,
     ranking_only,
-    reference_worker,
-    run_reference,
     why_failed,
 )
+from portkit.validators.reference import reference_worker, run_reference
 
 
 class Tries:
@@ -45,10 +44,10 @@ class Tries:
 
     def reference(self, job: ConvertJob) -> RunningReference:
         """The source run as ``job`` feeds it, started in the background."""
-        ref = RunningReference(self._background.submit(run_reference, self._src, self._fmt, job,
-                                                 job.options.load, self._ctx),
-                         self._ctx.progress, self._src.name,
-                         from_file=job.inputs_file is not None and not job.options.holdout)
+        ref = RunningReference(self._background.submit(run_reference, self._src, self._fmt,
+                                                       job.feed, self._ctx),
+                               self._ctx.progress, self._src.name,
+                               from_file=job.feed.file is not None and not job.feed.held_back)
         # Runs before the thread pool exits: a reference still running is stopped, not awaited.
         self._stack.callback(ref.stop, self._ctx.pool, reference_worker(self._fmt))
         return ref
@@ -102,6 +101,32 @@ class RunningReference:
             with self._progress(f"Running {self._name} as the reference (beside the conversion)"):
                 return self._job.result()
         return self._job.result()
+
+
+def run_hop(edge: registry.Edge, src: Path, fmt: Format, dst: Path, ctx: RunContext, *,
+            inputs: list[TensorSpec] | None, options: ConvertOptions, feed: Feed,
+            what: str, note: str = "") -> Hop:
+    """One conversion step: ``edge``'s converter run on ``src`` (a ``fmt`` file) into ``dst``,
+    in the warm worker the hops from ``fmt`` share (discarded when the converter fails: it may
+    have left state behind). ``inputs``: the resolved input specs (None: the converter reads the
+    source's own, with ``feed``'s ``--input`` and shapes); ``what`` names the model in a
+    timeout, ``note`` ends the progress line.
+
+    Raises:
+        PortkitError: The converter failed.
+    """
+    name = f"convert-from-{fmt.value}"
+    try:
+        with ctx.progress(f"Converting with {edge.tool} ({fmt.value} -> {edge.target.value}"
+                          f"{note})"):
+            hop: Hop = ctx.pool.call(
+                name, registry.run_edge, timeout=ctx.timeout, what=f"{edge.tool} on {what}",
+                tool=edge.tool, target=edge.target, src=str(src), src_format=fmt, dst=str(dst),
+                inputs=inputs, options=options, given=list(feed.inputs), shapes=feed.shapes)
+    except PortkitError:
+        ctx.pool.discard(name)
+        raise
+    return hop
 
 
 class Conversion:
@@ -173,22 +198,13 @@ class Conversion:
             if isinstance(done, PortkitError):
                 raise done
             return done
-        edge = route[-1]
-        name = f"convert-from-{fmt.value}"  # hops from one format share a warm worker
         started = time.perf_counter()
+        beside = "; the source runs as the reference beside it" if inputs is None else ""
         try:
-            beside = "; the source runs as the reference beside it" if inputs is None else ""
-            with self._ctx.progress(f"Converting with {edge.tool} ({fmt.value} -> "
-                                    f"{edge.target.value}{beside})"):
-                hop: Hop = self._ctx.pool.call(
-                    name, registry.run_edge, timeout=self._ctx.timeout,
-                    what=f"{edge.tool} on {self._src.name}", tool=edge.tool, target=edge.target,
-                    src=str(src), src_format=fmt, dst=str(dst), inputs=inputs, options=options,
-                    given=list(self._job.inputs), shapes=self._job.shapes,
-                )
+            hop = run_hop(route[-1], src, fmt, dst, self._ctx, inputs=inputs, options=options,
+                          feed=self._job.feed, what=self._src.name, note=beside)
         except PortkitError as e:
             self._failed_seconds += time.perf_counter() - started
-            self._ctx.pool.discard(name)  # a converter that failed may have left state behind
             self._done[key] = e
             raise
         self._done[key] = (dst, hop)
@@ -223,7 +239,8 @@ class Conversion:
                 "or convert with --no-flex"))
             return attempt(converted=True, passed=False, error="; ".join(why_failed(check)),
                            checks=(check,), mobile=mobile)
-        expected = Expected(self._ref.get(), self._job.tolerance, self._job.per_output)
+        judged = self._job.judgement
+        expected = Expected(self._ref.get(), judged.tolerance, judged.per_output)
         checks = tuple(c for rt in runtimes.for_format(fmt)
                        for c in check_runtime(artifact, fmt, rt, expected, ctx,
                                               channels_last=route.channels_last)[0])

@@ -30,8 +30,8 @@ def check_paths(job: ConvertJob) -> Path:
         [Output(flag, out, folder),
          Output(f"{flag}'s failed artifact", failed_path(out) if job.validate else None, folder),
          Output("--report", job.report)],
-        [job.source, job.inputs_file, Path(calibration) if calibration else None,
-         job.evaluation.file if job.evaluation else None])
+        [job.source, job.feed.file, Path(calibration) if calibration else None,
+         job.judgement.evaluation.file if job.judgement.evaluation else None])
     if job.output is not None:
         _check_suffix(out, job.target)
     return out

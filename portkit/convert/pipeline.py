@@ -1,7 +1,9 @@
 """A conversion, composed: the source checked and made ready (``sources``), the routes planned
 (``planner``) and run cheapest first, or all when optimizing (``conversion``), again with the
 dimensions no route kept dynamic fixed (``dynamic.fallback``), the artifact to ship chosen,
-judged on ``--eval`` and timed on ``--speed-check``, and moved into place.
+judged on ``--eval`` and timed on ``--speed-check``, and moved into place (``job.report`` is
+written by the caller: ``portkit.api.convert``, which may add where a failed artifact
+diverges).
 
 Every step that touches a model runs in one of the context's workers, each named for what it
 runs, so a caller that keeps them warm across conversions (``portkit check``, a test session)
@@ -59,7 +61,7 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
         fmt = sniff(src)
         if fmt is job.target:  # said before -o's default (the source itself) is refused
             raise UsageError(f"{src}: already {fmt.value}; pick another --to")
-        trusted_pickle = fmt is Format.TORCH_PICKLE and job.options.load.trust_model
+        trusted_pickle = fmt is Format.TORCH_PICKLE and job.feed.load.trust_model
         if not trusted_pickle:  # the input's own error outranks the outputs'
             refuse_unloadable(src, fmt)
         out = outputs.check_paths(job)  # before any worker runs
@@ -68,9 +70,10 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
         if trusted_pickle:
             src, fmt, left = sources.export_trusted_pickle(src, job, stack, ctx)
             # The .pt2 holds the shapes, under forward's own argument names.
-            job = dataclasses.replace(job, inputs=(), shapes=left)
+            job = dataclasses.replace(job, feed=dataclasses.replace(job.feed, inputs=(),
+                                                                    shapes=left))
             refuse_unloadable(src, fmt)
-        if job.constants:
+        if job.feed.constants:
             constants.check_format(src, fmt)
         if fmt is job.target:
             raise UsageError(f"{src}: already {fmt.value}; pick another --to")
@@ -89,16 +92,16 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
                        stack.enter_context(ThreadPoolExecutor(max_workers=1)))
         ref = tries.reference(job)
         prepared, preparation = src, None
-        if job.constants:  # the routes convert the source with its constants bound
+        if job.feed.constants:  # the routes convert the source with its constants bound
             prepared, preparation = sources.bound_source(src, fmt, job, stack, ctx)
         conversion, attempts, produced = tries.run(job, prepared, ref, "route")
         reference = ref.get()  # its error (a bad input, an unsafe model) outranks the routes'
         converter_seconds = conversion.converter_seconds
         fixed = None  # dynamic dimensions no route kept, which the user did not ask for
-        if (shapes := dynamic.fallback(job.shapes, job.inputs, reference.inputs, attempts,
-                                       job.validate)) is not None:
+        if (shapes := dynamic.fallback(job.feed.shapes, job.feed.inputs, reference.inputs,
+                                       attempts, job.validate)) is not None:
             fixed = dynamic.fixed_dims(reference.inputs, shapes.fixed, attempts)
-            job = dataclasses.replace(job, shapes=shapes)
+            job = dataclasses.replace(job, feed=dataclasses.replace(job.feed, shapes=shapes))
             ref = tries.reference(job)
             conversion, more, made = tries.run(job, prepared, ref, "fixed")
             reference = ref.get()
@@ -117,7 +120,7 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
             speed = check_speed(produced[chosen], job.target, attempts[chosen].channels_last,
                                 (src, fmt), reference,
                                 source_onnx(conversion, fmt, job.target, stage / "baseline"),
-                                job.options.load, ctx)
+                                job.feed.load, ctx)
         artifact, failed = None, False
         if chosen is not None:  # -o only ever receives an artifact that passed
             failed = job.validate and not attempts[chosen].passed
@@ -137,8 +140,8 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
                 for name, why in dropped.items()),
             checks=best.checks if best else (),
             inputs=reference.inputs,
-            tolerance=job.tolerance,
-            seed=job.seed,
+            tolerance=job.judgement.tolerance,
+            seed=job.feed.seed,
             seconds=time.perf_counter() - started,
             versions=versions(),
             quantize=job.options.quantize,
@@ -147,7 +150,7 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
             converter_seconds=converter_seconds + (preparation.seconds if preparation else 0.0),
             route_name=best.route if best else None,
             reference_runtime=reference.runtime,
-            constants=dict(job.constants),
+            constants=dict(job.feed.constants),
             steps=reference.steps,
             state=dict(reference.state),
             preparation=preparation,
@@ -158,6 +161,4 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
             fixed=fixed if best is not None and best.fixed else None,
             notes=reference.notes,
         )
-    if job.report is not None:
-        report.write_json(job.report)
     return report

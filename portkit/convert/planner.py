@@ -43,8 +43,8 @@ def preparations(src: Path, fmt: Format, job: ConvertJob, ctx: RunContext) -> tu
         return ()
     return tuple(ctx.pool.call(f"convert-from-{fmt.value}", registry.needed,
                                timeout=ctx.timeout, what=str(src), src=str(src), fmt=fmt,
-                               given=list(job.inputs), shapes=job.shapes,
-                               load=job.options.load))
+                               given=list(job.feed.inputs), shapes=job.feed.shapes,
+                               load=job.feed.load))
 
 
 def choose(attempts: list[Attempt]) -> int | None:

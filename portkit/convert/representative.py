@@ -17,13 +17,15 @@ def judged_on(job: ConvertJob) -> ConvertJob:
     ``--calibration`` (as many as the policy compares over), which are held back from
     calibration (dynamic and fp16 calibrate on none, and are judged on them all the same);
     ``--keep-float auto`` quantizes until the job's policy is met."""
-    options = job.options
+    options, tolerance = job.options, job.judgement.tolerance
     if options.keep_float_auto:
-        options = dataclasses.replace(options, judge=job.tolerance)
-    if options.quantize and job.inputs_file is None and job.validate \
+        options = dataclasses.replace(options, judge=tolerance)
+    if options.quantize and job.feed.file is None and job.validate \
             and options.calibration is not None:
-        options = dataclasses.replace(options, holdout=job.tolerance.samples)
-        return dataclasses.replace(job, inputs_file=Path(options.calibration), options=options)
+        options = dataclasses.replace(options, holdout=tolerance.samples)
+        feed = dataclasses.replace(job.feed, file=Path(options.calibration),
+                                   held_back=tolerance.samples, flag="--calibration")
+        return dataclasses.replace(job, feed=feed, options=options)
     return dataclasses.replace(job, options=options)
 
 
@@ -39,8 +41,8 @@ def described(job: ConvertJob, reference: Reference) -> str:
                     "quantization calibrates on none)")
         return (f"the last {count} of {total} --calibration samples, held back (calibrated on "
                 f"the first {total - count})")
-    if job.inputs_file is not None:
-        return f"--inputs {job.inputs_file.name} ({count} samples)"
+    if job.feed.file is not None:
+        return f"--inputs {job.feed.file.name} ({count} samples)"
     if job.options.quantize is not None:
         return (f"{count} seeded random inputs: nothing representative was given (pass --inputs "
                 "with real samples)")

@@ -42,7 +42,7 @@ def export_trusted_pickle(src: Path, job: ConvertJob, stack: contextlib.ExitStac
     """``--trust-model`` on a pickled module: unpickle it in a worker and save it as ``.pt2``
     (with the ``Shapes`` left for it, as ``save_module``)."""
     inputs, left = module_inputs(f"{src} (a pickled module)",
-                                 list(job.inputs), job.shapes)
+                                 list(job.feed.inputs), job.feed.shapes)
     folder = stack.enter_context(owned_tempdir("pickle"))
     dst = folder / f"{src.stem}.pt2"
     with ctx.progress(f"Unpickling {src.name} (--trust-model) and exporting it"):
@@ -57,10 +57,10 @@ def bound_source(src: Path, fmt: Format, job: ConvertJob, stack: contextlib.Exit
     temporary folder), made in the worker its format's hops use; and that step as a hop."""
     folder = stack.enter_context(owned_tempdir("const"))
     dst = folder / src.name
-    with ctx.progress(f"Binding --const {shown(job.constants)} into {src.name}"):
+    with ctx.progress(f"Binding --const {shown(job.feed.constants)} into {src.name}"):
         hop: Hop = ctx.pool.call(f"convert-from-{fmt.value}", constants.bind_constants,
                                  timeout=ctx.timeout, what=f"--const on {src.name}", src=str(src),
-                                 fmt=fmt, dst=str(dst), constants=dict(job.constants))
+                                 fmt=fmt, dst=str(dst), constants=dict(job.feed.constants))
     return dst, hop
 
 

@@ -11,12 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from portkit.convert import registry
+from portkit.convert import planner
+from portkit.convert.conversion import run_hop
 from portkit.debug.report import DebugReport
 from portkit.errors import ConversionError
 from portkit.formats import Format
 from portkit.io import atomic_replace, staging_dir
-from portkit.options import ConvertOptions
+from portkit.options import ConvertJob, ConvertOptions
 from portkit.results import FileInfo
 from portkit.runtimes.context import RunContext
 from portkit.runtimes.tasks import Reference
@@ -32,8 +33,9 @@ def hops_folder(artifact: Path) -> Path:
 
 def debug_hops(job: DebugJob, src: Path, src_fmt: Format, art_fmt: Format, ref: Reference,
                ctx: RunContext, compare: Callable[..., DebugReport]) -> list[DebugReport]:
-    """Rerun the route (``job.route``, else the first ``portkit convert`` tries) and debug
-    each hop's artifact against the previous hop's (the first against the source).
+    """Rerun the route (``job.route``, else the first ``portkit convert`` tries: planned as
+    convert plans it, the preparations the source needs first) and debug each hop's artifact
+    against the previous hop's (the first against the source).
 
     Args:
         job: The debug job.
@@ -50,7 +52,8 @@ def debug_hops(job: DebugJob, src: Path, src_fmt: Format, art_fmt: Format, ref: 
         UsageError: ``job.route`` is not a route from the source's format to the artifact's.
         ConversionError: No route, or a hop's converter failed (exit 3).
     """
-    routes = registry.pick(registry.plan(src_fmt, art_fmt), job.route)
+    planned = ConvertJob(source=src, target=art_fmt, route=job.route, feed=job.check.feed)
+    routes = planner.plan(src_fmt, planned, planner.preparations(src, src_fmt, planned, ctx))
     if not routes:
         raise ConversionError(f"--hops: no route converts {src_fmt.value} to {art_fmt.value}")
     route = routes[0]
@@ -60,17 +63,14 @@ def debug_hops(job: DebugJob, src: Path, src_fmt: Format, art_fmt: Format, ref: 
         folder = stage / target.name
         folder.mkdir()
         prev, prev_fmt = src, src_fmt
-        options = ConvertOptions(load=job.check.load)
         for i, edge in enumerate(route.edges, 1):
             dst = folder / f"hop{i}-{edge.tool}{edge.target.suffix}"
             started = time.perf_counter()
-            with ctx.progress(f"Hop {i}: {edge.tool} ({prev_fmt.value} -> "
-                              f"{edge.target.value})"):
-                ctx.pool.call(f"convert-from-{prev_fmt.value}", registry.run_edge,
-                              timeout=ctx.timeout, what=f"{edge.tool} on {prev.name}",
-                              tool=edge.tool, target=edge.target, src=str(prev),
-                              src_format=prev_fmt, dst=str(dst), inputs=list(ref.inputs),
-                              options=options)
+            options = planned.options if i == 1 else ConvertOptions()  # as convert runs them
+            if i == len(route.edges) and route.variant is not None:
+                options = dataclasses.replace(options, variant=route.variant.name)
+            run_hop(edge, prev, prev_fmt, dst, ctx, inputs=list(ref.inputs), options=options,
+                    feed=planned.feed, what=prev.name, note=f", hop {i}")
             reports.append(compare(job, prev, prev_fmt, dst, edge.target, ref, ctx, started))
             prev, prev_fmt = dst, edge.target
         atomic_replace(folder, target, "--hops")

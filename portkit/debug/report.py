@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from portkit.errors import ExitCode
 from portkit.policies import Tolerance
 from portkit.results import FileInfo, JsonReport
+from portkit.results.divergence import Divergence
 
 
 @dataclass(frozen=True)
@@ -44,27 +45,6 @@ class DebugNode:
     passed: bool | None
     source_node_id: str = ""
     artifact_node_id: str = ""
-
-
-@dataclass(frozen=True)
-class Divergence:
-    """Where the artifact first goes wrong: the first matched pair, in the source's topological
-    order, outside the policy while every matched tensor it was computed from agrees.
-
-    Attributes:
-        last_agreeing: The source tensors feeding it that agree (its matched inputs).
-    """
-
-    source_node: str
-    artifact_node: str
-    source_tensor: str
-    artifact_tensor: str
-    op_type: str
-    artifact_op_type: str
-    max_abs_err: float
-    scaled_err: float
-    cosine: float
-    last_agreeing: tuple[str, ...]
 
 
 @dataclass(frozen=True)

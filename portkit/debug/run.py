@@ -25,7 +25,8 @@ from portkit.runtimes.tasks import Reference
 from portkit.runtimes.worker import task
 from portkit.safety import refuse_unloadable
 from portkit.traces import Trace
-from portkit.validators.checks import layout_changed, reference_worker, run_reference
+from portkit.validators.checks import layout_changed
+from portkit.validators.reference import reference_worker, run_reference
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,9 @@ def debug(job: DebugJob, ctx: RunContext) -> DebugReport:
     if job.side not in ("artifact", "source"):
         raise UsageError(f"--overlay-side {job.side}: one of artifact, source")
     check_outputs([Output("--overlay", job.overlay)],
-                  [job.check.artifact, job.check.reference, job.check.inputs_file])
+                  [job.check.artifact, job.check.reference, job.check.feed.file])
     with ctx.progress(f"Running {src.name} as the reference"):
-        ref = run_reference(src, src_fmt, job.check, job.check.load, ctx)
+        ref = run_reference(src, src_fmt, job.check.feed, ctx)
     hop_reports: tuple[DebugReport, ...] = ()
     if job.hops:
         hop_reports = tuple(hops_.debug_hops(job, src, src_fmt, art_fmt, ref, ctx, compare))
@@ -107,13 +108,13 @@ def compare(job: DebugJob, src: Path, src_fmt: Format, art: Path, art_fmt: Forma
         with ctx.progress(f"Matching {len(source.tensors)} source tensors with "
                           f"{len(artifact.tensors)} artifact tensors"):
             pairs = match(source, artifact)
-            nodes, first = walk(source, artifact, pairs, job.check.tolerance)
+            nodes, first = walk(source, artifact, pairs, job.check.judgement.tolerance)
     peak = sum(ctx.pool.call(name, peak_rss_mb, timeout=ctx.timeout, what="peak memory")
                for name in {reference_worker(src_fmt), f"trace-{art_fmt.value}"})
     used = {p.artifact for p in pairs.values()}
     return DebugReport(
         source=FileInfo.of(src, src_fmt.value), artifact=FileInfo.of(art, art_fmt.value),
-        tolerance=job.check.tolerance, first_divergence=first, matched=len(pairs),
+        tolerance=job.check.judgement.tolerance, first_divergence=first, matched=len(pairs),
         unmatched_source=len(source.tensors) - len(pairs),
         unmatched_artifact=sum(t.name not in used for t in artifact.tensors),
         nodes=tuple(nodes), seconds=time.perf_counter() - started, peak_rss_mb=peak, hops=hops)
@@ -126,4 +127,4 @@ def _trace(path: Path, fmt: Format, worker: str, ref: Reference, folder: Path, j
     return ctx.pool.call(
         worker, tasks.trace, timeout=ctx.timeout, what=f"tracing {path.name}", path=str(path),
         fmt=fmt, feeds=ref.feeds[0], folder=str(folder), prefer_channels_last=channels_last,
-        options=job.check.load, constants=list(ref.constants))
+        options=job.check.feed.load, constants=list(ref.constants))

@@ -34,13 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from portkit.bounds import P50_REGRESSION, TOLERANCE_BOUNDS, parse_shard
+from portkit.bounds import P50_REGRESSION, parse_shard
 from portkit.errors import UsageError
 from portkit.formats import TARGETS, sniff
-from portkit.policies import OutputKind, Tolerance
+from portkit.options import Judgement
+from portkit.policies import NUMBERS, OutputKind, Tolerance, tuned
 from portkit.runtimes import registry as runtimes
 
-_TOLERANCE_KEYS = ("atol", "rtol", "scale_tol", "min_cosine", "min_top1", "min_top5", "samples")
+_TOLERANCE_KEYS = tuple(NUMBERS)  # the policy's numbers, as the flags and keywords name them
 _OUTPUT_KEYS = (*_TOLERANCE_KEYS, "kind")  # per output, kind is what it holds
 _MODEL_KEYS = {"name", "fixture", "kind", "source", "artifact", "targets", "runtimes", "inputs",
                "outputs", "p50_regression", "signature", *_TOLERANCE_KEYS}
@@ -62,6 +63,11 @@ class ModelEntry:
     per_output: dict[str, Tolerance]
     p50_regression: float | None
     signature: str | None = None
+
+    @property
+    def judgement(self) -> Judgement:
+        """What its artifacts are held to, converted and validated alike."""
+        return Judgement(self.tolerance, self.per_output)
 
 
 @dataclass(frozen=True)
@@ -131,20 +137,16 @@ def load_config(path: str | Path) -> list[ModelEntry]:
 
 def _tolerance(values: dict[str, Any], base: Tolerance, where: str,
                keys: tuple[str, ...] = _TOLERANCE_KEYS) -> Tolerance:
-    """``base`` with the ``keys`` set in ``values``, each in its flag's range; atol or rtol
-    without scale_tol is numpy.allclose, as the flags are (``policies.policy``).
+    """``base`` with the ``keys`` set in ``values``, as the flags set them
+    (``policies.tuned``: each in its range; atol or rtol without scale_tol is numpy.allclose).
 
     Raises:
         UsageError: A number out of range, or not a number (``where`` says which entry).
     """
-    given = {k: values[k] for k in keys if k in values}
-    for key in given.keys() & TOLERANCE_BOUNDS.keys():
-        given[key] = TOLERANCE_BOUNDS[key].check(given[key], f"{where}: {key} =")
-    if "kind" in given:
-        given["kind"] = OutputKind.parse(given["kind"])
-    if ("atol" in given or "rtol" in given) and "scale_tol" not in given:
-        given["scale_tol"] = 0.0
-    return dataclasses.replace(base, **given)
+    tolerance = tuned(base, {k: values[k] for k in keys if k in values and k in NUMBERS}, where)
+    if "kind" in keys and "kind" in values:
+        tolerance = dataclasses.replace(tolerance, kind=OutputKind.parse(values["kind"]))
+    return tolerance
 
 
 def _p50_regression(value: Any, where: str) -> float | None:

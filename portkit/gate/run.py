@@ -23,11 +23,10 @@ from portkit.options import (
     BenchJob,
     Budget,
     ConvertJob,
-    ConvertOptions,
+    Feed,
     LoadOptions,
     ValidateJob,
 )
-from portkit.policies import policy
 from portkit.results import Check, JsonReport, Latency, versions
 from portkit.runtimes import worker
 from portkit.runtimes.context import Progress, RunContext, no_progress
@@ -177,13 +176,13 @@ def _run_group(settings: _Settings, model: ModelEntry, target: str, group: list[
     names = tuple(c.runtime for c in group)
     try:
         inputs = tuple(parse_inputs(model.inputs))
+        feed = Feed(inputs, load=LoadOptions(model.signature))
         folder.mkdir(parents=True, exist_ok=True)
         artifact, route, shapes = model.artifact, "given artifact", Shapes()
         if artifact is None:
             out = folder / f"{model.name}{TARGETS[target].suffix or '.' + target}"
             converted = pipeline.convert(ConvertJob(
-                model.source, TARGETS[target], out, inputs,
-                options=ConvertOptions(LoadOptions(model.signature))), ctx)
+                model.source, TARGETS[target], out, feed=feed, judgement=model.judgement), ctx)
             if converted.artifact is None:
                 errors = "; ".join(a.error or "" for a in converted.routes_tried)
                 return [CaseResult(case=c, passed=False, error=f"not converted: {errors}")
@@ -193,14 +192,9 @@ def _run_group(settings: _Settings, model: ModelEntry, target: str, group: list[
             route = "+".join(h.tool for h in converted.route)
             if converted.fixed is not None:  # judged at the sizes it was converted for
                 shapes = Shapes(fixed=tuple(name for name, _size in converted.fixed.sizes))
-        t = model.tolerance  # through policy(), to be checked as the same flags would be
         report = validate(ValidateJob(
-            artifact, model.source, inputs, tolerance=policy(
-                atol=t.atol, rtol=t.rtol, scale_tol=t.scale_tol, samples=t.samples,
-                min_cosine=t.min_cosine,
-                min_top1=t.min_top1, min_top5=t.min_top5),
-            per_output=model.per_output, load=LoadOptions(model.signature), runtimes=names,
-            save_bundle=bundle, shapes=shapes), ctx)
+            artifact, model.source, names, bundle, dataclasses.replace(feed, shapes=shapes),
+            model.judgement), ctx)
         speed = bench_models(BenchJob((artifact,), names, inputs, budget=settings.budget), ctx)
     except PortkitError as e:
         return [CaseResult(case=c, passed=False, error=str(e)) for c in group]

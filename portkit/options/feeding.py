@@ -1,20 +1,108 @@
-"""How the source is fed beyond its input shapes: ``--const`` values bound to inputs, and
-``--dim``/``--static`` (which dimensions stay dynamic)."""
+"""How the source is fed (``Feed``): its inputs' shapes or an inputs file, the seed, how many
+samples, ``--const`` values bound to inputs, ``--steps``/``--state``, ``--dim``/``--static``
+(which dimensions stay dynamic) and how the model is opened. ``convert``, ``validate``,
+``debug`` and ``portkit check`` feed the source through one ``Feed``; ``tasks.reference`` runs
+it."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from portkit.bounds import SEED
 from portkit.errors import UsageError
+from portkit.options.loading import LoadOptions
 from portkit.shapes import Shapes, parse_dim_flag
-from portkit.specs import Dim
+from portkit.specs import Dim, TensorSpec, parse_inputs
 
 # A value ``--const`` binds an input to (a Python scalar: TorchScript ``sr: int``, or an ONNX
 # scalar tensor).
 Scalar = bool | int | float
 _CONST_NAME = re.compile(r"^[^=\s]+$")
+
+
+@dataclass(frozen=True)
+class Feed:
+    """How the source is fed to get the reference outputs an artifact is judged against.
+
+    Attributes:
+        inputs: ``--input`` specs, for shapes the source doesn't store.
+        file: An ``.npz`` of inputs (``--inputs``; ``--calibration`` when ``held_back``;
+            ``--eval``) instead of seeded ones. Its arrays are cast to the inputs' dtypes where
+            no value changes; NaN/inf only with ``allow_nonfinite``.
+        seed: Seed of generated inputs: sample ``i`` uses ``seed + i``.
+        samples: How many inputs (the parity policy's ``samples``: the pair builder
+            ``options.judged`` copies it from there).
+        allow_nonfinite: Let NaN/inf through in ``file`` (``--allow-nonfinite``).
+        constants: ``--const`` values by input name: the source runs with them, the artifact
+            has them bound.
+        steps: Consecutive calls per sample, each fed the state the previous returned.
+        state: Input name -> the output fed back as it (empty: guessed when ``steps`` > 1).
+        shapes: ``--dim`` ranges and ``--static``: which dimensions stay dynamic, and the
+            sizes the artifact is validated at.
+        load: How the source is opened.
+        held_back: With a ``file``: only its last ``held_back`` samples (the ``--calibration``
+            samples a quantized artifact was not calibrated on).
+        flag: The flag that gave ``file``, for errors.
+        ignore: Arrays of ``file`` that are no inputs (``--eval``'s labels).
+    """
+
+    inputs: tuple[TensorSpec, ...] = ()
+    file: Path | None = None
+    seed: int = 0
+    samples: int = 1
+    allow_nonfinite: bool = False
+    constants: Mapping[str, Scalar] = field(default_factory=dict)
+    steps: int = 1
+    state: Mapping[str, str] = field(default_factory=dict)
+    shapes: Shapes = Shapes()
+    load: LoadOptions = LoadOptions()
+    held_back: int = 0
+    flag: str = "--inputs"
+    ignore: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        """Refuse the values ``--seed`` refuses."""
+        SEED.check(self.seed)
+
+
+def feed(*, inputs: Sequence[str | TensorSpec] = (), inputs_file: str | Path | None = None,
+         seed: int = 0, consts: Mapping[str, Scalar] | Sequence[str] = (), steps: int = 1,
+         state: Mapping[str, str] | Sequence[str] = (), dims: Sequence[str | Dim] = (),
+         static: bool = False, signature: str | None = None, trust_model: bool = False,
+         allow_nonfinite: bool = False) -> Feed:
+    """A ``Feed`` from the flags' values (the CLI's, the API's keywords, ``portkit.toml``'s):
+    the one place they are parsed. ``samples`` is set with the judgement (``options.judged``).
+
+    Raises:
+        UsageError: A malformed ``--input``, ``--const``, ``--state`` or ``--dim``.
+    """
+    return Feed(inputs=tuple(parse_inputs(inputs)),
+                file=Path(inputs_file) if inputs_file else None, seed=seed,
+                allow_nonfinite=allow_nonfinite, constants=constants(consts), steps=steps,
+                state=parse_state(state), shapes=shapes(dims, static),
+                load=LoadOptions(signature, trust_model))
+
+
+def parse_state(values: Mapping[str, str] | Sequence[str]) -> dict[str, str]:
+    """``--state IN=OUT`` values (or a mapping): output OUT is fed back as input IN.
+
+    Raises:
+        UsageError: A value is not ``IN=OUT``.
+    """
+    if isinstance(values, Mapping):
+        return dict(values)
+    pairs = {}
+    for text in values:
+        name, sep, out = text.partition("=")
+        if not sep or not name.strip() or not out.strip():
+            raise UsageError(f"--state {text!r}: expected IN=OUT (the output fed back as that "
+                             "input on the next step), e.g. --state h=hn")
+        pairs[name.strip()] = out.strip()
+    return pairs
 
 
 def shapes(dims: Sequence[str | Dim] = (), static: bool = False) -> Shapes:

@@ -1,120 +1,96 @@
 """A job: everything one command was asked to do (``ConvertJob``, ``ValidateJob``,
-``BenchJob``)."""
+``BenchJob``). The two that judge an artifact share only their ``feed`` (``feeding.Feed``) and
+``judgement`` (``judging.Judgement``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
-from portkit.bounds import BATCH, SEED, THREADS
+from portkit.bounds import BATCH, THREADS
 from portkit.formats import Format
 from portkit.options.conversion import ConvertOptions, Optimize
-from portkit.options.feeding import Scalar
-from portkit.options.loading import LoadOptions
-from portkit.options.measuring import Budget, Evaluation
-from portkit.policies import POLICIES, Tolerance
-from portkit.shapes import Shapes
+from portkit.options.feeding import Feed
+from portkit.options.judging import Judgement
+from portkit.options.measuring import Budget
 from portkit.specs import TensorSpec
+
+
+def _agree(job: ConvertJob | ValidateJob) -> None:
+    """Make the job's feed take as many samples as its policy compares over, and let NaN/inf
+    in where the policy compares them (``--samples``, ``--allow-nonfinite``: set once, on the
+    judgement)."""
+    t = job.judgement.tolerance
+    if (job.feed.samples, job.feed.allow_nonfinite) != (t.samples, t.allow_nonfinite):
+        object.__setattr__(job, "feed", dataclasses.replace(
+            job.feed, samples=t.samples, allow_nonfinite=t.allow_nonfinite))
 
 
 @dataclass(frozen=True)
 class ConvertJob:
-    """One ``convert``: the source, where it goes, how the artifact is judged.
+    """One ``convert``: the source, where it goes, how it is fed and the artifact judged.
 
     Attributes:
         source: The model file or SavedModel folder.
         target: The format to write.
         output: Where (None: beside the source, with the target's suffix).
-        inputs: ``--input`` specs, for shapes the source doesn't store.
-        inputs_file: An ``.npz`` of inputs to compare on, instead of seeded ones. Its arrays are cast to the
-            inputs' dtypes where no value changes; NaN/inf only with
-            ``tolerance.allow_nonfinite``.
         route: Only the route of this name.
         validate: Run and compare the artifact (False: convert only).
-        seed: Seed of generated inputs.
-        tolerance: The parity policy.
-        per_output: Policies for some outputs, by reference output name.
-        options: The converters' options.
+        options: The converters' options (their ``load`` is the feed's).
         optimize: Try every route and ship the best by this goal.
-        constants: ``--const`` values: inputs bound to a constant in the artifact (the source
-            still runs with them as the reference); by input name.
-        steps: Consecutive calls per sample, each fed the state the previous returned.
-        state: Input name -> the output fed back as it (empty: guessed when ``steps`` > 1).
         report: Also write the JSON report here.
-        evaluation: ``--eval``: the chosen artifact's task accuracy against the source's.
-        shapes: ``--dim`` ranges and ``--static``: which dimensions stay dynamic.
         speed_check: Time the artifact against the source's own runtime (``--speed-check``).
+        feed: How the source is fed (its ``samples`` and ``allow_nonfinite`` are the
+            judgement's).
+        judgement: What the artifact is held to.
     """
 
     source: Path
     target: Format
     output: Path | None = None
-    inputs: tuple[TensorSpec, ...] = ()
-    inputs_file: Path | None = None
     route: str | None = None
     validate: bool = True
-    seed: int = 0
-    tolerance: Tolerance = POLICIES["fp32"]
-    per_output: Mapping[str, Tolerance] = field(default_factory=dict)
     options: ConvertOptions = ConvertOptions()
     optimize: Optimize | None = None
-    constants: Mapping[str, Scalar] = field(default_factory=dict)
-    steps: int = 1
-    state: Mapping[str, str] = field(default_factory=dict)
     report: Path | None = None
-    evaluation: Evaluation | None = None
-    shapes: Shapes = Shapes()
     speed_check: bool = False
+    feed: Feed = Feed()
+    judgement: Judgement = Judgement()
 
     def __post_init__(self) -> None:
-        """Refuse the values ``--seed`` refuses."""
-        SEED.check(self.seed)
+        """Make the feed agree with the judgement, and the converters load the source as the
+        feed does."""
+        _agree(self)
+        if self.options.load != self.feed.load:
+            object.__setattr__(self, "options",
+                               dataclasses.replace(self.options, load=self.feed.load))
 
 
 @dataclass(frozen=True)
 class ValidateJob:
-    """One ``validate``: an artifact, the model it came from, and how to judge it.
+    """One ``validate``: an artifact, the model it came from, and how to feed and judge them.
 
     Attributes:
         artifact: The converted model.
         reference: The model it was converted from (run as the reference).
-        inputs: ``--input`` specs, for shapes the reference doesn't store.
-        inputs_file: An ``.npz`` of inputs to compare on. Its arrays are cast to the
-            inputs' dtypes where no value changes; NaN/inf only with
-            ``tolerance.allow_nonfinite``.
-        tolerance: The parity policy.
-        per_output: Policies for some outputs, by reference output name.
-        seed: Seed of generated inputs.
-        load: How the reference is opened.
         runtimes: Only these runtimes (empty: every runtime that loads the artifact).
         save_bundle: Also write a reproducibility bundle here.
-        constants: ``--const`` values the reference runs with; the artifact doesn't take them.
-        steps: Consecutive calls per sample, each fed the state the previous returned.
-        state: Input name -> the output fed back as it (empty: guessed when ``steps`` > 1).
-        evaluation: ``--eval``: the artifact's task accuracy against the reference's.
-        shapes: ``--dim`` ranges and ``--static``: the sizes the artifact is validated at.
+        feed: How the reference is fed (its ``samples`` and ``allow_nonfinite`` are the
+            judgement's); ``--const`` values are the ones the artifact has bound.
+        judgement: What the artifact is held to.
     """
 
     artifact: Path
     reference: Path
-    inputs: tuple[TensorSpec, ...] = ()
-    inputs_file: Path | None = None
-    tolerance: Tolerance = POLICIES["fp32"]
-    per_output: Mapping[str, Tolerance] = field(default_factory=dict)
-    seed: int = 0
-    load: LoadOptions = LoadOptions()
     runtimes: tuple[str, ...] = ()
     save_bundle: Path | None = None
-    constants: Mapping[str, Scalar] = field(default_factory=dict)
-    steps: int = 1
-    state: Mapping[str, str] = field(default_factory=dict)
-    evaluation: Evaluation | None = None
-    shapes: Shapes = Shapes()
+    feed: Feed = Feed()
+    judgement: Judgement = Judgement()
 
     def __post_init__(self) -> None:
-        """Refuse the values ``--seed`` refuses."""
-        SEED.check(self.seed)
+        """Make the feed agree with the judgement."""
+        _agree(self)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from portkit.policies import Quantize, Tolerance
 from portkit.quantization import Quantization
 from portkit.results.checks import Accuracy, Check, Latency
 from portkit.results.contract import JsonReport
+from portkit.results.divergence import Located
 from portkit.results.files import FileInfo
 from portkit.specs import TensorSpec
 from portkit.speed import SpeedCheck
@@ -134,6 +135,7 @@ class ConvertReport(JsonReport):
     speed: SpeedCheck | None = None
     fixed: FixedDims | None = None  # dynamic dimensions no route kept, fixed in the artifact
     notes: tuple[str, ...] = ()  # what portkit decided for the user (sizes dropped, names matched)
+    where: Located | None = None  # after a parity failure: where it first goes wrong
 
     @property
     def quantization(self) -> Quantization | None:

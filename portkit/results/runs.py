@@ -13,6 +13,7 @@ from portkit.policies import Tolerance
 from portkit.profiles import OpTime
 from portkit.results.checks import Accuracy, Check, Latency
 from portkit.results.contract import JsonReport
+from portkit.results.divergence import Located
 from portkit.results.files import FileInfo
 from portkit.specs import TensorSpec
 
@@ -48,6 +49,7 @@ class ValidateReport(JsonReport):
     accuracy: Accuracy | None = None  # --eval: task accuracy, the reference's and the artifact's
     profile: tuple[OpTime, ...] = ()  # --profile: the artifact's time per op, worst first
     notes: tuple[str, ...] = ()  # what portkit decided for the user (sizes dropped, names matched)
+    where: Located | None = None  # after a parity failure: where it first goes wrong
 
     @property
     def exit_code(self) -> ExitCode:

@@ -24,24 +24,6 @@ Feed = dict[str, np.ndarray]
 _STATE_MARKS = re.compile(r"(^|[_.:/])(in|out|new|next|prev|n|0|1)$|(?<=[a-z])(n|in|out)$")
 
 
-def parse_state(values: Mapping[str, str] | Sequence[str]) -> dict[str, str]:
-    """``--state IN=OUT`` values (or a mapping): output OUT is fed back as input IN.
-
-    Raises:
-        UsageError: A value is not ``IN=OUT``.
-    """
-    if isinstance(values, Mapping):
-        return dict(values)
-    pairs = {}
-    for text in values:
-        name, sep, out = text.partition("=")
-        if not sep or not name.strip() or not out.strip():
-            raise UsageError(f"--state {text!r}: expected IN=OUT (the output fed back as that "
-                             "input on the next step), e.g. --state h=hn")
-        pairs[name.strip()] = out.strip()
-    return pairs
-
-
 def state_pairs(model_name: str, inputs: Sequence[TensorSpec], outputs: Mapping[str, np.ndarray],
                 given: Mapping[str, str], steps: int) -> dict[str, str]:
     """Which output feeds which input back: ``given`` (checked), else pairs guessed by name

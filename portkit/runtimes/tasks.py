@@ -16,7 +16,7 @@ import numpy as np
 from portkit.errors import PortkitError, UsageError
 from portkit.formats import Format
 from portkit.formats.tflite import mobile_report
-from portkit.options import LoadOptions, Scalar
+from portkit.options import Feed, LoadOptions, Scalar
 from portkit.policies import KindHints, hidden_width
 from portkit.results import ModelInfo
 from portkit.runtimes import registry
@@ -149,26 +149,22 @@ def split_constants(model_name: str, session: Session, constants: Mapping[str, S
 
 
 @task
-def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str | None,
-              seed: int, samples: int = 1, options: LoadOptions = LoadOptions(),
-              constants: Mapping[str, Scalar] | None = None, steps: int = 1,
-              state: Mapping[str, str] | None = None, allow_nonfinite: bool = False,
-              flag: str = "--inputs", ignore: Sequence[str] = (),
-              held_back: int = 0, shapes: Shapes = Shapes()) -> Reference:
-    """Run the source model on seeded inputs (or ``inputs_file``) to get reference outputs.
+def reference(path: str, fmt: Format, feed: Feed) -> Reference:
+    """Run the source model (``path``, a ``fmt`` file) as ``feed`` says to get reference outputs.
 
-    Seeded sample ``i`` uses ``seed + i``; an inputs file gives its own samples. It runs on the
-    first runtime that loads the file (``registry.load_source``), named in the result. Inputs
-    named in ``constants`` (``--const``) get that value in every sample and are not among the
-    reference's ``inputs`` (the artifact has them bound). With ``steps`` > 1 each sample is
-    that many calls, each fed the ``state`` (input <- output, guessed when not given) the
-    previous call returned (``runtimes.steps``); later calls' other inputs are seeded anew, or
-    the inputs file's next samples. The file's arrays are cast to the inputs' dtypes where no
-    value changes (``specs.cast_to``) and hold no NaN/inf unless ``allow_nonfinite``; ``flag``
-    names the file in errors, and its arrays named in ``ignore`` are no inputs (``--eval``'s
-    labels). With ``held_back``, the inputs file is ``--calibration`` (the ``flag``) and only its
-    last ``held_back`` samples are used: the ones the quantized artifact was not calibrated on.
-    A model with dynamic dimensions (``shapes``: ``--dim``, ``--static``) also runs at the
+    Seeded sample ``i`` uses ``feed.seed + i``; an inputs file (``feed.file``) gives its own
+    samples. It runs on the first runtime that loads the file (``registry.load_source``), named
+    in the result. Inputs named in ``feed.constants`` (``--const``) get that value in every
+    sample and are not among the reference's ``inputs`` (the artifact has them bound). With
+    ``feed.steps`` > 1 each sample is that many calls, each fed the ``feed.state`` (input <-
+    output, guessed when not given) the previous call returned (``runtimes.steps``); later
+    calls' other inputs are seeded anew, or the inputs file's next samples. The file's arrays
+    are cast to the inputs' dtypes where no value changes (``specs.cast_to``) and hold no
+    NaN/inf unless ``feed.allow_nonfinite``; ``feed.flag`` names the file in errors, and its
+    arrays named in ``feed.ignore`` are no inputs (``--eval``'s labels). With
+    ``feed.held_back``, the file is ``--calibration`` and only its last ``held_back`` samples
+    are used: the ones the quantized artifact was not calibrated on. A model with dynamic
+    dimensions (``feed.shapes``: ``--dim``, ``--static``) also runs at the
     ``validation_sizes``, on its samples ``resized`` (one step per sample only).
 
     Raises:
@@ -177,18 +173,20 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
             (TorchScript) and which was not float32.
     """
     name = Path(path).name
-    runtime, session = registry.load_source(Path(path), fmt, options)
-    constants = dict(constants or {})
+    runtime, session = registry.load_source(Path(path), fmt, feed.load)
+    constants, steps, samples, flag = dict(feed.constants), feed.steps, feed.samples, feed.flag
+    inputs_file = str(feed.file) if feed.file else None  # absolute: see run_reference
     fed, fixed = split_constants(name, session, constants)
-    arrays = read_arrays(inputs_file, flag, ignore) if inputs_file else None
-    specs = resolve_inputs(name, fed, given, arrays, flag, shapes)
+    arrays = read_arrays(inputs_file, flag, feed.ignore) if inputs_file else None
+    specs = resolve_inputs(name, fed, list(feed.inputs), arrays, flag, feed.shapes)
     file_samples = 0
     if inputs_file:
-        given_feeds = load_inputs_file(inputs_file, specs, flag, allow_nonfinite, ignore)
+        given_feeds = load_inputs_file(inputs_file, specs, flag, feed.allow_nonfinite,
+                                       feed.ignore)
         file_samples = len(given_feeds)
-        if held_back:
-            calibrated_part(inputs_file, file_samples, held_back)
-            given_feeds = given_feeds[-held_back:]
+        if feed.held_back:
+            calibrated_part(inputs_file, file_samples, feed.held_back)
+            given_feeds = given_feeds[-feed.held_back:]
         if len(given_feeds) % steps:
             raise UsageError(f"{flag} {inputs_file}: {len(given_feeds)} samples are not a "
                              f"whole number of {steps}-step sequences (--steps {steps})")
@@ -203,10 +201,10 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
         def more(i: int, k: int) -> dict[str, np.ndarray]:
             return given_feeds[i * steps + k]
     else:
-        first = [make_inputs(specs, seed + i) for i in range(samples)]
+        first = [make_inputs(specs, feed.seed + i) for i in range(samples)]
 
         def more(i: int, k: int) -> dict[str, np.ndarray]:
-            return make_inputs(specs, seed + samples + i * steps + k)
+            return make_inputs(specs, feed.seed + samples + i * steps + k)
     specs = [replace(s, shape=tuple(first[0][s.name].shape), dtype=first[0][s.name].dtype.name)
              for s in specs]
     order = [s.name for s in session.inputs]  # the model's order, constants in place
@@ -215,9 +213,9 @@ def reference(path: str, fmt: Format, given: list[TensorSpec], inputs_file: str 
         return {n: {**f, **fixed}[n] for n in order}
     try:
         pairs = {}
-        if steps != 1 or state:  # state_pairs refuses a step count below 1
+        if steps != 1 or feed.state:  # state_pairs refuses a step count below 1
             pairs = steps_.state_pairs(name, specs, session.run(full(first[0])),
-                                       dict(state or {}), steps)
+                                       dict(feed.state), steps)
         feeds, outputs = steps_.unroll([full(f) for f in first], session.run, steps, pairs,
                                        lambda i, k: full(more(i, k)))
     except Exception as e:

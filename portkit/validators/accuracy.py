@@ -15,7 +15,7 @@ import numpy as np
 
 from portkit.errors import UsageError
 from portkit.formats import Format
-from portkit.options import ConvertJob, ValidateJob
+from portkit.options import ConvertJob, Evaluation, Feed
 from portkit.results import Accuracy, Attempt, Check
 from portkit.runtimes import registry, tasks
 from portkit.runtimes.base import Runtime
@@ -24,21 +24,22 @@ from portkit.runtimes.context import RunContext
 from portkit.runtimes.tasks import Reference
 from portkit.shapes import Shapes
 from portkit.specs import LABELS, labels_in, read_arrays
-from portkit.validators.checks import reference_worker
+from portkit.validators.reference import run_reference
 
 # The device the artifact is scored on (its parity was checked on every device).
 DEVICE = "cpu"
 
 
-def measure(job: ConvertJob | ValidateJob, source: tuple[Path, Format],
+def measure(feed: Feed, ev: Evaluation, source: tuple[Path, Format],
             artifact: tuple[Path, Format], reference: Reference, ctx: RunContext, *,
             runtime: Runtime, channels_last: bool = False) -> Accuracy:
-    """Run the source (in its reference worker, as ``checks.run_reference`` does) and the
-    artifact (on ``runtime``'s cpu device) on every sample of ``job.evaluation.file``, and score
-    both against its labels.
+    """Run the source (in its reference worker, ``reference.run_reference``) and the artifact
+    (on ``runtime``'s cpu device) on every sample of ``ev.file``, and score both against its
+    labels.
 
     Args:
-        job: The run; its ``evaluation`` is set.
+        feed: How the run feeds the source (its seed, constants, load options).
+        ev: The ``--eval`` file, output and limit.
         source: The source model and its format.
         artifact: The artifact and its format.
         reference: The run's reference: its inputs' shapes are the samples' (the artifact's).
@@ -54,8 +55,6 @@ def measure(job: ConvertJob | ValidateJob, source: tuple[Path, Format],
             doesn't score; the output is not one score vector per sample; ``--eval-output``
             names no output; a model input is called ``labels``.
     """
-    ev = job.evaluation
-    assert ev is not None
     (src, src_fmt), (art, art_fmt) = source, artifact
     file = ev.file.absolute()  # workers run in their own directories
     where = f"--eval {ev.file}"
@@ -63,14 +62,11 @@ def measure(job: ConvertJob | ValidateJob, source: tuple[Path, Format],
     if any(s.name == LABELS for s in reference.inputs):
         raise UsageError(f"{where}: {src.name} has an input called {LABELS!r}, which an --eval "
                          "file holds the classes under: rename that input")
-    load = job.options.load if isinstance(job, ConvertJob) else job.load
+    labelled = dataclasses.replace(  # the labelled samples only, at their own size
+        feed, inputs=reference.inputs, file=file, samples=1, steps=1, state={}, held_back=0,
+        flag="--eval", ignore=(LABELS,), shapes=Shapes(static=True))
     with ctx.progress(f"Running {src.name} on the labelled samples of {file.name} (--eval)"):
-        scored: Reference = ctx.pool.call(
-            reference_worker(src_fmt), tasks.reference, timeout=ctx.timeout,
-            what=f"{src} on {where}", path=str(src), fmt=src_fmt, given=list(reference.inputs),
-            inputs_file=str(file), seed=job.seed, options=load, constants=dict(job.constants),
-            allow_nonfinite=job.tolerance.allow_nonfinite, flag="--eval", ignore=(LABELS,),
-            shapes=Shapes(static=True))  # the labelled samples only, at their own size
+        scored = run_reference(src, src_fmt, labelled, ctx, what=f"{src} on {where}")
     name = _output(ev.output, list(scored.outputs[0]), where)
     source_says = predictions(scored.outputs, name, where)
     _check_labels(labels, source_says, name, where)
@@ -101,9 +97,10 @@ def judge(job: ConvertJob, source: tuple[Path, Format], reference: Reference, at
         UsageError: See ``measure``.
     """
     rt = registry.for_format(job.target)[0]
-    if job.evaluation is None or not ran(attempt.checks, rt):
+    ev = job.judgement.evaluation
+    if ev is None or not ran(attempt.checks, rt):
         return attempt, None
-    accuracy = measure(job, source, (artifact, job.target), reference, ctx, runtime=rt,
+    accuracy = measure(job.feed, ev, source, (artifact, job.target), reference, ctx, runtime=rt,
                        channels_last=attempt.channels_last)
     why = why_failed(accuracy)
     if why is None:

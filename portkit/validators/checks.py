@@ -15,7 +15,7 @@ import numpy as np
 from portkit.errors import PortkitError
 from portkit.formats import Format, sniff
 from portkit.io import Folder, Output, check_outputs
-from portkit.options import ConvertJob, LoadOptions, ValidateJob
+from portkit.options import ValidateJob
 from portkit.policies import Tolerance
 from portkit.results import Check, FileInfo, OutputParity, ValidateReport, versions
 from portkit.runtimes import registry, tasks
@@ -23,8 +23,10 @@ from portkit.runtimes.base import Runtime
 from portkit.runtimes.context import RunContext
 from portkit.runtimes.tasks import Reference
 from portkit.safety import refuse_unloadable
+from portkit.validators import accuracy as eval_
 from portkit.validators import bundle
 from portkit.validators.parity import compare_outputs
+from portkit.validators.reference import run_reference
 
 # Each runtime/device's raw outputs, by ``runtime-device`` (what a bundle keeps).
 Outputs = dict[str, tuple[dict[str, np.ndarray], ...]]
@@ -105,29 +107,6 @@ def check_everywhere(artifact: Path, fmt: Format, runtimes: Sequence[Runtime],
     return checks, outputs
 
 
-def reference_worker(fmt: Format) -> str:
-    """The worker a source of ``fmt`` runs in as the reference: one per framework."""
-    return f"reference-{fmt.framework}"
-
-
-def run_reference(src: Path, fmt: Format, job: ConvertJob | ValidateJob, load: LoadOptions,
-                  ctx: RunContext) -> Reference:
-    """Run the source as the reference in its framework's worker (``reference_worker``),
-    fed as the job says: ``--input``, ``--inputs``, seed, the policy's sample count and
-    ``--allow-nonfinite``, ``--const``, ``--steps`` and ``--state``; a quantizing convert's
-    samples held back from ``--calibration``."""
-    held = job.options.holdout if isinstance(job, ConvertJob) else 0
-    return ctx.pool.call(
-        reference_worker(fmt), tasks.reference, timeout=ctx.timeout, what=str(src),
-        path=str(src), fmt=fmt, given=list(job.inputs),
-        inputs_file=str(job.inputs_file.absolute()) if job.inputs_file else None,
-        seed=job.seed, samples=job.tolerance.samples, options=load,
-        constants=dict(job.constants), steps=job.steps, state=dict(job.state),
-        allow_nonfinite=job.tolerance.allow_nonfinite,
-        held_back=held, flag="--calibration" if held else "--inputs", shapes=job.shapes,
-    )
-
-
 def layout_changed(ref: Reference, fmt: Format) -> bool:
     """Whether an artifact of this format likely went channels-last (TFLite/SavedModel)."""
     return fmt in (Format.TFLITE, Format.SAVEDMODEL) and any(
@@ -146,28 +125,29 @@ def validate(job: ValidateJob, ctx: RunContext) -> ValidateReport:
     art_fmt, src_fmt = sniff(art), sniff(src)
     for path, fmt in ((art, art_fmt), (src, src_fmt)):
         refuse_unloadable(path, fmt)
+    feed, judged = job.feed, job.judgement
     check_outputs([Output("--save-bundle", job.save_bundle, Folder.REPLACED)],
-                  [job.artifact, job.reference, job.inputs_file,
-                   job.evaluation.file if job.evaluation else None])
+                  [job.artifact, job.reference, feed.file,
+                   judged.evaluation.file if judged.evaluation else None])
     chosen = registry.named(art_fmt, job.runtimes)
     with ctx.progress(f"Running {src.name} as the reference"):
-        ref = run_reference(src, src_fmt, job, job.load, ctx)
+        ref = run_reference(src, src_fmt, feed, ctx)
     checks, outputs = check_everywhere(art, art_fmt, chosen,
-                                       Expected(ref, job.tolerance, job.per_output), ctx)
+                                       Expected(ref, judged.tolerance, judged.per_output), ctx)
     accuracy = None
-    if job.evaluation is not None:  # on the first runtime, as convert does, if it ran there
-        from portkit.validators import accuracy as eval_  # it builds on this module
-
-        if eval_.ran(checks, chosen[0]):
-            accuracy = eval_.measure(job, (src, src_fmt), (art, art_fmt), ref, ctx,
-                                     runtime=chosen[0], channels_last=layout_changed(ref, art_fmt))
+    if judged.evaluation is not None and eval_.ran(checks, chosen[0]):
+        # On the first runtime, as convert does, if it ran there.
+        accuracy = eval_.measure(feed, judged.evaluation, (src, src_fmt), (art, art_fmt), ref,
+                                 ctx, runtime=chosen[0],
+                                 channels_last=layout_changed(ref, art_fmt))
     report = ValidateReport(
         passed=all_passed(checks) and (accuracy is None or accuracy.passed),
         reference=FileInfo.of(src, src_fmt.value), artifact=FileInfo.of(art, art_fmt.value),
-        checks=tuple(checks), inputs=ref.inputs, tolerance=job.tolerance,
-        per_output=dict(job.per_output), seed=job.seed, seconds=time.perf_counter() - started,
-        versions=versions(), reference_runtime=ref.runtime, constants=dict(job.constants),
-        steps=ref.steps, state=dict(ref.state), accuracy=accuracy, notes=ref.notes,
+        checks=tuple(checks), inputs=ref.inputs, tolerance=judged.tolerance,
+        per_output=dict(judged.per_output), seed=feed.seed,
+        seconds=time.perf_counter() - started, versions=versions(),
+        reference_runtime=ref.runtime, constants=dict(feed.constants), steps=ref.steps,
+        state=dict(ref.state), accuracy=accuracy, notes=ref.notes,
     )
     if job.save_bundle is not None:
         bundle.save(job.save_bundle, report, ref, outputs, art)

@@ -32,8 +32,8 @@ from portkit.runtimes.context import RunContext
 from portkit.runtimes.tasks import Reference
 from portkit.specs import TensorSpec
 from portkit.speed import MIN_GAP_MS, SLOW_RATIO, SpeedCheck, is_slow, timed
-from portkit.validators.checks import reference_worker
 from portkit.validators.latency import measure_interleaved
+from portkit.validators.reference import reference_worker
 
 # Short on purpose (convert must not get much slower): 10 runs each, in turns, no minimum time,
 # so a 500 ms artifact against a 5 ms baseline costs seconds, not minutes.

@@ -11,6 +11,7 @@ import pytest
 
 from portkit import api, bounds, gate
 from portkit.cli import cli, flags
+from portkit.policies import NUMBERS
 
 # Options a command handles itself: output format, files it writes, flags it inverts or packs.
 HANDLED = {
@@ -30,7 +31,10 @@ TARGET: dict[str, Callable[..., object]] = {
 @pytest.mark.parametrize("command", sorted(TARGET))
 def test_every_option_is_a_keyword_of_the_library_function(command: str) -> None:
     params = {p.name for p in cli.commands[command].params}
-    accepted = set(inspect.signature(TARGET[command]).parameters)
+    signature = inspect.signature(TARGET[command]).parameters
+    accepted = set(signature)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.values()):
+        accepted |= NUMBERS.keys()  # ``**numbers``: the policy's numbers, declared once
     assert params - HANDLED[command] <= accepted, params - HANDLED[command] - accepted
 
 
@@ -55,18 +59,19 @@ def test_validate_takes_trust_model_and_the_old_top_k_name() -> None:
 
 
 # Every numeric option and the bound it is checked against (written once, in portkit.bounds).
+TOLERANCE_BOUNDS = {key: number.bound for key, number in NUMBERS.items()}
 NUMERIC = {
     "convert": {"opset": bounds.OPSET, "timeout": bounds.TIMEOUT, "seed": bounds.SEED,
-                "max_accuracy_drop": bounds.MAX_ACCURACY_DROP, **bounds.TOLERANCE_BOUNDS},
+                "max_accuracy_drop": bounds.MAX_ACCURACY_DROP, **TOLERANCE_BOUNDS},
     "validate": {"timeout": bounds.TIMEOUT, "seed": bounds.SEED,
-                 "max_accuracy_drop": bounds.MAX_ACCURACY_DROP, **bounds.TOLERANCE_BOUNDS},
+                 "max_accuracy_drop": bounds.MAX_ACCURACY_DROP, **TOLERANCE_BOUNDS},
     "inspect": {"timeout": bounds.TIMEOUT},
     "bench": {"threads": bounds.THREADS, "batch": bounds.BATCH, "warmup": bounds.WARMUP,
               "min_runs": bounds.MIN_RUNS, "min_seconds": bounds.MIN_SECONDS,
               "timeout": bounds.TIMEOUT},
     "check": {"jobs": bounds.JOBS, "timeout": bounds.TIMEOUT},
     "debug": {"timeout": bounds.TIMEOUT, "seed": bounds.SEED,
-              **{k: bounds.TOLERANCE_BOUNDS[k] for k in ("atol", "rtol", "scale_tol",
+              **{k: TOLERANCE_BOUNDS[k] for k in ("atol", "rtol", "scale_tol",
                                                           "min_cosine")}},
 }
 
@@ -96,3 +101,16 @@ def test_numbers_convert_to_their_kind_and_shard_stays_a_string() -> None:
     assert flags.Shard().convert("2/3", None, None) == "2/3"
     with pytest.raises(click.BadParameter, match="K/N"):
         flags.Shard().convert("4/3", None, None)
+
+
+@pytest.mark.parametrize("command", ["convert", "validate", "debug"])
+def test_help_shows_the_options_in_headed_sections_with_an_example_each(command: str) -> None:
+    from click.testing import CliRunner
+
+    text = CliRunner().invoke(cli, [command, "--help"]).output
+    headings = [line for line in text.splitlines()
+                if line.endswith(":") and not line.startswith(" ") and line != "Other options:"]
+    assert len(headings) >= 5, headings
+    for heading in headings:  # the line under each heading is an example
+        assert text.split(f"\n{heading}\n", 1)[1].startswith("  e.g. --"), heading
+    assert "Tolerances:" in headings and "Shapes:" in headings

@@ -15,6 +15,7 @@ from portkit.errors import ExitCode
 from portkit.fixtures import keras_models
 from portkit.formats import Format
 from portkit.formats.tflite import mobile_report
+from portkit.options import Feed
 from portkit.policies import KindHints
 from portkit.runtimes.tasks import reference
 from portkit.runtimes.worker import Pool
@@ -108,7 +109,7 @@ def test_a_size_the_source_refuses_is_dropped_with_a_note(saved_models) -> None:
     # input.1 stays dynamic by default, but the source frames 512 samples only: the sizes
     # derived from it are not validated, and a note names each and the source's error.
     ref = reference(str(saved_models(AUDIO, "onnx")), Format.ONNX,
-                    [parse_input_flag("input:1x512")], None, 0, constants={"sr": 16000})
+                    Feed((parse_input_flag("input:1x512"),), constants={"sr": 16000}))
     assert ref.sizes == ()  # every other size refused: the example size alone
     assert len(ref.notes) == 2 and all("the source itself raised" in n for n in ref.notes)
     assert ref.notes[0].startswith("not validated at input 3x511, state 2x3x128:")
@@ -142,6 +143,5 @@ def test_a_ranking_failure_with_a_passing_cosine_spends_no_other_route(workers: 
 
 
 def test_a_text_encoder_reference_knows_its_token_ids_and_hidden_width(saved_models) -> None:
-    ref = reference(str(saved_models("text_encoder", "pt2")), Format.EXPORTED_PROGRAM, [], None,
-                    0)
+    ref = reference(str(saved_models("text_encoder", "pt2")), Format.EXPORTED_PROGRAM, Feed())
     assert ref.hints == KindHints(tokens=True, hidden=16)

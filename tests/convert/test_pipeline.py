@@ -14,6 +14,7 @@ from portkit.convert import registry
 from portkit.convert.planner import choose
 from portkit.errors import ExitCode, UsageError
 from portkit.formats import Format
+from portkit.options import Feed
 from portkit.results import Attempt
 from tests.schema import assert_schema
 
@@ -121,8 +122,7 @@ def test_timing_together_reports_an_artifact_that_fails_instead_of_failing_all(
     src, good = saved_models("cnn", "pt2"), converted("cnn", "pt2", "tflite")
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(good.read_bytes()[:2000])
-    ref = worker.call(tasks.reference, path=str(src),
-                      fmt=Format.EXPORTED_PROGRAM, given=[], inputs_file=None, seed=0)
+    ref = worker.call(tasks.reference, path=str(src), fmt=Format.EXPORTED_PROGRAM, feed=Feed())
     budget = Budget(warmup=1, min_runs=5, min_seconds=0.0)
     timed = time_together([good, bad], Format.TFLITE, "tflite", ref, budget=budget)
     assert isinstance(timed[0], Latency) and timed[0].runs >= 5

@@ -88,7 +88,8 @@ def test_an_outlier_channel_fails_int8_and_keep_float_auto_keeps_a_few_ops_float
     assert row["samples"] == 32 and "cosine" in row["failed"]
     worst = plain["quantization"]["ops"][0]  # the op adding the most error, first
     assert worst["quantized"] and worst["added"] > 0.1
-    assert_schema("convert_int8", plain)
+    assert_schema("convert_int8_failed", plain)  # with where it diverges: here only the command
+    assert plain["where"]["searched"] is False and "portkit debug" in plain["where"]["command"]
 
     code, auto, err = convert_json(source, *args, "-o", tmp_path / "auto.tflite",
                                    "--keep-float", "auto")

@@ -93,18 +93,20 @@ def test_pt2_against_its_onnx_with_one_conv_changed(
 
 
 def test_a_large_model_gets_the_command_to_run(monkeypatch: pytest.MonkeyPatch,
-                                                capsys: pytest.CaptureFixture[str],
                                                 tmp_path: Path) -> None:
-    from portkit.cli import commands
+    from portkit.cli.render import where_line
+    from portkit.debug import locate
+    from portkit.options import feed
 
-    monkeypatch.setattr(commands, "CHEAP_DEBUG_BYTES", 0)
+    monkeypatch.setattr(locate, "CHEAP_DEBUG_BYTES", 0)
     art, src = tmp_path / "m.tflite", tmp_path / "m v2.pt2"
     art.write_bytes(b"x")
     src.write_bytes(b"x")
-    commands._where_it_diverges(art, src, {"inputs": ("x:1x3x8x8",), "seed": 3})
-    out = " ".join(capsys.readouterr().out.split())
-    assert out == (f"Where it first goes wrong: run portkit debug {art} --reference "
-                   f"'{src}' --input x:1x3x8x8 --seed 3")
+    where = locate.locate(art, src, feed(inputs=["x:1x3x8x8"], seed=3), None)  # type: ignore[arg-type]
+    assert not where.searched
+    assert where_line(where).plain == (
+        f"Where it first goes wrong: run portkit debug {art} --reference '{src}' --input "
+        "x:1x3x8x8 --seed 3")
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from portkit.convert import registry
 from portkit.errors import ConversionError, InternalError, UsageError
 from portkit.fixtures import FIXTURES
 from portkit.formats import Format
-from portkit.options import BenchJob, Budget, ConvertJob, ConvertOptions
+from portkit.options import BenchJob, Budget, ConvertJob, ConvertOptions, Feed
 from portkit.runtimes import worker
 from portkit.specs import parse_inputs
 from tests.conftest import run_cli
@@ -172,7 +172,8 @@ def test_every_onnx_edge_declares_its_opsets_and_registration_checks_it() -> Non
     (lambda: Budget(min_seconds=float("inf")), "--min-seconds"),
     (lambda: Budget(warmup=-1), "--warmup"),
     (lambda: BenchJob(models=(), threads=-1), "--threads"),
-    (lambda: ConvertJob(source=Path("m.pt2"), target=Format.ONNX, seed=2**32), "--seed"),
+    (lambda: ConvertJob(source=Path("m.pt2"), target=Format.ONNX, feed=Feed(seed=2**32)),
+     "--seed"),
     (lambda: gate.run("missing.toml", jobs=0), "--jobs"),
     (lambda: gate.run("missing.toml", timeout=float("inf")), "--timeout"),
 ], ids=lambda x: x if isinstance(x, str) else None)

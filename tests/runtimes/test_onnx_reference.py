@@ -7,6 +7,7 @@ import pytest
 
 from portkit.errors import InvalidModelError
 from portkit.formats import Format
+from portkit.options import Feed
 from portkit.runtimes import registry, tasks
 from tests.legacy_onnx import legacy_model, stored
 
@@ -33,7 +34,7 @@ def test_it_is_never_an_artifact_runtime_and_onnxruntime_stays_first(converted) 
 
 def test_the_reference_names_its_runtime() -> None:
     model = legacy_model("test_AvgPool2d")
-    ref = tasks.reference(str(model), Format.ONNX, [], None, seed=0)
+    ref = tasks.reference(str(model), Format.ONNX, Feed())
     assert ref.runtime == "onnx-reference"
     assert ref.inputs[0].shape == (2, 3, 6, 6)
 

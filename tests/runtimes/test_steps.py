@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from portkit.errors import UsageError
+from portkit.options import parse_state
 from portkit.runtimes.binding import Binding
-from portkit.runtimes.steps import parse_state, run_fed_back, state_pairs, unroll
+from portkit.runtimes.steps import run_fed_back, state_pairs, unroll
 from portkit.specs import TensorSpec
 
 X, H = TensorSpec("x", (1, 2)), TensorSpec("h", (1, 3))

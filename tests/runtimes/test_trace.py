@@ -15,6 +15,7 @@ import pytest
 import portkit
 from portkit.errors import ExitCode, UsageError
 from portkit.formats import Format
+from portkit.options import Feed
 from portkit.runtimes import tasks
 from portkit.runtimes.onnx_trace import _groups, fx_origin
 from portkit.runtimes.tflite_trace import dequantize
@@ -57,8 +58,8 @@ def _check_consistent(trace: Trace) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def reference(saved_models: Callable[[str, str], Path]) -> dict[str, np.ndarray]:
-    return tasks.reference(str(saved_models("cnn", "pt2")), Format.EXPORTED_PROGRAM, [X], None,
-                           seed=0).feeds[0]
+    return tasks.reference(str(saved_models("cnn", "pt2")), Format.EXPORTED_PROGRAM,
+                           Feed((X,))).feeds[0]
 
 
 @pytest.mark.parametrize("kind", ["pt2", "torchscript"])
@@ -66,7 +67,7 @@ def test_torch_traces_fx_nodes(kind: str, saved_models: Callable[[str, str], Pat
                                workers: Pool, tmp_path: Path) -> None:
     path = saved_models("cnn", kind)
     fmt = Format.EXPORTED_PROGRAM if kind == "pt2" else Format.TORCHSCRIPT
-    ref = tasks.reference(str(path), fmt, [X], None, seed=0)
+    ref = tasks.reference(str(path), fmt, Feed((X,)))
     trace = _trace(workers, "trace-torch", path, fmt, ref.feeds[0], tmp_path)
     values = _check_consistent(trace)
     assert trace.runtime == "torch"

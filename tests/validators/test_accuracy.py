@@ -15,7 +15,7 @@ import portkit
 from portkit import api
 from portkit.errors import ExitCode, UsageError
 from portkit.formats import Format
-from portkit.options import Evaluation, evaluation
+from portkit.options import Evaluation, Feed, evaluation
 from portkit.results import Accuracy
 from portkit.runtimes import tasks
 from portkit.runtimes.worker import Pool
@@ -202,8 +202,8 @@ def test_a_quantized_artifact_losing_more_than_the_limit_fails(saved_models: Sav
     x = _images(200, seed=7, shape=(1, 32, 32, 3), channel_axis=3)
     np.savez(tmp_path / "inputs.npz", image=x)
     ref = workers.call("reference-keras", tasks.reference, path=str(src), fmt=Format.KERAS,
-                       given=[], inputs_file=str(tmp_path / "inputs.npz"), seed=0,
-                       shapes=Shapes(static=True))  # the 200 samples only, no other batch
+                       feed=Feed(file=tmp_path / "inputs.npz",
+                                 shapes=Shapes(static=True)))  # the 200 samples, no other batch
     labels = np.concatenate([o["logits"] for o in ref.outputs]).argmax(axis=1)
     np.savez(tmp_path / "eval.npz", image=x, labels=labels)  # the source is always right
     out = tmp_path / "q.tflite"

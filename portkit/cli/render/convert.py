@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from portkit.cli.render.debug import where_line
 from portkit.cli.render.models import mobile_tables
 from portkit.cli.render.parity import (
     accuracy_head,
@@ -100,6 +101,8 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
         out.extend(mobile_tables(report.mobile))
     if report.speed is not None:
         out.append(speed_line(report.speed))
+    if report.where is not None:
+        out.append(where_line(report.where))
     return out
 
 

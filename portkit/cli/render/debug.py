@@ -12,7 +12,8 @@ from portkit.cli.render.parity import policy_line
 from portkit.cli.render.words import described, num
 
 if TYPE_CHECKING:
-    from portkit.debug.report import DebugReport, Divergence
+    from portkit.debug.report import DebugReport
+    from portkit.results import Divergence, Located
 
 
 def divergence_line(d: Divergence) -> str:
@@ -22,6 +23,21 @@ def divergence_line(d: Divergence) -> str:
             f"-> artifact {d.artifact_node} ({d.artifact_op_type}, tensor {d.artifact_tensor}): "
             f"max abs err {num(d.max_abs_err)} = {num(d.scaled_err)} of its scale, cosine "
             f"{d.cosine:.6f}; its inputs agree: {', '.join(d.last_agreeing) or '(none)'}")
+
+
+def where_line(where: Located) -> Text:
+    """After a parity failure: the first divergence ``convert``/``validate`` found, or the
+    ``portkit debug`` command to run."""
+    if not where.searched:
+        line = f"Where it first goes wrong: run {where.command}"
+    elif where.error:
+        line = f"Where it first goes wrong: not found here ({where.error}); run {where.command}"
+    elif where.divergence is None:
+        line = ("Every intermediate tensor matched agrees on the first input; more with "
+                f"{where.command}")
+    else:
+        line = f"{divergence_line(where.divergence)} (more: {where.command})"
+    return Text(line)
 
 
 def debug_tables(report: DebugReport, worst: int = 10) -> list[Table | Text]:

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from portkit.cli.ci import failure_lines
+from portkit.cli.render.debug import where_line
 from portkit.cli.render.parity import (
     accuracy_head,
     accuracy_line,
@@ -47,7 +48,8 @@ def validate_tables(report: ValidateReport) -> list[Table | Text]:
     out += notes_lines(report.notes)
     out.append(parity_table(report.checks, report.tolerance, report.reference_runtime))
     out += [accuracy_line(report.accuracy)] if report.accuracy is not None else []
-    return out + op_tables(report.profile, Path(report.artifact.path).name)
+    out += op_tables(report.profile, Path(report.artifact.path).name)
+    return out + ([where_line(report.where)] if report.where is not None else [])
 
 
 PROFILE_ROWS = 15
