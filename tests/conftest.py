@@ -1,7 +1,9 @@
-"""Shared test fixtures: sample models saved once per session, warm workers, and a CLI runner."""
+"""Shared test fixtures: sample models saved once per run, warm workers, and a CLI runner."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import subprocess
 import sys
@@ -14,17 +16,44 @@ from portkit.fixtures import FIXTURES
 from portkit.runtimes.worker import Pool
 
 
+def shared_folder(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A folder every test process of this run shares (pytest-xdist's workers have their own
+    base temp folders under one per run), so a sample model is made once per run, not once per
+    process."""
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+@contextlib.contextmanager
+def made_once(folder: Path) -> Iterator[None]:
+    """Held while what goes in ``folder`` is made: the first process makes it, the others wait
+    and then find it made."""
+    with open(folder.with_name(folder.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def saved_models(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str], Path]:
-    """``saved_models(name, kind)``: a fixture model saved as ``torchscript`` or ``pt2`` (cached)."""
-    folder = tmp_path_factory.mktemp("models")
+    """``saved_models(name, kind)``: a fixture model saved as ``torchscript`` or ``pt2`` (once
+    per run)."""
+    folder = shared_folder(tmp_path_factory, "models")
     cache: dict[tuple[str, str], Path] = {}
 
     def get(name: str, kind: str = "torchscript") -> Path:
         if (name, kind) not in cache:
-            sub = folder / kind
-            sub.mkdir(exist_ok=True)
-            cache[name, kind] = FIXTURES[name].save(sub, kind)
+            sub = folder / kind / name
+            sub.mkdir(parents=True, exist_ok=True)
+            done = sub / "saved-as.txt"  # the file the fixture saved, once it is complete
+            with made_once(sub):
+                if not done.exists():
+                    done.write_text(str(FIXTURES[name].save(sub, kind)))
+            cache[name, kind] = Path(done.read_text())
         return cache[name, kind]
 
     return get
@@ -45,15 +74,19 @@ def converted(saved_models: Callable[[str, str], Path], workers: Pool,
     per session, for tests that need an artifact rather than a conversion."""
     import portkit
 
-    folder = tmp_path_factory.mktemp("converted")
+    folder = shared_folder(tmp_path_factory, "converted")
     cache: dict[tuple[str, str, str], Path] = {}
 
     def get(name: str, kind: str, target: str) -> Path:
         if (name, kind, target) not in cache:
-            out = folder / f"{name}-{kind}.{target}"
-            report = portkit.convert(saved_models(name, kind), target, out,
-                                     inputs=FIXTURES[name].input_flags, workers=workers)
-            assert report.exit_code == 0, report.routes_tried
+            sub = folder / f"{name}-{kind}-{target}"
+            sub.mkdir(exist_ok=True)
+            out = sub / f"{name}-{kind}.{target}"
+            with made_once(sub):
+                if not out.exists():  # written atomically: there only once it passed
+                    report = portkit.convert(saved_models(name, kind), target, out,
+                                             inputs=FIXTURES[name].input_flags, workers=workers)
+                    assert report.exit_code == 0, report.routes_tried
             cache[name, kind, target] = out
         return cache[name, kind, target]
 
