@@ -28,6 +28,7 @@ Paths are relative to the config file.
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from portkit.options import Judgement
 from portkit.policies import NUMBERS, OutputKind, Tolerance, tuned
 from portkit.runtimes import registry as runtimes
 
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a model's name: a file name, nothing more
 _TOLERANCE_KEYS = tuple(NUMBERS)  # the policy's numbers, as the flags and keywords name them
 _OUTPUT_KEYS = (*_TOLERANCE_KEYS, "kind")  # per output, kind is what it holds
 _MODEL_KEYS = {"name", "fixture", "kind", "source", "artifact", "targets", "runtimes", "inputs",
@@ -95,7 +97,7 @@ def load_config(path: str | Path) -> list[ModelEntry]:
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise UsageError(f"{path}: cannot read it as TOML ({e})") from None
     defaults = data.get("defaults", {})
-    entries = []
+    entries: list[ModelEntry] = []
     for i, raw in enumerate(data.get("model", [])):
         merged = {**defaults, **raw}
         where = f"{path}: [[model]] #{i + 1}"
@@ -105,6 +107,7 @@ def load_config(path: str | Path) -> list[ModelEntry]:
                              f"known: {', '.join(sorted(_MODEL_KEYS))}")
         if "name" not in merged or not (("source" in merged) ^ ("fixture" in merged)):
             raise UsageError(f"{where}: needs a name and one of source = '...' or fixture = '...'")
+        _check_name(merged["name"], where, [e.name for e in entries])
         targets = tuple(merged.get("targets", ()))
         if "artifact" not in merged and not targets:
             raise UsageError(f"{where}: give targets = [...] to convert, or artifact = '...'")
@@ -133,6 +136,23 @@ def load_config(path: str | Path) -> list[ModelEntry]:
     if not entries:
         raise UsageError(f"{path}: no [[model]] entries")
     return entries
+
+
+def _check_name(name: Any, where: str, taken: list[str]) -> None:
+    """A model's ``name`` names its folder in the work dir and its bundles: a plain file name,
+    and each model's own.
+
+    Raises:
+        UsageError: Not a string of letters, digits, ``.``, ``_`` and ``-`` (starting with a
+            letter or digit), or the name of an earlier model.
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise UsageError(f"{where}: name = {name!r}: it names the model's folder and bundles, so "
+                         "it is letters, digits, '.', '_' and '-', starting with a letter or "
+                         "digit (no '/' or '..'), e.g. name = \"cnn-v2\"")
+    if name in taken:
+        raise UsageError(f"{where}: name = {name!r} is also model #{taken.index(name) + 1}'s; "
+                         "give each [[model]] its own name")
 
 
 def _tolerance(values: dict[str, Any], base: Tolerance, where: str,

@@ -72,6 +72,21 @@ def save(folder: Path, report: ValidateReport, ref: Reference,
         atomic_replace(root, folder, "--save-bundle")
 
 
+def _inside(folder: Path, name: str) -> Path:
+    """The bundle's artifact, ``name`` in ``folder``: a bundle replays only what it holds.
+
+    Raises:
+        UsageError: ``name`` is absolute, climbs out (``..``) or leads out through a link.
+    """
+    path = folder.absolute() / name
+    if Path(name).is_absolute() or ".." in Path(name).parts \
+            or not path.resolve().is_relative_to(folder.resolve()):
+        raise UsageError(f"--bundle {folder}: its manifest names the artifact {name!r}, outside "
+                         "the bundle; a bundle replays only the artifact it holds (portkit "
+                         "validate ... --save-bundle DIR writes one)")
+    return path
+
+
 def load(folder: Path) -> tuple[Path, Format, Reference, Tolerance, dict[str, Tolerance],
                                 dict[str, Any]]:
     """Read a bundle: the artifact, its format, the stored reference, tolerances, manifest.
@@ -88,7 +103,7 @@ def load(folder: Path) -> tuple[Path, Format, Reference, Tolerance, dict[str, To
         outputs = _load_samples(folder / "reference_outputs.npz", manifest["outputs"], n)
         tol = Tolerance.from_plain(manifest["tolerance"])
         per_output = {k: Tolerance.from_plain(v) for k, v in manifest["per_output"].items()}
-        artifact = folder.absolute() / manifest["artifact"]
+        artifact = _inside(folder, str(manifest["artifact"]))
         fmt = Format(manifest["format"])
         hints = KindHints(**manifest.get("hints", {}))
     except (OSError, ValueError, KeyError, TypeError) as e:
