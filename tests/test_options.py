@@ -152,3 +152,15 @@ def test_bad_const_syntax_is_a_usage_error(values, message) -> None:
 
     with pytest.raises(UsageError, match=message):
         constants(values)
+
+
+def test_a_misspelled_number_is_refused_by_every_entry_point(tmp_path: Path) -> None:
+    # **numbers takes only the policy's numbers: a typo is no silent default.
+    with pytest.raises(TypeError, match="unexpected keyword argument 'atoll'"):
+        policy(atoll=1e-3)
+    from portkit import api
+
+    with pytest.raises(TypeError, match="'scale_tl'"):
+        api.convert(tmp_path / "m.pt2", "onnx", scale_tl=1e-3)
+    with pytest.raises(UsageError, match="--samples 4: debug traces one sample"):
+        api.debug(tmp_path / "m.onnx", tmp_path / "m.pt2", samples=4)
