@@ -1,5 +1,5 @@
-"""A bundle replays only the artifact it holds: a manifest naming one elsewhere (an absolute
-path, ``..``, a link out of the folder) is refused, exit 2."""
+"""Issue 27, item 6: a bundle replays only the artifact it holds: a manifest naming one
+elsewhere (an absolute path, ``..``, a link out of the folder) is refused, exit 2."""
 
 from __future__ import annotations
 
