@@ -8,6 +8,7 @@ as the same class, through ``rebuild`` and its table of the classes that may cro
 from __future__ import annotations
 
 import enum
+import errno
 
 
 class ExitCode(enum.IntEnum):
@@ -46,6 +47,10 @@ class InvalidModelError(PortkitError):
     """A model file that is missing, empty, truncated or of an unknown format."""
 
 
+class PathError(PortkitError):
+    """A path that can't be used as given: missing, too long, not permitted, read-only."""
+
+
 class UnsafeModelError(PortkitError):
     """A model that would execute code on load; opt in with ``--trust-model``."""
 
@@ -71,6 +76,12 @@ class WorkerCrashedError(PortkitError):
 class OutOfMemoryError(WorkerCrashedError):
     """A runtime or converter could not allocate memory in its worker (past the worker's memory
     limit, or the machine's)."""
+
+
+class ResourceError(PortkitError):
+    """The machine or a ulimit ran out of something: disk space, file size, open files, memory."""
+
+    exit_code = ExitCode.RUNTIME_CRASHED
 
 
 class WorkerTimeoutError(PortkitError):
@@ -102,8 +113,9 @@ class InternalError(Exception):
 
 # The errors a worker may raise that come back to the parent as themselves.
 _CROSSING: dict[str, type[PortkitError]] = {cls.__name__: cls for cls in (
-    PortkitError, UsageError, InvalidModelError, UnsafeModelError, ConversionError,
-    DimensionsFixedError, WorkerCrashedError, OutOfMemoryError, WorkerTimeoutError)}
+    PortkitError, UsageError, InvalidModelError, PathError, UnsafeModelError, ConversionError,
+    DimensionsFixedError, WorkerCrashedError, OutOfMemoryError, ResourceError,
+    WorkerTimeoutError)}
 
 
 def rebuild(name: str, message: str, traceback: str) -> PortkitError:
@@ -113,3 +125,54 @@ def rebuild(name: str, message: str, traceback: str) -> PortkitError:
     if cls is None:
         return WorkerError(message, name, traceback)
     return cls(message, traceback)
+
+
+# What ran out, and how to get more of it (exit 5).
+_RESOURCES = {
+    errno.ENOSPC: "no space left on the device; free some or write elsewhere",
+    errno.EDQUOT: "disk quota exceeded; free some or write elsewhere",
+    errno.EFBIG: "file too large for the file size limit; raise it (ulimit -f) or write less",
+    errno.EMFILE: "too many open files; raise the limit (ulimit -n, e.g. 1024)",
+    errno.ENFILE: "too many open files on the machine; close some and retry",
+    errno.ENOMEM: "out of memory; raise the memory limit (ulimit -v) or free memory",
+}
+# What is wrong with a path, and how to fix it (exit 2).
+_PATHS = {
+    errno.ENAMETOOLONG: "the name is too long; choose a shorter path",
+    errno.EACCES: "permission denied; choose a path you may read or write",
+    errno.EPERM: "operation not permitted; choose a path you may read or write",
+    errno.ENOENT: "no such file or folder; check the path",
+    errno.ENOTDIR: "a part of the path is a file, not a folder; check the path",
+    errno.EISDIR: "it is a folder, not a file; name a file",
+    errno.EROFS: "the file system is read-only; write elsewhere",
+    errno.ELOOP: "too many levels of symbolic links (a link loop?); check the path",
+    errno.EEXIST: "it already exists; choose another path",
+}
+
+
+def from_os_error(error: OSError | MemoryError, what: str) -> PortkitError:
+    """The PortkitError an operating-system error stands for: exit 5 (``ResourceError``) for a
+    resource that ran out (disk space, file size limit, open files, memory), exit 2 for a bad
+    path (too long, not permitted, missing, a file where a folder should be, read-only). A
+    broken pipe (EPIPE) is not mapped here: the CLI handles it (its reader went away).
+
+    Args:
+        error: The OSError (or MemoryError) caught.
+        what: What was being done, naming the file or flag, e.g. ``"writing --report r.json"``.
+
+    Returns:
+        A ResourceError (exit 5) or PathError (exit 2) with a one-line message saying what,
+        where and how to fix it; a PathError quoting the system's words for other errnos.
+    """
+    if isinstance(error, MemoryError):
+        return ResourceError(f"{what}: {_RESOURCES[errno.ENOMEM]}")
+    code = error.errno
+    where = ""
+    if error.filename is not None and str(error.filename) not in what:
+        where = f" ({error.filename})"
+    if code in _RESOURCES:
+        return ResourceError(f"{what}{where}: {_RESOURCES[code]}")
+    reason = _PATHS.get(code) if code is not None else None
+    if reason is None:
+        reason = error.strerror or " ".join(str(error).split()) or type(error).__name__
+    return PathError(f"{what}{where}: {reason}")
