@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).parents[1] / "portkit"
 # Bottom to top; a unit may import units of earlier layers (and, in the first layer, each other).
 LAYERS: list[set[str]] = [
     {"errors", "specs", "shapes", "io", "formats", "bounds", "traces", "quantization", "speed",
-     "profiles"},  # ground floor: values, files, formats
+     "profiles", "schema"},  # ground floor: values, files, formats
     {"safety"},
     {"policies"},
     {"options"},

@@ -35,8 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from portkit import schema
 from portkit.bounds import P50_REGRESSION, parse_shard
 from portkit.errors import UsageError
+from portkit.fixtures import FIXTURES
 from portkit.formats import TARGETS, sniff
 from portkit.options import Judgement
 from portkit.policies import NUMBERS, OutputKind, Tolerance, tuned
@@ -45,8 +47,24 @@ from portkit.runtimes import registry as runtimes
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a model's name: a file name, nothing more
 _TOLERANCE_KEYS = tuple(NUMBERS)  # the policy's numbers, as the flags and keywords name them
 _OUTPUT_KEYS = (*_TOLERANCE_KEYS, "kind")  # per output, kind is what it holds
-_MODEL_KEYS = {"name", "fixture", "kind", "source", "artifact", "targets", "runtimes", "inputs",
-               "outputs", "p50_regression", "signature", *_TOLERANCE_KEYS}
+# The config's shape (``schema.check``). A model's numbers are checked by their bounds, as the
+# flags are (``policies.tuned``), and its name by ``_check_name``.
+_NUMBERS = dict.fromkeys((*_TOLERANCE_KEYS, "p50_regression"), object)
+_STRINGS = schema.Fix(schema.ListOf(str), 'write a list, even of one: ["onnx"], not "onnx"')
+_FIXTURE = schema.Fix(schema.OneOf(tuple(FIXTURES)),
+                      'name a built-in fixture, or give source = "path/to/model.pt2"')
+_OUTPUT = schema.Table({**dict.fromkeys(_TOLERANCE_KEYS, object), "kind": str})
+_MODEL = schema.Table({
+    "name": object, "fixture": _FIXTURE, "kind": str, "source": str, "artifact": str,
+    "targets": _STRINGS, "runtimes": _STRINGS, "inputs": _STRINGS, "signature": str, **_NUMBERS,
+    "outputs": schema.Fix(schema.MapOf(_OUTPUT),
+                          "per-output keys go under [model.outputs.NAME], e.g. "
+                          "[model.outputs.logits] then atol = 1e-5")})
+_CONFIG = schema.Table({
+    "defaults": schema.Fix(_MODEL, "[defaults] is a table of keys every model takes"),
+    "model": schema.Fix(schema.ListOf(_MODEL), "write each model as [[model]] (a list of "
+                                               "tables), not [model]")})
+_FIX = "see examples/portkit.toml and docs/ci.md for the keys and their types"
 
 
 @dataclass(frozen=True)
@@ -96,28 +114,22 @@ def load_config(path: str | Path) -> list[ModelEntry]:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise UsageError(f"{path}: cannot read it as TOML ({e})") from None
+    schema.check(data, _CONFIG, str(path), _FIX)
     defaults = data.get("defaults", {})
     entries: list[ModelEntry] = []
     for i, raw in enumerate(data.get("model", [])):
         merged = {**defaults, **raw}
         where = f"{path}: [[model]] #{i + 1}"
-        unknown = set(merged) - _MODEL_KEYS
-        if unknown:
-            raise UsageError(f"{where}: unknown keys {', '.join(sorted(unknown))}; "
-                             f"known: {', '.join(sorted(_MODEL_KEYS))}")
         if "name" not in merged or not (("source" in merged) ^ ("fixture" in merged)):
             raise UsageError(f"{where}: needs a name and one of source = '...' or fixture = '...'")
         _check_name(merged["name"], where, [e.name for e in entries])
+        _check_kind(merged, str(path), f"model[{i + 1}]" if "kind" in raw else "defaults")
         targets = tuple(merged.get("targets", ()))
         if "artifact" not in merged and not targets:
             raise UsageError(f"{where}: give targets = [...] to convert, or artifact = '...'")
         bad = [t for t in targets if t not in TARGETS]
         if bad:
             raise UsageError(f"{where}: unknown targets {bad}; one of {', '.join(TARGETS)}")
-        for output, keys in merged.get("outputs", {}).items():
-            if not isinstance(keys, dict) or set(keys) - set(_OUTPUT_KEYS):
-                raise UsageError(f"{where}: [model.outputs.{output}] takes only "
-                                 f"{', '.join(_OUTPUT_KEYS)}")
         base = path.parent
         entries.append(ModelEntry(
             name=merged["name"],
@@ -153,6 +165,20 @@ def _check_name(name: Any, where: str, taken: list[str]) -> None:
     if name in taken:
         raise UsageError(f"{where}: name = {name!r} is also model #{taken.index(name) + 1}'s; "
                          "give each [[model]] its own name")
+
+
+def _check_kind(merged: dict[str, Any], where: str, table: str) -> None:
+    """A fixture's ``kind`` is a file kind it saves as (a source's is not used).
+
+    Raises:
+        UsageError: It is not (``table`` says which table set it).
+    """
+    if "fixture" in merged and "kind" in merged:
+        kinds = FIXTURES[merged["fixture"]].kinds
+        if merged["kind"] not in kinds:
+            raise schema.wrong(where, f"{table}.kind", f"one of {', '.join(kinds)}",
+                               merged["kind"], f"the kinds fixture {merged['fixture']!r} is "
+                               "saved as (leave kind out for the first)")
 
 
 def _tolerance(values: dict[str, Any], base: Tolerance, where: str,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from portkit import schema
 from portkit.bounds import JOBS, TIMEOUT
 from portkit.convert import pipeline
 from portkit.errors import PortkitError, UsageError
@@ -221,12 +222,26 @@ def _fixture(model: ModelEntry, folder: Path, timeout: float) -> Path:
     return path
 
 
+# What a baseline's cases are read for (``_regressions``); a report holds more, unchecked.
+_BASELINE = schema.Table({"results": schema.ListOf(schema.Table({
+    "id": str, "passed": bool,
+    "latency": (schema.Table({"p50_ms": (float, None)}, open=True), None),
+}, required=("id",), open=True))}, required=("results",), open=True)
+
+
 def _baseline(path: str | Path) -> dict[str, dict[str, Any]]:
+    """A previous run's report (``--json``), its cases by id, read before any case runs.
+
+    Raises:
+        UsageError: Not JSON, or not of a report's shape (a key of the wrong type, named).
+    """
     try:
         data = json.loads(Path(path).read_text())
-        return {r["id"]: r for r in data["results"]}
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError) as e:
         raise UsageError(f"--baseline {path}: not a portkit check JSON report ({e})") from None
+    schema.check(data, _BASELINE, f"--baseline {path}", "pass the report of an earlier run "
+                 "(portkit check --json FILE)", json=True)
+    return {r["id"]: r for r in data["results"]}
 
 
 def _regressions(case: Case, passed: bool, latency: Latency | None, old: dict[str, Any] | None,
