@@ -172,8 +172,8 @@ def _walk_table(value: Mapping[str, Any], shape: Table, path: str, ctx: _Context
     unknown = sorted(set(value) - set(shape.keys))
     if unknown and not shape.open:
         raise UsageError(f"{ctx.where}: {path + ': ' if path else ''}unknown "
-                         f"key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; known: "
-                         f"{', '.join(shape.keys)}")
+                         f"key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} (known: "
+                         f"{', '.join(shape.keys)}); {ctx.fix}")
     missing = [key for key in shape.required if key not in value]
     if missing:
         key = missing[0]
@@ -220,8 +220,8 @@ def _expected(shape: Shape, json: bool, plural: bool = False) -> str:
     if isinstance(shape, ListOf):
         return ("lists" if plural else "a list") + f" of {_expected(shape.item, json, True)}"
     if isinstance(shape, Row):
-        return ("lists" if plural else "a list") + " of " + ", ".join(
-            _expected(s, json) for s in shape.items)
+        return (f"lists of {len(shape.items)}" if plural else f"a list of {len(shape.items)}") \
+            + f" ({', '.join(_expected(s, json) for s in shape.items)})"
     if isinstance(shape, OneOf):
         return f"one of ({', '.join(shape.choices)})"
     return _NOUNS[type(None) if shape is None else shape][plural]

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from portkit import schema
 from portkit.errors import UsageError
 from portkit.formats import Format
 from portkit.io import (
@@ -27,11 +28,26 @@ from portkit.io import (
     staging_dir,
 )
 from portkit.policies import KindHints, Tolerance
-from portkit.results import ValidateReport, plain
+from portkit.results import FileInfo, ValidateReport, plain
 from portkit.runtimes.tasks import Reference
 from portkit.specs import TensorSpec
 
 MANIFEST = "manifest.json"
+# What ``load`` and ``checks.replay`` read of a manifest; other keys (versions, flags, devices)
+# are records, and a newer portkit may add more.
+_TOLERANCE = schema.from_hints(Tolerance)
+_SHAPE = schema.Table({
+    "artifact": str, "format": schema.OneOf(tuple(f.value for f in Format)),
+    "reference": schema.from_hints(FileInfo), "reference_runtime": str,
+    "inputs": schema.ListOf(schema.Table(
+        {"name": str, "shape": schema.ListOf((int, None)), "dtype": str, "dims": object},
+        required=("name", "shape", "dtype"))),
+    "outputs": schema.ListOf(str), "samples": int, "tolerance": _TOLERANCE,
+    "per_output": schema.MapOf(_TOLERANCE), "seed": int,
+    "constants": schema.MapOf((bool, int, float)), "steps": int, "state": schema.MapOf(str),
+    "sizes": schema.ListOf(schema.Row((str, int))), "hints": schema.from_hints(KindHints),
+}, required=("artifact", "format", "reference", "inputs", "outputs", "samples", "tolerance",
+             "per_output", "seed"), open=True)
 
 
 def save(folder: Path, report: ValidateReport, ref: Reference,
@@ -96,6 +112,12 @@ def load(folder: Path) -> tuple[Path, Format, Reference, Tolerance, dict[str, To
     """
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--bundle {folder}: not a readable portkit bundle ({e}); make one with "
+                         "portkit validate ... --save-bundle DIR") from None
+    schema.check(manifest, _SHAPE, f"--bundle {folder}: {MANIFEST}", "not a readable portkit "
+                 "bundle; make it again with portkit validate ... --save-bundle DIR", json=True)
+    try:
         specs = tuple(TensorSpec(s["name"], tuple(s["shape"]), s["dtype"])
                       for s in manifest["inputs"])
         n = int(manifest["samples"])
