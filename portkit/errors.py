@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import errno
+import resource
 
 
 class ExitCode(enum.IntEnum):
@@ -150,6 +151,19 @@ _PATHS = {
 }
 
 
+def os_error_code(error: BaseException) -> ExitCode | None:
+    """The exit code ``from_os_error`` gives ``error``, or None where it maps no such error
+    (an errno it does not know, io.UnsupportedOperation, anything not an OSError or a
+    MemoryError): those stay bugs until someone maps them."""
+    if isinstance(error, MemoryError):
+        return ExitCode.RUNTIME_CRASHED
+    if not isinstance(error, OSError):
+        return None
+    if error.errno in _RESOURCES:
+        return ExitCode.RUNTIME_CRASHED
+    return ExitCode.INVALID_INPUT if error.errno in _PATHS else None
+
+
 def from_os_error(error: OSError | MemoryError, what: str) -> PortkitError:
     """The PortkitError an operating-system error stands for: exit 5 (``ResourceError``) for a
     resource that ran out (disk space, file size limit, open files, memory), exit 2 for a bad
@@ -176,3 +190,22 @@ def from_os_error(error: OSError | MemoryError, what: str) -> PortkitError:
     if reason is None:
         reason = error.strerror or " ".join(str(error).split()) or type(error).__name__
     return PathError(f"{what}{where}: {reason}")
+
+
+def exhausted(error: BaseException, said: str) -> ResourceError | None:
+    """The ResourceError (exit 5) for a worker's error, when the worker ran out of open files,
+    disk or file size (``from_os_error``), or could not map a shared library into memory (under
+    ``ulimit -v``, e.g. libtorch's "failed to map segment"); None otherwise.
+
+    Args:
+        error: What the worker raised.
+        said: Its class and first line, as the message quotes it.
+    """
+    if isinstance(error, OSError) and error.errno in _RESOURCES:
+        return ResourceError(f"a worker ran out of a resource ({said}): {_RESOURCES[error.errno]}")
+    if isinstance(error, (ImportError, OSError)) and "failed to map segment" in said:
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        now = "unlimited" if soft == resource.RLIM_INFINITY else f"{soft // 1024:,} kB"
+        return ResourceError(f"a worker ran out of memory loading a library ({said}); raise the "
+                             f"memory limit (ulimit -v, now {now}) or free memory")
+    return None

@@ -7,6 +7,9 @@ library modules load when a command runs, so ``portkit --help`` is instant.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
+import os
 import signal
 import sys
 import tempfile
@@ -20,6 +23,7 @@ from typing import Any
 import click
 import cloup
 
+from portkit import errors
 from portkit.errors import ExitCode, PortkitError
 from portkit.io import sweep
 
@@ -28,13 +32,41 @@ CONTEXT = cloup.Context.settings(
     formatter_settings=cloup.HelpFormatter.settings(max_width=100, col1_max_width=32))
 
 
+@dataclasses.dataclass
+class Run:
+    """What ``main`` learns while a command runs (the context's ``obj``).
+
+    Attributes:
+        reported: The command printed its report on stdout (or tried to, to a closed pipe).
+    """
+
+    reported: bool = False
+
+
+def _reader_gone(stream: Any) -> None:
+    """The reader of ``stream`` went away (``portkit … | head -1``): point it at /dev/null, as
+    Python's docs on SIGPIPE advise, so the rest of the run and the interpreter's exit write
+    nowhere instead of meeting the closed pipe again."""
+    with contextlib.suppress(OSError, ValueError):  # no file descriptor (a test's capture)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+
+
 def console(stderr: bool = False) -> Any:
-    """A rich console; piped or captured output is 140 columns wide, not squeezed into 80."""
+    """A rich console; piped or captured output is 140 columns wide, not squeezed into 80. A
+    closed pipe silences it (rich's own handling exits 1, which means "parity failed")."""
     from rich.console import Console
 
     out = Console(stderr=stderr, highlight=False, soft_wrap=False)
     if not out.is_terminal:
         out.width = 140
+
+    def closed() -> None:
+        out.quiet = True
+        _reader_gone(out.file)
+
+    out.on_broken_pipe = closed  # type: ignore[method-assign]
     return out
 
 
@@ -46,11 +78,19 @@ def show(tables: list[Any]) -> None:
 
 
 def emit(report: Any, tables: Callable[[Any], list[Any]], as_json: bool) -> None:
-    """Print a report: its JSON (``--json``), or its tables."""
-    if as_json:
-        click.echo(report.to_json())
-    else:
+    """Print a report: its JSON (``--json``), or its tables. A reader that closed the pipe
+    leaves the command's verdict as it is: the rest of the output goes nowhere."""
+    text = report.to_json() if as_json else ""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and isinstance(ctx.obj, Run):
+        ctx.obj.reported = True
+    if not as_json:
         show(tables(report))
+        return
+    try:
+        click.echo(text)
+    except BrokenPipeError:
+        _reader_gone(sys.stdout)
 
 
 def progress(enabled: bool) -> Any:
@@ -82,7 +122,33 @@ def progress(enabled: bool) -> Any:
     return step
 
 
-@cloup.group(context_settings=CONTEXT)
+class ReaderGone(Exception):
+    """The reader of stdout went away before any verdict was known (a broken pipe escaping a
+    command, its ``--help`` or ``--version``): raised instead of the BrokenPipeError, which
+    click would turn into exit 1, the code for "parity failed"."""
+
+
+@contextlib.contextmanager
+def _reader_may_go() -> Iterator[None]:
+    try:
+        yield
+    except BrokenPipeError as e:
+        raise ReaderGone(str(e)) from e
+
+
+class Group(cloup.Group):
+    """The ``portkit`` group: a broken pipe anywhere in it is ``ReaderGone``."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        with _reader_may_go():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _reader_may_go():
+            return super().invoke(ctx)
+
+
+@cloup.group(cls=Group, context_settings=CONTEXT)
 @click.option("--debug", is_flag=True, help="Show tracebacks (also from worker processes).")
 @click.version_option(package_name="portkit")
 def cli(debug: bool) -> None:
@@ -140,45 +206,78 @@ def _handle_signals() -> dict[signal.Signals, Any]:
     return previous
 
 
+def _prints_json(args: list[str]) -> bool:
+    """Whether the command in ``args`` was given ``--json`` as its flag to print the report as
+    JSON (``check --json PATH`` names a file instead)."""
+    name = next((arg for arg in args if not arg.startswith("-")), "")
+    command = cli.commands.get(name)
+    return ("--json" in args and command is not None
+            and any(param.name == "as_json" for param in command.params))
+
+
+def _failure(e: BaseException, args: list[str]) -> tuple[int, str, str, str]:
+    """How an error that ended the run is reported: its exit code, its class name, its one-line
+    message, and the line stderr gets (empty for a closed pipe)."""
+    if isinstance(e, Interrupted):
+        return 128 + e.signum, "Interrupted", f"interrupted ({e})", f"portkit: interrupted ({e})"
+    if isinstance(e, click.exceptions.Abort):
+        return 130, "Interrupted", "interrupted (SIGINT)", "portkit: interrupted (SIGINT)"
+    if isinstance(e, (ReaderGone, BrokenPipeError)):  # before any verdict: as a shell says
+        _reader_gone(sys.stdout)
+        return 128 + signal.SIGPIPE, type(e).__name__, "broken pipe", ""
+    if isinstance(e, click.ClickException):  # a bad flag or value: one line, like every error
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        message = f"{' '.join(e.format_message().split())}{hint}"
+        return ExitCode.INVALID_INPUT, type(e).__name__, message, f"portkit: error: {message}"
+    if errors.os_error_code(e) is not None:  # a limit, a full disk, a bad path: not a bug
+        command = next((arg for arg in args if arg in cli.commands), "")
+        e = errors.from_os_error(e, " ".join(("portkit", command)).strip())  # type: ignore[arg-type]
+    if isinstance(e, PortkitError):
+        message = " ".join(str(e).split())
+        if e.exit_code == ExitCode.INTERNAL:  # a worker raised what nobody mapped: our bug
+            return e.exit_code, type(e).__name__, message, (
+                f"portkit: internal error in a worker ({message}); this is a bug: please "
+                "report it with the output of --debug")
+        return e.exit_code, type(e).__name__, message, f"portkit: error: {message}"
+    message = " ".join(f"{type(e).__name__}: {e}".split())
+    return ExitCode.INTERNAL, type(e).__name__, message, (
+        f"portkit: internal error ({message}); this is a bug: please report it with the output "
+        "of --debug")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn errors into one line and an exit code.
 
-    SIGINT exits 130, SIGTERM 143 and SIGHUP 129 (128 + the signal), after cleaning up.
+    SIGINT exits 130, SIGTERM 143 and SIGHUP 129 (128 + the signal), after cleaning up; a
+    reader that closed the pipe leaves the verdict's code (0 or 1 and the rest, when the report
+    was being printed), else 141 (128 + SIGPIPE). With ``--json`` stdout holds one JSON
+    document on every exit: the report, or ``{"exit_code", "error", "error_type"}``.
     """
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    run = Run()
+    # A name the terminal's encoding can't show (PYTHONIOENCODING=ascii) is escaped, not a crash.
+    with contextlib.suppress(AttributeError, ValueError):
+        sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     previous = _handle_signals()
     try:
         sweep(Path(tempfile.gettempdir()))  # what runs killed before cleaning up left behind
-        code = cli.main(args=args, prog_name="portkit", standalone_mode=False)
-    except Interrupted as e:
-        click.echo(f"portkit: interrupted ({e})", err=True)
-        code = 128 + e.signum
-    except click.exceptions.Abort:
-        click.echo("portkit: interrupted (SIGINT)", err=True)
-        code = 130
-    except click.ClickException as e:  # a bad flag or value: one line, like every error
-        ctx = getattr(e, "ctx", None)
-        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        click.echo(f"portkit: error: {' '.join(e.format_message().split())}{hint}", err=True)
-        code = ExitCode.INVALID_INPUT
-    except PortkitError as e:
-        if debug:
+        code = cli.main(args=args, prog_name="portkit", standalone_mode=False, obj=run)
+    except (Interrupted, click.exceptions.Abort, click.ClickException, Exception) as e:
+        if debug and not isinstance(e, (Interrupted, click.exceptions.Abort,
+                                        click.ClickException)):
             traceback.print_exc()
-            click.echo(e.traceback, err=True)
-        message = " ".join(str(e).split())
-        if e.exit_code == ExitCode.INTERNAL:  # a worker raised what nobody mapped: our bug
-            click.echo(f"portkit: internal error in a worker ({message}); this is a bug: please "
-                       "report it with the output of --debug", err=True)
-        else:
-            click.echo(f"portkit: error: {message}", err=True)
-        code = e.exit_code
-    except Exception as e:  # noqa: BLE001 - anything else is our bug
-        if debug:
-            traceback.print_exc()
-        click.echo(f"portkit: internal error ({type(e).__name__}: {e}); this is a bug: please "
-                   "report it with the output of --debug", err=True)
-        code = ExitCode.INTERNAL
+            if getattr(e, "traceback", ""):  # where a worker raised it
+                click.echo(e.traceback, err=True)  # type: ignore[attr-defined]
+        code, error_type, message, line = _failure(e, args)
+        if line:
+            with contextlib.suppress(OSError):
+                click.echo(line, err=True)
+        if _prints_json(args) and not run.reported and code != 128 + signal.SIGPIPE:
+            with contextlib.suppress(BrokenPipeError):
+                click.echo(json.dumps({"exit_code": int(code), "error": message,
+                                       "error_type": error_type}))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -421,6 +421,10 @@ def _answer(func: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     except BaseException as e:  # noqa: BLE001 - everything goes back to the parent
         first = (str(e).strip().splitlines() or [""])[0]
         failed, asked = out_of_memory(e)
+        limit = None if failed else errors.exhausted(e, f"{type(e).__name__}: {first}")
+        if limit is not None:
+            return {"ok": False, "error": type(limit).__name__, "message": str(limit),
+                    "traceback": traceback.format_exc()}
         return {"ok": False, "error": _OUT_OF_MEMORY if failed else type(e).__name__,
                 "message": f"{type(e).__name__}: {first}", "asked": asked,
                 "traceback": traceback.format_exc()}
