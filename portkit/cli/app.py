@@ -169,8 +169,10 @@ def cli(debug: bool) -> None:
     \b
     Exit codes: 0 converted and parity passed; 1 converted, parity failed (the artifact kept
     as NAME.failed.EXT, -o untouched); 2 bad usage or bad input file; 3 no route could
-    convert; 4 unsafe input; 5 a runtime crashed or ran out of memory; 6 timeout; 129/130/143
-    SIGHUP/SIGINT/SIGTERM (cleaned up); 70 internal error (a bug: please report it).
+    convert; 4 unsafe input; 5 a runtime crashed or ran out of memory, open files or disk; 6
+    timeout; 129/130/143 SIGHUP/SIGINT/SIGTERM (cleaned up); 141 stdout closed before a verdict
+    (a closed pipe while the report prints keeps the verdict's code); 70 internal error (a bug:
+    please report it). With --json, stdout holds one JSON document on every exit.
     """
 
 
