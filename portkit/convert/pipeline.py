@@ -112,9 +112,12 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
             attempts = planner.time_routes(attempts, produced, job.target, reference, ctx)
         chosen = planner.choose(attempts)
         accuracy = None  # --eval: the chosen artifact's task accuracy, which may fail it
+        degenerate = None  # held-back --calibration samples without variation: judged again
         if chosen is not None:
             attempts[chosen], accuracy = judge(job, (src, fmt), reference, attempts[chosen],
                                                produced[chosen], ctx)
+            attempts[chosen], degenerate = representative.judged_on_seeded(
+                job, (src, fmt), reference, attempts[chosen], produced[chosen], stage, ctx)
         speed = None  # --speed-check: a passed artifact timed against the source's runtime
         if chosen is not None and job.speed_check and attempts[chosen].passed:
             speed = check_speed(produced[chosen], job.target, attempts[chosen].channels_last,
@@ -160,5 +163,6 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
             speed=speed,
             fixed=fixed if best is not None and best.fixed else None,
             notes=reference.notes,
+            degenerate=degenerate,
         )
     return report

@@ -94,6 +94,26 @@ class FixedDims:
 
 
 @dataclass(frozen=True)
+class Degenerate:
+    """Held-back ``--calibration`` samples that carry no variation (copies of one constant
+    input, all zeros), which prove nothing, and the seeded inputs the artifact was judged on as
+    well: it passes only if it passes on both.
+
+    Attributes:
+        why: What is degenerate, in words (``... input 'x' holds only 0.5, in all 32
+            samples``).
+        seeded: The seeded inputs it was judged on, in words.
+        checks: The artifact's checks on them.
+        passed: Whether every check passed.
+    """
+
+    why: str
+    seeded: str
+    checks: tuple[Check, ...] = ()
+    passed: bool = False
+
+
+@dataclass(frozen=True)
 class ConvertReport(JsonReport):
     """Everything one ``portkit convert`` did and found.
 
@@ -136,6 +156,8 @@ class ConvertReport(JsonReport):
     fixed: FixedDims | None = None  # dynamic dimensions no route kept, fixed in the artifact
     notes: tuple[str, ...] = ()  # what portkit decided for the user (sizes dropped, names matched)
     where: Located | None = None  # after a parity failure: where it first goes wrong
+    # The held-back --calibration samples were degenerate: also judged on seeded inputs.
+    degenerate: Degenerate | None = None
 
     @property
     def quantization(self) -> Quantization | None:

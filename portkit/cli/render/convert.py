@@ -73,7 +73,9 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
     for a in report.routes_tried:
         parity = "-" if not a.converted or not report.validated else ("pass" if a.passed else "FAIL")
         if parity == "FAIL" and a.checks and all(c.passed or c.skipped for c in a.checks):
-            parity = "pass; --eval FAIL"  # matched, but lost more accuracy than allowed
+            # matched, but lost more accuracy than allowed, or failed on seeded inputs
+            seeded = report.degenerate is not None and not report.degenerate.passed
+            parity = "pass; seeded FAIL" if seeded else "pass; --eval FAIL"
         note = a.error or "; ".join(h.detail for h in a.hops)
         p50 = ()
         if timed:
@@ -87,13 +89,16 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
         out.append(parity_table(report.checks, report.tolerance, report.reference_runtime))
         if report.inputs_from and report.quantize is not None:
             out.append(Text(f"Compared on {report.inputs_from}"))
+    if report.degenerate is not None:
+        out.extend(degenerate_lines(report))
     if report.accuracy is not None:
         out.append(accuracy_line(report.accuracy))
     if report.quantization is not None:
         out.extend(quantization_tables(report.quantization))
     if (report.validated and report.artifact is not None and not report.passed
             and report.quantize is not None and report.quantize.integer
-            and not (report.quantization and report.quantization.keep_float)):
+            and not (report.quantization and report.quantization.keep_float)
+            and (report.degenerate is None or report.degenerate.passed)):
         out.append(Text("Some ops may not survive quantization: --keep-float auto keeps the "
                         "fewest of them in float until the policy passes (off by default: "
                         "NPUs need every op quantized)"))
@@ -103,6 +108,24 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
         out.append(speed_line(report.speed))
     if report.where is not None:
         out.append(where_line(report.where))
+    return out
+
+
+def degenerate_lines(report: ConvertReport) -> list[Table | Text]:
+    """Degenerate held-back ``--calibration`` samples: what they lack, the seeded inputs the
+    artifact was judged on as well, and their parity table."""
+    d = report.degenerate
+    assert d is not None
+    verdict = "[green]passed[/]" if d.passed else "[red]FAILED[/]"
+    fix = "" if d.passed else ("; give representative samples: --calibration with real inputs "
+                               "the model will see")
+    out: list[Table | Text] = [Text.from_markup(
+        f"[yellow]Degenerate calibration[/]: {escape(d.why)}. They prove nothing, so the "
+        f"artifact was also judged on {escape(d.seeded)}: {verdict}{escape(fix)}")]
+    if d.checks:
+        table = parity_table(d.checks, report.tolerance, report.reference_runtime)
+        table.title = f"On the seeded inputs: {table.title}"
+        out.append(table)
     return out
 
 
