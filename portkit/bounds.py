@@ -7,6 +7,7 @@ so ``--timeout 0``, ``timeout=0`` and ``timeout = 0`` are refused alike, before 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +96,32 @@ JOBS = Bound("--jobs", 1, 256, integer=True)
 OPSET = Bound("--opset", 1, 1_000, integer=True)  # the routes' converters narrow it further
 P50_REGRESSION = Bound("p50_regression", 0.0)
 MAX_ACCURACY_DROP = Bound("--max-accuracy-drop", 0.0, 1.0)  # a share of the samples, not points
+
+MEMORY_ENV = "PORTKIT_MEMORY_LIMIT_MB"
+
+
+def memory_limit_mb() -> int:
+    """A worker's memory limit: ``$PORTKIT_MEMORY_LIMIT_MB``, else 80% of physical memory.
+
+    Raises:
+        UsageError: ``$PORTKIT_MEMORY_LIMIT_MB`` is not a whole number of MB >= 1.
+    """
+    value = os.environ.get(MEMORY_ENV)
+    if value:
+        if not value.strip().isdigit() or int(value) < 1:
+            raise UsageError(f"{MEMORY_ENV}={value!r}: must be a whole number of MB >= 1")
+        return int(value)
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.8) // 2**20
+
+
+def max_array_bytes() -> int:
+    """The most array data portkit reads from one ``--inputs``, ``--calibration`` or ``--eval``
+    file: a quarter of a worker's memory limit (``memory_limit_mb``). The data is read in the
+    CLI process (checked for NaN/inf) and again in the worker that runs the source, which casts
+    it (a copy), splits it into samples and sends them on (another), beside the model: four
+    copies of a file fit a worker. Raised with ``$PORTKIT_MEMORY_LIMIT_MB``.
+    """
+    return memory_limit_mb() * 2**20 // 4
 
 
 def parse_shard(spec: str) -> tuple[int, int]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from portkit.errors import UsageError
+from portkit.formats.arrays import listed
 from portkit.specs import Dim, TensorSpec, _stray, specs_from_arrays
 
 # The sizes a dynamic dimension takes when neither the source nor --dim says (the 1..64).
@@ -118,7 +119,7 @@ def resolve_inputs(
     if arrays:
         strange = _stray(arrays, stored)
         if strange:
-            raise UsageError(f"{model_name}: {what} holds {', '.join(strange)}, but the "
+            raise UsageError(f"{model_name}: {what} holds {listed(strange)}, but the "
                              f"model's inputs are {', '.join(known) or '(none)'}: save one "
                              "array per input under its name")
         needs = {s.name for s in stored if not s.is_static or s.dims}

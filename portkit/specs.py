@@ -6,11 +6,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from portkit.errors import UsageError
+from portkit.formats.arrays import listed, read_arrays
 
 _DTYPES = ("float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool")
 _DIM = r"(?:-?\d+|[A-Za-z_][A-Za-z0-9_]*)"  # a size, or a name: a dimension left free
@@ -158,36 +158,6 @@ def default_dtype(dtype: np.dtype) -> str:
     return "float32" if dtype == np.float64 else dtype.name
 
 
-def read_arrays(path: str, what: str = "--inputs", ignore: Sequence[str] = ()
-                ) -> dict[str, np.ndarray]:
-    """The arrays of an ``.npz`` file (a folder of ``.npy`` files: one array, the samples
-    stacked); object arrays are never unpickled. Arrays named in ``ignore`` are left out (an
-    ``--eval`` file's ``labels``).
-
-    Raises:
-        UsageError: The file can't be read as arrays.
-    """
-    folder = Path(path)
-    try:
-        if folder.is_dir():
-            files = sorted(folder.glob("*.npy"))
-            if not files:
-                raise UsageError(f"{what} {path}: the folder holds no .npy files")
-            return {"": np.stack([np.load(f, allow_pickle=False) for f in files])}
-        data = np.load(path, allow_pickle=False)
-        if isinstance(data, np.ndarray):  # one .npy file: one array
-            return {"arr_0": data}
-        with data:
-            return {k: data[k] for k in data.files if k not in ignore}
-    except UsageError:
-        raise
-    except Exception as e:  # noqa: BLE001 - damage fails in zipfile, zlib, the header parser...
-        why = "object arrays (portkit never unpickles them; save numeric arrays)" \
-            if "allow_pickle" in str(e) else f"{type(e).__name__}: {e}"
-        raise UsageError(f"{what} {path}: cannot read it as .npz or .npy files: "
-                         f"{why}; write it with numpy.savez(path, NAME=array, ...)") from None
-
-
 def make_inputs(specs: list[TensorSpec], seed: int) -> dict[str, np.ndarray]:
     """Seeded inputs: floats standard normal, integers in [0, 10), bools fair coins.
 
@@ -245,8 +215,8 @@ def load_inputs_file(path: str, specs: list[TensorSpec], what: str = "--inputs",
     chosen = _by_input(specs, arrays)
     if any(a is None for a in chosen) or _stray(arrays, specs):
         raise UsageError(
-            f"{what} {path}: holds {', '.join(arrays) or 'nothing'}; the model's inputs are "
-            f"{', '.join(s.name for s in specs)}: save one array per input under its name"
+            f"{what} {path}: holds {listed(arrays) or 'nothing'}; the model's inputs are "
+            f"{listed(s.name for s in specs)}: save one array per input under its name"
         )
     where = f"{what} {path}"
     chosen = [cast_to(a, s.dtype, where, s.name) if s.dtype else a
@@ -319,7 +289,7 @@ def labels_in(arrays: dict[str, np.ndarray], where: str) -> np.ndarray:
         UsageError: There is none, or it is not a 1-D array of integers >= 0.
     """
     if LABELS not in arrays:
-        held = ", ".join(repr(n) for n in arrays if n) or "no named arrays"
+        held = listed(repr(n) for n in arrays if n) or "no named arrays"
         raise UsageError(f"{where}: holds {held} but no {LABELS!r} array: save each sample's "
                          f"class index beside the inputs, numpy.savez(path, x=..., "
                          f"{LABELS}=an int array of shape (samples,))")

@@ -6,9 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from portkit.bounds import MAX_ACCURACY_DROP, MIN_RUNS, MIN_SECONDS, WARMUP, Bound
 from portkit.errors import UsageError
-from portkit.specs import LABELS, labels_in, read_arrays, refuse_nonfinite
+from portkit.formats.arrays import read_arrays
+from portkit.specs import LABELS, labels_in, refuse_nonfinite
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,8 @@ def evaluation(eval_data: str | Path | None, eval_output: str | None = None,
 
     Raises:
         UsageError: ``--eval-output`` or ``--max-accuracy-drop`` without ``--eval``; ``--eval``
-            with ``--no-validate`` or ``--steps``; a missing file, bad labels, or inputs holding
-            NaN/inf (without ``allow_nonfinite``).
+            with ``--no-validate`` or ``--steps``; a missing file, bad labels, labels that no
+            input's sample count fits, or inputs holding NaN/inf (without ``allow_nonfinite``).
     """
     if eval_data is None:
         for flag, value in (("--eval-output", eval_output),
@@ -82,11 +85,28 @@ def evaluation(eval_data: str | Path | None, eval_output: str | None = None,
     if not path.is_file():
         raise UsageError(f"--eval {eval_data}: no such file; give an .npz of the model's inputs "
                          f"and {LABELS}")
+    where = f"--eval {eval_data}"
     arrays = read_arrays(str(path), "--eval")
-    labels_in(arrays, f"--eval {eval_data}")
+    labels = labels_in(arrays, where)
     for name, array in arrays.items():
-        if name != LABELS and not allow_nonfinite:
-            refuse_nonfinite(f"--eval {eval_data}", name, array)
+        if name == LABELS:
+            continue
+        if not allow_nonfinite:
+            refuse_nonfinite(where, name, array)
+        _refuse_label_count(where, len(labels), name, array)
     return Evaluation(path, eval_output, max_accuracy_drop)
 
 
+def _refuse_label_count(where: str, labels: int, name: str, array: np.ndarray) -> None:
+    """Refuse, before any conversion, labels no sample count of ``array`` fits: an array holds
+    one sample, or one per index of its first axis (``specs.load_inputs_file``), so several
+    labels need that many there.
+
+    Raises:
+        UsageError: ``labels`` > 1 and ``array``'s first axis is not that long.
+    """
+    if labels > 1 and (array.ndim == 0 or array.shape[0] != labels):
+        samples = array.shape[0] if array.ndim else 1
+        raise UsageError(f"{where}: {labels} {LABELS} for {samples} sample"
+                         f"{'s' * (samples != 1)} ({name!r} has shape {array.shape}, its "
+                         "samples on the first axis): give one class index per sample")

@@ -15,6 +15,7 @@ import numpy as np
 
 from portkit.errors import UsageError
 from portkit.formats import Format
+from portkit.formats.arrays import read_arrays
 from portkit.options import ConvertJob, Evaluation, Feed
 from portkit.results import Accuracy, Attempt, Check
 from portkit.runtimes import registry, tasks
@@ -23,7 +24,7 @@ from portkit.runtimes.binding import pair_by_name
 from portkit.runtimes.context import RunContext
 from portkit.runtimes.tasks import Reference
 from portkit.shapes import Shapes
-from portkit.specs import LABELS, labels_in, read_arrays
+from portkit.specs import LABELS, labels_in
 from portkit.validators.reference import run_reference
 
 # The device the artifact is scored on (its parity was checked on every device).
@@ -58,7 +59,7 @@ def measure(feed: Feed, ev: Evaluation, source: tuple[Path, Format],
     (src, src_fmt), (art, art_fmt) = source, artifact
     file = ev.file.absolute()  # workers run in their own directories
     where = f"--eval {ev.file}"
-    labels = labels_in(read_arrays(str(file), "--eval"), where)
+    labels = labels_in(read_arrays(str(file), "--eval", only=(LABELS,)), where)
     if any(s.name == LABELS for s in reference.inputs):
         raise UsageError(f"{where}: {src.name} has an input called {LABELS!r}, which an --eval "
                          "file holds the classes under: rename that input")
