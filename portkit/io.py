@@ -21,18 +21,29 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from portkit.errors import InternalError, UsageError
+from portkit.errors import InternalError, PortkitError, UsageError, from_os_error
 
 # A folder portkit may replace whole: one it (or TensorFlow) wrote as an artifact or bundle.
 _REPLACEABLE_DIR_MARKERS = ("saved_model.pb", "saved_model.pbtxt", "manifest.json")
+# What ``debug --hops`` writes in its folder: hop1-TOOL.EXT, hop2-TOOL.EXT...
+_HOP_ENTRY = re.compile(r"^hop\d+-")
+_NAME_MAX = 255  # where the file system does not say
 
 
 class Folder(enum.Enum):
-    """What an output may be when it already exists as a folder."""
+    """What an output is, and what may already be at its path (an existing file is replaced
+    only by a file)."""
 
     NEVER = "a file: an existing folder is refused"
     REPLACED = "a SavedModel or bundle, replaced whole: only such a folder may be replaced"
-    WRITTEN_INTO = "a folder portkit writes files into (check's --work-dir): any folder"
+    HOPS = "debug --hops's folder, replaced whole: only one holding nothing but hop artifacts"
+    WRITTEN_INTO = ("a folder portkit writes files into (check's --work-dir), made with its "
+                    "parents: any folder")
+
+    @property
+    def whole(self) -> bool:
+        """Whether the output is replaced as a whole (what is inside it is lost)."""
+        return self in (Folder.REPLACED, Folder.HOPS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,9 +70,11 @@ def failed_path(target: Path) -> Path:
 
 def check_outputs(outputs: Sequence[Output], inputs: Sequence[Path | None] = ()) -> None:
     """Refuse, before any work, an output path that would lose something: one that climbs with
-    ``..``; an existing symlink, FIFO, device node or socket (never opened or replaced); an
-    existing folder (unless ``folder`` allows that one); a path whose parent folder is missing;
-    one that is (or, replaced whole, holds) an input of the run; one given twice.
+    ``..``; one that is (or, replaced whole, holds) an input of the run; an existing symlink,
+    FIFO, device node or socket (never opened or replaced); an existing folder (unless
+    ``folder`` allows that one), or an existing file where a folder goes; a name longer than
+    the file system allows (``NAME_MAX``: derived names such as ``failed_path``'s are outputs
+    too); a path whose parent folder is missing or not writable; one given twice.
 
     Args:
         outputs: Every path the run writes, with its flag; those whose path is None are skipped.
@@ -75,21 +88,21 @@ def check_outputs(outputs: Sequence[Output], inputs: Sequence[Path | None] = ())
     read = [p for p in inputs if p is not None]
     for i, out in enumerate(given):
         assert out.path is not None
-        _check_one(out.flag, out.path, out.folder)
         where = _where(out.path)
         for src in read:
             if _same(out.path, src):
                 raise UsageError(f"{out.flag} {out.path}: that is an input of this run ({src}); "
                                  "portkit never writes over its inputs: choose another path")
-            if out.folder is Folder.REPLACED and _where(src).is_relative_to(where):
+            if out.folder.whole and _where(src).is_relative_to(where):
                 raise UsageError(f"{out.flag} {out.path}: holds an input of this run ({src}) and "
                                  "would be replaced whole: choose another path")
+        _check_one(out.flag, out.path, out.folder)
         for other in given[:i]:
             assert other.path is not None
             if _where(other.path) == where:
                 raise UsageError(f"{out.flag} {out.path}: the same path as {other.flag}; give "
                                  "each output its own path")
-            if other.folder is Folder.REPLACED and where.is_relative_to(_where(other.path)):
+            if other.folder.whole and where.is_relative_to(_where(other.path)):
                 raise UsageError(f"{out.flag} {out.path}: inside {other.flag} {other.path}, "
                                  "which is replaced whole: write it elsewhere")
 
@@ -98,32 +111,71 @@ def _check_one(flag: str, target: Path, folder: Folder) -> None:
     """The rules one output path meets on its own (see ``check_outputs``)."""
     if ".." in target.parts or target.name in ("", "."):
         raise UsageError(f"{flag} {target}: give a file or folder name, without '..'")
-    if target.is_symlink():
-        raise UsageError(f"{flag} {target}: an existing symlink (to {os.readlink(target)}); "
-                         "portkit does not write through links: remove it or choose another path")
+    parent = target.absolute().parent
+    _check_name(flag, target, parent)
     try:
-        mode = target.stat().st_mode
+        mode: int | None = os.lstat(target).st_mode
     except FileNotFoundError:
         mode = None
     except OSError as e:
         raise UsageError(f"{flag} {target}: cannot check it ({e.strerror}); choose another "
                          "path") from None
+    if mode is not None and stat.S_ISLNK(mode):
+        raise UsageError(f"{flag} {target}: an existing symlink (to {os.readlink(target)}); "
+                         "portkit does not write through links: remove it or choose another path")
     if mode is not None and stat.S_ISDIR(mode):
-        if folder is Folder.NEVER:
-            raise UsageError(f"{flag} {target}: an existing folder, and {flag} writes a file; "
-                             "name a file (inside that folder or beside it)")
-        if folder is Folder.REPLACED and not any(
-                (target / marker).exists() for marker in _REPLACEABLE_DIR_MARKERS):
-            raise UsageError(f"{flag} {target}: an existing folder that is not a SavedModel or a "
-                             "portkit bundle; portkit replaces the output as a whole, so name a "
-                             "new path")
+        _check_folder(flag, target, folder)
     elif mode is not None and not stat.S_ISREG(mode):
         raise UsageError(f"{flag} {target}: an existing {_kind(mode)}, not a regular file; "
                          "portkit never writes to or replaces one: choose a file path")
-    parent = target.absolute().parent
+    elif mode is not None and folder is not Folder.NEVER:
+        raise UsageError(f"{flag} {target}: an existing file, and {flag} writes a folder; "
+                         "portkit never replaces a file with a folder: move it away or choose "
+                         "another path")
+    if folder is Folder.WRITTEN_INTO:  # made with its parents: the nearest that exists
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
     if not parent.is_dir():
         raise UsageError(f"{flag} {target}: the folder {parent} does not exist; create it "
                          f"first (mkdir -p {parent})")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {target}: the folder {parent} is not writable (permissions, "
+                         "or a read-only file system); choose another path")
+
+
+def _check_folder(flag: str, target: Path, folder: Folder) -> None:
+    """The rules an output meets that is an existing folder."""
+    if folder is Folder.NEVER:
+        raise UsageError(f"{flag} {target}: an existing folder, and {flag} writes a file; "
+                         "name a file (inside that folder or beside it)")
+    if folder is Folder.REPLACED and not any(
+            (target / marker).exists() for marker in _REPLACEABLE_DIR_MARKERS):
+        raise UsageError(f"{flag} {target}: an existing folder that is not a SavedModel or a "
+                         "portkit bundle; portkit replaces the output as a whole, so name a "
+                         "new path")
+    if folder is Folder.HOPS:
+        try:
+            foreign = sorted(n for n in os.listdir(target) if not _HOP_ENTRY.match(n))
+        except OSError as e:
+            raise UsageError(f"{flag} {target}: cannot list it ({e.strerror})") from None
+        if foreign:
+            raise UsageError(f"{flag} {target}: an existing folder that is not one portkit "
+                             f"wrote (it holds {foreign[0]}); {flag} replaces it whole: move "
+                             "it away first")
+    if folder is Folder.WRITTEN_INTO and not os.access(target, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {target}: the folder is not writable (permissions, or a "
+                         "read-only file system); choose another path")
+
+
+def _check_name(flag: str, target: Path, parent: Path) -> None:
+    """``target``'s name fits the file system's ``NAME_MAX`` (where ``parent`` is)."""
+    size = len(os.fsencode(target.name))
+    limit = _NAME_MAX
+    with contextlib.suppress(OSError, ValueError):
+        limit = os.pathconf(parent if parent.is_dir() else "/", "PC_NAME_MAX")
+    if size > limit:
+        raise UsageError(f"{flag} {target}: the name is {size} bytes, over the {limit} this "
+                         "file system allows; choose a shorter name")
 
 
 def _kind(mode: int) -> str:
@@ -154,6 +206,7 @@ def _same(out: Path, src: Path) -> bool:
 KINDS = ("worker", "stage", "old", "module", "pickle", "const", "debug")
 _OWNED = re.compile(rf"^(?:\..+\.)?portkit-(?:{'|'.join(KINDS)})-(\d+)(?:-|$)")
 _SWEEP_AGE = 5.0  # seconds: a folder younger than this may belong to a run just starting
+_LABEL_BYTES = 96  # of the target's name in an owned folder's name: the rest is under 64 bytes
 
 
 def owned_dir(kind: str, parent: Path | None = None, name: str = "") -> Path:
@@ -172,7 +225,8 @@ def owned_dir(kind: str, parent: Path | None = None, name: str = "") -> Path:
     """
     if kind not in KINDS:
         raise InternalError(f"owned_dir({kind!r}): not one of {KINDS}, which sweep knows")
-    prefix = f".{name}." if name else ""
+    label = os.fsencode(name)[:_LABEL_BYTES].decode("utf-8", "ignore")  # fits NAME_MAX
+    prefix = f".{label}." if label else ""
     return Path(tempfile.mkdtemp(prefix=f"{prefix}portkit-{kind}-{os.getpid()}-", dir=parent))
 
 
@@ -236,7 +290,9 @@ def staging_dir(target: Path, flag: str = "-o") -> Iterator[Path]:
     killed runs left beside it are swept first. ``flag`` names the output in errors.
 
     Raises:
-        UsageError: The target's directory does not exist or is not writable.
+        UsageError: The target's directory does not exist.
+        PortkitError: It could not be written in (``errors.from_os_error``: exit 2 for the path,
+            5 for a full disk).
     """
     parent = target.parent
     if not parent.is_dir():
@@ -246,7 +302,7 @@ def staging_dir(target: Path, flag: str = "-o") -> Iterator[Path]:
         sweep(parent)
         stage = owned_dir("stage", parent, target.name)
     except OSError as e:
-        raise UsageError(f"{flag} {target}: cannot write in {parent} ({e.strerror})") from None
+        raise _os_error(e, f"{flag} {target}: cannot write in {parent}") from None
     try:
         yield stage
     finally:
@@ -254,34 +310,69 @@ def staging_dir(target: Path, flag: str = "-o") -> Iterator[Path]:
 
 
 def atomic_replace(staged: Path, target: Path, flag: str = "-o") -> None:
-    """Move a staged file into place in one step (a directory target is swapped as a whole);
-    ``flag`` names the output in errors.
+    """Move a staged file into place in one step (a directory is swapped in as a whole: what
+    was at ``target`` is moved into an ``old`` folder beside it, which ``sweep`` removes if the
+    run is killed before it does); ``flag`` names the output in errors.
 
     Raises:
-        UsageError: The move failed (disk full, permissions); whatever was at ``target`` before
-            is still there.
+        PortkitError: The move failed (``errors.from_os_error``: disk full, permissions);
+            whatever was at ``target`` before is still there.
     """
-    old = target.with_name(f".{target.name}.portkit-old-{os.getpid()}")
-    swap = staged.is_dir() and target.exists()
+    swap = staged.is_dir() and os.path.lexists(target)
+    aside = None
     try:
         if swap:
-            os.replace(target, old)
+            aside = owned_dir("old", target.parent, target.name)
+            os.replace(target, aside / target.name)
         try:
             os.replace(staged, target)
         except OSError:
-            if swap:
-                os.replace(old, target)  # put the previous directory back
+            if aside is not None:
+                os.replace(aside / target.name, target)  # put the previous one back
             raise
     except OSError as e:
-        raise UsageError(f"{flag} {target}: cannot write it ({e.strerror or e}); the previous "
-                         "file, if any, is unchanged") from None
-    if swap:
-        shutil.rmtree(old, ignore_errors=True)
+        if aside is not None and not os.path.lexists(aside / target.name):
+            shutil.rmtree(aside, ignore_errors=True)
+        raise _os_error(e, f"{flag} {target}: cannot write it",
+                        "; the previous file, if any, is unchanged") from None
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def atomic_write_text(target: Path, text: str, flag: str = "-o") -> None:
-    """Write ``text`` to ``target`` through a staged file (``flag`` names it in errors)."""
+    """Write ``text`` to ``target`` through a staged file (``flag`` names it in errors).
+
+    Raises:
+        PortkitError: It could not be written (``errors.from_os_error``: exit 2 for the path,
+            5 for a full disk or the file size limit); ``target`` is unchanged.
+    """
     with staging_dir(target, flag) as stage:
         staged = stage / target.name
-        staged.write_text(text)
+        try:
+            staged.write_text(text, encoding="utf-8")
+        except OSError as e:
+            raise _os_error(e, f"{flag} {target}: cannot write it") from None
         atomic_replace(staged, target, flag)
+
+
+def append_text(target: Path, text: str, flag: str) -> None:
+    """Append ``text`` to ``target`` (made if missing; never through a symlink), as
+    ``$GITHUB_STEP_SUMMARY`` is written: check it first with ``check_outputs``.
+
+    Raises:
+        PortkitError: It could not be written (``errors.from_os_error``: exit 2 for the path,
+            5 for a full disk or the file size limit).
+    """
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+        with os.fdopen(fd, "a", encoding="utf-8") as out:
+            out.write(text)
+    except OSError as e:
+        raise _os_error(e, f"{flag} {target}: cannot append to it") from None
+
+
+def _os_error(error: OSError, what: str, then: str = "") -> PortkitError:
+    """``errors.from_os_error`` for an output ``what`` names (the staged file's own name, which
+    the user never gave, is left out), ``then`` added to its message."""
+    mapped = from_os_error(OSError(error.errno, error.strerror), what)
+    return type(mapped)(f"{mapped}{then}") if then else mapped

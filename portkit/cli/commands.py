@@ -314,16 +314,18 @@ def check(config: Path, json_path: Path | None, markdown_path: Path | None,
     from portkit import gate
     from portkit.cli.ci import to_junit, to_markdown
     from portkit.cli.render import check_tables
-    from portkit.io import Folder, Output, atomic_write_text, check_outputs
+    from portkit.io import Folder, Output, append_text, atomic_write_text, check_outputs
 
     if list_only:
         for case in gate.shard(gate.cases(gate.load_config(config)), options["shard_spec"]):
             click.echo(case.id)
         return 0
     models = gate.load_config(config)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY") or None  # appended to, never replaced
     check_outputs(
         [Output("--json", json_path), Output("--markdown", markdown_path),
          Output("--junit", junit_path),
+         Output("$GITHUB_STEP_SUMMARY", Path(summary) if summary else None),
          Output("--work-dir", gate.work_folder(config, options["work_dir"]), Folder.WRITTEN_INTO),
          Output("--save-bundle", options["save_bundles"], Folder.WRITTEN_INTO)],
         [config, *(p for m in models for p in (m.source, m.artifact))])
@@ -334,9 +336,8 @@ def check(config: Path, json_path: Path | None, markdown_path: Path | None,
                              ("--junit", junit_path, to_junit(report))):
         if path:
             atomic_write_text(path, text, flag)
-    if os.environ.get("GITHUB_STEP_SUMMARY"):
-        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as summary:
-            summary.write(markdown)
+    if summary:
+        append_text(Path(summary), markdown, "$GITHUB_STEP_SUMMARY")
     show(check_tables(report))
     return report.exit_code
 
@@ -356,13 +357,14 @@ def demo(folder: Path, to: str, report_path: Path | None) -> int:
       portkit demo
       portkit demo --to onnx --dir /tmp/demo
     """
-    from portkit import api
+    from portkit import api, options
     from portkit.cli.render import convert_tables
     from portkit.fixtures import FIXTURES
-    from portkit.io import Output, check_outputs
+    from portkit.io import Folder, Output, check_outputs
 
     fixture = FIXTURES["cnn"]
-    check_outputs([Output("--report", report_path)])  # before building (again with -o below)
+    options.target(to)  # refused before building, as the outputs are (again with -o below)
+    check_outputs([Output("--report", report_path), Output("--dir", folder, Folder.WRITTEN_INTO)])
     folder.mkdir(parents=True, exist_ok=True)
     step = progress(True)
     with step(f"Building the sample model {fixture.name} ({fixture.exercises})"):

@@ -7,13 +7,20 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from portkit.convert import registry
-from portkit.errors import DimensionsFixedError, PortkitError, UsageError
+from portkit.errors import (
+    DimensionsFixedError,
+    PortkitError,
+    ResourceError,
+    UsageError,
+    WorkerError,
+)
 from portkit.formats import Format
 from portkit.options import ConvertJob, ConvertOptions, Feed, LoadOptions
 from portkit.results import Attempt, Check, Hop
@@ -129,6 +136,22 @@ def run_hop(edge: registry.Edge, src: Path, fmt: Format, dst: Path, ctx: RunCont
     return hop
 
 
+# What a converter's own error says when the disk or the file size limit ran out under it (a
+# framework that wraps the OSError: the worker maps only a bare one to a ResourceError).
+_RAN_OUT = re.compile(r"No space left on device|Disk quota exceeded|File too large")
+
+
+def _ran_out(error: PortkitError) -> str | None:
+    """What ran out under a converter, if the disk or the file size limit did; None otherwise."""
+    if isinstance(error, ResourceError):
+        return str(error)
+    if isinstance(error, WorkerError) and (
+            found := _RAN_OUT.search(f"{error}\n{error.traceback}")):
+        return (f"{error} ({found.group(0)}): free some space or raise the file size limit "
+                "(ulimit -f), or write elsewhere")
+    return None
+
+
 class Conversion:
     """One conversion's routes, tried in turn. Hops run once per route prefix: routes that
     start alike (``torch.onnx+onnx2tf`` and ``torch.onnx+onnx2tf+tflite-converter``) share the
@@ -175,6 +198,9 @@ class Conversion:
                 self._ref.get()  # the reference's own error outranks it
                 raise
             except PortkitError as e:
+                if (ran_out := _ran_out(e)) is not None:  # a full disk is no route's fault
+                    raise ResourceError(f"{edge.tool}, writing in {folder.parent.parent}: "
+                                        f"{ran_out}", e.traceback) from None
                 self._ref.raise_if_failed()
                 return Attempt(route=route.name, converted=False, passed=False,
                                error=f"{edge.tool}: {e}", hops=tuple(hops),

@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 
 
 def hops_folder(artifact: Path) -> Path:
-    """Where ``--hops`` keeps each hop's artifact: ``NAME.hops/`` beside the artifact."""
+    """Where ``--hops`` keeps each hop's artifact: ``NAME.hops/`` beside the artifact (checked
+    before any work as ``Folder.HOPS``: replaced whole, so only a folder holding nothing but
+    hop artifacts, ``hopN-TOOL.EXT``, may already be there)."""
     return artifact.with_name(artifact.name + ".hops")
 
 

@@ -16,7 +16,7 @@ from portkit.debug.match import match
 from portkit.debug.report import DebugReport
 from portkit.errors import UsageError
 from portkit.formats import Format, sniff
-from portkit.io import Output, check_outputs, owned_tempdir
+from portkit.io import Folder, Output, check_outputs, owned_tempdir
 from portkit.options import ValidateJob
 from portkit.results import FileInfo
 from portkit.runtimes import tasks
@@ -69,7 +69,8 @@ def debug(job: DebugJob, ctx: RunContext) -> DebugReport:
         refuse_unloadable(path, fmt)
     if job.side not in ("artifact", "source"):
         raise UsageError(f"--overlay-side {job.side}: one of artifact, source")
-    check_outputs([Output("--overlay", job.overlay)],
+    check_outputs([Output("--overlay", job.overlay),
+                   Output("--hops", hops_.hops_folder(art) if job.hops else None, Folder.HOPS)],
                   [job.check.artifact, job.check.reference, job.check.feed.file])
     with ctx.progress(f"Running {src.name} as the reference"):
         ref = run_reference(src, src_fmt, job.check.feed, ctx)

@@ -16,10 +16,11 @@ from typing import Any
 from portkit import schema
 from portkit.bounds import JOBS, TIMEOUT
 from portkit.convert import pipeline
-from portkit.errors import PortkitError, UsageError
+from portkit.errors import PortkitError, UsageError, from_os_error
 from portkit.fixtures import FIXTURES, save_fixture
 from portkit.formats import TARGETS
 from portkit.gate.config import Case, ModelEntry, cases, load_config, shard
+from portkit.io import Folder, Output, check_outputs
 from portkit.options import (
     BenchJob,
     Budget,
@@ -108,8 +109,9 @@ def run(config: str | Path, *, shard_spec: str | None = None, jobs: int = 1,
         The report; ``exit_code`` 0 only when every case passed.
 
     Raises:
-        UsageError: ``jobs``, ``timeout`` or ``shard_spec`` is out of range, or the config is
-            bad.
+        UsageError: ``jobs``, ``timeout`` or ``shard_spec`` is out of range, the config is bad,
+            or ``work_dir`` or ``save_bundles`` is refused (``portkit.io.check_outputs``).
+        PortkitError: ``work_dir`` or ``save_bundles`` could not be made (exit 2 or 5).
     """
     JOBS.check(jobs)
     TIMEOUT.check(timeout)
@@ -120,8 +122,15 @@ def run(config: str | Path, *, shard_spec: str | None = None, jobs: int = 1,
         work=work_folder(config, work_dir),
         budget=budget, baseline=_baseline(baseline) if baseline else {},
         bundles=Path(save_bundles) if save_bundles else None)
-    if settings.bundles:
-        settings.bundles.mkdir(parents=True, exist_ok=True)
+    check_outputs([Output("--work-dir", settings.work, Folder.WRITTEN_INTO),
+                   Output("--save-bundle", settings.bundles, Folder.WRITTEN_INTO)],
+                  [Path(config), *(p for m in entries.values() for p in (m.source, m.artifact))])
+    for flag, folder in (("--work-dir", settings.work), ("--save-bundle", settings.bundles)):
+        if folder is not None:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise from_os_error(e, f"{flag} {folder}: cannot make it") from None
     groups: dict[tuple[str, str], list[Case]] = {}
     for c in chosen:
         groups.setdefault((c.model, c.target), []).append(c)

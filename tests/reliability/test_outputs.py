@@ -17,7 +17,7 @@ import pytest
 
 import portkit
 from portkit.convert.outputs import check_paths
-from portkit.errors import UsageError
+from portkit.errors import ResourceError, UsageError
 from portkit.formats import Format, sniff
 from portkit.io import Folder, Output, atomic_write_text, check_outputs, failed_path
 from portkit.options import ConvertJob
@@ -242,6 +242,6 @@ def test_a_write_that_fails_late_names_its_own_flag(tmp_path: Path,
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("portkit.io.os.replace", disk_full)
-    with pytest.raises(UsageError, match=r"^--report .*r\.json: cannot write it \(No space"):
+    with pytest.raises(ResourceError, match=r"^--report .*r\.json: cannot write it: no space"):
         atomic_write_text(tmp_path / "r.json", "{}", "--report")
     assert list(tmp_path.iterdir()) == []
