@@ -8,10 +8,12 @@ import dataclasses
 from pathlib import Path
 
 from portkit.convert import registry
+from portkit.errors import WorkerError
 from portkit.formats import Format
 from portkit.options import ConvertJob
 from portkit.results import Attempt, Latency
 from portkit.runtimes import registry as runtimes
+from portkit.runtimes import tasks
 from portkit.runtimes.context import RunContext
 from portkit.runtimes.tasks import Reference
 from portkit.validators.latency import time_together
@@ -38,13 +40,23 @@ def plan(fmt: Format, job: ConvertJob, prepared: tuple[str, ...] = ()) -> list[r
 
 def preparations(src: Path, fmt: Format, job: ConvertJob, ctx: RunContext) -> tuple[str, ...]:
     """The preparations ``src`` needs (read in the worker its first hop will use; a test may
-    resolve the inputs as that hop does, from ``--input`` and ``--dim``)."""
+    resolve the inputs as that hop does, from ``--input`` and ``--dim``).
+
+    Raises:
+        InvalidModelError: A test failed on a file that can't be loaded (a zip member missing,
+            a truncated file): the load's own error, as ``inspect`` gives it, not a bug.
+    """
     if not registry.preparations(fmt):
         return ()
-    return tuple(ctx.pool.call(f"convert-from-{fmt.value}", registry.needed,
-                               timeout=ctx.timeout, what=str(src), src=str(src), fmt=fmt,
-                               given=list(job.feed.inputs), shapes=job.feed.shapes,
-                               load=job.feed.load))
+    worker = f"convert-from-{fmt.value}"
+    try:
+        return tuple(ctx.pool.call(worker, registry.needed, timeout=ctx.timeout, what=str(src),
+                                   src=str(src), fmt=fmt, given=list(job.feed.inputs),
+                                   shapes=job.feed.shapes, load=job.feed.load))
+    except WorkerError:  # the tests open the file first: read it as every command does
+        ctx.pool.call(worker, tasks.describe, timeout=ctx.timeout, what=str(src),
+                      path=str(src), fmt=fmt, options=job.feed.load)
+        raise
 
 
 def choose(attempts: list[Attempt]) -> int | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from portkit.errors import PortkitError
+from portkit.errors import InvalidModelError, PortkitError
 from portkit.formats import Format, sniff
 from portkit.io import Folder, Output, check_outputs
 from portkit.options import ValidateJob
@@ -134,6 +134,7 @@ def validate(job: ValidateJob, ctx: RunContext) -> ValidateReport:
         ref = run_reference(src, src_fmt, feed, ctx)
     checks, outputs = check_everywhere(art, art_fmt, chosen,
                                        Expected(ref, judged.tolerance, judged.per_output), ctx)
+    refuse_unloaded(art, art_fmt, checks, chosen, ctx)
     accuracy = None
     if judged.evaluation is not None and eval_.ran(checks, chosen[0]):
         # On the first runtime, as convert does, if it ran there.
@@ -163,8 +164,15 @@ def replay(folder: Path, runtimes: Sequence[str], ctx: RunContext) -> ValidateRe
     """
     started = time.perf_counter()
     art, fmt, ref, tol, per_output, manifest = bundle.load(folder)
-    checks, _ = check_everywhere(art, fmt, registry.named(fmt, runtimes),
-                                 Expected(ref, tol, per_output), ctx)
+    found = sniff(art)
+    if found is not fmt:
+        raise InvalidModelError(
+            f"{folder / bundle.MANIFEST}: says the artifact {art.name} is {fmt.value}, but it "
+            f"is {found.value}; set \"format\" to \"{found.value}\", or save the bundle again "
+            "with --save-bundle")
+    chosen = registry.named(fmt, runtimes)
+    checks, _ = check_everywhere(art, fmt, chosen, Expected(ref, tol, per_output), ctx)
+    refuse_unloaded(art, fmt, checks, chosen, ctx)
     return ValidateReport(
         passed=all_passed(checks),
         reference=FileInfo(**manifest["reference"]), artifact=FileInfo.of(art, fmt.value),
@@ -173,6 +181,22 @@ def replay(folder: Path, runtimes: Sequence[str], ctx: RunContext) -> ValidateRe
         reference_runtime=ref.runtime,
         constants=dict(manifest.get("constants", {})), steps=ref.steps, state=dict(ref.state),
     )
+
+
+def refuse_unloaded(artifact: Path, fmt: Format, checks: Sequence[Check],
+                    runtimes: Sequence[Runtime], ctx: RunContext) -> None:
+    """When the artifact ran nowhere, read it as ``inspect`` does: a file that no runtime
+    loads is bad input (exit 2, the load's own error), not a parity verdict. One that loads
+    but failed every run (crashed, refused its inputs) keeps its failed checks.
+
+    Raises:
+        InvalidModelError: The artifact can't be loaded or parsed.
+    """
+    ran = [c for c in checks if not c.skipped]
+    if not runtimes or not ran or any(c.outputs or not c.error for c in ran):
+        return
+    ctx.pool.call(runtimes[0].name, tasks.describe, timeout=ctx.timeout, what=str(artifact),
+                  path=str(artifact), fmt=fmt)
 
 
 def all_passed(checks: Sequence[Check]) -> bool:
