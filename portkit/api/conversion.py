@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,8 @@ def convert(
             ``validators.parity.guess_kind``).
         validate: Run and compare the artifact (the default); False only converts.
         seed: Seed for generated inputs.
-        timeout: Seconds each worker step (load, convert, run) may take.
+        timeout: Seconds each worker step (load, convert, run) may take, and the export of a
+            ``torch.nn.Module`` source (in a child process of its own).
         progress: ``progress(message)`` returns a context manager around each long step.
         signature: SavedModel signature of the source (default ``serving_default``).
         trust_model: Load Keras Lambda layers and custom objects (they run code).
@@ -151,8 +153,9 @@ def convert(
         eval_output=eval_output, max_accuracy_drop=max_accuracy_drop, validate=validate,
         steps=steps, allow_nonfinite=allow_nonfinite, **numbers)
     with contextlib.ExitStack() as stack:
-        if not isinstance(source, (str, Path)):
-            source, shapes = sources.save_module(source, list(feed.inputs), feed.shapes, stack)
+        if not isinstance(source, (str, os.PathLike)):
+            source, shapes = sources.save_module(source, list(feed.inputs), feed.shapes, stack,
+                                                 timeout)
             # The .pt2 holds the shapes, under forward's own argument names.
             feed = dataclasses.replace(feed, inputs=(), shapes=shapes)
         job = ConvertJob(

@@ -7,6 +7,8 @@ central directory and, for pickles, the opcode stream.
 
 from __future__ import annotations
 
+import errno
+import os
 import pickletools
 import zipfile
 import zlib
@@ -65,7 +67,7 @@ def sniff(path: str | Path) -> Format:
     """
     path = Path(path)
     if not path.exists():
-        raise InvalidModelError(f"{path}: no such file or directory")
+        raise InvalidModelError(_missing(path))
     if path.is_dir():
         if (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file():
             return Format.SAVEDMODEL
@@ -94,6 +96,20 @@ def sniff(path: str | Path) -> Format:
         f"{path}: not a model format portkit knows (first bytes {head[:8]!r}); expected "
         "TorchScript/ExportedProgram (.pt/.pt2), ONNX, TFLite, SavedModel, .keras or .h5"
     )
+
+
+def _missing(path: Path) -> str:
+    """Why ``path`` is not there: a symbolic link loop, a link to nothing, or no such file."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return (f"{path}: a symbolic link loop (a link that leads back to itself); point it "
+                    "at the model file")
+    if path.is_symlink():
+        return (f"{path}: a symbolic link to {os.readlink(path)}, which does not exist; point "
+                "it at the model file")
+    return f"{path}: no such file or directory"
 
 
 def _sniff_zip(path: Path) -> Format:
