@@ -3,9 +3,9 @@ folder of ``.npy`` files, read with numpy alone and checked before any array is 
 
 Every ``.npy`` header is read first (the zip's directory and each member's first bytes, never
 its data): a member that is no ``.npy``, an object dtype, a header declaring more data than its
-member holds, a member that inflates far beyond its compressed bytes (the zip-bomb rule model
-archives meet in ``formats.sniff``) or more data in all than ``bounds.max_array_bytes`` is
-refused before anything is allocated. Reading a file so costs at most that bound, in the CLI
+member holds, a member over 64 MiB that inflates far beyond its compressed bytes (the
+zip-bomb ratio model archives meet in ``formats.sniff``) or more data in all than
+``bounds.max_array_bytes`` is refused before anything is allocated. Reading a file so costs at most that bound, in the CLI
 process as in a worker.
 """
 
@@ -29,6 +29,9 @@ _FIX = "write it with numpy.savez(path, NAME=array, ...)"
 _UNREAD = "cannot read it as .npz or .npy files"
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first member, or an empty zip
 _HEADERS = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}
+# Members smaller than this may inflate any amount (masks of ones compress 1000x); past it, the
+# archives' ratio rule holds. Memory is bounded by max_array_bytes either way.
+_BOMB_FLOOR = 64 * 2**20
 
 
 def listed(names: Iterable[str], shown: int = 5) -> str:
@@ -125,7 +128,7 @@ def _read_npz(path: Path, where: str, ignore: Sequence[str], only: Collection[st
             with zf.open(info) as f:
                 header = _header(f, f"member {info.filename!r}", info.file_size, where)
             ratio = info.file_size / max(info.compress_size, 1)
-            if info.file_size > 2**20 and ratio > MAX_COMPRESSION_RATIO:
+            if info.file_size > _BOMB_FLOOR and ratio > MAX_COMPRESSION_RATIO:
                 raise UsageError(
                     f"{where}: {header.name} declares a {header.describe()} in "
                     f"{info.compress_size:,} compressed bytes (ratio {ratio:,.0f}, limit "

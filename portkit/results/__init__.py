@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from portkit.results.checks import Accuracy, Check, Latency, OutputParity
 from portkit.results.contract import JsonReport, plain, versions
-from portkit.results.convert import Attempt, ConvertReport, FixedDims, Hop
+from portkit.results.convert import Attempt, ConvertReport, Degenerate, FixedDims, Hop
 from portkit.results.divergence import Divergence, Located
 from portkit.results.files import FileInfo, Inspection, ModelInfo
 from portkit.results.runs import PRECISION_FLAGS, BenchReport, BenchRow, ValidateReport
 
 __all__ = [
     "PRECISION_FLAGS", "Accuracy", "Attempt", "BenchReport", "BenchRow", "Check",
-    "ConvertReport", "Divergence", "FileInfo", "FixedDims", "Hop", "Inspection", "JsonReport",
+    "ConvertReport", "Degenerate", "Divergence", "FileInfo", "FixedDims", "Hop", "Inspection", "JsonReport",
     "Latency", "Located", "ModelInfo", "OutputParity", "ValidateReport", "plain", "versions",
 ]

@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import Any
 
 from portkit import errors
+from portkit.bounds import MEMORY_ENV, memory_limit_mb
 from portkit.io import owned_dir
 
 DEFAULT_TIMEOUT = 900.0
-MEMORY_ENV = "PORTKIT_MEMORY_LIMIT_MB"
 _KEEP_ENV = (
     "PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "LD_LIBRARY_PATH",
     "CUDA_VISIBLE_DEVICES", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS",
@@ -367,14 +367,6 @@ def _signal_name(returncode: int) -> str:
         return signal.Signals(-returncode).name
     except ValueError:
         return f"signal {-returncode}"
-
-
-def memory_limit_mb() -> int:
-    """The worker's memory limit: ``$PORTKIT_MEMORY_LIMIT_MB``, else 80% of physical memory."""
-    if os.environ.get(MEMORY_ENV):
-        return int(os.environ[MEMORY_ENV])
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return int(total * 0.8) // 2**20
 
 
 def _serve(scratch: Path, acks: int, memory_mb: int, watch: int) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import portkit
-from portkit.errors import InvalidModelError, UsageError
+from portkit.errors import InvalidModelError, ResourceError
 from portkit.formats import TARGETS
 from tests.conftest import run_cli
 from tests.security import hostile
@@ -85,7 +85,7 @@ def test_a_conversion_failing_half_way_leaves_the_existing_output(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("portkit.io.os.replace", disk_full)
-    with pytest.raises(UsageError, match="No space left on device.*unchanged"):
+    with pytest.raises(ResourceError, match="no space left on the device.*unchanged"):
         portkit.convert(saved_models("cnn", "pt2"), "onnx", out)
     assert out.read_bytes() == b"previous artifact"
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]  # no staging folder left
