@@ -42,7 +42,8 @@ from benchmarks import (  # noqa: E402 - after the path above
 
 DOCS = ROOT / "docs"
 SNAPSHOT = ROOT / "tests" / "report_keys.json"
-# docs/safety.md's "before" column: the same probes on the code before issue 13.
+# docs/safety.md's "before" column: the same probes on the code before issue 13, the r3-
+# ones (issue 27's, rows 27.N) on the code before issue 27 (each row's "before": the commit).
 PROBES_BEFORE = probes.RESULTS.with_name("probes-before.json")
 
 

@@ -6,13 +6,17 @@ staging folder, a live worker). Run it on two trees to see a change's before and
     python -m benchmarks.probes --tree /tmp/old --out /tmp/before.json
     python -m benchmarks.probes --probes sigkill-mid-conversion   # rerun one, keep the rest
     python -m benchmarks.probes --readme docs/safety.md --before /tmp/before.json   # the table only
+
+The ``r3-`` probes are issue 27's (the third round): each reproduces one of its numbered lines.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
+import resource
 import shutil
 import signal
 import stat
@@ -20,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +47,9 @@ class Probe:
     kept: Callable[[Files, Path], list[Path]] = lambda f, d: []  # files that must not change
     expected: int = 2
     command: str = "convert"
+    env: Callable[[Files, Path], dict[str, str]] = lambda f, d: {}  # more environment
+    limits: tuple[tuple[int, int], ...] = ()  # resource limits, as ``ulimit`` sets them
+    reader_gone: bool = False  # stdout closed at once, as ``| head -0`` would
 
 
 def _models(folder: Path) -> Files:
@@ -82,7 +90,24 @@ def _models(folder: Path) -> Files:
         files[name] = folder / f"{name}.onnx"
         onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
                   str(files[name]))
+    files.update(_linear(folder))
     return files
+
+
+def _linear(folder: Path) -> Files:
+    """Issue 27's setup: ``Linear(8,4)+ReLU`` (seed 0) exported as ``m.pt2``, and ``m.onnx``
+    converted from it by this checkout's portkit (a plain ONNX file any version reads)."""
+    import torch
+
+    import portkit
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU()).eval()
+    source = folder / "m.pt2"
+    torch.export.save(torch.export.export(module, (torch.randn(1, 8),)), str(source))
+    report = portkit.convert(source, "onnx", folder / "m.onnx")
+    assert report.exit_code == 0, report.routes_tried
+    return {"linear": source, "linear-onnx": folder / "m.onnx"}
 
 
 def _copies(files: Files, folder: Path) -> Files:
@@ -118,6 +143,159 @@ def _existing(folder: Path, name: str, text: bytes = b"a good artifact") -> Path
     return path
 
 
+def _config(folder: Path, text: str) -> Path:
+    """``ci/portkit.toml`` holding ``text`` (its work folder, ``.portkit-check``, beside it);
+    sources are named from there, ``../models/m.pt2``."""
+    (folder / "ci").mkdir(exist_ok=True)
+    path = folder / "ci" / "portkit.toml"
+    path.write_text(text)
+    return path
+
+
+M = '[[model]]\nname = "m"\nsource = "../models/m.pt2"\nartifact = "../models/m.onnx"\n'
+A = M.replace('"m"', '"a"')
+
+
+def _npy(shape: tuple[int, ...]) -> bytes:
+    out = io.BytesIO()
+    np.lib.format.write_array_header_1_0(out, {"descr": "<f4", "fortran_order": False,
+                                               "shape": shape})
+    return out.getvalue()
+
+
+def _zip_bomb(folder: Path) -> Path:
+    """A ~1 MB ``.npz`` whose ``x.npy`` (32000000x8 float32) is 1 GB of zeros, deflated."""
+    path, zeros = folder / "bomb.npz", bytes(2**22)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        with zf.open("x.npy", "w", force_zip64=True) as f:
+            f.write(_npy((32_000_000, 8)))
+            left = 32_000_000 * 8 * 4
+            while left:
+                f.write(zeros[:min(left, len(zeros))])
+                left -= min(left, len(zeros))
+    return path
+
+
+def _npz(folder: Path, name: str, **members: bytes | np.ndarray) -> Path:
+    """An ``.npz`` of these members: arrays saved as ``.npy``, bytes written as they are."""
+    path = folder / name
+    with zipfile.ZipFile(path, "w") as zf:
+        for member, data in members.items():
+            if isinstance(data, np.ndarray):
+                out = io.BytesIO()
+                np.save(out, data)
+                data = out.getvalue()
+            zf.writestr(f"{member}.npy", data)
+    return path
+
+
+def _without(model: Path, member: str, folder: Path) -> Path:
+    """A copy of the zip ``model`` without its member ending in ``member``."""
+    path = folder / f"no-member{model.suffix}"
+    with zipfile.ZipFile(model) as src, zipfile.ZipFile(path, "w") as dst:
+        for info in src.infolist():
+            if not info.filename.endswith(member):
+                dst.writestr(info, src.read(info))
+    return path
+
+
+def _truncated(model: Path, folder: Path) -> Path:
+    path = folder / f"truncated{model.suffix}"
+    path.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+    return path
+
+
+def _outside_bundle(f: Files, d: Path) -> list[str | Path]:
+    """A bundle saved by the portkit probed, its manifest then naming its artifact by an
+    absolute path outside it (the same model, so a replay of it passes)."""
+    made = _cli(f["tree"], [f["linear-onnx"], "--reference", f["linear"],
+                            "--save-bundle", d / "bundle"], d, d / "tmp", "validate")
+    _, err = made.communicate(timeout=300)
+    if made.returncode != 0:
+        raise RuntimeError(f"saving the bundle: exit {made.returncode}: {err[-2000:]}")
+    manifest = json.loads((d / "bundle" / "manifest.json").read_text())
+    manifest["artifact"] = str(f["linear-onnx"])
+    (d / "bundle" / "manifest.json").write_text(json.dumps(manifest))
+    return ["--bundle", d / "bundle"]
+
+
+def _hops(f: Files, d: Path) -> list[str | Path]:
+    (d / "models" / "m.onnx.hops").mkdir()
+    (d / "models" / "m.onnx.hops" / "notes.txt").write_text("mine")
+    return [f["linear-onnx"], "--reference", f["linear"], "--hops"]
+
+
+def _victim(f: Files, d: Path) -> list[str | Path]:
+    (d / "out").mkdir()
+    _existing(d / "out", "victim.onnx")
+    return [_config(d, f'[[model]]\nname = "{d}/out/victim"\nsource = "../models/m.pt2"\n'
+                       'targets = ["onnx"]\n')]
+
+
+def _baseline(f: Files, d: Path) -> list[str | Path]:
+    baseline = d / "run.json"
+    baseline.write_text(json.dumps({"results": [
+        {"id": "m/onnx/onnxruntime", "passed": True, "latency": {"p50_ms": "slow"}}]}))
+    return [_config(d, M + "p50_regression = 0.1\n"), "--baseline", baseline,
+            "--junit", d / "j.xml"]
+
+
+def _unicode(f: Files, d: Path) -> list[str | Path]:
+    return [shutil.copy(f["linear-onnx"], d / "modèle.onnx")]
+
+
+def _int8(f: Files, d: Path, calibration: Path) -> list[str | Path]:
+    return [f["linear"], "--to", "tflite", "--quantize", "int8", "-o", d / "q.tflite",
+            "--calibration", calibration]
+
+
+ROUND3 = [
+    Probe("r3-config-name-path", "27.1 check: a portkit.toml model name '/abs/.../victim'",
+          _victim, lambda f, d: [d / "out" / "victim.onnx"], command="check"),
+    Probe("r3-config-duplicate-name", "27.2 check: two [[model]] named 'a', the first's source "
+          "missing", lambda f, d: [_config(d, A.replace("m.pt2", "missing.pt2") + A)],
+          command="check"),
+    Probe("r3-hops-user-folder", "27.3 debug --hops where ARTIFACT.hops/ holds a notes.txt",
+          _hops, lambda f, d: [d / "models" / "m.onnx.hops" / "notes.txt"], command="debug"),
+    Probe("r3-calibration-zip-bomb", "27.4 --calibration a 1 MB .npz inflating to 1 GB",
+          lambda f, d: _int8(f, d, _zip_bomb(d))),
+    Probe("r3-step-summary-source", "27.5 check: $GITHUB_STEP_SUMMARY names the source model",
+          lambda f, d: [_config(d, M)], lambda f, d: [f["linear"]], command="check",
+          env=lambda f, d: {"GITHUB_STEP_SUMMARY": str(f["linear"])}),
+    Probe("r3-bundle-absolute-artifact", "27.6 validate --bundle: manifest names an absolute "
+          "artifact", _outside_bundle, command="validate"),
+    Probe("r3-calibration-constant", "27.7 --quantize int8, --calibration 64 copies of 0.5",
+          lambda f, d: _int8(f, d, _npz(d, "constant.npz",
+                                        x=np.full((64, 1, 8), 0.5, np.float32))), expected=1),
+    Probe("r3-validate-truncated-onnx", "27.8 validate a truncated .onnx artifact",
+          lambda f, d: [_truncated(f["linear-onnx"], d), "--reference", f["linear"]],
+          command="validate"),
+    Probe("r3-pt2-missing-member", "27.9 convert a .pt2 missing a zip member",
+          lambda f, d: [_without(f["linear"], "/data/weights/weight_0", d), "--to", "onnx",
+                        "-o", d / "m.onnx"]),
+    Probe("r3-inputs-member-not-npy", "27.10 --inputs .npz member b'hello'",
+          lambda f, d: [f["linear"], "--to", "onnx", "-o", d / "m.onnx",
+                        "--inputs", _npz(d, "hello.npz", input=b"hello")]),
+    Probe("r3-work-dir-is-file", "27.11 check --work-dir names an existing file",
+          lambda f, d: [_config(d, M), "--work-dir", _existing(d, "taken", b"mine")],
+          lambda f, d: [d / "taken"], command="check"),
+    Probe("r3-output-name-too-long", "27.11 -o of 250 characters (NAME.failed.onnx is 257)",
+          lambda f, d: [f["linear"], "--to", "onnx", "-o", d / ("a" * 245 + ".onnx")]),
+    Probe("r3-config-model-table", "27.12 check: [model] instead of [[model]]",
+          lambda f, d: [_config(d, M.replace("[[model]]", "[model]"))], command="check"),
+    Probe("r3-baseline-wrong-type", "27.12 check --baseline with \"p50_ms\": \"slow\"",
+          _baseline, command="check"),
+    Probe("r3-broken-pipe", "27.13 validate, its reader gone (stdout closed at once); the parity "
+          "passes",
+          lambda f, d: [f["linear-onnx"], "--reference", f["linear"]], command="validate",
+          reader_gone=True, expected=0),
+    Probe("r3-ulimit-n-16", "27.14 convert under ulimit -n 16",
+          lambda f, d: [f["linear"], "--to", "onnx", "-o", d / "m.onnx"],
+          limits=((resource.RLIMIT_NOFILE, 16),), expected=5),
+    Probe("r3-ascii-terminal", "27.16 inspect modèle.onnx with PYTHONIOENCODING=ascii",
+          _unicode, command="inspect", env=lambda f, d: {"PYTHONIOENCODING": "ascii"},
+          expected=0),
+]
 X = ["--input", "x:1x3x32x32"]
 PROBES = [
     Probe("report-onto-source", "--report names the source model",
@@ -171,6 +349,7 @@ PROBES = [
           lambda f, d: [f["expand"], "--to", "tflite", "-o", d / "m.tflite"], expected=5),
     Probe("memory-bomb-fill", "ONNX ConstantOfShape to 1e10 elements",
           lambda f, d: [f["fill"], "--to", "tflite", "-o", d / "m.tflite"], expected=5),
+    *ROUND3,
 ]
 
 
@@ -222,15 +401,21 @@ def _left(folder: Path, tmp: Path) -> list[str]:
     return sorted(p.name for p in (*folder.glob(".*portkit*"), *tmp.glob("portkit-*")))
 
 
-def _cli(tree: Path, args: list[Any], cwd: Path, tmp: Path,
-         command: str = "convert") -> subprocess.Popen[str]:
+def _cli(tree: Path, args: list[Any], cwd: Path, tmp: Path, command: str = "convert",
+         env: dict[str, str] | None = None, limits: tuple[tuple[int, int], ...] = ()
+         ) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(tree), "TMPDIR": str(tmp),
-           "PORTKIT_MEMORY_LIMIT_MB": os.environ.get("PORTKIT_MEMORY_LIMIT_MB", "")}
+           "PORTKIT_MEMORY_LIMIT_MB": os.environ.get("PORTKIT_MEMORY_LIMIT_MB", ""), **(env or {})}
     if not env["PORTKIT_MEMORY_LIMIT_MB"]:
         del env["PORTKIT_MEMORY_LIMIT_MB"]
+
+    def limited() -> None:
+        for kind, value in limits:
+            resource.setrlimit(kind, (value, value))
+
     return subprocess.Popen([sys.executable, "-m", "portkit", command, *map(str, args)],
                             cwd=cwd, env=env, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE, preexec_fn=limited if limits else None)
 
 
 def _row(name: str, code: int, started: float, err: str, **more: Any) -> dict[str, Any]:
@@ -245,7 +430,7 @@ def run_probe(probe: Probe, tree: Path, files: Files, folder: Path) -> dict[str,
     """Run one probe in a folder of its own; what it must keep is checksummed around it."""
     work, tmp = folder / probe.name, folder / probe.name / "tmp"
     tmp.mkdir(parents=True)
-    files = _copies(files, work / "models")
+    files = {**_copies(files, work / "models"), "tree": tree}  # a probe may run portkit first
     try:
         args = probe.args(files, work)
     except PermissionError as e:  # mknod needs root
@@ -253,8 +438,14 @@ def run_probe(probe: Probe, tree: Path, files: Files, folder: Path) -> dict[str,
     kept = {p: p.read_bytes() for p in probe.kept(files, work)}
     special = [p for p in work.rglob("*") if _special(p)]
     started = time.perf_counter()
-    proc = _cli(tree, args, work, tmp, probe.command)
-    _, err = proc.communicate(timeout=900)
+    proc = _cli(tree, args, work, tmp, probe.command, probe.env(files, work), probe.limits)
+    if probe.reader_gone:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        err = proc.stderr.read()
+        proc.wait(timeout=900)
+    else:
+        _, err = proc.communicate(timeout=900)
     lost = [p.name for p, data in kept.items() if not p.exists() or p.read_bytes() != data]
     lost += [p.name for p in special if not _special(p)]  # a FIFO or device replaced by a file
     lost += ["the payload ran"] if (work / "SENTINEL").exists() else []
