@@ -47,3 +47,15 @@ def constant_bomb(folder: Path) -> Path:
     nodes = [helper.make_node("ConstantOfShape", ["shape"], ["c"]),
              helper.make_node("Add", ["x", "c"], ["y"])]
     return _save(nodes, [x], [shape], folder / "constant_bomb.onnx")
+
+
+def linear_pt2(folder: Path) -> Path:
+    """Issue 27's setup: ``Linear(8, 4) + ReLU`` (seed 0) exported as ``folder/m.pt2``, input
+    1x8 float32."""
+    import torch
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU()).eval()
+    path = folder / "m.pt2"
+    torch.export.save(torch.export.export(module, (torch.randn(1, 8),)), str(path))
+    return path

@@ -30,13 +30,7 @@ BOMB_BYTES = "1,024,000,000 bytes"
 
 @pytest.fixture(scope="module")
 def pt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny ``Linear(8, 4) + ReLU`` exported as ``m.pt2`` (input ``x``: 1x8 float32)."""
-    import torch
-
-    path = tmp_path_factory.mktemp("model") / "m.pt2"
-    model = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU()).eval()
-    torch.export.save(torch.export.export(model, (torch.randn(1, 8),)), path)
-    return path
+    return models.linear_pt2(tmp_path_factory.mktemp("model"))
 
 
 def _header(shape: tuple[int, ...], dtype: str = "float32") -> bytes:

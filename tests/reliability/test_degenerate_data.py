@@ -14,20 +14,14 @@ import pytest
 from portkit.convert.representative import degeneracy, seeded_samples
 from portkit.errors import ExitCode
 from tests.conftest import run_cli
+from tests.reliability import models
 
 SAMPLES = 64  # as the issue's probe: 32 calibrated on, the policy's 32 held back
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``Linear(8,4)+ReLU`` (seed 0) as an ExportedProgram, 1x8 float32 in."""
-    import torch
-
-    torch.manual_seed(0)
-    module = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU()).eval()
-    path = tmp_path_factory.mktemp("degenerate") / "m.pt2"
-    torch.export.save(torch.export.export(module, (torch.randn(1, 8),)), str(path))
-    return path
+    return models.linear_pt2(tmp_path_factory.mktemp("degenerate"))
 
 
 def _quantize(model: Path, folder: Path, data: np.ndarray) -> tuple[int, dict, str]:

@@ -25,14 +25,7 @@ from tests.reliability import models
 
 @pytest.fixture(scope="module")
 def linear(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A ``Linear(8,4)+ReLU`` exported as ``m.pt2``."""
-    import torch
-
-    torch.manual_seed(0)
-    module = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU()).eval()
-    path = tmp_path_factory.mktemp("linear") / "m.pt2"
-    torch.export.save(torch.export.export(module, (torch.randn(1, 8),)), path)
-    return path
+    return models.linear_pt2(tmp_path_factory.mktemp("linear"))
 
 
 def _limit(kind: int, value: int) -> Callable[[], None]:

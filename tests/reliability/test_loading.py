@@ -61,14 +61,7 @@ def tflite(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def pt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The issue's setup: ``Linear(8, 4) + ReLU`` exported as ``m.pt2``."""
-    import torch
-
-    torch.manual_seed(0)
-    module = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU()).eval()
-    path = tmp_path_factory.mktemp("pt2") / "m.pt2"
-    torch.export.save(torch.export.export(module, (torch.randn(1, 8),)), str(path))
-    return path
+    return models.linear_pt2(tmp_path_factory.mktemp("pt2"))
 
 
 # ---- item 8: validate on an artifact that won't load ----

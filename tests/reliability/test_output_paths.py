@@ -25,18 +25,14 @@ from portkit import io
 from portkit.errors import ExitCode, PortkitError
 from portkit.io import Folder, Output, check_outputs
 from tests.conftest import run_cli
+from tests.reliability import models
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """``m.pt2`` (Linear(8, 4) + ReLU, seed 0) and its ``m.onnx``, made once per module."""
-    import torch
-
     folder = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
-    module = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU()).eval()
-    source = folder / "m.pt2"
-    torch.export.save(torch.export.export(module, (torch.randn(1, 8),)), source)
+    source = models.linear_pt2(folder)
     report = portkit.convert(source, "onnx", folder / "m.onnx")
     assert report.exit_code == 0, report.routes_tried
     return source, folder / "m.onnx"
