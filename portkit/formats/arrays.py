@@ -5,13 +5,14 @@ Every ``.npy`` header is read first (the zip's directory and each member's first
 its data): a member that is no ``.npy``, an object dtype, a header declaring more data than its
 member holds, a member over 64 MiB that inflates far beyond its compressed bytes (the
 zip-bomb ratio model archives meet in ``formats.sniff``) or more data in all than
-``bounds.max_array_bytes`` is refused before anything is allocated. Reading a file so costs at most that bound, in the CLI
-process as in a worker.
+``bounds.max_array_bytes`` is refused before anything is allocated. Reading a file so costs at
+most that bound, in the CLI process as in a worker.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import zipfile
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -76,8 +77,8 @@ def read_arrays(path: str, what: str = "--inputs", ignore: Sequence[str] = (),
         path: The file or folder.
         what: The flag named in errors.
         ignore: Arrays left out (an ``--eval`` file's inputs, where only its labels count).
-        only: The arrays to read (None: all but ``ignore``); the others' headers are still
-            checked.
+        only: The arrays to read (None: all but ``ignore``; ``()``: none, as
+            ``check_arrays``); the others' headers are still checked.
 
     Returns:
         Array name (the ``.npz`` member less ``.npy``) -> array, in the file's order.
@@ -88,9 +89,12 @@ def read_arrays(path: str, what: str = "--inputs", ignore: Sequence[str] = (),
             than ``bounds.max_array_bytes``.
     """
     where = f"{what} {path}"
+    if not os.path.exists(path):
+        raise UsageError(f"{where}: no such file or folder; check the path")
     try:
         if Path(path).is_dir():
-            return {"": _read_folder(Path(path), where)}
+            stacked = _read_folder(Path(path), where, load=only is None or "" in only)
+            return {} if stacked is None else {"": stacked}
         with open(path, "rb") as f:
             magic = f.read(len(npy.MAGIC_PREFIX))
         if magic[:4] in _ZIP_MAGIC:
@@ -98,6 +102,8 @@ def read_arrays(path: str, what: str = "--inputs", ignore: Sequence[str] = (),
         if magic == npy.MAGIC_PREFIX:
             with open(path, "rb") as f:
                 _check_total(where, [_header(f, "the file", Path(path).stat().st_size, where)])
+                if only is not None and "arr_0" not in only:
+                    return {}
                 f.seek(0)
                 return {"arr_0": npy.read_array(f, allow_pickle=False)}
         raise UsageError(f"{where}: neither an .npz (a zip of .npy arrays) nor an .npy file "
@@ -106,6 +112,16 @@ def read_arrays(path: str, what: str = "--inputs", ignore: Sequence[str] = (),
         raise
     except Exception as e:  # noqa: BLE001 - damage fails in zipfile, zlib, the header parser...
         raise UsageError(f"{where}: {_UNREAD}: {type(e).__name__}: {e}; {_FIX}") from None
+
+
+def check_arrays(path: str | Path, what: str = "--inputs") -> None:
+    """Refuse, before any work, an array file ``read_arrays`` would refuse: every header and
+    the total checked, no array loaded.
+
+    Raises:
+        UsageError: As ``read_arrays``.
+    """
+    read_arrays(str(path), what, only=())
 
 
 def _read_npz(path: Path, where: str, ignore: Sequence[str], only: Collection[str] | None
@@ -150,9 +166,9 @@ def _key(member: str) -> str:
     return member[:-len(".npy")]
 
 
-def _read_folder(folder: Path, where: str) -> np.ndarray:
+def _read_folder(folder: Path, where: str, load: bool = True) -> np.ndarray | None:
     """A folder's ``.npy`` files, one sample each, stacked on a new first axis in name order,
-    into one array allocated once."""
+    into one array allocated once (``load`` False: their headers checked, None returned)."""
     files = sorted(folder.glob("*.npy"))
     if not files:
         raise UsageError(f"{where}: the folder holds no .npy files")
@@ -168,6 +184,8 @@ def _read_folder(folder: Path, where: str) -> np.ndarray:
     dtype = np.result_type(*(h.dtype for h in headers))
     stacked = _Header(f"the {len(files)} files", (len(files), *headers[0].shape), dtype)
     _check_total(where, [stacked])
+    if not load:
+        return None
     out = np.empty(stacked.shape, dtype)
     for i, file in enumerate(files):
         with open(file, "rb") as f:

@@ -14,6 +14,7 @@ from typing import Any
 
 from portkit.bounds import SEED
 from portkit.errors import UsageError
+from portkit.formats.arrays import check_arrays
 from portkit.options.loading import LoadOptions
 from portkit.shapes import Shapes, parse_dim_flag
 from portkit.specs import Dim, TensorSpec, parse_inputs
@@ -78,8 +79,11 @@ def feed(*, inputs: Sequence[str | TensorSpec] = (), inputs_file: str | Path | N
     the one place they are parsed. ``samples`` is set with the judgement (``options.judged``).
 
     Raises:
-        UsageError: A malformed ``--input``, ``--const``, ``--state`` or ``--dim``.
+        UsageError: A malformed ``--input``, ``--const``, ``--state`` or ``--dim``; an
+            ``--inputs`` file ``formats.arrays.check_arrays`` refuses.
     """
+    if inputs_file:  # refused here, before any work, as the worker would refuse it
+        check_arrays(inputs_file, "--inputs")
     return Feed(inputs=tuple(parse_inputs(inputs)),
                 file=Path(inputs_file) if inputs_file else None, seed=seed,
                 allow_nonfinite=allow_nonfinite, constants=constants(consts), steps=steps,

@@ -216,3 +216,17 @@ def test_a_small_compressed_member_inflating_far_is_still_read(tmp_path) -> None
     path = tmp_path / "mask.npz"
     np.savez_compressed(path, mask=np.ones((2048, 1024), dtype=np.float32))
     assert read_arrays(str(path), "--calibration")["mask"].sum() == 2048 * 1024
+
+
+@pytest.mark.parametrize("name", ["missing.npz", "bad.npz"])
+def test_an_inputs_file_is_refused_before_any_work(pt2, tmp_path, name) -> None:
+    # Checked where the flags are parsed (options.feed), as --calibration and --eval are: the
+    # reference worker never starts ("Running m.pt2 as the reference" is never printed).
+    if name == "bad.npz":
+        with zipfile.ZipFile(tmp_path / name, "w") as zf:
+            zf.writestr("input.npy", b"hello")
+    done = run_cli("convert", pt2, "--to", "onnx", "-o", tmp_path / "m.onnx", "--inputs",
+                   tmp_path / name, cwd=tmp_path)
+    why = "no such file or folder" if name == "missing.npz" else "is not an .npy array"
+    assert why in _fails(done, f"--inputs {tmp_path / name}")
+    assert "as the reference" not in done.stderr and not (tmp_path / "m.onnx").exists()
