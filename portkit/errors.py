@@ -151,17 +151,12 @@ _PATHS = {
 }
 
 
-def os_error_code(error: BaseException) -> ExitCode | None:
-    """The exit code ``from_os_error`` gives ``error``, or None where it maps no such error
-    (an errno it does not know, io.UnsupportedOperation, anything not an OSError or a
-    MemoryError): those stay bugs until someone maps them."""
-    if isinstance(error, MemoryError):
-        return ExitCode.RUNTIME_CRASHED
-    if not isinstance(error, OSError):
-        return None
-    if error.errno in _RESOURCES:
-        return ExitCode.RUNTIME_CRASHED
-    return ExitCode.INVALID_INPUT if error.errno in _PATHS else None
+def maps_os_error(error: BaseException) -> bool:
+    """Whether ``from_os_error`` knows ``error``: a MemoryError, or an OSError of an errno in
+    its tables. Others (io.UnsupportedOperation, an errno it does not know) stay bugs until
+    someone maps them."""
+    return isinstance(error, MemoryError) or (
+        isinstance(error, OSError) and (error.errno in _RESOURCES or error.errno in _PATHS))
 
 
 def from_os_error(error: OSError | MemoryError, what: str) -> PortkitError:

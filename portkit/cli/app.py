@@ -232,7 +232,7 @@ def _failure(e: BaseException, args: list[str]) -> tuple[int, str, str, str]:
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         message = f"{' '.join(e.format_message().split())}{hint}"
         return ExitCode.INVALID_INPUT, type(e).__name__, message, f"portkit: error: {message}"
-    if errors.os_error_code(e) is not None:  # a limit, a full disk, a bad path: not a bug
+    if errors.maps_os_error(e):  # a limit, a full disk, a bad path: not a bug
         command = next((arg for arg in args if arg in cli.commands), "")
         e = errors.from_os_error(e, " ".join(("portkit", command)).strip())  # type: ignore[arg-type]
     if isinstance(e, PortkitError):

@@ -79,7 +79,7 @@ def degeneracy(samples: Sequence[Mapping[str, np.ndarray]]) -> str | None:
                          for n in others):
         return None
     count = len(samples)
-    if all(constant for _lo, _hi, constant in ranges.values()):
+    if not _varies(ranges):
         held = "; ".join(f"input {name!r} holds only " + ("zeros" if lo == hi == 0 else f"{lo:.4g}")
                          for name, (lo, hi, _c) in ranges.items())
         return held + (f", in all {count} samples" if count > 1 else "")
@@ -100,7 +100,7 @@ def seeded_samples(samples: Sequence[Mapping[str, np.ndarray]], seed: int
     ``specs.make_inputs`` draws, when no float input varies; other inputs as the samples hold
     them."""
     ranges = _ranges(samples)
-    spread = not all(constant for _lo, _hi, constant in ranges.values())
+    spread = _varies(ranges)
     out = []
     for i, sample in enumerate(samples):
         rng = np.random.default_rng(seed + i)
@@ -153,9 +153,8 @@ def judged_on_seeded(job: ConvertJob, source: tuple[Path, Format], reference: Re
                    for c in check_runtime(artifact, job.target, rt, expected, ctx,
                                           channels_last=attempt.channels_last)[0])
     passed = all(c.passed for c in checks)
-    ranged = not all(c for _lo, _hi, c in _ranges(samples).values())
     drawn = ("float inputs that vary drawn uniformly over their range in the held-back samples"
-             if ranged else "float inputs drawn standard normal: the held-back samples have "
+             if _varies(_ranges(samples)) else "float inputs drawn standard normal: the held-back samples have "
              "no range")
     record = Degenerate(why=why, seeded=f"{len(seeded)} seeded inputs (seed {job.feed.seed}; "
                         f"{drawn})", checks=checks, passed=passed)
@@ -180,6 +179,11 @@ def _ranges(samples: Sequence[Mapping[str, np.ndarray]]) -> dict[str, tuple[floa
         found[name] = (lo, hi, bool(np.isfinite([lo, hi]).all())
                        and hi - lo <= NEAR * max(abs(lo), abs(hi)))
     return found
+
+
+def _varies(ranges: Mapping[str, tuple[float, float, bool]]) -> bool:
+    """Whether some float input of ``_ranges`` is not constant."""
+    return not all(constant for _lo, _hi, constant in ranges.values())
 
 
 def _write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:
