@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -230,3 +231,70 @@ def test_an_inputs_file_is_refused_before_any_work(pt2, tmp_path, name) -> None:
     why = "no such file or folder" if name == "missing.npz" else "is not an .npy array"
     assert why in _fails(done, f"--inputs {tmp_path / name}")
     assert "as the reference" not in done.stderr and not (tmp_path / "m.onnx").exists()
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    np.save(out, array)
+    return out.getvalue()
+
+
+def _damaged(kind: str, folder: Path) -> Path:
+    """An array file damaged one way, each refused by its own check of the header or the zip."""
+    if kind == "npy version 3":
+        path = folder / "v3.npy"
+        path.write_bytes(npy.MAGIC_PREFIX + b"\x03\x00" + bytes(64))
+    elif kind == "damaged header":
+        path = folder / "bad.npy"
+        header = b"{'descr': '<f4', 'fortran_order': False}" + b" " * 20 + b"\n"  # no shape
+        path.write_bytes(npy.MAGIC_PREFIX + b"\x01\x00" + len(header).to_bytes(2, "little")
+                         + header)
+    elif kind == "zip directory past the file":
+        path = folder / "cut.npz"
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("x.npy", _npy_bytes(np.zeros(1000, np.float32)))
+        data = path.read_bytes()
+        path.write_bytes(data[:1000] + data[3000:])  # member data cut, its directory kept
+    else:  # a folder of .npy files of two shapes
+        path = folder / "mixed"
+        path.mkdir()
+        np.save(path / "a.npy", np.zeros((1, 8), np.float32))
+        np.save(path / "b.npy", np.zeros((1, 9), np.float32))
+    return path
+
+
+@pytest.mark.parametrize(("kind", "says"), [
+    ("npy version 3", "an .npy of version 3.0, which portkit doesn't read"),
+    ("damaged header", "has a damaged .npy header"),
+    ("zip directory past the file", "declares more compressed data than the file holds"),
+    ("mixed shapes", "hold arrays of 2 shapes"),
+])
+def test_a_damaged_array_file_is_refused_by_its_header_check(tmp_path, kind, says) -> None:
+    from portkit.errors import UsageError
+    from portkit.formats.arrays import check_arrays
+
+    path = _damaged(kind, tmp_path)
+    with pytest.raises(UsageError, match=f"^--calibration {path}: .*{re.escape(says)}"):
+        check_arrays(path, "--calibration")
+
+
+def test_an_npz_of_more_members_than_archives_may_hold_is_refused(tmp_path, monkeypatch
+                                                                   ) -> None:
+    from portkit.errors import UsageError
+    from portkit.formats import arrays
+
+    monkeypatch.setattr(arrays, "MAX_ARCHIVE_MEMBERS", 3)  # 100,000 in earnest
+    path = tmp_path / "many.npz"
+    np.savez(path, **{f"a{i}": np.zeros(1, np.float32) for i in range(4)})
+    with pytest.raises(UsageError, match="a zip of 4 members \\(limit 3\\)"):
+        arrays.check_arrays(path)
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "1.5"])
+def test_a_memory_limit_that_is_no_whole_number_of_mb_is_refused(monkeypatch, value) -> None:
+    from portkit.bounds import MEMORY_ENV, memory_limit_mb
+    from portkit.errors import UsageError
+
+    monkeypatch.setenv(MEMORY_ENV, value)
+    with pytest.raises(UsageError, match=f"{MEMORY_ENV}='{re.escape(value)}': must be a whole"):
+        memory_limit_mb()

@@ -201,6 +201,19 @@ def test_the_timeout_holds_where_the_export_cannot_run_in_a_child(tmp_path: Path
     assert float(done.stdout.split()[3]) < 30, done.stdout
 
 
+def test_an_export_that_kills_its_process_is_a_crash_not_a_hang(tmp_path: Path) -> None:
+    # The forked child dies without answering (as a segfault would): exit 5, the call returns.
+    dying = (_FOREVER.replace("        while True:\n            pass",
+                              "        import os\n        os._exit(3)")
+             .replace("except WorkerTimeoutError as e:", "except WorkerCrashedError as e:")
+             .replace("timed out after", "crashed after")
+             .replace("import WorkerTimeoutError", "import WorkerCrashedError"))
+    done = _run_script(dying, tmp_path / "m.onnx")
+    said = done.stdout.strip()
+    assert said.startswith("crashed after"), done.stdout + done.stderr[-3000:]
+    assert "crashed the process it ran in (exit code 3)" in said, said
+
+
 def test_convert_of_a_module_exports_it_and_keeps_its_errors(tmp_path: Path) -> None:
     import torch
 

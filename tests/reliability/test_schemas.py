@@ -104,3 +104,27 @@ def test_a_manifest_value_of_the_wrong_type_is_exit_2_naming_the_key(
     (copy / "manifest.json").write_text(json.dumps({**manifest, **change}))
     _fails(run_cli("validate", "--bundle", copy, "--runtime", "onnxruntime"),
            f"--bundle {copy}", "manifest.json", f"{key}:", "expected", f"found {found}")
+
+
+def test_an_unknown_config_key_is_refused_naming_the_known_ones(tmp_path: Path) -> None:
+    # [default] for [defaults] was silently ignored: its keys never reached a model.
+    from portkit.errors import UsageError
+    from portkit.gate import load_config
+
+    (tmp_path / "portkit.toml").write_text('[default]\natol = 1e-3\n\n' + MODEL)
+    with pytest.raises(UsageError, match=r"portkit.toml: unknown key default \(known: defaults, "
+                                         r"model\)"):
+        load_config(tmp_path / "portkit.toml")
+
+
+def test_a_manifest_missing_a_key_it_needs_is_refused_naming_it(bundle: Path,
+                                                               tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "b"
+    shutil.copytree(bundle, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    del manifest["tolerance"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    _fails(run_cli("validate", "--bundle", copy, "--runtime", "onnxruntime"),
+           f"--bundle {copy}", "manifest.json", "tolerance: missing (expected an object)")
