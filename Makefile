@@ -7,6 +7,9 @@ PIP := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
 # onnx2tf 1.29.24's metadata pins an older stack (TF 2.19, numpy 1.26, onnx 1.19...); it runs on
 # the pinned one, so it is installed without its declared dependencies (they are in .[all]).
 ONNX2TF := onnx2tf==1.29.24
+# executorch 1.5.1's metadata pulls coremltools, hydra, pandas and test libraries; what its
+# exporter and runtime import is in the executorch extra. Same treatment.
+EXECUTORCH := executorch==1.5.1
 
 .PHONY: install demo test docs clean
 install: $(VENV)/.installed
@@ -14,7 +17,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) -e '.[all,dev,viz,docs]'
-	$(PIP) --no-deps $(ONNX2TF)
+	$(PIP) --no-deps $(ONNX2TF) $(EXECUTORCH)
 	touch $@
 
 demo: install

@@ -40,7 +40,7 @@ def check_paths(job: ConvertJob) -> Path:
 # What each target is, for the message of a suffix that does not fit it.
 _WRITES = {Format.ONNX: "an ONNX model", Format.TFLITE: "a TFLite model",
            Format.TORCHSCRIPT: "a TorchScript model", Format.EXPORTED_PROGRAM: "an ExportedProgram",
-           Format.SAVEDMODEL: "a SavedModel folder"}
+           Format.SAVEDMODEL: "a SavedModel folder", Format.EXECUTORCH: "an ExecuTorch program"}
 
 
 _MODEL_SUFFIXES = {x for f in Format for x in f.suffixes if x} | {".pb", ".pth", ".bin"}

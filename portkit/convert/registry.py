@@ -54,6 +54,7 @@ _MODULES = (
     "portkit.convert.torch_to_onnx",
     "portkit.convert.onnx_to_tflite",
     "portkit.convert.torch_to_torchscript",
+    "portkit.convert.torch_to_executorch",
     "portkit.convert.tf_to_savedmodel",
     "portkit.convert.tf_to_tflite",
     "portkit.convert.tf_to_onnx",

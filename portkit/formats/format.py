@@ -22,6 +22,7 @@ class Format(str, enum.Enum):
     SAVEDMODEL = "savedmodel"
     KERAS = "keras"
     H5 = "h5"
+    EXECUTORCH = "executorch"
 
     @property
     def suffix(self) -> str:
@@ -36,7 +37,7 @@ class Format(str, enum.Enum):
 
     @property
     def framework(self) -> str:
-        """The framework family: torch, onnx, tflite or tensorflow."""
+        """The framework family: torch, onnx, tflite, tensorflow or executorch."""
         return _FRAMEWORKS[self]
 
 
@@ -50,6 +51,7 @@ _SUFFIXES = {
     Format.SAVEDMODEL: "",
     Format.KERAS: ".keras",
     Format.H5: ".h5",
+    Format.EXECUTORCH: ".pte",
 }
 _OTHER_SUFFIXES = {Format.TORCHSCRIPT: (".torchscript",)}
 _FRAMEWORKS = {
@@ -62,6 +64,7 @@ _FRAMEWORKS = {
     Format.SAVEDMODEL: "tensorflow",
     Format.KERAS: "tensorflow",
     Format.H5: "tensorflow",
+    Format.EXECUTORCH: "executorch",
 }
 
 # Names accepted by ``--to``.
@@ -73,5 +76,7 @@ TARGETS = {
     "torchscript": Format.TORCHSCRIPT,
     "pt2": Format.EXPORTED_PROGRAM,
     "exported-program": Format.EXPORTED_PROGRAM,
+    "executorch": Format.EXECUTORCH,
+    "pte": Format.EXECUTORCH,
 }
 

@@ -87,6 +87,8 @@ def sniff(path: str | Path) -> Format:
     if head[4:8] == b"TFL3":
         _check_tflite_size(path, head, size)
         return Format.TFLITE
+    if head[4:6] == b"ET" and head[6:8].isdigit():  # ExecuTorch's flatbuffer (ET12)
+        return Format.EXECUTORCH
     if head.startswith(b"\x80") and _TORCH_LEGACY_MAGIC in head:
         start = head.index(_TORCH_LEGACY_MAGIC) - 2
         return _sniff_pickle(path, path.read_bytes()[start:], pickles=4)
@@ -94,7 +96,8 @@ def sniff(path: str | Path) -> Format:
         return Format.ONNX
     raise InvalidModelError(
         f"{path}: not a model format portkit knows (first bytes {head[:8]!r}); expected "
-        "TorchScript/ExportedProgram (.pt/.pt2), ONNX, TFLite, SavedModel, .keras or .h5"
+        "TorchScript/ExportedProgram (.pt/.pt2), ONNX, TFLite, ExecuTorch (.pte), SavedModel, "
+        ".keras or .h5"
     )
 
 

@@ -90,8 +90,12 @@ def convert_options(target: Format, *, signature: str | None = None, trust_model
         opset = OPSET.check(opset)
     mode = Quantize.parse(quantize)
     if mode is not None:
-        if target is not Format.TFLITE:
-            raise UsageError(f"--quantize {mode.value}: quantization is for --to tflite")
+        if target is Format.EXECUTORCH and mode not in (Quantize.DYNAMIC, Quantize.INT8):
+            raise UsageError(f"--quantize {mode.value}: ExecuTorch programs quantize dynamic "
+                             "or int8 (PT2E, XNNPACK)")
+        if target not in (Format.TFLITE, Format.EXECUTORCH):
+            raise UsageError(f"--quantize {mode.value}: quantization is for --to tflite or "
+                             "--to executorch")
         if mode.calibrated and calibration is None:
             raise UsageError(
                 f"--quantize {mode.value} needs calibration data: pass --calibration data.npz "
@@ -110,8 +114,8 @@ def convert_options(target: Format, *, signature: str | None = None, trust_model
             if not allow_nonfinite:
                 refuse_nonfinite(f"--calibration {calibration}", name or "(the .npy files)",
                                  array)
-    if int8_io and mode is not Quantize.INT8:
-        raise UsageError("--int8-io is for --quantize int8")
+    if int8_io and (mode is not Quantize.INT8 or target is not Format.TFLITE):
+        raise UsageError("--int8-io is for --quantize int8 --to tflite")
     if no_flex and target is not Format.TFLITE:
         raise UsageError("--no-flex is for --to tflite")
     names, auto = _keep_float(keep_float, mode)

@@ -16,7 +16,8 @@ from portkit.options import LoadOptions
 from portkit.runtimes.base import Runtime, Session
 
 _MODULES = ("portkit.runtimes.torch", "portkit.runtimes.onnxruntime", "portkit.runtimes.tflite",
-            "portkit.runtimes.tensorflow", "portkit.runtimes.onnx_reference")
+            "portkit.runtimes.tensorflow", "portkit.runtimes.onnx_reference",
+            "portkit.runtimes.executorch")
 _RUNTIMES: dict[str, type[Runtime]] = {}
 
 

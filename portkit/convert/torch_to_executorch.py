@@ -1,0 +1,209 @@
+"""PyTorch (TorchScript or ExportedProgram) -> ExecuTorch program (``.pte``) with ExecuTorch's
+own exporter: ``to_edge_transform_and_lower`` then ``to_executorch``.
+
+Two edges: ``executorch-xnnpack`` lowers what the XNNPACK partitioner takes to its delegate (the
+CPU backend ExecuTorch ships for phones) and leaves the rest to portable kernels;
+``executorch-portable`` lowers nothing, the route tried when the delegate fails to lower or its
+program does not match.
+
+A dynamic dimension becomes a bounded one: ExecuTorch plans memory for the largest size, so a
+dimension without an upper bound gets the top of ``shapes.DEFAULT_RANGE`` (or its example, if
+larger), and the program refuses a size beyond it.
+
+``--quantize int8`` (int8 weights and activations, calibrated) and ``dynamic`` (int8 weights,
+activations quantized per run) go through PT2E with the XNNPACK quantizer (torchao's
+``prepare_pt2e``/``convert_pt2e``): per-channel symmetric weights, calibrated on
+``--calibration`` less the samples held back to validate on. ``--keep-float NAME`` leaves a
+module (by its name in the model: ``features.3``) float; ``--keep-float auto`` finds the
+fewest (``keep_float_search``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from portkit.convert._torch import load_exported_program
+from portkit.convert.registry import register_edge
+from portkit.errors import ConversionError, UsageError
+from portkit.formats import Format
+from portkit.options import ConvertOptions
+from portkit.policies import Quantize
+from portkit.quantization import Quantization
+from portkit.runtimes.torch_export import dynamic_shapes, example_args, export_args
+from portkit.shapes import DEFAULT_RANGE
+from portkit.specs import TensorSpec, load_calibration
+
+SOURCES = (Format.TORCHSCRIPT, Format.EXPORTED_PROGRAM)
+MODES = (Quantize.DYNAMIC, Quantize.INT8)
+TOOL = "torchao PT2E (XNNPACKQuantizer)"
+
+
+@register_edge(tool="executorch-xnnpack", sources=SOURCES, target=Format.EXECUTORCH, cost=1.0,
+               quantizes=MODES)
+def xnnpack(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
+            options: ConvertOptions) -> str | tuple[str, Quantization]:
+    """Lower to the XNNPACK delegate (what it refuses runs on portable kernels)."""
+    return _convert(src, fmt, dst, inputs, options, delegate=True)
+
+
+@register_edge(tool="executorch-portable", sources=SOURCES, target=Format.EXECUTORCH, cost=2.0)
+def portable(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
+             options: ConvertOptions) -> str:
+    """Portable kernels only: no delegate."""
+    detail = _convert(src, fmt, dst, inputs, options, delegate=False)
+    assert isinstance(detail, str)
+    return detail
+
+
+def bounded(inputs: list[TensorSpec]) -> list[TensorSpec]:
+    """``inputs`` with every dynamic dimension given an upper bound (ExecuTorch plans memory
+    for the largest size): its own, else the default range's top or the example, if larger."""
+    out = []
+    for spec in inputs:
+        dims = tuple(
+            d if d is None or d.hi is not None
+            else dataclasses.replace(d, hi=max(DEFAULT_RANGE[1], int(size or 1)))
+            for d, size in zip(spec.dims, spec.shape or ()))
+        out.append(dataclasses.replace(spec, dims=dims) if spec.dims else spec)
+    return out
+
+
+def _convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
+             options: ConvertOptions, *, delegate: bool) -> str | tuple[str, Quantization]:
+    inputs = bounded(inputs)
+    program = load_exported_program(src, fmt, inputs)
+    via = "TorchScript -> ExportedProgram (TS2EPConverter) -> " if fmt is Format.TORCHSCRIPT else ""
+    quantization = None
+    if options.quantize is not None:
+        if options.quantize not in MODES:
+            raise UsageError(f"--quantize {options.quantize.value}: ExecuTorch quantizes "
+                             f"{' or '.join(m.value for m in MODES)} (PT2E)")
+        program, quantization = quantize(program, inputs, options)
+        via += f"{quantization.recipe} -> "
+    lowered = lower(program, delegate)
+    dst.write_bytes(lowered)
+    how = "XnnpackPartitioner" if delegate else "no delegate (portable kernels)"
+    detail = f"{via}to_edge_transform_and_lower ({how}) -> to_executorch"
+    if quantization is None:
+        return detail
+    return detail, dataclasses.replace(quantization, bytes=len(lowered))
+
+
+def lower(program: Any, delegate: bool) -> bytes:
+    """The ``.pte`` bytes of ``program``, lowered to XNNPACK when ``delegate``."""
+    from executorch.exir import to_edge_transform_and_lower
+
+    partitioners = []
+    if delegate:
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+        partitioners = [XnnpackPartitioner()]
+    try:
+        edge = to_edge_transform_and_lower(program, partitioner=partitioners)
+        return bytes(edge.to_executorch().buffer)
+    except Exception as e:  # noqa: BLE001 - lowering raises anything (asserts, RuntimeError)
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        what = "XNNPACK" if delegate else "portable kernels"
+        raise ConversionError(f"ExecuTorch could not lower the program to {what} "
+                              f"({type(e).__name__}: {why})") from None
+
+
+def quantize(program: Any, inputs: list[TensorSpec], options: ConvertOptions
+             ) -> tuple[Any, Quantization]:
+    """``program`` quantized with PT2E for XNNPACK, as ``options`` ask.
+
+    Returns:
+        The quantized ExportedProgram, and what quantizing did (its ``bytes`` filled later).
+
+    Raises:
+        ConversionError: A ``--keep-float`` name is no module of the model.
+        UsageError: Calibration data that doesn't fit.
+    """
+    module = program.module()
+    names = modules_of(program)
+    unknown = [n for n in options.keep_float if n not in names]
+    if unknown:
+        shown = ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
+        raise ConversionError(f"--keep-float {', '.join(unknown)}: no such module in the model; "
+                              f"its modules: {shown}")
+    samples = _samples(inputs, options)
+    kept = tuple(options.keep_float)
+    trials = 1
+    note = ""
+    if options.keep_float_auto:
+        from portkit.convert.executorch_keep_float import keep_float_search
+
+        quantized, kept, trials, note = keep_float_search(module, inputs, samples, names, options)
+    else:
+        quantized = quantize_module(module, inputs, samples, options.quantize, kept)
+    mode = options.quantize
+    assert mode is not None
+    about = ("int8 weights and activations, calibrated" if mode.calibrated
+             else "int8 weights, activations quantized per run")
+    floats = f"; {len(kept)} module(s) kept float" if kept else ""
+    recipe = f"XNNPACKQuantizer symmetric per-channel ({about}{floats})"
+    report = Quantization(
+        mode=mode.value, tool=TOOL, recipe=recipe,
+        calibration_samples=len(samples) if mode.calibrated else 0,
+        held_back=options.holdout if mode.calibrated else 0, keep_float=kept,
+        keep_float_auto=options.keep_float_auto, trials=trials, note=note)
+    return _export(quantized, inputs), report
+
+
+def modules_of(program: Any) -> list[str]:
+    """The names of the modules PT2E can keep float (those that own a weight), in order."""
+    seen: list[str] = []
+    for node in program.graph.nodes:
+        stack = node.meta.get("nn_module_stack") or {}
+        if not stack or node.op != "call_function":
+            continue
+        path = list(stack.values())[-1][0]
+        name = path.removeprefix("L['self'].").removeprefix("L__self__.")
+        if name and name not in seen and any(a.op == "placeholder" for a in node.all_input_nodes
+                                             if a.name.startswith("p_")):
+            seen.append(name)
+    return seen
+
+
+def _samples(inputs: list[TensorSpec], options: ConvertOptions) -> list[tuple[Any, ...]]:
+    """The calibration samples as argument tuples (dynamic mode: the example only)."""
+    import torch
+
+    if options.calibration is None or not options.quantize or not options.quantize.calibrated:
+        return [example_args(inputs)]
+    feeds = load_calibration(options.calibration, inputs, options.holdout,
+                             options.allow_nonfinite)
+    return [tuple(torch.from_numpy(f[s.name]) for s in inputs) for f in feeds]
+
+
+def quantize_module(module: Any, inputs: list[TensorSpec], samples: list[tuple[Any, ...]],
+                    mode: Quantize | None, keep_float: tuple[str, ...]) -> Any:
+    """``module`` quantized by PT2E (prepare, calibrate on ``samples``, convert), the modules
+    ``keep_float`` left float."""
+    import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(
+        is_per_channel=True, is_dynamic=mode is Quantize.DYNAMIC))
+    for name in keep_float:
+        quantizer.set_module_name(name, None)
+    graph = _export(module, inputs).module()
+    prepared = prepare_pt2e(graph, quantizer)
+    with torch.no_grad():
+        for args in samples:
+            prepared(*args)
+    return convert_pt2e(prepared)
+
+
+def _export(module: Any, inputs: list[TensorSpec]) -> Any:
+    import torch
+
+    dynamic = dynamic_shapes(inputs)
+    args = export_args(inputs) if dynamic else example_args(inputs)
+    return torch.export.export(module, args, dynamic_shapes=dynamic)
