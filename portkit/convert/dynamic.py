@@ -143,7 +143,7 @@ def require_kept(tool: str, inputs: Sequence[TensorSpec],
 
 
 def check_kept(tool: str, target: Format, path: Path, inputs: Sequence[TensorSpec]) -> None:
-    """The post-condition every edge's ONNX or TFLite artifact meets (``registry.run_edge``):
+    """The post-condition every edge's ONNX, TFLite or ExecuTorch artifact meets (``registry.run_edge``):
     the source's dynamic dimensions stay dynamic (``require_kept``).
 
     Raises:
@@ -157,6 +157,18 @@ def check_kept(tool: str, target: Format, path: Path, inputs: Sequence[TensorSpe
         import onnx
 
         require_kept(tool, inputs, onnx_inputs(onnx.load(str(path), load_external_data=False)))
+    elif target is Format.EXECUTORCH:
+        require_kept(tool, inputs, pte_inputs(path))
+
+
+def pte_inputs(path: Path) -> list[tuple[str, tuple[int | None, ...]]]:
+    """A ``.pte``'s inputs as (name, shape), every axis of a bounded input ``None`` (its
+    program doesn't record which axis changes)."""
+    from portkit.formats.pte import read_program
+
+    method = next(m for m in read_program(path) if m.name == "forward")
+    return [(f"input_{i}", tuple(None for _ in t.sizes) if t.bounded or t.unbounded
+             else t.sizes) for i, t in enumerate(method.inputs)]
 
 
 def tflite_inputs(path: Path) -> list[tuple[str, tuple[int | None, ...]]]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from portkit.formats import Format
+from portkit.formats.pte import ProgramReport
 from portkit.formats.tflite import MobileReport
 from portkit.results.contract import JsonReport
 from portkit.specs import TensorSpec
@@ -43,6 +44,7 @@ class ModelInfo:
     outputs: tuple[TensorSpec, ...]
     op_counts: dict[str, int] = field(default_factory=dict)
     mobile: MobileReport | None = None  # a .tflite's mobile report
+    executorch: ProgramReport | None = None  # a .pte's delegation (formats.pte)
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,13 @@ def pair_by_name(source: list[str], artifact: list[str]) -> list[tuple[str, str]
     return list(zip(source, artifact))
 
 
+def _free(spec: TensorSpec) -> tuple[int | None, ...] | None:
+    """A spec's shape with its dynamic axes free (None): their sizes are only examples."""
+    if spec.shape is None or not spec.dims:
+        return spec.shape
+    return tuple(None if d is not None else s for s, d in zip(spec.shape, spec.dims))
+
+
 def bind_inputs(source: list[TensorSpec], artifact: list[TensorSpec],
                 prefer_channels_last: bool = False) -> list[Binding]:
     """Bind each source input to an artifact input with the permutation that fits its shape.
@@ -128,7 +135,7 @@ def bind_inputs(source: list[TensorSpec], artifact: list[TensorSpec],
     for src_name, art_name in pair_by_name([s.name for s in source], [s.name for s in artifact]):
         src = next(s for s in source if s.name == src_name)
         shape = tuple(int(d) for d in src.shape or ())  # type: ignore[union-attr]
-        perms = candidate_perms(shape, art[art_name].shape, prefer_channels_last)
+        perms = candidate_perms(shape, _free(art[art_name]), prefer_channels_last)
         if not perms:
             raise PortkitError(
                 f"input {src_name}: the source takes {src.describe()} but the artifact's "

@@ -15,6 +15,7 @@ import numpy as np
 
 from portkit.errors import PortkitError, UsageError
 from portkit.formats import Format
+from portkit.formats.pte import program_report
 from portkit.formats.tflite import mobile_report
 from portkit.options import Feed, LoadOptions, Scalar
 from portkit.policies import KindHints, hidden_width
@@ -88,7 +89,8 @@ class ArtifactRun:
 
 @task
 def describe(path: str, fmt: Format, options: LoadOptions = LoadOptions()) -> ModelInfo:
-    """What a model declares; a ``.tflite`` is read from its flatbuffer (Flex models included)."""
+    """What a model declares; a ``.tflite`` is read from its flatbuffer (Flex models included),
+    a ``.pte``'s delegation from its program."""
     if fmt is Format.TFLITE:
         mobile = mobile_report(Path(path))
         if mobile.builtin_only:  # "runs on the builtin interpreter" only if the interpreter agrees
@@ -97,7 +99,9 @@ def describe(path: str, fmt: Format, options: LoadOptions = LoadOptions()) -> Mo
                        for t in ts) for ts in (mobile.inputs, mobile.outputs)]
         return ModelInfo(fmt, specs[0], specs[1], mobile.op_counts, mobile)
     _runtime, session = registry.load_source(Path(path), fmt, options)
-    return ModelInfo(fmt, tuple(session.inputs), tuple(session.outputs), session.op_counts())
+    program = program_report(Path(path)) if fmt is Format.EXECUTORCH else None
+    return ModelInfo(fmt, tuple(session.inputs), tuple(session.outputs), session.op_counts(),
+                     executorch=program)
 
 
 def input_specs(path: str, fmt: Format, given: list[TensorSpec],

@@ -8,6 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
+    from portkit.formats.pte import ProgramReport
     from portkit.formats.tflite import MobileReport
     from portkit.results import (
         Inspection,
@@ -36,6 +37,24 @@ def mobile_tables(m: MobileReport) -> list[Table | Text]:
     return out
 
 
+def program_tables(p: ProgramReport, top: int = 15) -> list[Table | Text]:
+    """A ``.pte``'s delegation: the share of ops its delegates run and the ops left out."""
+    backends = ", ".join(p.backends) or "none"
+    out: list[Table | Text] = [Text(
+        f"ExecuTorch: methods {', '.join(p.methods)}; {p.delegated_share:.0%} of forward's ops "
+        f"delegated ({p.delegated_nodes} node(s) in {p.delegate_calls} call(s) to {backends}), "
+        f"{sum(p.outside.values())} left to portable kernels"
+        + ("; bounded inputs take any size up to their bounds (<=N)" if p.bounded else ""))]
+    if p.outside:
+        left = Table(title="Ops outside the delegate (portable kernels)", title_justify="left")
+        left.add_column("op")
+        left.add_column("count", justify="right")
+        for name, n in list(p.outside.items())[:top]:
+            left.add_row(name, str(n))
+        out.append(left)
+    return out
+
+
 def inspect_tables(ins: Inspection, top: int = 15) -> list[Table | Text]:
     """Format, size, inputs/outputs and the most frequent ops of a model."""
     info = ins.info
@@ -47,7 +66,10 @@ def inspect_tables(ins: Inspection, top: int = 15) -> list[Table | Text]:
         io.add_column(col)
     for kind, specs in (("input", info.inputs), ("output", info.outputs)):
         for s in specs:
-            shape = "?" if s.shape is None else "x".join("?" if d is None else str(d) for d in s.shape)
+            dims = s.dims or (None,) * len(s.shape or ())
+            shape = "?" if s.shape is None else "x".join(
+                f"<={x.hi}" if x is not None and x.hi else "?" if d is None else str(d)
+                for d, x in zip(s.shape, dims))
             io.add_row(kind, s.name, shape or "scalar", s.dtype or "?")
     out.append(io)
     if info.op_counts:
@@ -60,6 +82,8 @@ def inspect_tables(ins: Inspection, top: int = 15) -> list[Table | Text]:
         out.append(ops)
     if info.mobile is not None:
         out.extend(mobile_tables(info.mobile))
+    if info.executorch is not None:
+        out.extend(program_tables(info.executorch))
     return out
 
 
