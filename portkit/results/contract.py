@@ -14,7 +14,8 @@ from portkit.io import atomic_write_text
 
 # Distributions whose versions go into every report (read from metadata, never imported).
 _VERSIONED = ("portkit", "numpy", "torch", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxscript",
-              "tensorflow", "tf-keras", "ai-edge-litert", "litert-torch", "onnx2tf", "tf2onnx")
+              "tensorflow", "tf-keras", "ai-edge-litert", "litert-torch", "onnx2tf", "tf2onnx",
+              "executorch", "torchao")
 
 
 def plain(value: Any) -> Any:
