@@ -12,6 +12,7 @@ time.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,7 @@ class ExecutorchSession(Session):
         self._method = method
         self._meta = meta
         self._path = path
+        self._traced_outputs: list[str] = []
 
     def _tensors(self, feeds: dict[str, np.ndarray]) -> list[Any]:
         import torch
@@ -103,29 +105,34 @@ class ExecutorchSession(Session):
         return {s.name: _numpy(o) for s, o in zip(self.outputs, outputs)}
 
     def _debug_run(self, feeds: dict[str, np.ndarray], runs: int, folder: Path,
-                   buffer: int) -> Any:
-        """Run ``runs`` times with ETDump (and a debug buffer of ``buffer`` bytes) and read the
-        dump with ExecuTorch's Inspector."""
+                   buffer: int) -> tuple[Any, list[np.ndarray]]:
+        """Run ``runs`` times with ETDump (and a debug buffer of ``buffer`` bytes): the dump
+        read by ExecuTorch's Inspector, and the last run's outputs."""
         from executorch.devtools import Inspector
         from executorch.extension.pybindings import portable_lib
 
         module = portable_lib._load_for_executorch(str(self._path), enable_etdump=True,
                                                    debug_buffer_size=buffer)
         tensors = self._tensors(feeds)
+        outputs: list[Any] = []
         for _ in range(runs):
-            module.run_method(METHOD, tensors)
+            outputs = list(module.run_method(METHOD, tensors))
         folder.mkdir(parents=True, exist_ok=True)
         dump, debug = folder / "run.etdump", folder / "run.debug"
         module.write_etdump_result_to_file(str(dump), str(debug) if buffer else None)
-        return Inspector(etdump_path=str(dump), debug_buffer_path=str(debug) if buffer else None)
+        inspector = Inspector(etdump_path=str(dump),
+                              debug_buffer_path=str(debug) if buffer else None)
+        return inspector, [_numpy(o) for o in outputs]
 
     def _trace(self, feeds: dict[str, np.ndarray], folder: Path) -> list[TracedTensor]:
         """The graph inputs, then each delegate call's and portable kernel's outputs, named
-        ``delegate#K (XNNPACK: nodes)`` and ``KERNEL#K``: ETDump's debug buffer keeps each
-        instruction's arguments, of which those not seen before are its outputs."""
+        ``delegate#K (XNNPACK: nodes)`` and ``KERNEL#K``: ETDump's debug buffer keeps a
+        delegate call's arguments (inputs and outputs) and a kernel call's outputs, of which
+        those not seen before are the call's outputs. The program's outputs are the traced
+        tensors equal to what the run returned (``traced_outputs``)."""
         from portkit.runtimes.tracing import TensorWriter
 
-        inspector = self._debug_run(feeds, 1, Path(folder) / "etdump", _DEBUG_BUFFER)
+        inspector, outputs = self._debug_run(feeds, 1, Path(folder) / "etdump", _DEBUG_BUFFER)
         writer = TensorWriter(folder)
         seen: list[tuple[str, np.ndarray]] = []
         for spec in self.inputs:
@@ -157,20 +164,38 @@ class ExecutorchSession(Session):
                     node, op_type = f"{kernel or 'kernel'}#{calls['kernel']}", kernel or "kernel"
                 delegated, kernel = [], ""
                 self._add_outputs(writer, seen, event.debug_data or [], node, op_type)
+        self._traced_outputs = [self._output_name(writer, seen, spec.name, value)
+                                for spec, value in zip(self.outputs, outputs)]
         return writer.tensors
+
+    @staticmethod
+    def _output_name(writer: Any, seen: list[tuple[str, np.ndarray]], name: str,
+                     value: np.ndarray) -> str:
+        """The traced tensor the program returns as its output ``name``: the last one equal to
+        it, else ``value`` traced as ``name`` (an output no instruction's arguments held)."""
+        found = next((n for n, v in reversed(seen) if v.shape == value.shape
+                      and np.array_equal(v, value)), None)
+        if found is None:
+            writer.add(name, value, node=name, op_type="output")
+            seen.append((name, value))
+        return found or name
+
+    def traced_outputs(self) -> list[str]:
+        return self._traced_outputs or super().traced_outputs()
 
     @staticmethod
     def _add_outputs(writer: Any, seen: list[tuple[str, np.ndarray]], values: list[Any],
                      node: str, op_type: str) -> None:
         """Trace an instruction's arguments that are new (its outputs); those equal to a
-        tensor traced before are its inputs."""
+        tensor traced before (the latest such) are its inputs. A list argument (a split's
+        outputs) counts as its tensors."""
         inputs: list[str] = []
         new = 0
-        for value in values:
+        for value in _flat(values):
             array = _numpy(value) if hasattr(value, "numpy") else np.asarray(value)
             if array.dtype.kind not in "biuf":
                 continue
-            known = next((n for n, v in seen if v.shape == array.shape
+            known = next((n for n, v in reversed(seen) if v.shape == array.shape
                           and np.array_equal(v, array)), None)
             if known is not None:
                 inputs.append(known)
@@ -186,7 +211,7 @@ class ExecutorchSession(Session):
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
-            inspector = self._debug_run(feeds, runs + 1, Path(tmp), 0)
+            inspector, _ = self._debug_run(feeds, runs + 1, Path(tmp), 0)
         times = OpTimes(runs)
         for block in inspector.event_blocks:
             if block.name != "Execute":
@@ -212,6 +237,15 @@ class ExecutorchSession(Session):
         for name, n in self._meta.outside().items():
             counts[name] = counts.get(name, 0) + n
         return counts
+
+
+def _flat(values: Any) -> Iterator[Any]:
+    """``values`` with lists and tuples in it replaced by their items, depth first."""
+    for value in values:
+        if isinstance(value, (list, tuple)):
+            yield from _flat(value)
+        else:
+            yield value
 
 
 def _numpy(value: Any) -> np.ndarray:
