@@ -1,5 +1,5 @@
-"""ExecuTorch programs (``.pte``) through ``executorch.runtime`` (portable kernels, and the
-XNNPACK delegate where the program was lowered to it).
+"""ExecuTorch programs (``.pte``) through ExecuTorch's C++ runtime bindings (portable kernels,
+and the XNNPACK delegate where the program was lowered to it).
 
 A program's bounded inputs take any size up to the one they were planned for; a feed beyond
 it is refused with the input, axis and bound named (ExecuTorch itself says only "Attempted to
@@ -33,13 +33,14 @@ _DEBUG_BUFFER = 256 * 2**20  # bytes of intermediates ETDump may keep (trace)
 
 
 def _spec(name: str, t: PteTensor) -> TensorSpec:
-    """A bounded tensor's axes free up to their bounds (ExecuTorch doesn't record which axis
-    the export let change), a static one's fixed."""
+    """A bounded tensor's axes free up to their bounds, the bounds its example sizes (the
+    sizes memory was planned for; ExecuTorch doesn't record which axis the export let
+    change); a static one's fixed."""
     if not t.bounded and not t.unbounded:
         return TensorSpec(name, t.sizes, t.dtype)
     dims = tuple(Dim(f"{name}.{axis}", 1, None if t.unbounded else size)
                  for axis, size in enumerate(t.sizes))
-    return TensorSpec(name, (None,) * len(t.sizes), t.dtype, dims)
+    return TensorSpec(name, t.sizes, t.dtype, dims)
 
 
 def method_of(path: Path, name: str = METHOD) -> PteMethod:
@@ -101,7 +102,7 @@ class ExecutorchSession(Session):
                     f"(--dim NAME=1..{size}) or feed at most {bound}")
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outputs = self._method.execute(self._tensors(feeds))
+        outputs = self._method.call(self._tensors(feeds))
         return {s.name: _numpy(o) for s, o in zip(self.outputs, outputs)}
 
     def _debug_run(self, feeds: dict[str, np.ndarray], runs: int, folder: Path,
@@ -109,10 +110,9 @@ class ExecutorchSession(Session):
         """Run ``runs`` times with ETDump (and a debug buffer of ``buffer`` bytes): the dump
         read by ExecuTorch's Inspector, and the last run's outputs."""
         from executorch.devtools import Inspector
-        from executorch.extension.pybindings import portable_lib
 
-        module = portable_lib._load_for_executorch(str(self._path), enable_etdump=True,
-                                                   debug_buffer_size=buffer)
+        module = _bindings()._load_for_executorch(str(self._path), enable_etdump=True,
+                                                  debug_buffer_size=buffer)
         tensors = self._tensors(feeds)
         outputs: list[Any] = []
         for _ in range(runs):
@@ -261,17 +261,15 @@ def _sizes(shape: tuple[int, ...]) -> str:
 
 @register_runtime
 class ExecutorchRuntime(Runtime):
-    """``executorch.runtime.Runtime`` on the CPU: XNNPACK's thread pool set to one thread per
-    core (``--threads``)."""
+    """ExecuTorch's runtime on the CPU (``_load_program``, as ``executorch.runtime`` loads):
+    XNNPACK's thread pool set to one thread per core (``--threads``)."""
 
     name = "executorch"
     formats = (Format.EXECUTORCH,)
 
     def _load(self, path: Path, fmt: Format, device: str, options: LoadOptions) -> Session:
-        from executorch.extension.pybindings import portable_lib
-        from executorch.runtime import Runtime as EtRuntime
-
         meta = method_of(path)
+        bindings = _bindings()
         missing = missing_kernels(meta)
         if missing:
             raise InvalidModelError(
@@ -280,15 +278,22 @@ class ExecutorchRuntime(Runtime):
                 "runtime with those kernels (a selective build that left them out fails the same "
                 "way on the phone)")
         threads = options.threads or os.cpu_count() or 1
-        if portable_lib._threadpool_get_thread_count() != threads:
-            portable_lib._unsafe_reset_threadpool(threads)
-        program = EtRuntime.get().load_program(str(path))
+        if bindings._threadpool_get_thread_count() != threads:
+            bindings._unsafe_reset_threadpool(threads)
+        program = bindings._load_program(str(path))
         return ExecutorchSession(program.load_method(METHOD), meta, Path(path))
+
+
+def _bindings() -> Any:
+    """ExecuTorch's C++ runtime bindings, imported without ``executorch.runtime``, whose import
+    pulls in the whole exporter (ten seconds more)."""
+    import torch  # noqa: F401 - the bindings link against libtorch, loaded first
+    from executorch.extension.pybindings import _C
+
+    return _C
 
 
 def missing_kernels(meta: PteMethod) -> list[str]:
     """The portable kernels ``meta`` calls that this runtime has not registered."""
-    from executorch.extension.pybindings import portable_lib
-
-    registered = set(portable_lib._get_operator_names())
+    registered = set(_bindings()._get_operator_names())
     return sorted({k for k in meta.kernels if k not in registered})

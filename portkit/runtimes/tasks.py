@@ -324,6 +324,8 @@ def run_artifact_everywhere(path: str, fmt: Format, runtime: str,
             results.append((device, run_artifact(path, fmt, runtime, device, feeds, specs,
                                                  prefer_channels_last, steps, state,
                                                  output_names)))
+        except UsageError:  # a feed the artifact refuses (past a bound): so on every device
+            raise
         except Exception as e:  # noqa: BLE001 - one device failing must not hide the others
             results.append((device, f"{type(e).__name__}: {e}"))
     return results

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from portkit.errors import InvalidModelError, PortkitError
+from portkit.errors import InvalidModelError, PortkitError, UsageError
 from portkit.formats import Format, sniff
 from portkit.io import Folder, Output, check_outputs
 from portkit.options import ValidateJob
@@ -48,7 +48,8 @@ class Expected:
 
 
 def check_runtime(artifact: Path, fmt: Format, runtime: Runtime, expected: Expected,
-                  ctx: RunContext, *, channels_last: bool = False) -> tuple[list[Check], Outputs]:
+                  ctx: RunContext, *, channels_last: bool = False,
+                  refuse_feed: bool = False) -> tuple[list[Check], Outputs]:
     """Run the artifact on every device of one runtime (in its warm worker) and compare each run.
 
     Args:
@@ -58,9 +59,15 @@ def check_runtime(artifact: Path, fmt: Format, runtime: Runtime, expected: Expec
         expected: The reference and policy.
         ctx: Workers, timeout and progress.
         channels_last: Map channels-first reference inputs to channels-last where both fit.
+        refuse_feed: Raise the ``UsageError`` of an artifact that refuses the feed (a size past
+            an ExecuTorch program's bound) rather than fail the check: the user chose the feed
+            (validate, replay), where convert was trying a route.
 
     Returns:
         One check per device, and each device's raw outputs.
+
+    Raises:
+        UsageError: With ``refuse_feed``, the artifact refused the feed.
     """
     ref = expected.reference
     try:
@@ -73,6 +80,8 @@ def check_runtime(artifact: Path, fmt: Format, runtime: Runtime, expected: Expec
                 output_names=list(ref.outputs[0]),
             )
     except PortkitError as e:
+        if refuse_feed and isinstance(e, UsageError):
+            raise
         return [Check(runtime=runtime.name, device="cpu", passed=False, error=str(e))], {}
     checks, outputs = [], {}
     for device, run in runs:
@@ -98,7 +107,8 @@ def check_everywhere(artifact: Path, fmt: Format, runtimes: Sequence[Runtime],
     outputs: Outputs = {}
     channels_last = layout_changed(expected.reference, fmt)
     for rt in runtimes:
-        found, raw = check_runtime(artifact, fmt, rt, expected, ctx, channels_last=channels_last)
+        found, raw = check_runtime(artifact, fmt, rt, expected, ctx, channels_last=channels_last,
+                                   refuse_feed=True)
         here = {c.device for c in found}
         checks += found + [Check(runtime=rt.name, device=d, passed=False,
                                  skipped=rt.unavailable(d))
@@ -187,7 +197,8 @@ def refuse_unloaded(artifact: Path, fmt: Format, checks: Sequence[Check],
                     runtimes: Sequence[Runtime], ctx: RunContext) -> None:
     """When the artifact ran nowhere, read it as ``inspect`` does: a file that no runtime
     loads is bad input (exit 2, the load's own error), not a parity verdict. One that loads
-    but failed every run (crashed, refused its inputs) keeps its failed checks.
+    but failed every run (crashed, a fixed shape refusing its inputs) keeps its failed checks;
+    a feed past an ExecuTorch program's bound was refused before (``check_runtime``).
 
     Raises:
         InvalidModelError: The artifact can't be loaded or parsed.
