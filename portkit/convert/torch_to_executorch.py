@@ -15,7 +15,7 @@ activations quantized per run) go through PT2E with the XNNPACK quantizer (torch
 ``prepare_pt2e``/``convert_pt2e``): per-channel symmetric weights, calibrated on
 ``--calibration`` less the samples held back to validate on. ``--keep-float NAME`` leaves a
 module (by its name in the model: ``features.3``) float; ``--keep-float auto`` finds the
-fewest (``keep_float_search``).
+fewest (``executorch_keep_float``, which holds the PT2E steps both use).
 """
 
 from __future__ import annotations
@@ -25,15 +25,21 @@ from pathlib import Path
 from typing import Any
 
 from portkit.convert._torch import load_exported_program
+from portkit.convert.executorch_keep_float import (
+    export,
+    keep_float_search,
+    modules_of,
+    quantize_module,
+)
 from portkit.convert.registry import register_edge
+from portkit.convert.tflite_quantize import JUDGE_SAMPLES
 from portkit.errors import ConversionError, UsageError
 from portkit.formats import Format
 from portkit.options import ConvertOptions
 from portkit.policies import Quantize
 from portkit.quantization import Quantization
-from portkit.runtimes.torch_export import dynamic_shapes, example_args, export_args
 from portkit.shapes import DEFAULT_RANGE
-from portkit.specs import TensorSpec, load_calibration
+from portkit.specs import TensorSpec, load_calibration, make_inputs
 
 SOURCES = (Format.TORCHSCRIPT, Format.EXPORTED_PROGRAM)
 MODES = (Quantize.DYNAMIC, Quantize.INT8)
@@ -114,32 +120,43 @@ def quantize(program: Any, inputs: list[TensorSpec], options: ConvertOptions
              ) -> tuple[Any, Quantization]:
     """``program`` quantized with PT2E for XNNPACK, as ``options`` ask.
 
+    Args:
+        program: The float ExportedProgram.
+        inputs: Its inputs, dynamic dimensions bounded (calibration samples are in their names
+            and layout).
+        options: ``quantize`` (one of ``MODES``), ``calibration``, ``holdout``,
+            ``keep_float``/``keep_float_auto`` and ``judge``.
+
     Returns:
         The quantized ExportedProgram, and what quantizing did (its ``bytes`` filled later).
 
     Raises:
-        ConversionError: A ``--keep-float`` name is no module of the model.
-        UsageError: Calibration data that doesn't fit.
+        UsageError: A ``--keep-float`` name is no module with an op PT2E quantizes (a flag
+            about the source: every route would refuse it), or calibration data that doesn't
+            fit.
     """
+    mode = options.quantize
+    assert mode in MODES, mode
     module = program.module()
-    names = modules_of(program)
-    unknown = [n for n in options.keep_float if n not in names]
+    names = (modules_of(module, inputs, mode) if options.keep_float or options.keep_float_auto
+             else [])
+    known = {".".join(n.split(".")[:i + 1]) for n in names for i in range(n.count(".") + 1)}
+    unknown = [n for n in options.keep_float if n not in known]
     if unknown:
         shown = ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
-        raise ConversionError(f"--keep-float {', '.join(unknown)}: no such module in the model; "
-                              f"its modules: {shown}")
+        shown = shown or ("none: its ops carry no module names (a TorchScript source's "
+                          "don't; a .pt2 from torch.export does)")
+        raise UsageError(f"--keep-float {', '.join(unknown)}: no module of the model with an op "
+                         f"that --quantize {mode.value} quantizes; name a module as the model "
+                         f"does (or one holding it): {shown}")
     samples = _samples(inputs, options)
     kept = tuple(options.keep_float)
     trials = 1
     note = ""
     if options.keep_float_auto:
-        from portkit.convert.executorch_keep_float import keep_float_search
-
         quantized, kept, trials, note = keep_float_search(module, inputs, samples, names, options)
     else:
-        quantized = quantize_module(module, inputs, samples, options.quantize, kept)
-    mode = options.quantize
-    assert mode is not None
+        quantized = quantize_module(module, inputs, samples, mode, kept)
     about = ("int8 weights and activations, calibrated" if mode.calibrated
              else "int8 weights, activations quantized per run")
     floats = f"; {len(kept)} module(s) kept float" if kept else ""
@@ -149,61 +166,18 @@ def quantize(program: Any, inputs: list[TensorSpec], options: ConvertOptions
         calibration_samples=len(samples) if mode.calibrated else 0,
         held_back=options.holdout if mode.calibrated else 0, keep_float=kept,
         keep_float_auto=options.keep_float_auto, trials=trials, note=note)
-    return _export(quantized, inputs), report
-
-
-def modules_of(program: Any) -> list[str]:
-    """The names of the modules PT2E can keep float (those that own a weight), in order."""
-    seen: list[str] = []
-    for node in program.graph.nodes:
-        stack = node.meta.get("nn_module_stack") or {}
-        if not stack or node.op != "call_function":
-            continue
-        path = list(stack.values())[-1][0]
-        name = path.removeprefix("L['self'].").removeprefix("L__self__.")
-        if name and name not in seen and any(a.op == "placeholder" for a in node.all_input_nodes
-                                             if a.name.startswith("p_")):
-            seen.append(name)
-    return seen
+    return export(quantized, inputs), report
 
 
 def _samples(inputs: list[TensorSpec], options: ConvertOptions) -> list[tuple[Any, ...]]:
-    """The calibration samples as argument tuples (dynamic mode: the example only)."""
+    """The samples to calibrate on and that ``--keep-float auto`` judges on, as argument
+    tuples: ``--calibration`` less the samples held back; without it (dynamic), seeded inputs,
+    as the TFLite path judges."""
     import torch
 
-    if options.calibration is None or not options.quantize or not options.quantize.calibrated:
-        return [example_args(inputs)]
-    feeds = load_calibration(options.calibration, inputs, options.holdout,
-                             options.allow_nonfinite)
+    if options.calibration is not None:
+        feeds = load_calibration(options.calibration, inputs, options.holdout,
+                                 options.allow_nonfinite)
+    else:
+        feeds = [make_inputs(inputs, seed=i) for i in range(JUDGE_SAMPLES)]
     return [tuple(torch.from_numpy(f[s.name]) for s in inputs) for f in feeds]
-
-
-def quantize_module(module: Any, inputs: list[TensorSpec], samples: list[tuple[Any, ...]],
-                    mode: Quantize | None, keep_float: tuple[str, ...]) -> Any:
-    """``module`` quantized by PT2E (prepare, calibrate on ``samples``, convert), the modules
-    ``keep_float`` left float."""
-    import torch
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(
-        is_per_channel=True, is_dynamic=mode is Quantize.DYNAMIC))
-    for name in keep_float:
-        quantizer.set_module_name(name, None)
-    graph = _export(module, inputs).module()
-    prepared = prepare_pt2e(graph, quantizer)
-    with torch.no_grad():
-        for args in samples:
-            prepared(*args)
-    return convert_pt2e(prepared)
-
-
-def _export(module: Any, inputs: list[TensorSpec]) -> Any:
-    import torch
-
-    dynamic = dynamic_shapes(inputs)
-    args = export_args(inputs) if dynamic else example_args(inputs)
-    return torch.export.export(module, args, dynamic_shapes=dynamic)
