@@ -90,7 +90,7 @@ def _convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
         via += f"{quantization.recipe} -> "
     lowered = lower(program, delegate)
     dst.write_bytes(lowered)
-    how = "XnnpackPartitioner" if delegate else "no delegate (portable kernels)"
+    how = "XnnpackPartitioner" if delegate else "no delegate: portable kernels"
     detail = f"{via}to_edge_transform_and_lower ({how}) -> to_executorch"
     if quantization is None:
         return detail

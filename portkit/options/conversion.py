@@ -126,8 +126,8 @@ def convert_options(target: Format, *, signature: str | None = None, trust_model
 
 def _keep_float(value: str | Sequence[str] | None, mode: Quantize | None
                 ) -> tuple[tuple[str, ...], bool]:
-    """``--keep-float auto`` or ``--keep-float NAME,...`` (repeatable): the op names, and
-    whether portkit chooses them.
+    """``--keep-float auto`` or ``--keep-float NAME,...`` (repeatable): the op names (module
+    names for ExecuTorch), and whether portkit chooses them.
 
     Raises:
         UsageError: Without a quantization that keeps ops float, or ``auto`` with names.
@@ -144,8 +144,9 @@ def _keep_float(value: str | Sequence[str] | None, mode: Quantize | None
                              "not both")
         return (), True
     if not names:
-        raise UsageError("--keep-float: give auto or op names (as the per-op error table "
-                         "lists them), comma-separated")
+        raise UsageError("--keep-float: give auto or names, comma-separated: TFLite op names "
+                         "(as the per-op error table lists them), ExecuTorch module names "
+                         "(conv1, layer.0.attention)")
     return names, False
 
 

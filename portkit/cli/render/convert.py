@@ -164,8 +164,7 @@ def quantization_tables(q: Quantization, worst: int = 10) -> list[Table | Text]:
             cost += (f", p50 {q.p50_ms:.3g} ms against {q.full_p50_ms:.3g} ms "
                      f"({q.p50_ms / q.full_p50_ms:.2f}x)")
         tried = f", {q.trials} models tried" if q.keep_float_auto else ""
-        out.append(Text(f"Kept float ({how}{tried}): {len(q.keep_float)} op(s): "
-                        f"{', '.join(q.keep_float)}{cost}"))
+        out.append(Text(f"Kept float ({how}{tried}): {', '.join(q.keep_float)}{cost}"))
     if q.note:
         out.append(Text(f"--keep-float: {q.note}"))
     if q.ops:
