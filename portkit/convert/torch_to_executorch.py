@@ -10,6 +10,7 @@ A dynamic dimension becomes a bounded one: ExecuTorch plans memory for the large
 dimension without an upper bound gets the top of ``shapes.DEFAULT_RANGE`` (or its example, if
 larger), and the program refuses a size beyond it.
 
+``--quantize fp16`` runs the model in float16 (``half``), its inputs and outputs still float32.
 ``--quantize int8`` (int8 weights and activations, calibrated) and ``dynamic`` (int8 weights,
 activations quantized per run) go through PT2E with the XNNPACK quantizer (torchao's
 ``prepare_pt2e``/``convert_pt2e``): per-channel symmetric weights, calibrated on
@@ -38,6 +39,7 @@ from portkit.formats import Format
 from portkit.options import ConvertOptions
 from portkit.policies import Quantize
 from portkit.quantization import Quantization
+from portkit.runtimes.torch_export import dynamic_shapes, example_args, export_args
 from portkit.shapes import DEFAULT_RANGE
 from portkit.specs import TensorSpec, load_calibration, make_inputs
 
@@ -47,7 +49,7 @@ TOOL = "torchao PT2E (XNNPACKQuantizer)"
 
 
 @register_edge(tool="executorch-xnnpack", sources=SOURCES, target=Format.EXECUTORCH, cost=1.0,
-               quantizes=MODES)
+               quantizes=(Quantize.FP16, *MODES))
 def xnnpack(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
             options: ConvertOptions) -> str | tuple[str, Quantization]:
     """Lower to the XNNPACK delegate (what it refuses runs on portable kernels)."""
@@ -82,7 +84,10 @@ def _convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
     program = load_exported_program(src, fmt, inputs)
     via = "TorchScript -> ExportedProgram (TS2EPConverter) -> " if fmt is Format.TORCHSCRIPT else ""
     quantization = None
-    if options.quantize is not None:
+    if options.quantize is Quantize.FP16:
+        program, quantization = half(program, inputs)
+        via += f"{quantization.recipe} -> "
+    elif options.quantize is not None:
         if options.quantize not in MODES:
             raise UsageError(f"--quantize {options.quantize.value}: ExecuTorch quantizes "
                              f"{' or '.join(m.value for m in MODES)} (PT2E)")
@@ -95,6 +100,34 @@ def _convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
     if quantization is None:
         return detail
     return detail, dataclasses.replace(quantization, bytes=len(lowered))
+
+
+def half(program: Any, inputs: list[TensorSpec]) -> tuple[Any, Quantization]:
+    """``program`` in float16 (weights and math), its float inputs cast to float16 on the way
+    in and its outputs back to float32 on the way out, so it takes what the source takes: half
+    the weights' bytes; XNNPACK runs the float16 kernels where the CPU has them (on x86 without
+    them, slower than float32: ``--optimize latency`` times it)."""
+    import torch
+
+    class Half(torch.nn.Module):
+        def __init__(self, module: Any) -> None:
+            super().__init__()
+            self.module = module.half()
+
+        def forward(self, *args: Any) -> Any:
+            out = self.module(*(a.half() if a.is_floating_point() else a for a in args))
+            return torch.utils._pytree.tree_map(
+                lambda t: t.float() if isinstance(t, torch.Tensor) and t.is_floating_point()
+                else t, out)
+
+    report = Quantization(mode=Quantize.FP16.value, tool="torch",
+                          recipe="module.half() (float16 weights and math, float32 inputs and "
+                                 "outputs cast at the edges)")
+    dynamic = dynamic_shapes(inputs)
+    args = export_args(inputs) if dynamic else example_args(inputs)
+    # forward(*args): its inputs are one tuple, and so are their dynamic shapes
+    return torch.export.export(Half(program.module()), args,
+                               dynamic_shapes=(dynamic,) if dynamic else None), report
 
 
 def lower(program: Any, delegate: bool) -> bytes:

@@ -90,9 +90,9 @@ def convert_options(target: Format, *, signature: str | None = None, trust_model
         opset = OPSET.check(opset)
     mode = Quantize.parse(quantize)
     if mode is not None:
-        if target is Format.EXECUTORCH and mode not in (Quantize.DYNAMIC, Quantize.INT8):
-            raise UsageError(f"--quantize {mode.value}: ExecuTorch programs quantize dynamic "
-                             "or int8 (PT2E, XNNPACK)")
+        if target is Format.EXECUTORCH and mode is Quantize.INT16X8:
+            raise UsageError(f"--quantize {mode.value}: ExecuTorch programs quantize fp16, "
+                             "dynamic or int8 (PT2E, XNNPACK)")
         if target not in (Format.TFLITE, Format.EXECUTORCH):
             raise UsageError(f"--quantize {mode.value}: quantization is for --to tflite or "
                              "--to executorch")

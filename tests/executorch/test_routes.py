@@ -27,7 +27,7 @@ def test_xnnpack_first_then_portable_kernels(source: Format) -> None:
 
 
 def test_only_the_delegate_route_quantizes() -> None:
-    for mode in (Quantize.INT8, Quantize.DYNAMIC):
+    for mode in (Quantize.INT8, Quantize.DYNAMIC, Quantize.FP16):
         assert [r.name for r in registry.plan(Format.EXPORTED_PROGRAM, Format.EXECUTORCH,
                                               quantize=mode)] == ["executorch-xnnpack"]
     assert registry.plan(Format.EXPORTED_PROGRAM, Format.EXECUTORCH,
@@ -35,7 +35,7 @@ def test_only_the_delegate_route_quantizes() -> None:
 
 
 @pytest.mark.parametrize(("flags", "said"), [
-    (["--quantize", "int16x8", "--calibration", "cal.npz"], "quantize dynamic or int8"),
+    (["--quantize", "int16x8", "--calibration", "cal.npz"], "quantize fp16, dynamic or int8"),
     (["--quantize", "dynamic", "--int8-io"], "--int8-io is for"),
     (["--no-flex"], "--no-flex is for --to tflite"),
 ])
@@ -45,6 +45,27 @@ def test_flags_that_dont_apply_are_exit_2(flags: list[str], said: str, tmp_path:
     result = _cli("convert", src, "--to", "executorch", *flags)
     assert result.returncode == 2, result.stderr
     assert said in result.stderr
+
+
+def test_fp16_halves_the_weights_and_is_judged_by_the_fp16_policy(tmp_path: Path) -> None:
+    import torch
+
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.ReLU(),
+                              torch.nn.Linear(256, 10)).eval()
+    src = tmp_path / "mlp.pt2"
+    torch.export.save(torch.export.export(mlp, (torch.randn(1, 256),)), src)
+    sizes = {}
+    for mode in ("fp32", "fp16"):
+        out = tmp_path / f"{mode}.pte"
+        flags = ["--quantize", mode] if mode == "fp16" else []
+        result = _cli("convert", src, "--to", "executorch", "-o", out, "--json", *flags)
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        sizes[mode] = out.stat().st_size
+    assert report["tolerance"]["policy"] == "fp16"
+    assert report["quantization"]["mode"] == "fp16"
+    assert sizes["fp16"] < 0.6 * sizes["fp32"], sizes  # 266 KB of float32 weights
 
 
 def test_the_portable_route_ships_a_program_without_a_delegate(
