@@ -19,11 +19,12 @@ bisection, and one trial per module of the prefix.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
+from portkit.convert.keep_float import fewest_float
 from portkit.convert.tflite_quantize import JUDGE_SAMPLES
 from portkit.options import ConvertOptions
 from portkit.policies import Quantize, Tolerance
@@ -111,39 +112,8 @@ def keep_float_search(module: Any, inputs: list[TensorSpec], samples: list[tuple
         rows = compare_outputs(reference, outputs(built[keep], judged), judge)
         return all(r.passed for r in rows)
 
-    kept, note = fewest_float(names, passes)
+    kept, note = fewest_float(names, passes, "modules")
     return built[kept], kept, len(built), note
-
-
-def fewest_float(names: Sequence[str], passes: Callable[[tuple[str, ...]], bool]
-                 ) -> tuple[tuple[str, ...], str]:
-    """The fewest of ``names`` to keep float for ``passes``: the shortest passing prefix, by
-    bisection, then each of its names dropped where ``passes`` still holds.
-
-    Args:
-        names: Candidates in execution order.
-        passes: Whether the model with these names kept float meets the policy.
-
-    Returns:
-        The names kept float (empty when the full quantization passes), and a note when not
-        even all of them pass (then none is kept).
-    """
-    if passes(()):
-        return (), ""
-    every = tuple(names)
-    if not every or not passes(every):
-        return (), (f"even with all {len(every)} modules float the model misses the policy; "
-                    "nothing kept float")
-    low, high = 0, len(every)  # passes(every[:high]); not passes(every[:low])
-    while high - low > 1:
-        middle = (low + high) // 2
-        low, high = (low, middle) if passes(every[:middle]) else (middle, high)
-    kept = every[:high]
-    for name in reversed(every[:high]):
-        fewer = tuple(k for k in kept if k != name)
-        if passes(fewer):
-            kept = fewer
-    return kept, ""
 
 
 def outputs(module: Any, samples: Sequence[tuple[Any, ...]]) -> list[dict[str, np.ndarray]]:

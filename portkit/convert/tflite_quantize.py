@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from portkit.convert.keep_float import fewest_float
 from portkit.errors import ConversionError
 from portkit.options import Budget, ConvertOptions
 from portkit.policies import Quantize, Tolerance
@@ -239,22 +240,8 @@ class _FloatModel:
             rows = compare_outputs(reference, self.run(built[key], samples), judge)
             return all(r.passed for r in rows)
 
-        if passes(()):
-            return full, [], trials, ""
-        names = self.op_names
-        if not passes(names):
-            return full, [], trials, (f"even with all {len(names)} ops float the model "
-                                      "misses the policy; nothing kept float")
-        low, high = 0, len(names)  # passes(names[:high]); not passes(names[:low])
-        while high - low > 1:
-            middle = (low + high) // 2
-            low, high = (low, middle) if passes(names[:middle]) else (middle, high)
-        kept = list(names[:high])
-        for name in list(reversed(kept)):
-            fewer = [k for k in kept if k != name]
-            if passes(fewer):
-                kept = fewer
-        return built[tuple(kept)], kept, trials, ""
+        kept, note = fewest_float(self.op_names, passes)
+        return built[kept], list(kept), trials, note
 
     def op_errors(self, data: bytes) -> list[OpError]:
         """Every op's error in the quantized model ``data`` against the float one, on the

@@ -20,12 +20,12 @@ import pytest
 
 import portkit
 from portkit.convert.executorch_keep_float import (
-    fewest_float,
     keep_float_search,
     modules_of,
     outputs,
     quantize_module,
 )
+from portkit.convert.keep_float import fewest_float
 from portkit.errors import UsageError
 from portkit.fixtures import FIXTURES, trained
 from portkit.options import ConvertOptions
@@ -221,7 +221,7 @@ def test_fewest_float_finds_the_fewest_in_bounded_trials(needed: tuple[int, ...]
 
 
 def test_fewest_float_says_so_when_nothing_passes() -> None:
-    kept, note = fewest_float(["a", "b"], lambda keep: False)
+    kept, note = fewest_float(["a", "b"], lambda keep: False, "modules")
     assert kept == () and note == ("even with all 2 modules float the model misses the "
                                    "policy; nothing kept float")
 
