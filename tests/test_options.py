@@ -93,7 +93,7 @@ def test_convert_options_types_the_quantize_mode(tmp_path: Path) -> None:
      "--keep-float is for --quantize dynamic, int8 or int16x8"),
     (Format.TFLITE, {"keep_float": ["a"]}, "--keep-float is for --quantize"),
     (Format.TFLITE, {"quantize": "dynamic", "keep_float": ["auto,conv1"]}, "auto or names, not both"),
-    (Format.TFLITE, {"quantize": "dynamic", "keep_float": [" , "]}, "give auto or op names"),
+    (Format.TFLITE, {"quantize": "dynamic", "keep_float": [" , "]}, "give auto or names"),
 ])
 def test_convert_options_refuse_flags_out_of_place(fmt: Format, kwargs: dict,
                                                    message: str) -> None:

@@ -1,8 +1,9 @@
 """Every fixture along the routes that apply, through the library API.
 
-Each fixture runs every route of up to two hops from its first file kind, and the default route
-from its other kinds; the rest (other kinds' fallbacks, routes of three hops) are marked
-``slow`` and run with ``pytest -m slow``. A route that does not work today is listed in
+Each fixture runs the default route (the one plain ``convert`` tries first) from each of its
+file kinds to each target; every fallback route is marked ``slow`` and runs with ``pytest -m
+slow`` (falling back itself is tested in tests/cli/test_commands.py and
+tests/convert/test_pipeline.py). A route that does not work today is listed in
 KNOWN_FAILURES with the reason, and its test is a strict xfail: it fails the suite the day that
 route starts working, so the list stays true.
 """
@@ -120,7 +121,7 @@ def _cases() -> list[pytest.param]:
                     key = (name, kind, target, route.name)
                     marks = ([pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES[key])]
                              if key in KNOWN_FAILURES else [])
-                    if len(route.edges) > 2 or (kind != fixture.kinds[0] and route != routes[0]):
+                    if route != routes[0]:
                         marks.append(pytest.mark.slow)
                     cases.append(pytest.param(name, kind, target, route.name, marks=marks,
                                               id=f"{name}-{kind}-{target}-{route.name}"))
