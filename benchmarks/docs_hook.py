@@ -32,6 +32,7 @@ if str(ROOT) not in sys.path:  # `benchmarks` is not installed; MkDocs loads thi
 from benchmarks import (  # noqa: E402 - after the path above
     debug,
     dynamic,
+    executorch,
     probes,
     profiles,
     quantize_report,
@@ -60,6 +61,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     probes.START: lambda: probes.markdown(_load(probes.RESULTS)["probes"],
                                           _load(PROBES_BEFORE)["probes"]),
     tflite_vs_ort.START: lambda: tflite_vs_ort.markdown(tflite_vs_ort.RESULTS),
+    executorch.START: lambda: executorch.markdown(executorch.RESULTS),
     profiles.START: lambda: profiles.markdown(profiles.RESULTS),
     debug.START: lambda: debug.markdown(_load(debug.RESULTS)),
 }
