@@ -11,7 +11,7 @@ For each PyTorch zoo model portkit converts the saved ``.pt2`` three times with 
 each artifact validated against the source). The peer is ExecuTorch's export called by hand in a
 fresh process (``torch.export.load``, ``to_edge_transform_and_lower`` with the
 ``XnnpackPartitioner``, ``to_executorch``, the buffer written). The peer and portkit's ``.pte``
-conversion run in three turns (peer, portkit, peer, portkit, ...) and each side's fastest turn
+conversion run in three turns (peer, portkit, peer, portkit, ...) and each side's median turn
 is compared, as a shared machine's load comes and goes. What each time holds:
 
 - portkit's total: the whole ``convert`` (workers started, the source run as the reference,
@@ -132,7 +132,7 @@ def retime(model: ZooModel, folder: Path) -> None:
 
 def run(model: ZooModel, work: Path) -> tuple[dict[str, Any], dict[str, str]]:
     """In ``TURNS`` turns, the peer's export then portkit's ``.pte`` conversion (the machine's
-    load comes and goes: each side's fastest turn is compared), portkit's TFLite and ONNX
+    load comes and goes: each side's median turn is compared), portkit's TFLite and ONNX
     conversions after the first; returns what they did and the artifacts that matched (by
     target)."""
     src = model.save(work)
@@ -143,8 +143,8 @@ def run(model: ZooModel, work: Path) -> tuple[dict[str, Any], dict[str, str]]:
         ptes.append(convert(model, src, "executorch", work / f"turn-{turn}"))
         if turn == 0:
             found.update({t: convert(model, src, t, work) for t in FORMATS if t != "executorch"})
-    found["executorch"] = fastest(ptes, "converter_seconds", "passed")
-    found["peer"] = fastest(peers, "same_steps", "ok")
+    found["executorch"] = typical(ptes, "converter_seconds", "passed")
+    found["peer"] = typical(peers, "same_steps", "ok")
     paths = {t: found[t].pop("path") for t in FORMATS if found[t].get("path")}
     return {**found, "converted": time.strftime("%Y-%m-%d %H:%M:%S %Z")}, paths
 
@@ -159,17 +159,20 @@ def time_all(name: str, paths: dict[str, str]) -> dict[str, Any]:
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 
-def fastest(turns: list[dict[str, Any]], key: str, ok: str) -> dict[str, Any]:
-    """The turn with the least ``key`` among those ``ok`` (else the first), with every turn's
-    times under ``turns`` and the least wall/total seconds of any turn."""
+def typical(turns: list[dict[str, Any]], key: str, ok: str) -> dict[str, Any]:
+    """The first turn that is ``ok`` (else the first), its ``key`` and its total or wall
+    seconds the medians over the turns that are ``ok`` (a slow spell of a shared machine, or a
+    quiet one, moves one turn, not the median); every turn's times under ``turns``."""
     good = [t for t in turns if t.get(ok)] or turns[:1]
-    best = dict(min(good, key=lambda t: t.get(key, 0.0)))
+    found = dict(good[0])
     for t in turns:
         t.pop("path", None)
-    seconds = "seconds" if "seconds" in best else "wall"
-    best[seconds] = min(t[seconds] for t in good)
-    best["turns"] = [{k: t.get(k) for k in (ok, key, seconds, "error")} for t in turns]
-    return best
+    seconds = "seconds" if "seconds" in found else "wall"
+    for k in (key, seconds):
+        if all(k in t for t in good):
+            found[k] = round(statistics.median(t[k] for t in good), 2)
+    found["turns"] = [{k: t.get(k) for k in (ok, key, seconds, "error")} for t in turns]
+    return found
 
 
 def convert(model: ZooModel, src: Path, target: str, folder: Path) -> dict[str, Any]:

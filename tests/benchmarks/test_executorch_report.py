@@ -80,13 +80,14 @@ def test_a_failed_peer_leaves_the_conversion_uncompared(tmp_path: Path) -> None:
                for line in _table(tmp_path, [model]))
 
 
-def test_each_side_is_its_faster_turn_and_a_failed_turn_never_counts() -> None:
+def test_each_side_is_its_median_turn_and_a_failed_turn_never_counts() -> None:
     turns = [{"passed": True, "converter_seconds": 12.0, "seconds": 20.0, "path": "a"},
-             {"passed": True, "converter_seconds": 10.0, "seconds": 25.0, "path": "b"},
+             {"passed": True, "converter_seconds": 30.0, "seconds": 25.0, "path": "b"},
+             {"passed": True, "converter_seconds": 10.0, "seconds": 40.0, "path": "c"},
              {"passed": False, "converter_seconds": 1.0, "seconds": 2.0, "error": "boom"}]
-    best = executorch.fastest(turns, "converter_seconds", "passed")
-    assert best["converter_seconds"] == 10.0 and best["path"] == "b"
-    assert best["seconds"] == 20.0  # the least total of the turns that passed
-    assert [t["error"] for t in best["turns"]] == [None, None, "boom"]
+    found = executorch.typical(turns, "converter_seconds", "passed")
+    assert (found["converter_seconds"], found["seconds"], found["path"]) == (12.0, 25.0, "a")
+    assert [t["error"] for t in found["turns"]] == [None, None, None, "boom"]
+    assert "path" not in found["turns"][0]
     peers = [{"ok": False, "wall": 1.0, "error": "x"}]
-    assert executorch.fastest(peers, "same_steps", "ok")["ok"] is False
+    assert executorch.typical(peers, "same_steps", "ok")["ok"] is False
