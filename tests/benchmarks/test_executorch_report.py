@@ -91,3 +91,9 @@ def test_each_side_is_its_median_turn_and_a_failed_turn_never_counts() -> None:
     assert "path" not in found["turns"][0]
     peers = [{"ok": False, "wall": 1.0, "error": "x"}]
     assert executorch.typical(peers, "same_steps", "ok")["ok"] is False
+
+
+def test_the_tables_keep_the_zoo_order_whatever_order_the_results_are_in(
+        tmp_path: Path) -> None:
+    table = _table(tmp_path, [_model("lstm"), _model("resnet18")])
+    assert [line.split(" | ")[0] for line in table[2:6]] == ["| resnet18"] * 2 + ["| lstm"] * 2
