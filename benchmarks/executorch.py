@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.run import machine, measured_on, merge_result, tool_env
-from benchmarks.tflite_vs_ort import _ORT_TYPES, _fixed
+from benchmarks.tflite_vs_ort import _fixed, ort_runner
 from benchmarks.zoo import ZOO, ZooModel, by_name
 from portkit import api
 from portkit.options import Budget
@@ -270,30 +270,10 @@ def _registry(runtime: str, fmt_name: str) -> Callable[[str, int], Callable[[], 
     return loader
 
 
-def _ort(path: str, threads: int) -> Callable[[], Any]:
-    """ONNX Runtime without spinning after a run (its spinning threads would take the cores
-    from the next format's turn)."""
-
-    def load() -> Callable[[], Any]:
-        import onnxruntime
-
-        from portkit.specs import TensorSpec, make_inputs
-
-        so = onnxruntime.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = onnxruntime.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-        feeds = make_inputs(_fixed([TensorSpec(i.name, tuple(i.shape), _ORT_TYPES[i.type])
-                                    for i in session.get_inputs()]), seed=0)
-        return lambda: session.run(None, feeds)
-
-    return load
-
-
 _LOADERS: dict[str, Callable[[str, int], Callable[[], Any]]] = {
     "executorch": _registry("executorch", "executorch"),
     "tflite": _registry("tflite", "tflite"),
-    "onnx": _ort,
+    "onnx": ort_runner,
 }
 
 

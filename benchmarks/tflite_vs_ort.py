@@ -16,6 +16,7 @@ Runtime's. Results are merged into ``benchmarks/results/tflite_vs_ort.json`` mod
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,12 +60,11 @@ def run(model: ZooModel, work: Path) -> dict[str, Any]:
 
 def time_pair(tflite: str, onnx: str) -> tuple[float, float]:
     """p50 (ms) of the TFLite and the ONNX artifact, timed in turns, one seeded input each."""
-    import onnxruntime
 
     from portkit.formats import Format
     from portkit.options import LoadOptions
     from portkit.runtimes import registry
-    from portkit.specs import TensorSpec, make_inputs
+    from portkit.specs import make_inputs
     from portkit.validators.latency import measure_interleaved
 
     options = LoadOptions(threads=THREADS)
@@ -74,17 +74,8 @@ def time_pair(tflite: str, onnx: str) -> tuple[float, float]:
         feeds = make_inputs(_fixed(session.inputs), seed=0)
         return lambda: session.run(feeds)
 
-    def ort() -> Any:  # its threads don't spin after a run, stealing the TFLite turn's cores
-        so = onnxruntime.SessionOptions()
-        so.intra_op_num_threads = THREADS
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = onnxruntime.InferenceSession(onnx, so, providers=["CPUExecutionProvider"])
-        feeds = make_inputs(_fixed([TensorSpec(i.name, tuple(i.shape), _ORT_TYPES[i.type])
-                                    for i in session.get_inputs()]), seed=0)
-        return lambda: session.run(None, feeds)
-
     timed = measure_interleaved(
-        [lite, ort],
+        [lite, ort_runner(onnx, THREADS)],
         Budget(warmup=3, min_runs=30, min_seconds=1.0), runtime="tflite+onnxruntime",
         device="cpu", threads=THREADS)
     return timed[0].p50_ms, timed[1].p50_ms
@@ -121,3 +112,24 @@ def markdown(path: Path) -> str:
 
 if __name__ == "__main__":
     main()
+
+
+def ort_runner(path: str, threads: int) -> Callable[[], Callable[[], Any]]:
+    """What ``measure_interleaved`` loads for an ONNX file: an ONNX Runtime CPU session on
+    ``threads`` threads that don't spin after a run (spinning threads would take the cores from
+    the next format's turn), fed seeded inputs of its own input shapes."""
+
+    def load() -> Callable[[], Any]:
+        import onnxruntime
+
+        from portkit.specs import TensorSpec, make_inputs
+
+        so = onnxruntime.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = onnxruntime.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        feeds = make_inputs(_fixed([TensorSpec(i.name, tuple(i.shape), _ORT_TYPES[i.type])
+                                    for i in session.get_inputs()]), seed=0)
+        return lambda: session.run(None, feeds)
+
+    return load
