@@ -23,6 +23,7 @@ class Format(str, enum.Enum):
     KERAS = "keras"
     H5 = "h5"
     EXECUTORCH = "executorch"
+    HUGGINGFACE = "huggingface"  # a transformers model directory (config.json + safetensors)
 
     @property
     def suffix(self) -> str:
@@ -52,6 +53,7 @@ _SUFFIXES = {
     Format.KERAS: ".keras",
     Format.H5: ".h5",
     Format.EXECUTORCH: ".pte",
+    Format.HUGGINGFACE: "",
 }
 _OTHER_SUFFIXES = {Format.TORCHSCRIPT: (".torchscript",)}
 _FRAMEWORKS = {
@@ -65,6 +67,7 @@ _FRAMEWORKS = {
     Format.KERAS: "tensorflow",
     Format.H5: "tensorflow",
     Format.EXECUTORCH: "executorch",
+    Format.HUGGINGFACE: "transformers",
 }
 
 # Names accepted by ``--to``.
