@@ -57,7 +57,7 @@ def sniff(path: str | Path) -> Format:
     """Tell a model file's format from its contents.
 
     Args:
-        path: A model file or SavedModel directory.
+        path: A model file, a SavedModel directory or a Hugging Face model directory.
 
     Returns:
         The detected format.
@@ -71,9 +71,12 @@ def sniff(path: str | Path) -> Format:
     if path.is_dir():
         if (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file():
             return Format.SAVEDMODEL
+        if (path / "config.json").is_file():
+            return Format.HUGGINGFACE
         raise InvalidModelError(
-            f"{path}: a directory, but not a SavedModel (no saved_model.pb inside); "
-            "pass a model file or a SavedModel directory"
+            f"{path}: a directory, but not a SavedModel (no saved_model.pb inside) nor a "
+            "Hugging Face model directory (no config.json inside); pass a model file, a "
+            "SavedModel directory or a Hugging Face model directory"
         )
     size = path.stat().st_size
     if size == 0:

@@ -1,4 +1,6 @@
-"""PyTorch: TorchScript archives and ExportedPrograms, eager on CPU (CUDA when present)."""
+"""PyTorch: TorchScript archives and ExportedPrograms, eager on CPU (CUDA when present); a
+Hugging Face causal-LM directory as a ``Decoder`` (transformers, eager, with a ``DynamicCache``).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +11,11 @@ import numpy as np
 
 from portkit.errors import UsageError
 from portkit.formats import Format
+from portkit.formats.hf import check_trust, read_hf
 from portkit.options import LoadOptions
+from portkit.options.generation import Export
 from portkit.runtimes.base import Runtime, Session, count
+from portkit.runtimes.decoding import Decoder
 from portkit.runtimes.registry import register_runtime
 from portkit.specs import Dim, TensorSpec
 from portkit.traces import TracedTensor
@@ -242,3 +247,69 @@ class TorchRuntime(Runtime):
         outputs = [TensorSpec(n, None, "") for n in ep.graph_signature.user_outputs]
         return TorchSession(ep.module().to(device), inputs, outputs, device, ops,
                             ranges=ranges, name=path.name, path=path, fmt=fmt)
+
+
+class TransformersDecoder(Decoder):
+    """A transformers causal LM run eagerly, one ``DynamicCache`` kept across steps: the cache
+    ``model.generate`` builds (a sliding-window layer keeps only its window's last positions).
+
+    Its ``max_seq`` is None: an eager dynamic cache has no fixed length.
+    """
+
+    def __init__(self, model: Any, vocab: int) -> None:
+        super().__init__(vocab, None)
+        self._model = model
+        self._cache: Any = None
+
+    def _prefill(self, ids: np.ndarray) -> np.ndarray:
+        from transformers import DynamicCache
+
+        self._cache = DynamicCache(config=self._model.config)
+        return self._step(ids, 0)
+
+    def _decode(self, token: int) -> np.ndarray:
+        return self._step(np.asarray([token], np.int64), self._length - 1)
+
+    def _step(self, ids: np.ndarray, start: int) -> np.ndarray:
+        """Run ``ids`` at positions ``start..`` on the kept cache; the last one's logits."""
+        import torch
+
+        positions = torch.arange(start, start + ids.size, dtype=torch.int64)[None]
+        with torch.no_grad():
+            out = self._model(input_ids=torch.from_numpy(ids)[None], position_ids=positions,
+                              cache=self._cache, use_cache=True, logits_to_keep=1)
+        return out.logits[0, -1].float().numpy()
+
+    def cache(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each layer's (keys, values) the cache holds, ``[kv_heads, positions, head_dim]``:
+        every position used so far, or a sliding-window layer's last ``window - 1``."""
+        if self._cache is None:
+            return []
+        return [(layer.keys[0].float().numpy(), layer.values[0].float().numpy())
+                for layer in self._cache.layers if getattr(layer, "keys", None) is not None]
+
+
+def load_decoder(path: Path, export: Export) -> Decoder:
+    """The Hugging Face directory at ``path`` as a ``Decoder`` (transformers, eager, float32,
+    CPU): the source the converted artifacts are compared with.
+
+    Args:
+        path: A causal-LM directory (``config.json`` + ``*.safetensors``).
+        export: Its ``trust_model`` lets the directory's own modelling code run.
+
+    Returns:
+        A ``TransformersDecoder``.
+
+    Raises:
+        UsageError: The directory is not a safetensors causal LM (``read_hf``).
+        UnsafeModelError: It ships modelling code and ``export.trust_model`` is false.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model_dir = read_hf(path)
+    check_trust(model_dir, export.trust_model)
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=torch.float32, trust_remote_code=export.trust_model,
+        use_safetensors=True).eval()
+    return TransformersDecoder(model, model_dir.vocab_size)
