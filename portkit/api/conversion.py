@@ -56,6 +56,11 @@ def convert(
     report: str | Path | None = None,
     speed_check: bool | None = None,
     find_divergence: bool = True,
+    generate: int | None = None,
+    prompt: str | None = None,
+    max_seq: int | None = None,
+    prefill: str | Sequence[int] | None = None,
+    task: str | None = None,
     **numbers: float | None,
 ) -> ConvertReport:
     """Convert a model to another format and prove the artifact matches its source.
@@ -124,6 +129,13 @@ def convert(
             (``report.where``: ``portkit debug``'s first divergence on the first input, when
             both models are small, float and called once per sample; else the command that
             looks).
+        generate: A language model (a Hugging Face causal-LM directory): greedy tokens each
+            side generates after the prompt, the artifact fed its own cache (default 16).
+        prompt: Its prompt as text, through the directory's tokenizer (default:
+            ``inputs_file``'s ``input_ids``, else 8 ids seeded by ``seed``).
+        max_seq: Positions the artifact's cache holds (default 256).
+        prefill: Prompt lengths to export prefill signatures for, ``"32,128"`` (default 32).
+        task: ``text-generation`` when the directory's config doesn't say ``*ForCausalLM``.
         **numbers: The parity policy's numbers over the precision's default
             (``policies.POLICIES``), by the keywords ``policies.Numbers`` declares:
             ``scale_tol=1e-3``, ``samples=64``, ``min_cosine=0.99``... (``atol`` or ``rtol``
@@ -163,7 +175,9 @@ def convert(
             output=Path(output) if output is not None else None, route=route,
             validate=validate, options=convert_options, optimize=goal,
             report=Path(report) if report is not None else None, speed_check=timed,
-            feed=feed, judgement=judgement)
+            feed=feed, judgement=judgement,
+            generation=options.generating(generate, prompt, task),
+            export=options.exporting(max_seq, prefill, trust_model))
         ctx = stack.enter_context(run_context(workers, timeout, progress))
         done = pipeline.convert(job, ctx)
         if find_divergence and done.artifact is not None and locate.diverged(done):

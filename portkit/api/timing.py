@@ -6,12 +6,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from portkit.api.context import run_context
-from portkit.options import BenchJob, Budget
-from portkit.results import BenchReport
+from portkit.options import BenchJob, Budget, exporting
+from portkit.results import BenchReport, versions
 from portkit.runtimes import worker
 from portkit.runtimes.context import Progress, no_progress
 from portkit.shapes import size_sets
 from portkit.specs import TensorSpec, parse_inputs
+from portkit.validators.generation_latency import bench_generation
 from portkit.validators.latency import bench_models
 
 
@@ -27,6 +28,10 @@ def bench(
     progress: Progress = no_progress,
     shapes: Sequence[str | TensorSpec] = (),
     profile: bool = False,
+    generate: int | None = None,
+    prefill: str | Sequence[int] | None = None,
+    max_seq: int | None = None,
+    trust_model: bool = False,
 ) -> BenchReport:
     """Latency of each model on each runtime that loads it (one fresh worker per measurement).
 
@@ -42,6 +47,13 @@ def bench(
         profile: Also time each op with the runtime's own profiler (TFLite: LiteRT's, XNNPACK
             ops and builtin fallbacks apart; ONNX Runtime: session profiling), into each row's
             ``latency.profile``, worst first.
+        generate: Time language models generating this many tokens instead (a Hugging Face
+            causal-LM directory and its ONNX, TFLite and ``.pte`` artifacts): prefill tokens/s
+            at each ``prefill`` length, time to first token and decode tokens/s, in turns
+            (``report.generation``).
+        prefill: With ``generate``: prompt lengths, ``"32,128"`` (default 32).
+        max_seq: With ``generate``: the cache length the source runs with (default 256).
+        trust_model: With ``generate``: the source directory's own code may run.
         timeout: Seconds each measurement may take.
         progress: ``progress(message)`` context managers around each step.
 
@@ -51,6 +63,11 @@ def bench(
     Raises:
         PortkitError: A model can't be read, or no runtime loads it.
     """
+    if generate is not None:
+        export = exporting(max_seq, prefill, trust_model)
+        with run_context(None, timeout, progress) as ctx:
+            timed = bench_generation([Path(m) for m in models], generate, export, ctx)
+        return BenchReport((), budget, versions(), generation=timed)
     job = BenchJob(models=tuple(Path(m) for m in models), runtimes=tuple(runtimes),
                    inputs=tuple(parse_inputs(inputs)), threads=threads, batch=batch,
                    budget=budget, sizes=tuple(size_sets(parse_inputs(shapes))), profile=profile)

@@ -47,6 +47,10 @@ def validate(
     progress: Progress = no_progress,
     workers: worker.Pool | None = None,
     find_divergence: bool = True,
+    generate: int | None = None,
+    prompt: str | None = None,
+    max_seq: int | None = None,
+    task: str | None = None,
     **numbers: float | None,
 ) -> ValidateReport:
     """Run an artifact on every runtime and device that loads it and compare with a reference.
@@ -87,6 +91,10 @@ def validate(
             one per runtime).
         find_divergence: After a parity failure, look for where the artifact first goes wrong
             (``report.where``; see ``convert``).
+        generate, prompt, max_seq, task: A language model (``reference`` a Hugging Face
+            causal-LM directory): both generate ``generate`` tokens (default 16) after the
+            prompt, the artifact fed its own cache, and are compared step by step
+            (``report.generation``; see ``convert``).
         **numbers: The parity policy's numbers over the fp32 default, by the keywords
             ``policies.Numbers`` declares (see ``convert``).
 
@@ -107,7 +115,8 @@ def validate(
                           steps=steps, state=state, dims=dims, static=static,
                           signature=signature, trust_model=trust_model,
                           allow_nonfinite=allow_nonfinite),
-        judgement=judgement)
+        judgement=judgement, generation=options.generating(generate, prompt, task),
+        export=options.exporting(max_seq, None, trust_model))
     with run_context(workers, timeout, progress) as ctx:
         report = checks.validate(job, ctx)
         if profile:

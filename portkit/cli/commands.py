@@ -56,6 +56,7 @@ from portkit.cli.app import CONTEXT, cli, emit, progress, show
 )
 @flags.tolerances()
 @flags.EVAL
+@flags.generation()
 @flags.section(
     "Output and run", "--report report.json --json --timeout 600",
     click.option("--no-validate", is_flag=True, help="Convert only; don't run and compare."),
@@ -89,6 +90,7 @@ def convert(source: Path, to: str, no_validate: bool, report_path: Path | None, 
       portkit convert model.pt2 --to tflite --quantize int8 --calibration calib.npz --keep-float auto
       portkit convert model.keras --to tflite --quantize dynamic --eval eval.npz --max-accuracy-drop 0.01
       portkit convert model.tflite --to onnx
+      portkit convert SmolLM2-135M/ --to tflite --prefill 32,128 --max-seq 512 --generate 32
     """
     from portkit import api
     from portkit.cli.render import convert_tables
@@ -141,6 +143,7 @@ def inspect(model: Path, as_json: bool, **options: Any) -> int:
 @flags.inputs()
 @flags.tolerances()
 @flags.EVAL
+@flags.generation(exports=False)
 @flags.section("Output and run", "--json --timeout 600", flags.timeout(what="each step"),
                flags.JSON)
 def validate(artifact: Path | None, reference: Path | None, bundle_dir: Path | None,
@@ -249,6 +252,16 @@ def debug(artifact: Path, as_json: bool, **options: Any) -> int:
 @click.option("--min-seconds", type=flags.Number(flags.bounds.MIN_SECONDS), default=1.0,
               show_default=True, help="Timed seconds at least.")
 @flags.PROFILE
+@click.option("--generate", type=click.IntRange(min=1), metavar="N",
+              help="Language models (a Hugging Face directory and its ONNX, TFLite, .pte): "
+                   "generate N tokens after a prompt of each --prefill length, in turns; prefill "
+                   "and decode tokens/s, time to first token.")
+@click.option("--prefill", metavar="LEN,...",
+              help="With --generate: prompt lengths [default: 32].")
+@click.option("--max-seq", type=click.IntRange(min=2), metavar="N",
+              help="With --generate: the source's cache length [default: 256].")
+@click.option("--trust-model", is_flag=True,
+              help="With --generate: let the source directory's own model code run.")
 @flags.timeout(what="each measurement")
 @flags.JSON
 def bench(models: tuple[Path, ...], warmup: int, min_runs: int, min_seconds: float,
@@ -264,14 +277,16 @@ def bench(models: tuple[Path, ...], warmup: int, min_runs: int, min_seconds: flo
       portkit bench model.onnx --batch 8 --json
       portkit bench encoder.onnx encoder.tflite --shape ids:1x16 --shape ids:1x128
       portkit bench model.tflite --profile          # time per op, worst first
+      portkit bench SmolLM2-135M/ model.onnx model.tflite model.pte --generate 64
     """
     from portkit import api
-    from portkit.cli.render import bench_table, profile_tables
+    from portkit.cli.render import bench_table, generation_table, profile_tables
     from portkit.options import Budget
 
     report = api.bench(models, budget=Budget(warmup, min_runs, min_seconds),
                        progress=progress(not as_json), **options)
-    emit(report, lambda r: [bench_table(r), *profile_tables(r)], as_json)
+    emit(report, lambda r: ([generation_table(r)] if r.generation
+                            else [bench_table(r), *profile_tables(r)]), as_json)
     return 0
 
 

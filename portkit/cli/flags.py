@@ -167,6 +167,37 @@ EVAL = section(
                  help="With --eval: fail the artifact (exit 1) when its top-1 is lower than "
                       "the source's by more than this share, 0-1 (0.01: one point)."),
 )
+GENERATE = click.option(
+    "--generate", type=click.IntRange(min=1), metavar="N",
+    help="Greedy tokens each side generates after the prompt, the artifact fed its own cache; "
+         "every token must agree [default: 16].")
+PROMPT = click.option(
+    "--prompt", metavar="TEXT",
+    help="The prompt, through the model directory's tokenizer [default: --inputs ids.npz's "
+         "input_ids, else 8 ids seeded by --seed].")
+MAX_SEQ = click.option(
+    "--max-seq", type=click.IntRange(min=2), metavar="N",
+    help="Positions the artifact's cache holds, prompt and generated tokens together "
+         "[default: 256].")
+PREFILL = click.option(
+    "--prefill", metavar="LEN,...",
+    help="Prompt lengths to export prefill signatures for (TFLite: one prefill_<len> each) "
+         "[default: 32].")
+TASK = click.option(
+    "--task", type=click.Choice(["text-generation"]),
+    help="What the directory's model does, when its config's architectures don't say "
+         "(*ForCausalLM).")
+
+
+def generation(exports: bool = True) -> Callable[[F], F]:
+    """The language-model section (a Hugging Face causal-LM directory: exported with its cache,
+    judged by generating); ``exports``: with the export's ``--prefill``."""
+    return section("Language models",
+                   "--generate 32 --prompt 'Once upon a time' --max-seq 512"
+                   + (" --prefill 32,128" if exports else ""),
+                   GENERATE, PROMPT, MAX_SEQ, *((PREFILL,) if exports else ()), TASK)
+
+
 # How a source model is opened.
 LOADING = section(
     "Loading the source", "--signature serving_default --trust-model",

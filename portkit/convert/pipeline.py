@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from portkit.convert import (
     constants,
+    decoders,
     dynamic,
     outputs,
     planner,
@@ -59,6 +60,8 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
     with contextlib.ExitStack() as stack:
         src = job.source.absolute()  # workers run in their own directories
         fmt = sniff(src)
+        if fmt is Format.HUGGINGFACE:  # a language model: exported with its cache, generated
+            return decoders.convert(job, ctx)
         if fmt is job.target:  # said before -o's default (the source itself) is refused
             raise UsageError(f"{src}: already {fmt.value}; pick another --to")
         trusted_pickle = fmt is Format.TORCH_PICKLE and job.feed.load.trust_model

@@ -27,14 +27,17 @@ from portkit.options.feeding import (
     shapes,
     shown,
 )
+from portkit.options.generation import Export, Generation, exporting, generating
 from portkit.options.jobs import BenchJob, ConvertJob, ValidateJob
 from portkit.options.judging import Judgement, judgement
 from portkit.options.loading import LoadOptions
 from portkit.options.measuring import Budget, Evaluation, evaluation
 
 __all__ = [
-    "BenchJob", "Budget", "ConvertJob", "ConvertOptions", "Evaluation", "Feed", "Judgement",
+    "BenchJob", "Budget", "ConvertJob", "ConvertOptions", "Evaluation", "Export", "Feed",
+    "Generation", "Judgement",
     "LoadOptions", "Optimize", "Scalar", "ValidateJob", "constants", "convert_options",
-    "evaluation", "feed", "judgement", "optimize_goal", "parse_state", "shapes", "shown",
+    "evaluation", "exporting", "feed", "generating", "judgement", "optimize_goal",
+    "parse_state", "shapes", "shown",
     "target",
 ]

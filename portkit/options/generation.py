@@ -8,6 +8,7 @@ what the generation check runs (``validators/generation.py``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from portkit.errors import UsageError
@@ -48,13 +49,46 @@ class Generation:
 
     Attributes:
         steps: Greedy tokens generated after the prompt (``--generate N``).
-        prompt: The prompt's token ids (from ``--prompt`` through the tokenizer, ``--inputs``,
-            or seeded).
+        prompt: The prompt's token ids, when the caller has them (else from ``text``, the
+            inputs file's ``input_ids``, or seeded).
+        text: ``--prompt``: the prompt as text, for the directory's tokenizer.
+        task: ``--task text-generation``: the directory is a causal LM whatever its config's
+            architectures say.
     """
 
     steps: int = DEFAULT_STEPS
     prompt: tuple[int, ...] = ()
+    text: str | None = None
+    task: str | None = None
 
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise UsageError(f"--generate {self.steps}: must be at least 1")
+
+
+def generating(steps: int | None = None, text: str | None = None,
+               task: str | None = None) -> Generation:
+    """``--generate``, ``--prompt`` and ``--task`` as a ``Generation``."""
+    return Generation(steps=DEFAULT_STEPS if steps is None else steps, text=text or None,
+                      task=task)
+
+
+def exporting(max_seq: int | None = None, prefill: str | Sequence[int] | None = None,
+           trust_model: bool = False) -> Export:
+    """``--max-seq``, ``--prefill`` (``32,128``) and ``--trust-model`` as an ``Export``.
+
+    Raises:
+        UsageError: A prefill length is not a whole number, or a length does not fit.
+    """
+    lengths = DEFAULT_PREFILL
+    if isinstance(prefill, str):
+        try:
+            lengths = tuple(int(x) for x in prefill.split(",") if x.strip())
+        except ValueError:
+            raise UsageError(f"--prefill {prefill}: give whole numbers, e.g. 32,128") from None
+    elif prefill is not None:
+        lengths = tuple(int(x) for x in prefill)
+    max_seq = DEFAULT_MAX_SEQ if max_seq is None else max_seq
+    if prefill is None:  # the default lengths that fit the cache
+        lengths = tuple(n for n in lengths if n < max_seq) or (max(1, max_seq // 2),)
+    return Export(max_seq=max_seq, prefill=tuple(sorted(set(lengths))), trust_model=trust_model)

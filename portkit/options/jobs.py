@@ -12,6 +12,7 @@ from portkit.bounds import BATCH, THREADS
 from portkit.formats import Format
 from portkit.options.conversion import ConvertOptions, Optimize
 from portkit.options.feeding import Feed
+from portkit.options.generation import Export, Generation
 from portkit.options.judging import Judgement
 from portkit.options.measuring import Budget
 from portkit.specs import TensorSpec
@@ -44,6 +45,8 @@ class ConvertJob:
         feed: How the source is fed (its ``samples`` and ``allow_nonfinite`` are the
             judgement's).
         judgement: What the artifact is held to.
+        generation: A language model's generation check (``--generate``, ``--prompt``).
+        export: A language model's cache and prefill lengths (``--max-seq``, ``--prefill``).
     """
 
     source: Path
@@ -57,6 +60,8 @@ class ConvertJob:
     speed_check: bool = False
     feed: Feed = Feed()
     judgement: Judgement = Judgement()
+    generation: Generation = Generation()
+    export: Export = Export()
 
     def __post_init__(self) -> None:
         """Make the feed agree with the judgement, and the converters load the source as the
@@ -79,6 +84,8 @@ class ValidateJob:
         feed: How the reference is fed (its ``samples`` and ``allow_nonfinite`` are the
             judgement's); ``--const`` values are the ones the artifact has bound.
         judgement: What the artifact is held to.
+        generation: A language model's generation check (``--generate``, ``--prompt``).
+        export: The cache length the source runs with (``--max-seq``).
     """
 
     artifact: Path
@@ -87,6 +94,8 @@ class ValidateJob:
     save_bundle: Path | None = None
     feed: Feed = Feed()
     judgement: Judgement = Judgement()
+    generation: Generation = Generation()
+    export: Export = Export()
 
     def __post_init__(self) -> None:
         """Make the feed agree with the judgement."""

@@ -10,10 +10,12 @@ from portkit.results.contract import JsonReport, plain, versions
 from portkit.results.convert import Attempt, ConvertReport, Degenerate, FixedDims, Hop
 from portkit.results.divergence import Divergence, Located
 from portkit.results.files import FileInfo, Inspection, ModelInfo
+from portkit.results.generation import GenerationCheck, LayerDrift, Step
 from portkit.results.runs import PRECISION_FLAGS, BenchReport, BenchRow, ValidateReport
 
 __all__ = [
-    "PRECISION_FLAGS", "Accuracy", "Attempt", "BenchReport", "BenchRow", "Check",
-    "ConvertReport", "Degenerate", "Divergence", "FileInfo", "FixedDims", "Hop", "Inspection", "JsonReport",
-    "Latency", "Located", "ModelInfo", "OutputParity", "ValidateReport", "plain", "versions",
+    "Accuracy", "Attempt", "BenchReport", "BenchRow", "Check", "ConvertReport", "Degenerate",
+    "Divergence", "FileInfo", "FixedDims", "GenerationCheck", "Hop", "Inspection", "JsonReport",
+    "Latency", "LayerDrift", "Located", "ModelInfo", "OutputParity", "PRECISION_FLAGS", "Step",
+    "ValidateReport", "plain", "versions",
 ]

@@ -16,6 +16,7 @@ from portkit.results.checks import Accuracy, Check, Latency
 from portkit.results.contract import JsonReport
 from portkit.results.divergence import Located
 from portkit.results.files import FileInfo
+from portkit.results.generation import GenerationCheck
 from portkit.specs import TensorSpec
 from portkit.speed import SpeedCheck
 
@@ -57,6 +58,7 @@ class Attempt:
             as fixed ones.
         fixed: The source's dynamic dimensions this attempt had fixed at their example size
             (the second try after no route kept them: ``FixedDims``).
+        generation: A language model's generation check (instead of ``checks``).
     """
 
     route: str
@@ -70,6 +72,7 @@ class Attempt:
     latency: Latency | None = None
     lost_dynamic: bool = False
     fixed: tuple[str, ...] = ()
+    generation: GenerationCheck | None = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,7 @@ class ConvertReport(JsonReport):
     where: Located | None = None  # after a parity failure: where it first goes wrong
     # The held-back --calibration samples were degenerate: also judged on seeded inputs.
     degenerate: Degenerate | None = None
+    generation: GenerationCheck | None = None  # a language model: judged by generating
 
     @property
     def quantization(self) -> Quantization | None:

@@ -15,6 +15,7 @@ from portkit.results.checks import Accuracy, Check, Latency
 from portkit.results.contract import JsonReport
 from portkit.results.divergence import Located
 from portkit.results.files import FileInfo
+from portkit.results.generation import GenerationCheck, GenerationTiming
 from portkit.specs import TensorSpec
 
 # What portkit's runtimes set on every run, recorded with each validation.
@@ -50,6 +51,7 @@ class ValidateReport(JsonReport):
     profile: tuple[OpTime, ...] = ()  # --profile: the artifact's time per op, worst first
     notes: tuple[str, ...] = ()  # what portkit decided for the user (sizes dropped, names matched)
     where: Located | None = None  # after a parity failure: where it first goes wrong
+    generation: GenerationCheck | None = None  # a language model: judged by generating
 
     @property
     def exit_code(self) -> ExitCode:
@@ -73,6 +75,7 @@ class BenchReport(JsonReport):
     rows: tuple[BenchRow, ...]
     budget: Budget
     versions: dict[str, str] = field(default_factory=dict)
+    generation: tuple[GenerationTiming, ...] = ()  # --generate: language models generating
 
     def ratios(self) -> list[float]:
         """Each row's p50 over the first row's at the same size (1.0 for the first)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import importlib
+import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +25,13 @@ from portkit.formats import Format
 from portkit.options.generation import Export
 from portkit.runtimes.worker import task
 
-# Where each format's decoder is loaded: "module:function(path, export) -> Decoder".
+# The runtime module whose ``load_decoder(path, export) -> Decoder`` loads each format (imported
+# when asked, as ``registry`` imports the runtimes).
 _LOADERS = {
-    Format.HUGGINGFACE: "portkit.runtimes.torch:load_decoder",
-    Format.ONNX: "portkit.runtimes.onnxruntime:load_decoder",
-    Format.TFLITE: "portkit.runtimes.tflite:load_decoder",
-    Format.EXECUTORCH: "portkit.runtimes.executorch:load_decoder",
+    Format.HUGGINGFACE: "portkit.runtimes.torch",
+    Format.ONNX: "portkit.runtimes.onnxruntime",
+    Format.TFLITE: "portkit.runtimes.tflite",
+    Format.EXECUTORCH: "portkit.runtimes.executorch",
 }
 
 
@@ -132,9 +134,7 @@ def load_decoder(path: Path, fmt: Format, export: Export = Export()) -> Decoder:
     if fmt not in _LOADERS:
         raise UsageError(f"{path}: a {fmt.value} model can't generate; language models run as "
                          f"{', '.join(f.value for f in _LOADERS)}")
-    module, name = _LOADERS[fmt].split(":")
-    loader = getattr(importlib.import_module(module), name)
-    decoder: Decoder = loader(Path(path), export)
+    decoder: Decoder = importlib.import_module(_LOADERS[fmt]).load_decoder(Path(path), export)
     return decoder
 
 
@@ -143,3 +143,20 @@ def generate_task(path: str, fmt: Format, prompt: list[int], steps: int,
                   export: Export = Export()) -> Generated:
     """``generate`` in a worker: ``path`` loaded as a decoder, ``steps`` greedy tokens."""
     return generate(load_decoder(Path(path), fmt, export), np.asarray(prompt, np.int64), steps)
+
+
+@task
+def time_generation(path: str, fmt: Format, prompts: list[list[int]], steps: int,
+                    export: Export = Export()) -> tuple[list[Generated], float]:
+    """One turn of ``portkit bench --generate``: each prompt's generation of ``steps`` tokens,
+    the decoder loaded once per worker (kept across turns); and the worker's peak RSS, MB."""
+    key = (path, fmt, export)
+    if key not in _LOADED:
+        _LOADED.clear()  # one model per worker
+        _LOADED[key] = load_decoder(Path(path), fmt, export)
+    decoder = _LOADED[key]
+    runs = [generate(decoder, np.asarray(p, np.int64), steps) for p in prompts]
+    return runs, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+_LOADED: dict[tuple[str, Format, Export], Decoder] = {}

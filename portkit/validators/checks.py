@@ -14,6 +14,7 @@ import numpy as np
 
 from portkit.errors import InvalidModelError, PortkitError, UsageError
 from portkit.formats import Format, sniff
+from portkit.formats.hf import check_trust, read_hf
 from portkit.io import Folder, Output, check_outputs
 from portkit.options import ValidateJob
 from portkit.policies import Tolerance
@@ -25,6 +26,7 @@ from portkit.runtimes.tasks import Reference
 from portkit.safety import refuse_unloadable
 from portkit.validators import accuracy as eval_
 from portkit.validators import bundle
+from portkit.validators.generation import generation_check
 from portkit.validators.parity import compare_outputs
 from portkit.validators.reference import run_reference
 
@@ -133,6 +135,8 @@ def validate(job: ValidateJob, ctx: RunContext) -> ValidateReport:
     started = time.perf_counter()
     art, src = job.artifact.absolute(), job.reference.absolute()
     art_fmt, src_fmt = sniff(art), sniff(src)
+    if src_fmt is Format.HUGGINGFACE:
+        return validate_generation(job, art, art_fmt, src, started, ctx)
     for path, fmt in ((art, art_fmt), (src, src_fmt)):
         refuse_unloadable(path, fmt)
     feed, judged = job.feed, job.judgement
@@ -277,3 +281,25 @@ def _ranking_only(o: OutputParity) -> bool:
     """Whether an output failed on top-1/top-5 alone, and its kind was guessed."""
     return bool(o.failed) and set(o.failed) <= {"top-1", "top-5"} and not o.error \
         and o.kind_why != "set by the user"
+
+
+def validate_generation(job: ValidateJob, art: Path, art_fmt: Format, src: Path, started: float,
+                        ctx: RunContext) -> ValidateReport:
+    """A language model's artifact against its source directory: each generates from the same
+    prompt, the artifact fed its own cache (``validators.generation``).
+
+    Raises:
+        PortkitError: Bad arguments, directory or artifact.
+    """
+    model = read_hf(src, task=job.generation.task)
+    check_trust(model, job.export.trust_model)
+    refuse_unloadable(art, art_fmt)
+    check_outputs([], [job.artifact, job.reference, job.feed.file])
+    check = generation_check(src, model, art, art_fmt, job.generation, job.export,
+                             job.judgement.tolerance, job.feed, ctx)
+    return ValidateReport(
+        passed=check.passed, reference=FileInfo(str(src), Format.HUGGINGFACE.value),
+        artifact=FileInfo.of(art, art_fmt.value), checks=(), inputs=(),
+        tolerance=job.judgement.tolerance, per_output={}, seed=job.feed.seed,
+        seconds=time.perf_counter() - started, versions=versions(),
+        reference_runtime="transformers", generation=check)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from portkit.cli.render.convert import convert_tables, quantization_tables, speed_line
 from portkit.cli.render.debug import debug_tables, divergence_line, where_line
+from portkit.cli.render.generation import generation_table, generation_tables
 from portkit.cli.render.models import inspect_tables, mobile_tables
 from portkit.cli.render.parity import (
     accuracy_line,
@@ -24,7 +25,7 @@ from portkit.cli.render.runs import (
 
 __all__ = [
     "accuracy_line", "bench_table", "check_tables", "convert_tables", "debug_tables",
-    "divergence_line", "where_line", "dynamic_line", "inspect_tables", "mobile_tables", "op_tables",
-    "parity_table", "policy_line", "profile_tables", "quantization_tables", "speed_line",
-    "validate_tables",
+    "divergence_line", "dynamic_line", "generation_table", "generation_tables", "inspect_tables",
+    "mobile_tables", "op_tables", "parity_table", "policy_line", "profile_tables",
+    "quantization_tables", "speed_line", "validate_tables", "where_line",
 ]

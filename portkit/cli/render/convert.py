@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from portkit.cli.render.debug import where_line
+from portkit.cli.render.generation import generation_tables
 from portkit.cli.render.models import mobile_tables
 from portkit.cli.render.parity import (
     accuracy_head,
@@ -85,6 +86,8 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
         routes.add_row(escape(name), "yes" if a.converted else "no", parity,
                        f"{sum(h.seconds for h in a.hops):.1f}", *p50, escape(short(note)))
     out.append(routes)
+    if report.generation is not None:
+        out.extend(generation_tables(report.generation))
     if report.checks:
         out.append(parity_table(report.checks, report.tolerance, report.reference_runtime))
         if report.inputs_from and report.quantize is not None:

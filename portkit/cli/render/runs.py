@@ -11,6 +11,7 @@ from rich.text import Text
 
 from portkit.cli.ci import failure_lines
 from portkit.cli.render.debug import where_line
+from portkit.cli.render.generation import generation_tables
 from portkit.cli.render.parity import (
     accuracy_head,
     accuracy_line,
@@ -46,6 +47,8 @@ def validate_tables(report: ValidateReport) -> list[Table | Text]:
     if any(s.dims for s in report.inputs):
         out.append(dynamic_line(report.inputs, report.checks))
     out += notes_lines(report.notes)
+    if report.generation is not None:
+        return out + generation_tables(report.generation)
     out.append(parity_table(report.checks, report.tolerance, report.reference_runtime))
     out += [accuracy_line(report.accuracy)] if report.accuracy is not None else []
     out += op_tables(report.profile, Path(report.artifact.path).name)

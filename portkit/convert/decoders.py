@@ -1,0 +1,94 @@
+"""A language model converted and judged by generating: a Hugging Face causal-LM directory
+exported with its key/value cache (``hf_to_onnx``, ``hf_to_tflite``, ``hf_to_executorch``), then
+source and artifact each generate from the same prompt, the artifact fed its own cache
+(``validators.generation``). Only an artifact whose tokens all agree is moved into ``-o``; one
+that fails is kept beside it as ``NAME.failed.EXT``, as for every other model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import time
+from pathlib import Path
+
+from portkit.convert import outputs
+from portkit.errors import ConversionError, PortkitError, UsageError
+from portkit.formats import Format
+from portkit.formats.hf import check_trust, read_hf
+from portkit.io import atomic_replace, failed_path, staging_dir
+from portkit.options import ConvertJob
+from portkit.options.generation import Export
+from portkit.results import Attempt, ConvertReport, FileInfo, Hop, versions
+from portkit.runtimes.context import RunContext
+from portkit.runtimes.worker import task
+from portkit.validators.generation import generation_check
+
+# target -> (tool, "module:function(src, dst, export) -> detail"), one route per target.
+EXPORTERS = {
+    Format.ONNX: ("torch.onnx-cache", "portkit.convert.hf_to_onnx:export_onnx"),
+    Format.TFLITE: ("litert-torch-generative", "portkit.convert.hf_to_tflite:export_tflite"),
+    Format.EXECUTORCH: ("executorch-static-cache", "portkit.convert.hf_to_executorch:export_pte"),
+}
+
+
+@task
+def export(tool: str, src: str, dst: str, export: Export) -> Hop:
+    """Run the decoder exporter ``tool`` on ``src`` into ``dst`` (in a worker)."""
+    module, name = dict(EXPORTERS.values())[tool].split(":")
+    started = time.perf_counter()
+    detail = getattr(importlib.import_module(module), name)(Path(src), Path(dst), export)
+    target = next(f for f, (t, _) in EXPORTERS.items() if t == tool)
+    return Hop(source=Format.HUGGINGFACE, target=target, tool=tool,
+               seconds=time.perf_counter() - started, detail=detail)
+
+
+def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
+    """Export ``job.source`` (a causal-LM directory) to ``job.target`` with its cache, and
+    judge it by generating (see the module's docstring).
+
+    Raises:
+        PortkitError: Bad arguments or directory, or the exporter failed (exit code on it).
+    """
+    started = time.perf_counter()
+    src = job.source.absolute()
+    model = read_hf(src, task=job.generation.task)
+    check_trust(model, job.export.trust_model)
+    if job.target not in EXPORTERS:
+        raise UsageError(f"{src}: a language model converts to "
+                         f"{', '.join(f.value for f in EXPORTERS)}, not {job.target.value}")
+    out = outputs.check_paths(job)
+    tool, _ = EXPORTERS[job.target]
+    with contextlib.ExitStack() as stack:
+        stage = stack.enter_context(staging_dir(out.absolute()))
+        staged = stage / f"model{job.target.suffix}"
+        with ctx.progress(f"Exporting with {tool} (huggingface -> {job.target.value}, cache of "
+                          f"{job.export.max_seq} positions)"):
+            try:
+                hop: Hop = ctx.pool.call("convert-from-huggingface", export, timeout=ctx.timeout,
+                                         what=f"{tool} on {src.name}", tool=tool, src=str(src),
+                                         dst=str(staged), export=job.export)
+            except UsageError:
+                raise
+            except PortkitError as e:
+                ctx.pool.discard("convert-from-huggingface")
+                attempt = Attempt(route=tool, converted=False, passed=False, error=f"{tool}: {e}")
+                raise ConversionError(f"{src}: {attempt.error}", e.traceback) from None
+        check = None
+        if job.validate:
+            check = generation_check(src, model, staged, job.target, job.generation, job.export,
+                                     job.judgement.tolerance, job.feed, ctx)
+        passed = check.passed if check is not None else False
+        failed = job.validate and not passed
+        shipped = failed_path(out) if failed else out
+        atomic_replace(staged, shipped)
+        attempt = Attempt(route=tool, converted=True, passed=passed, hops=(hop,),
+                          error=None if passed or check is None else check.verdict,
+                          generation=check)
+    return ConvertReport(
+        passed=passed, validated=job.validate, source=FileInfo(str(src), Format.HUGGINGFACE.value),
+        target=job.target.value, artifact=FileInfo.of(shipped, job.target.value), route=(hop,),
+        routes_tried=(attempt,), checks=(), inputs=(), tolerance=job.judgement.tolerance,
+        seed=job.feed.seed, seconds=time.perf_counter() - started, versions=versions(),
+        converter_seconds=hop.seconds, route_name=tool, reference_runtime="transformers",
+        artifact_failed=failed, generation=check)

@@ -1,0 +1,204 @@
+"""A language model's artifact judged by generating: source and artifact each run the prompt's
+prefill and N greedy steps, the artifact fed **its own** cache, and every step is compared while
+both have generated the same text.
+
+The fp32 verdict: all N tokens equal and every step's logits within the fp32 policy (the error
+against the step's scale, ``policies.POLICIES["fp32"]``). One exception keeps a faithful artifact
+from failing on rounding: where the tokens first part, if that step's logits are within the
+policy and the source's own two candidates are closer than the error the policy allows, the
+choice is a tie and passes (nothing after it is compared: the two texts now differ).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from portkit.errors import PortkitError, UsageError
+from portkit.formats import Format
+from portkit.formats.hf import HfModel
+from portkit.options import Feed
+from portkit.options.generation import Export, Generation
+from portkit.policies import POLICIES, Tolerance
+from portkit.results.generation import GenerationCheck, LayerDrift, Step
+from portkit.runtimes import tokenizer
+from portkit.runtimes.context import RunContext
+from portkit.runtimes.decoding import Generated, generate_task
+
+# Groups of token ids -> one decoded text per group (the directory's tokenizer, in a worker).
+Detokenize = Callable[[list[list[int]]], list[str]]
+
+
+def _allowed(tol: Tolerance, ref: np.ndarray, scale: float) -> np.ndarray:
+    atol = 0.0 if tol.atol is None else tol.atol
+    return atol + tol.rtol * np.abs(ref) + tol.scale_tol * scale
+
+
+def _step(i: int, ref: np.ndarray, got: np.ndarray, tol: Tolerance) -> Step:
+    src_tok, art_tok = int(np.argmax(ref)), int(np.argmax(got))
+    err = np.abs(got.astype(np.float64) - ref)
+    scale = float(np.max(np.abs(ref))) or 1.0
+    denom = float(np.linalg.norm(ref) * np.linalg.norm(got))
+    cosine = float(np.dot(ref.astype(np.float64), got) / denom) if denom else 1.0
+    within = bool(np.all(err <= _allowed(tol, ref, scale))) if tol.atol is not None else True
+    if tol.min_cosine is not None:
+        within = within and cosine >= tol.min_cosine
+    finite = bool(np.all(np.isfinite(got)))
+    return Step(index=i, source_token=src_tok, artifact_token=art_tok,
+                max_abs_err=float(err.max()), scale=scale, scaled_err=float(err.max()) / scale,
+                cosine=cosine, passed=within and finite and src_tok == art_tok)
+
+
+def _tie(step: Step, ref: np.ndarray, tol: Tolerance) -> bool:
+    """Whether the source's logits for both tokens lie within twice the step's allowed error:
+    either side's rounding could pick either."""
+    if tol.atol is None:
+        return False
+    allowed = _allowed(tol, ref, step.scale)
+    gap = ref[step.source_token] - ref[step.artifact_token]
+    return bool(gap <= allowed[step.source_token] + allowed[step.artifact_token])
+
+
+def _drift(source: Generated, artifact: Generated) -> tuple[LayerDrift, ...]:
+    rows = []
+    for i, (ref, got) in enumerate(zip(source.cache, artifact.cache, strict=False)):
+        n = min(ref[0].shape[1], got[0].shape[1])
+        pairs = [(r[:, -n:], g[:, -n:]) for r, g in zip(ref, got, strict=True)]
+        if n == 0 or any(r.shape != g.shape for r, g in pairs):
+            return ()  # laid out differently: nothing comparable
+        err = max(float(np.max(np.abs(g - r))) for r, g in pairs)
+        scale = max(float(np.max(np.abs(r))) for r, _ in pairs) or 1.0
+        rows.append(LayerDrift(layer=i, positions=n, max_abs_err=err, scaled_err=err / scale))
+    return tuple(rows)
+
+
+def compare(source: Generated, artifact: Generated, *, runtime: str, device: str = "cpu",
+            tolerance: Tolerance | None = None, detokenize: Detokenize | None = None
+            ) -> GenerationCheck:
+    """Judge ``artifact``'s generation against ``source``'s (same prompt, same step count).
+
+    Args:
+        source: The source's greedy generation.
+        artifact: The artifact's, fed its own cache.
+        runtime: Where the artifact ran.
+        device: Its device.
+        tolerance: The per-step logit policy (default fp32).
+        detokenize: Groups of token ids -> one text per group, when a tokenizer is there.
+
+    Returns:
+        The check: every step up to the first disagreement, the verdict, the texts.
+    """
+    tol = tolerance or POLICIES["fp32"]
+    n = min(len(source.tokens), len(artifact.tokens))
+    steps: list[Step] = []
+    first, tie = None, False
+    for i in range(n):
+        ref, got = source.logits[i], artifact.logits[i]
+        step = _step(i, ref, got, tol)
+        if step.source_token != step.artifact_token:
+            first = i
+            within = bool(np.all(np.abs(got - ref) <= _allowed(tol, ref, step.scale)))
+            tie = tol.atol is not None and within and _tie(step, ref, tol)
+            steps.append(replace(step, passed=tie))
+            break
+        steps.append(step)
+    texts = [""] * (2 * len(steps) + 3)
+    if detokenize is not None:
+        texts = _texts(detokenize, steps, source, artifact)
+    steps = [replace(s, source_text=texts[2 * i], artifact_text=texts[2 * i + 1])
+             for i, s in enumerate(steps)]
+    decode = sorted(artifact.decode_seconds)
+    return GenerationCheck(
+        runtime=runtime, device=device, passed=all(s.passed for s in steps) and n > 0,
+        steps=tuple(steps), generated=n, agreed=first if first is not None else n,
+        first_disagreement=first, tie=tie, policy=describe(tol), prompt=source.prompt,
+        prompt_text=texts[-3], source_text=texts[-2], artifact_text=texts[-1],
+        cache=_drift(source, artifact) if first is None else (),
+        prefill_seconds=artifact.prefill_seconds,
+        decode_ms=1000 * decode[len(decode) // 2] if decode else 0.0)
+
+
+def _texts(detokenize: Detokenize, steps: Sequence[Step], source: Generated,
+           artifact: Generated) -> list[str]:
+    """Each step's two tokens, then the prompt and both continuations, decoded in one call."""
+    groups = [[t] for s in steps for t in (s.source_token, s.artifact_token)]
+    return detokenize([*groups, list(source.prompt), list(source.tokens),
+                       list(artifact.tokens)])
+
+
+def describe(tol: Tolerance) -> str:
+    """The generation policy in words."""
+    logits = (f"each step's logits within {tol.scale_tol:g} of their scale"
+              if tol.atol is not None else f"each step's logit cosine >= {tol.min_cosine}")
+    return f"{tol.policy}: every token equal (a tie within rounding passes), {logits}"
+
+
+# Where each artifact generates (a runtime's name, for the report).
+RUNTIMES = {Format.ONNX: "onnxruntime", Format.TFLITE: "tflite", Format.EXECUTORCH: "executorch",
+            Format.HUGGINGFACE: "transformers"}
+PROMPT_LENGTH = 8  # seeded prompt's tokens when neither --prompt nor --inputs gives one
+
+
+def prompt_ids(src: Path, model: HfModel, generation: Generation, feed: Feed,
+               ctx: RunContext) -> list[int]:
+    """The prompt's ids: ``--prompt`` through the directory's tokenizer, ``--inputs``'s
+    ``input_ids``, or ``PROMPT_LENGTH`` ids seeded by ``--seed``.
+
+    Raises:
+        UsageError: ``--prompt`` without a tokenizer, or an inputs file without ``input_ids``.
+    """
+    if generation.prompt:
+        return list(generation.prompt)
+    if generation.text is not None:
+        if not model.has_tokenizer:
+            raise UsageError(f"{src}: --prompt needs a tokenizer (tokenizer.json) in the "
+                             "directory; pass the prompt's ids with --inputs ids.npz")
+        ids: list[int] = ctx.pool.call("tokenizer", tokenizer.encode, timeout=ctx.timeout,
+                                       what=str(src), path=str(src), text=generation.text)
+        return ids
+    if feed.file is not None:
+        with np.load(feed.file) as data:
+            if "input_ids" not in data:
+                raise UsageError(f"{feed.file}: no input_ids array (it holds "
+                                 f"{', '.join(data.files)}); save the prompt's ids as input_ids")
+            return [int(i) for i in np.asarray(data["input_ids"]).reshape(-1)]
+    rng = np.random.default_rng(feed.seed)
+    return [int(i) for i in rng.integers(3, model.vocab_size, PROMPT_LENGTH)]
+
+
+def generated(path: Path, fmt: Format, prompt: list[int], steps: int, export: Export,
+              ctx: RunContext) -> Generated:
+    """``path`` generating ``steps`` tokens after ``prompt``, in its format's worker."""
+    result: Generated = ctx.pool.call(
+        f"generate-{fmt.value}", generate_task, timeout=ctx.timeout, what=str(path),
+        path=str(path), fmt=fmt, prompt=prompt, steps=steps, export=export)
+    return result
+
+
+def generation_check(src: Path, model: HfModel, artifact: Path, fmt: Format,
+                     generation: Generation, export: Export, tolerance: Tolerance, feed: Feed,
+                     ctx: RunContext) -> GenerationCheck:
+    """The source directory and ``artifact`` each generating from the same prompt, compared
+    step by step (an artifact that can't generate is a failed check with its error).
+
+    Raises:
+        UsageError: A bad prompt, or the artifact is not a decoder with a cache.
+    """
+    prompt = prompt_ids(src, model, generation, feed, ctx)
+    runtime = RUNTIMES[fmt]
+    with ctx.progress(f"Generating {generation.steps} tokens with {src.name} (transformers) "
+                      f"and with {artifact.name} ({runtime}), each on its own cache"):
+        source = generated(src, Format.HUGGINGFACE, prompt, generation.steps, export, ctx)
+        try:
+            got = generated(artifact, fmt, prompt, generation.steps, export, ctx)
+        except PortkitError as e:
+            ctx.pool.discard(f"generate-{fmt.value}")
+            if isinstance(e, UsageError):
+                raise
+            return GenerationCheck(runtime=runtime, device="cpu", passed=False,
+                                   error=f"{runtime} could not generate with it: {e}")
+    words = tokenizer.words(src, ctx) if model.has_tokenizer else None
+    return compare(source, got, runtime=runtime, tolerance=tolerance, detokenize=words)

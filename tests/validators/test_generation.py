@@ -1,0 +1,81 @@
+"""The generation verdict (``validators.generation.compare``) on made-up generations: equal
+tokens and logits pass; a token that parts fails naming the step, unless the source's own two
+candidates are a tie within rounding; logits off beyond the policy fail with equal tokens."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from portkit.runtimes.decoding import Generated
+from portkit.validators.generation import compare
+
+VOCAB = 50
+
+
+def _generated(logits: np.ndarray, cache: list | None = None) -> Generated:
+    return Generated(prompt=(5, 6, 7), tokens=tuple(int(t) for t in logits.argmax(1)),
+                     logits=logits.astype(np.float32), cache=cache or [])
+
+
+def _logits(steps: int = 6) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.normal(0, 3, (steps, VOCAB)).astype(np.float32)
+
+
+def test_equal_generations_pass_with_every_step_compared() -> None:
+    ref = _logits()
+    got = ref + np.float32(1e-6)
+    check = compare(_generated(ref), _generated(got), runtime="onnxruntime")
+    assert check.passed and check.agreed == check.generated == 6
+    assert check.first_disagreement is None and len(check.steps) == 6
+    assert "6/6 tokens agree" in check.verdict
+
+
+def test_a_token_that_parts_fails_naming_the_step_and_both_tokens() -> None:
+    ref = _logits()
+    got = ref.copy()
+    src = int(ref[3].argmax())
+    other = (src + 1) % VOCAB
+    got[3, other] = ref[3, src] + 2.0  # the artifact prefers another token at step 3
+    check = compare(_generated(ref), _generated(got), runtime="tflite",
+                    detokenize=lambda groups: [f"w{g[0]}" if len(g) == 1 else "text"
+                                               for g in groups])
+    assert not check.passed
+    assert (check.agreed, check.first_disagreement, len(check.steps)) == (3, 3, 4)
+    step = check.steps[-1]
+    assert (step.source_token, step.artifact_token) == (src, other)
+    assert f"step 3: source {src} 'w{src}', artifact {other} 'w{other}'" in check.verdict
+    assert check.cache == ()  # the texts parted: the caches are not comparable
+
+
+def test_a_tie_within_rounding_passes() -> None:
+    ref = _logits()
+    src = int(ref[2].argmax())
+    other = (src + 1) % VOCAB
+    ref[2, other] = ref[2, src] - 1e-5  # the source's two best differ by far less than 1e-4 scale
+    got = ref.copy()
+    got[2, other] = ref[2, src] + 1e-5
+    check = compare(_generated(ref), _generated(got), runtime="onnxruntime")
+    assert check.passed and check.tie and check.first_disagreement == 2
+    assert "a tie within rounding" in check.verdict
+
+
+def test_logits_off_beyond_the_policy_fail_even_when_every_token_agrees() -> None:
+    ref = _logits()
+    got = ref.copy()
+    got[4] += 0.01 * np.abs(ref[4]).max() * (np.arange(VOCAB) % 2)  # 1% of scale: not fp32
+    assert (got.argmax(1) == ref.argmax(1)).all()
+    check = compare(_generated(ref), _generated(got), runtime="executorch")
+    assert not check.passed and check.agreed == 6
+    assert [s.passed for s in check.steps] == [True] * 4 + [False, True]
+    assert "step 4's logits are off" in check.verdict
+
+
+def test_the_cache_drift_is_per_layer_over_the_positions_both_hold() -> None:
+    ref = _logits()
+    keys = np.ones((2, 9, 4), np.float32)
+    cache_src = [(keys, keys), (keys, 2 * keys)]
+    cache_art = [(keys[:, -4:], keys[:, -4:]), (keys[:, -4:], 2 * keys[:, -4:] + 0.5)]
+    check = compare(_generated(ref, cache_src), _generated(ref, cache_art), runtime="tflite")
+    assert [(d.layer, d.positions) for d in check.cache] == [(0, 4), (1, 4)]
+    assert check.cache[0].max_abs_err == 0 and check.cache[1].scaled_err == 0.25
