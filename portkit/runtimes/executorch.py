@@ -6,7 +6,8 @@ it is refused with the input, axis and bound named (ExecuTorch itself says only 
 resize a bounded tensor"). A program calling a kernel this runtime lacks is refused at load
 with the kernel named. ``trace`` and ``profile`` run the program again with ETDump (and its
 debug buffer): every delegate call's and portable kernel's output, and every XNNPACK node's
-time.
+time. ``load_decoder`` runs a language model's program (``convert/hf_to_executorch.py``) as a
+``Decoder``: its cache lives in the program's mutable buffers.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from portkit.errors import InvalidModelError, UsageError
 from portkit.formats import Format
 from portkit.formats.pte import PteMethod, PteTensor, read_program
 from portkit.options import LoadOptions
+from portkit.options.generation import Export
 from portkit.profiles import OpTime, OpTimes
 from portkit.runtimes.base import Runtime, Session
+from portkit.runtimes.decoding import Decoder
 from portkit.runtimes.registry import register_runtime
 from portkit.specs import Dim, TensorSpec
 from portkit.traces import TracedTensor
@@ -282,6 +285,81 @@ class ExecutorchRuntime(Runtime):
             bindings._unsafe_reset_threadpool(threads)
         program = bindings._load_program(str(path))
         return ExecutorchSession(program.load_method(METHOD), meta, Path(path))
+
+
+class ExecutorchDecoder(Decoder):
+    """A language model's program (``forward(input_ids [1, T], cache_position [T]) -> logits
+    [1, T, vocab]``, the static cache in its mutable buffers) as a ``Decoder``.
+
+    A prefill loads ``forward`` afresh (the program has no reset: a new method gets new planned
+    memory, which the runtime zeroes, so an empty cache), then runs the prompt in one call where
+    ``T`` may reach the prompt's length, else in pieces of the longest ``T`` it takes (one
+    token, for a program exported that way). The cache stays hidden (``cache()`` is empty).
+    """
+
+    def __init__(self, program: Any, meta: PteMethod, max_seq: int) -> None:
+        super().__init__(vocab=meta.outputs[0].sizes[-1], max_seq=max_seq)
+        self._program = program
+        self._chunk = meta.inputs[0].sizes[1]
+        self._forward: Any = None
+
+    def _prefill(self, ids: np.ndarray) -> np.ndarray:
+        self._forward = self._program.load_method(METHOD)
+        for start in range(0, ids.size, self._chunk):
+            logits = self._run(ids[start:start + self._chunk], start)
+        return logits
+
+    def _decode(self, token: int) -> np.ndarray:
+        return self._run(np.array([token], np.int64), self._length - 1)
+
+    def _run(self, ids: np.ndarray, start: int) -> np.ndarray:
+        """``ids`` at positions ``start``...; the last one's logits."""
+        import torch
+
+        positions = torch.arange(start, start + ids.size, dtype=torch.long)
+        out = self._forward.call([torch.from_numpy(np.ascontiguousarray(ids[None])), positions])
+        return _numpy(out[0])[0, -1]
+
+
+def load_decoder(path: Path, export: Export) -> Decoder:
+    """The language model's program at ``path`` as a ``Decoder`` (ExecuTorch's runtime, CPU).
+
+    Args:
+        path: A ``.pte`` with ``forward(input_ids, cache_position)`` and the static cache as
+            mutable buffers (``convert/hf_to_executorch.py``).
+        export: Unused: the cache length is the program's own (its ``get_max_seq_len``).
+
+    Returns:
+        An ``ExecutorchDecoder``.
+
+    Raises:
+        InvalidModelError: The program is no such decoder (its inputs, or no
+            ``get_max_seq_len``), or calls kernels this runtime lacks.
+    """
+    meta = method_of(path)
+    ids = meta.inputs[0] if meta.inputs else None
+    if (len(meta.inputs) != 2 or len(meta.outputs) != 1 or ids is None or len(ids.sizes) != 2
+            or ids.dtype != "int64" or len(meta.outputs[0].sizes) != 3):
+        raise InvalidModelError(
+            f"{path}: forward takes {_shapes(meta.inputs)} and returns {_shapes(meta.outputs)}; "
+            "a language model's program takes input_ids [1, T] int64 and cache_position [T] "
+            "int64 and returns logits [1, T, vocab] (portkit convert DIR --to executorch)")
+    missing = missing_kernels(meta)
+    if missing:
+        raise InvalidModelError(f"{path}: the program calls kernels this ExecuTorch runtime "
+                                f"lacks: {', '.join(missing)}")
+    program = _bindings()._load_program(str(path))
+    names = {program.get_method_name(i) for i in range(program.num_methods())}
+    if "get_max_seq_len" not in names:
+        raise InvalidModelError(f"{path}: no get_max_seq_len method, so its cache length is "
+                                "unknown; export it with its metadata (portkit convert DIR "
+                                "--to executorch, or optimum-executorch)")
+    max_seq = int(program.load_method("get_max_seq_len").call([])[0])
+    return ExecutorchDecoder(program, meta, max_seq)
+
+
+def _shapes(tensors: tuple[PteTensor, ...]) -> str:
+    return ", ".join(f"{_sizes(t.sizes)} {t.dtype}" for t in tensors) or "nothing"
 
 
 def _bindings() -> Any:
