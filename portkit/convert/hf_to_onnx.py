@@ -174,8 +174,8 @@ _STRATEGIES: tuple[tuple[str, Callable[..., int]], ...] = (
 
 def _finish(path: Path, info: HfModel, external: bool) -> None:
     """Name the dynamic dimensions ``seq``, ``past`` and ``past + seq`` (the dynamo
-    exporter's are ``s70``, ``s69 + s70``, ``s70 + s69``...), check the names are the
-    contract's, and pass ``onnx.checker``."""
+    exporter's are ``s70``, ``s69 + s70``, ``s70 + s69``...; the outputs' batch is 1), check
+    the names are the contract's, and pass ``onnx.checker``."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
@@ -190,10 +190,12 @@ def _finish(path: Path, info: HfModel, external: bool) -> None:
                            TensorSpec("position_ids", (1, None), int64, (None, SEQ)),
                            *(TensorSpec(n, None, "float32", cache)
                              for n in input_names(layers)[3:])])
-    for value in [*model.graph.output, *model.graph.value_info]:  # "seq + past" as well
-        for axis in value.type.tensor_type.shape.dim:
+    for value in model.graph.output:
+        for i, axis in enumerate(value.type.tensor_type.shape.dim):
             if sorted(axis.dim_param.replace("+", " ").split()) == [PAST.name, SEQ.name]:
-                axis.dim_param = TOTAL.name
+                axis.dim_param = TOTAL.name  # "seq + past" as well
+            elif i == 0 and axis.dim_param:  # the TorchScript exporter's "MatMullogits_dim_0"
+                axis.dim_value = 1  # the batch: 1 in every input
     if external:  # one data file beside it, whatever the exporter wrote
         onnx.load_external_data_for_model(model, str(path.parent))
         path.with_name(path.name + ".data").unlink(missing_ok=True)  # onnx.save appends

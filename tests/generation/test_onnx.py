@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from portkit.convert import hf_to_onnx
 from portkit.convert.hf_to_onnx import export_onnx
-from portkit.errors import UsageError
+from portkit.errors import ConversionError, UsageError
 from portkit.fixtures.decoders import WINDOW, save_decoder
 from portkit.formats import Format
 from portkit.options.generation import Export
@@ -83,15 +84,12 @@ def check_driven(src: Path, onnx: Path) -> None:
     assert error <= RELATIVE * scale
 
 
-@pytest.fixture(scope="module")
-def llama(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
-    return exported("llama", tmp_path_factory.mktemp("llama"))
-
-
-def test_graph_names_and_dynamic_lengths(llama: tuple[Path, Path, str]) -> None:
+def check_graph(path: Path) -> None:
+    """The graph's inputs and outputs are the cache's names, in order, ``seq`` and ``past``
+    dynamic."""
     import onnx
 
-    graph = onnx.load(str(llama[1])).graph
+    graph = onnx.load(str(path)).graph
     cache = [f"{i}.{kv}" for i in range(LAYERS) for kv in ("key", "value")]
     assert [i.name for i in graph.input] == ["input_ids", "attention_mask", "position_ids",
                                              *(f"past_key_values.{c}" for c in cache)]
@@ -107,8 +105,17 @@ def test_graph_names_and_dynamic_lengths(llama: tuple[Path, Path, str]) -> None:
     for c in cache:
         assert shapes[f"past_key_values.{c}"] == [1, KV_HEADS, "past", HEAD_DIM]
         assert shapes[f"present.{c}"] == [1, KV_HEADS, "past + seq", HEAD_DIM]
-    assert not list(llama[1].parent.glob(".*stage*"))  # the staging folder is gone
-    assert "2 layers" in llama[2] and "opset" in llama[2]
+    assert not list(path.parent.glob(".*stage*"))  # the staging folder is gone
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    return exported("llama", tmp_path_factory.mktemp("llama"))
+
+
+def test_graph_names_and_dynamic_lengths(llama: tuple[Path, Path, str]) -> None:
+    check_graph(llama[1])
+    assert llama[2].startswith("torch.onnx dynamo, opset 18, 2 layers")
 
 
 def test_onnxruntime_by_hand_generates_as_transformers(llama: tuple[Path, Path, str]) -> None:
@@ -150,6 +157,31 @@ def test_load_decoder_refuses_a_graph_without_a_cache(tmp_path: Path) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     with pytest.raises(UsageError, match=r"not a decoder with a key/value cache: attention_mask"):
         load_decoder(path, Format.ONNX)
+
+
+def test_falls_back_to_the_torchscript_exporter(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object) -> int:
+        raise RuntimeError("refused here\nsecond line")
+
+    legacy = hf_to_onnx._STRATEGIES[1]
+    monkeypatch.setattr(hf_to_onnx, "_STRATEGIES", (("torch.onnx dynamo", refuse), legacy))
+    src, onnx, detail = exported("llama", tmp_path)
+    assert detail.startswith("torch.onnx TorchScript (legacy), opset 17, 2 layers")
+    assert detail.endswith("after torch.onnx dynamo: RuntimeError: refused here")
+    check_graph(onnx)
+    check_driven(src, onnx)
+
+
+def test_no_exporter_names_each_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object) -> int:
+        raise ValueError("not this one")
+
+    monkeypatch.setattr(hf_to_onnx, "_STRATEGIES", (("first", refuse), ("second", refuse)))
+    src = save_decoder("llama", tmp_path / "src", tokenizer=False)
+    with pytest.raises(ConversionError, match=r"first: ValueError: not this one; second: "):
+        export_onnx(src, tmp_path / "llama.onnx", EXPORT)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
 
 
 @pytest.mark.slow
