@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from portkit.errors import UsageError
 from portkit.formats import Format
 from portkit.options import LoadOptions
+from portkit.options.generation import Export
 from portkit.profiles import OpTime
 from portkit.runtimes.base import Runtime, Session, count
+from portkit.runtimes.decoding import Decoder
 from portkit.runtimes.registry import register_runtime
 from portkit.specs import TensorSpec
 from portkit.traces import TracedTensor
@@ -166,3 +170,131 @@ class TfliteRuntime(Runtime):
         interpreter = Interpreter(model_path=str(path), num_threads=threads)
         interpreter.allocate_tensors()
         return TfliteSession(interpreter, path, threads)
+
+
+# The inputs a LiteRT LLM signature takes besides its cache (litert_torch.generative.export_hf).
+_LLM_INPUTS = ("tokens", "input_pos", "mask")
+_PREFILL = re.compile(r"prefill_(\d+)")
+_MASKED = np.float32(-1e9)  # an additive mask's "not attended"; the exporter adds its own -1e4
+
+
+class LiteRtDecoder(Decoder):
+    """A TFLite file in the LiteRT LLM layout (``convert/hf_to_tflite.py``) as a ``Decoder``.
+
+    The file holds no state: each signature takes the cache tensors (the inputs it also
+    returns, ``kv_cache_k_N`` / ``kv_cache_v_N``) and returns them updated; this keeps them and
+    feeds them back. Prefill signatures write the cache without logits, so a prompt of T
+    tokens is prefilled up to T-1 (in chunks of the ``prefill_<len>`` lengths: the shortest
+    that holds the rest, padded past the prompt where the causal mask hides it and the next
+    tokens overwrite it; the longest where none does; token by token through ``decode`` where
+    no chunk fits before the cache's end, as a chunk's write would be clamped to it) and its
+    last token is decoded, which gives the logits: the order the LiteRT LLM runtime uses.
+    The mask is built here: 0 where a position may attend, -1e9 where not; sliding windows are
+    applied in the graph from ``input_pos``.
+    """
+
+    def __init__(self, interpreter: Any, path: Path) -> None:
+        signatures = interpreter.get_signature_list()
+        prefill = {int(m.group(1)): name for name in signatures
+                   if (m := _PREFILL.fullmatch(name))}
+        if "decode" not in signatures:
+            found = ", ".join(signatures) or "none"
+            raise UsageError(f"{path}: no decode signature (it has {found}); a language model "
+                             "in TFLite needs prefill_<len> and decode signatures: convert the "
+                             "Hugging Face directory with portkit convert")
+        self._decode_runner = interpreter.get_signature_runner("decode")
+        ins = self._decode_runner.get_input_details()
+        outs = self._decode_runner.get_output_details()
+        missing = [n for n in _LLM_INPUTS if n not in ins] + (
+            [] if "logits" in outs else ["logits (output)"])
+        self._cache_names = [n for n in ins if n in outs]
+        extra = [n for n in ins if n not in _LLM_INPUTS and n not in outs]
+        if missing or extra or not self._cache_names:
+            raise UsageError(
+                f"{path}: the decode signature takes {', '.join(ins)} and returns "
+                f"{', '.join(outs)}; missing {', '.join(missing) or 'nothing'}, not understood "
+                f"{', '.join(extra) or 'nothing'}, cache {'found' if self._cache_names else 'none'}"
+                ": portkit runs the LiteRT LLM layout (tokens, input_pos, mask and the cache as "
+                "inputs and outputs) that litert_torch.generative.export_hf writes by default")
+        self._zeros = {n: np.zeros(ins[n]["shape"], ins[n]["dtype"]) for n in self._cache_names}
+        self._mask_dtype = np.dtype(ins["mask"]["dtype"])
+        self._prefills = {n: interpreter.get_signature_runner(name)
+                         for n, name in sorted(prefill.items())}
+        self._state: dict[str, np.ndarray] = dict(self._zeros)
+        super().__init__(int(outs["logits"]["shape"][-1]), int(ins["mask"]["shape"][-1]))
+
+    def _run(self, runner: Any, ids: np.ndarray, start: int) -> dict[str, np.ndarray]:
+        """Run ``ids`` at positions ``start..``; keep the cache it returns, the rest back."""
+        n = ids.size
+        positions = np.arange(start, start + n, dtype=np.int32)
+        allowed = np.arange(self.max_seq or 0)[None, :] <= positions[:, None]
+        if self._mask_dtype == np.bool_:
+            mask = allowed
+        else:
+            mask = np.where(allowed, np.float32(0), _MASKED).astype(self._mask_dtype)
+        out = runner(tokens=ids.astype(np.int32).reshape(1, n), input_pos=positions,
+                     mask=mask.reshape(1, 1, n, -1), **self._state)
+        self._state = {name: out.pop(name) for name in self._cache_names}
+        return dict(out)
+
+    def _prefill(self, ids: np.ndarray) -> np.ndarray:
+        self._state = dict(self._zeros)
+        start, last = 0, ids.size - 1
+        while start < last:
+            fits = [n for n in self._prefills if start + n <= (self.max_seq or 0)]
+            if not fits:  # too near the cache's end for any prefill: one token at a time
+                self._run(self._decode_runner, ids[start:start + 1], start)
+                start += 1
+                continue
+            rest = last - start
+            length = min((n for n in fits if n >= rest), default=max(fits))
+            chunk = ids[start:start + min(rest, length)]
+            padded = np.concatenate([chunk, np.zeros(length - chunk.size, np.int64)])
+            self._run(self._prefills[length], padded, start)
+            start += chunk.size
+        return self._run(self._decode_runner, ids[last:], last)["logits"]
+
+    def _decode(self, token: int) -> np.ndarray:
+        position = self._length - 1
+        return self._run(self._decode_runner, np.array([token], np.int64), position)["logits"]
+
+    def cache(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each layer's ``kv_cache_k_N`` and ``kv_cache_v_N`` for the positions used, as
+        ``[kv_heads, positions, head_dim]`` (the file's values are ``[.., head_dim, cache]``)."""
+        layers = []
+        for i in range(sum(n.startswith("kv_cache_k_") for n in self._cache_names)):
+            keys, values = self._state.get(f"kv_cache_k_{i}"), self._state.get(f"kv_cache_v_{i}")
+            if keys is None or values is None:
+                return []
+            layers.append((_positions_second(keys, self.max_seq, 1)[:, :self._length],
+                           _positions_second(values, self.max_seq, 2)[:, :self._length]))
+        return layers
+
+
+def _positions_second(x: np.ndarray, length: int | None, default: int) -> np.ndarray:
+    """A cache tensor ``[1, heads, a, b]`` as ``[heads, positions, head_dim]`` float32: the
+    positions' axis is the one ``length`` long, ``default`` (1 or 2 after the batch) if both
+    are (the exporter's layout: keys' positions first, values' last)."""
+    x = x[0].astype(np.float32)
+    axis = default if x.shape[1] == x.shape[2] else (1 if x.shape[1] == length else 2)
+    return x if axis == 1 else x.transpose(0, 2, 1)
+
+
+def load_decoder(path: Path, export: Export) -> Decoder:
+    """The TFLite file at ``path`` as a ``Decoder`` (its ``prefill_<len>`` and ``decode``
+    signatures, the cache fed back by ``LiteRtDecoder``; one thread per core).
+
+    Args:
+        path: A ``.tflite`` in the LiteRT LLM layout (``convert/hf_to_tflite.py``).
+        export: Unused: the file's own signatures say its cache and prefill lengths.
+
+    Returns:
+        A ``LiteRtDecoder``; its ``max_seq`` is the file's cache length.
+
+    Raises:
+        UsageError: The file has no ``decode`` signature, or one portkit can't drive.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=os.cpu_count() or 1)
+    return LiteRtDecoder(interpreter, Path(path))
