@@ -163,6 +163,19 @@ POLICIES = {
                                       min_top1=0.9, samples=32, policy="int16x8"),
 }
 
+# A language model's artifact judged by generating (``validators.generation``): every greedy
+# token equal, and each step's logits within this share of their scale. Looser than one
+# forward's fp32 policy: a step's logits carry the rounding of every cached position before it,
+# and XNNPACK's kernels round differently from eager (the labelled corpus of faithful and
+# broken decoders: benchmarks/results/generation_policy.json, docs/language-models.md).
+GENERATION = Tolerance(scale_tol=1e-3, policy="fp32-generation")
+
+
+def generation_policy(given: Tolerance) -> Tolerance:
+    """The generation policy, unless ``given`` is not the fp32 default (the user tuned it or
+    asked for a quantized policy)."""
+    return GENERATION if given == POLICIES["fp32"] else given
+
 
 @dataclass(frozen=True)
 class Number:

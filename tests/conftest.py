@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
+import io
 import os
 import subprocess
 import sys
@@ -93,9 +95,43 @@ def converted(saved_models: Callable[[str, str], Path], workers: Pool,
     return get
 
 
-def run_cli(*args: str | Path, cwd: Path | None = None,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``portkit ARGS`` in a fresh interpreter, as a user would (``env`` adds variables)."""
-    return subprocess.run([sys.executable, "-m", "portkit", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=900,
-                          env={**os.environ, **(env or {})})
+def run_cli(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None,
+            fresh: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run ``portkit ARGS`` as a user would and return its exit code, stdout and stderr.
+
+    It runs in this process, its workers lent from one warm pool per test process
+    (``portkit.api.context.warm_workers``), so each framework is imported once per test process,
+    not once per command; the CLI's own code (argument parsing, errors, exit codes, output) runs
+    as it does in a terminal. With ``cwd``, ``env`` (variables added) or ``fresh``, it runs in
+    a fresh interpreter instead: for what a process of its own shows (its environment, its
+    directory, a worker started cold).
+    """
+    argv = [str(a) for a in args]
+    if cwd is not None or env is not None or fresh:
+        return subprocess.run([sys.executable, "-m", "portkit", *argv], cwd=cwd,
+                              capture_output=True, text=True, timeout=900,
+                              env={**os.environ, **(env or {})})
+    from portkit.api.context import warm_workers
+    from portkit.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code: int | str | None = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+            warm_workers(_cli_pool()):
+        try:
+            main(argv)
+        except SystemExit as e:
+            code = e.code
+    return subprocess.CompletedProcess(["portkit", *argv], int(code or 0), out.getvalue(),
+                                       err.getvalue())
+
+
+_POOLS: list[Pool] = []
+
+
+def _cli_pool() -> Pool:
+    """The warm pool ``run_cli`` lends its commands (one per test process, closed at exit)."""
+    if not _POOLS:
+        _POOLS.append(Pool().__enter__())
+        atexit.register(_POOLS[0].__exit__, None, None, None)
+    return _POOLS[0]

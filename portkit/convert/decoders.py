@@ -19,6 +19,7 @@ from portkit.formats.hf import check_trust, read_hf
 from portkit.io import atomic_replace, failed_path, staging_dir
 from portkit.options import ConvertJob
 from portkit.options.generation import Export
+from portkit.policies import generation_policy
 from portkit.results import Attempt, ConvertReport, FileInfo, Hop, versions
 from portkit.runtimes.context import RunContext
 from portkit.runtimes.worker import task
@@ -72,8 +73,7 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
                 raise
             except PortkitError as e:
                 ctx.pool.discard("convert-from-huggingface")
-                attempt = Attempt(route=tool, converted=False, passed=False, error=f"{tool}: {e}")
-                raise ConversionError(f"{src}: {attempt.error}", e.traceback) from None
+                raise ConversionError(f"{src}: {tool}: {e}", e.traceback) from None
         check = None
         if job.validate:
             check = generation_check(src, model, staged, job.target, job.generation, job.export,
@@ -88,7 +88,8 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
     return ConvertReport(
         passed=passed, validated=job.validate, source=FileInfo(str(src), Format.HUGGINGFACE.value),
         target=job.target.value, artifact=FileInfo.of(shipped, job.target.value), route=(hop,),
-        routes_tried=(attempt,), checks=(), inputs=(), tolerance=job.judgement.tolerance,
+        routes_tried=(attempt,), checks=(), inputs=(),
+        tolerance=generation_policy(job.judgement.tolerance),
         seed=job.feed.seed, seconds=time.perf_counter() - started, versions=versions(),
         converter_seconds=hop.seconds, route_name=tool, reference_runtime="transformers",
         artifact_failed=failed, generation=check)

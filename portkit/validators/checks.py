@@ -17,7 +17,7 @@ from portkit.formats import Format, sniff
 from portkit.formats.hf import check_trust, read_hf
 from portkit.io import Folder, Output, check_outputs
 from portkit.options import ValidateJob
-from portkit.policies import Tolerance
+from portkit.policies import Tolerance, generation_policy
 from portkit.results import Check, FileInfo, OutputParity, ValidateReport, versions
 from portkit.runtimes import registry, tasks
 from portkit.runtimes.base import Runtime
@@ -300,6 +300,6 @@ def validate_generation(job: ValidateJob, art: Path, art_fmt: Format, src: Path,
     return ValidateReport(
         passed=check.passed, reference=FileInfo(str(src), Format.HUGGINGFACE.value),
         artifact=FileInfo.of(art, art_fmt.value), checks=(), inputs=(),
-        tolerance=job.judgement.tolerance, per_output={}, seed=job.feed.seed,
+        tolerance=generation_policy(job.judgement.tolerance), per_output={}, seed=job.feed.seed,
         seconds=time.perf_counter() - started, versions=versions(),
         reference_runtime="transformers", generation=check)

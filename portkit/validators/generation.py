@@ -2,8 +2,9 @@
 prefill and N greedy steps, the artifact fed **its own** cache, and every step is compared while
 both have generated the same text.
 
-The fp32 verdict: all N tokens equal and every step's logits within the fp32 policy (the error
-against the step's scale, ``policies.POLICIES["fp32"]``). One exception keeps a faithful artifact
+The fp32 verdict: all N tokens equal and every step's logits within the generation policy (the
+error against the step's scale, ``policies.GENERATION``, calibrated on a labelled corpus of
+faithful and broken decoders). One exception keeps a faithful artifact
 from failing on rounding: where the tokens first part, if that step's logits are within the
 policy and the source's own two candidates are closer than the error the policy allows, the
 choice is a tie and passes (nothing after it is compared: the two texts now differ).
@@ -22,7 +23,7 @@ from portkit.formats import Format
 from portkit.formats.hf import HfModel
 from portkit.options import Feed
 from portkit.options.generation import Export, Generation
-from portkit.policies import POLICIES, Tolerance
+from portkit.policies import GENERATION, Tolerance, generation_policy
 from portkit.results.generation import GenerationCheck, LayerDrift, Step
 from portkit.runtimes import tokenizer
 from portkit.runtimes.context import RunContext
@@ -85,13 +86,13 @@ def compare(source: Generated, artifact: Generated, *, runtime: str, device: str
         artifact: The artifact's, fed its own cache.
         runtime: Where the artifact ran.
         device: Its device.
-        tolerance: The per-step logit policy (default fp32).
+        tolerance: The per-step logit policy (default ``policies.GENERATION``).
         detokenize: Groups of token ids -> one text per group, when a tokenizer is there.
 
     Returns:
         The check: every step up to the first disagreement, the verdict, the texts.
     """
-    tol = tolerance or POLICIES["fp32"]
+    tol = tolerance or GENERATION
     n = min(len(source.tokens), len(artifact.tokens))
     steps: list[Step] = []
     first, tie = None, False
@@ -201,4 +202,5 @@ def generation_check(src: Path, model: HfModel, artifact: Path, fmt: Format,
             return GenerationCheck(runtime=runtime, device="cpu", passed=False,
                                    error=f"{runtime} could not generate with it: {e}")
     words = tokenizer.words(src, ctx) if model.has_tokenizer else None
-    return compare(source, got, runtime=runtime, tolerance=tolerance, detokenize=words)
+    return compare(source, got, runtime=runtime, tolerance=generation_policy(tolerance),
+                   detokenize=words)

@@ -1,0 +1,121 @@
+"""``portkit convert DIR`` for a language model, as a user runs it: exported with its cache,
+judged by generating, the artifact fed its own cache (``convert/decoders.py``,
+``validators/generation.py``); ``validate`` against the directory; ``bench --generate``.
+
+The ONNX export of the tiny Llama is shared by the module; the ``.pte`` and TFLite conversions
+(a minute or more of CPU each) are the must-show for those targets and run once each.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from portkit.errors import ExitCode
+from portkit.fixtures.decoders import save_decoder
+from tests.conftest import run_cli
+
+PROMPT = "once upon a time there was a little robot"
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
+    """The tiny Llama directory, converted to ONNX by the CLI with ``--prompt``: the
+    directory, the artifact and the JSON report."""
+    folder = tmp_path_factory.mktemp("llm")
+    src = save_decoder("llama", folder / "tinyllama")
+    out = folder / "tinyllama.onnx"
+    result = run_cli("convert", src, "--to", "onnx", "-o", out, "--prompt", PROMPT,
+                     "--report", folder / "report.json")
+    assert result.returncode == 0, result.stderr + result.stdout
+    return src, out, json.loads((folder / "report.json").read_text())
+
+
+def test_convert_to_onnx_generates_every_token_as_the_source(
+        llama: tuple[Path, Path, dict]) -> None:
+    _src, out, report = llama
+    g = report["generation"]
+    assert report["passed"] and report["exit_code"] == 0 and out.is_file()
+    assert (g["generated"], g["agreed"], g["first_disagreement"]) == (16, 16, None)
+    assert g["runtime"] == "onnxruntime" and g["policy"].startswith("fp32-generation")
+    # the prompt went through the directory's tokenizer, and the texts came back through it
+    assert g["prompt_text"] == PROMPT and g["source_text"]
+    assert g["source_text"] == g["artifact_text"]
+    assert all(s["scaled_err"] < 1e-4 for s in g["steps"])
+    assert [d["positions"] for d in g["cache"]] == [len(g["prompt"]) + 15] * 2
+    assert report["route_name"] == "torch.onnx-cache"
+
+
+def test_validate_against_another_checkpoint_fails_naming_the_first_step(
+        llama: tuple[Path, Path, dict], tmp_path: Path) -> None:
+    _src, out, _report = llama
+    other = save_decoder("llama", tmp_path / "seed1", seed=1)
+    result = run_cli("validate", out, "--reference", other, "--json")
+    assert result.returncode == ExitCode.PARITY_FAILED, result.stderr
+    g = json.loads(result.stdout)["generation"]
+    assert g["first_disagreement"] == 0 and not g["passed"]
+    assert g["steps"][0]["source_token"] != g["steps"][0]["artifact_token"]
+
+
+def test_one_layer_changed_in_the_artifact_fails_naming_the_step(
+        llama: tuple[Path, Path, dict], tmp_path: Path) -> None:
+    src, out, _report = llama
+    model = onnx.load(out)
+    # The last layer's MLP down-projection (the exporter names the folded weights val_N; it is
+    # the last [intermediate 128, hidden 64] one), 5% off: the tokens may still agree, but the
+    # logits move far past rounding from the first step on.
+    down = [t for t in model.graph.initializer if list(t.dims) == [128, 64]]
+    assert len(down) == 2, [(t.name, list(t.dims)) for t in model.graph.initializer]
+    weight = numpy_helper.to_array(down[-1])
+    down[-1].CopyFrom(numpy_helper.from_array(weight * np.float32(1.05), down[-1].name))
+    broken = tmp_path / "broken.onnx"
+    onnx.save(model, broken)
+    result = run_cli("validate", broken, "--reference", src)
+    assert result.returncode == ExitCode.PARITY_FAILED, result.stderr
+    assert "FAIL" in result.stdout and "step 0" in " ".join(result.stdout.split())
+
+
+def test_bench_generate_times_the_source_and_the_artifact_in_turns(
+        llama: tuple[Path, Path, dict]) -> None:
+    src, out, _report = llama
+    result = run_cli("bench", src, out, "--generate", "8", "--prefill", "4,16", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)["generation"]
+    assert [(Path(r["path"]).name, r["runtime"]) for r in rows] == [
+        (src.name, "transformers"), (out.name, "onnxruntime")]
+    for r in rows:
+        assert [n for n, _ in r["prefill"]] == [4, 16] and r["turns"] == 3
+        assert r["decode_tokens_per_s"] > 0 and r["ttft_ms"] > 0 and r["size_bytes"] > 0
+
+
+@pytest.mark.parametrize("target", ["executorch", "tflite"])
+def test_convert_to_a_mobile_target_generates_every_token_as_the_source(
+        target: str, tmp_path: Path) -> None:
+    src = save_decoder("llama", tmp_path / "tinyllama")
+    result = run_cli("convert", src, "--to", target, "--max-seq", "64", "--prefill", "8,32",
+                     "--json")
+    assert result.returncode == 0, result.stderr + result.stdout
+    g = json.loads(result.stdout)["generation"]
+    assert (g["generated"], g["agreed"]) == (16, 16) and g["passed"]
+
+
+def test_a_directory_with_pickled_weights_only_is_refused_with_what_to_do(
+        tmp_path: Path) -> None:
+    src = save_decoder("llama", tmp_path / "pickled", tokenizer=False)
+    (src / "model.safetensors").rename(src / "pytorch_model.bin")
+    result = run_cli("convert", src, "--to", "onnx")
+    assert result.returncode == ExitCode.INVALID_INPUT
+    line = result.stderr.strip().splitlines()[-1]
+    assert "pytorch_model.bin" in line and "safe_serialization=True" in line
+
+
+def test_a_language_model_to_savedmodel_is_refused(tmp_path: Path) -> None:
+    src = save_decoder("llama", tmp_path / "tinyllama", tokenizer=False)
+    result = run_cli("convert", src, "--to", "savedmodel")
+    assert result.returncode == ExitCode.INVALID_INPUT
+    assert "converts to onnx, tflite, executorch" in result.stderr
