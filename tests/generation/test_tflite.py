@@ -97,6 +97,18 @@ def test_cache_is_transformers(llama: tuple[Path, Path]) -> None:
         np.testing.assert_allclose(values, layer.values[0].numpy(), atol=1e-4)
 
 
+def test_prefill_through_decode(llama: tuple[Path, Path]) -> None:
+    """Where no prefill length fits before the cache's end, the prompt goes through decode
+    one token at a time: here none is left to fit, and the generation is the same."""
+    prompt = np.arange(3, 16)
+    chunked = generate(load_decoder(llama[1], Format.TFLITE), prompt, 8)
+    decoder = load_decoder(llama[1], Format.TFLITE)
+    decoder._prefills.clear()
+    stepped = generate(decoder, prompt, 8)
+    assert stepped.tokens == chunked.tokens
+    np.testing.assert_allclose(stepped.logits, chunked.logits, atol=1e-4)
+
+
 def test_full_cache_refused(llama: tuple[Path, Path]) -> None:
     decoder = load_decoder(llama[1], Format.TFLITE)
     with pytest.raises(UsageError, match="64 cache positions"):
