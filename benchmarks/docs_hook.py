@@ -33,6 +33,7 @@ from benchmarks import (  # noqa: E402 - after the path above
     debug,
     dynamic,
     executorch,
+    generation,
     probes,
     profiles,
     quantize_report,
@@ -62,6 +63,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
                                           _load(PROBES_BEFORE)["probes"]),
     tflite_vs_ort.START: lambda: tflite_vs_ort.markdown(tflite_vs_ort.RESULTS),
     executorch.START: lambda: executorch.markdown(executorch.RESULTS),
+    generation.START: lambda: generation.markdown(generation.RESULTS),
     profiles.START: lambda: profiles.markdown(profiles.RESULTS),
     debug.START: lambda: debug.markdown(_load(debug.RESULTS)),
 }

@@ -2,13 +2,14 @@
 judged by generating, the artifact fed its own cache (``convert/decoders.py``,
 ``validators/generation.py``); ``validate`` against the directory; ``bench --generate``.
 
-The ONNX export of the tiny Llama is shared by the module; the ``.pte`` and TFLite conversions
-(a minute or more of CPU each) are the must-show for those targets and run once each.
+The tiny Llama's conversions are made once per run by the CLI (``conftest.llama_converted``) and
+shared with the tests that drive each artifact by hand.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,21 +20,15 @@ from onnx import numpy_helper
 from portkit.errors import ExitCode
 from portkit.fixtures.decoders import save_decoder
 from tests.conftest import run_cli
-
-PROMPT = "once upon a time there was a little robot"
+from tests.generation.conftest import PROMPT, Converted
 
 
 @pytest.fixture(scope="module")
-def llama(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
+def llama(llama_converted: Callable[[str], Converted]) -> tuple[Path, Path, dict]:
     """The tiny Llama directory, converted to ONNX by the CLI with ``--prompt``: the
     directory, the artifact and the JSON report."""
-    folder = tmp_path_factory.mktemp("llm")
-    src = save_decoder("llama", folder / "tinyllama")
-    out = folder / "tinyllama.onnx"
-    result = run_cli("convert", src, "--to", "onnx", "-o", out, "--prompt", PROMPT,
-                     "--report", folder / "report.json")
-    assert result.returncode == 0, result.stderr + result.stdout
-    return src, out, json.loads((folder / "report.json").read_text())
+    c = llama_converted("onnx")
+    return c.src, c.artifact, c.report
 
 
 def test_convert_to_onnx_generates_every_token_as_the_source(
@@ -95,13 +90,12 @@ def test_bench_generate_times_the_source_and_the_artifact_in_turns(
 
 @pytest.mark.parametrize("target", ["executorch", "tflite"])
 def test_convert_to_a_mobile_target_generates_every_token_as_the_source(
-        target: str, tmp_path: Path) -> None:
-    src = save_decoder("llama", tmp_path / "tinyllama")
-    result = run_cli("convert", src, "--to", target, "--max-seq", "64", "--prefill", "8,32",
-                     "--json")
-    assert result.returncode == 0, result.stderr + result.stdout
-    g = json.loads(result.stdout)["generation"]
+        target: str, llama_converted: Callable[[str], Converted]) -> None:
+    c = llama_converted(target)
+    g = c.report["generation"]
+    assert c.report["exit_code"] == 0 and c.artifact.is_file()
     assert (g["generated"], g["agreed"]) == (16, 16) and g["passed"]
+    assert g["runtime"] == {"executorch": "executorch", "tflite": "tflite"}[target]
 
 
 def test_a_directory_with_pickled_weights_only_is_refused_with_what_to_do(

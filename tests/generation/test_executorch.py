@@ -8,6 +8,7 @@ other families, Gemma 2/3's sliding window among them, are ``slow``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from portkit.formats import Format
 from portkit.formats.pte import read_program
 from portkit.options.generation import Export
 from portkit.runtimes.decoding import generate, load_decoder
+from tests.generation.conftest import Converted
 
 PROMPT = np.arange(3, 16, dtype=np.int64)  # 13 tokens: with 16 steps, past an 8-token window
 STEPS = 16
@@ -32,14 +34,19 @@ RELATIVE = 1e-3
 def _export(family: str, folder: Path) -> tuple[Path, str, Any]:
     """``family``'s tiny directory exported to a ``.pte``; its path, the exporter's detail and
     ``model.generate``'s tokens and logits (``[STEPS, vocab]``)."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
     from portkit.convert.hf_to_executorch import export_pte
 
     src = save_decoder(family, folder / family)
     pte = folder / f"{family}.pte"
     detail = export_pte(src, pte, Export(max_seq=MAX_SEQ))
+    return pte, detail, _generated(src)
+
+
+def _generated(src: Path) -> tuple[tuple[int, ...], np.ndarray]:
+    """``model.generate``'s ``STEPS`` tokens after ``PROMPT`` and their logits."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
     model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32).eval()
     model.generation_config.eos_token_id = None  # all 16 steps, even past a random </s>
     with torch.no_grad():
@@ -47,13 +54,15 @@ def _export(family: str, folder: Path) -> tuple[Path, str, Any]:
                              do_sample=False, output_logits=True, return_dict_in_generate=True)
     tokens = tuple(out.sequences[0, PROMPT.size:].tolist())
     logits = torch.cat(out.logits).numpy()
-    return pte, detail, (tokens, logits)
+    return tokens, logits
 
 
 @pytest.fixture(scope="module")
-def llama(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Any]:
-    """The tiny Llama exported once for this module (see ``_export``)."""
-    return _export("llama", tmp_path_factory.mktemp("pte"))
+def llama(llama_converted: Callable[[str], Converted]) -> tuple[Path, str, Any]:
+    """The tiny Llama's ``.pte`` as ``portkit convert`` made it (``conftest``; cache 64), its
+    detail, and ``model.generate``'s tokens and logits."""
+    c = llama_converted("executorch")
+    return c.artifact, c.report["route"][0]["detail"], _generated(c.src)
 
 
 def _run_with_executorch(pte: Path, steps: int) -> tuple[tuple[int, ...], np.ndarray]:

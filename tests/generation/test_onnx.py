@@ -5,6 +5,7 @@ Runtime decoder: the graph's names and dynamic lengths, a prefill from an empty 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from portkit.formats import Format
 from portkit.options.generation import Export
 from portkit.runtimes.decoding import generate, load_decoder
 from portkit.runtimes.onnxruntime import OrtDecoder
+from tests.generation.conftest import Converted
 
 EXPORT = Export(max_seq=64)
 STEPS = 16
@@ -109,8 +111,10 @@ def check_graph(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def llama(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
-    return exported("llama", tmp_path_factory.mktemp("llama"))
+def llama(llama_converted: Callable[[str], Converted]) -> tuple[Path, Path, str]:
+    """The tiny Llama's ONNX as ``portkit convert`` made it (``conftest``), and its detail."""
+    c = llama_converted("onnx")
+    return c.src, c.artifact, c.report["route"][0]["detail"]
 
 
 def test_graph_names_and_dynamic_lengths(llama: tuple[Path, Path, str]) -> None:

@@ -5,6 +5,7 @@ logits as transformers' own ``generate``."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from portkit.formats import Format
 from portkit.options.generation import Export
 from portkit.runtimes.decoding import generate, load_decoder
 from portkit.runtimes.tflite import LiteRtDecoder
+from tests.generation.conftest import Converted
 
 EXPORT = Export(max_seq=64, prefill=(8, 32))
 STEPS = 16
@@ -62,8 +64,10 @@ def check_generation(src: Path, tflite: Path, length: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def llama(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return exported("llama", tmp_path_factory.mktemp("llama"))
+def llama(llama_converted: Callable[[str], Converted]) -> tuple[Path, Path]:
+    """The tiny Llama's TFLite as ``portkit convert`` made it (``conftest``)."""
+    c = llama_converted("tflite")
+    return c.src, c.artifact
 
 
 def test_signatures(llama: tuple[Path, Path]) -> None:

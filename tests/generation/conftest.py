@@ -1,0 +1,50 @@
+"""The tiny Llama directory and its three artifacts, converted once per test run by the CLI
+(``--max-seq 64 --prefill 8,32 --prompt ...``), shared by every test of this folder that needs
+an artifact rather than an export of its own."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from portkit.fixtures.decoders import save_decoder
+from tests.conftest import made_once, run_cli, shared_folder
+
+PROMPT = "once upon a time there was a little robot"
+SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "executorch": ".pte"}
+
+
+@dataclass(frozen=True)
+class Converted:
+    """A conversion of the tiny Llama: its directory, the artifact and the JSON report."""
+
+    src: Path
+    artifact: Path
+    report: dict[str, Any]
+
+
+@pytest.fixture(scope="session")
+def llama_converted(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Converted]:
+    """``llama_converted(target)``: the tiny Llama converted to ``target`` (once per run)."""
+    folder = shared_folder(tmp_path_factory, "llama-converted")
+    src = folder / "tinyllama"
+    with made_once(src):
+        if not (src / "config.json").exists():
+            save_decoder("llama", src)
+
+    def get(target: str) -> Converted:
+        out = folder / f"tinyllama{SUFFIXES[target]}"
+        report = folder / f"{target}.json"
+        with made_once(out):
+            if not report.exists():
+                done = run_cli("convert", src, "--to", target, "-o", out, "--max-seq", "64",
+                               "--prefill", "8,32", "--prompt", PROMPT, "--report", report)
+                assert done.returncode == 0, done.stderr + done.stdout
+        return Converted(src, out, json.loads(report.read_text()))
+
+    return get
