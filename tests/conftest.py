@@ -62,11 +62,11 @@ def saved_models(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str
 
 
 @pytest.fixture(scope="session")
-def workers() -> Iterator[Pool]:
-    """Workers kept warm across the session's API calls (``workers=``), as ``portkit check``
-    keeps them across cases: each framework is imported once, not once per test."""
-    with Pool() as pool:
-        yield pool
+def workers() -> Pool:
+    """Workers kept warm across the session's API calls (``workers=``) and the CLI commands
+    ``run_cli`` runs in this process, as ``portkit check`` keeps them across cases: each
+    framework is imported once per test process, not once per test."""
+    return _cli_pool()
 
 
 @pytest.fixture(scope="session")
