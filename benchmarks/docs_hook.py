@@ -34,6 +34,7 @@ from benchmarks import (  # noqa: E402 - after the path above
     dynamic,
     executorch,
     generation,
+    generation_policy,
     probes,
     profiles,
     quantize_report,
@@ -64,6 +65,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     tflite_vs_ort.START: lambda: tflite_vs_ort.markdown(tflite_vs_ort.RESULTS),
     executorch.START: lambda: executorch.markdown(executorch.RESULTS),
     generation.START: lambda: generation.markdown(generation.RESULTS),
+    generation_policy.START: lambda: generation_policy.markdown(_load(generation_policy.RESULTS)),
     profiles.START: lambda: profiles.markdown(profiles.RESULTS),
     debug.START: lambda: debug.markdown(_load(debug.RESULTS)),
 }

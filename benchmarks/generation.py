@@ -6,6 +6,7 @@ beside the eager source.
     python -m benchmarks.generation                      # the tiny families (seconds each)
     python -m benchmarks.generation --models smollm-135m # a SmolLM-135M-shaped model (random)
     python -m benchmarks.generation --keep kept          # keep the directories and artifacts
+    python -m benchmarks.generation --retime kept        # only the timing, on kept artifacts
 
 For each model: ``portkit.api.convert`` to each target (fresh workers; the report's converter
 time, whole time, and the generation verdict: tokens agreed of 16), then ``portkit.api.bench``
@@ -70,6 +71,23 @@ def build(name: str, folder: Path) -> Path:
     return folder
 
 
+def retime(name: str, work: Path) -> dict[str, Any]:
+    """Time ``name``'s kept directory and artifacts again (its conversions as last recorded)."""
+    result = next(m for m in json.loads(RESULTS.read_text())["models"] if m["name"] == name)
+    passed = [work / name] + [work / f"{name}.{SUFFIXES[t]}" for t, c in
+                              result["conversions"].items() if c.get("exit_code") == 0]
+    return {**result, **timed(passed)}
+
+
+def timed(passed: list[Path]) -> dict[str, Any]:
+    """``passed`` generating in turns (``api.bench``), with the machine's load around it."""
+    load = os.getloadavg()[0]
+    bench = api.bench(passed, generate=STEPS, prefill=PREFILL, max_seq=MAX_SEQ)
+    return {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "versions": versions(),
+            "load_before": load, "load_after": os.getloadavg()[0],
+            "timings": [json.loads(json.dumps(t.__dict__)) for t in bench.generation]}
+
+
 def run(name: str, work: Path) -> dict[str, Any]:
     """Convert ``name`` to every target, then time the source and what passed."""
     src = work / name
@@ -94,19 +112,20 @@ def run(name: str, work: Path) -> dict[str, Any]:
             "size_bytes": report.artifact.size_bytes if report.artifact else None}
         if report.exit_code == 0:
             passed.append(out)
-    load = os.getloadavg()[0]
-    bench = api.bench(passed, generate=STEPS, prefill=PREFILL, max_seq=MAX_SEQ)
-    return {"name": name, "date": time.strftime("%Y-%m-%d"), "machine": machine(),
-            "versions": versions(), "load_before": load, "load_after": os.getloadavg()[0],
-            "steps": STEPS, "conversions": conversions,
-            "timings": [json.loads(json.dumps(t.__dict__)) for t in bench.generation]}
+    return {"name": name, "steps": STEPS, "conversions": conversions, **timed(passed)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=list(DEFAULT), choices=list(MODELS))
     parser.add_argument("--keep", type=Path, help="Keep directories and artifacts here.")
+    parser.add_argument("--retime", type=Path, help="Only time the artifacts kept here.")
     args = parser.parse_args()
+    if args.retime is not None:
+        for name in args.models:
+            merge_result(RESULTS, retime(name, args.retime))
+        print(markdown(RESULTS))
+        return
     work = args.keep or Path(tempfile.mkdtemp(prefix="portkit-generation-"))
     work.mkdir(parents=True, exist_ok=True)
     try:

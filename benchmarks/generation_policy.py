@@ -85,9 +85,10 @@ INVISIBLE = 1e-5
 # broken on purpose: its cases are reported apart ("deviation"), with its error against the
 # source set to the activation it computes (config.json edited), which says whether that
 # explains all of it.
-DEVIATIONS = {
-    (Format.EXECUTORCH, "gelu_pytorch_tanh"): (
-        "gelu", "XNNPACK's lowering computes gelu(approximate='tanh') as the exact erf GELU"),
+DEVIATIONS: dict[tuple[Format, str], tuple[str, str]] = {
+    # Was (Format.EXECUTORCH, "gelu_pytorch_tanh"): XNNPACK lowers gelu(approximate='tanh') as
+    # the exact erf GELU (Gemma's .pte 2e-4 of scale off); hf_to_executorch now writes the
+    # tanh GELU out as its formula, and those programs are faithful cases again.
 }
 
 

@@ -60,19 +60,22 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
                          f"{', '.join(f.value for f in EXPORTERS)}, not {job.target.value}")
     out = outputs.check_paths(job)
     tool, _ = EXPORTERS[job.target]
+    # One warm exporter per target: litert-torch's import registers ops that break a later
+    # torch.onnx export in the same process (No ONNX function found for litert_torch.mark_tensor).
+    name = f"convert-from-huggingface-to-{job.target.value}"
     with contextlib.ExitStack() as stack:
         stage = stack.enter_context(staging_dir(out.absolute()))
         staged = stage / f"model{job.target.suffix}"
         with ctx.progress(f"Exporting with {tool} (huggingface -> {job.target.value}, cache of "
                           f"{job.export.max_seq} positions)"):
             try:
-                hop: Hop = ctx.pool.call("convert-from-huggingface", export, timeout=ctx.timeout,
+                hop: Hop = ctx.pool.call(name, export, timeout=ctx.timeout,
                                          what=f"{tool} on {src.name}", tool=tool, src=str(src),
                                          dst=str(staged), export=job.export)
             except UsageError:
                 raise
             except PortkitError as e:
-                ctx.pool.discard("convert-from-huggingface")
+                ctx.pool.discard(name)
                 raise ConversionError(f"{src}: {tool}: {e}", e.traceback) from None
         check = None
         if job.validate:

@@ -26,9 +26,10 @@ from tests.generation.conftest import Converted
 PROMPT = np.arange(3, 16, dtype=np.int64)  # 13 tokens: with 16 steps, past an 8-token window
 STEPS = 16
 MAX_SEQ = 64
-# XNNPACK's float32 kernels against eager transformers (seen: 2e-6 of scale for Llama, 1.6e-4
-# for Gemma 2 with its soft-capping).
-RELATIVE = 1e-3
+# XNNPACK's float32 kernels against eager transformers, the generation policy (seen: 8.5e-6 of
+# scale for Llama; Gemma's 8.6e-4 came from XNNPACK's erf GELU in place of the tanh one, which
+# the exporter now writes out as its formula: 5.7e-7).
+RELATIVE = 1e-4
 
 
 def _export(family: str, folder: Path) -> tuple[Path, str, Any]:

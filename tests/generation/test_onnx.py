@@ -107,7 +107,7 @@ def check_graph(path: Path) -> None:
     for c in cache:
         assert shapes[f"past_key_values.{c}"] == [1, KV_HEADS, "past", HEAD_DIM]
         assert shapes[f"present.{c}"] == [1, KV_HEADS, "past + seq", HEAD_DIM]
-    assert not list(path.parent.glob(".*stage*"))  # the staging folder is gone
+    assert not list(path.parent.glob(f".{path.name}.*stage*"))  # its staging folder is gone
 
 
 @pytest.fixture(scope="module")

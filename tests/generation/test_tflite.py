@@ -78,7 +78,7 @@ def test_signatures(llama: tuple[Path, Path]) -> None:
     assert "logits" in signatures["decode"]["outputs"]
     decoder = load_decoder(llama[1], Format.TFLITE)
     assert (decoder.max_seq, decoder.vocab) == (64, 256)
-    assert not list(llama[1].parent.glob(".*portkit-stage*"))  # the staging folder is gone
+    assert not list(llama[1].parent.glob(f".{llama[1].name}.*stage*"))  # staging folder gone
 
 
 @pytest.mark.parametrize("length", [13, 1, 40])  # 40: prefill_32, then prefill_8 padded
