@@ -95,6 +95,8 @@ MIN_SECONDS = Bound("--min-seconds", 0.0, MAX_SECONDS, noun="a number of seconds
 JOBS = Bound("--jobs", 1, 256, integer=True)
 OPSET = Bound("--opset", 1, 1_000, integer=True)  # the routes' converters narrow it further
 P50_REGRESSION = Bound("p50_regression", 0.0)
+GENERATE = Bound("--generate", 1, 1_000_000, integer=True)  # greedy tokens after the prompt
+MAX_SEQ = Bound("--max-seq", 2, 2**20, integer=True)  # a cache's positions
 MAX_ACCURACY_DROP = Bound("--max-accuracy-drop", 0.0, 1.0)  # a share of the samples, not points
 
 MEMORY_ENV = "PORTKIT_MEMORY_LIMIT_MB"

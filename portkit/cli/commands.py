@@ -252,13 +252,13 @@ def debug(artifact: Path, as_json: bool, **options: Any) -> int:
 @click.option("--min-seconds", type=flags.Number(flags.bounds.MIN_SECONDS), default=1.0,
               show_default=True, help="Timed seconds at least.")
 @flags.PROFILE
-@click.option("--generate", type=click.IntRange(min=1), metavar="N",
+@click.option("--generate", type=flags.Number(flags.bounds.GENERATE), metavar="N",
               help="Language models (a Hugging Face directory and its ONNX, TFLite, .pte): "
                    "generate N tokens after a prompt of each --prefill length, in turns; prefill "
                    "and decode tokens/s, time to first token.")
 @click.option("--prefill", metavar="LEN,...",
               help="With --generate: prompt lengths [default: 32].")
-@click.option("--max-seq", type=click.IntRange(min=2), metavar="N",
+@click.option("--max-seq", type=flags.Number(flags.bounds.MAX_SEQ), metavar="N",
               help="With --generate: the source's cache length [default: 256].")
 @click.option("--trust-model", is_flag=True,
               help="With --generate: let the source directory's own model code run.")

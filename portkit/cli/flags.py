@@ -168,7 +168,7 @@ EVAL = section(
                       "the source's by more than this share, 0-1 (0.01: one point)."),
 )
 GENERATE = click.option(
-    "--generate", type=click.IntRange(min=1), metavar="N",
+    "--generate", type=Number(bounds.GENERATE), metavar="N",
     help="Greedy tokens each side generates after the prompt, the artifact fed its own cache; "
          "every token must agree [default: 16].")
 PROMPT = click.option(
@@ -176,7 +176,7 @@ PROMPT = click.option(
     help="The prompt, through the model directory's tokenizer [default: --inputs ids.npz's "
          "input_ids, else 8 ids seeded by --seed].")
 MAX_SEQ = click.option(
-    "--max-seq", type=click.IntRange(min=2), metavar="N",
+    "--max-seq", type=Number(bounds.MAX_SEQ), metavar="N",
     help="Positions the artifact's cache holds, prompt and generated tokens together "
          "[default: 256].")
 PREFILL = click.option(

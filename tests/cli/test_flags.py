@@ -62,13 +62,15 @@ def test_validate_takes_trust_model_and_the_old_top_k_name() -> None:
 TOLERANCE_BOUNDS = {key: number.bound for key, number in NUMBERS.items()}
 NUMERIC = {
     "convert": {"opset": bounds.OPSET, "timeout": bounds.TIMEOUT, "seed": bounds.SEED,
-                "max_accuracy_drop": bounds.MAX_ACCURACY_DROP, **TOLERANCE_BOUNDS},
+                "max_accuracy_drop": bounds.MAX_ACCURACY_DROP, "generate": bounds.GENERATE,
+                "max_seq": bounds.MAX_SEQ, **TOLERANCE_BOUNDS},
     "validate": {"timeout": bounds.TIMEOUT, "seed": bounds.SEED,
-                 "max_accuracy_drop": bounds.MAX_ACCURACY_DROP, **TOLERANCE_BOUNDS},
+                 "max_accuracy_drop": bounds.MAX_ACCURACY_DROP, "generate": bounds.GENERATE,
+                 "max_seq": bounds.MAX_SEQ, **TOLERANCE_BOUNDS},
     "inspect": {"timeout": bounds.TIMEOUT},
     "bench": {"threads": bounds.THREADS, "batch": bounds.BATCH, "warmup": bounds.WARMUP,
               "min_runs": bounds.MIN_RUNS, "min_seconds": bounds.MIN_SECONDS,
-              "timeout": bounds.TIMEOUT},
+              "timeout": bounds.TIMEOUT, "generate": bounds.GENERATE, "max_seq": bounds.MAX_SEQ},
     "check": {"jobs": bounds.JOBS, "timeout": bounds.TIMEOUT},
     "debug": {"timeout": bounds.TIMEOUT, "seed": bounds.SEED,
               **{k: TOLERANCE_BOUNDS[k] for k in ("atol", "rtol", "scale_tol",

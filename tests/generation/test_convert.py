@@ -113,3 +113,19 @@ def test_a_language_model_to_savedmodel_is_refused(tmp_path: Path) -> None:
     result = run_cli("convert", src, "--to", "savedmodel")
     assert result.returncode == ExitCode.INVALID_INPUT
     assert "converts to onnx, tflite, executorch" in result.stderr
+
+
+def test_the_prompt_can_come_from_an_inputs_file(llama: tuple[Path, Path, dict],
+                                                 tmp_path: Path) -> None:
+    src, out, _report = llama
+    ids = np.array([[5, 9, 40, 41, 7]], np.int64)
+    np.savez(tmp_path / "ids.npz", input_ids=ids)
+    result = run_cli("validate", out, "--reference", src, "--inputs", tmp_path / "ids.npz",
+                     "--generate", "4", "--json")
+    assert result.returncode == 0, result.stderr
+    g = json.loads(result.stdout)["generation"]
+    assert g["prompt"] == [5, 9, 40, 41, 7] and (g["generated"], g["agreed"]) == (4, 4)
+    np.savez(tmp_path / "other.npz", ids=ids)
+    result = run_cli("validate", out, "--reference", src, "--inputs", tmp_path / "other.npz")
+    assert result.returncode == ExitCode.INVALID_INPUT
+    assert "no input_ids array (it holds ids)" in result.stderr
