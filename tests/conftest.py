@@ -100,7 +100,7 @@ def run_cli(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | No
     """Run ``portkit ARGS`` as a user would and return its exit code, stdout and stderr.
 
     It runs in this process, its workers lent from one warm pool per test process
-    (``portkit.api.context.warm_workers``), so each framework is imported once per test process,
+    (``portkit.runtimes.worker.lend``), so each framework is imported once per test process,
     not once per command; the CLI's own code (argument parsing, errors, exit codes, output) runs
     as it does in a terminal. With ``cwd``, ``env`` (variables added) or ``fresh``, it runs in
     a fresh interpreter instead: for what a process of its own shows (its environment, its
@@ -111,13 +111,13 @@ def run_cli(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | No
         return subprocess.run([sys.executable, "-m", "portkit", *argv], cwd=cwd,
                               capture_output=True, text=True, timeout=900,
                               env={**os.environ, **(env or {})})
-    from portkit.api.context import warm_workers
     from portkit.cli import main
+    from portkit.runtimes.worker import lend
 
     out, err = io.StringIO(), io.StringIO()
     code: int | str | None = 0
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
-            warm_workers(_cli_pool()):
+            lend(_cli_pool()):
         try:
             main(argv)
         except SystemExit as e:

@@ -151,8 +151,10 @@ def run(config: str | Path, *, shard_spec: str | None = None, jobs: int = 1,
         if isinstance(source, PortkitError):
             return [CaseResult(case=c, passed=False, error=str(source)) for c in groups[key]]
         if not hasattr(local, "workers"):
-            local.workers = worker.Pool()
-            warm.append(local.workers)
+            lent = worker.lent() if jobs <= 1 else None  # one thread: the process's warm pool
+            local.workers = lent or worker.Pool()
+            if lent is None:
+                warm.append(local.workers)
         model = dataclasses.replace(entries[key[0]], source=source)
         return _run_group(settings, model, key[1], groups[key],
                           RunContext(local.workers, timeout, progress))

@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -274,6 +274,26 @@ class Pool:
         """Stop every worker (calls in progress in other threads end at once)."""
         while self._workers:
             self._workers.popitem()[1].stop()
+
+
+_LENT: list[Pool] = []  # pools lent by ``lend``, innermost last
+
+
+@contextlib.contextmanager
+def lend(pool: Pool) -> Iterator[Pool]:
+    """Lend ``pool`` to the work done inside that brings no workers of its own (an API call
+    without ``workers=``, ``portkit check`` on one thread): a process that runs many commands
+    (a test session driving the CLI in-process, a notebook) imports each framework once."""
+    _LENT.append(pool)
+    try:
+        yield pool
+    finally:
+        _LENT.remove(pool)
+
+
+def lent() -> Pool | None:
+    """The pool ``lend`` lends now, if any."""
+    return _LENT[-1] if _LENT else None
 
 
 def _worker_env(scratch: Path) -> dict[str, str]:
