@@ -25,7 +25,7 @@ demo: install
 
 # Two test processes: most of a test is one framework's single-threaded import and export.
 test: install
-	$(PY) -m pytest -q -n 2 --durations=15
+	$(PY) -m pytest -q -n 2 --dist worksteal --durations=15
 
 # The documentation site, into site/ (git-ignored). --strict: a broken link or anchor, a
 # docstring warning, or a benchmark block no results file renders fails it.

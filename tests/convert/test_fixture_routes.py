@@ -1,7 +1,8 @@
 """Every fixture along the routes that apply, through the library API.
 
 Each fixture runs the default route (the one plain ``convert`` tries first) from each of its
-file kinds to each target; every fallback route is marked ``slow`` and runs with ``pytest -m
+file kinds to each target (from TorchScript, for ``TORCHSCRIPT_IN_CI`` only: the others' are
+``slow``); every fallback route is marked ``slow`` and runs with ``pytest -m
 slow`` (falling back itself is tested in tests/cli/test_commands.py and
 tests/convert/test_pipeline.py). A route that does not work today is listed in
 KNOWN_FAILURES with the reason, and its test is a strict xfail: it fails the suite the day that
@@ -102,6 +103,12 @@ KNOWN_FAILURES: dict[tuple[str, str, str, str], str] = {
 }
 
 
+# A TorchScript file reaches the same edges as the fixture's .pt2 (through TS2EPConverter): its
+# default routes run in CI for these fixtures (a traced CNN, a scripted LSTM's loop), the others'
+# with -m slow.
+TORCHSCRIPT_IN_CI = {"cnn", "lstm"}
+
+
 def _cases() -> list[pytest.param]:
     cases = []
     for name, fixture in FIXTURES.items():
@@ -121,7 +128,8 @@ def _cases() -> list[pytest.param]:
                     key = (name, kind, target, route.name)
                     marks = ([pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES[key])]
                              if key in KNOWN_FAILURES else [])
-                    if route != routes[0]:
+                    if route != routes[0] or (kind == "torchscript" and "pt2" in fixture.kinds
+                                              and name not in TORCHSCRIPT_IN_CI):
                         marks.append(pytest.mark.slow)
                     cases.append(pytest.param(name, kind, target, route.name, marks=marks,
                                               id=f"{name}-{kind}-{target}-{route.name}"))

@@ -105,6 +105,7 @@ def test_trained_cnn_int8_pte_keeps_top1_within_2_points_in_under_45_percent_of_
     assert out.stat().st_size <= 0.45 * float_bytes, (out.stat().st_size, float_bytes)
 
 
+@pytest.mark.slow  # 50 s: TorchScript through TS2EPConverter, then PT2E and its calibration
 def test_a_torchscript_source_quantizes_its_convs_too(saved_models: Saved,
                                                       data: tuple[Path, Path], float_bytes: int,
                                                       workers: Pool, tmp_path: Path) -> None:
@@ -132,6 +133,7 @@ def test_dynamic_quantizes_the_linear_head(saved_models: Saved, workers: Pool,
     assert "activations quantized per run" in quantization.recipe
 
 
+@pytest.mark.slow  # the names reach the same search as --keep-float auto's test below
 def test_keep_float_by_module_name(saved_models: Saved, data: tuple[Path, Path],
                                    workers: Pool, tmp_path: Path) -> None:
     report = portkit.convert(saved_models("trained_cnn", "pt2"), "executorch",
