@@ -40,6 +40,22 @@ def made_once(folder: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fixture_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Trained fixture weights kept for every process of the run (the test processes and their
+    workers): the trained CNN is trained once per run, not once per process."""
+    from portkit.fixtures.trained import CACHE_ENV
+
+    folder = shared_folder(tmp_path_factory, "fixture-cache")
+    before = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = before
+
+
 @pytest.fixture(scope="session")
 def saved_models(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str], Path]:
     """``saved_models(name, kind)``: a fixture model saved as ``torchscript`` or ``pt2`` (once
