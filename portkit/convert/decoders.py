@@ -34,12 +34,12 @@ EXPORTERS = {
 
 
 @task
-def export(tool: str, src: str, dst: str, export: Export) -> Hop:
-    """Run the decoder exporter ``tool`` on ``src`` into ``dst`` (in a worker)."""
-    module, name = dict(EXPORTERS.values())[tool].split(":")
+def export(target: Format, src: str, dst: str, export: Export) -> Hop:
+    """Run ``target``'s decoder exporter on ``src`` into ``dst`` (in a worker)."""
+    tool, where = EXPORTERS[target]
+    module, name = where.split(":")
     started = time.perf_counter()
     detail = getattr(importlib.import_module(module), name)(Path(src), Path(dst), export)
-    target = next(f for f, (t, _) in EXPORTERS.items() if t == tool)
     return Hop(source=Format.HUGGINGFACE, target=target, tool=tool,
                seconds=time.perf_counter() - started, detail=detail)
 
@@ -70,8 +70,8 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
                           f"{job.export.max_seq} positions)"):
             try:
                 hop: Hop = ctx.pool.call(name, export, timeout=ctx.timeout,
-                                         what=f"{tool} on {src.name}", tool=tool, src=str(src),
-                                         dst=str(staged), export=job.export)
+                                         what=f"{tool} on {src.name}", target=job.target,
+                                         src=str(src), dst=str(staged), export=job.export)
             except UsageError:
                 raise
             except PortkitError as e:

@@ -294,7 +294,6 @@ def validate_generation(job: ValidateJob, art: Path, art_fmt: Format, src: Path,
     model = read_hf(src, task=job.generation.task)
     check_trust(model, job.export.trust_model)
     refuse_unloadable(art, art_fmt)
-    check_outputs([], [job.artifact, job.reference, job.feed.file])
     check = generation_check(src, model, art, art_fmt, job.generation, job.export,
                              job.judgement.tolerance, job.feed, ctx)
     return ValidateReport(

@@ -38,7 +38,8 @@ def _allowed(tol: Tolerance, ref: np.ndarray, scale: float) -> np.ndarray:
     return atol + tol.rtol * np.abs(ref) + tol.scale_tol * scale
 
 
-def _step(i: int, ref: np.ndarray, got: np.ndarray, tol: Tolerance) -> Step:
+def _step(i: int, ref: np.ndarray, got: np.ndarray, tol: Tolerance) -> tuple[Step, bool]:
+    """Step ``i`` compared, and whether its logits alone meet the policy."""
     src_tok, art_tok = int(np.argmax(ref)), int(np.argmax(got))
     err = np.abs(got.astype(np.float64) - ref)
     scale = float(np.max(np.abs(ref))) or 1.0
@@ -47,15 +48,16 @@ def _step(i: int, ref: np.ndarray, got: np.ndarray, tol: Tolerance) -> Step:
     within = bool(np.all(err <= _allowed(tol, ref, scale))) if tol.atol is not None else True
     if tol.min_cosine is not None:
         within = within and cosine >= tol.min_cosine
-    finite = bool(np.all(np.isfinite(got)))
+    within = within and bool(np.all(np.isfinite(got)))
     return Step(index=i, source_token=src_tok, artifact_token=art_tok,
                 max_abs_err=float(err.max()), scale=scale, scaled_err=float(err.max()) / scale,
-                cosine=cosine, passed=within and finite and src_tok == art_tok)
+                cosine=cosine, passed=within and src_tok == art_tok), within
 
 
 def _tie(step: Step, ref: np.ndarray, tol: Tolerance) -> bool:
     """Whether the source's logits for both tokens lie within twice the step's allowed error:
-    either side's rounding could pick either."""
+    either side's rounding could pick either (a policy that judges no element alone has no
+    rounding to allow for: no tie)."""
     if tol.atol is None:
         return False
     allowed = _allowed(tol, ref, step.scale)
@@ -98,11 +100,10 @@ def compare(source: Generated, artifact: Generated, *, runtime: str, device: str
     first, tie = None, False
     for i in range(n):
         ref, got = source.logits[i], artifact.logits[i]
-        step = _step(i, ref, got, tol)
+        step, within = _step(i, ref, got, tol)
         if step.source_token != step.artifact_token:
             first = i
-            within = bool(np.all(np.abs(got - ref) <= _allowed(tol, ref, step.scale)))
-            tie = tol.atol is not None and within and _tie(step, ref, tol)
+            tie = within and _tie(step, ref, tol)
             steps.append(replace(step, passed=tie))
             break
         steps.append(step)

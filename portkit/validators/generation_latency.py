@@ -21,11 +21,10 @@ from portkit.results.files import FileInfo
 from portkit.results.generation import GenerationTiming
 from portkit.runtimes.context import RunContext
 from portkit.runtimes.decoding import Generated, time_generation
+from portkit.validators.generation import RUNTIMES
 
 TURNS = 3
 WARMUP = 1  # untimed turns before them
-_RUNTIMES = {Format.ONNX: "onnxruntime", Format.TFLITE: "tflite",
-             Format.EXECUTORCH: "executorch", Format.HUGGINGFACE: "transformers"}
 
 
 PROMPT_IDS = (3, 256)  # seeded prompt ids: past the usual special tokens, in every vocabulary
@@ -68,6 +67,6 @@ def _timing(path: Path, fmt: Format, turns: list[list[Generated]], peak: float,
     decode = statistics.median(s for t in turns for g in t for s in g.decode_seconds)
     ttft = statistics.median(t[0].prefill_seconds for t in turns)
     return GenerationTiming(
-        path=str(path), format=fmt.value, runtime=_RUNTIMES[fmt], prefill=prefill,
+        path=str(path), format=fmt.value, runtime=RUNTIMES[fmt], prefill=prefill,
         ttft_ms=1000 * ttft, decode_tokens_per_s=1 / decode if decode else 0.0, steps=steps,
         turns=len(turns), peak_rss_mb=peak, size_bytes=FileInfo.of(path, fmt.value).size_bytes)
