@@ -129,3 +129,27 @@ def test_the_prompt_can_come_from_an_inputs_file(llama: tuple[Path, Path, dict],
     result = run_cli("validate", out, "--reference", src, "--inputs", tmp_path / "other.npz")
     assert result.returncode == ExitCode.INVALID_INPUT
     assert "no input_ids array (it holds ids)" in result.stderr
+
+
+def test_a_prompt_without_a_tokenizer_is_refused_with_what_to_do(
+        llama: tuple[Path, Path, dict], tmp_path: Path) -> None:
+    import shutil
+
+    src, out, _report = llama
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(src / name, bare / name)
+    result = run_cli("validate", out, "--reference", bare, "--prompt", "once upon a time")
+    assert result.returncode == ExitCode.INVALID_INPUT, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert "--prompt needs a tokenizer" in line and "--inputs ids.npz" in line
+
+
+def test_a_model_that_is_no_decoder_is_refused_by_bench_generate(tmp_path: Path) -> None:
+    from portkit.fixtures import FIXTURES
+
+    cnn = FIXTURES["cnn"].save(tmp_path, "pt2")
+    result = run_cli("bench", cnn, "--generate", "4")
+    assert result.returncode == ExitCode.INVALID_INPUT, result.stderr
+    assert "can't generate" in result.stderr
