@@ -7,6 +7,7 @@ judged by ``validators.generation.compare`` under candidate ``scale_tol`` values
     python -m benchmarks.generation_policy --quick         # llama only, printed, nothing written
     python -m benchmarks.generation_policy --work /tmp/gp  # keep the exports for the next run
     python -m benchmarks.generation_policy --readme docs/language-models.md  # the block, no run
+    python -m benchmarks.generation_policy --quantized     # the int8 corpus (its own module)
 
 Each family's directory (``fixtures.decoders``, seed 0) is exported once per format into the
 work folder (existing files are reused). Broken cases are one weight of layer 1 edited (the MLP
@@ -75,6 +76,26 @@ EDITS: dict[str, tuple[tuple[str, ...], Callable[[np.ndarray], np.ndarray], str]
     "o-permuted": (("self_attn.o_proj",), _permuted,
                    "attention output projection's inputs permuted"),
 }
+# The quantized corpus's edits (benchmarks/generation_policy_quantized.py): int8 rounding
+# moves a tiny decoder's logits by a few percent of their scale, so its wrong scales are 5% and
+# 25%, and a scrambled layer has its output rows permuted as well as its inputs.
+QUANTIZED_EDITS: dict[str, tuple[tuple[str, ...], Callable[[np.ndarray], np.ndarray], str]] = {
+    "down-x1.05": (("mlp.down_proj",), lambda w: w * 1.05, "MLP down-projection x1.05"),
+    "down-x1.25": (("mlp.down_proj",), lambda w: w * 1.25, "MLP down-projection x1.25"),
+    "gate-x1.05": (("mlp.gate_proj", "mlp.gate_up_proj"), lambda w: w * 1.05,
+                   "MLP gate projection x1.05 (Phi-3: the fused gate/up one)"),
+    "o-permuted": EDITS["o-permuted"],
+    "down-rows-permuted": (("mlp.down_proj",),
+                           lambda w: w[np.random.default_rng(0).permutation(w.shape[0])],
+                           "MLP down-projection's output rows permuted"),
+}
+
+
+def edit_of(edit: str) -> tuple[tuple[str, ...], Callable[[np.ndarray], np.ndarray], str]:
+    """An edit of either corpus by name."""
+    return EDITS[edit] if edit in EDITS else QUANTIZED_EDITS[edit]
+
+
 # An edit that moves the edited source's own logits (transformers against transformers) by
 # less than this share of their scale, every token equal, changes nothing a runtime could be
 # blamed for: it is no broken case (Gemma's post-feedforward norm divides a scale of the MLP's
@@ -100,7 +121,7 @@ def edited_weight(src: Path, edit: str) -> tuple[str, np.ndarray]:
     """
     from safetensors.numpy import load_file
 
-    modules, _, _ = EDITS[edit]
+    modules, _, _ = edit_of(edit)
     for shard in sorted(src.glob("*.safetensors")):
         tensors = load_file(shard)
         for module in modules:
@@ -144,7 +165,7 @@ def source_dir(work: Path, family: str, edit: str | None = None) -> Path:
         return save_decoder(family, folder, seed=0)
     original = source_dir(work, family)
     name, _ = edited_weight(original, edit)
-    change = EDITS[edit][1]
+    change = edit_of(edit)[1]
     stage = folder.with_name(folder.name + ".partial")
     shutil.rmtree(stage, ignore_errors=True)
     shutil.copytree(original, stage)
@@ -160,16 +181,18 @@ def source_dir(work: Path, family: str, edit: str | None = None) -> Path:
     return folder
 
 
-def exported(work: Path, family: str, fmt: Format, pool: Pool) -> tuple[Path, float]:
-    """``family``'s faithful artifact in ``fmt`` (exported unless the work folder has it) and
-    the export's seconds (0 when reused).
+def exported(work: Path, family: str, fmt: Format, pool: Pool, shape: Export = EXPORT
+             ) -> tuple[Path, float]:
+    """``family``'s faithful artifact in ``fmt`` exported as ``shape`` says (unless the work
+    folder has it) and the export's seconds (0 when reused).
 
     Raises:
         PortkitError: The exporter failed (its error).
     """
     from portkit.convert.decoders import EXPORTERS, export
 
-    path = work / family / f"model{fmt.suffix}"
+    mode = f"-{shape.quantize.value}" if shape.quantize else ""
+    path = work / family / f"model{mode}{fmt.suffix}"
     if path.is_file():
         return path, 0.0
     src = source_dir(work, family)
@@ -177,8 +200,8 @@ def exported(work: Path, family: str, fmt: Format, pool: Pool) -> tuple[Path, fl
     started = time.perf_counter()
     worker = f"export-{fmt.value}"  # litert-torch's export leaves its ops in transformers's
     try:                             # models: a torch.onnx export after it fails
-        pool.call(worker, export, timeout=TIMEOUT, what=f"{tool} on {family}", tool=tool,
-                  src=str(src), dst=str(path), export=EXPORT)
+        pool.call(worker, export, timeout=TIMEOUT, what=f"{tool} on {family}", target=fmt,
+                  src=str(src), dst=str(path), export=shape)
     except PortkitError:
         pool.discard(worker)
         raise
@@ -199,7 +222,7 @@ def edited_onnx(onnx_path: Path, src: Path, edit: str) -> Path:
     if out.is_file():
         return out
     name, weight = edited_weight(src, edit)
-    change = EDITS[edit][1]
+    change = edit_of(edit)[1]
     model = onnx.load(str(onnx_path))
     found = []
     for init in model.graph.initializer:
@@ -458,18 +481,30 @@ def main() -> None:
     parser.add_argument("--families", help="Only these, comma-separated (nothing written).")
     parser.add_argument("--quick", action="store_true", help="llama only (nothing written).")
     parser.add_argument("--readme", type=Path, help="Replace the block in this file (no run).")
+    parser.add_argument("--quantized", action="store_true",
+                        help="The int8-weight corpus (benchmarks/generation_policy_quantized.py).")
     args = parser.parse_args()
+    from benchmarks import generation_policy_quantized as quantized
+
     if args.readme:
-        replace_block(args.readme, START, END, markdown(json.loads(RESULTS.read_text())))
+        if args.quantized:
+            replace_block(args.readme, quantized.START, quantized.END,
+                          quantized.markdown(json.loads(quantized.RESULTS.read_text())))
+        else:
+            replace_block(args.readme, START, END, markdown(json.loads(RESULTS.read_text())))
         return
+    known = quantized.FAMILIES if args.quantized else FAMILIES
     families = ["llama"] if args.quick else (args.families.split(",") if args.families
-                                             else list(FAMILIES))
+                                             else list(known))
     if unknown := sorted(set(families) - set(FAMILIES)):
         raise SystemExit(f"--families: unknown {', '.join(unknown)} (from {', '.join(FAMILIES)})")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
+        if args.quantized:
+            quantized.run(work, families)
+            return
         rows, exports, effects = measure(work, families)
     results = {
         "machine": platform.processor() or platform.machine(),

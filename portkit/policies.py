@@ -172,10 +172,31 @@ POLICIES = {
 GENERATION = Tolerance(scale_tol=1e-4, policy="fp32-generation")
 
 
-def generation_policy(given: Tolerance) -> Tolerance:
-    """The generation policy, unless ``given`` is not the fp32 default (the user tuned it or
-    asked for a quantized policy)."""
-    return GENERATION if given == POLICIES["fp32"] else given
+# A language model with int8 weights (``--quantize dynamic``) judged by generating: its logits
+# move by the weights' rounding, so no element is judged alone; each step compared needs a
+# logit cosine of at least ``min_cosine`` against the source's, every greedy token must be equal,
+# and a first disagreement is a tie, and passes, where the source's own two candidates are
+# within twice ``scale_tol`` of the step's scale. The numbers are the quantized corpus's
+# (``python -m benchmarks.generation_policy --quantized``: faithful int8 artifacts of three
+# families in three formats against the same artifacts made from a broken model;
+# benchmarks/results/generation_policy_quantized.json, docs/language-models.md).
+GENERATION_QUANTIZED = Tolerance(atol=None, scale_tol=0.02, min_cosine=0.995,
+                                 policy="dynamic-generation")
+# The generation policy of each precision a language model converts to, by ``--quantize``.
+GENERATION_POLICIES = {None: GENERATION, Quantize.DYNAMIC: GENERATION_QUANTIZED}
+
+
+def generation_policy(given: Tolerance, quantize: Quantize | None = None) -> Tolerance:
+    """The generation policy of ``quantize``'s precision (``GENERATION_POLICIES``), unless
+    ``given`` is neither the fp32 default nor that precision's (the user tuned it).
+
+    Args:
+        given: The job's policy (the precision's ``POLICIES`` entry with the user's numbers;
+            ``validate`` has fp32's, whatever the artifact holds).
+        quantize: The artifact's quantization (None: float32).
+    """
+    defaults = (POLICIES["fp32"], POLICIES[quantize.value if quantize is not None else "fp32"])
+    return GENERATION_POLICIES.get(quantize, given) if given in defaults else given
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,15 @@ exported with its key/value cache (``hf_to_onnx``, ``hf_to_tflite``, ``hf_to_exe
 source and artifact each generate from the same prompt, the artifact fed its own cache
 (``validators.generation``). Only an artifact whose tokens all agree is moved into ``-o``; one
 that fails is kept beside it as ``NAME.failed.EXT``, as for every other model.
+
+``--quantize dynamic`` (int8 weights) is carried to the exporter in ``Export.quantize``; the
+artifact is then judged by the quantized generation policy (``policies.generation_policy``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import time
 from pathlib import Path
@@ -58,6 +62,8 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
     if job.target not in EXPORTERS:
         raise UsageError(f"{src}: a language model converts to "
                          f"{', '.join(f.value for f in EXPORTERS)}, not {job.target.value}")
+    # --quantize (ConvertOptions) carried to the exporter; a mode no decoder takes fails here.
+    shape = dataclasses.replace(job.export, quantize=job.export.quantize or job.options.quantize)
     out = outputs.check_paths(job)
     tool, _ = EXPORTERS[job.target]
     # One warm exporter per target: litert-torch's import registers ops that break a later
@@ -66,12 +72,13 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
     with contextlib.ExitStack() as stack:
         stage = stack.enter_context(staging_dir(out.absolute()))
         staged = stage / f"model{job.target.suffix}"
+        weights = f", {shape.quantize.value}: int8 weights" if shape.quantize else ""
         with ctx.progress(f"Exporting with {tool} (huggingface -> {job.target.value}, cache of "
-                          f"{job.export.max_seq} positions)"):
+                          f"{shape.max_seq} positions{weights})"):
             try:
                 hop: Hop = ctx.pool.call(name, export, timeout=ctx.timeout,
                                          what=f"{tool} on {src.name}", target=job.target,
-                                         src=str(src), dst=str(staged), export=job.export)
+                                         src=str(src), dst=str(staged), export=shape)
             except UsageError:
                 raise
             except PortkitError as e:
@@ -79,7 +86,7 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
                 raise ConversionError(f"{src}: {tool}: {e}", e.traceback) from None
         check = None
         if job.validate:
-            check = generation_check(src, model, staged, job.target, job.generation, job.export,
+            check = generation_check(src, model, staged, job.target, job.generation, shape,
                                      job.judgement.tolerance, job.feed, ctx)
         passed = check.passed if check is not None else False
         failed = job.validate and not passed
@@ -92,7 +99,7 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
         passed=passed, validated=job.validate, source=FileInfo(str(src), Format.HUGGINGFACE.value),
         target=job.target.value, artifact=FileInfo.of(shipped, job.target.value), route=(hop,),
         routes_tried=(attempt,), checks=(), inputs=(),
-        tolerance=generation_policy(job.judgement.tolerance),
+        tolerance=generation_policy(job.judgement.tolerance, shape.quantize),
         seed=job.feed.seed, seconds=time.perf_counter() - started, versions=versions(),
         converter_seconds=hop.seconds, route_name=tool, reference_runtime="transformers",
         artifact_failed=failed, generation=check)

@@ -11,6 +11,12 @@ model does not export with a dynamic length, the program takes one token (``T = 
 prefill runs token by token. Sliding-window families (Gemma 2/3) get the recipe's hybrid
 cache, whose sliding layers keep all ``max_seq`` positions and apply the window in the mask.
 
+``--quantize dynamic`` quantizes the model with torchao before the export, as
+optimum-executorch's ``8da8w`` recipe does (``quantize_`` with
+``Int8DynamicActivationIntxWeightConfig``): every linear layer's weight int8, symmetric, one
+scale per output channel; its activations int8 per token on the fly, the XNNPACK kernel for
+that pattern (``qd8-f32-qc8w``) running it.
+
 Beside ``forward`` the program holds the constant methods ExecuTorch's LLM runner reads
 (``get_max_seq_len``, ``get_vocab_size``, ``enable_dynamic_shape``, ``get_eos_ids``...);
 ``runtimes/executorch.py`` reads the cache length from ``get_max_seq_len``.
@@ -24,6 +30,7 @@ from typing import Any
 from portkit.errors import ConversionError
 from portkit.io import atomic_replace, staging_dir
 from portkit.options.generation import Export
+from portkit.policies import Quantize
 
 TOOL = "transformers.integrations.executorch"
 # The example prompt length the dynamic export traces (above 1, so it isn't specialised).
@@ -38,8 +45,9 @@ def export_pte(src: Path, dst: Path, export: Export) -> str:
             by the caller (``formats.hf.read_hf``).
         dst: The ``.pte`` to write; staged beside it, then moved into place.
         export: ``max_seq`` is the static cache's length (prompt and generated tokens
-            together); ``trust_model`` lets the directory's own modelling code run.
-            ``prefill`` is not used: the program takes any prompt length below ``max_seq``.
+            together); ``trust_model`` lets the directory's own modelling code run;
+            ``quantize`` quantizes the linear layers first (torchao). ``prefill`` is not
+            used: the program takes any prompt length below ``max_seq``.
 
     Returns:
         A one-line account of what was exported.
@@ -49,6 +57,7 @@ def export_pte(src: Path, dst: Path, export: Export) -> str:
             lower it (the error named).
     """
     model = _load(src, export)
+    quantized = _quantize(src, model, export.quantize) if export.quantize is not None else ""
     program, wrapper, dynamic, why_not = _export(src, model, export)
     data = _lower(src, program, _metadata(model, export, dynamic))
     dst = Path(dst)
@@ -58,9 +67,9 @@ def export_pte(src: Path, dst: Path, export: Export) -> str:
         atomic_replace(staged, dst)
     prefill = (f"prefill of 1..{export.max_seq - 1} tokens in one call" if dynamic else
                f"one token a call, a prefill token by token ({why_not})")
-    return (f"{TOOL} {wrapper} (static cache of {export.max_seq} positions as mutable buffers, "
-            f"{prefill}) -> torch.export -> to_edge_transform_and_lower (XnnpackPartitioner) "
-            "-> to_executorch")
+    return (f"{quantized}{TOOL} {wrapper} (static cache of {export.max_seq} positions as "
+            f"mutable buffers, {prefill}) -> torch.export -> to_edge_transform_and_lower "
+            "(XnnpackPartitioner) -> to_executorch")
 
 
 def _load(src: Path, export: Export) -> Any:
@@ -96,6 +105,32 @@ def _explicit_tanh_gelu(model: Any) -> int:
             module.forward = GELUTanh(use_gelu_tanh_python=True).forward  # type: ignore[method-assign]
             count += 1
     return count
+
+
+def _quantize(src: Path, model: Any, mode: Quantize) -> str:
+    """Quantize ``model``'s linear layers in place with torchao (``mode`` is ``dynamic``).
+
+    Returns:
+        What was quantized, as the start of the route's detail.
+
+    Raises:
+        ConversionError: torchao refused the model.
+    """
+    import torch
+    from torchao.quantization import Int8DynamicActivationIntxWeightConfig, quantize_
+    from torchao.quantization.granularity import PerAxis
+
+    linears = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
+    config = Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int8,
+                                                   weight_granularity=PerAxis(0))
+    try:
+        quantize_(model, config)
+    except Exception as e:  # noqa: BLE001 - torchao raises asserts, ValueError...
+        raise ConversionError(f"{src}: torchao could not quantize the model "
+                              f"({_first_line(e)})") from None
+    return (f"torchao quantize_ Int8DynamicActivationIntxWeightConfig ({linears} linear "
+            f"layers: int8 weights, symmetric, a scale per output channel; activations int8 "
+            f"per token on the fly) -> ")
 
 
 def _export(src: Path, model: Any, export: Export) -> tuple[Any, str, bool, str]:

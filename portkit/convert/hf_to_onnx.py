@@ -11,6 +11,11 @@ of full-length layers and the cache it returns becomes the flat ``present``. A s
 layer (Gemma 2/3) keeps every position too: its mask, not its cache, limits it to the window,
 so a graph fed its own ``present`` computes what ``model.generate``'s trimmed cache does.
 
+``--quantize dynamic`` rewrites the exported graph with ONNX Runtime's weight-only quantizer
+(``MatMulNBitsQuantizer``, 8 bits): every MatMul whose weight is a constant becomes a
+``com.microsoft`` ``MatMulNBits`` with int8 weights, symmetric, one scale per output channel and
+block of ``BLOCK`` inputs, activations float32; the inputs and outputs keep their names.
+
 Exporters are tried in order, each a strategy that returns a graph or says why not
 (``_STRATEGIES``): the dynamo exporter with ``dynamic_shapes``, then the TorchScript exporter
 with ``dynamic_axes``.
@@ -27,6 +32,7 @@ from portkit.errors import ConversionError
 from portkit.formats.hf import HfModel, check_trust, read_hf
 from portkit.io import staging_dir
 from portkit.options.generation import Export
+from portkit.policies import Quantize
 from portkit.specs import Dim, TensorSpec
 
 DYNAMO_OPSET = 18
@@ -35,6 +41,9 @@ _ONE_FILE = 2**31 - 2**26  # weights past this go to one external data file (pro
 # The traced lengths: each above 1 (0 and 1 would be specialised) and all three different.
 _EXAMPLE_SEQ, _EXAMPLE_PAST = 4, 5
 SEQ, PAST, TOTAL = Dim("seq"), Dim("past"), Dim("past + seq")
+# --quantize mode -> MatMulNBits' bits; the inputs one scale covers (ORT's default block).
+BITS = {Quantize.DYNAMIC: 8}
+BLOCK = 128
 
 
 def export_onnx(src: Path, dst: Path, export: Export) -> str:
@@ -45,10 +54,12 @@ def export_onnx(src: Path, dst: Path, export: Export) -> str:
         dst: The ``.onnx`` file to write (replaced atomically; weights over 2 GB go to
             ``<dst>.data`` beside it).
         export: ``max_seq`` bounds the past the decoder is run with (the graph takes any);
-            ``trust_model`` lets the directory's own modelling code run.
+            ``trust_model`` lets the directory's own modelling code run; ``quantize`` makes
+            the MatMul weights int8 (``BITS``).
 
     Returns:
-        One line: the exporter that wrote it, the opset, the layers, the dynamic lengths.
+        One line: the exporter that wrote it, the opset, the layers, the dynamic lengths,
+        what was quantized.
 
     Raises:
         UsageError: ``src`` is not a safetensors causal-LM directory.
@@ -81,13 +92,14 @@ def export_onnx(src: Path, dst: Path, export: Export) -> str:
             raise ConversionError(f"{src}: no exporter wrote an ONNX graph with a cache ("
                                   + "; ".join(errors) + ")")
         _finish(staged, info, external)
+        quantized = quantize(staged, export.quantize, external) if export.quantize else ""
         data = staged.with_name(staged.name + ".data")
         if data.exists():
             os.replace(data, dst.with_name(dst.name + ".data"))
         os.replace(staged, dst)
     tried = f" after {'; '.join(errors)}" if errors else ""
     return (f"{name}, opset {opset}, {info.num_hidden_layers} layers, seq and past dynamic "
-            f"(past up to {export.max_seq - 1}, 0 on the prefill){tried}")
+            f"(past up to {export.max_seq - 1}, 0 on the prefill){quantized}{tried}")
 
 
 def input_names(layers: int) -> list[str]:
@@ -204,6 +216,44 @@ def _finish(path: Path, info: HfModel, external: bool) -> None:
     else:
         onnx.save(model, str(path))
     onnx.checker.check_model(str(path))
+
+
+def quantize(path: Path, mode: Quantize, external: bool = False) -> str:
+    """Rewrite ``path``'s constant-weight MatMuls as ``MatMulNBits`` of ``BITS[mode]`` bits
+    (ONNX Runtime's weight-only quantizer, round to nearest, symmetric).
+
+    Returns:
+        What was quantized, as a clause of the route's detail.
+
+    Raises:
+        ConversionError: The quantizer failed or changed the graph's inputs or outputs.
+    """
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    model = onnx.load(str(path))
+    names = ([i.name for i in model.graph.input], [o.name for o in model.graph.output])
+    matmuls = sum(n.op_type == "MatMul" for n in model.graph.node)
+    try:
+        quantizer = MatMulNBitsQuantizer(model, bits=BITS[mode], block_size=BLOCK,
+                                         is_symmetric=True, op_types_to_quantize=("MatMul",))
+        quantizer.process()
+    except Exception as e:  # noqa: BLE001 - the quantizer raises asserts, ValueError...
+        raise ConversionError(f"{path.name}: ONNX Runtime's MatMulNBitsQuantizer failed "
+                              f"({_first_line(e)})") from None
+    done = quantizer.model.model
+    if ([i.name for i in done.graph.input], [o.name for o in done.graph.output]) != names:
+        raise ConversionError(f"{path.name}: quantizing renamed the graph's inputs or outputs")
+    count = sum(n.op_type == "MatMulNBits" for n in done.graph.node)
+    path.with_name(path.name + ".data").unlink(missing_ok=True)
+    if external:
+        onnx.save(done, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                  location=path.name + ".data")
+    else:
+        onnx.save(done, str(path))
+    return (f"; {count} of {matmuls} MatMuls -> MatMulNBits (onnxruntime "
+            f"MatMulNBitsQuantizer: int{BITS[mode]} weights, symmetric, a scale per output "
+            f"channel and {BLOCK} inputs; float activations)")
 
 
 def _first_line(error: BaseException) -> str:

@@ -2,8 +2,11 @@
 signatures, through litert-torch's generative exporter (``litert_torch.generative.export_hf``):
 the layout the LiteRT LLM runtime loads.
 
-The file is float32 (the exporter's default int8 weight recipe is turned off) and holds no
-state: every signature takes the cache as inputs ``kv_cache_k_N`` ``[1, kv_heads, cache,
+The file is float32 (the exporter's default int8 weight recipe is turned off) unless
+``--quantize dynamic`` asks for ai-edge-quantizer's ``dynamic_wi8_afp32`` recipe, which the
+exporter applies to the whole file (``RECIPES``): every fully connected and embedding weight
+int8 per output channel, symmetric, activations quantized on the fly by XNNPACK's kernels. It
+holds no state: every signature takes the cache as inputs ``kv_cache_k_N`` ``[1, kv_heads, cache,
 head_dim]`` and ``kv_cache_v_N`` ``[1, kv_heads, head_dim, cache]`` (values transposed) and
 returns it updated under the same names, beside ``tokens`` ``[1, len]`` int32, ``input_pos``
 ``[len]`` int32 and an additive float ``mask`` ``[1, 1, len, cache]`` the caller builds. Only
@@ -29,8 +32,11 @@ from pathlib import Path
 from portkit.errors import ConversionError
 from portkit.io import atomic_replace, staging_dir
 from portkit.options.generation import Export
+from portkit.policies import Quantize
 
 TOOL = "litert_torch.generative.export_hf"
+# --quantize mode -> the exporter's quantization_recipe (an ai-edge-quantizer recipe name).
+RECIPES = {Quantize.DYNAMIC: "dynamic_wi8_afp32"}
 
 
 def export_tflite(src: Path, dst: Path, export: Export) -> str:
@@ -42,14 +48,14 @@ def export_tflite(src: Path, dst: Path, export: Export) -> str:
         dst: The ``.tflite`` to write; staged beside it, then moved into place.
         export: ``max_seq`` is the cache length of every signature, ``prefill`` the lengths
             of the ``prefill_<len>`` signatures, ``trust_model`` lets the directory's own
-            modelling code run.
+            modelling code run, ``quantize`` picks the recipe (``RECIPES``).
 
     Returns:
         A one-line account of what was exported.
 
     Raises:
         ConversionError: The exporter failed (its error and the end of its log), or wrote no
-            ``model.tflite``.
+            ``model.tflite`` (``model_quantized.tflite`` when quantizing).
     """
     from litert_torch.generative.export_hf import export as litert_export
 
@@ -57,12 +63,13 @@ def export_tflite(src: Path, dst: Path, export: Export) -> str:
     with staging_dir(dst) as stage:
         source, stand_in = _with_tokenizer(Path(src), stage / "source")
         out = stage / "out"
+        recipe = RECIPES[export.quantize] if export.quantize is not None else "none"
         log = io.StringIO()
         try:
             with contextlib.redirect_stdout(log):
                 litert_export.export(
                     str(source), str(out), prefill_lengths=list(export.prefill),
-                    cache_length=export.max_seq, quantization_recipe="none",
+                    cache_length=export.max_seq, quantization_recipe=recipe,
                     bundle_litert_lm=False, keep_temporary_files=True,
                     trust_remote_code=export.trust_model)
         except Exception as e:  # noqa: BLE001 - the exporter raises anything (NotImplementedError...)
@@ -71,15 +78,19 @@ def export_tflite(src: Path, dst: Path, export: Export) -> str:
             raise ConversionError(
                 f"{src}: {TOOL} failed ({type(e).__name__}: {why})"
                 + (f"; its log ended: {tail}" if tail else "")) from None
-        model = out / "model.tflite"
+        # The exporter writes the float file, then the quantized one beside it.
+        model = out / ("model.tflite" if export.quantize is None else "model_quantized.tflite")
         if not model.is_file():
-            raise ConversionError(f"{src}: {TOOL} wrote no model.tflite (it wrote "
+            raise ConversionError(f"{src}: {TOOL} wrote no {model.name} (it wrote "
                                   f"{', '.join(sorted(p.name for p in out.iterdir()))})")
         atomic_replace(model, dst)
     lengths = ", ".join(f"prefill_{n}" for n in export.prefill)
+    weights = ("float32" if export.quantize is None else
+               f"ai-edge-quantizer {recipe}: int8 weights per output channel, symmetric, "
+               "float activations (int8 on the fly)")
+    tokenizer = ", a stand-in tokenizer (the directory has none)" if stand_in else ""
     return (f"{TOOL}: {lengths} and decode signatures, cache {export.max_seq} positions as "
-            "inputs/outputs, float32" + (", a stand-in tokenizer (the directory has none)"
-                                         if stand_in else ""))
+            f"inputs/outputs, {weights}{tokenizer}")
 
 
 def _with_tokenizer(src: Path, view: Path) -> tuple[Path, bool]:

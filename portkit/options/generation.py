@@ -12,10 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from portkit.errors import UsageError
+from portkit.policies import Quantize
 
 DEFAULT_STEPS = 16
 DEFAULT_MAX_SEQ = 256
 DEFAULT_PREFILL = (32,)
+# The --quantize modes a language model takes: weights only (int8, per channel), activations
+# float or quantized on the fly by the runtime's kernel; never calibrated activations.
+LANGUAGE_MODEL_MODES = (Quantize.DYNAMIC,)
 
 
 @dataclass(frozen=True)
@@ -28,13 +32,21 @@ class Export:
         prefill: Prompt lengths the artifact is exported for: one ``prefill_<len>`` signature
             each in TFLite; ONNX and ``.pte`` take any length up to ``max_seq``.
         trust_model: The directory's own modelling code may run (``trust_remote_code``).
+        quantize: ``--quantize dynamic``: the weights of every linear layer in int8 (per
+            output channel, symmetric), activations float32; None: float32.
     """
 
     max_seq: int = DEFAULT_MAX_SEQ
     prefill: tuple[int, ...] = DEFAULT_PREFILL
     trust_model: bool = False
+    quantize: Quantize | None = None
 
     def __post_init__(self) -> None:
+        if self.quantize is not None and self.quantize not in LANGUAGE_MODEL_MODES:
+            raise UsageError(
+                f"--quantize {self.quantize.value}: a language model takes --quantize "
+                f"{' or '.join(m.value for m in LANGUAGE_MODEL_MODES)} (int8 weights, float "
+                "activations), judged by generating")
         if self.max_seq < 2:
             raise UsageError(f"--max-seq {self.max_seq}: must be at least 2")
         if not self.prefill or min(self.prefill) < 1 or max(self.prefill) >= self.max_seq:
@@ -74,11 +86,13 @@ def generating(steps: int | None = None, text: str | None = None,
 
 
 def exporting(max_seq: int | None = None, prefill: str | Sequence[int] | None = None,
-           trust_model: bool = False) -> Export:
-    """``--max-seq``, ``--prefill`` (``32,128``) and ``--trust-model`` as an ``Export``.
+              trust_model: bool = False, quantize: str | Quantize | None = None) -> Export:
+    """``--max-seq``, ``--prefill`` (``32,128``), ``--trust-model`` and ``--quantize`` as an
+    ``Export``.
 
     Raises:
-        UsageError: A prefill length is not a whole number, or a length does not fit.
+        UsageError: A prefill length is not a whole number, a length does not fit, or a
+            quantization a language model does not take.
     """
     lengths = DEFAULT_PREFILL
     if isinstance(prefill, str):
@@ -91,4 +105,5 @@ def exporting(max_seq: int | None = None, prefill: str | Sequence[int] | None = 
     max_seq = DEFAULT_MAX_SEQ if max_seq is None else max_seq
     if prefill is None:  # the default lengths that fit the cache
         lengths = tuple(n for n in lengths if n < max_seq) or (max(1, max_seq // 2),)
-    return Export(max_seq=max_seq, prefill=tuple(sorted(set(lengths))), trust_model=trust_model)
+    return Export(max_seq=max_seq, prefill=tuple(sorted(set(lengths))), trust_model=trust_model,
+                  quantize=Quantize.parse(quantize))

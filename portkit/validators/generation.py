@@ -8,6 +8,11 @@ faithful and broken decoders). One exception keeps a faithful artifact
 from failing on rounding: where the tokens first part, if that step's logits are within the
 policy and the source's own two candidates are closer than the error the policy allows, the
 choice is a tie and passes (nothing after it is compared: the two texts now differ).
+
+A quantized artifact (``--quantize dynamic``, or found to hold int8 weights: ``quantization``)
+is judged by ``policies.GENERATION_QUANTIZED`` instead: every token equal and each step's
+logit cosine above a floor, a first disagreement a tie where the source's two candidates are
+within the rounding the policy's ``scale_tol`` allows.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from portkit.formats import Format
 from portkit.formats.hf import HfModel
 from portkit.options import Feed
 from portkit.options.generation import Export, Generation
-from portkit.policies import GENERATION, Tolerance, generation_policy
+from portkit.policies import GENERATION, Quantize, Tolerance, generation_policy
 from portkit.results.generation import GenerationCheck, LayerDrift, Step
 from portkit.runtimes import tokenizer
 from portkit.runtimes.context import RunContext
@@ -56,10 +61,8 @@ def _step(i: int, ref: np.ndarray, got: np.ndarray, tol: Tolerance) -> tuple[Ste
 
 def _tie(step: Step, ref: np.ndarray, tol: Tolerance) -> bool:
     """Whether the source's logits for both tokens lie within twice the step's allowed error:
-    either side's rounding could pick either (a policy that judges no element alone has no
-    rounding to allow for: no tie)."""
-    if tol.atol is None:
-        return False
+    either side's rounding could pick either (a policy that judges no element alone allows its
+    ``scale_tol`` of the scale: a quantized one's rounding; none without it)."""
     allowed = _allowed(tol, ref, step.scale)
     gap = ref[step.source_token] - ref[step.artifact_token]
     return bool(gap <= allowed[step.source_token] + allowed[step.artifact_token])
@@ -133,9 +136,13 @@ def _texts(detokenize: Detokenize, steps: Sequence[Step], source: Generated,
 
 def describe(tol: Tolerance) -> str:
     """The generation policy in words."""
-    logits = (f"each step's logits within {tol.scale_tol:g} of their scale"
-              if tol.atol is not None else f"each step's logit cosine >= {tol.min_cosine}")
-    return f"{tol.policy}: every token equal (a tie within rounding passes), {logits}"
+    if tol.atol is not None:
+        return (f"{tol.policy}: every token equal (a tie within rounding passes), each step's "
+                f"logits within {tol.scale_tol:g} of their scale")
+    tie = (f"a tie within {2 * tol.scale_tol:g} of the scale passes" if tol.scale_tol else
+           "no tie")
+    return (f"{tol.policy}: every token equal ({tie}), each step's logit cosine >= "
+            f"{tol.min_cosine}")
 
 
 # Where each artifact generates (a runtime's name, for the report).
@@ -203,5 +210,33 @@ def generation_check(src: Path, model: HfModel, artifact: Path, fmt: Format,
             return GenerationCheck(runtime=runtime, device="cpu", passed=False,
                                    error=f"{runtime} could not generate with it: {e}")
     words = tokenizer.words(src, ctx) if model.has_tokenizer else None
-    return compare(source, got, runtime=runtime, tolerance=generation_policy(tolerance),
-                   detokenize=words)
+    quantize = export.quantize or quantization(artifact, fmt)
+    return compare(source, got, runtime=runtime,
+                   tolerance=generation_policy(tolerance, quantize), detokenize=words)
+
+
+# Ops that only a quantized graph holds: ONNX node types; XNNPACK's (in a .pte's delegate)
+# ``XNNConvert`` quantizes activations on the fly (int8 linear layers) or casts (fp16).
+_QUANTIZED_ONNX = {"MatMulNBits", "MatMulInteger", "DynamicQuantizeLinear", "DequantizeLinear",
+                   "QLinearMatMul", "GatherBlockQuantized"}
+
+
+def quantization(path: Path, fmt: Format) -> Quantize | None:
+    """How ``path``'s weights are quantized, read from the file (``validate`` has no
+    ``--quantize``): ``Quantize.DYNAMIC`` where it holds int8 weights, else None."""
+    if fmt is Format.ONNX:
+        import onnx
+
+        graph = onnx.load(str(path), load_external_data=False).graph
+        found = any(n.op_type in _QUANTIZED_ONNX for n in graph.node)
+    elif fmt is Format.TFLITE:
+        from portkit.formats.tflite import mobile_report
+
+        found = mobile_report(path).precision == Quantize.DYNAMIC.value
+    elif fmt is Format.EXECUTORCH:
+        from portkit.formats.pte import program_report
+
+        found = "XNNConvert" in program_report(path).inside
+    else:
+        found = False
+    return Quantize.DYNAMIC if found else None

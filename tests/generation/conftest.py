@@ -1,6 +1,7 @@
 """The tiny Llama directory and its three artifacts, converted once per test run by the CLI
-(``--max-seq 64 --prefill 8,32 --prompt ...``), shared by every test of this folder that needs
-an artifact rather than an export of its own."""
+(``--max-seq 64 --prefill 8,32 --prompt ...``, and ``--quantize MODE`` where a test asks for
+one), shared by every test of this folder that needs an artifact rather than an export of its
+own."""
 
 from __future__ import annotations
 
@@ -29,21 +30,26 @@ class Converted:
 
 
 @pytest.fixture(scope="session")
-def llama_converted(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Converted]:
-    """``llama_converted(target)``: the tiny Llama converted to ``target`` (once per run)."""
+def llama_converted(tmp_path_factory: pytest.TempPathFactory
+                    ) -> Callable[..., Converted]:
+    """``llama_converted(target, quantize=None)``: the tiny Llama converted to ``target``,
+    with ``--quantize quantize`` if given (once per run)."""
     folder = shared_folder(tmp_path_factory, "llama-converted")
     src = folder / "tinyllama"
     with made_once(src):
         if not (src / "config.json").exists():
             save_decoder("llama", src)
 
-    def get(target: str) -> Converted:
-        out = folder / f"tinyllama{SUFFIXES[target]}"
-        report = folder / f"{target}.json"
+    def get(target: str, quantize: str | None = None) -> Converted:
+        mode = f"-{quantize}" if quantize else ""
+        out = folder / f"tinyllama{mode}{SUFFIXES[target]}"
+        report = folder / f"{target}{mode}.json"
+        flags = ("--quantize", quantize) if quantize else ()
         with made_once(out):
             if not report.exists():
                 done = run_cli("convert", src, "--to", target, "-o", out, "--max-seq", "64",
-                               "--prefill", "8,32", "--prompt", PROMPT, "--report", report)
+                               "--prefill", "8,32", "--prompt", PROMPT, "--report", report,
+                               *flags)
                 assert done.returncode == 0, done.stderr + done.stdout
         return Converted(src, out, json.loads(report.read_text()))
 

@@ -1,11 +1,25 @@
 """The generation verdict (``validators.generation.compare``) on made-up generations: equal
 tokens and logits pass; a token that parts fails naming the step, unless the source's own two
-candidates are a tie within rounding; logits off beyond the policy fail with equal tokens."""
+candidates are a tie within rounding; logits off beyond the policy fail with equal tokens; the
+quantized policy (int8 weights): a cosine floor per step and a tie margin, picked by the
+artifact's quantization."""
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import replace
 
+import numpy as np
+import pytest
+
+from portkit.errors import UsageError
+from portkit.options.generation import Export, exporting
+from portkit.policies import (
+    GENERATION,
+    GENERATION_QUANTIZED,
+    POLICIES,
+    Quantize,
+    generation_policy,
+)
 from portkit.runtimes.decoding import Generated
 from portkit.validators.generation import compare
 
@@ -79,3 +93,65 @@ def test_the_cache_drift_is_per_layer_over_the_positions_both_hold() -> None:
     check = compare(_generated(ref, cache_src), _generated(ref, cache_art), runtime="tflite")
     assert [(d.layer, d.positions) for d in check.cache] == [(0, 4), (1, 4)]
     assert check.cache[0].max_abs_err == 0 and check.cache[1].scaled_err == 0.25
+
+
+def _noisy(ref: np.ndarray, share: float) -> np.ndarray:
+    """``ref`` with seeded noise of ``share`` of each step's scale (int8 weights' rounding)."""
+    rng = np.random.default_rng(1)
+    scale = np.abs(ref).max(1, keepdims=True)
+    return (ref + share * scale * rng.uniform(-1, 1, ref.shape)).astype(np.float32)
+
+
+def test_the_quantized_policy_takes_rounding_a_float_one_refuses() -> None:
+    ref = _logits()
+    got = _noisy(ref, 0.01)
+    got[np.arange(len(ref)), ref.argmax(1)] = ref.max(1) + 1.0  # every token kept
+    assert not compare(_generated(ref), _generated(got), runtime="onnxruntime").passed
+    check = compare(_generated(ref), _generated(got), runtime="onnxruntime",
+                    tolerance=GENERATION_QUANTIZED)
+    assert check.passed and check.agreed == 6
+    assert all(s.cosine >= GENERATION_QUANTIZED.min_cosine for s in check.steps)
+    assert check.policy.startswith("dynamic-generation: every token equal (a tie within")
+
+
+def test_the_quantized_policy_fails_a_step_below_its_cosine_floor() -> None:
+    ref = _logits()
+    got = ref.copy()
+    got[2] = 0.5 * ref[2] + 0.5 * np.roll(ref[2], 1)  # a scrambled step
+    got[2, ref[2].argmax()] = ref[2].max() * 2  # its token kept
+    check = compare(_generated(ref), _generated(got), runtime="tflite",
+                    tolerance=GENERATION_QUANTIZED)
+    assert not check.passed and check.steps[2].cosine < GENERATION_QUANTIZED.min_cosine
+    assert [s.passed for s in check.steps] == [True, True, False, True, True, True]
+
+
+def test_the_quantized_policy_passes_a_tie_within_its_margin_and_no_wider_one() -> None:
+    ref = _logits()
+    src = int(ref[3].argmax())
+    other = (src + 1) % VOCAB
+    scale = float(np.abs(ref[3]).max())
+    margin = 2 * GENERATION_QUANTIZED.scale_tol * scale
+    for gap, tie in ((0.5 * margin, True), (1.5 * margin, False)):
+        r = ref.copy()
+        r[3, other] = r[3, src] - gap
+        got = r.copy()
+        got[3, other] = r[3, src] + 1e-3  # the artifact picks the other one
+        check = compare(_generated(r), _generated(got), runtime="executorch",
+                        tolerance=GENERATION_QUANTIZED)
+        assert (check.passed, check.tie, check.first_disagreement) == (tie, tie, 3)
+
+
+def test_the_generation_policy_follows_the_artifacts_quantization() -> None:
+    assert generation_policy(POLICIES["fp32"]) is GENERATION
+    for given in (POLICIES["fp32"], POLICIES["dynamic"]):  # validate's, convert's
+        assert generation_policy(given, Quantize.DYNAMIC) is GENERATION_QUANTIZED
+    tuned = replace(POLICIES["dynamic"], min_cosine=0.9)
+    assert generation_policy(tuned, Quantize.DYNAMIC) is tuned
+
+
+def test_a_language_model_takes_dynamic_only() -> None:
+    assert Export(quantize=Quantize.DYNAMIC).quantize is Quantize.DYNAMIC
+    for mode in ("int8", "int16x8", "fp16"):
+        with pytest.raises(UsageError, match=f"--quantize {mode}: a language model takes "
+                                             "--quantize dynamic"):
+            exporting(quantize=mode)
