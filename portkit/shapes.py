@@ -8,7 +8,8 @@ change together. The resolved spec holds an example size there (the source's exa
 
 A dimension the user asked for (``--dim``, a name in ``--input``) must stay dynamic; one only the
 source declares stays dynamic where a route can keep it, and is fixed at its example size where
-none can (``Shapes.fixed``, the pipeline's fallback).
+none can (``Shapes.fixed``, the pipeline's fallback), or, a sequence with ``--seq-buckets``, at
+each of a few sizes (``Buckets``: a TFLite signature per size, each validated).
 """
 
 from __future__ import annotations
@@ -31,7 +32,44 @@ DEFAULT_RANGE = (1, 64)
 CHEAP = 8
 # The example size of a dimension --input names past the first (x:1xS), inside its range.
 NAMED_EXAMPLE = 16
+# At most this many buckets when the sizes are chosen from the range (--seq-buckets auto).
+MAX_BUCKETS = 4
 _DIM_FLAG = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_.]*)=(?P<lo>\d+)\.\.(?P<hi>\d+)$")
+
+
+@dataclass(frozen=True)
+class Buckets(Dim):
+    """A dimension fixed at each of a few sizes rather than free (``--seq-buckets``): the
+    artifact holds one signature per size and is validated at each. ``lo``/``hi`` are the
+    smallest and largest, so what knows no buckets sees a dynamic dimension over them."""
+
+    sizes: tuple[int, ...] = ()
+
+    def describe(self) -> str:
+        """``ids.1 in buckets 16, 64, 128``."""
+        return f"{self.name} in buckets {', '.join(map(str, self.sizes))}"
+
+
+def bucket_sizes(d: Dim, example: int, given: Sequence[int] = ()) -> tuple[int, ...]:
+    """The sizes a sequence dimension ``d`` is bucketed at: ``given`` (``--seq-buckets
+    16,64,128``), else the top of its range (the example's size if it has none) and its
+    halvings down to the bottom, at most ``MAX_BUCKETS``: ``2..128`` gives 16, 32, 64, 128.
+
+    Raises:
+        UsageError: A size given is outside the dimension's range.
+    """
+    if given:
+        outside = [n for n in given if not d.lo <= n <= (d.hi or n)]
+        if outside:
+            raise UsageError(f"--seq-buckets {','.join(map(str, given))}: "
+                             f"{', '.join(map(str, outside))} outside {d.describe()}, the "
+                             "sizes the source takes; give sizes inside it")
+        return tuple(sorted(set(given)))
+    top, sizes = d.hi if d.hi is not None else max(example, d.lo), []
+    while top >= d.lo and len(sizes) < MAX_BUCKETS:
+        sizes.append(top)
+        top //= 2
+    return tuple(sorted(sizes))
 
 
 @dataclass(frozen=True)
@@ -42,7 +80,8 @@ class Shapes:
         ranges: ``--dim NAME=LO..HI``: the sizes each named dimension takes (``K..K``: fixed).
         static: ``--static``: every dimension fixed at its example size.
         fixed: Dimensions fixed at their example size though the source declares them dynamic
-            (no route could keep them dynamic, and the user did not ask for them).
+            (no route could keep them dynamic, and the user did not ask for them), or, those
+            ``buckets`` names, at each of its sizes.
         required: Dimensions the user asked for that ``ranges`` no longer name (an
             ``nn.Module``'s, spent on its export): keeping them dynamic is a requirement.
     """
@@ -51,6 +90,7 @@ class Shapes:
     static: bool = False
     fixed: tuple[str, ...] = ()
     required: tuple[str, ...] = ()
+    buckets: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     def asked(self, given: Sequence[TensorSpec] = ()) -> set[str]:
         """The dimensions the user asked to keep dynamic: ``--dim``'s, ``required`` and those
@@ -177,10 +217,21 @@ def rnn_state(spec: TensorSpec) -> bool:
 def _fix(spec: TensorSpec, shapes: Shapes) -> TensorSpec:
     """``spec`` with the dimensions that don't stay dynamic fixed at their example size: all
     with ``--static``, those ``shapes.fixed`` names, and those whose range is one size
-    (``--dim N=K..K``)."""
-    dims = tuple(None if d is None or shapes.static or d.name in shapes.fixed or d.lo == d.hi
-                 else d for d in spec.dims)
-    return replace(spec, dims=dims if any(dims) else ())
+    (``--dim N=K..K``); those ``shapes.buckets`` names are ``Buckets``, their example the
+    smallest bucket that holds the example (else the largest)."""
+    buckets = dict(shapes.buckets)
+    dims: list[Dim | None] = []
+    sizes = list(spec.shape or ())
+    for i, d in enumerate(spec.dims):
+        if d is not None and not shapes.static and d.name in buckets:
+            chosen = buckets[d.name]
+            dims.append(Buckets(d.name, min(chosen), max(chosen), chosen))
+            sizes[i] = min((n for n in chosen if n >= (sizes[i] or 0)), default=max(chosen))
+        else:
+            dims.append(None if d is None or shapes.static or d.name in shapes.fixed
+                        or d.lo == d.hi else d)
+    return replace(spec, shape=tuple(sizes) if spec.shape is not None else None,
+                   dims=tuple(dims) if any(dims) else ())
 
 
 def _batch(settled: Sequence[TensorSpec]) -> int:
@@ -312,7 +363,8 @@ def validation_sizes(specs: Sequence[TensorSpec]) -> list[dict[str, int]]:
     """The sizes besides the example one a dynamic model is validated at: every dimension at
     ``2 * example + 1`` (an odd size, inside its range), then at the top of its range where the
     inputs there hold at most ``CHEAP`` times the example's elements, else (or when that size
-    was one of the others) at the bottom.
+    was one of the others) at the bottom. A model with ``Buckets`` is validated at each bucket
+    instead (every other dimension at its example size).
 
     Returns:
         Each size as dimension name -> size; none for a model with no dynamic dimension.
@@ -321,6 +373,10 @@ def validation_sizes(specs: Sequence[TensorSpec]) -> list[dict[str, int]]:
     if not free:
         return []
     example = free_sizes(specs)
+    buckets = {n: d.sizes for n, (d, _e) in free.items() if isinstance(d, Buckets)}
+    if buckets:  # each bucket is a signature of its own: validated at every one
+        return [{**example, n: size} for n, chosen in buckets.items() for size in chosen
+                if size != example[n]]
 
     def inside(d: Dim, v: int) -> int:
         return max(d.lo, min(v, d.hi if d.hi is not None else v))

@@ -93,6 +93,13 @@ STATIC = click.option(
     "--static", is_flag=True,
     help="Fix every dimension at its example size: a fixed-shape artifact (it converts faster; "
          "some delegates need it), validated at that size only.")
+SEQ_BUCKETS = click.option(
+    "--seq-buckets", metavar="LEN,...|auto",
+    help="Where no route keeps a sequence dimension dynamic in TFLite: one signature per "
+         "length in the one .tflite, each validated at its length, e.g. 16,64,128; auto: the "
+         "top of the sequence's range and its halvings, at most 4 (2..128: 16,32,64,128) "
+         "[default: off, the sequence is fixed at its example size]. The TFLite runtime picks "
+         "the signature of the input's length; another length is an error naming them.")
 CONST = click.option(
     "--const", "consts", multiple=True, metavar="NAME=VALUE",
     help="Bind an input to a constant in the artifact, e.g. sr=16000 (TorchScript int/float/"
@@ -134,8 +141,10 @@ def number(key: str) -> Callable[[F], F]:
 
 
 def shapes(*options: Callable[[F], F]) -> Callable[[F], F]:
-    """The shapes section: ``--input``, ``--dim`` and ``--static`` (or those given)."""
-    return section("Shapes", "--input x:Nx3x224x224 --dim N=1..32, or --static",
+    """The shapes section: ``--input``, ``--dim`` and ``--static`` (or those given; with
+    ``--seq-buckets``, its example too)."""
+    buckets = ", or --seq-buckets 16,64,128" if SEQ_BUCKETS in options else ""
+    return section("Shapes", f"--input x:Nx3x224x224 --dim N=1..32, or --static{buckets}",
                    *(options or (INPUT, DIM, STATIC)))
 
 

@@ -1,7 +1,9 @@
 """Dynamic dimensions kept by what a converter writes: the post-condition a converter checks
 before it reports success, the error it raises when it can only write a static artifact (the
 pipeline then tries the next route), and the fallback when no route kept them: the dimensions
-the user did not ask for are fixed at their example size and the routes run again.
+the user did not ask for are fixed at their example size and the routes run again; with
+``--seq-buckets`` a sequence dimension is instead fixed at each bucket's size (``Buckets``: a
+TFLite signature per size, each validated), the others as before.
 
 A source's dynamic dimension (a ``Dim`` in its resolved inputs' ``dims``) must stay dynamic in
 the artifact: a TFLite ``shape_signature`` of -1, an ONNX ``dim_param`` (or no size), a
@@ -17,12 +19,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from portkit.errors import DimensionsFixedError
+from portkit.errors import DimensionsFixedError, UsageError
 from portkit.formats import Format
 from portkit.results import Attempt, FixedDims
 from portkit.runtimes.binding import pair_by_name
-from portkit.shapes import DEFAULT_RANGE, Shapes, free_dims
-from portkit.specs import TensorSpec
+from portkit.shapes import DEFAULT_RANGE, Buckets, Shapes, bucket_sizes, free_dims
+from portkit.specs import Dim, TensorSpec
 
 
 def describe_dynamic(inputs: Sequence[TensorSpec]) -> str:
@@ -62,11 +64,13 @@ def refusal(error: str) -> str:
 
 
 def fallback(shapes: Shapes, given: Sequence[TensorSpec], inputs: Sequence[TensorSpec],
-             attempts: Sequence[Attempt], validated: bool = True) -> Shapes | None:
+             attempts: Sequence[Attempt], validated: bool = True,
+             buckets: Sequence[int] | None = None) -> Shapes | None:
     """What to convert with when no route shipped an artifact with the source's dynamic
     dimensions and the dimensions are to blame (``_dimension_trouble``): ``shapes`` with every
     dynamic dimension the user did not ask for (``--dim``, a name in ``--input``:
-    ``Shapes.asked``) fixed at its example size. None when a route shipped, no failure was the
+    ``Shapes.asked``) fixed at its example size, but for the sequence (``sequence``), which
+    ``buckets`` fixes at each of its sizes. None when a route shipped, no failure was the
     dimensions', or every dynamic dimension was asked for (keeping it is a requirement).
 
     Args:
@@ -75,13 +79,43 @@ def fallback(shapes: Shapes, given: Sequence[TensorSpec], inputs: Sequence[Tenso
         inputs: The source's resolved inputs (their ``dims``).
         attempts: The routes tried.
         validated: Whether an artifact ships only when it matched (else when it converted).
+        buckets: ``--seq-buckets``: its sizes, empty for sizes from the sequence's range
+            (``shapes.bucket_sizes``); None: no buckets.
+
+    Raises:
+        UsageError: ``buckets`` given, but no single dimension is the sequence, or a size is
+            outside its range.
     """
     if any(a.passed or (a.converted and not validated) for a in attempts) \
             or not any(_dimension_trouble(a) for a in attempts):
         return None
     asked = shapes.asked(given)
     fix = tuple(name for name in free_dims(inputs) if name not in asked)
+    if buckets is not None and shapes.buckets == ():
+        dim, example = sequence(inputs, fix)
+        chosen = ((dim.name, bucket_sizes(dim, example, buckets)),)
+        return dataclasses.replace(shapes, fixed=shapes.fixed + fix, buckets=chosen)
     return dataclasses.replace(shapes, fixed=shapes.fixed + fix) if fix else None
+
+
+def sequence(inputs: Sequence[TensorSpec], names: Sequence[str]) -> tuple[Dim, int]:
+    """The one dimension among ``names`` (dynamic dimensions no route kept, nobody asked
+    for) that is a sequence: never an input's first axis (that is a batch), and its example
+    size.
+
+    Raises:
+        UsageError: None is, or several are (``--dim NAME=K..K`` fixes the others).
+    """
+    free = free_dims(inputs)
+    first = {s.dims[0].name for s in inputs if s.dims and s.dims[0] is not None}
+    found = [free[n] for n in names if n in free and n not in first]
+    if len(found) != 1:
+        which = ", ".join(d.describe() for d, _e in found) or "none"
+        fix = "; fix all but one with --dim NAME=K..K" if found else ""
+        raise UsageError(f"--seq-buckets: one dynamic dimension past the first axis is "
+                         f"bucketed, the sequence; no route kept these dynamic: {which}{fix}"
+                         ", or drop --seq-buckets")
+    return found[0]
 
 
 def _dimension_trouble(attempt: Attempt) -> bool:
@@ -97,23 +131,27 @@ def _dimension_trouble(attempt: Attempt) -> bool:
 
 
 def fixed_dims(inputs: Sequence[TensorSpec], names: Sequence[str],
-               attempts: Sequence[Attempt]) -> FixedDims:
-    """The report of the dimensions ``names`` fixed at their example sizes because the
-    ``attempts`` could not keep them dynamic, with the ``--dim`` flags that would require it."""
+               attempts: Sequence[Attempt],
+               buckets: Sequence[tuple[str, tuple[int, ...]]] = ()) -> FixedDims:
+    """The report of the dimensions ``names`` fixed at their example sizes, or at each of
+    their ``buckets`` (``Shapes.buckets``), because the ``attempts`` could not keep them
+    dynamic, with the ``--dim`` flags that would require it."""
     free = free_dims(inputs)
     chosen = [(free[n][0], free[n][1]) for n in names if n in free]
     require = " ".join(
         f"--dim {d.name}={d.lo}..{d.hi if d.hi is not None else max(DEFAULT_RANGE[1], size)}"
         for d, size in chosen)
-    return FixedDims(sizes=tuple((d.name, size) for d, size in chosen),
+    bucketed = dict(buckets)
+    return FixedDims(sizes=tuple((d.name, size) for d, size in chosen if d.name not in bucketed),
                      refusals=tuple(f"{a.route}: {refusal(a.error or 'failed')}"
                                     for a in attempts),
-                     require=require)
+                     require=require, buckets=tuple(bucketed.items()))
 
 
 def require_kept(tool: str, inputs: Sequence[TensorSpec],
                  written: Sequence[tuple[str, tuple[int | None, ...] | None]]) -> None:
-    """Post-condition: every input keeps at least as many dynamic axes as the source's has.
+    """Post-condition: every input keeps at least as many dynamic axes as the source's has
+    (a ``Buckets`` dimension aside: one signature per size, each validated at its size).
 
     Args:
         tool: The converter, for the error.
@@ -124,7 +162,7 @@ def require_kept(tool: str, inputs: Sequence[TensorSpec],
     Raises:
         DimensionsFixedError: Some input was written with fewer dynamic axes (``static_only``).
     """
-    if not any(s.dynamic for s in inputs):
+    if not any(_free(s) for s in inputs):
         return
     shapes = dict(written)
     try:
@@ -135,16 +173,21 @@ def require_kept(tool: str, inputs: Sequence[TensorSpec],
     for spec, (_src, art) in zip(inputs, pairs):
         shape = shapes[art]
         free = len(shape) if shape is None else sum(d is None for d in shape)  # type: ignore[arg-type]
-        if free < len(spec.dynamic):
+        if free < len(_free(spec)):
             fixed = "x".join("?" if d is None else str(d) for d in shape or ())
             lost.append(f"{art} written as {fixed}")
     if lost:
         raise static_only(tool, inputs, "it wrote " + ", ".join(lost))
 
 
+def _free(spec: TensorSpec) -> list[Dim]:
+    """``spec``'s dynamic dimensions that an artifact keeps free (``Buckets`` are not)."""
+    return [d for d in spec.dynamic if not isinstance(d, Buckets)]
+
+
 def check_kept(tool: str, target: Format, path: Path, inputs: Sequence[TensorSpec]) -> None:
-    """The post-condition every edge's ONNX, TFLite or ExecuTorch artifact meets (``registry.run_edge``):
-    the source's dynamic dimensions stay dynamic (``require_kept``).
+    """The post-condition every edge's ONNX, TFLite or ExecuTorch artifact meets
+    (``registry.run_edge``): the source's dynamic dimensions stay dynamic (``require_kept``).
 
     Raises:
         DimensionsFixedError: An input was written with fewer dynamic axes.

@@ -13,14 +13,19 @@ but far faster on transformers, whose int8 attention math leaves XNNPACK's fast 
 A dynamic first dimension (a batch) stays dynamic (``shape_signature`` -1): litert-torch exports
 with it as a ``torch.export.Dim``. Any other dynamic dimension it fails to lower (litert-torch
 0.10, with or without ``use_v2``), so it refuses those up front and the route through ONNX runs.
+A ``Buckets`` dimension (``--seq-buckets``, when no route kept a sequence dynamic) is written as
+one signature per size (``seq_16``, ``seq_64``...: ``litert_torch.signature`` for each), which
+the TFLite runtime picks by the input's length.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from portkit.convert import tflite_quantize
 from portkit.convert._torch import load_exported_program
+from portkit.convert.dynamic import static_only
 from portkit.convert.registry import Variant, register_edge
 from portkit.errors import ConversionError
 from portkit.formats import Format
@@ -33,6 +38,7 @@ from portkit.runtimes.torch_export import (
     example_args,
     export_args,
 )
+from portkit.shapes import Buckets, shape_at
 from portkit.specs import TensorSpec
 
 NHWC_IO = Variant("nhwc-io", "4-D inputs and outputs channels-last (to_channel_last_io)",
@@ -48,20 +54,30 @@ def convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
             options: ConvertOptions) -> str | tuple[str, Quantization]:
     """Convert through ``litert_torch.convert``; inputs keep their layout (NCHW stays NCHW)
     unless the variant is ``nhwc-io``; then quantize if asked."""
-    beyond = [a for a in dynamic_axes(inputs) if a[1] != 0]
+    buckets = [(name, axis, d) for name, axis, d in dynamic_axes(inputs)
+               if isinstance(d, Buckets)]
+    if len({d.name for _n, _a, d in buckets}) > 1:
+        raise ConversionError(f"buckets along one dimension only, not {described(buckets)}")
+    beyond = [a for a in dynamic_axes(inputs) if a[1] != 0 and not isinstance(a[2], Buckets)]
     if beyond:
-        raise ConversionError(
-            f"litert-torch lowers only a dynamic first dimension; {described(beyond)} "
-            f"{'is' if len(beyond) == 1 else 'are'} dynamic: a route through ONNX keeps them, "
-            "or pass --static for a fixed-shape TFLite")
+        why = (f"litert-torch lowers only a dynamic first dimension; {described(beyond)} "
+               f"{'is' if len(beyond) == 1 else 'are'} dynamic: a route through ONNX keeps them")
+        if options.seq_buckets is not None:  # the fallback's cue: a signature per bucket
+            raise static_only("litert-torch", inputs, why)
+        # Else a plain refusal, as before --seq-buckets: --route litert-torch stays exit 3.
+        raise ConversionError(f"{why}, or pass --static for a fixed-shape TFLite")
     import litert_torch
     import torch
 
     module = load_exported_program(src, fmt, inputs).module()
-    dynamic = dynamic_shapes(inputs)
-    args = export_args(inputs) if dynamic else example_args(inputs)
+    free = [_unbucketed(s) for s in inputs]  # each signature's: the buckets' axes fixed
+    dynamic = dynamic_shapes(free)
+    args = export_args(free) if dynamic else example_args(free)
     via = "TorchScript -> ExportedProgram (TS2EPConverter) -> " if fmt is Format.TORCHSCRIPT else ""
     if options.variant == NHWC_IO.name:
+        if buckets:
+            raise ConversionError("nhwc-io: not with buckets (a sequence model has no 4-D "
+                                  "input to make channels-last)")
         with torch.no_grad():
             produced = module(*args)
         outs = produced if isinstance(produced, (tuple, list)) else (produced,)
@@ -76,6 +92,8 @@ def convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
         via += "to_channel_last_io (NCHW inputs and outputs become NHWC) -> "
 
     def write(path: Path) -> str:
+        if buckets:
+            return write_buckets(path)
         try:
             litert_torch.convert(module, args, dynamic_shapes=dynamic).export(str(path))
         except Exception as e:  # noqa: BLE001 - its lowering raises anything (TypeError...)
@@ -88,6 +106,32 @@ def convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
                 "--static for a fixed-shape TFLite") from None
         return f"{via}litert_torch.convert"
 
+    def write_buckets(path: Path) -> str:
+        d = buckets[0][2]
+        assert isinstance(d, Buckets)
+        converter = litert_torch
+        for size in d.sizes:
+            at = [_unbucketed(dataclasses.replace(s, shape=shape_at(s, {d.name: size})))
+                  for s in inputs]
+            converter = converter.signature(f"seq_{size}", module,
+                                            export_args(at) if dynamic else example_args(at),
+                                            dynamic_shapes=dynamic)
+        try:
+            converter.convert().export(str(path))
+        except Exception as e:  # noqa: BLE001 - its lowering raises anything (TypeError...)
+            why = (str(e).strip().splitlines() or [""])[0]
+            raise ConversionError(f"litert-torch failed to write a signature per size of "
+                                  f"{d.describe()} ({type(e).__name__}: {why}); pass --static "
+                                  "for a fixed-shape TFLite") from None
+        return (f"{via}litert_torch.signature per size of {d.describe()} "
+                f"({', '.join(f'seq_{n}' for n in d.sizes)})")
+
     if options.quantize is None:
         return write(dst)
     return tflite_quantize.from_float(write, dst, inputs, options)
+
+
+def _unbucketed(spec: TensorSpec) -> TensorSpec:
+    """``spec`` with its ``Buckets`` dimensions fixed (each signature fixes them at a size)."""
+    dims = tuple(None if isinstance(d, Buckets) else d for d in spec.dims)
+    return dataclasses.replace(spec, dims=dims if any(dims) else ())

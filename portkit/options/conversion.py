@@ -1,6 +1,6 @@
 """The converters' options (``--to``, ``--quantize``, ``--calibration``, ``--keep-float``,
-``--int8-io``, ``--no-flex``, ``--opset``, ``--optimize``), checked where they only make sense
-together."""
+``--int8-io``, ``--no-flex``, ``--opset``, ``--optimize``, ``--seq-buckets``), checked where
+they only make sense together."""
 
 from __future__ import annotations
 
@@ -45,6 +45,9 @@ class ConvertOptions:
         keep_float_auto: Keep the fewest ops float that make the quantized model meet
             ``judge`` (``--keep-float auto``).
         judge: The parity policy ``keep_float_auto`` quantizes until it meets (the job's).
+        seq_buckets: ``--seq-buckets``: where no route keeps a sequence dimension dynamic, a
+            TFLite signature per size, each validated (``convert/dynamic.fallback``); empty:
+            sizes from the sequence's range (``auto``); None: not asked (it is fixed).
     """
 
     load: LoadOptions = LoadOptions()
@@ -59,6 +62,7 @@ class ConvertOptions:
     keep_float: tuple[str, ...] = ()
     keep_float_auto: bool = False
     judge: Tolerance | None = None
+    seq_buckets: tuple[int, ...] | None = None
 
 
 def target(to: str) -> Format:
@@ -78,13 +82,15 @@ def convert_options(target: Format, *, signature: str | None = None, trust_model
                     calibration: str | Path | None = None, int8_io: bool = False,
                     no_flex: bool = False, opset: int | None = None,
                     allow_nonfinite: bool = False,
-                    keep_float: str | Sequence[str] | None = None) -> ConvertOptions:
+                    keep_float: str | Sequence[str] | None = None,
+                    seq_buckets: str | Sequence[int] | None = None) -> ConvertOptions:
     """Check the flags that only make sense together and build the converters' options.
 
     Raises:
         UsageError: A flag is out of place (``--quantize`` for ONNX, ``--int8-io`` without
-            int8...), ``opset`` is out of range, or calibration data is missing, can't be read
-            as arrays or holds NaN/inf (without ``allow_nonfinite``).
+            int8, ``--seq-buckets`` but for TFLite...), ``opset`` is out of range, or
+            calibration data is missing, can't be read as arrays or holds NaN/inf (without
+            ``allow_nonfinite``).
     """
     if opset is not None:
         opset = OPSET.check(opset)
@@ -119,9 +125,36 @@ def convert_options(target: Format, *, signature: str | None = None, trust_model
     if no_flex and target is not Format.TFLITE:
         raise UsageError("--no-flex is for --to tflite")
     names, auto = _keep_float(keep_float, mode)
+    buckets = parse_buckets(seq_buckets)
+    if buckets is not None and target is not Format.TFLITE:
+        raise UsageError("--seq-buckets is for --to tflite (a signature per length); ONNX and "
+                         "ExecuTorch keep a sequence dynamic")
     return ConvertOptions(LoadOptions(signature, trust_model), mode, calibration, int8_io,
                           no_flex, opset, allow_nonfinite=allow_nonfinite, keep_float=names,
-                          keep_float_auto=auto)
+                          keep_float_auto=auto, seq_buckets=buckets)
+
+
+def parse_buckets(value: str | Sequence[int] | None) -> tuple[int, ...] | None:
+    """``--seq-buckets 16,64,128`` (or ``auto``, or sizes) as sizes: empty for ``auto``
+    (chosen from the sequence's range), None when not given.
+
+    Raises:
+        UsageError: Not ``auto`` nor whole numbers of at least 1, comma-separated.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return ()
+    texts = value.split(",") if isinstance(value, str) else list(value)
+    try:
+        sizes = tuple(int(str(t).strip()) for t in texts)
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise UsageError(f"--seq-buckets {value}: give the sequence lengths to make a "
+                         "signature for, comma-separated (16,64,128), or auto (the top of the "
+                         "sequence's range and its halvings, at most 4)")
+    return tuple(sorted(set(sizes)))
 
 
 def _keep_float(value: str | Sequence[str] | None, mode: Quantize | None

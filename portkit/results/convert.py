@@ -78,22 +78,27 @@ class Attempt:
 @dataclass(frozen=True)
 class FixedDims:
     """Dimensions the source declares dynamic, the user did not ask to keep dynamic, and no
-    route could keep dynamic: the artifact has them fixed at their example size.
+    route could keep dynamic: the artifact has them fixed at their example size, or (a
+    sequence, ``--seq-buckets``) at each of a few sizes, one TFLite signature per size.
 
     Attributes:
         sizes: Each dimension's name and the size it is fixed at.
         refusals: Why each route could not keep them (``route: error``).
         require: The flags that would make keeping them a requirement (``--dim batch=1..64``):
             with them the conversion fails instead.
+        buckets: Each bucketed dimension's name and its sizes (a signature each).
     """
 
     sizes: tuple[tuple[str, int], ...]
     refusals: tuple[str, ...]
     require: str
+    buckets: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     def describe(self) -> str:
-        """``batch at 1, seq at 16``."""
-        return ", ".join(f"{name} at {size}" for name, size in self.sizes)
+        """``batch at 1, seq at 16``; ``ids.1 in buckets 16, 64, 128``."""
+        return ", ".join([f"{name} at {size}" for name, size in self.sizes]
+                         + [f"{name} in buckets {', '.join(map(str, sizes))}"
+                            for name, sizes in self.buckets])
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,14 @@
-"""TFLite through ``ai_edge_litert`` (CPU, XNNPACK delegate by default)."""
+"""TFLite through ``ai_edge_litert`` (CPU, XNNPACK delegate by default).
+
+A file whose signatures take the same inputs at different sizes (``--seq-buckets``: one per
+sequence length) runs as one model whose differing axes are free: each run goes to the
+signature of the feeds' shapes. A length between buckets is an error naming them, not padded:
+padding changes the outputs unless the model masks it, which only its author knows.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from pathlib import Path
@@ -131,6 +138,94 @@ class TfliteSession(Session):
         return count([op["op_name"] for op in self._interpreter._get_ops_details()])
 
 
+def buckets(interpreter: Any) -> dict[tuple[tuple[int, ...], ...], str]:
+    """Signature name by its inputs' shapes (in its input order), for a file of several
+    signatures that take the same inputs (names, dtypes, ranks) and give the same outputs at
+    different sizes, as ``--seq-buckets`` writes; empty for any other file."""
+    signatures = interpreter.get_signature_list()
+    if len(signatures) < 2:
+        return {}
+    found: dict[tuple[tuple[int, ...], ...], str] = {}
+    kinds = set()
+    for name in signatures:
+        runner = interpreter.get_signature_runner(name)
+        kinds.add(tuple((n, np.dtype(d["dtype"]).name, len(d["shape"])) for details in (
+            runner.get_input_details(), runner.get_output_details())
+            for n, d in details.items()))
+        found[tuple(tuple(int(x) for x in d["shape"])
+                    for d in runner.get_input_details().values())] = name
+    return found if len(kinds) == 1 and len(found) == len(signatures) else {}
+
+
+def bucket_inputs(path: Path) -> list[tuple[str, tuple[TensorSpec, ...]]]:
+    """A bucketed file's signatures (``buckets``), smallest first: each name and its inputs at
+    its size; empty for any other file."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    found = []
+    for shapes, name in sorted(buckets(interpreter).items()):
+        details = interpreter.get_signature_runner(name).get_input_details()
+        found.append((name, tuple(TensorSpec(n, shape, np.dtype(d["dtype"]).name)
+                                  for (n, d), shape in zip(details.items(), shapes))))
+    return found
+
+
+def _free_axes(shapes: list[tuple[int, ...]]) -> tuple[int | None, ...]:
+    """One shape with None on every axis where ``shapes`` differ."""
+    return tuple(sizes[0] if len(set(sizes)) == 1 else None for sizes in zip(*shapes))
+
+
+class BucketSession(TfliteSession):
+    """A file of one signature per size (``buckets``): its inputs and outputs free along the
+    axes the signatures differ on, each run given to the signature of the feeds' shapes."""
+
+    def __init__(self, interpreter: Any, path: Path | None, threads: int,
+                 by_shape: dict[tuple[tuple[int, ...], ...], str]) -> None:
+        super().__init__(interpreter, path, threads)
+        self._by_shape = by_shape
+        self._runners = {name: interpreter.get_signature_runner(name)
+                         for name in by_shape.values()}
+        first = next(iter(self._runners.values()))
+        outs = [[tuple(int(x) for x in d["shape"]) for d in r.get_output_details().values()]
+                for r in self._runners.values()]
+        self.inputs = [dataclasses.replace(s, shape=_free_axes([k[i] for k in by_shape]))
+                       for i, s in enumerate(_specs(list(first.get_input_details().values()), {}))]
+        self.inputs = [dataclasses.replace(s, name=n) for s, n in
+                       zip(self.inputs, first.get_input_details())]
+        self.outputs = [TensorSpec(n, _free_axes([o[i] for o in outs]),
+                                   np.dtype(d["dtype"]).name)
+                        for i, (n, d) in enumerate(first.get_output_details().items())]
+
+    @property
+    def signatures(self) -> dict[str, tuple[tuple[int, ...], ...]]:
+        """Each signature's inputs' shapes, by name (smallest first)."""
+        return {name: shape for shape, name in sorted(self._by_shape.items())}
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        shape = tuple(tuple(feeds[s.name].shape) for s in self.inputs)
+        name = self._by_shape.get(shape)
+        if name is None:
+            have = "; ".join(f"{n} ({', '.join('x'.join(map(str, x)) for x in k)})"
+                             for n, k in self.signatures.items())
+            fed = ", ".join(f"{s.name} {'x'.join(map(str, x))}"
+                            for s, x in zip(self.inputs, shape))
+            raise ValueError(f"{fed}: this model holds one signature per length and none "
+                             f"takes that: {have}; pad the input to one of them (with the "
+                             "token the model masks), or convert again with --seq-buckets "
+                             "naming this length")
+        runner = self._runners[name]
+        ins, outs = runner.get_input_details(), runner.get_output_details()
+        got = runner(**{n: np.ascontiguousarray(_quantize(feeds[n], d)) for n, d in ins.items()})
+        return {n: _dequantize(got[n], d) for n, d in outs.items()}
+
+    def _profile(self, feeds: dict[str, np.ndarray], runs: int) -> tuple[OpTime, ...]:
+        if tuple(feeds[s.name].shape for s in self.inputs) != next(iter(sorted(self._by_shape))):
+            raise UsageError("--profile times a bucketed model's first signature only (its "
+                             "main subgraph): bench it with --shape at the smallest length")
+        return super()._profile(feeds, runs)
+
+
 ONE_THREAD = "cpu-1thread"
 
 
@@ -169,6 +264,9 @@ class TfliteRuntime(Runtime):
         threads = 1 if device == ONE_THREAD else options.threads or os.cpu_count() or 1
         interpreter = Interpreter(model_path=str(path), num_threads=threads)
         interpreter.allocate_tensors()
+        by_shape = buckets(interpreter)
+        if by_shape:
+            return BucketSession(interpreter, path, threads, by_shape)
         return TfliteSession(interpreter, path, threads)
 
 

@@ -225,6 +225,15 @@ def bench_candidates(paths: list[str], fmt: Format, runtime: str, device: str,
     return [r if isinstance(r, str) else next(results) for r in runs]
 
 
+@worker.task
+def signatures(path: str) -> list[tuple[str, tuple[TensorSpec, ...]]]:
+    """A ``.tflite``'s signatures of one length each (``--seq-buckets``): name and inputs at
+    that length (``runtimes.tflite.bucket_inputs``); empty for any other file."""
+    from portkit.runtimes.tflite import bucket_inputs
+
+    return bucket_inputs(Path(path))
+
+
 def _batched(specs: list[TensorSpec], batch: int | None) -> list[TensorSpec]:
     if batch is None:
         return specs
@@ -233,7 +242,9 @@ def _batched(specs: list[TensorSpec], batch: int | None) -> list[TensorSpec]:
 
 def bench_models(job: BenchJob, ctx: RunContext) -> BenchReport:
     """Latency of each model on each runtime that loads it, one fresh worker per measurement
-    (``ctx.pool`` is not used: a warm worker would time its neighbours' leftovers).
+    (``ctx.pool`` is not used: a warm worker would time its neighbours' leftovers); a TFLite
+    file of one signature per length (``--seq-buckets``) is timed at each, a row per signature,
+    unless ``--shape`` or ``--input`` says the sizes.
 
     Raises:
         PortkitError: A model can't be read, or no runtime loads it.
@@ -248,9 +259,16 @@ def bench_models(job: BenchJob, ctx: RunContext) -> BenchReport:
         if not chosen:
             raise UsageError(f"{path}: no runtime among {', '.join(job.runtimes)} loads "
                              f"{fmt.value} models")
+        labels: dict[tuple[TensorSpec, ...], str] = {}
+        sizes = job.sizes or ((),)
+        if fmt is Format.TFLITE and not job.sizes and not job.inputs:  # a row per signature
+            labels = {size: f"{name} ({shown(size)})" for name, size in worker.call(
+                signatures, timeout=ctx.timeout, what=f"{path.name}'s signatures",
+                path=str(path))}
+            sizes = tuple(labels) or sizes
         for rt in chosen:
-            for size in job.sizes or ((),):
-                label = shown(size)
+            for size in sizes:
+                label = labels.get(size) or shown(size)
                 at = f" at {label}" if label else ""
                 with ctx.progress(f"Timing {path.name} on {rt.name}{at}"):
                     latency: Latency = worker.call(

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from portkit.quantization import Quantization
     from portkit.results import (
         ConvertReport,
+        FixedDims,
     )
     from portkit.speed import SpeedCheck
 
@@ -61,7 +62,8 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
     if any(s.dims for s in report.inputs):
         out.append(dynamic_line(report.inputs, report.checks))
     if report.fixed is not None:
-        out.append(fixed_line(report.fixed))
+        out.append(buckets_line(report.fixed) if report.fixed.buckets
+                   else fixed_line(report.fixed))
     out += notes_lines(report.notes)
     timed = any(a.latency is not None for a in report.routes_tried)
     title = "Routes tried" + (" (--optimize latency: the fastest that matched ships)"
@@ -72,7 +74,8 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
         routes.add_column(col, justify="right" if col == "p50 ms" else "left")
     shipped = report.route
     for a in report.routes_tried:
-        parity = "-" if not a.converted or not report.validated else ("pass" if a.passed else "FAIL")
+        parity = "-" if not a.converted or not report.validated else (
+            "pass" if a.passed else "FAIL")
         if parity == "FAIL" and a.checks and all(c.passed or c.skipped for c in a.checks):
             # matched, but lost more accuracy than allowed, or failed on seeded inputs
             seeded = report.degenerate is not None and not report.degenerate.passed
@@ -82,7 +85,7 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
         if timed:
             mark = " *" if a.latency is not None and a.hops == shipped else ""
             p50 = (f"{a.latency.p50_ms:.3g}{mark}" if a.latency else "-",)
-        name = f"{a.route} ({', '.join(a.fixed)} fixed)" if a.fixed else a.route
+        name = f"{a.route} ({_fixed_names(a.fixed, report.fixed)})" if a.fixed else a.route
         routes.add_row(escape(name), "yes" if a.converted else "no", parity,
                        f"{sum(h.seconds for h in a.hops):.1f}", *p50, escape(short(note)))
     out.append(routes)
@@ -167,6 +170,9 @@ def quantization_tables(q: Quantization, worst: int = 10) -> list[Table | Text]:
             cost += (f", p50 {q.p50_ms:.3g} ms against {q.full_p50_ms:.3g} ms "
                      f"({q.p50_ms / q.full_p50_ms:.2f}x)")
         tried = f", {q.trials} models tried" if q.keep_float_auto else ""
+        if q.keep_float_auto and q.search_seconds is not None:
+            tried += f" in {q.search_seconds:.1f} s"
+            tried += f", peak {q.search_peak_mb:,.0f} MB" if q.search_peak_mb else ""
         out.append(Text(f"Kept float ({how}{tried}): {', '.join(q.keep_float)}{cost}"))
     if q.note:
         out.append(Text(f"--keep-float: {q.note}"))
@@ -183,3 +189,24 @@ def quantization_tables(q: Quantization, worst: int = 10) -> list[Table | Text]:
     return out
 
 
+
+
+def buckets_line(fixed: FixedDims) -> Text:
+    """``Buckets: ids.1 at 16, 64, 128 (a signature each ...), as no route kept it dynamic:
+    ...``: a sequence bucketed (``--seq-buckets``), other dimensions fixed beside it."""
+    kept = "; ".join(f"{name} at {', '.join(map(str, sizes))}" for name, sizes in fixed.buckets)
+    also = "".join(f", {name} fixed at {size}" for name, size in fixed.sizes)
+    them = "it" if len(fixed.buckets) + len(fixed.sizes) == 1 else "them"
+    return Text(f"Buckets: {kept} (one TFLite signature per length, each validated; the "
+                f"runtime takes the signature of the input's length){also}, as no route kept "
+                f"{them} dynamic: {short('; '.join(fixed.refusals), 300)}. {fixed.require} "
+                f"requires {them} dynamic (exit 3 where no route can)")
+
+
+def _fixed_names(names: tuple[str, ...], fixed: FixedDims | None) -> str:
+    """``ids.1 bucketed, batch fixed``: what the route's second try fixed."""
+    bucketed = dict(fixed.buckets) if fixed is not None else {}
+    parts = [f"{', '.join(n for n in names if n in bucketed)} bucketed"] if any(
+        n in bucketed for n in names) else []
+    rest = [n for n in names if n not in bucketed]
+    return ", ".join(parts + ([f"{', '.join(rest)} fixed"] if rest else []))
