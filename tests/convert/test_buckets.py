@@ -89,23 +89,25 @@ ENCODER = Fixture("masked_encoder", functools.partial(torch_models.masked_encode
                   "a transformer encoder with a padding mask, its sequence dynamic")
 
 
-@pytest.fixture(scope="module")
-def bucketed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """The one-layer encoder converted through the CLI with buckets 16, 64, 128 (litert-torch
-    only: its refusal of the dynamic sequence is instant), and the JSON report."""
-    folder = tmp_path_factory.mktemp("buckets")
-    source = ENCODER.save(folder, "pt2")
-    out = folder / "encoder.tflite"
+def test_a_dynamic_sequence_becomes_a_signature_per_bucket_run_by_length_and_benched(
+        tmp_path: Path) -> None:
+    """The one-layer encoder through the CLI with buckets 16, 64, 128 (litert-torch only: its
+    refusal of the dynamic sequence is instant), one test so that the conversion runs once per
+    test run whichever worker takes it: each bucket matches the source, the runtime takes the
+    signature of the input's length and names them at another, bench times each."""
+    import torch
+
+    from portkit.options import LoadOptions
+    from portkit.runtimes import registry
+
+    source = ENCODER.save(tmp_path, "pt2")
+    out = tmp_path / "encoder.tflite"
     done = run_cli("convert", source, "--to", "tflite", "-o", out, "--route", "litert-torch",
-                   "--seq-buckets", "16,64,128", "--report", folder / "r.json")
+                   "--seq-buckets", "16,64,128", "--report", tmp_path / "r.json")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Buckets: ids.1 at 16, 64, 128 (one TFLite signature per length" in done.stdout
     assert "litert-torch (ids.1 bucketed)" in done.stdout
-    return out, json.loads((folder / "r.json").read_text())
-
-
-def test_a_dynamic_sequence_becomes_a_signature_per_bucket_each_matching(bucketed) -> None:
-    _out, report = bucketed
+    report = json.loads((tmp_path / "r.json").read_text())
     assert report["passed"] and report["fixed"]["buckets"] == [["ids.1", [16, 64, 128]]]
     assert report["fixed"]["sizes"] == []
     assert "lowers only a dynamic first dimension" in report["fixed"]["refusals"][0]
@@ -117,15 +119,6 @@ def test_a_dynamic_sequence_becomes_a_signature_per_bucket_each_matching(buckete
     assert second["passed"] and second["fixed"] == ["ids.1"]
     assert "signature per size of ids.1 in buckets 16, 64, 128" in second["hops"][0]["detail"]
 
-
-def test_the_runtime_takes_the_signature_of_the_length_and_names_them_otherwise(
-        bucketed) -> None:
-    import torch
-
-    from portkit.options import LoadOptions
-    from portkit.runtimes import registry
-
-    out, _report = bucketed
     session = registry.get("tflite").load(out, Format.TFLITE, "cpu", LoadOptions())
     assert [s.shape for s in session.inputs] == [(1, None)]
     module = ENCODER.module()
@@ -140,16 +133,13 @@ def test_the_runtime_takes_the_signature_of_the_length_and_names_them_otherwise(
                                          r"seq_128 \(1x128\); pad the input"):
         session.run({session.inputs[0].name: np.ones((1, 33), np.int64)})
 
-
-def test_bench_times_each_signature(bucketed) -> None:
-    out, _report = bucketed
-    done = run_cli("bench", out, "--warmup", "1", "--min-runs", "3", "--min-seconds", "0.05",
-                   "--json")
-    assert done.returncode == 0, done.stdout + done.stderr
-    rows = json.loads(done.stdout)["rows"]
-    assert [r["inputs"] for r in rows] == ["seq_16 (args_0 1x16)", "seq_64 (args_0 1x64)",
-                                           "seq_128 (args_0 1x128)"]
-    assert all(r["latency"]["p50_ms"] > 0 for r in rows)
+    bench = run_cli("bench", out, "--warmup", "1", "--min-runs", "3", "--min-seconds", "0.05",
+                    "--json")
+    assert bench.returncode == 0, bench.stdout + bench.stderr
+    timed = json.loads(bench.stdout)["rows"]
+    assert [r["inputs"] for r in timed] == ["seq_16 (args_0 1x16)", "seq_64 (args_0 1x64)",
+                                            "seq_128 (args_0 1x128)"]
+    assert all(r["latency"]["p50_ms"] > 0 for r in timed)
 
 
 @pytest.mark.slow
