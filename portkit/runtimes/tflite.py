@@ -8,7 +8,6 @@ padding changes the outputs unless the model masks it, which only its author kno
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 from pathlib import Path
@@ -143,7 +142,8 @@ def buckets(interpreter: Any) -> dict[tuple[tuple[int, ...], ...], str]:
     signatures that take the same inputs (names, dtypes, ranks) and give the same outputs at
     different sizes, as ``--seq-buckets`` writes; empty for any other file."""
     signatures = interpreter.get_signature_list()
-    if len(signatures) < 2:
+    names = {(tuple(v["inputs"]), tuple(v["outputs"])) for v in signatures.values()}
+    if len(signatures) < 2 or len(names) > 1:  # a language model's prefill/decode differ here
         return {}
     found: dict[tuple[tuple[int, ...], ...], str] = {}
     kinds = set()
@@ -189,10 +189,9 @@ class BucketSession(TfliteSession):
         first = next(iter(self._runners.values()))
         outs = [[tuple(int(x) for x in d["shape"]) for d in r.get_output_details().values()]
                 for r in self._runners.values()]
-        self.inputs = [dataclasses.replace(s, shape=_free_axes([k[i] for k in by_shape]))
-                       for i, s in enumerate(_specs(list(first.get_input_details().values()), {}))]
-        self.inputs = [dataclasses.replace(s, name=n) for s, n in
-                       zip(self.inputs, first.get_input_details())]
+        self.inputs = [TensorSpec(n, _free_axes([k[i] for k in by_shape]),
+                                  np.dtype(d["dtype"]).name)
+                       for i, (n, d) in enumerate(first.get_input_details().items())]
         self.outputs = [TensorSpec(n, _free_axes([o[i] for o in outs]),
                                    np.dtype(d["dtype"]).name)
                         for i, (n, d) in enumerate(first.get_output_details().items())]
