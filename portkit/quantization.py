@@ -52,6 +52,8 @@ class Quantization:
         keep_float: The ops left in float, by name (``OpError.name``).
         keep_float_auto: Whether portkit chose them (``--keep-float auto``).
         trials: Quantized models built and judged to choose them.
+        search_seconds: How long ``--keep-float auto``'s search took (None without it).
+        search_peak_mb: The converting worker's peak memory during the search, in MB.
         full_bytes: The file size with every op quantized (None when none was kept float).
         bytes: The file size shipped.
         full_p50_ms: Median latency with every op quantized (TFLite, one thread per core).
@@ -68,6 +70,8 @@ class Quantization:
     keep_float: tuple[str, ...] = ()
     keep_float_auto: bool = False
     trials: int = 1
+    search_seconds: float | None = None
+    search_peak_mb: float | None = None
     full_bytes: int | None = None
     bytes: int = 0
     full_p50_ms: float | None = None
@@ -79,6 +83,7 @@ class Quantization:
                 "calibration_samples": self.calibration_samples, "held_back": self.held_back,
                 "ops": [o.to_dict() for o in self.ops], "keep_float": list(self.keep_float),
                 "keep_float_auto": self.keep_float_auto, "trials": self.trials,
+                "search_seconds": self.search_seconds, "search_peak_mb": self.search_peak_mb,
                 "full_bytes": self.full_bytes, "bytes": self.bytes,
                 "full_p50_ms": self.full_p50_ms, "p50_ms": self.p50_ms, "note": self.note}
 

@@ -3,17 +3,17 @@ name (``modules_of``), the module quantized with some of them float (``quantize_
 ``--keep-float auto`` (``keep_float_search``): the fewest kept float that make the quantized
 model meet the job's policy against the float model on calibration samples.
 
-The search chooses as the TFLite path chooses ops (``tflite_quantize``, after Polygraphy's
-``debug precision``): the shortest prefix of the modules (in execution order) kept float that
-passes, found by bisection, then each of its modules put back to integers where the model still
-passes. A candidate is judged in torch, eagerly, on the module ``convert_pt2e`` returns (its
+The search chooses as the TFLite path chooses ops (``keep_float.fewest_float``, after
+Polygraphy's ``debug precision``): by scope (``layers.3`` before ``layers.3.up``), at each level
+the shortest passing prefix of units in execution order, found by bisection, then each unit of
+it put back to integers where the model still passes. A candidate is judged in torch, eagerly, on the module ``convert_pt2e`` returns (its
 quantize and dequantize pairs compute what the int8 program does), never lowered: a trial costs
 one prepare, calibration and convert. The validation that follows runs the lowered program on
 the held-back samples, which chose nothing.
 
-At most ``2 + ceil(log2 n) + p <= 2 + ceil(log2 n) + n`` models are built for ``n`` modules
-whose shortest passing prefix is ``p`` long: the full quantization, every module float, the
-bisection, and one trial per module of the prefix.
+For ``n`` modules in one scope (at most ``keep_float.MAX_UNITS``) whose shortest passing prefix
+is ``p`` long, at most ``2 + ceil(log2 n) + p`` models are built: the full quantization, every
+module float, the bisection, and one trial per module of the prefix.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from portkit.convert.keep_float import fewest_float
+from portkit.convert.keep_float import TRIALS, fewest_float, module_path
 from portkit.convert.tflite_quantize import JUDGE_SAMPLES
 from portkit.options import ConvertOptions
 from portkit.policies import Quantize, Tolerance
@@ -104,16 +104,22 @@ def keep_float_search(module: Any, inputs: list[TensorSpec], samples: list[tuple
     judged = samples[:JUDGE_SAMPLES]
     reference = outputs(module, judged)
     judge = options.judge or Tolerance()
-    built: dict[tuple[str, ...], Any] = {}
+    last: tuple[tuple[str, ...], Any] | None = None  # the last passing model
+    trials = 0
 
     def passes(keep: tuple[str, ...]) -> bool:
-        if keep not in built:
-            built[keep] = quantize_module(module, inputs, samples, mode, keep)
-        rows = compare_outputs(reference, outputs(built[keep], judged), judge)
-        return all(r.passed for r in rows)
+        nonlocal trials, last
+        trials += 1
+        candidate = quantize_module(module, inputs, samples, mode, keep)
+        if all(r.passed for r in compare_outputs(reference, outputs(candidate, judged), judge)):
+            last = (keep, candidate)
+            return True
+        return False
 
-    kept, note = fewest_float(names, passes, "modules")
-    return built[kept], kept, len(built), note
+    kept, note = fewest_float(names, passes, "modules", module_path, TRIALS)
+    if last is not None and last[0] == kept:
+        return last[1], kept, trials, note
+    return quantize_module(module, inputs, samples, mode, kept), kept, trials + 1, note
 
 
 def outputs(module: Any, samples: Sequence[tuple[Any, ...]]) -> list[dict[str, np.ndarray]]:

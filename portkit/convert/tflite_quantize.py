@@ -3,7 +3,7 @@ converter quantizes to integers (``from_float``; ``--quantize fp16`` stays TFLit
 
 Modes: ``dynamic`` (int8 weights, float activations: recipe ``dynamic_wi8_afp32``), ``int8``
 (int8 weights and activations, ``static_wi8_ai8``; float inputs and outputs unless
-``--int8-io``) and ``int16x8`` (int8 weights, int16 activations, ``static_wi8_ai16``). The
+``--int8-io``; for a transformer-shaped model only its linear layers, see ``COMPUTE_ONLY``) and ``int16x8`` (int8 weights, int16 activations, ``static_wi8_ai16``). The
 static modes calibrate on ``--calibration`` less the samples held back to validate on
 (``options.holdout``), taking each tensor's range over every sample (min/max, as
 TFLiteConverter does).
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from portkit.convert.keep_float import fewest_float
+from portkit.convert.keep_float import TRIALS, fewest_float, measured
 from portkit.errors import ConversionError
 from portkit.options import Budget, ConvertOptions
 from portkit.policies import Quantize, Tolerance
@@ -44,7 +44,8 @@ _RECIPES = {
 }
 # The variant that quantizes only the ops that compute (conv, linear), as PT2E does: int8
 # attention math (batch matmul, softmax, norms) runs off XNNPACK's fast kernels (encoder4: 9.1
-# ms a run against 1.3 ms with only its linear layers int8).
+# ms a run against 1.3 ms with only its linear layers int8). It is also what a static mode does
+# to a transformer-shaped model (``transformer_shaped``) unless --int8-io asks for every op.
 COMPUTE_ONLY = "int8-compute"
 _COMPUTE_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
 OP_SAMPLES = 8  # calibration samples every op's error is measured on
@@ -85,8 +86,10 @@ def quantize(float_path: Path, dst: Path, inputs: list[TensorSpec],
     model = _FloatModel(float_path, inputs, options)
     kept, trials, note = [model.op_named(n) for n in options.keep_float], 1, ""
     data = first = model.build(kept)
+    search: dict[str, float] = {}
     if options.keep_float_auto:  # ``first`` quantized every op
-        data, kept, trials, note = model.keep_float_auto(first, options.judge or Tolerance())
+        with measured() as search:
+            data, kept, trials, note = model.keep_float_auto(first, options.judge or Tolerance())
     dst.write_bytes(data)
     ops = model.op_errors(data) if mode.calibrated else ()
     full_bytes = full_ms = shipped_ms = None
@@ -96,8 +99,10 @@ def quantize(float_path: Path, dst: Path, inputs: list[TensorSpec],
         full_ms, shipped_ms = model.time([full, data])
     name, about = _RECIPES[mode]
     io = "; int8 inputs and outputs" if options.int8_io else ""
-    only = ("; conv and linear ops only" if options.variant == COMPUTE_ONLY and mode.calibrated
-            else "")
+    only = "; conv and linear ops only" if model.compute_only else ""
+    if model.compute_only and options.variant != COMPUTE_ONLY:
+        only += (f", the default for a transformer-shaped model ({model.shape}); --int8-io "
+                 "quantizes every op")
     recipe = f"{name} ({about}{only}{io})"
     report = Quantization(
         mode=mode.value, tool=TOOL, recipe=recipe,
@@ -105,6 +110,7 @@ def quantize(float_path: Path, dst: Path, inputs: list[TensorSpec],
         held_back=options.holdout if mode.calibrated else 0, ops=tuple(ops),
         keep_float=tuple(model.labels[k] for k in kept),
         keep_float_auto=options.keep_float_auto, trials=trials,
+        search_seconds=search.get("seconds"), search_peak_mb=search.get("peak_mb"),
         full_bytes=full_bytes, bytes=len(data), full_p50_ms=full_ms, p50_ms=shipped_ms,
         note=note)
     floats = f"; {len(kept)} op(s) kept float" if kept else ""
@@ -144,6 +150,15 @@ class _FloatModel:
         self.op_names = [str(details[int(op["outputs"][0])]["name"]) for op in ops]
         self.labels = {name: f"{op['op_name']}#{op['index']}"
                        for name, op in zip(self.op_names, ops, strict=True)}
+        types = [str(op["op_name"]) for op in ops]
+        self.shape = transformer_shaped(types)
+        # int8 compute for the linear layers only: asked for (the variant), or the default for a
+        # transformer unless every op must be integer (--int8-io)
+        self.compute_only = self.mode.calibrated and (
+            options.variant == COMPUTE_ONLY or (bool(self.shape) and not options.int8_io))
+        # what --keep-float auto may keep float: the ops the recipe quantizes
+        self.candidates = [n for n, t in zip(self.op_names, types, strict=True)
+                           if not self.compute_only or t in _COMPUTE_OPS]
         self._qsvs: dict[str, Any] | None = None
 
     def op_named(self, name: str) -> str:
@@ -169,7 +184,7 @@ class _FloatModel:
         no = algorithm_manager.AlgorithmName.NO_QUANTIZE
         op = qtyping.TFLOperationName
         manager = recipe_manager.RecipeManager()
-        if not (self.options.variant == COMPUTE_ONLY and self.mode.calibrated):
+        if not self.compute_only:
             manager.load_quantization_recipe(getattr(recipe, _RECIPES[self.mode][0])())
         else:
             for kind in _COMPUTE_OPS:
@@ -217,31 +232,35 @@ class _FloatModel:
     def keep_float_auto(self, full: bytes, judge: Tolerance
                         ) -> tuple[bytes, list[str], int, str]:
         """The fewest ops kept float that make the model meet ``judge`` against the float
-        model on calibration samples: the shortest passing prefix, found by bisection, then
-        each op of it put back to integers where the model still passes.
+        model on calibration samples (``keep_float.fewest_float``: by scope, then by op; at
+        most ``keep_float.TRIALS`` models). One candidate model is held at a time, besides the
+        last that passed.
 
         Returns:
             The model, the ops kept float, how many models were built, and a note when even
-            every op in float does not pass (then the full quantization is kept).
+            every op in float does not pass (then the full quantization is kept) or the
+            search stopped at its trial budget.
         """
         from portkit.validators.parity import compare_outputs
 
         samples = self.samples[:JUDGE_SAMPLES]
         reference = self.run(self.buffer, samples)
-        built = {(): full}
-        trials = 1
+        last: tuple[tuple[str, ...], bytes] = ((), full)  # the last passing model
+        trials = 0
 
-        def passes(keep: Sequence[str]) -> bool:
-            nonlocal trials
-            key = tuple(keep)
-            if key not in built:
-                built[key] = self.build(keep)
-                trials += 1
-            rows = compare_outputs(reference, self.run(built[key], samples), judge)
-            return all(r.passed for r in rows)
+        def passes(keep: tuple[str, ...]) -> bool:
+            nonlocal trials, last
+            trials += 1
+            data = self.build(keep) if keep else full
+            rows = compare_outputs(reference, self.run(data, samples), judge)
+            if all(r.passed for r in rows):
+                last = (keep, data)
+                return True
+            return False
 
-        kept, note = fewest_float(self.op_names, passes)
-        return built[kept], list(kept), trials, note
+        kept, note = fewest_float(self.candidates, passes, budget=TRIALS)
+        data = last[1] if last[0] == kept else self.build(kept)
+        return data, list(kept), trials, note
 
     def op_errors(self, data: bytes) -> list[OpError]:
         """Every op's error in the quantized model ``data`` against the float one, on the
@@ -320,6 +339,20 @@ class _FloatModel:
                                             runtime="tflite", device="cpu",
                                             threads=os.cpu_count())
         return first.p50_ms, second.p50_ms
+
+
+def transformer_shaped(op_types: Sequence[str]) -> str:
+    """Why a float model is a transformer (its ops mostly matmuls over token sequences:
+    attention's batch matmuls, and more linear layers than convolutions), in words; "" if
+    not. Full int8 runs such a model 2.3 to 6 times slower than int8 linear layers with float
+    attention (docs/quantize.md), so that is its default."""
+    counts = {t: op_types.count(t) for t in ("BATCH_MATMUL", "FULLY_CONNECTED", "CONV_2D",
+                                              "DEPTHWISE_CONV_2D")}
+    convs = counts["CONV_2D"] + counts["DEPTHWISE_CONV_2D"]
+    if not counts["BATCH_MATMUL"] or counts["FULLY_CONNECTED"] <= convs:
+        return ""
+    return (f"{counts['BATCH_MATMUL']} BATCH_MATMUL, {counts['FULLY_CONNECTED']} "
+            f"FULLY_CONNECTED, {convs} conv")
 
 
 def _session(data: bytes) -> Any:

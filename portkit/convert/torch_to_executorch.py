@@ -32,6 +32,7 @@ from portkit.convert.executorch_keep_float import (
     modules_of,
     quantize_module,
 )
+from portkit.convert.keep_float import measured
 from portkit.convert.registry import register_edge
 from portkit.convert.tflite_quantize import JUDGE_SAMPLES
 from portkit.errors import ConversionError, UsageError
@@ -186,8 +187,11 @@ def quantize(program: Any, inputs: list[TensorSpec], options: ConvertOptions
     kept = tuple(options.keep_float)
     trials = 1
     note = ""
+    search: dict[str, float] = {}
     if options.keep_float_auto:
-        quantized, kept, trials, note = keep_float_search(module, inputs, samples, names, options)
+        with measured() as search:
+            quantized, kept, trials, note = keep_float_search(module, inputs, samples, names,
+                                                              options)
     else:
         quantized = quantize_module(module, inputs, samples, mode, kept)
     about = ("int8 weights and activations, calibrated" if mode.calibrated
@@ -198,7 +202,8 @@ def quantize(program: Any, inputs: list[TensorSpec], options: ConvertOptions
         mode=mode.value, tool=TOOL, recipe=recipe,
         calibration_samples=len(samples) if mode.calibrated else 0,
         held_back=options.holdout if mode.calibrated else 0, keep_float=kept,
-        keep_float_auto=options.keep_float_auto, trials=trials, note=note)
+        keep_float_auto=options.keep_float_auto, trials=trials,
+        search_seconds=search.get("seconds"), search_peak_mb=search.get("peak_mb"), note=note)
     return export(quantized, inputs), report
 
 

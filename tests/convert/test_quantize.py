@@ -65,6 +65,7 @@ def test_trained_cnn_int8_keeps_accuracy_in_under_45_percent_of_the_float_size(
     assert quantization["tool"] == "ai-edge-quantizer" and quantization["mode"] == "int8"
     assert (quantization["calibration_samples"], quantization["held_back"]) == (100, 32)
     assert quantization["ops"] and quantization["keep_float"] == []
+    assert all(o["quantized"] for o in quantization["ops"])  # every op: a CNN is no transformer
     accuracy = report["accuracy"]
     assert accuracy["samples"] == 512 and accuracy["source_top1"] >= 0.9
     assert accuracy["source_top1"] - accuracy["artifact_top1"] <= 0.02
