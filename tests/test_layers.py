@@ -10,6 +10,7 @@ don't (they never run).
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -53,8 +54,15 @@ def imports(path: Path, module: str | None = None) -> list[tuple[str, tuple[str,
     """What ``path`` (the module ``module``) imports, wherever in the file, outside
     TYPE_CHECKING: ``(module, names)`` per import, relative imports made absolute; ``names`` is
     empty for ``import a.b`` and a worker target string, else what ``from module import ...``
-    names (submodules or names defined in ``module``)."""
-    tree = ast.parse(path.read_text())
+    names (submodules or names defined in ``module``). Each file is parsed once per version
+    (every test here walks the whole package)."""
+    return list(_imports(path, module, path.read_text()))
+
+
+@functools.lru_cache(maxsize=None)
+def _imports(path: Path, module: str | None, text: str
+             ) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    tree = ast.parse(text)
     module = module or _module(path)
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     type_only = {id(n) for node in ast.walk(tree)
@@ -74,7 +82,7 @@ def imports(path: Path, module: str | None = None) -> list[tuple[str, tuple[str,
             found.append((base, tuple(a.name for a in node.names)))
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             found += [(f"portkit.{m}", ()) for m in _TARGET.findall(node.value)]
-    return [(m, names) for m, names in found if m == "portkit" or m.startswith("portkit.")]
+    return tuple((m, names) for m, names in found if m == "portkit" or m.startswith("portkit."))
 
 
 def imported(path: Path, module: str | None = None) -> set[str]:

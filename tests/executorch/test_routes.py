@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,11 +12,11 @@ import pytest
 from portkit.convert import registry
 from portkit.formats import Format
 from portkit.policies import Quantize
+from tests.conftest import run_cli
 
 
 def _cli(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "portkit", *map(str, args)],
-                          capture_output=True, text=True, timeout=600)
+    return run_cli(*map(str, args))
 
 
 @pytest.mark.parametrize("source", [Format.EXPORTED_PROGRAM, Format.TORCHSCRIPT])

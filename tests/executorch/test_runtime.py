@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,11 +13,11 @@ import pytest
 from portkit.formats import Format, sniff
 from portkit.formats.pte import PteMethod, PteTensor, program_report, read_program
 from portkit.runtimes.executorch import missing_kernels
+from tests.conftest import run_cli
 
 
 def _cli(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "portkit", *map(str, args)],
-                          capture_output=True, text=True, timeout=600)
+    return run_cli(*map(str, args))
 
 
 @pytest.fixture(scope="module")
