@@ -159,3 +159,11 @@ def test_a_worker_refuses_a_request_naming_an_unmarked_function() -> None:
     answer = worker._answer("tests.runtimes.test_worker:_not_a_task", {})
     assert not answer["ok"] and "is not a worker task" in answer["message"]
     assert worker._answer("tests.runtimes.workload:echo", {"value": 1}) == {"ok": True, "value": 1}
+
+
+def test_an_error_without_a_message_says_where_it_was_raised_and_from_what() -> None:
+    answer = worker._answer("tests.runtimes.workload:raise_bare", {})
+    assert answer["error"] == "RuntimeError"
+    message = answer["message"]  # not "RuntimeError: " (litert-torch's, in issue 30)
+    assert message.startswith("RuntimeError: (no message; raised at workload.py:")
+    assert "in raise_bare; from KeyError: 'missing key'" in message

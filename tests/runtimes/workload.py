@@ -62,3 +62,12 @@ def pid() -> int:
 @task
 def sleep(seconds: float) -> None:
     time.sleep(seconds)
+
+
+@task
+def raise_bare() -> None:
+    """A framework's error without a message, raised from one that has one."""
+    try:
+        {}["missing key"]
+    except KeyError as e:
+        raise RuntimeError() from e
