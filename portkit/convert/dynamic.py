@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,23 +92,29 @@ def fallback(shapes: Shapes, given: Sequence[TensorSpec], inputs: Sequence[Tenso
     asked = shapes.asked(given)
     fix = tuple(name for name in free_dims(inputs) if name not in asked)
     if buckets is not None and shapes.buckets == ():
-        dim, example = sequence(inputs, fix)
+        dim, example = sequence(inputs, fix, asked)
         chosen = ((dim.name, bucket_sizes(dim, example, buckets)),)
         return dataclasses.replace(shapes, fixed=shapes.fixed + fix, buckets=chosen)
     return dataclasses.replace(shapes, fixed=shapes.fixed + fix) if fix else None
 
 
-def sequence(inputs: Sequence[TensorSpec], names: Sequence[str]) -> tuple[Dim, int]:
+def sequence(inputs: Sequence[TensorSpec], names: Sequence[str], asked: Collection[str] = ()
+             ) -> tuple[Dim, int]:
     """The one dimension among ``names`` (dynamic dimensions no route kept, nobody asked
     for) that is a sequence: never an input's first axis (that is a batch), and its example
     size.
 
     Raises:
-        UsageError: None is, or several are (``--dim NAME=K..K`` fixes the others).
+        UsageError: None is, or several are (``--dim NAME=K..K`` fixes the others); or the
+            sequence was ``asked`` to stay dynamic (``--dim``, a name in ``--input``).
     """
     free = free_dims(inputs)
     first = {s.dims[0].name for s in inputs if s.dims and s.dims[0] is not None}
     found = [free[n] for n in names if n in free and n not in first]
+    required = [d.name for n, (d, _e) in free.items() if n in asked and n not in first]
+    if required and not found:
+        raise UsageError(f"--seq-buckets: {', '.join(required)} must stay dynamic (--dim, or "
+                         "a name in --input, asks it), and no route kept it so: drop one")
     if len(found) != 1:
         which = ", ".join(d.describe() for d, _e in found) or "none"
         fix = "; fix all but one with --dim NAME=K..K" if found else ""

@@ -63,6 +63,9 @@ def test_the_fallback_buckets_the_sequence_and_fixes_the_rest_only_when_asked() 
     two = TensorSpec("x", (1, 8, 8), "float32", (None, Dim("h", 2, 16), Dim("w", 2, 16)))
     with pytest.raises(UsageError, match=r"h 2\.\.16, w 2\.\.16; fix all but one"):
         fallback(Shapes(), [], [two], [LOST], buckets=(4, 8))
+    # One asked to stay dynamic can't be bucketed too.
+    with pytest.raises(UsageError, match="seq must stay dynamic"):
+        fallback(Shapes((Dim("seq", 2, 64),)), [], [IDS], [LOST], buckets=(16,))
 
 
 def test_bucketed_inputs_are_validated_at_every_bucket_and_reported() -> None:
