@@ -17,6 +17,15 @@ import pytest
 from portkit.fixtures import FIXTURES
 from portkit.runtimes.worker import Pool
 
+# `make test` runs two test processes on two cores, each with warm workers: each framework's own
+# pool of threads per process would spin against the other's (the trained CNN's forward in
+# torch took 77 ms with two OpenMP threads under the suite's load, 1.8 ms with one). One thread
+# each, for the workers too (they inherit it); what a model computes doesn't depend on it, and
+# TFLite's cpu/cpu-1thread runs set their thread counts themselves.
+for _threads in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+                 "TF_NUM_INTEROP_THREADS"):
+    os.environ.setdefault(_threads, "1")
+
 
 def shared_folder(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
     """A folder every test process of this run shares (pytest-xdist's workers have their own
