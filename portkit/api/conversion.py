@@ -40,6 +40,7 @@ def convert(
     calibration: str | Path | None = None,
     int8_io: bool = False,
     keep_float: str | Sequence[str] | None = None,
+    seq_buckets: str | Sequence[int] | None = None,
     no_flex: bool = False,
     opset: int | None = None,
     optimize: str | None = None,
@@ -96,6 +97,10 @@ def convert(
             ``"auto"`` keeps the fewest that make the artifact meet the policy, or names (as
             the report's per-op error table gives them). Off by default: NPUs need every op
             quantized.
+        seq_buckets: Where no route keeps a sequence dimension dynamic in TFLite, one
+            signature per length, each validated: ``"16,64,128"`` (or a list), or ``"auto"``
+            (the top of the sequence's range and its halvings, at most 4). Off by default:
+            the sequence is fixed at its example size.
         no_flex: Fail rather than write a TFLite model that needs the Flex runtime.
         opset: ONNX opset for the converters that take one (default: their newest).
         optimize: ``latency``: try every route, ship the fastest artifact that matches.
@@ -157,7 +162,7 @@ def convert(
     convert_options = options.convert_options(
         target, signature=signature, trust_model=trust_model, quantize=quantize,
         calibration=calibration, int8_io=int8_io, no_flex=no_flex, opset=opset,
-        allow_nonfinite=allow_nonfinite, keep_float=keep_float)
+        allow_nonfinite=allow_nonfinite, keep_float=keep_float, seq_buckets=seq_buckets)
     goal = options.optimize_goal(optimize, route, validate)
     timed = slowness.wanted(speed_check, goal, target, validate)
     judgement = options.judgement(

@@ -36,7 +36,7 @@ from portkit.cli.app import CONTEXT, cli, emit, progress, show
                       "route writes is refused, exit 2) [default: the converter's]."),
 )
 @flags.LOADING
-@flags.shapes()
+@flags.shapes(flags.INPUT, flags.DIM, flags.STATIC, flags.SEQ_BUCKETS)
 @flags.inputs()
 @flags.section(
     "Quantization", "--quantize int8 --calibration calib.npz --keep-float auto",
@@ -83,6 +83,7 @@ def convert(source: Path, to: str, no_validate: bool, report_path: Path | None, 
       portkit convert model.pt --to tflite --inputs sample.npz    # shapes from the file
       portkit convert model.pt --to onnx --input x:Nx3x32x32 --dim N=1..8   # a dynamic batch
       portkit convert model.keras --to tflite --static             # every dimension fixed
+      portkit convert encoder.pt2 --to tflite --seq-buckets 16,64,128   # a signature per length
       portkit convert model.onnx --to tflite --scale-tol 1e-3
       portkit convert model.keras --to onnx --opset 17
       portkit convert saved_model/ --signature serving_default --to tflite --no-flex

@@ -102,8 +102,9 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
         converter_seconds = conversion.converter_seconds
         fixed = None  # dynamic dimensions no route kept, which the user did not ask for
         if (shapes := dynamic.fallback(job.feed.shapes, job.feed.inputs, reference.inputs,
-                                       attempts, job.validate)) is not None:
-            fixed = dynamic.fixed_dims(reference.inputs, shapes.fixed, attempts)
+                                       attempts, job.validate,
+                                       job.options.seq_buckets)) is not None:
+            fixed = dynamic.fixed_dims(reference.inputs, shapes.fixed, attempts, shapes.buckets)
             job = dataclasses.replace(job, feed=dataclasses.replace(job.feed, shapes=shapes))
             ref = tries.reference(job)
             conversion, more, made = tries.run(job, prepared, ref, "fixed")
