@@ -180,6 +180,8 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "faithful_all_agreed": sum(r["agreed"] == r["generated"] for r in faithful),
         "faithful_largest_tie_gap": max(ties, default=None),
         "broken_max_step0_cosine": max((r["step0_cosine"] for r in broken), default=None),
+        # the broken case closest to passing over all its compared steps
+        "broken_max_min_cosine": max((r["min_cosine"] for r in broken), default=None),
         "broken_passed": [{k: r[k] for k in key} for r in passing],
     }
 
@@ -218,23 +220,26 @@ def markdown(results: dict[str, Any]) -> str:
                 lines.append(f"| {why} | {edited} | " + " | ".join(cells) + " |")
     lines += ["", "| min cosine | tie within (of scale) | false fails (of faithful) "
               "| false passes (of broken) | within rounding passed |", "|--:|--:|--:|--:|--:|"]
-    chosen = s["chosen"]
+    chosen = s["chosen"] or {"min_cosine": None, "tie": 0.0}
     for t in s["candidates"]:
-        if t["tie"] not in (0.0, chosen["tie"] if chosen else 0.0):
-            continue  # the table: no tie, and the chosen margin
+        if t["tie"] not in (0.0, chosen["tie"]) and t["min_cosine"] != chosen["min_cosine"]:
+            continue  # the table: no tie, the chosen margin, the chosen floor's every margin
         mark = " **chosen**" if t == chosen else ""
         lines.append(f"| {t['min_cosine']:g}{mark} | {2 * t['tie']:g} "
                      f"| {t['false_fails']} of {s['faithful_cases']} "
                      f"| {t['false_passes']} of {s['broken_cases']} "
                      f"| {t['within_rounding_passed']} of {s['within_rounding_cases']} |")
     lines.append("")
+    chosen = s["chosen"]
     if chosen is None:
         lines.append("- No candidate passes every faithful case.")
     else:
         lines.append(f"- **chosen**: cosine >= {chosen['min_cosine']:g} at every compared step, "
                      f"a first disagreement a tie within {2 * chosen['tie']:g} of the scale; "
-                     f"the lowest faithful cosine {s['faithful_min_cosine']:.4f}, the highest "
-                     f"broken step-0 cosine {s['broken_max_step0_cosine']:.4f}; "
+                     f"the lowest faithful cosine {s['faithful_min_cosine']:.4f}; the broken "
+                     f"case closest to passing has its lowest step at "
+                     f"{s['broken_max_min_cosine']:.4f} (step 0 at most "
+                     f"{s['broken_max_step0_cosine']:.4f}); "
                      f"{s['faithful_all_agreed']} of {s['faithful_cases']} faithful cases agree "
                      f"on every token (the others part at a tie, widest "
                      f"{s['faithful_largest_tie_gap'] or 0:.3f} of the scale).")

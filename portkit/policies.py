@@ -174,12 +174,13 @@ GENERATION = Tolerance(scale_tol=1e-4, policy="fp32-generation")
 
 # A language model with int8 weights (``--quantize dynamic``) judged by generating: its logits
 # move by the weights' rounding, so no element is judged alone; each step compared needs a
-# logit cosine of at least ``min_cosine`` against the source's, every greedy token must be equal,
-# and a first disagreement is a tie, and passes, where the source's own two candidates are
-# within twice ``scale_tol`` of the step's scale. The numbers are the quantized corpus's
-# (``python -m benchmarks.generation_policy --quantized``: faithful int8 artifacts of three
-# families in three formats against the same artifacts made from a broken model;
-# benchmarks/results/generation_policy_quantized.json, docs/language-models.md).
+# logit cosine of at least ``min_cosine`` against the float source's, every greedy token must be
+# equal, and a first disagreement is a tie, and passes, where the source's own two candidates
+# are within twice ``scale_tol`` of the step's scale. From the quantized corpus (three families,
+# three formats, three prompts, 32 steps: benchmarks/results/generation_policy_quantized.json,
+# docs/language-models.md): the highest floor, with the smallest margin, that fails none of 27
+# faithful int8 artifacts (lowest cosine 0.9968, widest tie 0.037 of scale) and passes none of
+# 96 broken ones (a layer scaled by 1.25 or scrambled; the closest at 0.9947); 0.99 passed 12.
 GENERATION_QUANTIZED = Tolerance(atol=None, scale_tol=0.02, min_cosine=0.995,
                                  policy="dynamic-generation")
 # The generation policy of each precision a language model converts to, by ``--quantize``.
