@@ -4,16 +4,17 @@ the layout the LiteRT LLM runtime loads.
 
 The file is float32 (the exporter's default int8 weight recipe is turned off) unless
 ``--quantize dynamic`` asks for ai-edge-quantizer's ``dynamic_wi8_afp32`` recipe, which the
-exporter applies to the whole file (``RECIPES``): every fully connected and embedding weight
-int8 per output channel, symmetric, activations quantized on the fly by XNNPACK's kernels. It
-holds no state: every signature takes the cache as inputs ``kv_cache_k_N`` ``[1, kv_heads, cache,
-head_dim]`` and ``kv_cache_v_N`` ``[1, kv_heads, head_dim, cache]`` (values transposed) and
-returns it updated under the same names, beside ``tokens`` ``[1, len]`` int32, ``input_pos``
-``[len]`` int32 and an additive float ``mask`` ``[1, 1, len, cache]`` the caller builds. Only
-``decode`` returns logits: a prefill writes the cache, and the prompt's last token is decoded
-(``runtimes/tflite.py``: ``LiteRtDecoder``). The exporter re-authors attention and the cache
-per model type (``_CAUSAL_TEXT_MODEL_KEYS`` in its ``core/exportable_module.py``); the
-families portkit tests are Llama, Qwen2, Qwen3, Gemma 2/3 (sliding window in-graph) and Phi-3.
+exporter applies to the whole file (``RECIPES``): the weights of the ops it covers (every fully
+connected layer) int8 per output channel, symmetric, activations quantized on the fly by
+XNNPACK's kernels. It holds no state: every signature takes the cache as inputs
+``kv_cache_k_N`` ``[1, kv_heads, cache, head_dim]`` and ``kv_cache_v_N`` ``[1, kv_heads,
+head_dim, cache]`` (values transposed) and returns it updated under the same names, beside
+``tokens`` ``[1, len]`` int32, ``input_pos`` ``[len]`` int32 and an additive float ``mask``
+``[1, 1, len, cache]`` the caller builds. Only ``decode`` returns logits: a prefill writes the
+cache, and the prompt's last token is decoded (``runtimes/tflite.py``: ``LiteRtDecoder``). The
+exporter re-authors attention and the cache per model type (``_CAUSAL_TEXT_MODEL_KEYS`` in its
+``core/exportable_module.py``); the families portkit tests are Llama, Qwen2, Qwen3, Gemma 2/3
+(sliding window in-graph) and Phi-3.
 
 The exporter loads the directory's tokenizer whatever it exports (for its pad id and the
 ``.litertlm`` bundle, which portkit does not write); a directory without one it can load is
