@@ -35,12 +35,14 @@ from benchmarks import (  # noqa: E402 - after the path above
     executorch,
     generation,
     generation_policy,
+    generation_policy_quantized,
     probes,
     profiles,
     quantize_report,
     report,
     tflite_vs_ort,
     tolerance,
+    transformer_int8,
 )
 
 DOCS = ROOT / "docs"
@@ -66,10 +68,13 @@ RENDERERS: dict[str, Callable[[], str]] = {
     executorch.START: lambda: executorch.markdown(executorch.RESULTS),
     generation.START: lambda: generation.markdown(generation.RESULTS),
     generation_policy.START: lambda: generation_policy.markdown(_load(generation_policy.RESULTS)),
+    generation_policy_quantized.START: lambda: generation_policy_quantized.markdown(
+        _load(generation_policy_quantized.RESULTS)),
     profiles.START: lambda: profiles.markdown(profiles.RESULTS),
     debug.START: lambda: debug.markdown(_load(debug.RESULTS)),
+    transformer_int8.START: lambda: transformer_int8.markdown(_load(transformer_int8.RESULTS)),
 }
-BLOCK = re.compile(r"<!-- ([a-z_]+):start -->\n(.*?)<!-- \1:end -->", re.S)
+BLOCK = re.compile(r"<!-- ([a-z0-9_]+):start -->\n(.*?)<!-- \1:end -->", re.S)
 REPO_LINK = re.compile(r"\]\((\.\./[^)\s#]+)")
 SCHEMA = re.compile(r"^<!-- schema: ([a-z_]+)(?: (\S+))? -->\n+((?:\|.*\n)+)", re.M)
 
