@@ -13,6 +13,8 @@ from portkit import options
 from portkit.api.context import run_context
 from portkit.convert import pipeline, sources
 from portkit.debug import locate
+from portkit.errors import PortkitError
+from portkit.formats import Format, sniff
 from portkit.options import ConvertJob, Scalar
 from portkit.results import ConvertReport
 from portkit.runtimes import worker
@@ -156,13 +158,16 @@ def convert(
         PortkitError: Bad arguments or input file, or no route converted (exit code on it).
     """
     target = options.target(to)
+    # A language model's --quantize is its exporter's (weights only, Export), not the
+    # float-model quantizers' that --quantize checks for other sources.
+    decoder = _language_model(source)
     feed = options.feed(inputs=inputs, inputs_file=inputs_file, seed=seed, consts=consts,
                         steps=steps, state=state, dims=dims, static=static, signature=signature,
                         trust_model=trust_model, allow_nonfinite=allow_nonfinite)
     convert_options = options.convert_options(
-        target, signature=signature, trust_model=trust_model, quantize=quantize,
-        calibration=calibration, int8_io=int8_io, no_flex=no_flex, opset=opset,
-        allow_nonfinite=allow_nonfinite, keep_float=keep_float, seq_buckets=seq_buckets)
+        target, signature=signature, trust_model=trust_model,
+        quantize=None if decoder else quantize, calibration=calibration, int8_io=int8_io,
+        no_flex=no_flex, opset=opset, allow_nonfinite=allow_nonfinite, keep_float=keep_float, seq_buckets=seq_buckets)
     goal = options.optimize_goal(optimize, route, validate)
     timed = slowness.wanted(speed_check, goal, target, validate)
     judgement = options.judgement(
@@ -182,7 +187,8 @@ def convert(
             report=Path(report) if report is not None else None, speed_check=timed,
             feed=feed, judgement=judgement,
             generation=options.generating(generate, prompt, task),
-            export=options.exporting(max_seq, prefill, trust_model))
+            export=options.exporting(max_seq, prefill, trust_model,
+                                     quantize if decoder else None))
         ctx = stack.enter_context(run_context(workers, timeout, progress))
         done = pipeline.convert(job, ctx)
         if find_divergence and done.artifact is not None and locate.diverged(done):
@@ -194,3 +200,10 @@ def convert(
     return done
 
 
+def _language_model(source: Any) -> bool:
+    """Whether ``source`` is a Hugging Face model directory (``Format.HUGGINGFACE``)."""
+    if not isinstance(source, (str, os.PathLike)) or not Path(source).is_dir():
+        return False
+    with contextlib.suppress(PortkitError):
+        return sniff(Path(source)) is Format.HUGGINGFACE
+    return False
