@@ -1,5 +1,6 @@
 """The TFLite flatbuffer, read without an interpreter: what a mobile engineer checks in a
-``.tflite`` before shipping it (ops, Flex and custom ops, tensors, quantization, precision).
+``.tflite`` before shipping it (ops, Flex and custom ops, tensors, quantization, precision, its
+signatures when it holds several: ``--seq-buckets`` writes one per sequence length).
 
 Nothing here builds an interpreter: a model with Flex (Select TF ops) ops can't be loaded by the
 pip interpreters, yet its report must still say which ops need the Flex runtime.
@@ -43,6 +44,21 @@ class TensorInfo:
 
 
 @dataclass(frozen=True)
+class Signature:
+    """One signature of a ``.tflite`` that holds several.
+
+    Attributes:
+        name: Its key (``seq_16``).
+        inputs: Its inputs, in its order, as its subgraph declares them.
+        outputs: Its outputs.
+    """
+
+    name: str
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+
+
+@dataclass(frozen=True)
 class MobileReport:
     """The ``.tflite``'s size, ops, runtime needs, tensors and precision.
 
@@ -56,6 +72,9 @@ class MobileReport:
         outputs: Its outputs.
         precision: ``float32``, ``float16`` (fp16 weights), ``dynamic`` (int8 weights, float
             activations) or ``int8``/``int16x8`` (quantized activations).
+        signatures: Every signature, in the file's order, when it holds several (a bucketed
+            file's ``seq_16``, ``seq_64``...: ``bucket_axes``); else empty (``inputs`` and
+            ``outputs`` are the one's).
     """
 
     size_bytes: int
@@ -66,6 +85,7 @@ class MobileReport:
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
     precision: str
+    signatures: tuple[Signature, ...] = ()
 
 
 def _schema() -> Any:
@@ -154,6 +174,7 @@ def mobile_report(path: Path) -> MobileReport:
         graph = model.Subgraphs(0)
         inputs, outputs = _io(model, graph)
         precision = _precision(model, graph, inputs, ops)
+        found = _signatures(model)
     except InvalidModelError:
         raise
     except Exception as e:  # noqa: BLE001 - offsets in a corrupt file point anywhere
@@ -163,7 +184,44 @@ def mobile_report(path: Path) -> MobileReport:
     custom = tuple(sorted(n for n in ops
                           if n not in _builtin_names() and not n.startswith(_FLEX_PREFIX)))
     return MobileReport(len(data), ops, flex, custom, not flex and not custom, inputs, outputs,
-                        precision)
+                        precision, found if len(found) > 1 else ())
+
+
+def signatures(path: Path) -> tuple[Signature, ...]:
+    """Every signature of a ``.tflite`` with its inputs and outputs, in the file's order (empty
+    for a file without signatures).
+
+    Raises:
+        InvalidModelError: The file is not a readable TFLite flatbuffer.
+    """
+    model, _ = _model(path)
+    try:
+        return _signatures(model)
+    except Exception as e:  # noqa: BLE001 - offsets in a corrupt file point anywhere
+        raise InvalidModelError(f"{path}: a TFLite flatbuffer with broken signature tables "
+                                f"({e}); check that the file is complete") from None
+
+
+def bucket_axes(found: tuple[Signature, ...]) -> tuple[tuple[str, int, tuple[int, ...]], ...]:
+    """The axes along which the signatures of a bucketed file (``--seq-buckets``: one per
+    length) differ: each as its input's name, the axis and the size in each signature,
+    smallest first. A file is bucketed when it holds several signatures that take the same
+    inputs (names, dtypes, ranks) and give the same outputs, each at fixed sizes of its own;
+    empty for any other file (one signature, a language model's prefill and decode).
+
+    Args:
+        found: The file's signatures (``signatures``).
+    """
+    def kind(s: Signature) -> tuple[tuple[str, str, int], ...]:
+        return tuple((t.name, t.dtype, len(t.shape)) for t in s.inputs + s.outputs)
+
+    shapes = sorted({tuple(t.shape for t in s.inputs) for s in found})
+    if len(found) < 2 or len({kind(s) for s in found}) != 1 or len(shapes) != len(found) \
+            or any(d < 0 for shape in shapes for dims in shape for d in dims):
+        return ()
+    return tuple((t.name, axis, tuple(shape[i][axis] for shape in shapes))
+                 for i, t in enumerate(found[0].inputs) for axis in range(len(t.shape))
+                 if len({shape[i][axis] for shape in shapes}) > 1)
 
 
 def _builtin_names() -> set[str]:
@@ -171,6 +229,7 @@ def _builtin_names() -> set[str]:
 
 
 def _io(model: Any, graph: Any) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
+    """The main subgraph's inputs and outputs, named as the first signature names them."""
     def name_map(kind: str) -> dict[int, str]:
         if not model.SignatureDefsLength():
             return {}
@@ -179,19 +238,37 @@ def _io(model: Any, graph: Any) -> tuple[tuple[TensorInfo, ...], tuple[TensorInf
         get = sig.Inputs if kind == "in" else sig.Outputs
         return {get(i).TensorIndex(): get(i).Name().decode() for i in range(count)}
 
-    def info(index: int, names: dict[int, str]) -> TensorInfo:
-        t = graph.Tensors(index)
-        shape = tuple(int(d) for d in (t.ShapeSignatureAsNumpy() if t.ShapeSignatureLength()
-                                       else t.ShapeAsNumpy() if t.ShapeLength() else ()))
-        q = t.Quantization()
-        scale = tuple(float(x) for x in q.ScaleAsNumpy()) if q and q.ScaleLength() else ()
-        zero = tuple(int(x) for x in q.ZeroPointAsNumpy()) if q and q.ZeroPointLength() else ()
-        return TensorInfo(names.get(index, t.Name().decode()), shape, _dtype(t.Type()), scale,
-                          zero, _layout(shape), any(d < 0 for d in shape))
-
     ins, outs = name_map("in"), name_map("out")
-    return (tuple(info(int(i), ins) for i in graph.InputsAsNumpy()),
-            tuple(info(int(i), outs) for i in graph.OutputsAsNumpy()))
+    return (tuple(_info(graph, int(i), ins.get(int(i))) for i in graph.InputsAsNumpy()),
+            tuple(_info(graph, int(i), outs.get(int(i))) for i in graph.OutputsAsNumpy()))
+
+
+def _info(graph: Any, index: int, name: str | None) -> TensorInfo:
+    """Tensor ``index`` of ``graph``, under ``name`` (else its own)."""
+    t = graph.Tensors(index)
+    shape = tuple(int(d) for d in (t.ShapeSignatureAsNumpy() if t.ShapeSignatureLength()
+                                   else t.ShapeAsNumpy() if t.ShapeLength() else ()))
+    q = t.Quantization()
+    scale = tuple(float(x) for x in q.ScaleAsNumpy()) if q and q.ScaleLength() else ()
+    zero = tuple(int(x) for x in q.ZeroPointAsNumpy()) if q and q.ZeroPointLength() else ()
+    return TensorInfo(name or t.Name().decode(), shape, _dtype(t.Type()), scale, zero,
+                      _layout(shape), any(d < 0 for d in shape))
+
+
+def _signatures(model: Any) -> tuple[Signature, ...]:
+    """Each signature of ``model`` with its tensors, read from the subgraph it runs."""
+    found = []
+    for k in range(model.SignatureDefsLength()):
+        sig = model.SignatureDefs(k)
+        graph = model.Subgraphs(sig.SubgraphIndex())
+        key = sig.SignatureKey()
+        found.append(Signature(
+            key.decode() if isinstance(key, bytes) else str(key or f"signature_{k}"),
+            tuple(_info(graph, sig.Inputs(i).TensorIndex(), sig.Inputs(i).Name().decode())
+                  for i in range(sig.InputsLength())),
+            tuple(_info(graph, sig.Outputs(i).TensorIndex(), sig.Outputs(i).Name().decode())
+                  for i in range(sig.OutputsLength()))))
+    return tuple(found)
 
 
 def _dtype(code: int) -> str:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from portkit.bounds import SEED
 from portkit.errors import UsageError
-from portkit.formats.arrays import check_arrays
+from portkit.formats.arrays import check_arrays, read_arrays
 from portkit.options.loading import LoadOptions
 from portkit.shapes import Shapes, parse_dim_flag
 from portkit.specs import Dim, TensorSpec, parse_inputs
@@ -89,6 +89,42 @@ def feed(*, inputs: Sequence[str | TensorSpec] = (), inputs_file: str | Path | N
                 allow_nonfinite=allow_nonfinite, constants=constants(consts), steps=steps,
                 state=parse_state(state), shapes=shapes(dims, static),
                 load=LoadOptions(signature, trust_model))
+
+
+def bucketed(feed: Feed, specs: Sequence[TensorSpec], dim: str, sizes: Sequence[int],
+             artifact: str) -> Feed:
+    """``feed`` for an artifact of one signature per length along ``dim`` (``--seq-buckets``):
+    validated at each of ``sizes`` (``Shapes.buckets``) whatever sizes ``dim``'s range gives.
+
+    Args:
+        feed: How the source is fed.
+        specs: The source's inputs, resolved (their ``dims``).
+        dim: The source's dimension the artifact holds buckets of.
+        sizes: The buckets' lengths.
+        artifact: The artifact's file name, for errors.
+
+    Raises:
+        UsageError: An ``--input`` or the ``--inputs`` file forces a length along ``dim`` that
+            no bucket holds.
+    """
+    where = {s.name: (i, len(s.dims)) for s in specs for i, d in enumerate(s.dims)
+             if d is not None and d.name == dim}
+    forced = [(f"--input {g.name}:{'x'.join(map(str, g.shape))}", g.shape[where[g.name][0]])
+              for g in feed.inputs if g.name in where and g.shape is not None
+              and len(g.shape) == where[g.name][1]
+              and not (g.dims and g.dims[where[g.name][0]] is not None)]
+    if feed.file is not None:
+        arrays = read_arrays(str(feed.file), feed.flag, feed.ignore, only=set(where))
+        forced += [(f"{feed.flag} {feed.file}: {name}", a.shape[a.ndim - rank + axis])
+                   for name, a in arrays.items() if name in where
+                   for axis, rank in [where[name]] if a.ndim >= rank]
+    for said, n in forced:
+        if n not in sizes:
+            raise UsageError(f"{said}: {artifact} holds one signature per length of {dim} "
+                             f"({', '.join(map(str, sizes))}) and none takes {n}; give one of "
+                             f"those lengths, or convert again with --seq-buckets naming {n}")
+    buckets = feed.shapes.buckets + ((dim, tuple(sizes)),)
+    return replace(feed, shapes=replace(feed.shapes, buckets=buckets))
 
 
 def parse_state(values: Mapping[str, str] | Sequence[str]) -> dict[str, str]:

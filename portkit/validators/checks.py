@@ -15,20 +15,23 @@ import numpy as np
 from portkit.errors import InvalidModelError, PortkitError, UsageError
 from portkit.formats import Format, sniff
 from portkit.formats.hf import check_trust, read_hf
+from portkit.formats.tflite import bucket_axes, signatures
 from portkit.io import Folder, Output, check_outputs
-from portkit.options import ValidateJob
+from portkit.options import Feed, ValidateJob, feeding
 from portkit.policies import Tolerance, generation_policy
 from portkit.results import Check, FileInfo, OutputParity, ValidateReport, versions
 from portkit.runtimes import registry, tasks
 from portkit.runtimes.base import Runtime
+from portkit.runtimes.binding import pair_by_name
 from portkit.runtimes.context import RunContext
 from portkit.runtimes.tasks import Reference
 from portkit.safety import refuse_unloadable
+from portkit.shapes import resolve_inputs
 from portkit.validators import accuracy as eval_
 from portkit.validators import bundle
-from portkit.validators.generation import generation_check
+from portkit.validators.generation import generation_check, quantization
 from portkit.validators.parity import compare_outputs
-from portkit.validators.reference import run_reference
+from portkit.validators.reference import reference_worker, run_reference
 
 # Each runtime/device's raw outputs, by ``runtime-device`` (what a bundle keeps).
 Outputs = dict[str, tuple[dict[str, np.ndarray], ...]]
@@ -143,6 +146,7 @@ def validate(job: ValidateJob, ctx: RunContext) -> ValidateReport:
     check_outputs([Output("--save-bundle", job.save_bundle, Folder.REPLACED)],
                   [job.artifact, job.reference, feed.file,
                    judged.evaluation.file if judged.evaluation else None])
+    feed = at_buckets(feed, (art, art_fmt), (src, src_fmt), ctx)
     chosen = registry.named(art_fmt, job.runtimes)
     with ctx.progress(f"Running {src.name} as the reference"):
         ref = run_reference(src, src_fmt, feed, ctx)
@@ -167,6 +171,39 @@ def validate(job: ValidateJob, ctx: RunContext) -> ValidateReport:
     if job.save_bundle is not None:
         bundle.save(job.save_bundle, report, ref, outputs, art)
     return report
+
+
+def at_buckets(feed: Feed, artifact: tuple[Path, Format], source: tuple[Path, Format],
+               ctx: RunContext) -> Feed:
+    """``feed`` for an artifact of one signature per length (``--seq-buckets``): each bucket
+    validated at its length, whatever sizes the source's range gives (``feeding.bucketed``).
+    The bucketed dimension is the source's at the input and axis whose size differs between
+    the signatures (``formats.tflite.bucket_axes``; the source's inputs as its reference
+    worker describes them). ``feed`` unchanged for any other artifact, with ``--static``, or where
+    the signatures differ along more than one of the source's dimensions.
+
+    Raises:
+        UsageError: ``--input`` or ``--inputs`` forces a length that no bucket holds.
+    """
+    (art, art_fmt), (src, src_fmt) = artifact, source
+    if art_fmt is not Format.TFLITE or feed.shapes.static or feed.shapes.buckets:
+        return feed
+    found = signatures(art)
+    axes = bucket_axes(found)
+    if not axes:
+        return feed
+    info = ctx.pool.call(reference_worker(src_fmt), tasks.describe, timeout=ctx.timeout,
+                         what=str(src), path=str(src), fmt=src_fmt, options=feed.load)
+    specs = {s.name: s for s in resolve_inputs(
+        src.name, [s for s in info.inputs if s.name not in feed.constants], list(feed.inputs),
+        shapes=feed.shapes)}
+    names = dict((a, s) for s, a in pair_by_name(list(specs), [t.name for t in found[0].inputs]))
+    dims = {(specs[names[name]].dims or (None,) * (axis + 1))[axis]: (names[name], axis, sizes)
+            for name, axis, sizes in axes}
+    if len(dims) != 1 or None in dims:
+        return feed
+    ((dim, (_name, _axis, sizes)),) = dims.items()
+    return feeding.bucketed(feed, list(specs.values()), dim.name, sizes, art.name)
 
 
 def replay(folder: Path, runtimes: Sequence[str], ctx: RunContext) -> ValidateReport:
@@ -299,6 +336,7 @@ def validate_generation(job: ValidateJob, art: Path, art_fmt: Format, src: Path,
     return ValidateReport(
         passed=check.passed, reference=FileInfo(str(src), Format.HUGGINGFACE.value),
         artifact=FileInfo.of(art, art_fmt.value), checks=(), inputs=(),
-        tolerance=generation_policy(job.judgement.tolerance), per_output={}, seed=job.feed.seed,
+        tolerance=generation_policy(job.judgement.tolerance, quantization(art, art_fmt)),
+        per_output={}, seed=job.feed.seed,
         seconds=time.perf_counter() - started, versions=versions(),
         reference_runtime="transformers", generation=check)

@@ -7,9 +7,11 @@ dynamic)."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,7 +20,10 @@ from portkit.convert.dynamic import fallback, fixed_dims, require_kept, static_o
 from portkit.errors import DimensionsFixedError, UsageError
 from portkit.fixtures import Fixture, torch_models
 from portkit.formats import Format
+from portkit.formats.tflite import Signature, TensorInfo, bucket_axes
+from portkit.options import Feed
 from portkit.options.conversion import convert_options, parse_buckets
+from portkit.options.feeding import bucketed
 from portkit.results import Attempt
 from portkit.shapes import Buckets, Shapes, bucket_sizes, resolve_inputs, validation_sizes
 from portkit.specs import Dim, TensorSpec
@@ -92,6 +97,43 @@ ENCODER = Fixture("masked_encoder", functools.partial(torch_models.masked_encode
                   "a transformer encoder with a padding mask, its sequence dynamic")
 
 
+def _far_positions_moved() -> Any:
+    """``ENCODER``'s model with the position embeddings past 64 moved: the same as the source
+    at lengths up to 64, another model at 128."""
+    import torch
+
+    model = ENCODER.build()
+    with torch.no_grad():
+        model.position.weight[64:] += 1.0
+    return model
+
+
+MOVED = dataclasses.replace(ENCODER, build=_far_positions_moved)
+
+
+def _signature(name: str, length: int) -> Signature:
+    return Signature(name, (TensorInfo("args_0", (1, length), "int32"),),
+                     (TensorInfo("output_0", (1, 32), "float32"),))
+
+
+def test_a_file_of_one_signature_per_length_gives_its_bucketed_axis_and_the_feed_its_buckets(
+        ) -> None:
+    found = (_signature("seq_64", 64), _signature("seq_16", 16), _signature("seq_128", 128))
+    assert bucket_axes(found) == (("args_0", 1, (16, 64, 128)),)
+    assert bucket_axes(found[:1]) == ()  # one signature
+    other = Signature("decode", (TensorInfo("token", (1, 1), "int32"),), found[0].outputs)
+    assert bucket_axes(found[:2] + (other,)) == ()  # a prefill and a decode: not buckets
+    (spec,) = resolve_inputs("m.pt2", [IDS], [])
+    fed = bucketed(Feed(), [spec], "seq", (16, 64, 128), "enc.tflite")
+    assert fed.shapes.buckets == (("seq", (16, 64, 128)),)
+    assert bucketed(Feed(inputs=(TensorSpec("ids", (1, 64), "int64"),)), [spec], "seq",
+                    (16, 64, 128), "enc.tflite").shapes.buckets == fed.shapes.buckets
+    with pytest.raises(UsageError, match=r"--input ids:1x33: enc\.tflite holds one signature "
+                                         r"per length of seq \(16, 64, 128\) and none takes 33"):
+        bucketed(Feed(inputs=(TensorSpec("ids", (1, 33), "int64"),)), [spec], "seq",
+                 (16, 64, 128), "enc.tflite")
+
+
 def test_a_dynamic_sequence_becomes_a_signature_per_bucket_run_by_length_and_benched(
         tmp_path: Path) -> None:
     """The one-layer encoder through the CLI with buckets 16, 64, 128 (litert-torch only: its
@@ -117,6 +159,7 @@ def test_a_dynamic_sequence_becomes_a_signature_per_bucket_run_by_length_and_ben
     rows = {(c["device"], c["size"]): c["passed"] for c in report["checks"]}
     assert {size for _d, size in rows} == {"ids 1x16", "ids 1x64", "ids 1x128"}
     assert all(rows.values()), rows
+    assert [s["name"] for s in report["mobile"]["signatures"]] == ["seq_16", "seq_64", "seq_128"]
     first, second = report["routes_tried"]
     assert not first["converted"] and first["lost_dynamic"]
     assert second["passed"] and second["fixed"] == ["ids.1"]
@@ -135,6 +178,26 @@ def test_a_dynamic_sequence_becomes_a_signature_per_bucket_run_by_length_and_ben
     with pytest.raises(ValueError, match=r"1x33: .* seq_16 \(1x16\); seq_64 \(1x64\); "
                                          r"seq_128 \(1x128\); pad the input"):
         session.run({session.inputs[0].name: np.ones((1, 33), np.int64)})
+
+    # validate and inspect read the signatures: validated at each bucket, whatever sizes the
+    # source's range gives (16..128 gives 16, 33, 128; 33 is no bucket).
+    checked = run_cli("validate", out, "--reference", source, "--json")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    rows = [c for c in json.loads(checked.stdout)["checks"] if c["device"] == "cpu"]
+    assert [(c["size"], c["passed"]) for c in rows] == [
+        ("ids 1x16", True), ("ids 1x64", True), ("ids 1x128", True)]
+    forced = run_cli("validate", out, "--reference", source, "--input", "ids:1x33")
+    assert forced.returncode == 2 and "none takes 33; give one of those lengths" in forced.stderr
+    (tmp_path / "moved").mkdir()
+    moved = run_cli("validate", out, "--reference", MOVED.save(tmp_path / "moved", "pt2"),
+                    "--json")
+    assert moved.returncode == 1, moved.stdout + moved.stderr
+    rows = [c for c in json.loads(moved.stdout)["checks"] if c["device"] == "cpu"]
+    assert [(c["size"], c["passed"]) for c in rows] == [
+        ("ids 1x16", True), ("ids 1x64", True), ("ids 1x128", False)]
+    inspected = run_cli("inspect", out)
+    assert "Signatures (3; the table shows the first's tensors): seq_16 (args_0 1x16), seq_64 " \
+           "(args_0 1x64), seq_128 (args_0 1x128)" in " ".join(inspected.stdout.split())
 
     bench = run_cli("bench", out, "--warmup", "1", "--min-runs", "3", "--min-seconds", "0.05",
                     "--json")

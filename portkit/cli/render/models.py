@@ -24,17 +24,26 @@ def mobile_tables(m: MobileReport) -> list[Table | Text]:
     out: list[Table | Text] = [Text.from_markup(
         f"Mobile: {m.size_bytes:,} bytes, {m.precision}, {sum(m.op_counts.values())} ops; "
         f"runs on the builtin interpreter: {runs}")]
+    if m.signatures:
+        each = (f"{s.name} ({', '.join(f'{t.name} {_shape(t.shape)}' for t in s.inputs)})"
+                for s in m.signatures)
+        out.append(Text(f"Signatures ({len(m.signatures)}; the table shows the first's "
+                        f"tensors): {', '.join(each)}"))
     io = Table(title="TFLite inputs and outputs", title_justify="left")
     for col in ("kind", "name", "shape", "resizable", "dtype", "layout", "scale", "zero point"):
         io.add_column(col)
     for kind, tensors in (("input", m.inputs), ("output", m.outputs)):
         for t in tensors:
-            shape = "x".join("?" if d < 0 else str(d) for d in t.shape) or "scalar"
-            io.add_row(kind, t.name, shape, "yes" if t.resizable else "no",
+            io.add_row(kind, t.name, _shape(t.shape), "yes" if t.resizable else "no",
                        t.dtype, t.layout or "-", ", ".join(f"{x:.6g}" for x in t.scale[:4]) or "-",
                        ", ".join(str(x) for x in t.zero_point[:4]) or "-")
     out.append(io)
     return out
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    """``1x?x128``: a TFLite shape, ``?`` where its signature leaves a dimension free."""
+    return "x".join("?" if d < 0 else str(d) for d in shape) or "scalar"
 
 
 def program_tables(p: ProgramReport, top: int = 15) -> list[Table | Text]:
