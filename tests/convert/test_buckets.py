@@ -195,6 +195,14 @@ def test_a_dynamic_sequence_becomes_a_signature_per_bucket_run_by_length_and_ben
     rows = [c for c in json.loads(moved.stdout)["checks"] if c["device"] == "cpu"]
     assert [(c["size"], c["passed"]) for c in rows] == [
         ("ids 1x16", True), ("ids 1x64", True), ("ids 1x128", False)]
+    (tmp_path / "portkit.toml").write_text(
+        f'[[model]]\nname = "enc"\nsource = "{source}"\nartifact = "{out}"\n'
+        'targets = ["tflite"]\n')
+    gate = run_cli("check", tmp_path / "portkit.toml", "--json", tmp_path / "check.json")
+    assert gate.returncode == 0, gate.stdout + gate.stderr
+    (case,) = json.loads((tmp_path / "check.json").read_text())["results"]
+    assert [c["size"] for c in case["checks"] if c["device"] == "cpu"] == [
+        "ids 1x16", "ids 1x64", "ids 1x128"]
     inspected = run_cli("inspect", out)
     assert "Signatures (3; the table shows the first's tensors): seq_16 (args_0 1x16), seq_64 " \
            "(args_0 1x64), seq_128 (args_0 1x128)" in " ".join(inspected.stdout.split())
