@@ -188,7 +188,10 @@ def at_buckets(feed: Feed, artifact: tuple[Path, Format], source: tuple[Path, Fo
     (art, art_fmt), (src, src_fmt) = artifact, source
     if art_fmt is not Format.TFLITE or feed.shapes.static or feed.shapes.buckets:
         return feed
-    found = signatures(art)
+    try:
+        found = signatures(art)
+    except InvalidModelError:  # the artifact's run says what is wrong with it
+        return feed
     axes = bucket_axes(found)
     if not axes:
         return feed
