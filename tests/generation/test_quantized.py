@@ -54,7 +54,11 @@ def _scramble_down_projection(model: onnx.ModelProto) -> None:
 
 def _validated(artifact: Path, src: Path) -> tuple[int, dict]:
     result = run_cli("validate", artifact, "--reference", src, "--prompt", PROMPT, "--json")
-    return result.returncode, json.loads(result.stdout)["generation"]
+    report = json.loads(result.stdout)
+    quantized = quantization(artifact, Format.ONNX) is not None
+    assert report["tolerance"]["policy"] == (QUANTIZED_POLICY if quantized else
+                                             "fp32-generation")  # the report's, as judged
+    return result.returncode, report["generation"]
 
 
 def test_int8_onnx_is_found_and_passes_at_the_quantized_policy(
@@ -96,7 +100,7 @@ def test_a_quantization_a_language_model_does_not_take_is_refused(tmp_path: Path
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("target", ["tflite", "executorch"])
+@pytest.mark.parametrize("target", ["onnx", "tflite", "executorch"])
 def test_convert_quantize_dynamic_passes_at_the_quantized_policy(
         target: str, llama_converted: Callable[..., Converted]) -> None:
     c = llama_converted(target, "dynamic")
@@ -107,35 +111,9 @@ def test_convert_quantize_dynamic_passes_at_the_quantized_policy(
     assert g["agreed"] == 16 or g["tie"]
     assert report["tolerance"]["policy"] == QUANTIZED_POLICY
     assert "int8 weights" in report["route"][0]["detail"]
-    assert c.artifact.stat().st_size < 0.7 * fp32.artifact.stat().st_size
-    fmt = {"tflite": Format.TFLITE, "executorch": Format.EXECUTORCH}[target]
+    # int8 weights for the linear layers; the embedding table stays float (ONNX: 0.73 of the
+    # float file for the tiny Llama, whose embedding is a large share of it)
+    assert c.artifact.stat().st_size < 0.8 * fp32.artifact.stat().st_size
+    fmt = {"onnx": Format.ONNX, "tflite": Format.TFLITE, "executorch": Format.EXECUTORCH}[target]
     assert quantization(c.artifact, fmt) is Quantize.DYNAMIC
     assert quantization(fp32.artifact, fmt) is None
-
-
-@pytest.mark.slow
-def test_convert_to_onnx_quantize_dynamic_passes_at_the_quantized_policy(
-        llama_converted: Callable[..., Converted], tmp_path: Path) -> None:
-    """Through the pipeline with ``--quantize dynamic`` set in the converters' options (the
-    CLI's ``--quantize`` for ``--to onnx`` is refused before the source is read: see
-    ``options.conversion.convert_options``)."""
-    from portkit.convert import pipeline
-    from portkit.options import ConvertJob
-    from portkit.options.conversion import ConvertOptions
-    from portkit.options.generation import Export, Generation
-    from portkit.runtimes.context import RunContext
-    from portkit.runtimes.worker import Pool
-
-    src = llama_converted("onnx").src
-    out = tmp_path / "int8.onnx"
-    job = ConvertJob(source=src, target=Format.ONNX, output=out,
-                     options=ConvertOptions(quantize=Quantize.DYNAMIC),
-                     generation=Generation(text=PROMPT),
-                     export=Export(max_seq=64, prefill=(8, 32)))
-    with Pool() as pool:
-        report = pipeline.convert(job, RunContext(pool, 600.0))
-    g = report.generation
-    assert report.exit_code == 0 and out.is_file() and g is not None, g
-    assert g.passed and g.policy.startswith(QUANTIZED_POLICY) and (g.agreed == 16 or g.tie)
-    assert "MatMulNBits" in report.route[0].detail
-
