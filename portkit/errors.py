@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import enum
 import errno
+import os
 import resource
+import traceback
+from pathlib import Path
 
 
 class ExitCode(enum.IntEnum):
@@ -204,3 +207,20 @@ def exhausted(error: BaseException, said: str) -> ResourceError | None:
         return ResourceError(f"a worker ran out of memory loading a library ({said}); raise the "
                              f"memory limit (ulimit -v, now {now}) or free memory")
     return None
+
+
+def unsaid(error: BaseException) -> str:
+    """What to say of an error raised without a message (a framework's bare ``RuntimeError()``):
+    the error it came from, if that one says something, and where it was raised (the innermost
+    frame, the path from its package on)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    where = ""
+    if frames:
+        frame = frames[-1]
+        path = frame.filename.replace(os.sep, "/")
+        path = path.rsplit("-packages/", 1)[-1] if "-packages/" in path else Path(path).name
+        where = f"raised at {path}:{frame.lineno} in {frame.name}"
+    cause = error.__cause__ or error.__context__
+    said = (str(cause).strip().splitlines() or [""])[0] if cause is not None else ""
+    because = f"from {type(cause).__name__}: {said}" if said else ""
+    return f"(no message; {'; '.join(x for x in (where, because) if x) or 'no traceback'})"

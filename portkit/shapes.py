@@ -32,8 +32,6 @@ DEFAULT_RANGE = (1, 64)
 CHEAP = 8
 # The example size of a dimension --input names past the first (x:1xS), inside its range.
 NAMED_EXAMPLE = 16
-# At most this many buckets when the sizes are chosen from the range (--seq-buckets auto).
-MAX_BUCKETS = 4
 _DIM_FLAG = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_.]*)=(?P<lo>\d+)\.\.(?P<hi>\d+)$")
 
 
@@ -48,28 +46,6 @@ class Buckets(Dim):
     def describe(self) -> str:
         """``ids.1 in buckets 16, 64, 128``."""
         return f"{self.name} in buckets {', '.join(map(str, self.sizes))}"
-
-
-def bucket_sizes(d: Dim, example: int, given: Sequence[int] = ()) -> tuple[int, ...]:
-    """The sizes a sequence dimension ``d`` is bucketed at: ``given`` (``--seq-buckets
-    16,64,128``), else the top of its range (the example's size if it has none) and its
-    halvings down to the bottom, at most ``MAX_BUCKETS``: ``2..128`` gives 16, 32, 64, 128.
-
-    Raises:
-        UsageError: A size given is outside the dimension's range.
-    """
-    if given:
-        outside = [n for n in given if not d.lo <= n <= (d.hi or n)]
-        if outside:
-            raise UsageError(f"--seq-buckets {','.join(map(str, given))}: "
-                             f"{', '.join(map(str, outside))} outside {d.describe()}, the "
-                             "sizes the source takes; give sizes inside it")
-        return tuple(sorted(set(given)))
-    top, sizes = d.hi if d.hi is not None else max(example, d.lo), []
-    while top >= d.lo and len(sizes) < MAX_BUCKETS:
-        sizes.append(top)
-        top //= 2
-    return tuple(sorted(sizes))
 
 
 @dataclass(frozen=True)

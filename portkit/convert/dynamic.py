@@ -23,8 +23,33 @@ from portkit.errors import DimensionsFixedError, UsageError
 from portkit.formats import Format
 from portkit.results import Attempt, FixedDims
 from portkit.runtimes.binding import pair_by_name
-from portkit.shapes import DEFAULT_RANGE, Buckets, Shapes, bucket_sizes, free_dims
+from portkit.shapes import DEFAULT_RANGE, Buckets, Shapes, free_dims
 from portkit.specs import Dim, TensorSpec
+
+# At most this many buckets when the sizes are chosen from the range (--seq-buckets auto).
+MAX_BUCKETS = 4
+
+
+def bucket_sizes(d: Dim, example: int, given: Sequence[int] = ()) -> tuple[int, ...]:
+    """The sizes a sequence dimension ``d`` is bucketed at: ``given`` (``--seq-buckets
+    16,64,128``), else the top of its range (the example's size if it has none) and its
+    halvings down to the bottom, at most ``MAX_BUCKETS``: ``2..128`` gives 16, 32, 64, 128.
+
+    Raises:
+        UsageError: A size given is outside the dimension's range.
+    """
+    if given:
+        outside = [n for n in given if not d.lo <= n <= (d.hi or n)]
+        if outside:
+            raise UsageError(f"--seq-buckets {','.join(map(str, given))}: "
+                             f"{', '.join(map(str, outside))} outside {d.describe()}, the "
+                             "sizes the source takes; give sizes inside it")
+        return tuple(sorted(set(given)))
+    top, sizes = d.hi if d.hi is not None else max(example, d.lo), []
+    while top >= d.lo and len(sizes) < MAX_BUCKETS:
+        sizes.append(top)
+        top //= 2
+    return tuple(sorted(sizes))
 
 
 def describe_dynamic(inputs: Sequence[TensorSpec]) -> str:
@@ -80,7 +105,7 @@ def fallback(shapes: Shapes, given: Sequence[TensorSpec], inputs: Sequence[Tenso
         attempts: The routes tried.
         validated: Whether an artifact ships only when it matched (else when it converted).
         buckets: ``--seq-buckets``: its sizes, empty for sizes from the sequence's range
-            (``shapes.bucket_sizes``); None: no buckets.
+            (``bucket_sizes``); None: no buckets.
 
     Raises:
         UsageError: ``buckets`` given, but no single dimension is the sequence, or a size is

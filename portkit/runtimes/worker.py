@@ -420,23 +420,6 @@ def _watch_parent(watch: int) -> None:
     os.killpg(0, signal.SIGKILL)
 
 
-def _unsaid(error: BaseException) -> str:
-    """What to say of an error raised without a message (a framework's bare ``RuntimeError()``):
-    the error it came from, if that one says something, and where it was raised (the innermost
-    frame, the path from its package on)."""
-    frames = traceback.extract_tb(error.__traceback__)
-    where = ""
-    if frames:
-        frame = frames[-1]
-        path = frame.filename.replace(os.sep, "/")
-        path = path.rsplit("-packages/", 1)[-1] if "-packages/" in path else Path(path).name
-        where = f"raised at {path}:{frame.lineno} in {frame.name}"
-    cause = error.__cause__ or error.__context__
-    said = (str(cause).strip().splitlines() or [""])[0] if cause is not None else ""
-    because = f"from {type(cause).__name__}: {said}" if said else ""
-    return f"(no message; {'; '.join(x for x in (where, because) if x) or 'no traceback'})"
-
-
 def _answer(func: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     module_name, func_name = func.split(":")
     try:
@@ -448,7 +431,7 @@ def _answer(func: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         return {"ok": False, "error": type(e).__name__, "message": str(e),
                 "traceback": traceback.format_exc()}
     except BaseException as e:  # noqa: BLE001 - everything goes back to the parent
-        first = (str(e).strip().splitlines() or [""])[0] or _unsaid(e)
+        first = (str(e).strip().splitlines() or [""])[0] or errors.unsaid(e)
         failed, asked = out_of_memory(e)
         limit = None if failed else errors.exhausted(e, f"{type(e).__name__}: {first}")
         if limit is not None:

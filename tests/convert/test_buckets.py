@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from portkit.convert.dynamic import fallback, fixed_dims, require_kept, static_only
+from portkit.convert.dynamic import bucket_sizes, fallback, fixed_dims, require_kept, static_only
 from portkit.errors import DimensionsFixedError, UsageError
 from portkit.fixtures import Fixture, torch_models
 from portkit.formats import Format
@@ -25,7 +25,7 @@ from portkit.options import Feed
 from portkit.options.conversion import convert_options, parse_buckets
 from portkit.options.feeding import bucketed
 from portkit.results import Attempt
-from portkit.shapes import Buckets, Shapes, bucket_sizes, resolve_inputs, validation_sizes
+from portkit.shapes import Buckets, Shapes, resolve_inputs, validation_sizes
 from portkit.specs import Dim, TensorSpec
 from tests.conftest import run_cli
 
