@@ -3,9 +3,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# --no-compile: pip would byte-compile every file of torch, TensorFlow and the rest (120 s of
-# the install, 70 s without); Python compiles what is imported, once, on first import.
-PIP := $(PY) -m pip install --disable-pip-version-check --no-compile -q -c constraints.txt
+PIP := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
 # onnx2tf 1.29.24's metadata pins an older stack (TF 2.19, numpy 1.26, onnx 1.19...); it runs on
 # the pinned one, so it is installed without its declared dependencies (they are in .[all]).
 ONNX2TF := onnx2tf==1.29.24
