@@ -331,6 +331,13 @@ def validate_generation(job: ValidateJob, art: Path, art_fmt: Format, src: Path,
     Raises:
         PortkitError: Bad arguments, directory or artifact.
     """
+    unused = [flag for flag, given in (("--save-bundle", job.save_bundle),
+                                       ("--eval", job.judgement.evaluation)) if given]
+    if unused:
+        verb = "doesn't" if len(unused) == 1 else "don't"
+        raise UsageError(f"{src}: {' and '.join(unused)} {verb} apply to a language model, "
+                         "which is validated by generating (prefill and greedy steps, each side "
+                         "on its own cache); drop them")
     model = read_hf(src, task=job.generation.task)
     check_trust(model, job.export.trust_model)
     refuse_unloadable(art, art_fmt)

@@ -153,3 +153,13 @@ def test_a_model_that_is_no_decoder_is_refused_by_bench_generate(tmp_path: Path)
     result = run_cli("bench", cnn, "--generate", "4")
     assert result.returncode == ExitCode.INVALID_INPUT, result.stderr
     assert "can't generate" in result.stderr
+
+
+def test_a_bundle_asked_of_a_language_model_is_refused_not_ignored(
+        llama: tuple[Path, Path, dict], tmp_path: Path) -> None:
+    src, out, _report = llama
+    result = run_cli("validate", out, "--reference", src, "--save-bundle", tmp_path / "b")
+    assert result.returncode == ExitCode.INVALID_INPUT, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert "--save-bundle doesn't apply to a language model" in line
+    assert not (tmp_path / "b").exists()
