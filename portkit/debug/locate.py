@@ -10,6 +10,7 @@ from typing import Any
 
 from portkit.debug.run import DebugJob, debug
 from portkit.errors import PortkitError
+from portkit.formats.tflite import bucket_axes, signatures
 from portkit.options import Feed, Judgement, ValidateJob, shown
 from portkit.results import FileInfo, Located
 from portkit.runtimes.context import RunContext
@@ -46,10 +47,12 @@ def locate(artifact: Path, reference: Path, feed: Feed, ctx: RunContext, *,
     """Where ``artifact`` first diverges from ``reference`` on the first input, under the fp32
     policy: looked for when both are under ``CHEAP_DEBUG_BYTES``, the artifact is not
     quantized and each sample is one call (stateful and quantized artifacts are judged by
-    other rules than the walk's); else only the command that looks."""
+    other rules than the walk's), and it is not a bucketed TFLite (the walk runs the example's
+    length, which need not be the bucket that failed); else only the command that looks."""
     said = command(artifact, reference, feed)
     sizes = [FileInfo.of(p, "").size_bytes for p in (artifact, reference) if p.exists()]
-    if feed.steps != 1 or quantized or any(s > CHEAP_DEBUG_BYTES for s in sizes):
+    if (feed.steps != 1 or quantized or any(s > CHEAP_DEBUG_BYTES for s in sizes)
+            or _bucketed(artifact)):
         return Located(said)
     check = ValidateJob(artifact, reference, feed=Feed(
         feed.inputs, feed.file, feed.seed, constants=feed.constants, load=feed.load),
@@ -59,3 +62,13 @@ def locate(artifact: Path, reference: Path, feed: Feed, ctx: RunContext, *,
     except PortkitError as e:
         return Located(said, searched=True, error=" ".join(str(e).split()))
     return Located(said, searched=True, divergence=found.first_divergence)
+
+
+def _bucketed(artifact: Path) -> bool:
+    """Whether ``artifact`` is a TFLite of one signature per length (``--seq-buckets``)."""
+    if artifact.suffix != ".tflite" or not artifact.is_file():
+        return False
+    try:
+        return bool(bucket_axes(signatures(artifact)))
+    except PortkitError:  # unreadable: the walk's own load says why
+        return False

@@ -192,9 +192,12 @@ def test_a_dynamic_sequence_becomes_a_signature_per_bucket_run_by_length_and_ben
     moved = run_cli("validate", out, "--reference", MOVED.save(tmp_path / "moved", "pt2"),
                     "--json")
     assert moved.returncode == 1, moved.stdout + moved.stderr
-    rows = [c for c in json.loads(moved.stdout)["checks"] if c["device"] == "cpu"]
+    failed = json.loads(moved.stdout)
+    rows = [c for c in failed["checks"] if c["device"] == "cpu"]
     assert [(c["size"], c["passed"]) for c in rows] == [
         ("ids 1x16", True), ("ids 1x64", True), ("ids 1x128", False)]
+    # no walk at the example's length, which passed: only the command that looks
+    assert failed["where"]["searched"] is False and "portkit debug" in failed["where"]["command"]
     (tmp_path / "portkit.toml").write_text(
         f'[[model]]\nname = "enc"\nsource = "{source}"\nartifact = "{out}"\n'
         'targets = ["tflite"]\n')
