@@ -85,9 +85,10 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
                 ctx.pool.discard(name)
                 raise ConversionError(f"{src}: {tool}: {e}", e.traceback) from None
         check = None
+        policy = generation_policy(job.judgement.tolerance, shape.quantize)
         if job.validate:
             check = generation_check(src, model, staged, job.target, job.generation, shape,
-                                     job.judgement.tolerance, job.feed, ctx)
+                                     policy, job.feed, ctx)
         passed = check.passed if check is not None else False
         failed = job.validate and not passed
         shipped = failed_path(out) if failed else out
@@ -98,8 +99,7 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
     return ConvertReport(
         passed=passed, validated=job.validate, source=FileInfo(str(src), Format.HUGGINGFACE.value),
         target=job.target.value, artifact=FileInfo.of(shipped, job.target.value), route=(hop,),
-        routes_tried=(attempt,), checks=(), inputs=(),
-        tolerance=generation_policy(job.judgement.tolerance, shape.quantize),
-        seed=job.feed.seed, seconds=time.perf_counter() - started, versions=versions(),
+        routes_tried=(attempt,), checks=(), inputs=(), tolerance=policy, seed=job.feed.seed,
+        seconds=time.perf_counter() - started, versions=versions(),
         converter_seconds=hop.seconds, route_name=tool, reference_runtime="transformers",
         artifact_failed=failed, generation=check)

@@ -341,12 +341,13 @@ def validate_generation(job: ValidateJob, art: Path, art_fmt: Format, src: Path,
     model = read_hf(src, task=job.generation.task)
     check_trust(model, job.export.trust_model)
     refuse_unloadable(art, art_fmt)
-    check = generation_check(src, model, art, art_fmt, job.generation, job.export,
-                             job.judgement.tolerance, job.feed, ctx)
+    # validate has no --quantize: the artifact's precision is read from the file
+    policy = generation_policy(job.judgement.tolerance, quantization(art, art_fmt))
+    check = generation_check(src, model, art, art_fmt, job.generation, job.export, policy,
+                             job.feed, ctx)
     return ValidateReport(
         passed=check.passed, reference=FileInfo(str(src), Format.HUGGINGFACE.value),
         artifact=FileInfo.of(art, art_fmt.value), checks=(), inputs=(),
-        tolerance=generation_policy(job.judgement.tolerance, quantization(art, art_fmt)),
-        per_output={}, seed=job.feed.seed,
+        tolerance=policy, per_output={}, seed=job.feed.seed,
         seconds=time.perf_counter() - started, versions=versions(),
         reference_runtime="transformers", generation=check)

@@ -28,7 +28,7 @@ from portkit.formats import Format
 from portkit.formats.hf import HfModel
 from portkit.options import Feed
 from portkit.options.generation import Export, Generation
-from portkit.policies import GENERATION, Quantize, Tolerance, generation_policy
+from portkit.policies import GENERATION, Quantize, Tolerance
 from portkit.results.generation import GenerationCheck, LayerDrift, Step
 from portkit.runtimes import tokenizer
 from portkit.runtimes.context import RunContext
@@ -188,10 +188,12 @@ def generated(path: Path, fmt: Format, prompt: list[int], steps: int, export: Ex
 
 
 def generation_check(src: Path, model: HfModel, artifact: Path, fmt: Format,
-                     generation: Generation, export: Export, tolerance: Tolerance, feed: Feed,
+                     generation: Generation, export: Export, policy: Tolerance, feed: Feed,
                      ctx: RunContext) -> GenerationCheck:
     """The source directory and ``artifact`` each generating from the same prompt, compared
-    step by step (an artifact that can't generate is a failed check with its error).
+    step by step under ``policy`` (the generation policy of the artifact's precision,
+    ``policies.generation_policy``; an artifact that can't generate is a failed check with its
+    error).
 
     Raises:
         UsageError: A bad prompt, or the artifact is not a decoder with a cache.
@@ -210,9 +212,7 @@ def generation_check(src: Path, model: HfModel, artifact: Path, fmt: Format,
             return GenerationCheck(runtime=runtime, device="cpu", passed=False,
                                    error=f"{runtime} could not generate with it: {e}")
     words = tokenizer.words(src, ctx) if model.has_tokenizer else None
-    quantize = export.quantize or quantization(artifact, fmt)
-    return compare(source, got, runtime=runtime,
-                   tolerance=generation_policy(tolerance, quantize), detokenize=words)
+    return compare(source, got, runtime=runtime, tolerance=policy, detokenize=words)
 
 
 # Ops that only a quantized graph holds: ONNX node types; XNNPACK's (in a .pte's delegate)
