@@ -3,13 +3,13 @@ name (``modules_of``), the module quantized with some of them float (``quantize_
 ``--keep-float auto`` (``keep_float_search``): the fewest kept float that make the quantized
 model meet the job's policy against the float model on calibration samples.
 
-The search chooses as the TFLite path chooses ops (``keep_float.fewest_float``, after
-Polygraphy's ``debug precision``): by scope (``layers.3`` before ``layers.3.up``), at each level
-the shortest passing prefix of units in execution order, found by bisection, then each unit of
-it put back to integers where the model still passes. A candidate is judged in torch, eagerly, on the module ``convert_pt2e`` returns (its
-quantize and dequantize pairs compute what the int8 program does), never lowered: a trial costs
-one prepare, calibration and convert. The validation that follows runs the lowered program on
-the held-back samples, which chose nothing.
+The search chooses as the TFLite path chooses ops (``keep_float.search``, after Polygraphy's
+``debug precision``): by scope (``layers.3`` before ``layers.3.up``), at each level the shortest
+passing prefix of units in execution order, found by bisection, then each unit of it put back to
+integers where the model still passes. A candidate is judged in torch, eagerly, on the module
+``convert_pt2e`` returns (its quantize and dequantize pairs compute what the int8 program does),
+never lowered: a trial costs one prepare, calibration and convert. The validation that follows
+runs the lowered program on the held-back samples, which chose nothing.
 
 For ``n`` modules in one scope (at most ``keep_float.MAX_UNITS``) whose shortest passing prefix
 is ``p`` long, at most ``2 + ceil(log2 n) + p`` models are built: the full quantization, every
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from portkit.convert.keep_float import TRIALS, fewest_float, module_path
+from portkit.convert.keep_float import Search, module_path, search
 from portkit.convert.tflite_quantize import JUDGE_SAMPLES
 from portkit.options import ConvertOptions
 from portkit.policies import Quantize, Tolerance
@@ -81,8 +81,7 @@ def quantize_module(module: Any, inputs: list[TensorSpec], samples: Sequence[tup
 
 
 def keep_float_search(module: Any, inputs: list[TensorSpec], samples: list[tuple[Any, ...]],
-                      names: Sequence[str], options: ConvertOptions
-                      ) -> tuple[Any, tuple[str, ...], int, str]:
+                      names: Sequence[str], options: ConvertOptions) -> Search:
     """The module quantized with the fewest of ``names`` kept float that meets ``options.judge``.
 
     Args:
@@ -93,9 +92,9 @@ def keep_float_search(module: Any, inputs: list[TensorSpec], samples: list[tuple
         options: ``quantize`` and ``judge`` (the job's policy; the default one if None).
 
     Returns:
-        The quantized module, the modules kept float, how many quantized models were built,
-        and a note when even every module float misses the policy (then the full quantization
-        is kept).
+        What ``keep_float.search`` found: the quantized module, the modules kept float, how
+        many quantized models were built, and a note when even every module float misses the
+        policy (then the full quantization is kept); the search's time and peak memory.
     """
     from portkit.validators.parity import compare_outputs
 
@@ -104,22 +103,13 @@ def keep_float_search(module: Any, inputs: list[TensorSpec], samples: list[tuple
     judged = samples[:JUDGE_SAMPLES]
     reference = outputs(module, judged)
     judge = options.judge or Tolerance()
-    last: tuple[tuple[str, ...], Any] | None = None  # the last passing model
-    trials = 0
 
-    def passes(keep: tuple[str, ...]) -> bool:
-        nonlocal trials, last
-        trials += 1
-        candidate = quantize_module(module, inputs, samples, mode, keep)
-        if all(r.passed for r in compare_outputs(reference, outputs(candidate, judged), judge)):
-            last = (keep, candidate)
-            return True
-        return False
+    def fits(candidate: Any) -> bool:
+        rows = compare_outputs(reference, outputs(candidate, judged), judge)
+        return all(r.passed for r in rows)
 
-    kept, note = fewest_float(names, passes, "modules", module_path, TRIALS)
-    if last is not None and last[0] == kept:
-        return last[1], kept, trials, note
-    return quantize_module(module, inputs, samples, mode, kept), kept, trials + 1, note
+    return search(names, lambda keep: quantize_module(module, inputs, samples, mode, keep), fits,
+                  "modules", module_path)
 
 
 def outputs(module: Any, samples: Sequence[tuple[Any, ...]]) -> list[dict[str, np.ndarray]]:

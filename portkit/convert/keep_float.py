@@ -20,7 +20,9 @@ import math
 import resource
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 MAX_UNITS = 16  # units one level bisects over before it is cut into runs
 TRIALS = 64  # the most models a search builds and judges; then it keeps the last that passed
@@ -40,6 +42,60 @@ def module_path(name: str) -> tuple[str, ...]:
 
 class _Exhausted(Exception):
     """The trial budget is spent."""
+
+
+@dataclass(frozen=True)
+class Search:
+    """What ``search`` found.
+
+    Attributes:
+        model: The quantized model with ``kept`` float (every name quantized when none is).
+        kept: The names kept float, in execution order.
+        trials: Candidate models built and judged.
+        note: ``fewest_float``'s note (nothing passes; the budget ran out), or "".
+        seconds: How long the search took.
+        peak_mb: The process's peak memory while it ran, in MB (``measured``).
+    """
+
+    model: Any
+    kept: tuple[str, ...]
+    trials: int
+    note: str
+    seconds: float
+    peak_mb: float
+
+
+def search(names: Sequence[str], build: Callable[[tuple[str, ...]], Any],
+           fits: Callable[[Any], bool], unit: str = "ops",
+           path: Callable[[str], Sequence[str]] = scope_path) -> Search:
+    """``--keep-float auto`` for either quantizer: the model with the fewest of ``names`` kept
+    float that ``fits`` its policy (``fewest_float``, at most ``TRIALS`` candidates), timed and
+    its peak memory measured. One candidate is held at a time, besides the last that passed.
+
+    Args:
+        names: What may stay float, in execution order.
+        build: The quantized model with these names kept float.
+        fits: Whether a model meets the policy.
+        unit: What the names are, for the note.
+        path: A name's scopes (``scope_path``, ``module_path``).
+    """
+    last: tuple[tuple[str, ...], Any] | None = None
+    trials = 0
+
+    def passes(keep: tuple[str, ...]) -> bool:
+        nonlocal trials, last
+        trials += 1
+        candidate = build(keep)
+        if fits(candidate):
+            last = (keep, candidate)
+            return True
+        return False
+
+    with measured() as spent:
+        kept, note = fewest_float(names, passes, unit, path, TRIALS)
+        # the last set that passed, unless a set judged earlier came back from the verdicts
+        model = last[1] if last is not None and last[0] == kept else build(kept)
+    return Search(model, kept, trials, note, spent["seconds"], spent["peak_mb"])
 
 
 def fewest_float(names: Sequence[str], passes: Passes, unit: str = "ops",

@@ -3,19 +3,18 @@ converter quantizes to integers (``from_float``; ``--quantize fp16`` stays TFLit
 
 Modes: ``dynamic`` (int8 weights, float activations: recipe ``dynamic_wi8_afp32``), ``int8``
 (int8 weights and activations, ``static_wi8_ai8``; float inputs and outputs unless
-``--int8-io``; for a transformer-shaped model only its linear layers, see ``COMPUTE_ONLY``) and ``int16x8`` (int8 weights, int16 activations, ``static_wi8_ai16``). The
-static modes calibrate on ``--calibration`` less the samples held back to validate on
-(``options.holdout``), taking each tensor's range over every sample (min/max, as
-TFLiteConverter does).
+``--int8-io``; for a transformer-shaped model only its linear layers, see ``COMPUTE_ONLY``)
+and ``int16x8`` (int8 weights, int16 activations, ``static_wi8_ai16``). The static modes
+calibrate on ``--calibration`` less the samples held back to validate on (``options.holdout``),
+taking each tensor's range over every sample (min/max, as TFLiteConverter does).
 
 For the static modes every op's error is measured on calibration samples: the float and the
 quantized model run with every tensor kept, and each op's output compared (``OpError``). Ops
 stay float by name (``--keep-float NAME,...``: ``CONV_2D#3``, as that table lists them);
 ``--keep-float auto`` finds the fewest that make the quantized model meet the policy against
 the float model on calibration samples, as Polygraphy's ``debug precision`` bisects for
-TensorRT: the shortest prefix of ops (in execution order) kept float that passes, then each of
-those ops put back to integers where the model still passes. The validation that follows runs on
-the held-back samples, which chose nothing.
+TensorRT, by scope before single ops (``keep_float.search``). The validation that follows runs
+on the held-back samples, which chose nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from portkit.convert.keep_float import TRIALS, fewest_float, measured
+from portkit.convert.keep_float import Search, search
 from portkit.errors import ConversionError
 from portkit.options import Budget, ConvertOptions
 from portkit.policies import Quantize, Tolerance
@@ -86,10 +85,10 @@ def quantize(float_path: Path, dst: Path, inputs: list[TensorSpec],
     model = _FloatModel(float_path, inputs, options)
     kept, trials, note = [model.op_named(n) for n in options.keep_float], 1, ""
     data = first = model.build(kept)
-    search: dict[str, float] = {}
+    found = None
     if options.keep_float_auto:  # ``first`` quantized every op
-        with measured() as search:
-            data, kept, trials, note = model.keep_float_auto(first, options.judge or Tolerance())
+        found = model.keep_float_auto(first, options.judge or Tolerance())
+        data, kept, trials, note = found.model, list(found.kept), found.trials, found.note
     dst.write_bytes(data)
     ops = model.op_errors(data) if mode.calibrated else ()
     full_bytes = full_ms = shipped_ms = None
@@ -110,7 +109,8 @@ def quantize(float_path: Path, dst: Path, inputs: list[TensorSpec],
         held_back=options.holdout if mode.calibrated else 0, ops=tuple(ops),
         keep_float=tuple(model.labels[k] for k in kept),
         keep_float_auto=options.keep_float_auto, trials=trials,
-        search_seconds=search.get("seconds"), search_peak_mb=search.get("peak_mb"),
+        search_seconds=found.seconds if found else None,
+        search_peak_mb=found.peak_mb if found else None,
         full_bytes=full_bytes, bytes=len(data), full_p50_ms=full_ms, p50_ms=shipped_ms,
         note=note)
     floats = f"; {len(kept)} op(s) kept float" if kept else ""
@@ -229,38 +229,20 @@ class _FloatModel:
         session = _session(data)
         return [session.run(dict(s)) for s in samples]
 
-    def keep_float_auto(self, full: bytes, judge: Tolerance
-                        ) -> tuple[bytes, list[str], int, str]:
-        """The fewest ops kept float that make the model meet ``judge`` against the float
-        model on calibration samples (``keep_float.fewest_float``: by scope, then by op; at
-        most ``keep_float.TRIALS`` models). One candidate model is held at a time, besides the
-        last that passed.
-
-        Returns:
-            The model, the ops kept float, how many models were built, and a note when even
-            every op in float does not pass (then the full quantization is kept) or the
-            search stopped at its trial budget.
-        """
+    def keep_float_auto(self, full: bytes, judge: Tolerance) -> Search:
+        """The fewest ops kept float (of those the recipe quantizes) that make the model meet
+        ``judge`` against the float model on calibration samples (``keep_float.search``: by
+        scope, then by op); ``full`` is the model with none kept float."""
         from portkit.validators.parity import compare_outputs
 
         samples = self.samples[:JUDGE_SAMPLES]
         reference = self.run(self.buffer, samples)
-        last: tuple[tuple[str, ...], bytes] = ((), full)  # the last passing model
-        trials = 0
 
-        def passes(keep: tuple[str, ...]) -> bool:
-            nonlocal trials, last
-            trials += 1
-            data = self.build(keep) if keep else full
+        def fits(data: bytes) -> bool:
             rows = compare_outputs(reference, self.run(data, samples), judge)
-            if all(r.passed for r in rows):
-                last = (keep, data)
-                return True
-            return False
+            return all(r.passed for r in rows)
 
-        kept, note = fewest_float(self.candidates, passes, budget=TRIALS)
-        data = last[1] if last[0] == kept else self.build(kept)
-        return data, list(kept), trials, note
+        return search(self.candidates, lambda keep: self.build(keep) if keep else full, fits)
 
     def op_errors(self, data: bytes) -> list[OpError]:
         """Every op's error in the quantized model ``data`` against the float one, on the

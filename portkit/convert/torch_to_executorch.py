@@ -32,7 +32,6 @@ from portkit.convert.executorch_keep_float import (
     modules_of,
     quantize_module,
 )
-from portkit.convert.keep_float import measured
 from portkit.convert.registry import register_edge
 from portkit.convert.tflite_quantize import JUDGE_SAMPLES
 from portkit.errors import ConversionError, UsageError
@@ -187,11 +186,10 @@ def quantize(program: Any, inputs: list[TensorSpec], options: ConvertOptions
     kept = tuple(options.keep_float)
     trials = 1
     note = ""
-    search: dict[str, float] = {}
+    found = None
     if options.keep_float_auto:
-        with measured() as search:
-            quantized, kept, trials, note = keep_float_search(module, inputs, samples, names,
-                                                              options)
+        found = keep_float_search(module, inputs, samples, names, options)
+        quantized, kept, trials, note = found.model, found.kept, found.trials, found.note
     else:
         quantized = quantize_module(module, inputs, samples, mode, kept)
     about = ("int8 weights and activations, calibrated" if mode.calibrated
@@ -203,7 +201,8 @@ def quantize(program: Any, inputs: list[TensorSpec], options: ConvertOptions
         calibration_samples=len(samples) if mode.calibrated else 0,
         held_back=options.holdout if mode.calibrated else 0, keep_float=kept,
         keep_float_auto=options.keep_float_auto, trials=trials,
-        search_seconds=search.get("seconds"), search_peak_mb=search.get("peak_mb"), note=note)
+        search_seconds=found.seconds if found else None,
+        search_peak_mb=found.peak_mb if found else None, note=note)
     return export(quantized, inputs), report
 
 

@@ -197,7 +197,8 @@ def test_keep_float_search_keeps_the_outlier_channel_s_two_convs_float(
     full = verdict(quantize_module(module, INPUTS, samples, Quantize.INT8, ()))
     assert not full.passed and "cosine" in full.failed
 
-    quantized, kept, trials, note = keep_float_search(module, INPUTS, samples, names, options)
+    found = keep_float_search(module, INPUTS, samples, names, options)
+    quantized, kept, trials, note = found.model, found.kept, found.trials, found.note
     assert kept == ("conv1", "conv2") and note == ""
     assert trials <= 2 + math.ceil(math.log2(len(names))) + 2  # the passing prefix: 2 long
     restored = verdict(quantized)  # on the held-back samples, which chose nothing
