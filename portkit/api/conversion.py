@@ -167,7 +167,8 @@ def convert(
     convert_options = options.convert_options(
         target, signature=signature, trust_model=trust_model,
         quantize=None if decoder else quantize, calibration=calibration, int8_io=int8_io,
-        no_flex=no_flex, opset=opset, allow_nonfinite=allow_nonfinite, keep_float=keep_float, seq_buckets=seq_buckets)
+        no_flex=no_flex, opset=opset, allow_nonfinite=allow_nonfinite, keep_float=keep_float,
+        seq_buckets=seq_buckets)
     goal = options.optimize_goal(optimize, route, validate)
     timed = slowness.wanted(speed_check, goal, target, validate)
     judgement = options.judgement(

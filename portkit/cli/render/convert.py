@@ -189,8 +189,6 @@ def quantization_tables(q: Quantization, worst: int = 10) -> list[Table | Text]:
     return out
 
 
-
-
 def buckets_line(fixed: FixedDims) -> Text:
     """``Buckets: ids.1 at 16, 64, 128 (a signature each ...), as no route kept it dynamic:
     ...``: a sequence bucketed (``--seq-buckets``), other dimensions fixed beside it."""
