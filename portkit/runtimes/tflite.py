@@ -157,20 +157,6 @@ def buckets(interpreter: Any) -> dict[tuple[tuple[int, ...], ...], str]:
     return found if len(kinds) == 1 and len(found) == len(signatures) else {}
 
 
-def bucket_inputs(path: Path) -> list[tuple[str, tuple[TensorSpec, ...]]]:
-    """A bucketed file's signatures (``buckets``), smallest first: each name and its inputs at
-    its size; empty for any other file."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(path))
-    found = []
-    for shapes, name in sorted(buckets(interpreter).items()):
-        details = interpreter.get_signature_runner(name).get_input_details()
-        found.append((name, tuple(TensorSpec(n, shape, np.dtype(d["dtype"]).name)
-                                  for (n, d), shape in zip(details.items(), shapes))))
-    return found
-
-
 def _free_axes(shapes: list[tuple[int, ...]]) -> tuple[int | None, ...]:
     """One shape with None on every axis where ``shapes`` differ."""
     return tuple(sizes[0] if len(set(sizes)) == 1 else None for sizes in zip(*shapes))

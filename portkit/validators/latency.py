@@ -19,6 +19,7 @@ import numpy as np
 
 from portkit.errors import UsageError
 from portkit.formats import Format, sniff
+from portkit.formats.tflite import bucket_axes, signatures
 from portkit.options import BenchJob, Budget, LoadOptions
 from portkit.profiles import OpTime
 from portkit.results import BenchReport, BenchRow, Latency, versions
@@ -225,13 +226,15 @@ def bench_candidates(paths: list[str], fmt: Format, runtime: str, device: str,
     return [r if isinstance(r, str) else next(results) for r in runs]
 
 
-@worker.task
-def signatures(path: str) -> list[tuple[str, tuple[TensorSpec, ...]]]:
-    """A ``.tflite``'s signatures of one length each (``--seq-buckets``): name and inputs at
-    that length (``runtimes.tflite.bucket_inputs``); empty for any other file."""
-    from portkit.runtimes.tflite import bucket_inputs
-
-    return bucket_inputs(Path(path))
+def bucket_signatures(path: Path) -> list[tuple[str, tuple[TensorSpec, ...]]]:
+    """A ``.tflite`` of one signature per length (``--seq-buckets``): each signature's name and
+    inputs at its length, smallest first, read from the flatbuffer (``formats.tflite``, no
+    interpreter); empty for any other file."""
+    found = signatures(path)
+    if not bucket_axes(found):
+        return []
+    return [(s.name, tuple(TensorSpec(t.name, t.shape, t.dtype) for t in s.inputs))
+            for s in sorted(found, key=lambda s: tuple(t.shape for t in s.inputs))]
 
 
 def _batched(specs: list[TensorSpec], batch: int | None) -> list[TensorSpec]:
@@ -262,9 +265,8 @@ def bench_models(job: BenchJob, ctx: RunContext) -> BenchReport:
         labels: dict[tuple[TensorSpec, ...], str] = {}
         sizes = job.sizes or ((),)
         if fmt is Format.TFLITE and not job.sizes and not job.inputs:  # a row per signature
-            labels = {size: f"{name} ({shown(size)})" for name, size in worker.call(
-                signatures, timeout=ctx.timeout, what=f"{path.name}'s signatures",
-                path=str(path))}
+            labels = {size: f"{name} ({shown(size)})"
+                      for name, size in bucket_signatures(path)}
             sizes = tuple(labels) or sizes
         for rt in chosen:
             for size in sizes:
