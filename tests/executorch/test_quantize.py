@@ -25,7 +25,6 @@ from portkit.convert.executorch_keep_float import (
     outputs,
     quantize_module,
 )
-from portkit.convert.keep_float import fewest_float
 from portkit.errors import UsageError
 from portkit.fixtures import FIXTURES, trained
 from portkit.options import ConvertOptions
@@ -203,30 +202,6 @@ def test_keep_float_search_keeps_the_outlier_channel_s_two_convs_float(
     assert trials <= 2 + math.ceil(math.log2(len(names))) + 2  # the passing prefix: 2 long
     restored = verdict(quantized)  # on the held-back samples, which chose nothing
     assert restored.passed and restored.cosine >= 0.99
-
-
-@pytest.mark.parametrize(("needed", "count"), [
-    ((), 12), ((0,), 12), ((11,), 12), ((3, 7), 12), ((0, 5, 11), 12), ((2,), 3)])
-def test_fewest_float_finds_the_fewest_in_bounded_trials(needed: tuple[int, ...],
-                                                         count: int) -> None:
-    names = [f"m{i}" for i in range(count)]
-    must = {names[i] for i in needed}
-    judged: list[tuple[str, ...]] = []
-
-    def passes(keep: tuple[str, ...]) -> bool:
-        judged.append(keep)
-        return must <= set(keep)
-
-    kept, note = fewest_float(names, passes)
-    assert set(kept) == must and note == ""
-    prefix = max(needed, default=-1) + 1  # the shortest passing prefix's length
-    assert len(set(judged)) <= 2 + math.ceil(math.log2(count)) + prefix, judged
-
-
-def test_fewest_float_says_so_when_nothing_passes() -> None:
-    kept, note = fewest_float(["a", "b"], lambda keep: False, "modules")
-    assert kept == () and note == ("even with all 2 modules float the model misses the "
-                                   "policy; nothing kept float")
 
 
 @pytest.mark.slow
