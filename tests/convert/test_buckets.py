@@ -217,6 +217,9 @@ def test_a_dynamic_sequence_becomes_a_signature_per_bucket_run_by_length_and_ben
     assert [r["inputs"] for r in timed] == ["seq_16 (args_0 1x16)", "seq_64 (args_0 1x64)",
                                             "seq_128 (args_0 1x128)"]
     assert all(r["latency"]["p50_ms"] > 0 for r in timed)
+    profiled = run_cli("bench", out, "--profile", "--shape", "args_0:1x64")
+    assert profiled.returncode == 2, profiled.stdout + profiled.stderr
+    assert "--profile times a bucketed model's first signature only" in profiled.stderr
 
 
 @pytest.mark.slow

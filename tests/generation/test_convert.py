@@ -163,3 +163,8 @@ def test_a_bundle_asked_of_a_language_model_is_refused_not_ignored(
     line = result.stderr.strip().splitlines()[-1]
     assert "--save-bundle doesn't apply to a language model" in line
     assert not (tmp_path / "b").exists()
+    labelled = tmp_path / "eval.npz"
+    np.savez(labelled, input_ids=np.ones((2, 1, 4), np.int64), labels=np.zeros(2, np.int64))
+    result = run_cli("validate", out, "--reference", src, "--eval", labelled)
+    assert result.returncode == ExitCode.INVALID_INPUT, result.stderr
+    assert "--eval doesn't apply to a language model" in result.stderr.strip().splitlines()[-1]
