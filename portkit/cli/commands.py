@@ -41,14 +41,17 @@ from portkit.cli.app import CONTEXT, cli, emit, progress, show
 @flags.section(
     "Quantization", "--quantize int8 --calibration calib.npz --keep-float auto",
     click.option("--quantize", type=click.Choice(["fp16", "dynamic", "int8", "int16x8"]),
-                 help="TFLite quantization; int8 and int16x8 need --calibration."),
+                 help="Quantize (TFLite, ExecuTorch); int8 and int16x8 need --calibration. "
+                      "A transformer's int8 quantizes its linear layers, attention stays float "
+                      "(--int8-io: every op). A language model takes dynamic (int8 weights)."),
     click.option("--calibration", type=click.Path(path_type=Path),
                  help="Representative inputs (int8/int16x8 need them; dynamic/fp16 are judged "
                       "on them): an .npz (arrays by input name, samples on the first axis) or a "
                       "folder of .npy files. Without --inputs the last 32 (--samples) are held "
                       "back to validate on, never calibrated on."),
     click.option("--int8-io", is_flag=True,
-                 help="With --quantize int8: int8 inputs and outputs too."),
+                 help="With --quantize int8 --to tflite: every op integer, inputs and outputs "
+                      "too (what NPUs run)."),
     click.option("--keep-float", metavar="auto|NAME,...", multiple=True,
                  help="Leave ops in float when quantizing: auto keeps the fewest that make the "
                       "artifact pass, or op names as the per-op error table gives them "
