@@ -16,12 +16,13 @@ from portkit.errors import UsageError
 
 
 class Quantize(str, enum.Enum):
-    """TFLite quantization (``--quantize``)."""
+    """Quantization (``--quantize``)."""
 
     FP16 = "fp16"
     DYNAMIC = "dynamic"
     INT8 = "int8"
     INT16X8 = "int16x8"
+    INT4 = "int4"  # a language model's weights in int4 (blocks of 32), activations float
 
     @property
     def calibrated(self) -> bool:
@@ -117,7 +118,9 @@ class Tolerance:
         rtol: Relative tolerance per element.
         scale_tol: Tolerance per element as a fraction of the output's scale.
         min_cosine: Lowest cosine similarity that passes, or None.
-        min_top1: Lowest top-1 agreement (0-1) that passes, or None.
+        min_top1: Lowest top-1 agreement (0-1) that passes, or None; a generation policy's:
+            the share of steps, the artifact fed the source's tokens, whose greedy token is
+            the source's (``validators.generation``).
         min_top5: Lowest top-5 agreement (0-1) that passes, or None.
         samples: How many inputs the source and artifact are compared on.
         policy: The policy's name (the precision it fits: fp32, fp16, dynamic, int8, int16x8).
@@ -183,8 +186,18 @@ GENERATION = Tolerance(scale_tol=1e-4, policy="fp32-generation")
 # 96 broken ones (a layer scaled by 1.25 or scrambled; the closest at 0.9947); 0.99 passed 12.
 GENERATION_QUANTIZED = Tolerance(atol=None, scale_tol=0.02, min_cosine=0.995,
                                  policy="dynamic-generation")
+# A language model with int4 weights (``--quantize int4``) judged by generating: int4 rounding
+# parts a tiny decoder's free-running text from its source's within a few steps, so the
+# artifact is fed the source's tokens (teacher forcing, as llama.cpp's KL-divergence check
+# does) and judged on the share of steps whose greedy token is the source's (``min_top1``) and
+# a logit cosine floor at every step. From the int4 corpus (trained tiny decoders of three
+# families, three formats, three prompts, 32 steps: benchmarks/results/generation_policy_int4.json,
+# docs/language-models.md).
+GENERATION_INT4 = Tolerance(atol=None, scale_tol=0.0, min_cosine=0.9, min_top1=0.8,
+                            policy="int4-generation")
 # The generation policy of each precision a language model converts to, by ``--quantize``.
-GENERATION_POLICIES = {None: GENERATION, Quantize.DYNAMIC: GENERATION_QUANTIZED}
+GENERATION_POLICIES = {None: GENERATION, Quantize.DYNAMIC: GENERATION_QUANTIZED,
+                       Quantize.INT4: GENERATION_INT4}
 
 
 def generation_policy(given: Tolerance, quantize: Quantize | None = None) -> Tolerance:
@@ -196,7 +209,7 @@ def generation_policy(given: Tolerance, quantize: Quantize | None = None) -> Tol
             ``validate`` has fp32's, whatever the artifact holds).
         quantize: The artifact's quantization (None: float32).
     """
-    defaults = (POLICIES["fp32"], POLICIES[quantize.value if quantize is not None else "fp32"])
+    defaults = (POLICIES["fp32"], POLICIES.get(quantize.value if quantize else "fp32"))
     return GENERATION_POLICIES.get(quantize, given) if given in defaults else given
 
 

@@ -24,8 +24,10 @@ from portkit.policies import (
 def test_quantize_modes_are_an_enum_and_say_which_need_calibration() -> None:
     assert Quantize.parse("int8") is Quantize.INT8 and Quantize.parse(None) is None
     assert [m.value for m in Quantize if m.calibrated] == ["int8", "int16x8"]
-    with pytest.raises(UsageError, match="--quantize int4: one of fp16, dynamic, int8, int16x8"):
-        Quantize.parse("int4")
+    assert Quantize.parse("int4") is Quantize.INT4
+    with pytest.raises(UsageError, match="--quantize int2: one of fp16, dynamic, int8, "
+                                         "int16x8, int4"):
+        Quantize.parse("int2")
 
 
 @pytest.mark.parametrize(("mode", "expected"), [
@@ -94,6 +96,8 @@ def test_convert_options_types_the_quantize_mode(tmp_path: Path) -> None:
     (Format.TFLITE, {"keep_float": ["a"]}, "--keep-float is for --quantize"),
     (Format.TFLITE, {"quantize": "dynamic", "keep_float": ["auto,conv1"]}, "auto or names, not both"),
     (Format.TFLITE, {"quantize": "dynamic", "keep_float": [" , "]}, "give auto or names"),
+    (Format.EXECUTORCH, {"quantize": "int4"}, "--quantize int4: int4 weights are for a "
+                                              "language model .* use --quantize dynamic"),
 ])
 def test_convert_options_refuse_flags_out_of_place(fmt: Format, kwargs: dict,
                                                    message: str) -> None:

@@ -10,6 +10,7 @@ import click
 
 from portkit.cli import flags
 from portkit.cli.app import CONTEXT, cli, emit, progress, show
+from portkit.policies import Quantize
 
 
 @cli.command(context_settings=CONTEXT)
@@ -40,10 +41,11 @@ from portkit.cli.app import CONTEXT, cli, emit, progress, show
 @flags.inputs()
 @flags.section(
     "Quantization", "--quantize int8 --calibration calib.npz --keep-float auto",
-    click.option("--quantize", type=click.Choice(["fp16", "dynamic", "int8", "int16x8"]),
+    click.option("--quantize", type=click.Choice([m.value for m in Quantize]),
                  help="Quantize (TFLite, ExecuTorch); int8 and int16x8 need --calibration. "
                       "A transformer's int8 quantizes its linear layers, attention stays float "
-                      "(--int8-io: every op). A language model takes dynamic (int8 weights)."),
+                      "(--int8-io: every op). A language model takes dynamic (int8 weights) or "
+                      "int4 (int4 weights, blocks of 32), for ONNX too."),
     click.option("--calibration", type=click.Path(path_type=Path),
                  help="Representative inputs (int8/int16x8 need them; dynamic/fp16 are judged "
                       "on them): an .npz (arrays by input name, samples on the first axis) or a "

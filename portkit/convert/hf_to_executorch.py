@@ -11,11 +11,12 @@ model does not export with a dynamic length, the program takes one token (``T = 
 prefill runs token by token. Sliding-window families (Gemma 2/3) get the recipe's hybrid
 cache, whose sliding layers keep all ``max_seq`` positions and apply the window in the mask.
 
-``--quantize dynamic`` quantizes the model with torchao before the export, as
-optimum-executorch's ``8da8w`` recipe does (``quantize_`` with
-``Int8DynamicActivationIntxWeightConfig``): every linear layer's weight int8, symmetric, one
-scale per output channel; its activations int8 per token on the fly, the XNNPACK kernel for
-that pattern (``qd8-f32-qc8w``) running it.
+``--quantize dynamic`` or ``int4`` quantizes the model with torchao before the export, as
+optimum-executorch's ``8da8w`` and ``8da4w`` recipes do (``quantize_`` with
+``Int8DynamicActivationIntxWeightConfig``): every linear layer's weight int8 with
+one scale per output channel, or int4 with one per block of 32 inputs, symmetric; its
+activations int8 per token on the fly, XNNPACK's kernels for those patterns (``qd8-f32-qc8w``,
+``qd8-f32-qb4w``) running it.
 
 Beside ``forward`` the program holds the constant methods ExecuTorch's LLM runner reads
 (``get_max_seq_len``, ``get_vocab_size``, ``enable_dynamic_shape``, ``get_eos_ids``...);
@@ -108,7 +109,8 @@ def _explicit_tanh_gelu(model: Any) -> int:
 
 
 def _quantize(src: Path, model: Any, mode: Quantize) -> str:
-    """Quantize ``model``'s linear layers in place with torchao (``mode`` is ``dynamic``).
+    """Quantize ``model``'s linear layers in place with torchao (``mode``: ``dynamic`` for
+    int8 weights, ``int4``).
 
     Returns:
         What was quantized, as the start of the route's detail.
@@ -118,18 +120,20 @@ def _quantize(src: Path, model: Any, mode: Quantize) -> str:
     """
     import torch
     from torchao.quantization import Int8DynamicActivationIntxWeightConfig, quantize_
-    from torchao.quantization.granularity import PerAxis
+    from torchao.quantization.granularity import PerAxis, PerGroup
 
     linears = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
-    config = Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int8,
-                                                   weight_granularity=PerAxis(0))
+    bits, granularity, scales = ((4, PerGroup(32), "block of 32 inputs") if mode is Quantize.INT4
+                                 else (8, PerAxis(0), "output channel"))
+    config = Int8DynamicActivationIntxWeightConfig(weight_dtype=getattr(torch, f"int{bits}"),
+                                                   weight_granularity=granularity)
     try:
         quantize_(model, config)
     except Exception as e:  # noqa: BLE001 - torchao raises asserts, ValueError...
         raise ConversionError(f"{src}: torchao could not quantize the model "
                               f"({_first_line(e)})") from None
     return (f"torchao quantize_ Int8DynamicActivationIntxWeightConfig ({linears} linear "
-            f"layers: int8 weights, symmetric, a scale per output channel; activations int8 "
+            f"layers: int{bits} weights, symmetric, a scale per {scales}; activations int8 "
             f"per token on the fly) -> ")
 
 

@@ -11,10 +11,11 @@ of full-length layers and the cache it returns becomes the flat ``present``. A s
 layer (Gemma 2/3) keeps every position too: its mask, not its cache, limits it to the window,
 so a graph fed its own ``present`` computes what ``model.generate``'s trimmed cache does.
 
-``--quantize dynamic`` rewrites the exported graph with ONNX Runtime's weight-only quantizer
-(``MatMulNBitsQuantizer``, 8 bits): every MatMul whose weight is a constant becomes a
-``com.microsoft`` ``MatMulNBits`` with int8 weights, symmetric, one scale per output channel and
-block of ``BLOCK`` inputs, activations float32; the inputs and outputs keep their names.
+``--quantize dynamic`` (8 bits) or ``int4`` rewrites the exported graph with ONNX Runtime's
+weight-only quantizer (``MatMulNBitsQuantizer``): every MatMul whose weight is a constant becomes
+a ``com.microsoft`` ``MatMulNBits`` with int8 or int4 weights (``BITS``), symmetric, one scale
+per output channel and block of ``BLOCKS`` inputs, activations float32; the inputs and outputs
+keep their names.
 
 Exporters are tried in order, each a strategy that returns a graph or says why not
 (``_STRATEGIES``): the dynamo exporter with ``dynamic_shapes``, then the TorchScript exporter
@@ -41,9 +42,10 @@ _ONE_FILE = 2**31 - 2**26  # weights past this go to one external data file (pro
 # The traced lengths: each above 1 (0 and 1 would be specialised) and all three different.
 _EXAMPLE_SEQ, _EXAMPLE_PAST = 4, 5
 SEQ, PAST, TOTAL = Dim("seq"), Dim("past"), Dim("past + seq")
-# --quantize mode -> MatMulNBits' bits; the inputs one scale covers (ORT's default block).
-BITS = {Quantize.DYNAMIC: 8}
-BLOCK = 128
+# --quantize mode -> MatMulNBits' bits, and the inputs one scale covers: ORT's default block for
+# int8; for int4 the 32 that torchao's and ai-edge-quantizer's int4 recipes use too.
+BITS = {Quantize.DYNAMIC: 8, Quantize.INT4: 4}
+BLOCKS = {Quantize.DYNAMIC: 128, Quantize.INT4: 32}
 
 
 def export_onnx(src: Path, dst: Path, export: Export) -> str:
@@ -55,7 +57,7 @@ def export_onnx(src: Path, dst: Path, export: Export) -> str:
             ``<dst>.data`` beside it).
         export: ``max_seq`` bounds the past the decoder is run with (the graph takes any);
             ``trust_model`` lets the directory's own modelling code run; ``quantize`` makes
-            the MatMul weights int8 (``BITS``).
+            the MatMul weights int8 or int4 (``BITS``).
 
     Returns:
         One line: the exporter that wrote it, the opset, the layers, the dynamic lengths,
@@ -235,7 +237,7 @@ def quantize(path: Path, mode: Quantize, external: bool = False) -> str:
     names = ([i.name for i in model.graph.input], [o.name for o in model.graph.output])
     matmuls = sum(n.op_type == "MatMul" for n in model.graph.node)
     try:
-        quantizer = MatMulNBitsQuantizer(model, bits=BITS[mode], block_size=BLOCK,
+        quantizer = MatMulNBitsQuantizer(model, bits=BITS[mode], block_size=BLOCKS[mode],
                                          is_symmetric=True, op_types_to_quantize=("MatMul",))
         quantizer.process()
     except Exception as e:  # noqa: BLE001 - the quantizer raises asserts, ValueError...
@@ -253,7 +255,7 @@ def quantize(path: Path, mode: Quantize, external: bool = False) -> str:
         onnx.save(done, str(path))
     return (f"; {count} of {matmuls} MatMuls -> MatMulNBits (onnxruntime "
             f"MatMulNBitsQuantizer: int{BITS[mode]} weights, symmetric, a scale per output "
-            f"channel and {BLOCK} inputs; float activations)")
+            f"channel and {BLOCKS[mode]} inputs; float activations)")
 
 
 def _first_line(error: BaseException) -> str:

@@ -3,12 +3,13 @@ signatures, through litert-torch's generative exporter (``litert_torch.generativ
 the layout the LiteRT LLM runtime loads.
 
 The file is float32 (the exporter's default int8 weight recipe is turned off) unless
-``--quantize dynamic`` asks for ai-edge-quantizer's ``dynamic_wi8_afp32`` recipe, which the
-exporter applies to the whole file (``RECIPES``): the weights of the ops it covers (every fully
-connected layer) int8 per output channel, symmetric, activations quantized on the fly by
-XNNPACK's kernels. It holds no state: every signature takes the cache as inputs
-``kv_cache_k_N`` ``[1, kv_heads, cache, head_dim]`` and ``kv_cache_v_N`` ``[1, kv_heads,
-head_dim, cache]`` (values transposed) and returns it updated under the same names, beside
+``--quantize dynamic`` or ``int4`` asks for ai-edge-quantizer's ``dynamic_wi8_afp32`` or
+``dynamic_wi4b32_afp32`` recipe, which the exporter applies to the whole file (``RECIPES``): the
+weights of the ops it covers (every fully connected layer) int8 per output channel or int4 per
+block of 32 inputs, symmetric, activations quantized on the fly by XNNPACK's kernels.
+It holds no state: every signature takes the cache as inputs ``kv_cache_k_N``
+``[1, kv_heads, cache, head_dim]`` and ``kv_cache_v_N`` ``[1, kv_heads, head_dim, cache]``
+(values transposed) and returns it updated under the same names, beside
 ``tokens`` ``[1, len]`` int32, ``input_pos`` ``[len]`` int32 and an additive float ``mask``
 ``[1, 1, len, cache]`` the caller builds. Only ``decode`` returns logits: a prefill writes the
 cache, and the prompt's last token is decoded (``runtimes/tflite.py``: ``LiteRtDecoder``). The
@@ -36,8 +37,10 @@ from portkit.options.generation import Export
 from portkit.policies import Quantize
 
 TOOL = "litert_torch.generative.export_hf"
-# --quantize mode -> the exporter's quantization_recipe (an ai-edge-quantizer recipe name).
-RECIPES = {Quantize.DYNAMIC: "dynamic_wi8_afp32"}
+# --quantize mode -> the exporter's quantization_recipe (an ai-edge-quantizer recipe name) and
+# what it does to the weights.
+RECIPES = {Quantize.DYNAMIC: ("dynamic_wi8_afp32", "int8 weights per output channel"),
+           Quantize.INT4: ("dynamic_wi4b32_afp32", "int4 weights per block of 32 inputs")}
 
 
 def export_tflite(src: Path, dst: Path, export: Export) -> str:
@@ -64,7 +67,7 @@ def export_tflite(src: Path, dst: Path, export: Export) -> str:
     with staging_dir(dst) as stage:
         source, stand_in = _with_tokenizer(Path(src), stage / "source")
         out = stage / "out"
-        recipe = RECIPES[export.quantize] if export.quantize is not None else "none"
+        recipe, weights = RECIPES.get(export.quantize, ("none", "float32"))
         log = io.StringIO()
         try:
             with contextlib.redirect_stdout(log):
@@ -86,9 +89,9 @@ def export_tflite(src: Path, dst: Path, export: Export) -> str:
                                   f"{', '.join(sorted(p.name for p in out.iterdir()))})")
         atomic_replace(model, dst)
     lengths = ", ".join(f"prefill_{n}" for n in export.prefill)
-    weights = ("float32" if export.quantize is None else
-               f"ai-edge-quantizer {recipe}: int8 weights per output channel, symmetric, "
-               "float activations (int8 on the fly)")
+    if export.quantize is not None:
+        weights = (f"ai-edge-quantizer {recipe}: {weights}, symmetric, float activations "
+                   "(int8 on the fly)")
     tokenizer = ", a stand-in tokenizer (the directory has none)" if stand_in else ""
     return (f"{TOOL}: {lengths} and decode signatures, cache {export.max_seq} positions as "
             f"inputs/outputs, {weights}{tokenizer}")

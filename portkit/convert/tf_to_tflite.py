@@ -40,7 +40,7 @@ _NEEDS_STATIC = re.compile(r"'tf\.(\w+)' op requires element_shape to be static"
 
 
 @register_edge(tool="tflite-converter", sources=(Format.SAVEDMODEL, Format.KERAS, Format.H5),
-               target=Format.TFLITE, cost=1.0, quantizes=tuple(Quantize))
+               target=Format.TFLITE, cost=1.0, quantizes=(Quantize.FP16, *tflite_quantize.MODES))
 def convert(src: Path, fmt: Format, dst: Path, inputs: list[TensorSpec],
             options: ConvertOptions) -> str | tuple[str, Quantization]:
     """Convert with ``TFLiteConverter.from_saved_model`` (float16 weights with ``--quantize

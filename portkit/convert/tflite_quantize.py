@@ -34,13 +34,13 @@ from portkit.policies import Quantize, Tolerance
 from portkit.quantization import OpError, Quantization
 from portkit.specs import TensorSpec, load_calibration, make_inputs
 
-MODES = tuple(m for m in Quantize if m.integer)
 TOOL = "ai-edge-quantizer"
 _RECIPES = {
     Quantize.DYNAMIC: ("dynamic_wi8_afp32", "int8 weights, float activations"),
     Quantize.INT8: ("static_wi8_ai8", "int8 weights and activations"),
     Quantize.INT16X8: ("static_wi8_ai16", "int8 weights, int16 activations"),
 }
+MODES = tuple(_RECIPES)
 # The variant that quantizes only the ops that compute (conv, linear), as PT2E does: int8
 # attention math (batch matmul, softmax, norms) runs off XNNPACK's fast kernels (encoder4: 9.1
 # ms a run against 1.3 ms with only its linear layers int8). It is also what a static mode does

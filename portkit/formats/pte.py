@@ -41,10 +41,12 @@ class PteTensor:
 
 @dataclass(frozen=True)
 class Delegate:
-    """One delegate call: its backend and, for XNNPACK, the nodes it runs (``XNNConv2d``...)."""
+    """One delegate call: its backend and, for XNNPACK, the nodes it runs (``XNNConv2d``...)
+    and its values' datatypes, each once (``xnn_datatype_qbint4``: int4 weights in blocks)."""
 
     backend: str
     nodes: tuple[str, ...] = ()
+    datatypes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -110,8 +112,8 @@ def read_program(path: Path) -> list[PteMethod]:
                     delegate = plan["delegates"][args["delegate_index"]]
                     where = delegate.get("processed", {})
                     blob = segments.get((where.get("location"), where.get("index")), b"")
-                    nodes = xnnpack_nodes(blob) if delegate.get("id") == XNNPACK else ()
-                    delegates.append(Delegate(delegate.get("id", "?"), nodes))
+                    graph = xnnpack_graph(blob) if delegate.get("id") == XNNPACK else ((), ())
+                    delegates.append(Delegate(delegate.get("id", "?"), *graph))
         values = plan.get("values", [])
         methods.append(PteMethod(
             plan.get("name", "?"), tuple(_value(values[i]) for i in plan.get("inputs", [])),
@@ -172,17 +174,21 @@ def _value(value: dict) -> PteTensor:  # type: ignore[type-arg]
                      dynamism == "DYNAMIC_UNBOUND")
 
 
-def xnnpack_nodes(blob: bytes) -> tuple[str, ...]:
-    """The node kinds of an XNNPACK delegate's graph (``XNNConv2d``...), in order; empty when
-    the blob can't be read (its header: magic ``XH00``, then the flatbuffer's offset and size)."""
+def xnnpack_graph(blob: bytes) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The node kinds of an XNNPACK delegate's graph (``XNNConv2d``...), in order, and its
+    values' datatypes, each once; empty when the blob can't be read (its header: magic
+    ``XH00``, then the flatbuffer's offset and size)."""
     if blob[4:6] != b"XH":
-        return ()
+        return (), ()
     offset, size = int.from_bytes(blob[10:14], "little"), int.from_bytes(blob[14:18], "little")
     graph = _flatc_json(blob[offset:offset + size],
                         _root() / "backends" / "xnnpack" / "serialization" / "schema.fbs")
     if graph is None:
-        return ()
-    return tuple(str(n.get("xnode_union_type", "?")) for n in graph.get("xnodes", []))
+        return (), ()
+    values = [v.get("xvalue_union", {}) for v in graph.get("xvalues", [])]
+    types = (str(v.get("tensor_value", v).get("datatype", "?")) for v in values)
+    return (tuple(str(n.get("xnode_union_type", "?")) for n in graph.get("xnodes", [])),
+            tuple(dict.fromkeys(types)))
 
 
 @dataclass(frozen=True)

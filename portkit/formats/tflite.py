@@ -71,7 +71,8 @@ class MobileReport:
         inputs: The first signature's inputs (else the main subgraph's).
         outputs: Its outputs.
         precision: ``float32``, ``float16`` (fp16 weights), ``dynamic`` (int8 weights, float
-            activations) or ``int8``/``int16x8`` (quantized activations).
+            activations), ``int4`` (int4 weights, float activations) or ``int8``/``int16x8``
+            (quantized activations).
         signatures: Every signature, in the file's order, when it holds several (a bucketed
             file's ``seq_16``, ``seq_64``...: ``bucket_axes``); else empty (``inputs`` and
             ``outputs`` are the one's).
@@ -293,6 +294,8 @@ def _precision(model: Any, graph: Any, inputs: tuple[TensorInfo, ...],
     types = Counter(_dtype(graph.Tensors(i).Type()) for i in range(graph.TensorsLength()))
     if types.get("int16"):
         return "int16x8"
+    if types.get("int4"):
+        return "int4"  # int4 weights (a language model's), activations float
     if "DEQUANTIZE" in ops and types.get("float16"):
         return "float16"
     if types.get("int8") or types.get("uint8"):

@@ -96,6 +96,10 @@ def convert_options(target: Format, *, signature: str | None = None, trust_model
         opset = OPSET.check(opset)
     mode = Quantize.parse(quantize)
     if mode is not None:
+        if mode is Quantize.INT4:
+            raise UsageError("--quantize int4: int4 weights are for a language model (a Hugging "
+                             "Face causal-LM directory); for this model use --quantize dynamic "
+                             "(int8 weights)")
         if target is Format.EXECUTORCH and mode is Quantize.INT16X8:
             raise UsageError(f"--quantize {mode.value}: ExecuTorch programs quantize fp16, "
                              "dynamic or int8 (PT2E, XNNPACK)")

@@ -17,9 +17,10 @@ from portkit.policies import Quantize
 DEFAULT_STEPS = 16
 DEFAULT_MAX_SEQ = 256
 DEFAULT_PREFILL = (32,)
-# The --quantize modes a language model takes: weights only (int8, per channel), activations
-# float or quantized on the fly by the runtime's kernel; never calibrated activations.
-LANGUAGE_MODEL_MODES = (Quantize.DYNAMIC,)
+# The --quantize modes a language model takes: weights only (int8 per channel, or int4 in blocks
+# of 32 inputs), activations float or quantized on the fly by the runtime's kernel; never
+# calibrated activations.
+LANGUAGE_MODEL_MODES = (Quantize.DYNAMIC, Quantize.INT4)
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,8 @@ class Export:
             each in TFLite; ONNX and ``.pte`` take any length up to ``max_seq``.
         trust_model: The directory's own modelling code may run (``trust_remote_code``).
         quantize: ``--quantize dynamic``: the weights of every linear layer in int8 (per
-            output channel, symmetric), activations float32; None: float32.
+            output channel, symmetric); ``int4``: in int4 (symmetric, a scale per output
+            channel and block of 32 inputs); activations float32 either way; None: float32.
     """
 
     max_seq: int = DEFAULT_MAX_SEQ
@@ -45,8 +47,8 @@ class Export:
         if self.quantize is not None and self.quantize not in LANGUAGE_MODEL_MODES:
             raise UsageError(
                 f"--quantize {self.quantize.value}: a language model takes --quantize "
-                f"{' or '.join(m.value for m in LANGUAGE_MODEL_MODES)} (int8 weights, float "
-                "activations), judged by generating")
+                f"{' or '.join(m.value for m in LANGUAGE_MODEL_MODES)} (int8 or int4 weights, "
+                "float activations), judged by generating")
         if self.max_seq < 2:
             raise UsageError(f"--max-seq {self.max_seq}: must be at least 2")
         if not self.prefill or min(self.prefill) < 1 or max(self.prefill) >= self.max_seq:

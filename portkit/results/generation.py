@@ -63,10 +63,16 @@ class GenerationCheck:
         runtime, device: Where the artifact ran.
         passed: Whether every step met the policy.
         steps: The steps compared: each one up to and including the first where the tokens
-            differ (after it the two continue from different text, so nothing is compared).
+            differ (after it the two continue from different text, so nothing is compared);
+            every step where the artifact was fed the source's tokens (``forced``).
         generated: Tokens each side generated (``--generate N``).
-        agreed: Leading steps whose tokens are equal (``generated`` when all are).
+        agreed: Leading steps whose tokens are equal (``generated`` when all are); where
+            ``forced``, every step whose tokens are equal.
         first_disagreement: The first step whose tokens differ, if one does.
+        forced: The artifact was fed the source's tokens, not its own (teacher forcing, for a
+            policy that judges the share of steps whose tokens agree: ``min_top1``), so every
+            step continues the same text on both sides.
+        needed: Where ``forced``, the steps whose tokens must agree.
         tie: The first disagreement is a tie within the policy's rounding: the source's two
             candidates differ by less than the error the step is allowed, so the artifact's
             choice is as faithful as the source's.
@@ -89,6 +95,8 @@ class GenerationCheck:
     generated: int = 0
     agreed: int = 0
     first_disagreement: int | None = None
+    forced: bool = False
+    needed: int = 0
     tie: bool = False
     policy: str = ""
     prompt: tuple[int, ...] = ()
@@ -106,19 +114,23 @@ class GenerationCheck:
         if self.error:
             return self.error
         line = f"{self.agreed}/{self.generated} tokens agree"
+        if self.forced:
+            line += f" fed the source's text ({self.needed} needed)"
         if self.first_disagreement is not None:
-            s = self.steps[-1]
+            s = self.steps[self.first_disagreement]
             what = (f"step {s.index}: source {s.source_token}"
                     + (f" {s.source_text!r}" if s.source_text else "")
                     + f", artifact {s.artifact_token}"
                     + (f" {s.artifact_text!r}" if s.artifact_text else ""))
             line += f"; first disagreement at {what}" + (" (a tie within rounding)"
                                                           if self.tie else "")
-        failed = [s for s in self.steps if not s.passed and s.source_token == s.artifact_token]
+        failed = [s for s in self.steps
+                  if not s.passed and (self.forced or s.source_token == s.artifact_token)]
         if failed:
             s = failed[0]
             line += (f"; step {s.index}'s logits are off by {s.max_abs_err:.3g} "
-                     f"({s.scaled_err:.2g} of their scale {s.scale:.3g})")
+                     f"({s.scaled_err:.2g} of their scale {s.scale:.3g}, cosine "
+                     f"{s.cosine:.4f})")
         return line
 
 

@@ -15,6 +15,7 @@ import abc
 import importlib
 import resource
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,16 +110,19 @@ class Generated:
     decode_seconds: tuple[float, ...] = ()
 
 
-def generate(decoder: Decoder, prompt: np.ndarray, steps: int) -> Generated:
-    """``steps`` greedy tokens after ``prompt``: prefill, then each chosen token fed back."""
+def generate(decoder: Decoder, prompt: np.ndarray, steps: int,
+             forced: Sequence[int] = ()) -> Generated:
+    """``steps`` greedy tokens after ``prompt``: prefill, then each chosen token fed back; or,
+    with ``forced`` (another side's tokens), ``forced[i]`` fed after step ``i`` whatever this
+    side chose (teacher forcing: each step then sees the same text on both sides)."""
     started = time.perf_counter()
     logits = [decoder.prefill(prompt)]
     prefill_seconds = time.perf_counter() - started
     tokens = [int(np.argmax(logits[0]))]
     times = []
-    for _ in range(steps - 1):
+    for i in range(steps - 1):
         started = time.perf_counter()
-        logits.append(decoder.decode(tokens[-1]))
+        logits.append(decoder.decode(forced[i] if forced else tokens[-1]))
         times.append(time.perf_counter() - started)
         tokens.append(int(np.argmax(logits[-1])))
     return Generated(tuple(int(t) for t in np.asarray(prompt).reshape(-1)), tuple(tokens),
@@ -140,9 +144,11 @@ def load_decoder(path: Path, fmt: Format, export: Export = Export()) -> Decoder:
 
 @task
 def generate_task(path: str, fmt: Format, prompt: list[int], steps: int,
-                  export: Export = Export()) -> Generated:
-    """``generate`` in a worker: ``path`` loaded as a decoder, ``steps`` greedy tokens."""
-    return generate(load_decoder(Path(path), fmt, export), np.asarray(prompt, np.int64), steps)
+                  export: Export = Export(), forced: Sequence[int] = ()) -> Generated:
+    """``generate`` in a worker: ``path`` loaded as a decoder, ``steps`` greedy tokens (fed
+    ``forced``'s where given)."""
+    return generate(load_decoder(Path(path), fmt, export), np.asarray(prompt, np.int64), steps,
+                    forced)
 
 
 @task

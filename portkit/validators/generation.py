@@ -99,17 +99,25 @@ def compare(source: Generated, artifact: Generated, *, runtime: str, device: str
     """
     tol = tolerance or GENERATION
     n = min(len(source.tokens), len(artifact.tokens))
+    forced = tol.min_top1 is not None
     steps: list[Step] = []
     first, tie = None, False
     for i in range(n):
         ref, got = source.logits[i], artifact.logits[i]
         step, within = _step(i, ref, got, tol)
+        if forced:  # the same text on both sides: every step, its token counted, not judged
+            first = i if first is None and step.source_token != step.artifact_token else first
+            steps.append(replace(step, passed=within))
+            continue
         if step.source_token != step.artifact_token:
             first = i
             tie = within and _tie(step, ref, tol)
             steps.append(replace(step, passed=tie))
             break
         steps.append(step)
+    agreed = sum(s.source_token == s.artifact_token for s in steps) if forced else (
+        first if first is not None else n)
+    needed = int(np.ceil(tol.min_top1 * n - 1e-9)) if forced else 0
     texts = [""] * (2 * len(steps) + 3)
     if detokenize is not None:
         texts = _texts(detokenize, steps, source, artifact)
@@ -117,11 +125,12 @@ def compare(source: Generated, artifact: Generated, *, runtime: str, device: str
              for i, s in enumerate(steps)]
     decode = sorted(artifact.decode_seconds)
     return GenerationCheck(
-        runtime=runtime, device=device, passed=all(s.passed for s in steps) and n > 0,
-        steps=tuple(steps), generated=n, agreed=first if first is not None else n,
-        first_disagreement=first, tie=tie, policy=describe(tol), prompt=source.prompt,
+        runtime=runtime, device=device,
+        passed=all(s.passed for s in steps) and n > 0 and agreed >= needed,
+        steps=tuple(steps), generated=n, agreed=agreed, first_disagreement=first,
+        forced=forced, needed=needed, tie=tie, policy=describe(tol), prompt=source.prompt,
         prompt_text=texts[-3], source_text=texts[-2], artifact_text=texts[-1],
-        cache=_drift(source, artifact) if first is None else (),
+        cache=_drift(source, artifact) if first is None or forced else (),
         prefill_seconds=artifact.prefill_seconds,
         decode_ms=1000 * decode[len(decode) // 2] if decode else 0.0)
 
@@ -139,6 +148,10 @@ def describe(tol: Tolerance) -> str:
     if tol.atol is not None:
         return (f"{tol.policy}: every token equal (a tie within rounding passes), each step's "
                 f"logits within {tol.scale_tol:g} of their scale")
+    if tol.min_top1 is not None:
+        return (f"{tol.policy}: fed the source's tokens, at least {tol.min_top1:.0%} of the "
+                f"artifact's tokens equal the source's, each step's logit cosine >= "
+                f"{tol.min_cosine}")
     tie = (f"a tie within {2 * tol.scale_tol:g} of the scale passes" if tol.scale_tol else
            "no tie")
     return (f"{tol.policy}: every token equal ({tie}), each step's logit cosine >= "
@@ -179,11 +192,13 @@ def prompt_ids(src: Path, model: HfModel, generation: Generation, feed: Feed,
 
 
 def generated(path: Path, fmt: Format, prompt: list[int], steps: int, export: Export,
-              ctx: RunContext) -> Generated:
-    """``path`` generating ``steps`` tokens after ``prompt``, in its format's worker."""
+              ctx: RunContext, forced: Sequence[int] = ()) -> Generated:
+    """``path`` generating ``steps`` tokens after ``prompt`` (fed ``forced``'s, where given),
+    in its format's worker."""
     result: Generated = ctx.pool.call(
         f"generate-{fmt.value}", generate_task, timeout=ctx.timeout, what=str(path),
-        path=str(path), fmt=fmt, prompt=prompt, steps=steps, export=export)
+        path=str(path), fmt=fmt, prompt=prompt, steps=steps, export=export,
+        forced=list(forced))
     return result
 
 
@@ -203,8 +218,10 @@ def generation_check(src: Path, model: HfModel, artifact: Path, fmt: Format,
     with ctx.progress(f"Generating {generation.steps} tokens with {src.name} (transformers) "
                       f"and with {artifact.name} ({runtime}), each on its own cache"):
         source = generated(src, Format.HUGGINGFACE, prompt, generation.steps, export, ctx)
+        # a policy that counts agreeing tokens judges the artifact on the source's text
+        forced = source.tokens if policy.min_top1 is not None else ()
         try:
-            got = generated(artifact, fmt, prompt, generation.steps, export, ctx)
+            got = generated(artifact, fmt, prompt, generation.steps, export, ctx, forced)
         except PortkitError as e:
             ctx.pool.discard(f"generate-{fmt.value}")
             if isinstance(e, UsageError):
@@ -219,24 +236,34 @@ def generation_check(src: Path, model: HfModel, artifact: Path, fmt: Format,
 # ``XNNConvert`` quantizes activations on the fly (int8 linear layers) or casts (fp16).
 _QUANTIZED_ONNX = {"MatMulNBits", "MatMulInteger", "DynamicQuantizeLinear", "DequantizeLinear",
                    "QLinearMatMul", "GatherBlockQuantized"}
+# XNNPACK's int4 weight datatypes: a scale per output channel, or per block of inputs.
+_INT4_XNNPACK = {"xnn_datatype_qcint4", "xnn_datatype_qbint4"}
 
 
 def quantization(path: Path, fmt: Format) -> Quantize | None:
     """How ``path``'s weights are quantized, read from the file (``validate`` has no
-    ``--quantize``): ``Quantize.DYNAMIC`` where it holds int8 weights, else None."""
+    ``--quantize``): ``Quantize.INT4`` where it holds int4 weights, ``Quantize.DYNAMIC`` where
+    it holds int8 ones, else None."""
+    int4 = False
     if fmt is Format.ONNX:
         import onnx
 
         graph = onnx.load(str(path), load_external_data=False).graph
         found = any(n.op_type in _QUANTIZED_ONNX for n in graph.node)
+        int4 = any(a.name == "bits" and a.i == 4 for n in graph.node
+                   if n.op_type == "MatMulNBits" for a in n.attribute)
     elif fmt is Format.TFLITE:
         from portkit.formats.tflite import mobile_report
 
-        found = mobile_report(path).precision == Quantize.DYNAMIC.value
+        precision = mobile_report(path).precision
+        int4 = precision == Quantize.INT4.value
+        found = int4 or precision == Quantize.DYNAMIC.value
     elif fmt is Format.EXECUTORCH:
-        from portkit.formats.pte import program_report
+        from portkit.formats.pte import read_program
 
-        found = "XNNConvert" in program_report(path).inside
+        delegates = [d for m in read_program(path) if m.name == "forward" for d in m.delegates]
+        found = any("XNNConvert" in d.nodes for d in delegates)
+        int4 = any(_INT4_XNNPACK & set(d.datatypes) for d in delegates)
     else:
         found = False
-    return Quantize.DYNAMIC if found else None
+    return Quantize.INT4 if int4 else Quantize.DYNAMIC if found else None

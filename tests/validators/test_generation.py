@@ -2,7 +2,8 @@
 tokens and logits pass; a token that parts fails naming the step, unless the source's own two
 candidates are a tie within rounding; logits off beyond the policy fail with equal tokens; the
 quantized policy (int8 weights): a cosine floor per step and a tie margin, picked by the
-artifact's quantization."""
+artifact's quantization; the int4 one: the artifact fed the source's tokens, judged on the share
+of steps whose tokens agree and a cosine floor."""
 
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ from portkit.errors import UsageError
 from portkit.options.generation import Export, exporting
 from portkit.policies import (
     GENERATION,
+    GENERATION_INT4,
     GENERATION_QUANTIZED,
     POLICIES,
     Quantize,
     generation_policy,
 )
-from portkit.runtimes.decoding import Generated
+from portkit.runtimes.decoding import Decoder, Generated, generate
 from portkit.validators.generation import compare
 
 VOCAB = 50
@@ -149,9 +151,70 @@ def test_the_generation_policy_follows_the_artifacts_quantization() -> None:
     assert generation_policy(tuned, Quantize.DYNAMIC) is tuned
 
 
-def test_a_language_model_takes_dynamic_only() -> None:
+def test_a_language_model_takes_dynamic_or_int4_only() -> None:
     assert Export(quantize=Quantize.DYNAMIC).quantize is Quantize.DYNAMIC
+    assert Export(quantize=Quantize.INT4).quantize is Quantize.INT4
     for mode in ("int8", "int16x8", "fp16"):
         with pytest.raises(UsageError, match=f"--quantize {mode}: a language model takes "
-                                             "--quantize dynamic"):
+                                             "--quantize dynamic or int4"):
             exporting(quantize=mode)
+    assert generation_policy(POLICIES["fp32"], Quantize.INT4) is GENERATION_INT4
+
+
+class _Echo(Decoder):
+    """A decoder whose logits at each step pick the token it was last fed, plus one."""
+
+    def __init__(self) -> None:
+        super().__init__(vocab=VOCAB, max_seq=None)
+        self.fed: list[int] = []
+
+    def _prefill(self, ids: np.ndarray) -> np.ndarray:
+        return np.eye(VOCAB, dtype=np.float32)[(int(ids[-1]) + 1) % VOCAB]
+
+    def _decode(self, token: int) -> np.ndarray:
+        self.fed.append(token)
+        return np.eye(VOCAB, dtype=np.float32)[(token + 1) % VOCAB]
+
+
+def test_forced_generation_feeds_the_given_tokens_and_records_its_own() -> None:
+    own = _Echo()
+    assert generate(own, np.array([3]), 4).tokens == (4, 5, 6, 7) and own.fed == [4, 5, 6]
+    forced = _Echo()
+    run = generate(forced, np.array([3]), 4, forced=(10, 20, 30, 40))
+    assert forced.fed == [10, 20, 30] and run.tokens == (4, 11, 21, 31)
+
+
+def _int4_case(disagree: list[int], scramble: int | None = None) -> tuple[Generated, Generated]:
+    """The source's generation of 20 steps and an artifact's fed its tokens: int4-like noise
+    with the source's token kept on top, but at the steps ``disagree`` (its runner-up on top),
+    and step ``scramble``'s logits scrambled (its token still on top)."""
+    ref = _logits(20)
+    got = _noisy(ref, 0.05)
+    if scramble is not None:
+        got[scramble] = np.random.default_rng(2).permutation(ref[scramble])
+    for i in range(len(ref)):
+        order = np.argsort(ref[i])
+        got[i, order[-2 if i in disagree else -1]] = got[i].max() + 0.1
+    return _generated(ref), _generated(got)
+
+
+def test_the_int4_policy_counts_agreeing_tokens_over_every_step() -> None:
+    source, artifact = _int4_case([3, 11, 15])  # 17 of 20 agree: 85%
+    check = compare(source, artifact, runtime="onnxruntime", tolerance=GENERATION_INT4)
+    assert check.forced and len(check.steps) == 20  # every step compared, none stops it
+    assert (check.agreed, check.first_disagreement, check.needed) == (17, 3, 16)
+    assert check.passed and not check.tie
+    assert all(s.passed for s in check.steps)
+    assert check.verdict.startswith("17/20 tokens agree fed the source's text (16 needed); "
+                                    "first disagreement at step 3")
+    assert check.policy.startswith("int4-generation: fed the source's tokens, at least 80%")
+    few = compare(*_int4_case([1, 3, 5, 7, 9]), runtime="tflite", tolerance=GENERATION_INT4)
+    assert not few.passed and few.agreed == 15 and all(s.passed for s in few.steps)
+
+
+def test_the_int4_policy_fails_a_step_below_its_cosine_floor_with_every_token_agreeing() -> None:
+    source, artifact = _int4_case([], scramble=6)
+    check = compare(source, artifact, runtime="executorch", tolerance=GENERATION_INT4)
+    assert check.agreed == 20 and not check.passed
+    assert [s.index for s in check.steps if not s.passed] == [6]
+    assert "step 6's logits are off by" in check.verdict and "cosine" in check.verdict
