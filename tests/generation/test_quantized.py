@@ -5,7 +5,9 @@ In the default suite, the ONNX from the shared float32 conversion is quantized b
 converter's own quantizer (``hf_to_onnx.quantize``) and ``validate`` finds the int8 weights and
 judges it at the quantized policy; a broken int8 artifact (quantized from a graph with one
 layer's weights scrambled) fails. The conversions through ``convert --quantize dynamic`` (one
-each for TFLite, ``.pte`` and ONNX) are ``slow``: each exports for about a minute.
+each for TFLite, ``.pte`` and ONNX) are ``slow``: each exports for about a minute. They
+convert the trained tiny Llama, whose next-token logits peak as a real model's do, so every
+one of the 16 tokens must agree (the random one's nearly flat logits part at a near-tie).
 """
 
 from __future__ import annotations
@@ -103,12 +105,13 @@ def test_a_quantization_a_language_model_does_not_take_is_refused(tmp_path: Path
 @pytest.mark.parametrize("target", ["onnx", "tflite", "executorch"])
 def test_convert_quantize_dynamic_passes_at_the_quantized_policy(
         target: str, llama_converted: Callable[..., Converted]) -> None:
-    c = llama_converted(target, "dynamic")
-    fp32 = llama_converted(target)
+    c = llama_converted(target, "dynamic", trained=True)
+    fp32 = llama_converted(target, trained=True)
     g, report = c.report["generation"], c.report
     assert report["exit_code"] == 0 and c.artifact.is_file(), g
     assert g["passed"] and g["policy"].startswith(QUANTIZED_POLICY)
-    assert g["agreed"] == 16 or g["tie"]
+    assert g["agreed"] == 16, g
+    assert all(s["cosine"] >= GENERATION_QUANTIZED.min_cosine for s in g["steps"]), g["steps"]
     assert report["tolerance"]["policy"] == QUANTIZED_POLICY
     assert "int8 weights" in report["route"][0]["detail"]
     # int8 weights for the linear layers; the embedding table stays float (ONNX: 0.73 of the
