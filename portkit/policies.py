@@ -189,11 +189,14 @@ GENERATION_QUANTIZED = Tolerance(atol=None, scale_tol=0.02, min_cosine=0.995,
 # A language model with int4 weights (``--quantize int4``) judged by generating: int4 rounding
 # parts a tiny decoder's free-running text from its source's within a few steps, so the
 # artifact is fed the source's tokens (teacher forcing, as llama.cpp's KL-divergence check
-# does) and judged on the share of steps whose greedy token is the source's (``min_top1``) and
-# a logit cosine floor at every step. From the int4 corpus (trained tiny decoders of three
+# does) and judged on a logit cosine floor at every step and the share of steps whose greedy
+# token is the source's (``min_top1``). From the int4 corpus (trained tiny decoders of three
 # families, three formats, three prompts, 32 steps: benchmarks/results/generation_policy_int4.json,
-# docs/language-models.md).
-GENERATION_INT4 = Tolerance(atol=None, scale_tol=0.0, min_cosine=0.9, min_top1=0.8,
+# docs/language-models.md): every faithful step at 0.954 or above, every broken case (a layer
+# scrambled) at 0.682 or below somewhere; the floor is the middle one of those that fail no
+# faithful case and pass no broken one. Every case agreed on every token, broken ones too, so
+# the share is the lowest candidate: real models' int4 parts from float on 10-30% of tokens.
+GENERATION_INT4 = Tolerance(atol=None, scale_tol=0.0, min_cosine=0.9, min_top1=0.5,
                             policy="int4-generation")
 # The generation policy of each precision a language model converts to, by ``--quantize``.
 GENERATION_POLICIES = {None: GENERATION, Quantize.DYNAMIC: GENERATION_QUANTIZED,

@@ -22,7 +22,7 @@ from portkit.formats import Format
 from portkit.formats.hf import check_trust, read_hf
 from portkit.io import atomic_replace, failed_path, staging_dir
 from portkit.options import ConvertJob
-from portkit.options.generation import Export
+from portkit.options.generation import LANGUAGE_MODEL_MODES, Export
 from portkit.policies import generation_policy
 from portkit.results import Attempt, ConvertReport, FileInfo, Hop, versions
 from portkit.runtimes.context import RunContext
@@ -72,7 +72,8 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
     with contextlib.ExitStack() as stack:
         stage = stack.enter_context(staging_dir(out.absolute()))
         staged = stage / f"model{job.target.suffix}"
-        weights = f", {shape.quantize.value}: int8 weights" if shape.quantize else ""
+        weights = (f", {shape.quantize.value}: {LANGUAGE_MODEL_MODES[shape.quantize]}"
+                   if shape.quantize else "")
         with ctx.progress(f"Exporting with {tool} (huggingface -> {job.target.value}, cache of "
                           f"{shape.max_seq} positions{weights})"):
             try:

@@ -17,10 +17,10 @@ from portkit.policies import Quantize
 DEFAULT_STEPS = 16
 DEFAULT_MAX_SEQ = 256
 DEFAULT_PREFILL = (32,)
-# The --quantize modes a language model takes: weights only (int8 per channel, or int4 in blocks
-# of 32 inputs), activations float or quantized on the fly by the runtime's kernel; never
-# calibrated activations.
-LANGUAGE_MODEL_MODES = (Quantize.DYNAMIC, Quantize.INT4)
+# The --quantize modes a language model takes, and what each makes of its weights: weights only
+# (int8 per channel, or int4 in blocks of 32 inputs), activations float or quantized on the fly
+# by the runtime's kernel; never calibrated activations.
+LANGUAGE_MODEL_MODES = {Quantize.DYNAMIC: "int8 weights", Quantize.INT4: "int4 weights"}
 
 
 @dataclass(frozen=True)
