@@ -35,6 +35,7 @@ from benchmarks import (  # noqa: E402 - after the path above
     executorch,
     generation,
     generation_policy,
+    generation_policy_int4,
     generation_policy_quantized,
     probes,
     profiles,
@@ -70,6 +71,8 @@ RENDERERS: dict[str, Callable[[], str]] = {
     generation_policy.START: lambda: generation_policy.markdown(_load(generation_policy.RESULTS)),
     generation_policy_quantized.START: lambda: generation_policy_quantized.markdown(
         _load(generation_policy_quantized.RESULTS)),
+    generation_policy_int4.START: lambda: generation_policy_int4.markdown(
+        _load(generation_policy_int4.RESULTS)),
     profiles.START: lambda: profiles.markdown(profiles.RESULTS),
     debug.START: lambda: debug.markdown(_load(debug.RESULTS)),
     transformer_int8.START: lambda: transformer_int8.markdown(_load(transformer_int8.RESULTS)),
