@@ -12,7 +12,11 @@ choice is a tie and passes (nothing after it is compared: the two texts now diff
 A quantized artifact (``--quantize dynamic``, or found to hold int8 weights: ``quantization``)
 is judged by ``policies.GENERATION_QUANTIZED`` instead: every token equal and each step's
 logit cosine above a floor, a first disagreement a tie where the source's two candidates are
-within the rounding the policy's ``scale_tol`` allows.
+within the rounding the policy's ``scale_tol`` allows. An int4 one (``--quantize int4``) by
+``policies.GENERATION_INT4``, a policy with a share of agreeing tokens (``min_top1``): the
+artifact is fed the source's tokens (teacher forcing), so every step is compared on the same
+text; each step's cosine must meet the floor and enough of the artifact's tokens must be the
+source's.
 """
 
 from __future__ import annotations

@@ -199,8 +199,9 @@ def _int4_case(disagree: list[int], scramble: int | None = None) -> tuple[Genera
 
 
 def test_the_int4_policy_counts_agreeing_tokens_over_every_step() -> None:
+    share = replace(GENERATION_INT4, min_top1=0.8)  # the count, whatever the policy's share
     source, artifact = _int4_case([3, 11, 15])  # 17 of 20 agree: 85%
-    check = compare(source, artifact, runtime="onnxruntime", tolerance=GENERATION_INT4)
+    check = compare(source, artifact, runtime="onnxruntime", tolerance=share)
     assert check.forced and len(check.steps) == 20  # every step compared, none stops it
     assert (check.agreed, check.first_disagreement, check.needed) == (17, 3, 16)
     assert check.passed and not check.tie
@@ -208,8 +209,14 @@ def test_the_int4_policy_counts_agreeing_tokens_over_every_step() -> None:
     assert check.verdict.startswith("17/20 tokens agree fed the source's text (16 needed); "
                                     "first disagreement at step 3")
     assert check.policy.startswith("int4-generation: fed the source's tokens, at least 80%")
-    few = compare(*_int4_case([1, 3, 5, 7, 9]), runtime="tflite", tolerance=GENERATION_INT4)
+    few = compare(*_int4_case([1, 3, 5, 7, 9]), runtime="tflite", tolerance=share)
     assert not few.passed and few.agreed == 15 and all(s.passed for s in few.steps)
+    # the policy's own share: half the tokens
+    half = compare(*_int4_case(list(range(0, 20, 2))), runtime="tflite",
+                   tolerance=GENERATION_INT4)
+    assert half.passed and (half.agreed, half.needed) == (10, 10)
+    assert not compare(*_int4_case(list(range(11))), runtime="tflite",
+                       tolerance=GENERATION_INT4).passed
 
 
 def test_the_int4_policy_fails_a_step_below_its_cosine_floor_with_every_token_agreeing() -> None:
