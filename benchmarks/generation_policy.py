@@ -250,14 +250,17 @@ def prompts() -> list[list[int]]:
             for k, n in enumerate(PROMPT_LENGTHS)]
 
 
-def generations(path: Path, fmt: Format, pool: Pool) -> list[Generated]:
-    """``path`` generating ``STEPS`` tokens from each prompt, in its format's worker."""
+def generations(path: Path, fmt: Format, pool: Pool,
+                fed: list[Generated] | None = None) -> list[Generated]:
+    """``path`` generating ``STEPS`` tokens from each prompt, in its format's worker; with
+    ``fed`` (another side's runs, one a prompt), fed that run's tokens (teacher forcing)."""
     runs = []
-    for prompt in prompts():
+    for k, prompt in enumerate(prompts()):
+        forced = list(fed[k].tokens) if fed else []
         try:
             runs.append(pool.call(f"generate-{fmt.value}", generate_task, timeout=TIMEOUT,
                                   what=str(path), path=str(path), fmt=fmt, prompt=prompt,
-                                  steps=STEPS, export=EXPORT))
+                                  steps=STEPS, export=EXPORT, forced=forced))
         except PortkitError:
             pool.discard(f"generate-{fmt.value}")
             raise

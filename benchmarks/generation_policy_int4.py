@@ -14,9 +14,9 @@ judged against (fed that copy's tokens); for ONNX also in the artifact itself, q
 from the edited float32 graph by the converter's own quantizer. An edit that moves the source's
 own logits less than int4 rounding moves the faithful artifacts is counted apart, as in the int8
 corpus. Of the candidates that fail no faithful case and pass the fewest broken ones, the chosen
-policy has the middle cosine floor (as far from the faithful cases as from the broken ones) and
-the lowest share of agreeing tokens: the tiny decoders agree on every token, where real models'
-4-bit quantizations part from their float model on 10-30% of tokens fed the same text
+policy has the middle one of their cosine floors (away from both edges of the gap, not its
+midpoint) and the lowest share of agreeing tokens: the tiny decoders agree on every token, where
+real models' 4-bit quantizations part from their float model on 10-30% of tokens fed the same text
 (llama.cpp's KL-divergence runs report a "same top p" of 70-90%), so no share floor higher than
 the corpus needs.
 """
@@ -37,7 +37,7 @@ from benchmarks import generation_policy_quantized as q8
 from portkit.errors import PortkitError
 from portkit.formats import Format
 from portkit.policies import GENERATION_INT4, Quantize
-from portkit.runtimes.decoding import Generated, generate_task
+from portkit.runtimes.decoding import Generated
 from portkit.runtimes.worker import Pool
 
 RESULTS = gp.RESULTS.with_name("generation_policy_int4.json")
@@ -61,21 +61,6 @@ def sources(work: Path, families: list[str]) -> None:
             shutil.rmtree(stage, ignore_errors=True)
             save_decoder(family, stage, seed=0, trained=True)
             stage.rename(folder)
-
-
-def forced(path: Path, fmt: Format, pool: Pool, runs: list[Generated]) -> list[Generated]:
-    """``path`` fed each of ``runs``' tokens after its prompt, in its format's worker."""
-    out = []
-    for run in runs:
-        try:
-            out.append(pool.call(f"generate-{fmt.value}", generate_task, timeout=gp.TIMEOUT,
-                                 what=str(path), path=str(path), fmt=fmt,
-                                 prompt=list(run.prompt), steps=len(run.tokens),
-                                 export=gp.EXPORT, forced=list(run.tokens)))
-        except PortkitError:
-            pool.discard(f"generate-{fmt.value}")
-            raise
-    return out
 
 
 def judged(source: Generated, artifact: Generated, fmt: Format) -> dict[str, Any]:
@@ -111,14 +96,15 @@ def measure(work: Path, families: list[str]
                 head = {"family": family, "format": fmt.value}
                 try:
                     path, seconds = gp.exported(work, family, fmt, pool, SHAPE)
-                    cases = [("as-exported", None, True, truth, forced(path, fmt, pool, truth))]
+                    cases = [("as-exported", None, True, truth,
+                              gp.generations(path, fmt, pool, truth))]
                     for edit, runs in broken.items():
                         cases.append((edit, "source", False, runs,
-                                      forced(path, fmt, pool, runs)))
+                                      gp.generations(path, fmt, pool, runs)))
                         if fmt is Format.ONNX:
                             edited = q8.broken_onnx(work, family, edit, pool, Quantize.INT4)
                             cases.append((edit, "artifact", False, truth,
-                                          forced(edited, fmt, pool, truth)))
+                                          gp.generations(edited, fmt, pool, truth)))
                 except PortkitError as e:
                     exports.append({**head, "error": str(e).splitlines()[0]})
                     print(json.dumps(exports[-1]), flush=True)

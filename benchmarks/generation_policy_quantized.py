@@ -144,7 +144,7 @@ def measure(work: Path, families: list[str]
                         print(json.dumps({k: v for k, v in rows[-1].items() if k != "passed"}),
                               flush=True)
             within_rounding([r for r in rows if r["family"] == family],
-                             [e for e in effects if e["family"] == family])
+                            [e for e in effects if e["family"] == family])
     return rows, exports, effects
 
 
@@ -171,8 +171,8 @@ def candidates(rows: list[dict[str, Any]], first: tuple[str, Sequence[float]],
     """Each candidate policy, a value of ``first``'s and one of ``second``'s (each a name and
     its values; a case's verdicts are keyed ``"a/b"``), with the faithful cases it fails, the
     broken ones it passes, and the cases within rounding it passes."""
-    def count(faithful: bool | None, key: str, verdict: bool) -> int:
-        return sum(r["passed"][key] is verdict for r in rows if r["faithful"] is faithful)
+    def count(faithful: bool | None, name: str, verdict: bool) -> int:
+        return sum(r["passed"][name] is verdict for r in rows if r["faithful"] is faithful)
 
     return [{first[0]: a, second[0]: b, "false_fails": count(True, key(a, b), False),
              "false_passes": count(False, key(a, b), True),

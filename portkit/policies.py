@@ -32,7 +32,7 @@ class Quantize(str, enum.Enum):
     @property
     def integer(self) -> bool:
         """Whether it quantizes to integers (ai-edge-quantizer's modes, which can keep ops
-        float); fp16 is float16 weights."""
+        float, and a language model's int4); fp16 is float16 weights."""
         return self is not Quantize.FP16
 
     @classmethod
@@ -118,9 +118,8 @@ class Tolerance:
         rtol: Relative tolerance per element.
         scale_tol: Tolerance per element as a fraction of the output's scale.
         min_cosine: Lowest cosine similarity that passes, or None.
-        min_top1: Lowest top-1 agreement (0-1) that passes, or None; a generation policy's:
-            the share of steps, the artifact fed the source's tokens, whose greedy token is
-            the source's (``validators.generation``).
+        min_top1: Lowest top-1 agreement (0-1) that passes, or None; a ``forced`` generation
+            policy's: the share of steps whose greedy token is the source's.
         min_top5: Lowest top-5 agreement (0-1) that passes, or None.
         samples: How many inputs the source and artifact are compared on.
         policy: The policy's name (the precision it fits: fp32, fp16, dynamic, int8, int16x8).
@@ -129,6 +128,9 @@ class Tolerance:
             inputs may hold them, and an output's must match the reference's exactly (same
             places, same values, NaN equal to NaN) while the finite rest is judged as usual.
             Without it an output holding any NaN or inf fails.
+        forced: A generation policy's: the artifact is fed the source's tokens (teacher
+            forcing), every step is compared on the same text, and ``min_top1`` is the share
+            of steps whose greedy token must be the source's (``validators.generation``).
     """
 
     atol: float | None = 1e-9
@@ -141,6 +143,7 @@ class Tolerance:
     policy: str = "fp32"
     kind: OutputKind | None = None
     allow_nonfinite: bool = False
+    forced: bool = False
 
     @classmethod
     def from_plain(cls, data: Mapping[str, Any]) -> Tolerance:
@@ -197,23 +200,30 @@ GENERATION_QUANTIZED = Tolerance(atol=None, scale_tol=0.02, min_cosine=0.995,
 # faithful case and pass no broken one. Every case agreed on every token, broken ones too, so
 # the share is the lowest candidate: real models' int4 parts from float on 10-30% of tokens.
 GENERATION_INT4 = Tolerance(atol=None, scale_tol=0.0, min_cosine=0.9, min_top1=0.5,
-                            policy="int4-generation")
+                            forced=True, policy="int4-generation")
 # The generation policy of each precision a language model converts to, by ``--quantize``.
 GENERATION_POLICIES = {None: GENERATION, Quantize.DYNAMIC: GENERATION_QUANTIZED,
                        Quantize.INT4: GENERATION_INT4}
 
 
 def generation_policy(given: Tolerance, quantize: Quantize | None = None) -> Tolerance:
-    """The generation policy of ``quantize``'s precision (``GENERATION_POLICIES``), unless
-    ``given`` is neither the fp32 default nor that precision's (the user tuned it).
+    """The generation policy of ``quantize``'s precision (``GENERATION_POLICIES``) with the
+    numbers the user set over it: those where ``given`` differs from the default it was made
+    from (fp32's or the precision's, whichever it differs from less).
 
     Args:
-        given: The job's policy (the precision's ``POLICIES`` entry with the user's numbers;
-            ``validate`` has fp32's, whatever the artifact holds).
+        given: The job's policy (a ``POLICIES`` entry with the user's numbers; ``validate``
+            has fp32's, whatever the artifact holds).
         quantize: The artifact's quantization (None: float32).
     """
-    defaults = (POLICIES["fp32"], POLICIES.get(quantize.value if quantize else "fp32"))
-    return GENERATION_POLICIES.get(quantize, given) if given in defaults else given
+    defaults = [POLICIES["fp32"]]
+    if quantize is not None and quantize.value in POLICIES:
+        defaults.append(POLICIES[quantize.value])
+    users = (*NUMBERS, "allow_nonfinite")  # what a user sets
+    changes = min(({f: getattr(given, f) for f in users if getattr(given, f) != getattr(d, f)}
+                   for d in defaults), key=len)
+    base = GENERATION_POLICIES.get(quantize, GENERATION)
+    return dataclasses.replace(base, **changes) if changes else base
 
 
 @dataclass(frozen=True)

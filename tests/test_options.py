@@ -98,6 +98,8 @@ def test_convert_options_types_the_quantize_mode(tmp_path: Path) -> None:
     (Format.TFLITE, {"quantize": "dynamic", "keep_float": [" , "]}, "give auto or names"),
     (Format.EXECUTORCH, {"quantize": "int4"}, "--quantize int4: int4 weights are for a "
                                               "language model .* use --quantize dynamic"),
+    (Format.ONNX, {"quantize": "int4"}, r"a language model \(a Hugging Face causal-LM "
+                                        r"directory\)$"),  # dynamic is no ONNX mode either
 ])
 def test_convert_options_refuse_flags_out_of_place(fmt: Format, kwargs: dict,
                                                    message: str) -> None:

@@ -103,4 +103,4 @@ def convert(job: ConvertJob, ctx: RunContext) -> ConvertReport:
         routes_tried=(attempt,), checks=(), inputs=(), tolerance=policy, seed=job.feed.seed,
         seconds=time.perf_counter() - started, versions=versions(),
         converter_seconds=hop.seconds, route_name=tool, reference_runtime="transformers",
-        artifact_failed=failed, generation=check)
+        artifact_failed=failed, generation=check, quantize=shape.quantize)

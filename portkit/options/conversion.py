@@ -98,8 +98,9 @@ def convert_options(target: Format, *, signature: str | None = None, trust_model
     if mode is not None:
         if mode is Quantize.INT4:
             raise UsageError("--quantize int4: int4 weights are for a language model (a Hugging "
-                             "Face causal-LM directory); for this model use --quantize dynamic "
-                             "(int8 weights)")
+                             "Face causal-LM directory)" + (
+                                 "; for this model use --quantize dynamic (int8 weights)"
+                                 if target in (Format.TFLITE, Format.EXECUTORCH) else ""))
         if target is Format.EXECUTORCH and mode is Quantize.INT16X8:
             raise UsageError(f"--quantize {mode.value}: ExecuTorch programs quantize fp16, "
                              "dynamic or int8 (PT2E, XNNPACK)")

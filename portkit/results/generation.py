@@ -20,7 +20,9 @@ class Step:
         scale: The step's largest source logit magnitude.
         scaled_err: ``max_abs_err / scale``.
         cosine: Cosine similarity of the two logit vectors.
-        passed: Whether the step meets the policy (its logits, and its token unless a tie).
+        passed: Whether the step meets the policy (its logits, and its token unless a tie;
+            where the artifact was fed the source's tokens, its logits only: the tokens are
+            counted over the steps).
         source_text: The source's token decoded, when a tokenizer is there.
         artifact_text: The artifact's token decoded.
     """
@@ -61,7 +63,8 @@ class GenerationCheck:
 
     Attributes:
         runtime, device: Where the artifact ran.
-        passed: Whether every step met the policy.
+        passed: Whether every step met the policy (and, where ``forced``, at least
+            ``needed`` tokens agree).
         steps: The steps compared: each one up to and including the first where the tokens
             differ (after it the two continue from different text, so nothing is compared);
             every step where the artifact was fed the source's tokens (``forced``).

@@ -100,6 +100,8 @@ class Generated:
         cache: Each layer's (keys, values) at the end (``Decoder.cache``), possibly empty.
         prefill_seconds: The prefill's wall time.
         decode_seconds: Each decode step's wall time.
+        fed: The tokens fed after each step where they were another side's (teacher forcing:
+            ``generate``'s ``forced``), else empty: each was this side's own choice.
     """
 
     prompt: tuple[int, ...]
@@ -108,13 +110,18 @@ class Generated:
     cache: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     prefill_seconds: float = 0.0
     decode_seconds: tuple[float, ...] = ()
+    fed: tuple[int, ...] = ()
 
 
 def generate(decoder: Decoder, prompt: np.ndarray, steps: int,
              forced: Sequence[int] = ()) -> Generated:
     """``steps`` greedy tokens after ``prompt``: prefill, then each chosen token fed back; or,
     with ``forced`` (another side's tokens), ``forced[i]`` fed after step ``i`` whatever this
-    side chose (teacher forcing: each step then sees the same text on both sides)."""
+    side chose (teacher forcing: each step then sees the same text on both sides), for as many
+    steps as ``forced`` has tokens to feed."""
+    fed = tuple(int(t) for t in forced)
+    if fed:
+        steps = min(steps, len(fed) + 1)
     started = time.perf_counter()
     logits = [decoder.prefill(prompt)]
     prefill_seconds = time.perf_counter() - started
@@ -122,11 +129,12 @@ def generate(decoder: Decoder, prompt: np.ndarray, steps: int,
     times = []
     for i in range(steps - 1):
         started = time.perf_counter()
-        logits.append(decoder.decode(forced[i] if forced else tokens[-1]))
+        logits.append(decoder.decode(fed[i] if fed else tokens[-1]))
         times.append(time.perf_counter() - started)
         tokens.append(int(np.argmax(logits[-1])))
     return Generated(tuple(int(t) for t in np.asarray(prompt).reshape(-1)), tuple(tokens),
-                     np.stack(logits), decoder.cache(), prefill_seconds, tuple(times))
+                     np.stack(logits), decoder.cache(), prefill_seconds, tuple(times),
+                     fed[:steps - 1])
 
 
 def load_decoder(path: Path, fmt: Format, export: Export = Export()) -> Decoder:

@@ -21,6 +21,7 @@ source's.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -99,11 +100,18 @@ def compare(source: Generated, artifact: Generated, *, runtime: str, device: str
         detokenize: Groups of token ids -> one text per group, when a tokenizer is there.
 
     Returns:
-        The check: every step up to the first disagreement, the verdict, the texts.
+        The check: every step up to the first disagreement (every step where ``artifact``
+        was fed the source's tokens: ``Generated.fed``), the verdict, the texts.
+
+    Raises:
+        ValueError: ``artifact`` was fed tokens that are not the source's.
     """
     tol = tolerance or GENERATION
     n = min(len(source.tokens), len(artifact.tokens))
-    forced = tol.min_top1 is not None
+    # fed the source's own tokens: every step continues the same text on both sides
+    forced = bool(artifact.fed)
+    if forced and artifact.fed != source.tokens[:len(artifact.fed)]:
+        raise ValueError("the artifact was fed other tokens than the source generated")
     steps: list[Step] = []
     first, tie = None, False
     for i in range(n):
@@ -121,7 +129,8 @@ def compare(source: Generated, artifact: Generated, *, runtime: str, device: str
         steps.append(step)
     agreed = sum(s.source_token == s.artifact_token for s in steps) if forced else (
         first if first is not None else n)
-    needed = int(np.ceil(tol.min_top1 * n - 1e-9)) if forced else 0
+    share = 1.0 if tol.min_top1 is None else tol.min_top1
+    needed = math.ceil(round(share * n, 9)) if forced else 0
     texts = [""] * (2 * len(steps) + 3)
     if detokenize is not None:
         texts = _texts(detokenize, steps, source, artifact)
@@ -152,8 +161,8 @@ def describe(tol: Tolerance) -> str:
     if tol.atol is not None:
         return (f"{tol.policy}: every token equal (a tie within rounding passes), each step's "
                 f"logits within {tol.scale_tol:g} of their scale")
-    if tol.min_top1 is not None:
-        return (f"{tol.policy}: fed the source's tokens, at least {tol.min_top1:.0%} of the "
+    if tol.forced:
+        return (f"{tol.policy}: fed the source's tokens, at least {tol.min_top1 or 1:.0%} of the "
                 f"artifact's tokens equal the source's, each step's logit cosine >= "
                 f"{tol.min_cosine}")
     tie = (f"a tie within {2 * tol.scale_tol:g} of the scale passes" if tol.scale_tol else
@@ -222,8 +231,7 @@ def generation_check(src: Path, model: HfModel, artifact: Path, fmt: Format,
     with ctx.progress(f"Generating {generation.steps} tokens with {src.name} (transformers) "
                       f"and with {artifact.name} ({runtime}), each on its own cache"):
         source = generated(src, Format.HUGGINGFACE, prompt, generation.steps, export, ctx)
-        # a policy that counts agreeing tokens judges the artifact on the source's text
-        forced = source.tokens if policy.min_top1 is not None else ()
+        forced = source.tokens if policy.forced else ()  # fed the source's text
         try:
             got = generated(artifact, fmt, prompt, generation.steps, export, ctx, forced)
         except PortkitError as e:
@@ -240,6 +248,8 @@ def generation_check(src: Path, model: HfModel, artifact: Path, fmt: Format,
 # ``XNNConvert`` quantizes activations on the fly (int8 linear layers) or casts (fp16).
 _QUANTIZED_ONNX = {"MatMulNBits", "MatMulInteger", "DynamicQuantizeLinear", "DequantizeLinear",
                    "QLinearMatMul", "GatherBlockQuantized"}
+# ONNX Runtime's weight-only ops, whose ``bits`` attribute is 4 where it is left out.
+_NBITS_ONNX = {"MatMulNBits", "GatherBlockQuantized"}
 # XNNPACK's int4 weight datatypes: a scale per output channel, or per block of inputs.
 _INT4_XNNPACK = {"xnn_datatype_qcint4", "xnn_datatype_qbint4"}
 
@@ -254,8 +264,10 @@ def quantization(path: Path, fmt: Format) -> Quantize | None:
 
         graph = onnx.load(str(path), load_external_data=False).graph
         found = any(n.op_type in _QUANTIZED_ONNX for n in graph.node)
-        int4 = any(a.name == "bits" and a.i == 4 for n in graph.node
-                   if n.op_type == "MatMulNBits" for a in n.attribute)
+        bits = [next((a.i for a in n.attribute if a.name == "bits"), 4)
+                for n in graph.node if n.op_type in _NBITS_ONNX]
+        int4 = 4 in bits or any(t.data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4)
+                                for t in graph.initializer)
     elif fmt is Format.TFLITE:
         from portkit.formats.tflite import mobile_report
 

@@ -8,11 +8,13 @@ of steps whose tokens agree and a cosine floor."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from portkit.errors import UsageError
+from portkit.formats import Format
 from portkit.options.generation import Export, exporting
 from portkit.policies import (
     GENERATION,
@@ -21,9 +23,10 @@ from portkit.policies import (
     POLICIES,
     Quantize,
     generation_policy,
+    policy,
 )
 from portkit.runtimes.decoding import Decoder, Generated, generate
-from portkit.validators.generation import compare
+from portkit.validators.generation import compare, quantization
 
 VOCAB = 50
 
@@ -147,8 +150,13 @@ def test_the_generation_policy_follows_the_artifacts_quantization() -> None:
     assert generation_policy(POLICIES["fp32"]) is GENERATION
     for given in (POLICIES["fp32"], POLICIES["dynamic"]):  # validate's, convert's
         assert generation_policy(given, Quantize.DYNAMIC) is GENERATION_QUANTIZED
+    # the user's numbers go over the precision's generation policy, not in its place
     tuned = replace(POLICIES["dynamic"], min_cosine=0.9)
-    assert generation_policy(tuned, Quantize.DYNAMIC) is tuned
+    assert generation_policy(tuned, Quantize.DYNAMIC) == replace(GENERATION_QUANTIZED,
+                                                                 min_cosine=0.9)
+    assert generation_policy(policy(None, min_cosine=0.95, min_top1=0.9), Quantize.INT4) == \
+        replace(GENERATION_INT4, min_cosine=0.95, min_top1=0.9)
+    assert generation_policy(policy(None, scale_tol=1e-3)) == replace(GENERATION, scale_tol=1e-3)
 
 
 def test_a_language_model_takes_dynamic_or_int4_only() -> None:
@@ -182,6 +190,9 @@ def test_forced_generation_feeds_the_given_tokens_and_records_its_own() -> None:
     forced = _Echo()
     run = generate(forced, np.array([3]), 4, forced=(10, 20, 30, 40))
     assert forced.fed == [10, 20, 30] and run.tokens == (4, 11, 21, 31)
+    assert run.fed == (10, 20, 30) and generate(_Echo(), np.array([3]), 4).fed == ()
+    short = generate(_Echo(), np.array([3]), 4, forced=np.array([10]))  # as many as it feeds
+    assert short.tokens == (4, 11) and short.fed == (10,)
 
 
 def _int4_case(disagree: list[int], scramble: int | None = None) -> tuple[Generated, Generated]:
@@ -195,7 +206,8 @@ def _int4_case(disagree: list[int], scramble: int | None = None) -> tuple[Genera
     for i in range(len(ref)):
         order = np.argsort(ref[i])
         got[i, order[-2 if i in disagree else -1]] = got[i].max() + 0.1
-    return _generated(ref), _generated(got)
+    source = _generated(ref)
+    return source, replace(_generated(got), fed=source.tokens[:-1])
 
 
 def test_the_int4_policy_counts_agreeing_tokens_over_every_step() -> None:
@@ -217,6 +229,12 @@ def test_the_int4_policy_counts_agreeing_tokens_over_every_step() -> None:
     assert half.passed and (half.agreed, half.needed) == (10, 10)
     assert not compare(*_int4_case(list(range(11))), runtime="tflite",
                        tolerance=GENERATION_INT4).passed
+    # the same logits generated free-running: judged as such, stopping at the first part
+    source, artifact = _int4_case([3, 11, 15])
+    free = compare(source, replace(artifact, fed=()), runtime="tflite", tolerance=share)
+    assert not free.forced and len(free.steps) == 4 and free.agreed == 3
+    with pytest.raises(ValueError, match="fed other tokens"):
+        compare(source, replace(artifact, fed=(1,) * 19), runtime="tflite", tolerance=share)
 
 
 def test_the_int4_policy_fails_a_step_below_its_cosine_floor_with_every_token_agreeing() -> None:
@@ -225,3 +243,33 @@ def test_the_int4_policy_fails_a_step_below_its_cosine_floor_with_every_token_ag
     assert check.agreed == 20 and not check.passed
     assert [s.index for s in check.steps if not s.passed] == [6]
     assert "step 6's logits are off by" in check.verdict and "cosine" in check.verdict
+
+
+def _graph(tmp_path: Path, nodes: list, initializers: list | None = None) -> Path:
+    """A file holding ``nodes`` (read for their ops, never run)."""
+    import onnx
+    from onnx import helper
+
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", 1, [1])],
+                              [helper.make_tensor_value_info("y", 1, [1])], initializers or [])
+    path = tmp_path / f"{len(list(tmp_path.iterdir()))}.onnx"
+    onnx.save(helper.make_model(graph), path)
+    return path
+
+
+def test_the_onnx_weights_precision_is_read_from_its_ops_and_initializers(tmp_path: Path) -> None:
+    import onnx
+    from onnx import helper
+
+    def nbits(**bits: int) -> object:
+        return helper.make_node("MatMulNBits", ["x", "w", "s"], ["y"], domain="com.microsoft",
+                                K=64, N=64, block_size=32, **bits)
+
+    int4 = helper.make_tensor("w", onnx.TensorProto.INT4, [4], [1, -2, 3, -4])
+    dequantize = helper.make_node("DequantizeLinear", ["w", "s"], ["y"])
+    for want, nodes, initializers in (
+            (Quantize.INT4, [nbits()], []),  # MatMulNBits' bits are 4 where left out
+            (Quantize.DYNAMIC, [nbits(bits=8)], []),
+            (Quantize.INT4, [dequantize], [int4]),  # int4 weights, dequantized
+            (None, [helper.make_node("MatMul", ["x", "x"], ["y"])], [])):
+        assert quantization(_graph(tmp_path, nodes, initializers), Format.ONNX) is want

@@ -40,7 +40,9 @@ def generation_tables(g: GenerationCheck) -> list[Table | Text]:
         texts.add_column("side")
         texts.add_column("text")
         texts.add_row("source", escape(g.source_text))
-        texts.add_row(g.runtime, escape(g.artifact_text))
+        # fed the source's text, the artifact's tokens are its pick at each step of it
+        texts.add_row(f"{g.runtime}'s pick at each step" if g.forced else g.runtime,
+                      escape(g.artifact_text))
         out.append(texts)
     if g.cache:
         drift = Table(title="Cache at the end, per layer (keys and values)", title_justify="left")
