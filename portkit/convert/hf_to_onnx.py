@@ -14,8 +14,9 @@ so a graph fed its own ``present`` computes what ``model.generate``'s trimmed ca
 ``--quantize dynamic`` (8 bits) or ``int4`` rewrites the exported graph with ONNX Runtime's
 weight-only quantizer (``MatMulNBitsQuantizer``): every MatMul whose weight is a constant becomes
 a ``com.microsoft`` ``MatMulNBits`` with int8 or int4 weights (``BITS``), symmetric, one scale
-per output channel and block of ``BLOCKS`` inputs, activations float32; the inputs and outputs
-keep their names.
+per output channel and block of ``BLOCKS`` inputs, activations float32; with int4 the embedding
+table's Gather becomes ``GatherBlockQuantized`` too (``OPS``). The inputs and outputs keep their
+names.
 
 Exporters are tried in order, each a strategy that returns a graph or says why not
 (``_STRATEGIES``): the dynamo exporter with ``dynamic_shapes``, then the TorchScript exporter
@@ -46,6 +47,10 @@ SEQ, PAST, TOTAL = Dim("seq"), Dim("past"), Dim("past + seq")
 # int8; for int4 the 32 that torchao's and ai-edge-quantizer's int4 recipes use too.
 BITS = {Quantize.DYNAMIC: 8, Quantize.INT4: 4}
 BLOCKS = {Quantize.DYNAMIC: 128, Quantize.INT4: 32}
+# --quantize mode -> the ops quantized: int4 also the embedding table's Gather (as
+# GatherBlockQuantized, which ONNX Runtime has in 4 bits only; ai-edge-quantizer's recipes
+# quantize TFLite's embedding lookup too), a scale per block of its row.
+OPS = {Quantize.DYNAMIC: ("MatMul",), Quantize.INT4: ("MatMul", "Gather")}
 
 
 def export_onnx(src: Path, dst: Path, export: Export) -> str:
@@ -221,8 +226,9 @@ def _finish(path: Path, info: HfModel, external: bool) -> None:
 
 
 def quantize(path: Path, mode: Quantize, external: bool = False) -> str:
-    """Rewrite ``path``'s constant-weight MatMuls as ``MatMulNBits`` of ``BITS[mode]`` bits
-    (ONNX Runtime's weight-only quantizer, round to nearest, symmetric).
+    """Rewrite ``path``'s constant-weight MatMuls as ``MatMulNBits`` of ``BITS[mode]`` bits,
+    and for int4 its constant-table Gathers as ``GatherBlockQuantized`` (``OPS``; ONNX Runtime's
+    weight-only quantizer, round to nearest, symmetric; int4 weights raise the opset to 21).
 
     Returns:
         What was quantized, as a clause of the route's detail.
@@ -238,7 +244,8 @@ def quantize(path: Path, mode: Quantize, external: bool = False) -> str:
     matmuls = sum(n.op_type == "MatMul" for n in model.graph.node)
     try:
         quantizer = MatMulNBitsQuantizer(model, bits=BITS[mode], block_size=BLOCKS[mode],
-                                         is_symmetric=True, op_types_to_quantize=("MatMul",))
+                                         is_symmetric=True, op_types_to_quantize=OPS[mode],
+                                         quant_axes=(("MatMul", 0), ("Gather", 1)))
         quantizer.process()
     except Exception as e:  # noqa: BLE001 - the quantizer raises asserts, ValueError...
         raise ConversionError(f"{path.name}: ONNX Runtime's MatMulNBitsQuantizer failed "
@@ -247,13 +254,15 @@ def quantize(path: Path, mode: Quantize, external: bool = False) -> str:
     if ([i.name for i in done.graph.input], [o.name for o in done.graph.output]) != names:
         raise ConversionError(f"{path.name}: quantizing renamed the graph's inputs or outputs")
     count = sum(n.op_type == "MatMulNBits" for n in done.graph.node)
+    tables = sum(n.op_type == "GatherBlockQuantized" for n in done.graph.node)
     path.with_name(path.name + ".data").unlink(missing_ok=True)
     if external:
         onnx.save(done, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                   location=path.name + ".data")
     else:
         onnx.save(done, str(path))
-    return (f"; {count} of {matmuls} MatMuls -> MatMulNBits (onnxruntime "
+    embedding = f", {tables} embedding table -> GatherBlockQuantized" if tables else ""
+    return (f"; {count} of {matmuls} MatMuls -> MatMulNBits{embedding} (onnxruntime "
             f"MatMulNBitsQuantizer: int{BITS[mode]} weights, symmetric, a scale per output "
             f"channel and {BLOCKS[mode]} inputs; float activations)")
 
