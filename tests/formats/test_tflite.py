@@ -8,7 +8,7 @@ import pytest
 
 from portkit.errors import InvalidModelError
 from portkit.fixtures import keras_models
-from portkit.formats.tflite import _layout, flex_ops, mobile_report, op_counts
+from portkit.formats.tflite import _layout, _precision, flex_ops, mobile_report, op_counts
 
 
 def _tflite(model: object, path: Path, flex: bool = False) -> Path:
@@ -52,3 +52,26 @@ def test_truncated_flatbuffer_is_a_bad_file(tmp_path: Path) -> None:
     bad.write_bytes(good.read_bytes()[:64])
     with pytest.raises(InvalidModelError, match="bad.tflite"):
         mobile_report(bad)
+
+
+class _Tensors:
+    """A subgraph's tensors, as ``_precision`` reads them (their TensorType codes)."""
+
+    def __init__(self, *names: str) -> None:
+        from ai_edge_litert import schema_py_generated as schema
+
+        self.types = [getattr(schema.TensorType, n) for n in names]
+
+    def TensorsLength(self) -> int:  # noqa: N802 - the flatbuffer API's name
+        return len(self.types)
+
+    def Tensors(self, i: int) -> object:  # noqa: N802
+        return type("Tensor", (), {"Type": lambda _, t=self.types[i]: t})()
+
+
+def test_the_precision_is_read_from_the_tensor_types() -> None:
+    fc = {"FULLY_CONNECTED": 2}
+    floats = ("FLOAT32",) * 8
+    assert _precision(None, _Tensors(*floats, "INT4", "INT4"), (), fc) == "int4"
+    assert _precision(None, _Tensors(*floats, "INT8", "INT8"), (), fc) == "dynamic"
+    assert _precision(None, _Tensors(*floats), (), fc) == "float32"
