@@ -84,8 +84,14 @@ class GenerationCheck:
         prompt_text: The prompt decoded (empty without a tokenizer).
         source_text: The source's continuation, decoded.
         artifact_text: The artifact's continuation, decoded.
-        cache: Each layer's cache drift at the end (empty where the artifact hides its cache or
-            the tokens parted).
+        cache: Each layer's cache drift at the end, over the text both sides were fed (up to
+            the first disagreement where the tokens parted); empty where the artifact hides its
+            cache.
+        drift_from: The first layer whose cache drifts beyond the policy (``len(cache)`` when
+            none does): the difference arises after the previous layer's keys and values and
+            before this one's, or, past the last layer, in its attention output, its MLP, the
+            final norm or the head; None where that can't be said (no cache, or a quantized
+            artifact, whose every layer drifts).
         prefill_seconds: The artifact's prefill wall time.
         decode_ms: The artifact's median decode step, milliseconds.
         error: Why it could not run or be compared, if so.
@@ -107,6 +113,7 @@ class GenerationCheck:
     source_text: str = ""
     artifact_text: str = ""
     cache: tuple[LayerDrift, ...] = ()
+    drift_from: int | None = None
     prefill_seconds: float = 0.0
     decode_ms: float = 0.0
     error: str | None = None
@@ -134,6 +141,13 @@ class GenerationCheck:
             line += (f"; step {s.index}'s logits are off by {s.max_abs_err:.3g} "
                      f"({s.scaled_err:.2g} of their scale {s.scale:.3g}, cosine "
                      f"{s.cosine:.4f})")
+        if not self.passed and self.drift_from is not None:
+            line += ("; every layer's cache agrees: the difference arises after the last "
+                     "layer's keys and values (its attention output, its MLP, the final norm or "
+                     "the head)" if self.drift_from == len(self.cache) else
+                     f"; the caches drift from layer {self.drift_from}"
+                     + (" (the layers before it agree)" if self.drift_from else "")
+                     + f", {self.cache[self.drift_from].scaled_err:.2g} of its scale")
         return line
 
 

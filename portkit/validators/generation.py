@@ -73,17 +73,35 @@ def _tie(step: Step, ref: np.ndarray, tol: Tolerance) -> bool:
     return bool(gap <= allowed[step.source_token] + allowed[step.artifact_token])
 
 
-def _drift(source: Generated, artifact: Generated) -> tuple[LayerDrift, ...]:
+def _drift(source: Generated, artifact: Generated, shared: int | None = None
+           ) -> tuple[LayerDrift, ...]:
+    """Each layer's cache, artifact against source, over the positions both hold (each side
+    fed the same number of tokens, so both end at the same position), or only those of the
+    first ``shared`` positions, the text both sides were fed before their tokens parted."""
+    total = len(source.prompt) + len(source.tokens) - 1  # the positions each side was fed
+    end = total if shared is None else min(shared, total)
     rows = []
     for i, (ref, got) in enumerate(zip(source.cache, artifact.cache, strict=False)):
-        n = min(ref[0].shape[1], got[0].shape[1])
-        pairs = [(r[:, -n:], g[:, -n:]) for r, g in zip(ref, got, strict=True)]
-        if n == 0 or any(r.shape != g.shape for r, g in pairs):
-            return ()  # laid out differently: nothing comparable
+        start = total - min(ref[0].shape[1], got[0].shape[1])  # a sliding window keeps the last
+        pairs = [(r[:, start - total + r.shape[1]:end - total + r.shape[1]],
+                  g[:, start - total + g.shape[1]:end - total + g.shape[1]])
+                 for r, g in zip(ref, got, strict=True)]
+        if end <= start or start < 0 or any(r.shape != g.shape for r, g in pairs):
+            return ()  # laid out differently, or no position both were fed: nothing comparable
         err = max(float(np.max(np.abs(g - r))) for r, g in pairs)
         scale = max(float(np.max(np.abs(r))) for r, _ in pairs) or 1.0
-        rows.append(LayerDrift(layer=i, positions=n, max_abs_err=err, scaled_err=err / scale))
+        rows.append(LayerDrift(layer=i, positions=end - start, max_abs_err=err,
+                               scaled_err=err / scale))
     return tuple(rows)
+
+
+def _drift_from(cache: tuple[LayerDrift, ...], tol: Tolerance) -> int | None:
+    """The first layer whose cache drifts beyond the policy's ``scale_tol`` of its scale
+    (``len(cache)`` when none does); None where it can't say: no cache, or a policy that judges
+    no element alone (a quantized artifact's every layer drifts)."""
+    if not cache or tol.atol is None:
+        return None
+    return next((d.layer for d in cache if d.scaled_err > tol.scale_tol), len(cache))
 
 
 def compare(source: Generated, artifact: Generated, *, runtime: str, device: str = "cpu",
@@ -137,13 +155,16 @@ def compare(source: Generated, artifact: Generated, *, runtime: str, device: str
     steps = [replace(s, source_text=texts[2 * i], artifact_text=texts[2 * i + 1])
              for i, s in enumerate(steps)]
     decode = sorted(artifact.decode_seconds)
+    # the caches over the text both sides were fed: all of it, or up to where the tokens parted
+    cache = _drift(source, artifact, None if first is None or forced else
+                   len(source.prompt) + first)
     return GenerationCheck(
         runtime=runtime, device=device,
         passed=all(s.passed for s in steps) and n > 0 and agreed >= needed,
         steps=tuple(steps), generated=n, agreed=agreed, first_disagreement=first,
         forced=forced, needed=needed, tie=tie, policy=describe(tol), prompt=source.prompt,
         prompt_text=texts[-3], source_text=texts[-2], artifact_text=texts[-1],
-        cache=_drift(source, artifact) if first is None or forced else (),
+        cache=cache, drift_from=_drift_from(cache, tol),
         prefill_seconds=artifact.prefill_seconds,
         decode_ms=1000 * decode[len(decode) // 2] if decode else 0.0)
 

@@ -55,6 +55,8 @@ def test_validate_against_another_checkpoint_fails_naming_the_first_step(
     g = json.loads(result.stdout)["generation"]
     assert g["first_disagreement"] == 0 and not g["passed"]
     assert g["steps"][0]["source_token"] != g["steps"][0]["artifact_token"]
+    # over the prompt both were fed, every layer's cache differs: other weights from layer 0
+    assert g["drift_from"] == 0 and [d["positions"] for d in g["cache"]] == [len(g["prompt"])] * 2
 
 
 def test_one_layer_changed_in_the_artifact_fails_naming_the_step(
@@ -72,7 +74,11 @@ def test_one_layer_changed_in_the_artifact_fails_naming_the_step(
     onnx.save(model, broken)
     result = run_cli("validate", broken, "--reference", src)
     assert result.returncode == ExitCode.PARITY_FAILED, result.stderr
-    assert "FAIL" in result.stdout and "step 0" in " ".join(result.stdout.split())
+    said = " ".join(result.stdout.split())
+    assert "FAIL" in said and "step 0" in said
+    # the last layer's MLP comes after every layer's keys and values: the caches agree
+    assert ("every layer's cache agrees: the difference arises after the last layer's keys and "
+            "values") in said
 
 
 def test_bench_generate_times_the_source_and_the_artifact_in_turns(

@@ -100,6 +100,31 @@ def test_the_cache_drift_is_per_layer_over_the_positions_both_hold() -> None:
     assert check.cache[0].max_abs_err == 0 and check.cache[1].scaled_err == 0.25
 
 
+def test_where_tokens_part_the_caches_are_compared_over_the_text_both_were_fed() -> None:
+    ref = _logits()  # 6 steps after a 3-token prompt: each cache fed 8 positions
+    got = ref.copy()
+    src = int(ref[2].argmax())
+    got[2, (src + 1) % VOCAB] = ref[2, src] + 2.0  # parts at step 2: 5 positions shared
+    keys = np.arange(8 * 4, dtype=np.float32).reshape(1, 8, 4)
+    parted = keys.copy()
+    parted[:, 5:] += 100  # after the texts parted: another text, not compared
+    drifted = parted.copy()
+    drifted[:, 1] += 1  # layer 1 differs within the shared text
+    source = _generated(ref, [(keys, keys), (keys, keys)])
+    check = compare(source, _generated(got, [(parted, parted), (drifted, parted)]),
+                    runtime="onnxruntime")
+    assert [(d.layer, d.positions, d.max_abs_err) for d in check.cache] == [(0, 5, 0.0),
+                                                                           (1, 5, 1.0)]
+    assert check.drift_from == 1
+    assert "the caches drift from layer 1 (the layers before it agree)" in check.verdict
+    # every layer agreeing: the difference is after the last layer's keys and values
+    same = compare(source, _generated(got, [(parted, parted)] * 2), runtime="onnxruntime")
+    assert same.drift_from == 2 and "every layer's cache agrees" in same.verdict
+    # a quantized policy can't say: every layer of a quantized artifact drifts
+    assert compare(source, _generated(got, [(drifted, parted)] * 2), runtime="tflite",
+                   tolerance=GENERATION_QUANTIZED).drift_from is None
+
+
 def _noisy(ref: np.ndarray, share: float) -> np.ndarray:
     """``ref`` with seeded noise of ``share`` of each step's scale (int8 weights' rounding)."""
     rng = np.random.default_rng(1)
