@@ -103,6 +103,7 @@ def convert_tables(report: ConvertReport) -> list[Table | Text]:
         out.extend(quantization_tables(report.quantization))
     if (report.validated and report.artifact is not None and not report.passed
             and report.quantize is not None and report.quantize.integer
+            and report.generation is None  # a language model's weights: no ops to keep float
             and not (report.quantization and report.quantization.keep_float)
             and (report.degenerate is None or report.degenerate.passed)):
         out.append(Text("Some ops may not survive quantization: --keep-float auto keeps the "
