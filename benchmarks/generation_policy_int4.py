@@ -24,7 +24,6 @@ the corpus needs.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -34,11 +33,9 @@ from typing import Any
 
 from benchmarks import generation_policy as gp
 from benchmarks import generation_policy_quantized as q8
-from portkit.errors import PortkitError
 from portkit.formats import Format
 from portkit.policies import GENERATION_INT4, Quantize
 from portkit.runtimes.decoding import Generated
-from portkit.runtimes.worker import Pool
 
 RESULTS = gp.RESULTS.with_name("generation_policy_int4.json")
 START = "<!-- generation_policy_int4:start -->"
@@ -82,44 +79,10 @@ def judged(source: Generated, artifact: Generated, fmt: Format) -> dict[str, Any
 
 def measure(work: Path, families: list[str]
             ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Every case's row, every export's seconds (or its error), each edit's effect on the
-    source (the edited directory against the original, both in transformers)."""
-    rows: list[dict[str, Any]] = []
-    exports: list[dict[str, Any]] = []
-    effects: list[dict[str, Any]] = []
+    """The int8 corpus's ``measure`` on the trained directories (``sources``), each artifact
+    fed the tokens of the source it is judged against (the int4 policy is ``forced``)."""
     sources(work, families)
-    with Pool() as pool:
-        for family in families:
-            truth = gp.generations(gp.source_dir(work, family), Format.HUGGINGFACE, pool)
-            broken = q8.broken_sources(work, family, truth, pool, effects)
-            for fmt in gp.FORMATS:
-                head = {"family": family, "format": fmt.value}
-                try:
-                    path, seconds = gp.exported(work, family, fmt, pool, SHAPE)
-                    cases = [("as-exported", None, True, truth,
-                              gp.generations(path, fmt, pool, truth))]
-                    for edit, runs in broken.items():
-                        cases.append((edit, "source", False, runs,
-                                      gp.generations(path, fmt, pool, runs)))
-                        if fmt is Format.ONNX:
-                            edited = q8.broken_onnx(work, family, edit, pool, Quantize.INT4)
-                            cases.append((edit, "artifact", False, truth,
-                                          gp.generations(edited, fmt, pool, truth)))
-                except PortkitError as e:
-                    exports.append({**head, "error": str(e).splitlines()[0]})
-                    print(json.dumps(exports[-1]), flush=True)
-                    continue
-                exports.append({**head, "seconds": round(seconds, 1),
-                                "bytes": path.stat().st_size})
-                for case, edited_in, faithful, refs, artifacts in cases:
-                    for source, artifact in zip(refs, artifacts, strict=True):
-                        rows.append({**head, "case": case, "edited": edited_in,
-                                     "faithful": faithful, **judged(source, artifact, fmt)})
-                        print(json.dumps({k: v for k, v in rows[-1].items() if k != "passed"}),
-                              flush=True)
-            q8.within_rounding([r for r in rows if r["family"] == family],
-                               [e for e in effects if e["family"] == family])
-    return rows, exports, effects
+    return q8.measure(work, families, sys.modules[__name__])
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:

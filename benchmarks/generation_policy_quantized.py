@@ -36,7 +36,7 @@ from typing import Any
 from benchmarks import generation_policy as gp
 from portkit.errors import PortkitError
 from portkit.formats import Format
-from portkit.policies import GENERATION_QUANTIZED, Quantize
+from portkit.policies import GENERATION_POLICIES, GENERATION_QUANTIZED, Quantize
 from portkit.results import versions
 from portkit.runtimes.decoding import Generated
 from portkit.runtimes.worker import Pool
@@ -109,10 +109,16 @@ def broken_sources(work: Path, family: str, truth: list[Generated], pool: Pool,
     return broken
 
 
-def measure(work: Path, families: list[str]
+def measure(work: Path, families: list[str], corpus: ModuleType | None = None
             ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """Every case's row, every export's seconds (or its error), each edit's effect on the
-    source (the edited directory against the original, both in transformers)."""
+    source (the edited directory against the original, both in transformers), for ``corpus``
+    (this module, or ``generation_policy_int4``: its ``SHAPE`` and ``judged``). Where its
+    policy is ``forced``, each artifact is fed the tokens of the source it is judged against;
+    else it generates once, on its own."""
+    c = corpus or sys.modules[__name__]
+    mode = c.SHAPE.quantize
+    forced = GENERATION_POLICIES[mode].forced
     rows: list[dict[str, Any]] = []
     exports: list[dict[str, Any]] = []
     effects: list[dict[str, Any]] = []
@@ -122,25 +128,35 @@ def measure(work: Path, families: list[str]
             broken = broken_sources(work, family, truth, pool, effects)
             for fmt in gp.FORMATS:
                 head = {"family": family, "format": fmt.value}
+                own: dict[Path, list[Generated]] = {}
+
+                def runs(path: Path, refs: list[Generated]) -> list[Generated]:
+                    """``path``'s runs judged against ``refs``."""
+                    if forced:
+                        return gp.generations(path, fmt, pool, refs)
+                    if path not in own:
+                        own[path] = gp.generations(path, fmt, pool)
+                    return own[path]
+
                 try:
-                    path, seconds = gp.exported(work, family, fmt, pool, SHAPE)
-                    runs = gp.generations(path, fmt, pool)
+                    path, seconds = gp.exported(work, family, fmt, pool, c.SHAPE)
+                    exported = runs(path, truth)
                 except PortkitError as e:
                     exports.append({**head, "error": str(e).splitlines()[0]})
                     print(json.dumps(exports[-1]), flush=True)
                     continue
                 exports.append({**head, "seconds": round(seconds, 1),
                                 "bytes": path.stat().st_size})
-                cases = [("as-exported", None, True, truth, runs)]
-                for edit in broken:
-                    cases.append((edit, "source", False, broken[edit], runs))
+                cases = [("as-exported", None, True, truth, exported)]
+                for edit, edited_runs in broken.items():
+                    cases.append((edit, "source", False, edited_runs, runs(path, edited_runs)))
                     if fmt is Format.ONNX:
-                        edited = gp.generations(broken_onnx(work, family, edit, pool), fmt, pool)
-                        cases.append((edit, "artifact", False, truth, edited))
+                        edited = broken_onnx(work, family, edit, pool, mode)
+                        cases.append((edit, "artifact", False, truth, runs(edited, truth)))
                 for case, edited_in, faithful, sources, artifacts in cases:
                     for source, artifact in zip(sources, artifacts, strict=True):
                         rows.append({**head, "case": case, "edited": edited_in,
-                                     "faithful": faithful, **judged(source, artifact, fmt)})
+                                     "faithful": faithful, **c.judged(source, artifact, fmt)})
                         print(json.dumps({k: v for k, v in rows[-1].items() if k != "passed"}),
                               flush=True)
             within_rounding([r for r in rows if r["family"] == family],
